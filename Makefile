@@ -1,0 +1,94 @@
+# Trellis - build, run and test.
+#
+#   make run     install what is missing, build, start FerretDB + Redis + the server
+#   make test    install what is missing, build with ASan/UBSan, unit + integration tests
+#   make bench   benchmarks (tests/load/), numbers printed and written to build/bench/
+#
+# Everything the targets need is installed by ops/deps.sh (idempotent).
+
+CC      ?= gcc
+PKGS    := libwebsockets libuv libmongoc-1.0 libbson-1.0 libjwt hiredis libsodium
+WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow
+CSTD    := -std=c11 -D_GNU_SOURCE
+INCS    := -Iserver -Imodules
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
+
+SRCS     := $(wildcard server/*.c) $(wildcard modules/*/*.c)
+LIB_SRCS := $(filter-out server/main.c,$(SRCS))
+HDRS     := $(wildcard server/*.h) $(wildcard modules/*/*.h)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+
+REL_CFLAGS  := $(CSTD) $(WARN) -O2 -g $(INCS)
+ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
+               -fsanitize=address,undefined -fno-sanitize-recover=undefined $(INCS)
+
+REL_OBJS  := $(SRCS:%.c=build/obj/%.o)
+ASAN_OBJS := $(SRCS:%.c=build/asan/obj/%.o)
+ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/obj/%.o)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/unit/%)
+
+VENV    := .venv
+PYTHON  := $(VENV)/bin/python
+
+.PHONY: all deps build build-asan run test unit integration bench fmt fmt-check clean migrate
+
+all: build
+
+deps:
+	@bash ops/deps.sh
+
+build: build/trellis
+build-asan: build/asan/trellis
+
+build/trellis: $(REL_OBJS)
+	$(CC) -o $@ $^ $(PKG_LIBS)
+
+build/asan/trellis: $(ASAN_OBJS)
+	$(CC) -fsanitize=address,undefined -o $@ $^ $(PKG_LIBS)
+
+build/obj/%.o: %.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+build/asan/obj/%.o: %.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) -c -o $@ $<
+
+# Unit tests may #include the .c file under test to reach its statics, so
+# each test links the library objects except the one it includes (listed in
+# the test's first line as "// unit-under-test: server/x.c").
+build/asan/unit/%: tests/unit/%.c $(ASAN_LIB_OBJS) $(HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< \
+	  $(filter-out $(patsubst %.c,build/asan/obj/%.o,$(shell sed -n '1s|^// unit-under-test: ||p' $<)),$(ASAN_LIB_OBJS)) \
+	  -fsanitize=address,undefined $(PKG_LIBS) $(shell pkg-config --libs cmocka)
+
+run: deps build
+	@bash ops/run.sh
+
+migrate: build
+	@build/trellis migrate
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration: build-asan
+	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
+
+test: deps
+	@$(MAKE) --no-print-directory build-asan
+	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory integration
+
+bench: deps build
+	@bash tests/load/bench.sh
+
+fmt:
+	clang-format -i $(SRCS) $(HDRS) $(UNIT_SRCS) tests/load/*.c
+
+fmt-check:
+	clang-format --dry-run --Werror $(SRCS) $(HDRS) $(UNIT_SRCS)
+
+clean:
+	rm -rf build

@@ -1,0 +1,18 @@
+/* The built-in system module: operations endpoints and tenant tags. */
+#ifndef TR_SYSTEM_H
+#define TR_SYSTEM_H
+
+#include "module.h"
+
+void system_healthz(struct tr_ctx *c);
+void system_readyz(struct tr_ctx *c);
+void system_metrics(struct tr_ctx *c);
+void system_openapi(struct tr_ctx *c);
+
+void tags_list(struct tr_ctx *c);
+void tags_create(struct tr_ctx *c);
+void tags_get(struct tr_ctx *c);
+void tags_update(struct tr_ctx *c);
+void tags_delete(struct tr_ctx *c);
+
+#endif

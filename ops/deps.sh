@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# Installs what Trellis needs and is missing, and nothing else. Safe to run
+# again: every step checks first.
+#   - Debian packages (build libraries, redis-server, wrk and nginx for benchmarks)
+#   - FerretDB v1.24 (the embedded MongoDB-compatible database), built from its Go module
+#   - the Python test virtualenv in .venv from tests/requirements.txt
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+FERRETDB_VERSION=v1.24.0
+PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-dev
+      libhiredis-dev libsodium-dev libcmocka-dev redis-server wrk nginx clang-format)
+
+say() { printf 'deps: %s\n' "$*"; }
+
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	if ! command -v apt-get >/dev/null 2>&1; then
+		say "apt-get not found: install ${missing[*]} with your package manager, then run make again."
+		exit 1
+	fi
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	say "installing ${missing[*]}"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts a system redis-server on 6379 when the package is installed;
+# Trellis runs its own instances, so the system one is left alone.
+
+# FerretDB. `go install ...@v1.24.0` is the documented way, but the module
+# proxy here refuses the version list that `go install` reads to check for
+# deprecation, and the module zip carries no build/version/version.txt (the
+# binary panics at start without it). So: download the exact version, copy
+# the sources out of the read-only module cache, write the version file and
+# build. The result is the same binary, in the same place go install uses.
+ferretdb_bin="${TRELLIS_FERRETDB_BIN:-}"
+if [ -z "$ferretdb_bin" ] && [ -z "${TRELLIS_MONGO_URI:-}" ]; then
+	if ! command -v go >/dev/null 2>&1; then
+		say "go not found: install Go (https://go.dev/dl) or set TRELLIS_MONGO_URI to an existing MongoDB instead."
+		exit 1
+	fi
+	gobin="$(go env GOPATH)/bin"
+	ferretdb_bin="$gobin/ferretdb"
+	if ! "$ferretdb_bin" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
+		say "building FerretDB $FERRETDB_VERSION (once; about a minute)"
+		work=$(mktemp -d)
+		trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
+		(cd "$work" && go mod init trellis-ferretdb-build >/dev/null 2>&1 &&
+			go get "github.com/FerretDB/FerretDB@$FERRETDB_VERSION" >/dev/null 2>&1 &&
+			go get "github.com/FerretDB/FerretDB/cmd/ferretdb@$FERRETDB_VERSION" >/dev/null 2>&1) ||
+			{ say "could not download FerretDB $FERRETDB_VERSION from the Go module proxy (or set TRELLIS_MONGO_URI to an existing MongoDB)."; exit 1; }
+		src="$(go env GOMODCACHE)/github.com/!ferret!d!b/!ferret!d!b@$FERRETDB_VERSION"
+		cp -r "$src" "$work/src" && chmod -R u+w "$work/src"
+		echo "$FERRETDB_VERSION" >"$work/src/build/version/version.txt"
+		mkdir -p "$gobin"
+		(cd "$work/src" && go build -o "$ferretdb_bin" ./cmd/ferretdb)
+		"$ferretdb_bin" --version | grep -q "version: $FERRETDB_VERSION"
+	fi
+fi
+
+# Python test dependencies, pinned, in a project virtualenv.
+if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt .venv/.requirements; then
+	say "setting up .venv from tests/requirements.txt"
+	python3 -m venv .venv
+	.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
+	cp tests/requirements.txt .venv/.requirements
+fi

@@ -1,0 +1,290 @@
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type { K_STR, K_INT };
+
+/* One row per key: the whole configuration surface in one table. */
+struct key {
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	size_t size; /* buffer size for strings */
+	const char *def;
+	long min, max; /* bounds for integers */
+	const char *doc;
+};
+
+#define STR(f, d, doc) {#f, K_STR, offsetof(struct tr_config, f), sizeof(((struct tr_config *)0)->f), d, 0, 0, doc}
+#define INT(f, d, lo, hi, doc) {#f, K_INT, offsetof(struct tr_config, f), 0, d, lo, hi, doc}
+
+static const struct key keys[] = {
+	STR(host, "127.0.0.1", "Address the HTTP/WebSocket server listens on."),
+	INT(port, "8080", 1, 65535, "TCP port of the HTTP/WebSocket server."),
+	STR(env, "development", "development or production. Production refuses the example JWT secret."),
+	STR(mongo_uri, "mongodb://127.0.0.1:27017/trellis", "MongoDB (or FerretDB) URI; the path names the database."),
+	STR(redis_url, "redis://127.0.0.1:6379/0", "Redis URL: redis://[:password@]host:port/db"),
+	STR(jwt_secret, TR_EXAMPLE_JWT_SECRET, "HS256 secret for access tokens, at least 32 bytes."),
+	STR(jwt_issuer, "trellis", "iss claim written into and required of access tokens."),
+	STR(jwt_audience, "trellis-api", "aud claim written into and required of access tokens."),
+	INT(body_limit, "1048576", 1024, 64L * 1024 * 1024, "Largest request body in bytes (larger: 413)."),
+	INT(workers, "4", 1, 64, "Worker threads for MongoDB work; also the MongoDB pool size."),
+	INT(header_timeout, "10", 1, 300, "Seconds a client may take to send a request head."),
+	INT(idle_timeout, "60", 1, 3600, "Seconds an idle keep-alive connection is kept open."),
+	INT(body_timeout, "30", 1, 3600, "Seconds a client may take to send a request body."),
+	INT(dep_timeout_ms, "1000", 50, 60000, "How long a request waits on MongoDB or Redis before 503."),
+	INT(shutdown_grace, "10", 0, 600, "Seconds in-flight requests get to finish on SIGTERM/SIGINT."),
+	INT(rate_limit_rps, "200", 1, 1000000, "Requests per second a tenant may make (token bucket refill)."),
+	INT(rate_limit_burst, "400", 1, 10000000, "Bucket size of the per-tenant rate limit."),
+	INT(max_connections, "20000", 64, 1000000, "Most simultaneous client connections."),
+	STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),
+	STR(log_level, "info", "debug, info, warn or error."),
+};
+
+static int
+set_key(struct tr_config *cfg, const struct key *k, const char *value, char *err, int errlen,
+	const char *origin)
+{
+	char *field = (char *)cfg + k->offset;
+
+	if (k->type == K_STR) {
+		if (strlen(value) >= k->size) {
+			snprintf(err, errlen, "%s: %s is too long (at most %zu bytes)", origin, k->name,
+				 k->size - 1);
+			return -1;
+		}
+		strcpy(field, value);
+		return 0;
+	}
+	char *end = NULL;
+	errno = 0;
+	long v = strtol(value, &end, 10);
+	if (errno || end == value || *end || v < k->min || v > k->max) {
+		snprintf(err, errlen, "%s: %s must be an integer from %ld to %ld, got \"%s\"", origin,
+			 k->name, k->min, k->max, value);
+		return -1;
+	}
+	if (k->offset == offsetof(struct tr_config, body_limit))
+		*(long *)field = v;
+	else
+		*(int *)field = (int)v;
+	return 0;
+}
+
+static const struct key *
+find_key(const char *name)
+{
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (strcmp(keys[i].name, name) == 0)
+			return &keys[i];
+	return NULL;
+}
+
+static char *
+trim(char *s)
+{
+	char *e;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+static int
+load_file(struct tr_config *cfg, const char *path, char *err, int errlen)
+{
+	char line[2048], origin[600];
+	int lineno = 0, rc = 0;
+	FILE *f = fopen(path, "r");
+
+	if (!f) {
+		snprintf(err, errlen, "config file %s: %s", path, strerror(errno));
+		return -1;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		char *s = trim(line), *eq;
+		lineno++;
+		if (*s == '\0' || *s == '#')
+			continue;
+		snprintf(origin, sizeof(origin), "%s:%d", path, lineno);
+		eq = strchr(s, '=');
+		if (!eq) {
+			snprintf(err, errlen, "%s: expected key = value", origin);
+			rc = -1;
+			break;
+		}
+		*eq = '\0';
+		char *name = trim(s), *value = trim(eq + 1);
+		const struct key *k = find_key(name);
+		if (!k) {
+			snprintf(err, errlen, "%s: unknown key \"%s\"", origin, name);
+			rc = -1;
+			break;
+		}
+		if (set_key(cfg, k, value, err, errlen, origin) != 0) {
+			rc = -1;
+			break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+/* mongodb://[user:pass@]host[:port][,host...]/db[?opts]: only the database
+ * name is taken here; mongoc validates the rest. */
+static int
+parse_mongo_uri(struct tr_config *cfg, char *err, int errlen)
+{
+	const char *u = cfg->mongo_uri, *rest, *slash, *q;
+
+	if (strncmp(u, "mongodb://", 10) == 0)
+		rest = u + 10;
+	else if (strncmp(u, "mongodb+srv://", 14) == 0)
+		rest = u + 14;
+	else
+		goto bad;
+	slash = strchr(rest, '/');
+	if (!slash || slash == rest)
+		goto bad;
+	q = strchr(slash, '?');
+	size_t n = q ? (size_t)(q - slash - 1) : strlen(slash + 1);
+	if (n == 0 || n >= sizeof(cfg->mongo_db))
+		goto bad;
+	memcpy(cfg->mongo_db, slash + 1, n);
+	cfg->mongo_db[n] = '\0';
+	for (size_t i = 0; i < n; i++)
+		if (strchr("/\\. \"$", cfg->mongo_db[i]))
+			goto bad;
+	return 0;
+bad:
+	snprintf(err, errlen, "mongo_uri must look like mongodb://host:port/database, got \"%s\"", u);
+	return -1;
+}
+
+static int
+parse_redis_url(struct tr_config *cfg, char *err, int errlen)
+{
+	char buf[1024];
+	char *p, *at, *colon, *slash, *end;
+
+	if (strncmp(cfg->redis_url, "redis://", 8) != 0)
+		goto bad;
+	snprintf(buf, sizeof(buf), "%s", cfg->redis_url + 8);
+	p = buf;
+	cfg->redis_password[0] = '\0';
+	at = strrchr(p, '@');
+	if (at) {
+		*at = '\0';
+		char *pw = strchr(p, ':') ? strchr(p, ':') + 1 : p;
+		if (strlen(pw) >= sizeof(cfg->redis_password))
+			goto bad;
+		strcpy(cfg->redis_password, pw);
+		p = at + 1;
+	}
+	cfg->redis_db = 0;
+	slash = strchr(p, '/');
+	if (slash) {
+		*slash = '\0';
+		if (slash[1]) {
+			errno = 0;
+			long db = strtol(slash + 1, &end, 10);
+			if (errno || *end || db < 0 || db > 15)
+				goto bad;
+			cfg->redis_db = (int)db;
+		}
+	}
+	cfg->redis_port = 6379;
+	colon = strrchr(p, ':');
+	if (colon) {
+		*colon = '\0';
+		errno = 0;
+		long port = strtol(colon + 1, &end, 10);
+		if (errno || *end || port < 1 || port > 65535)
+			goto bad;
+		cfg->redis_port = (int)port;
+	}
+	if (!*p || strlen(p) >= sizeof(cfg->redis_host))
+		goto bad;
+	strcpy(cfg->redis_host, p);
+	return 0;
+bad:
+	/* The URL may hold a password: name the key, not the value. */
+	snprintf(err, errlen, "redis_url must look like redis://[:password@]host:port/db (0-15)");
+	return -1;
+}
+
+int
+tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
+{
+	char envname[128];
+	size_t i;
+
+	memset(cfg, 0, sizeof(*cfg));
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if (set_key(cfg, &keys[i], keys[i].def, err, errlen, "default") != 0)
+			return -1;
+	if (!path)
+		path = getenv("TRELLIS_CONFIG");
+	if (path && *path && load_file(cfg, path, err, errlen) != 0)
+		return -1;
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		size_t j;
+		snprintf(envname, sizeof(envname), "TRELLIS_%s", keys[i].name);
+		for (j = 8; envname[j]; j++)
+			if (envname[j] >= 'a' && envname[j] <= 'z')
+				envname[j] = (char)(envname[j] - 'a' + 'A');
+		const char *v = getenv(envname);
+		if (v && set_key(cfg, &keys[i], v, err, errlen, envname) != 0)
+			return -1;
+	}
+	if (strcmp(cfg->env, "development") != 0 && strcmp(cfg->env, "production") != 0) {
+		snprintf(err, errlen, "env must be development or production, got \"%s\"", cfg->env);
+		return -1;
+	}
+	if (strlen(cfg->jwt_secret) < 32) {
+		snprintf(err, errlen, "jwt_secret must be at least 32 bytes long");
+		return -1;
+	}
+	if (strcmp(cfg->env, "production") == 0 && strcmp(cfg->jwt_secret, TR_EXAMPLE_JWT_SECRET) == 0) {
+		snprintf(err, errlen, "refusing to start in production with the example jwt_secret: set TRELLIS_JWT_SECRET");
+		return -1;
+	}
+	if (cfg->host[0] == '\0') {
+		snprintf(err, errlen, "host must not be empty");
+		return -1;
+	}
+	if (tr_log_level_check(cfg->log_level) != 0) {
+		snprintf(err, errlen, "log_level must be debug, info, warn or error, got \"%s\"", cfg->log_level);
+		return -1;
+	}
+	if (parse_mongo_uri(cfg, err, errlen) != 0 || parse_redis_url(cfg, err, errlen) != 0)
+		return -1;
+	return 0;
+}
+
+int
+tr_log_level_check(const char *s)
+{
+	return (strcmp(s, "debug") == 0 || strcmp(s, "info") == 0 || strcmp(s, "warn") == 0 ||
+		strcmp(s, "error") == 0)
+		       ? 0
+		       : -1;
+}
+
+void
+tr_config_print_example(void)
+{
+	printf("# Trellis configuration. Every key is optional; the value shown is the default.\n"
+	       "# Environment variables TRELLIS_<KEY> (upper case) override this file.\n"
+	       "# Point the server at it with --config FILE or TRELLIS_CONFIG=FILE.\n");
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		printf("\n# %s\n%s = %s\n", keys[i].doc, keys[i].name, keys[i].def);
+}

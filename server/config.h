@@ -1,0 +1,50 @@
+/* Configuration: documented defaults, then the file named by --config or
+ * TRELLIS_CONFIG, then TRELLIS_* environment variables. Read once at start
+ * by the main thread; read-only afterwards (any thread may read it). */
+#ifndef TR_CONFIG_H
+#define TR_CONFIG_H
+
+#include <stdbool.h>
+
+struct tr_config {
+	char host[256];
+	int port;
+	char env[16]; /* "development" or "production" */
+	char mongo_uri[1024];
+	char mongo_db[128]; /* taken from the URI path */
+	char redis_url[1024];
+	char redis_host[256];
+	int redis_port;
+	int redis_db;
+	char redis_password[256];
+	char jwt_secret[512];
+	char jwt_issuer[128];
+	char jwt_audience[128];
+	long body_limit;
+	int workers;
+	int header_timeout; /* seconds */
+	int idle_timeout;   /* seconds */
+	int body_timeout;   /* seconds */
+	int dep_timeout_ms;
+	int shutdown_grace; /* seconds */
+	int rate_limit_rps;
+	int rate_limit_burst;
+	int max_connections;
+	char migrations_dir[512];
+	char log_level[16];
+};
+
+/* The secret shipped in config/trellis.conf.example; production refuses it. */
+#define TR_EXAMPLE_JWT_SECRET "change-me-to-a-random-secret-of-at-least-32-bytes"
+
+/* Loads the configuration. On error writes one line into err and returns -1
+ * (the caller exits with status 2). path may be NULL. */
+int tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen);
+
+/* 0 when s names a log level. */
+int tr_log_level_check(const char *s);
+
+/* Prints every key with its default and documentation (the example file). */
+void tr_config_print_example(void);
+
+#endif

@@ -1,0 +1,70 @@
+/* The tenant-scoped data API: the only way module code reaches MongoDB.
+ * Every call adds the caller's tenant_id to its filter or document, so a
+ * handler cannot read or change another tenant's records: another tenant's
+ * id answers TR_ENOTFOUND exactly like an id that does not exist.
+ *
+ * Worker threads only (handlers of routes without TR_PUBLIC). All calls
+ * return 0 or a negative TR_E* code (util.h); tr_problem_from_err() turns
+ * the code into the right response.
+ *
+ * Every record carries created_at, updated_at (dates) and version (int64,
+ * 1 on insert, +1 on every change); the layer maintains them. */
+#ifndef TR_DB_H
+#define TR_DB_H
+
+#include <bson/bson.h>
+
+#include "module.h"
+#include "util.h" /* TR_E* codes */
+
+/* Inserts fields as a new record and returns the stored document in
+ * *stored (initialised by the call; the caller destroys it).
+ * TR_EDUPLICATE when a unique index refuses it. */
+int tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_t *stored);
+
+/* The record with this id (24 hex); TR_ENOTFOUND for a malformed id too. */
+int tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out);
+
+/* The first record matching filter (tenant added), or TR_ENOTFOUND. */
+int tr_db_find_one(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
+
+/* Sets fields ($set; `unset` names fields to remove, may be NULL) when the
+ * record's version equals expected_version (<= 0: any version), bumps the
+ * version, and returns the new document in *out. TR_ENOTFOUND, TR_EVERSION,
+ * TR_EDUPLICATE. */
+int tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expected_version,
+		 const bson_t *set, const bson_t *unset, bson_t *out);
+
+/* Deletes the record when its version equals expected_version (<= 0: any).
+ * TR_ENOTFOUND, TR_EVERSION. */
+int tr_db_delete(struct tr_db *db, const char *coll, const char *id, long long expected_version);
+
+/* Cursor pagination. A list is sorted by one field (plus _id to break ties);
+ * the cursor is opaque to clients and names the sort it belongs to. */
+struct tr_list_query {
+	const char *sort_field;
+	int direction; /* 1 or -1 */
+	int limit;
+	bool has_after;
+	bson_value_t after_value; /* sort value of the last record seen */
+	bson_oid_t after_id;
+	bson_t cursor_doc; /* owns after_value's storage */
+};
+
+/* Reads limit, cursor and sort from the query string. `sorts` lists the
+ * sortable fields (first is the default, "-" prefix for descending
+ * defaults). Returns false after setting a 400/422 problem. */
+bool tr_list_query_parse(struct tr_ctx *c, const char *const *sorts, struct tr_list_query *q);
+void tr_list_query_free(struct tr_list_query *q);
+
+/* Appends a page of records matching filter (tenant added) to the array
+ * `items` as API resources, and sets *next_cursor (malloc'd, NULL on the
+ * last page). */
+int tr_db_list(struct tr_db *db, const char *coll, const bson_t *filter,
+	       const struct tr_list_query *q, bson_t *items, char **next_cursor);
+
+/* Parses an If-Match header ("3", "\"3\"", W/"3" not accepted); -1 when
+ * absent, 0 when malformed (the caller answers 400 for 0). */
+long long tr_if_match_version(const char *header);
+
+#endif

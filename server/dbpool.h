@@ -1,0 +1,64 @@
+/* The platform side of the data layer: the mongoc client pool, handles for
+ * workers, the idempotency store, health and maintenance. Module code uses
+ * db.h instead. */
+#ifndef TR_DBPOOL_H
+#define TR_DBPOOL_H
+
+#include <mongoc/mongoc.h>
+#include <stdbool.h>
+
+#include "config.h"
+#include "module.h"
+
+/* Creates the pool (thread-safe, size = workers). Main thread, at start. */
+int tr_dbpool_init(const struct tr_config *cfg, char *err, size_t errlen);
+void tr_dbpool_free(void);
+
+/* A tenant-scoped handle: lives for one handler call on one worker thread.
+ * Only the data layer looks inside. */
+struct tr_db {
+	mongoc_client_t *client;
+	mongoc_database_t *database;
+	bool has_tenant;
+	bson_oid_t tenant_id;
+	const struct tr_principal *principal;
+	uint64_t elapsed_ns;
+};
+
+/* Worker thread: a tenant-scoped handle for one handler call; NULL
+ * principal gives a handle that refuses tenant data (for public work). */
+struct tr_db *tr_db_open(const struct tr_principal *principal);
+void tr_db_close(struct tr_db *db);
+/* Seconds spent in MongoDB through this handle, and whether any call found
+ * MongoDB unavailable. */
+double tr_db_elapsed(const struct tr_db *db);
+
+/* Platform access to a database handle (migrations, health, maintenance).
+ * Pops a pooled client: push it back with tr_dbpool_push. */
+mongoc_client_t *tr_dbpool_pop(void);
+void tr_dbpool_push(mongoc_client_t *client);
+mongoc_database_t *tr_dbpool_database(mongoc_client_t *client);
+
+/* Maps a mongoc error to a TR_E* code. */
+int tr_db_err_from_mongoc(const bson_error_t *error);
+
+/* Worker thread: `ping`; 0 or TR_EUNAVAILABLE. */
+int tr_dbpool_ping(void);
+
+/* Idempotency-Key store, run by the framework around TR_IDEMPOTENT
+ * handlers on the worker thread. begin() returns 0 when the handler should
+ * run (the key is claimed, or no key was sent), 1 when resp was answered
+ * from the store (a replay, a reused key, a request still in progress), or a
+ * negative TR_E* code. finish() records the response (status < 500) or
+ * releases the key (>= 500) so that the client may retry. */
+struct tr_idem {
+	bool claimed;
+	bson_oid_t record_id;
+};
+int tr_idem_begin(struct tr_db *db, struct tr_ctx *c, struct tr_idem *idem);
+void tr_idem_finish(struct tr_db *db, const struct tr_idem *idem, const struct tr_resp *resp,
+		    const char *body, size_t body_len);
+/* Deletes keys older than 24 h, for every tenant. Worker thread. */
+int tr_idem_expire(void);
+
+#endif

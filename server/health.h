@@ -1,0 +1,21 @@
+/* Dependency health, kept current by a timer on the loop: MongoDB pinged
+ * from a worker every tick, Redis judged by its connection. Pending
+ * migrations are retried on the same tick until applied. Loop thread only. */
+#ifndef TR_HEALTH_H
+#define TR_HEALTH_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+
+void tr_health_init(uv_loop_t *loop, const struct tr_config *cfg, bool migrations_done);
+void tr_health_close(void);
+
+bool tr_health_db_up(void);
+bool tr_health_redis_up(void);
+bool tr_health_migrations_done(void);
+/* A request found MongoDB unavailable: mark it down until the next good ping. */
+void tr_health_report_db_down(void);
+
+#endif

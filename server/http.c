@@ -1,0 +1,823 @@
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <libwebsockets.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "dbpool.h"
+#include "health.h"
+#include "json.h"
+#include "log.h"
+#include "metrics.h"
+#include "redis.h"
+#include "response.h"
+#include "router.h"
+#include "util.h"
+
+#define HEADER_BUF 4096
+#define DISCARD_FACTOR 8 /* drain at most this many times the limit before closing */
+
+enum phase {
+	PH_READING,    /* head parsed, body arriving */
+	PH_GATE,       /* waiting on Redis */
+	PH_WORKING,    /* on a worker thread */
+	PH_RESPONDING, /* response ready, waiting for WRITEABLE */
+	PH_BODY,       /* headers sent, body next */
+};
+
+/* One request and its response. Owned by the loop thread, except between
+ * uv_queue_work and its after-callback, when the worker owns req/resp.
+ * If the connection closes while Redis or a worker holds the exchange, wsi
+ * is cleared and whoever finishes last frees it. */
+struct exchange {
+	struct lws *wsi;
+	struct tr_arena arena;
+	struct tr_req req;
+	struct tr_resp resp;
+	struct tr_ctx ctx;
+	enum phase phase;
+	bool waiting; /* Redis or a worker holds it */
+	bool error_pending; /* an error answer waits for the body to be drained */
+	bool close_after;
+	char *body;
+	size_t body_len, body_cap, drained;
+	long long content_length;
+	char *out; /* rendered body, LWS_PRE headroom */
+	size_t out_len;
+	uint64_t start_ns;
+	double db_seconds;
+	bool db_unavailable;
+	uv_work_t work;
+};
+
+/* Per connection (lws per-session data). */
+struct conn {
+	struct exchange *ex;
+};
+
+static struct {
+	uv_loop_t *loop;
+	const struct tr_config *cfg;
+	struct lws_context *lws;
+	struct lws_vhost *vhost;
+	int listen_fd;
+	uv_poll_t listen_poll;
+	uv_timer_t accept_pause;
+	bool listening;
+	int inflight;
+} H;
+
+static void respond(struct exchange *ex);
+
+static void
+exchange_free(struct exchange *ex)
+{
+	H.inflight--;
+	if (ex->req.has_body)
+		bson_destroy(&ex->req.body);
+	if (ex->resp.has_body)
+		bson_destroy(&ex->resp.body);
+	free(ex->body);
+	free(ex->out);
+	tr_arena_free(&ex->arena);
+	free(ex);
+}
+
+static struct exchange *
+exchange_new(struct lws *wsi)
+{
+	struct exchange *ex = calloc(1, sizeof(*ex));
+
+	if (!ex)
+		return NULL;
+	H.inflight++;
+	ex->wsi = wsi;
+	tr_arena_init(&ex->arena);
+	ex->req.arena = &ex->arena;
+	ex->req.route_index = -1;
+	ex->ctx.req = &ex->req;
+	ex->ctx.resp = &ex->resp;
+	ex->start_ns = tr_mono_ns();
+	return ex;
+}
+
+static char *
+header(struct exchange *ex, enum lws_token_indexes h)
+{
+	int n = lws_hdr_total_length(ex->wsi, h);
+	char *buf;
+
+	if (n <= 0)
+		return NULL;
+	buf = tr_arena_alloc(&ex->arena, (size_t)n + 1);
+	if (!buf || lws_hdr_copy(ex->wsi, buf, n + 1, h) < 0)
+		return NULL;
+	return buf;
+}
+
+static char *
+custom_header(struct exchange *ex, const char *name)
+{
+	int nlen = (int)strlen(name);
+	int n = lws_hdr_custom_length(ex->wsi, name, nlen);
+	char *buf;
+
+	if (n <= 0)
+		return NULL;
+	buf = tr_arena_alloc(&ex->arena, (size_t)n + 1);
+	if (!buf || lws_hdr_custom_copy(ex->wsi, buf, n + 1, name, nlen) < 0)
+		return NULL;
+	return buf;
+}
+
+static bool
+valid_request_id(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+
+	if (n == 0 || n > 64)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		      c == '-' || c == '_' || c == '.'))
+			return false;
+	}
+	return true;
+}
+
+static void
+read_query(struct exchange *ex)
+{
+	char buf[2048];
+
+	for (int i = 0; ex->req.nquery < TR_MAX_QUERY; i++) {
+		int n = lws_hdr_copy_fragment(ex->wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, i);
+		if (n < 0)
+			break;
+		char *eq = strchr(buf, '=');
+		struct tr_query_param *q = &ex->req.query[ex->req.nquery++];
+		if (eq) {
+			q->name = tr_arena_strndup(&ex->arena, buf, (size_t)(eq - buf));
+			q->value = tr_arena_strdup(&ex->arena, eq + 1);
+		} else {
+			q->name = tr_arena_strdup(&ex->arena, buf);
+			q->value = "";
+		}
+	}
+}
+
+static enum tr_method
+method_from_lws(int m)
+{
+	switch (m) {
+	case LWSHUMETH_GET:
+		return TR_GET;
+	case LWSHUMETH_POST:
+		return TR_POST;
+	case LWSHUMETH_PUT:
+		return TR_PUT;
+	case LWSHUMETH_PATCH:
+		return TR_PATCH;
+	case LWSHUMETH_DELETE:
+		return TR_DELETE;
+	case LWSHUMETH_HEAD:
+		return TR_HEAD;
+	case LWSHUMETH_OPTIONS:
+		return TR_OPTIONS;
+	default:
+		return 0;
+	}
+}
+
+static bool
+is_json_content_type(const char *ct)
+{
+	static const char json[] = "application/json";
+
+	if (!ct || strncasecmp(ct, json, sizeof(json) - 1) != 0)
+		return false;
+	ct += sizeof(json) - 1;
+	while (*ct == ' ')
+		ct++;
+	return *ct == '\0' || *ct == ';';
+}
+
+/* An error decided before the body was read: answer once the body is
+ * drained, so the connection stays in sync. */
+static void
+fail_early(struct exchange *ex, int status, const char *slug, const char *detail)
+{
+	tr_problem(&ex->ctx, status, slug, detail);
+	if (ex->phase == PH_READING && ex->content_length != 0) {
+		ex->error_pending = true;
+		return;
+	}
+	respond(ex);
+}
+
+/* ---- worker phase ---- */
+
+static void
+work_cb(uv_work_t *w)
+{
+	struct exchange *ex = w->data;
+	struct tr_ctx *c = &ex->ctx;
+	struct tr_idem idem = {0};
+	struct tr_db *db = NULL;
+	char err[200];
+	int rc;
+
+	if (c->req->route->flags & TR_JSON_BODY) {
+		if (tr_json_parse(ex->body ? ex->body : "", ex->body_len, &c->req->body, err,
+				  sizeof(err)) != 0) {
+			c->req->has_body = true; /* body holds an empty doc to destroy */
+			tr_problem(c, 400, "malformed-request", tr_arena_strdup(&ex->arena, err));
+			goto render;
+		}
+		c->req->has_body = true;
+	}
+	db = tr_db_open(&c->req->principal);
+	if (!db) {
+		tr_problem_from_err(c, TR_ENOMEM);
+		goto render;
+	}
+	c->db = db;
+	if (c->req->route->flags & TR_IDEMPOTENT) {
+		rc = tr_idem_begin(db, c, &idem);
+		if (rc < 0)
+			tr_problem_from_err(c, rc);
+		if (rc != 0)
+			goto render;
+	}
+	c->req->route->handler(c);
+	if (c->resp->status == 0)
+		tr_problem(c, 500, "internal", "the handler produced no response");
+render:
+	free(ex->out);
+	ex->out = tr_resp_render(c->resp, LWS_PRE, &ex->out_len);
+	if (idem.claimed)
+		tr_idem_finish(db, &idem, c->resp, ex->out ? ex->out + LWS_PRE : NULL, ex->out_len);
+	if (db) {
+		ex->db_seconds = tr_db_elapsed(db);
+		tr_db_close(db);
+		c->db = NULL;
+	}
+	ex->db_unavailable = c->resp->status == 503;
+}
+
+static void
+after_work_cb(uv_work_t *w, int status)
+{
+	struct exchange *ex = w->data;
+	(void)status;
+
+	ex->waiting = false;
+	tr_metrics_db_observe(ex->db_seconds, !ex->db_unavailable);
+	if (ex->db_unavailable)
+		tr_health_report_db_down();
+	if (!ex->wsi) {
+		exchange_free(ex);
+		return;
+	}
+	ex->phase = PH_RESPONDING;
+	lws_callback_on_writable(ex->wsi);
+}
+
+/* ---- gate phase ---- */
+
+static void
+gate_cb(void *arg, int status, const struct tr_gate *g)
+{
+	struct exchange *ex = arg;
+
+	ex->waiting = false;
+	if (!ex->wsi) {
+		exchange_free(ex);
+		return;
+	}
+	if (status != TR_OK) {
+		tr_problem(&ex->ctx, 503, "dependency-unavailable", "the session store is unavailable; retry shortly");
+		ex->resp.retry_after = 1;
+		respond(ex);
+		return;
+	}
+	if (!g->session_alive) {
+		tr_problem(&ex->ctx, 401, "unauthorized", "the session has ended; sign in again");
+		respond(ex);
+		return;
+	}
+	if (!g->allowed) {
+		tr_problem(&ex->ctx, 429, "rate-limited", "too many requests for this tenant; slow down");
+		ex->resp.retry_after = (g->retry_after_ms + 999) / 1000;
+		if (ex->resp.retry_after < 1)
+			ex->resp.retry_after = 1;
+		respond(ex);
+		return;
+	}
+	if (!tr_health_db_up() || !tr_health_migrations_done()) {
+		tr_problem(&ex->ctx, 503, "dependency-unavailable", "the database is unavailable; retry shortly");
+		ex->resp.retry_after = 1;
+		respond(ex);
+		return;
+	}
+	ex->phase = PH_WORKING;
+	ex->waiting = true;
+	ex->work.data = ex;
+	if (uv_queue_work(H.loop, &ex->work, work_cb, after_work_cb) != 0) {
+		ex->waiting = false;
+		tr_problem(&ex->ctx, 503, "overloaded", "the server is overloaded; retry shortly");
+		ex->resp.retry_after = 1;
+		respond(ex);
+	}
+}
+
+/* The body is complete (or there is none): run the route. */
+static void
+dispatch(struct exchange *ex)
+{
+	const struct tr_route *route = ex->req.route;
+	int rc;
+
+	ex->req.raw_body = ex->body;
+	ex->req.raw_body_len = ex->body_len;
+	lws_set_timeout(ex->wsi, NO_PENDING_TIMEOUT, 0);
+	if (route->flags & TR_PUBLIC) {
+		route->handler(&ex->ctx);
+		respond(ex);
+		return;
+	}
+	if (!tr_redis_up()) {
+		tr_problem(&ex->ctx, 503, "dependency-unavailable", "the session store is unavailable; retry shortly");
+		ex->resp.retry_after = 1;
+		respond(ex);
+		return;
+	}
+	ex->phase = PH_GATE;
+	ex->waiting = true;
+	rc = tr_auth_gate(&ex->req.principal, gate_cb, ex);
+	if (rc != TR_OK) {
+		ex->waiting = false;
+		tr_problem(&ex->ctx, 503, "dependency-unavailable", "the session store is unavailable; retry shortly");
+		ex->resp.retry_after = 1;
+		respond(ex);
+	}
+}
+
+/* ---- respond phase ---- */
+
+static void
+respond(struct exchange *ex)
+{
+	if (!ex->out) {
+		ex->out = tr_resp_render(&ex->resp, LWS_PRE, &ex->out_len);
+		if (!ex->out)
+			ex->close_after = true;
+	}
+	ex->phase = PH_RESPONDING;
+	lws_callback_on_writable(ex->wsi);
+}
+
+static int
+add_header(struct exchange *ex, const char *name, const char *value, unsigned char **p,
+	   unsigned char *end)
+{
+	return lws_add_http_header_by_name(ex->wsi, (const unsigned char *)name,
+					   (const unsigned char *)value, (int)strlen(value), p, end);
+}
+
+static void
+log_and_count(struct exchange *ex)
+{
+	double secs = (double)(tr_mono_ns() - ex->start_ns) / 1e9;
+	struct tr_access_entry e = {
+		.request_id = ex->req.request_id,
+		.method = ex->req.method ? tr_method_name(ex->req.method) : "-",
+		.route = ex->req.route ? ex->req.route->path : "-",
+		.path = ex->req.path ? ex->req.path : "-",
+		.tenant = ex->req.authenticated ? ex->req.principal.tenant_hex : NULL,
+		.status = ex->resp.status,
+		.duration_ms = secs * 1000,
+	};
+	tr_log_access(&e);
+	tr_metrics_http_observe(ex->req.route_index, ex->req.method ? ex->req.method : TR_GET,
+				ex->resp.status, secs);
+}
+
+/* Returns -1 to close the connection. */
+static int
+write_headers(struct exchange *ex)
+{
+	unsigned char buf[LWS_PRE + HEADER_BUF], *start = buf + LWS_PRE, *p = start,
+						   *end = buf + sizeof(buf) - 1;
+	char num[32];
+	struct tr_resp *r = &ex->resp;
+	const char *ctype = tr_resp_content_type(r);
+
+	if (r->status == 0)
+		r->status = 500;
+	if (lws_add_http_common_headers(ex->wsi, (unsigned int)r->status, r->status == 204 ? NULL : ctype,
+					ex->out_len, &p, end))
+		return -1;
+	if (add_header(ex, "x-request-id:", ex->req.request_id, &p, end) ||
+	    add_header(ex, "cache-control:", "no-store", &p, end))
+		return -1;
+	if (r->etag_version > 0) {
+		snprintf(num, sizeof(num), "\"%lld\"", r->etag_version);
+		if (add_header(ex, "etag:", num, &p, end))
+			return -1;
+	}
+	if (r->location && add_header(ex, "location:", r->location, &p, end))
+		return -1;
+	if (r->allow && add_header(ex, "allow:", r->allow, &p, end))
+		return -1;
+	if (r->retry_after > 0) {
+		snprintf(num, sizeof(num), "%d", r->retry_after);
+		if (add_header(ex, "retry-after:", num, &p, end))
+			return -1;
+	}
+	if (r->replayed && add_header(ex, "idempotent-replayed:", "true", &p, end))
+		return -1;
+	if (ex->close_after && add_header(ex, "connection:", "close", &p, end))
+		return -1;
+	if (lws_finalize_write_http_header(ex->wsi, start, &p, end))
+		return -1;
+	return 0;
+}
+
+/* WRITEABLE: headers first, then the body in the next callback. */
+static int
+on_writeable(struct conn *conn)
+{
+	struct exchange *ex = conn->ex;
+	bool close_after;
+
+	if (!ex || (ex->phase != PH_RESPONDING && ex->phase != PH_BODY))
+		return 0;
+	if (ex->phase == PH_RESPONDING) {
+		if (write_headers(ex))
+			goto close;
+		if (ex->out_len > 0) {
+			ex->phase = PH_BODY;
+			lws_callback_on_writable(ex->wsi);
+			return 0;
+		}
+	} else if (lws_write(ex->wsi, (unsigned char *)ex->out + LWS_PRE, ex->out_len,
+			     LWS_WRITE_HTTP_FINAL) < (int)ex->out_len) {
+		goto close;
+	}
+	log_and_count(ex);
+	close_after = ex->close_after;
+	struct lws *wsi = ex->wsi;
+	conn->ex = NULL;
+	exchange_free(ex);
+	if (close_after)
+		return -1;
+	if (lws_http_transaction_completed(wsi))
+		return -1;
+	return 0;
+close:
+	log_and_count(ex);
+	conn->ex = NULL;
+	exchange_free(ex);
+	return -1;
+}
+
+/* ---- lws callbacks ---- */
+
+/* LWS_CALLBACK_HTTP: the head is parsed. */
+static int
+on_request(struct lws *wsi, struct conn *conn, const char *uri)
+{
+	struct exchange *ex = exchange_new(wsi);
+	struct tr_route_match m;
+	char *uri_ptr = NULL, allow[64];
+	int uri_len = 0, lm;
+	const char *rid, *cl, *te;
+
+	if (!ex)
+		return -1;
+	conn->ex = ex;
+	rid = custom_header(ex, "x-request-id:");
+	if (valid_request_id(rid))
+		snprintf(ex->req.request_id, sizeof(ex->req.request_id), "%s", rid);
+	else
+		tr_random_hex(ex->req.request_id, 16);
+	ex->req.path = tr_arena_strdup(&ex->arena, uri);
+	lm = lws_http_get_uri_and_method(wsi, &uri_ptr, &uri_len);
+	ex->req.method = method_from_lws(lm);
+
+	cl = header(ex, WSI_TOKEN_HTTP_CONTENT_LENGTH);
+	te = header(ex, WSI_TOKEN_HTTP_TRANSFER_ENCODING);
+	ex->content_length = 0;
+	if (cl && tr_parse_int(cl, 0, INT64_MAX, &ex->content_length) != 0) {
+		ex->close_after = true;
+		fail_early(ex, 400, "malformed-request", "Content-Length is not a number");
+		return 0;
+	}
+	if (te)
+		ex->content_length = -1; /* chunked: unknown */
+	ex->phase = PH_READING;
+
+	if (ex->req.method == 0) {
+		fail_early(ex, 405, "method-not-allowed", "this method is not supported");
+		return 0;
+	}
+	switch (tr_router_match(ex->req.method, ex->req.path, &ex->arena, &m)) {
+	case TR_MATCH_BAD_PATH:
+		fail_early(ex, 400, "malformed-request", "the path is not a valid resource path");
+		return 0;
+	case TR_MATCH_NOT_FOUND:
+		fail_early(ex, 404, "not-found", "no such resource");
+		return 0;
+	case TR_MATCH_BAD_METHOD:
+		tr_router_allow_header(m.allowed, allow, sizeof(allow));
+		ex->resp.allow = tr_arena_strdup(&ex->arena, allow);
+		fail_early(ex, 405, "method-not-allowed", "this resource does not support the method");
+		return 0;
+	case TR_MATCH_OK:
+		break;
+	}
+	ex->req.route_index = m.index;
+	ex->req.route = tr_router_route(m.index);
+	memcpy(ex->req.params, m.params, sizeof(m.params));
+	ex->req.nparams = m.nparams;
+	read_query(ex);
+	ex->req.if_match = header(ex, WSI_TOKEN_HTTP_IF_MATCH);
+	ex->req.idempotency_key = custom_header(ex, "idempotency-key:");
+
+	if (ex->content_length > H.cfg->body_limit) {
+		if (ex->content_length > (long long)H.cfg->body_limit * DISCARD_FACTOR) {
+			ex->close_after = true;
+			ex->content_length = 0; /* answer now and close */
+		}
+		fail_early(ex, 413, "payload-too-large", "the request body is larger than the limit");
+		return 0;
+	}
+	if ((ex->req.route->flags & TR_JSON_BODY) &&
+	    !is_json_content_type(header(ex, WSI_TOKEN_HTTP_CONTENT_TYPE))) {
+		fail_early(ex, 415, "unsupported-media-type", "send the body as application/json");
+		return 0;
+	}
+	if (!(ex->req.route->flags & TR_PUBLIC)) {
+		const char *auth = header(ex, WSI_TOKEN_HTTP_AUTHORIZATION), *why = "missing";
+		if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 ||
+		    tr_auth_verify_token(auth + 7, &ex->req.principal, &why) != 0) {
+			tr_debug("auth refused: %s", why);
+			fail_early(ex, 401, "unauthorized", "a valid access token is required");
+			return 0;
+		}
+		ex->req.authenticated = true;
+	}
+	if (ex->content_length != 0) {
+		lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, H.cfg->body_timeout);
+		return 0; /* wait for the body */
+	}
+	dispatch(ex);
+	return 0;
+}
+
+static int
+on_body(struct exchange *ex, const char *in, size_t len)
+{
+	if (ex->error_pending) {
+		ex->drained += len;
+		if (ex->drained > (size_t)H.cfg->body_limit * DISCARD_FACTOR) {
+			ex->close_after = true;
+			ex->error_pending = false;
+			respond(ex);
+		}
+		return 0;
+	}
+	if (ex->body_len + len > (size_t)H.cfg->body_limit) {
+		tr_problem(&ex->ctx, 413, "payload-too-large", "the request body is larger than the limit");
+		ex->error_pending = true;
+		ex->drained = ex->body_len + len;
+		return 0;
+	}
+	if (ex->body_len + len + 1 > ex->body_cap) {
+		size_t cap = ex->body_cap ? ex->body_cap : 1024;
+		while (cap < ex->body_len + len + 1)
+			cap *= 2;
+		char *b = realloc(ex->body, cap);
+		if (!b)
+			return -1;
+		ex->body = b;
+		ex->body_cap = cap;
+	}
+	memcpy(ex->body + ex->body_len, in, len);
+	ex->body_len += len;
+	ex->body[ex->body_len] = '\0';
+	return 0;
+}
+
+static int
+http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct conn *conn = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_HTTP:
+		if (!conn)
+			return -1;
+		if (conn->ex) /* a pipelined request while one is in progress */
+			return -1;
+		return on_request(wsi, conn, in ? (const char *)in : "/");
+	case LWS_CALLBACK_HTTP_BODY:
+		if (!conn || !conn->ex || conn->ex->phase != PH_READING)
+			return 0;
+		return on_body(conn->ex, in, len);
+	case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+		if (!conn || !conn->ex || conn->ex->phase != PH_READING)
+			return 0;
+		if (conn->ex->error_pending) {
+			conn->ex->error_pending = false;
+			respond(conn->ex);
+		} else {
+			dispatch(conn->ex);
+		}
+		return 0;
+	case LWS_CALLBACK_HTTP_WRITEABLE:
+		return conn ? on_writeable(conn) : 0;
+	case LWS_CALLBACK_CLOSED_HTTP:
+		if (conn && conn->ex) {
+			struct exchange *ex = conn->ex;
+			conn->ex = NULL;
+			if (ex->waiting)
+				ex->wsi = NULL; /* the callback that holds it frees it */
+			else
+				exchange_free(ex);
+		}
+		break;
+	case LWS_CALLBACK_WSI_CREATE:
+		tr_metrics_connections(1);
+		break;
+	case LWS_CALLBACK_WSI_DESTROY:
+		tr_metrics_connections(-1);
+		break;
+	default:
+		break;
+	}
+	return lws_callback_http_dummy(wsi, reason, user, in, len);
+}
+
+static const struct lws_protocols protocols[] = {
+	{"http", http_cb, sizeof(struct conn), 0, 0, NULL, 0},
+	{NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+/* ---- listener ---- */
+
+static void listen_cb(uv_poll_t *h, int status, int events);
+
+static void
+resume_accept(uv_timer_t *t)
+{
+	(void)t;
+	if (H.listening)
+		uv_poll_start(&H.listen_poll, UV_READABLE, listen_cb);
+}
+
+static void
+listen_cb(uv_poll_t *h, int status, int events)
+{
+	(void)h;
+	(void)events;
+	if (status < 0 || !H.listening)
+		return;
+	for (int i = 0; i < 256; i++) {
+		int fd = accept4(H.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+				/* out of descriptors: pause rather than spin */
+				tr_warn("accept: %s; pausing 100 ms", strerror(errno));
+				uv_poll_stop(&H.listen_poll);
+				uv_timer_start(&H.accept_pause, resume_accept, 100, 0);
+			}
+			return;
+		}
+		if (!lws_adopt_socket_vhost(H.vhost, fd))
+			close(fd);
+	}
+}
+
+static int
+open_listener(const struct tr_config *cfg, char *err, size_t errlen)
+{
+	struct addrinfo hints = {0}, *res = NULL;
+	char port[8];
+	int fd = -1, one = 1, rc;
+
+	hints.ai_family = AF_UNSPEC;
+	hints.ai_socktype = SOCK_STREAM;
+	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
+	snprintf(port, sizeof(port), "%d", cfg->port);
+	rc = getaddrinfo(cfg->host, port, &hints, &res);
+	if (rc != 0) {
+		snprintf(err, errlen, "host \"%s\": %s", cfg->host, gai_strerror(rc));
+		return -1;
+	}
+	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
+	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		freeaddrinfo(res);
+		return -1;
+	}
+	freeaddrinfo(res);
+	return fd;
+}
+
+static void
+lws_log_emit(int level, const char *line)
+{
+	size_t n = strlen(line);
+	char buf[512];
+
+	snprintf(buf, sizeof(buf), "%.*s", (int)(n && line[n - 1] == '\n' ? n - 1 : n), line);
+	if (level & LLL_ERR)
+		tr_error("lws: %s", buf);
+	else
+		tr_warn("lws: %s", buf);
+}
+
+int
+tr_http_init(uv_loop_t *loop, const struct tr_config *cfg, char *err, size_t errlen)
+{
+	struct lws_context_creation_info info;
+	void *foreign_loops[1] = {loop};
+
+	H.loop = loop;
+	H.cfg = cfg;
+	H.listen_fd = open_listener(cfg, err, errlen);
+	if (H.listen_fd < 0)
+		return -1;
+
+	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
+	memset(&info, 0, sizeof(info));
+	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
+	info.protocols = protocols;
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+	info.foreign_loops = foreign_loops;
+	info.timeout_secs = (unsigned int)cfg->header_timeout;
+	info.timeout_secs_ah_idle = (unsigned int)cfg->header_timeout;
+	info.keepalive_timeout = cfg->idle_timeout;
+	info.max_http_header_data = 8192;
+	info.max_http_header_pool = 256;
+	info.fd_limit_per_thread = (unsigned int)cfg->max_connections + 64;
+	info.vhost_name = "default";
+	H.lws = lws_create_context(&info);
+	if (!H.lws) {
+		snprintf(err, errlen, "libwebsockets: cannot create the server context");
+		close(H.listen_fd);
+		return -1;
+	}
+	H.vhost = lws_get_vhost_by_name(H.lws, "default");
+	if (!H.vhost) {
+		snprintf(err, errlen, "libwebsockets: no default vhost");
+		return -1;
+	}
+	uv_timer_init(loop, &H.accept_pause);
+	uv_poll_init(loop, &H.listen_poll, H.listen_fd);
+	uv_poll_start(&H.listen_poll, UV_READABLE, listen_cb);
+	H.listening = true;
+	return 0;
+}
+
+void
+tr_http_stop_accepting(void)
+{
+	if (!H.listening)
+		return;
+	H.listening = false;
+	uv_poll_stop(&H.listen_poll);
+	uv_timer_stop(&H.accept_pause);
+	uv_close((uv_handle_t *)&H.listen_poll, NULL);
+	uv_close((uv_handle_t *)&H.accept_pause, NULL);
+	close(H.listen_fd);
+	H.listen_fd = -1;
+}
+
+int
+tr_http_inflight(void)
+{
+	return H.inflight;
+}
+
+void
+tr_http_destroy(void)
+{
+	tr_http_stop_accepting();
+	if (H.lws)
+		lws_context_destroy(H.lws);
+	H.lws = NULL;
+}

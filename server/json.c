@@ -1,0 +1,215 @@
+#include "json.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "util.h"
+
+/* Only the types plain JSON produces may reach handlers. */
+static bool
+plain_json(bson_iter_t *it, int depth, char *err, size_t errlen)
+{
+	while (bson_iter_next(it)) {
+		const char *key = bson_iter_key(it);
+		bson_iter_t child;
+
+		if (key[0] == '$') {
+			snprintf(err, errlen, "field names must not start with '$'");
+			return false;
+		}
+		switch (bson_iter_type(it)) {
+		case BSON_TYPE_UTF8:
+		case BSON_TYPE_INT32:
+		case BSON_TYPE_INT64:
+		case BSON_TYPE_DOUBLE:
+		case BSON_TYPE_BOOL:
+		case BSON_TYPE_NULL:
+			break;
+		case BSON_TYPE_DOCUMENT:
+		case BSON_TYPE_ARRAY:
+			if (depth > 32) {
+				snprintf(err, errlen, "JSON nested too deeply");
+				return false;
+			}
+			if (!bson_iter_recurse(it, &child) || !plain_json(&child, depth + 1, err, errlen))
+				return false;
+			break;
+		default:
+			snprintf(err, errlen, "extended JSON values are not accepted (field \"%s\")", key);
+			return false;
+		}
+	}
+	return true;
+}
+
+int
+tr_json_parse(const char *buf, size_t len, bson_t *out, char *err, size_t errlen)
+{
+	bson_error_t error;
+	bson_iter_t it;
+	size_t i = 0;
+
+	bson_init(out);
+	if (!bson_utf8_validate(buf, len, false)) {
+		snprintf(err, errlen, "body is not valid UTF-8");
+		return -1;
+	}
+	while (i < len && (buf[i] == ' ' || buf[i] == '\t' || buf[i] == '\n' || buf[i] == '\r'))
+		i++;
+	if (i == len || buf[i] != '{') {
+		snprintf(err, errlen, "body must be a JSON object");
+		return -1;
+	}
+	bson_destroy(out);
+	if (!bson_init_from_json(out, buf, (ssize_t)len, &error)) {
+		bson_init(out);
+		snprintf(err, errlen, "malformed JSON: %s", error.message);
+		return -1;
+	}
+	if (!bson_iter_init(&it, out) || !plain_json(&it, 0, err, errlen))
+		return -1;
+	return 0;
+}
+
+char *
+tr_json_render(const bson_t *doc, size_t *len)
+{
+	return bson_as_relaxed_extended_json(doc, len);
+}
+
+static void render_value(bson_iter_t *it, const char *key, bson_t *out);
+
+static void
+render_children(bson_iter_t *it, bson_t *out, bool top)
+{
+	while (bson_iter_next(it)) {
+		const char *key = bson_iter_key(it);
+		if (top && strcmp(key, "_id") == 0 && BSON_ITER_HOLDS_OID(it)) {
+			char hex[25];
+			bson_oid_to_string(bson_iter_oid(it), hex);
+			BSON_APPEND_UTF8(out, "id", hex);
+			continue;
+		}
+		if (top && (strcmp(key, "tenant_id") == 0 || key[0] == '_'))
+			continue;
+		render_value(it, key, out);
+	}
+}
+
+static void
+render_value(bson_iter_t *it, const char *key, bson_t *out)
+{
+	bson_iter_t child;
+	bson_t sub;
+
+	switch (bson_iter_type(it)) {
+	case BSON_TYPE_DATE_TIME: {
+		char ts[25];
+		tr_format_time(bson_iter_date_time(it), ts);
+		BSON_APPEND_UTF8(out, key, ts);
+		break;
+	}
+	case BSON_TYPE_OID: {
+		char hex[25];
+		bson_oid_to_string(bson_iter_oid(it), hex);
+		BSON_APPEND_UTF8(out, key, hex);
+		break;
+	}
+	case BSON_TYPE_DOCUMENT:
+		bson_iter_recurse(it, &child);
+		BSON_APPEND_DOCUMENT_BEGIN(out, key, &sub);
+		render_children(&child, &sub, false);
+		bson_append_document_end(out, &sub);
+		break;
+	case BSON_TYPE_ARRAY:
+		bson_iter_recurse(it, &child);
+		BSON_APPEND_ARRAY_BEGIN(out, key, &sub);
+		render_children(&child, &sub, false);
+		bson_append_array_end(out, &sub);
+		break;
+	default:
+		bson_append_iter(out, key, -1, it);
+		break;
+	}
+}
+
+void
+tr_render_resource(const bson_t *stored, bson_t *out)
+{
+	bson_iter_t it;
+
+	if (bson_iter_init(&it, stored))
+		render_children(&it, out, true);
+}
+
+bool
+tr_body_only(struct tr_ctx *c, const char *const *allowed)
+{
+	bson_iter_t it;
+	bool ok = true;
+
+	if (!c->req->has_body || !bson_iter_init(&it, &c->req->body))
+		return true;
+	while (bson_iter_next(&it)) {
+		const char *key = bson_iter_key(&it);
+		bool known = false;
+		for (const char *const *a = allowed; *a; a++)
+			if (strcmp(*a, key) == 0)
+				known = true;
+		if (!known) {
+			tr_problem_field(c, tr_arena_strdup(c->req->arena, key),
+					 strcmp(key, "tenant_id") == 0
+						 ? "the tenant comes from your credentials and cannot be set"
+						 : "unknown field");
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+bool
+tr_body_string(struct tr_ctx *c, const char *field, size_t min, size_t max, bool required,
+	       const char **out)
+{
+	bson_iter_t it;
+
+	*out = NULL;
+	if (!c->req->has_body || !bson_iter_init_find(&it, &c->req->body, field) ||
+	    BSON_ITER_HOLDS_NULL(&it)) {
+		if (required) {
+			tr_problem_field(c, field, "is required");
+			return false;
+		}
+		return true;
+	}
+	if (!BSON_ITER_HOLDS_UTF8(&it)) {
+		tr_problem_field(c, field, "must be a string");
+		return false;
+	}
+	uint32_t len;
+	const char *s = bson_iter_utf8(&it, &len);
+	size_t chars = 0;
+	for (uint32_t i = 0; i < len; i++)
+		chars += ((unsigned char)s[i] & 0xC0) != 0x80;
+	if (chars < min || chars > max) {
+		char *msg = tr_arena_alloc(c->req->arena, 96);
+		snprintf(msg, 96, "must be %zu to %zu characters long", min, max);
+		tr_problem_field(c, field, msg);
+		return false;
+	}
+	if (memchr(s, '\0', len)) {
+		tr_problem_field(c, field, "must not contain NUL characters");
+		return false;
+	}
+	*out = s;
+	return true;
+}
+
+bool
+tr_body_is_null(struct tr_ctx *c, const char *field)
+{
+	bson_iter_t it;
+
+	return c->req->has_body && bson_iter_init_find(&it, &c->req->body, field) &&
+	       BSON_ITER_HOLDS_NULL(&it);
+}

@@ -1,0 +1,227 @@
+/* Trellis: entry point.
+ *
+ *   trellis [serve] [--config FILE]   run the server
+ *   trellis migrate [--config FILE]   apply migrations and exit
+ *   trellis config-example            print the documented configuration
+ *
+ * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or an
+ * edited migration. */
+#include <signal.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <uv.h>
+
+#include "auth.h"
+#include "config.h"
+#include "dbpool.h"
+#include "health.h"
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "migrate.h"
+#include "redis.h"
+#include "router.h"
+
+#define SHUTDOWN_POLL_MS 50
+
+static struct {
+	uv_loop_t *loop;
+	struct tr_config cfg;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t drain_timer;
+	uint64_t drain_deadline;
+	bool stopping;
+} M;
+
+static void
+usage(void)
+{
+	fprintf(stderr, "usage: trellis [serve|migrate|config-example] [--config FILE]\n");
+}
+
+static void
+raise_fd_limit(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+}
+
+static void
+close_walk_cb(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+/* Last step of a stop: everything is closed; the loop ends when the
+ * handles finish closing. */
+static void
+finish_stop(void)
+{
+	uv_timer_stop(&M.drain_timer);
+	uv_close((uv_handle_t *)&M.drain_timer, NULL);
+	uv_close((uv_handle_t *)&M.sigterm, NULL);
+	uv_close((uv_handle_t *)&M.sigint, NULL);
+	tr_health_close();
+	tr_redis_close();
+	tr_http_destroy();
+}
+
+static void
+drain_cb(uv_timer_t *t)
+{
+	(void)t;
+	if (tr_http_inflight() > 0 && uv_now(M.loop) < M.drain_deadline)
+		return;
+	if (tr_http_inflight() > 0)
+		tr_warn("shutdown: %d requests still in flight after %d s; closing", tr_http_inflight(),
+			M.cfg.shutdown_grace);
+	finish_stop();
+}
+
+/* SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to
+ * shutdown_grace), then close everything. */
+static void
+signal_cb(uv_signal_t *s, int signum)
+{
+	(void)s;
+	if (M.stopping)
+		return;
+	M.stopping = true;
+	tr_info("shutdown: signal %d, draining %d requests", signum, tr_http_inflight());
+	tr_http_stop_accepting();
+	M.drain_deadline = uv_now(M.loop) + (uint64_t)M.cfg.shutdown_grace * 1000;
+	uv_timer_start(&M.drain_timer, drain_cb, 0, SHUTDOWN_POLL_MS);
+}
+
+static int
+serve(void)
+{
+	char err[512];
+	int fatal = 0, rc = 0;
+	bool migrated;
+	char workers[16];
+
+	/* libuv's threadpool is the worker pool: one thread per pooled client. */
+	snprintf(workers, sizeof(workers), "%d", M.cfg.workers);
+	setenv("UV_THREADPOOL_SIZE", workers, 1);
+	raise_fd_limit();
+	signal(SIGPIPE, SIG_IGN);
+
+	if (tr_router_init() != 0 || tr_metrics_init(tr_router_count()) != 0) {
+		fprintf(stderr, "trellis: cannot build the route table\n");
+		return 1;
+	}
+	if (tr_dbpool_init(&M.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "trellis: %s\n", err);
+		return 2;
+	}
+	/* Apply migrations before serving. An unreachable database is not
+	 * fatal (the health check retries and /readyz says so); an edited
+	 * migration is. */
+	migrated = tr_migrate_run_checked(&M.cfg, err, sizeof(err), &fatal) == 0;
+	if (!migrated && fatal) {
+		fprintf(stderr, "trellis: %s\n", err);
+		tr_dbpool_free();
+		return 2;
+	}
+	if (!migrated)
+		tr_warn("migrations: not applied yet (%s); retrying in the background", err);
+
+	M.loop = uv_default_loop();
+	tr_auth_init(&M.cfg);
+	if (tr_http_init(M.loop, &M.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "trellis: %s\n", err);
+		tr_dbpool_free();
+		return 2;
+	}
+	tr_redis_init(M.loop, &M.cfg);
+	tr_health_init(M.loop, &M.cfg, migrated);
+	uv_signal_init(M.loop, &M.sigterm);
+	uv_signal_init(M.loop, &M.sigint);
+	uv_signal_start(&M.sigterm, signal_cb, SIGTERM);
+	uv_signal_start(&M.sigint, signal_cb, SIGINT);
+	uv_timer_init(M.loop, &M.drain_timer);
+
+	tr_info("trellis: listening on http://%s:%d (env %s, %d workers)", M.cfg.host, M.cfg.port,
+		M.cfg.env, M.cfg.workers);
+	uv_run(M.loop, UV_RUN_DEFAULT);
+
+	/* Anything still open (none expected) is closed, then the loop ends. */
+	uv_walk(M.loop, close_walk_cb, NULL);
+	uv_run(M.loop, UV_RUN_DEFAULT);
+	if (uv_loop_close(M.loop) != 0) {
+		tr_warn("shutdown: loop still had handles");
+		rc = 1;
+	}
+	tr_dbpool_free();
+	tr_metrics_free();
+	tr_router_free();
+	tr_info("trellis: stopped");
+	return rc;
+}
+
+static int
+migrate_cmd(void)
+{
+	char err[512];
+	int fatal = 0, rc;
+
+	if (tr_dbpool_init(&M.cfg, err, sizeof(err)) != 0) {
+		fprintf(stderr, "trellis: %s\n", err);
+		return 2;
+	}
+	rc = tr_migrate_run_checked(&M.cfg, err, sizeof(err), &fatal);
+	tr_dbpool_free();
+	if (rc != 0) {
+		fprintf(stderr, "trellis: %s\n", err);
+		return fatal ? 2 : 1;
+	}
+	printf("migrations applied\n");
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *cmd = "serve", *config_path = NULL;
+	char err[512];
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
+			config_path = argv[++i];
+		} else if (argv[i][0] != '-' && i == 1) {
+			cmd = argv[i];
+		} else {
+			usage();
+			return 2;
+		}
+	}
+	if (strcmp(cmd, "config-example") == 0) {
+		tr_config_print_example();
+		return 0;
+	}
+	if (sodium_init() < 0) {
+		fprintf(stderr, "trellis: libsodium failed to initialise\n");
+		return 1;
+	}
+	if (tr_config_load(&M.cfg, config_path, err, sizeof(err)) != 0) {
+		fprintf(stderr, "trellis: invalid configuration: %s\n", err);
+		return 2;
+	}
+	tr_log_set_level((enum tr_log_level)tr_log_level_parse(M.cfg.log_level));
+	if (strcmp(cmd, "serve") == 0)
+		return serve();
+	if (strcmp(cmd, "migrate") == 0)
+		return migrate_cmd();
+	usage();
+	return 2;
+}

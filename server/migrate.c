@@ -1,0 +1,273 @@
+#include "migrate.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dbpool.h"
+#include "log.h"
+#include "util.h"
+
+#define COLL "_migrations"
+#define STALE_MS (60LL * 1000)
+#define WAIT_MS 200
+#define MAX_FILES 1000
+#define MAX_FILE_BYTES (4 * 1024 * 1024)
+
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static bool
+migration_name(const char *n)
+{
+	size_t len = strlen(n);
+
+	if (len < 11 || strcmp(n + len - 5, ".json") != 0 || n[4] != '_')
+		return false;
+	for (int i = 0; i < 4; i++)
+		if (n[i] < '0' || n[i] > '9')
+			return false;
+	for (size_t i = 5; i < len - 5; i++)
+		if (!((n[i] >= 'a' && n[i] <= 'z') || (n[i] >= '0' && n[i] <= '9') || n[i] == '_'))
+			return false;
+	return true;
+}
+
+static char *
+read_file(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "rb");
+	char *buf = NULL;
+
+	if (!f)
+		return NULL;
+	buf = malloc(MAX_FILE_BYTES + 1);
+	if (buf) {
+		*len = fread(buf, 1, MAX_FILE_BYTES + 1, f);
+		if (*len > MAX_FILE_BYTES || ferror(f)) {
+			free(buf);
+			buf = NULL;
+		} else {
+			buf[*len] = '\0';
+		}
+	}
+	fclose(f);
+	return buf;
+}
+
+/* Runs every command of one migration, in order. */
+static int
+apply(mongoc_database_t *db, const char *name, const bson_t *file, char *err, size_t errlen)
+{
+	bson_iter_t it, cmds;
+	int i = 0;
+
+	if (!bson_iter_init_find(&it, file, "commands") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+	    !bson_iter_recurse(&it, &cmds)) {
+		snprintf(err, errlen, "migration %s: \"commands\" must be an array", name);
+		return -1;
+	}
+	while (bson_iter_next(&cmds)) {
+		const uint8_t *data;
+		uint32_t len;
+		bson_t cmd, reply;
+		bson_error_t error;
+
+		if (!BSON_ITER_HOLDS_DOCUMENT(&cmds)) {
+			snprintf(err, errlen, "migration %s: command %d is not an object", name, i);
+			return -1;
+		}
+		bson_iter_document(&cmds, &len, &data);
+		bson_init_static(&cmd, data, len);
+		bool ok = mongoc_database_command_simple(db, &cmd, NULL, &reply, &error);
+		bson_destroy(&reply);
+		if (!ok) {
+			snprintf(err, errlen, "migration %s: command %d failed: %s", name, i, error.message);
+			return -1;
+		}
+		i++;
+	}
+	return 0;
+}
+
+/* Claims, applies and records one migration. */
+static int
+migrate_one(mongoc_database_t *db, mongoc_collection_t *coll, const char *name, const char *sum,
+	    const bson_t *file, char *err, size_t errlen, int *fatal)
+{
+	bson_t filter = BSON_INITIALIZER;
+	bson_error_t error;
+	int rc = -1;
+
+	BSON_APPEND_UTF8(&filter, "_id", name);
+	for (;;) {
+		const bson_t *rec;
+		bson_iter_t it;
+		mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, NULL, NULL);
+		bool have = mongoc_cursor_next(cur, &rec);
+		char state[16] = "", recsum[65] = "";
+		int64_t started = 0;
+
+		if (have) {
+			if (bson_iter_init_find(&it, rec, "state") && BSON_ITER_HOLDS_UTF8(&it))
+				snprintf(state, sizeof(state), "%s", bson_iter_utf8(&it, NULL));
+			if (bson_iter_init_find(&it, rec, "checksum") && BSON_ITER_HOLDS_UTF8(&it))
+				snprintf(recsum, sizeof(recsum), "%s", bson_iter_utf8(&it, NULL));
+			if (bson_iter_init_find(&it, rec, "started_at") && BSON_ITER_HOLDS_DATE_TIME(&it))
+				started = bson_iter_date_time(&it);
+		} else if (mongoc_cursor_error(cur, &error)) {
+			mongoc_cursor_destroy(cur);
+			snprintf(err, errlen, "reading %s: %s", COLL, error.message);
+			goto out;
+		}
+		mongoc_cursor_destroy(cur);
+
+		if (have && strcmp(state, "done") == 0) {
+			if (strcmp(recsum, sum) != 0) {
+				snprintf(err, errlen,
+					 "migration %s was changed after it was applied (checksum %.12s, file %.12s): "
+					 "restore it and add a new migration instead",
+					 name, recsum, sum);
+				*fatal = 1;
+				goto out;
+			}
+			rc = 0;
+			goto out;
+		}
+		if (!have) {
+			bson_t doc = BSON_INITIALIZER;
+			BSON_APPEND_UTF8(&doc, "_id", name);
+			BSON_APPEND_UTF8(&doc, "checksum", sum);
+			BSON_APPEND_UTF8(&doc, "state", "applying");
+			BSON_APPEND_DATE_TIME(&doc, "started_at", tr_now_ms());
+			bool ok = mongoc_collection_insert_one(coll, &doc, NULL, NULL, &error);
+			bson_destroy(&doc);
+			if (!ok) {
+				if (tr_db_err_from_mongoc(&error) == TR_EDUPLICATE)
+					continue; /* another process claimed it first */
+				snprintf(err, errlen, "claiming %s: %s", name, error.message);
+				goto out;
+			}
+		} else if (started < tr_now_ms() - STALE_MS) {
+			/* the claimant died: take the claim over */
+			bson_t take = BSON_INITIALIZER, upd = BSON_INITIALIZER, set, reply;
+			BSON_APPEND_UTF8(&take, "_id", name);
+			BSON_APPEND_UTF8(&take, "state", "applying");
+			BSON_APPEND_DATE_TIME(&take, "started_at", started);
+			BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
+			BSON_APPEND_DATE_TIME(&set, "started_at", tr_now_ms());
+			BSON_APPEND_UTF8(&set, "checksum", sum);
+			bson_append_document_end(&upd, &set);
+			bool ok = mongoc_collection_update_one(coll, &take, &upd, NULL, &reply, &error);
+			bool took = ok && bson_iter_init_find(&it, &reply, "modifiedCount") &&
+				    bson_iter_as_int64(&it) == 1;
+			bson_destroy(&reply);
+			bson_destroy(&take);
+			bson_destroy(&upd);
+			if (!took)
+				continue;
+		} else {
+			usleep(WAIT_MS * 1000); /* another process is applying it */
+			continue;
+		}
+
+		/* Ours to apply. */
+		tr_info("migrations: applying %s", name);
+		if (apply(db, name, file, err, errlen) != 0) {
+			mongoc_collection_delete_one(coll, &filter, NULL, NULL, NULL);
+			goto out;
+		}
+		bson_t upd = BSON_INITIALIZER, set;
+		BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
+		BSON_APPEND_UTF8(&set, "state", "done");
+		BSON_APPEND_DATE_TIME(&set, "finished_at", tr_now_ms());
+		bson_append_document_end(&upd, &set);
+		bool ok = mongoc_collection_update_one(coll, &filter, &upd, NULL, NULL, &error);
+		bson_destroy(&upd);
+		if (!ok) {
+			snprintf(err, errlen, "recording %s: %s", name, error.message);
+			goto out;
+		}
+		rc = 0;
+		goto out;
+	}
+out:
+	bson_destroy(&filter);
+	return rc;
+}
+
+int
+tr_migrate_run_checked(const struct tr_config *cfg, char *err, size_t errlen, int *fatal)
+{
+	DIR *dir;
+	struct dirent *de;
+	char *names[MAX_FILES];
+	int n = 0, rc = 0;
+	mongoc_client_t *client = NULL;
+	mongoc_database_t *db = NULL;
+	mongoc_collection_t *coll = NULL;
+
+	*fatal = 0;
+	dir = opendir(cfg->migrations_dir);
+	if (!dir) {
+		snprintf(err, errlen, "migrations_dir %s: %s", cfg->migrations_dir, strerror(errno));
+		*fatal = 1;
+		return -1;
+	}
+	while ((de = readdir(dir)) && n < MAX_FILES)
+		if (migration_name(de->d_name))
+			names[n++] = strdup(de->d_name);
+	closedir(dir);
+	qsort(names, (size_t)n, sizeof(names[0]), by_name);
+
+	client = tr_dbpool_pop();
+	db = tr_dbpool_database(client);
+	coll = mongoc_database_get_collection(db, COLL);
+	for (int i = 0; i < n && rc == 0; i++) {
+		char path[1024], sum[65];
+		size_t len = 0;
+		bson_t file;
+		bson_error_t error;
+
+		snprintf(path, sizeof(path), "%s/%s", cfg->migrations_dir, names[i]);
+		char *text = read_file(path, &len);
+		if (!text) {
+			snprintf(err, errlen, "cannot read %s", path);
+			*fatal = 1;
+			rc = -1;
+			break;
+		}
+		tr_sha256_hex(text, len, sum);
+		if (!bson_init_from_json(&file, text, (ssize_t)len, &error)) {
+			snprintf(err, errlen, "%s is not valid JSON: %s", path, error.message);
+			*fatal = 1;
+			rc = -1;
+		} else {
+			char name[256];
+			snprintf(name, sizeof(name), "%.*s", (int)(strlen(names[i]) - 5), names[i]);
+			rc = migrate_one(db, coll, name, sum, &file, err, errlen, fatal);
+			bson_destroy(&file);
+		}
+		free(text);
+	}
+	for (int i = 0; i < n; i++)
+		free(names[i]);
+	mongoc_collection_destroy(coll);
+	mongoc_database_destroy(db);
+	tr_dbpool_push(client);
+	return rc;
+}
+
+int
+tr_migrate_run(const struct tr_config *cfg, char *err, size_t errlen)
+{
+	int fatal;
+
+	return tr_migrate_run_checked(cfg, err, errlen, &fatal);
+}

@@ -1,0 +1,157 @@
+/* What a module sees of Trellis: its route table, the request, the response
+ * and the tenant-scoped data API (db.h). Modules never touch libwebsockets,
+ * libuv, hiredis or mongoc types.
+ *
+ * A module is one `const struct tr_module` listing its routes. The router
+ * checks everything a route row declares - method, authentication, body
+ * shape and size, content type, rate limits - before the handler runs, so
+ * handlers assume it. Adding an endpoint is adding a row. */
+#ifndef TR_MODULE_H
+#define TR_MODULE_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "arena.h"
+
+enum tr_method {
+	TR_GET = 1 << 0,
+	TR_POST = 1 << 1,
+	TR_PUT = 1 << 2,
+	TR_PATCH = 1 << 3,
+	TR_DELETE = 1 << 4,
+	TR_HEAD = 1 << 5,
+	TR_OPTIONS = 1 << 6,
+};
+
+const char *tr_method_name(enum tr_method m);
+
+/* Route flags, checked centrally before a handler runs:
+ *   TR_PUBLIC      no authentication, no rate limit; the handler runs on the
+ *                  loop thread and must not block (no database).
+ *   TR_JSON_BODY   the request must carry a JSON object body (415/400 otherwise).
+ *   TR_IDEMPOTENT  a POST that creates: honours Idempotency-Key (see db.h).
+ * Routes without TR_PUBLIC are authenticated, rate limited, and run on a
+ * worker thread with a tenant-scoped database handle. */
+enum tr_route_flags {
+	TR_PUBLIC = 1 << 0,
+	TR_JSON_BODY = 1 << 1,
+	TR_IDEMPOTENT = 1 << 2,
+};
+
+#define TR_MAX_PARAMS 4
+#define TR_MAX_QUERY 32
+
+struct tr_ctx;
+typedef void (*tr_handler_fn)(struct tr_ctx *c);
+
+struct tr_route {
+	enum tr_method method;
+	const char *path; /* "/v1/tags/{id}": {name} segments are parameters */
+	tr_handler_fn handler;
+	const char *permission; /* NULL: any authenticated principal */
+	unsigned flags;
+	const char *summary; /* one line, for the OpenAPI document */
+};
+
+struct tr_module {
+	const char *name;
+	const struct tr_route *routes;
+	size_t nroutes;
+};
+
+/* The authenticated caller. Tenant and user come from a verified token,
+ * never from the path, query or body. */
+struct tr_principal {
+	bson_oid_t tenant_id;
+	bson_oid_t user_id;
+	char tenant_hex[25];
+	char user_hex[25];
+	char session_id[65];
+};
+
+struct tr_query_param {
+	const char *name, *value;
+};
+
+/* The request. Filled by the loop thread; read-only once the handler runs. */
+struct tr_req {
+	enum tr_method method;
+	const char *path;
+	const struct tr_route *route;
+	int route_index;
+	const char *params[TR_MAX_PARAMS]; /* values of the route's {name} segments */
+	int nparams;
+	struct tr_query_param query[TR_MAX_QUERY];
+	int nquery;
+	const char *raw_body;
+	size_t raw_body_len;
+	bson_t body; /* parsed JSON object when the route has TR_JSON_BODY */
+	bool has_body;
+	bool authenticated;
+	struct tr_principal principal;
+	char request_id[65];
+	const char *if_match;	     /* raw header or NULL */
+	const char *idempotency_key; /* raw header or NULL */
+	struct tr_arena *arena;
+};
+
+struct tr_problem_field {
+	const char *field, *message;
+	struct tr_problem_field *next;
+};
+
+/* The response a handler fills. */
+struct tr_resp {
+	int status;
+	bson_t body; /* JSON object (when has_body) */
+	bool has_body;
+	const char *text; /* non-JSON body (arena or static), with content_type */
+	size_t text_len;
+	const char *content_type;
+	/* problem+json */
+	const char *problem_slug, *problem_title, *problem_detail;
+	struct tr_problem_field *problem_fields, *problem_fields_tail;
+	/* headers */
+	long long etag_version; /* > 0: ETag: "<version>" */
+	const char *location;
+	int retry_after; /* seconds, > 0 to send */
+	const char *allow;
+	bool replayed; /* answered from the Idempotency-Key store */
+};
+
+struct tr_db;
+
+struct tr_ctx {
+	struct tr_req *req;
+	struct tr_resp *resp;
+	struct tr_db *db; /* tenant-scoped; NULL for TR_PUBLIC routes */
+};
+
+/* Path parameter by position (0-based) in the route pattern. */
+const char *tr_param(const struct tr_ctx *c, int i);
+/* Query parameter value by name, or NULL. */
+const char *tr_query(const struct tr_ctx *c, const char *name);
+
+/* Sets a JSON response; takes ownership of doc's contents (doc is
+ * reinitialised empty). */
+void tr_reply_json(struct tr_ctx *c, int status, bson_t *doc);
+void tr_reply_text(struct tr_ctx *c, int status, const char *content_type, const char *text,
+		   size_t len);
+void tr_reply_empty(struct tr_ctx *c, int status);
+
+/* Starts a problem+json response; slug names the type
+ * (https://trellis.dev/errors/<slug>). */
+void tr_problem(struct tr_ctx *c, int status, const char *slug, const char *detail);
+/* Adds a per-field validation error; starts a 422 if no problem was set. */
+void tr_problem_field(struct tr_ctx *c, const char *field, const char *message);
+/* Maps a TR_E* error from the data layer to its response (404, 412, 409,
+ * 503, 500). */
+void tr_problem_from_err(struct tr_ctx *c, int err);
+
+/* The registry: every module, in one table (registry.c). */
+extern const struct tr_module *const tr_modules[];
+extern const size_t tr_nmodules;
+
+#endif

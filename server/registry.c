@@ -1,0 +1,11 @@
+/* The registry: every module Trellis serves, in one table. A new module is
+ * one line here. */
+#include "module.h"
+
+extern const struct tr_module tr_system_module;
+
+const struct tr_module *const tr_modules[] = {
+	&tr_system_module,
+};
+
+const size_t tr_nmodules = sizeof(tr_modules) / sizeof(tr_modules[0]);
