@@ -19,11 +19,24 @@ static struct {
 	const struct tr_config *cfg;
 } P;
 
+/* mongoc's own log lines, into ours. FerretDB has no endSessions; the
+ * driver's warning about it at shutdown is noise. */
+static void
+mongoc_log_cb(mongoc_log_level_t level, const char *domain, const char *message, void *arg)
+{
+	(void)arg;
+	if (level > MONGOC_LOG_LEVEL_WARNING || strstr(message, "endSessions"))
+		return;
+	tr_log(level == MONGOC_LOG_LEVEL_WARNING ? TR_LOG_WARN : TR_LOG_ERROR, "mongoc %s: %s", domain,
+	       message);
+}
+
 int
 tr_dbpool_init(const struct tr_config *cfg, char *err, size_t errlen)
 {
 	bson_error_t error;
 
+	mongoc_log_set_handler(mongoc_log_cb, NULL);
 	mongoc_init();
 	P.cfg = cfg;
 	P.uri = mongoc_uri_new_with_error(cfg->mongo_uri, &error);
@@ -87,6 +100,10 @@ int
 tr_db_err_from_mongoc(const bson_error_t *e)
 {
 	if (e->code == 11000 || e->code == 11001)
+		return TR_EDUPLICATE;
+	/* FerretDB 1.24 (SQLite) reports a unique index violated by an update
+	 * as code 1 with SQLite's own message. */
+	if (e->domain == MONGOC_ERROR_SERVER && strstr(e->message, "UNIQUE constraint failed"))
 		return TR_EDUPLICATE;
 	if (e->domain == MONGOC_ERROR_SERVER_SELECTION || e->domain == MONGOC_ERROR_STREAM ||
 	    e->domain == MONGOC_ERROR_CLIENT)
@@ -248,14 +265,30 @@ find_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out
 	return rc;
 }
 
+/* Looks the record up by _id alone and checks its tenant here: a record's
+ * tenant never changes, so this answers exactly what {_id, tenant_id}
+ * would, and a bare _id filter is the one FerretDB's SQLite backend pushes
+ * down into SQL (several times faster than decoding every document). Another
+ * tenant's record is reported as missing. */
 int
 tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out)
 {
 	bson_t filter = BSON_INITIALIZER;
+	bson_iter_t it;
+	bson_oid_t oid;
 	int rc = TR_ENOTFOUND;
 
-	if (id_filter(db, id, &filter))
-		rc = find_first(db, coll, &filter, out);
+	if (db->has_tenant && tr_is_object_id(id)) {
+		bson_oid_init_from_string(&oid, id);
+		BSON_APPEND_OID(&filter, "_id", &oid);
+		rc = find_first(db, coll, &filter, out); /* initialises out on success */
+		if (rc == TR_OK && !(bson_iter_init_find(&it, out, "tenant_id") &&
+				     BSON_ITER_HOLDS_OID(&it) &&
+				     bson_oid_equal(bson_iter_oid(&it), &db->tenant_id))) {
+			bson_destroy(out);
+			rc = TR_ENOTFOUND;
+		}
+	}
 	bson_destroy(&filter);
 	if (rc != TR_OK)
 		bson_init(out);

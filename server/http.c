@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <libwebsockets.h>
 #include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -153,22 +155,28 @@ valid_request_id(const char *s)
 	return true;
 }
 
-static void
+/* Reads the query string; false when it has more parameters than
+ * TR_MAX_QUERY (nothing is silently dropped). */
+static bool
 read_query(struct exchange *ex)
 {
-	char buf[2048];
-
-	for (int i = 0; ex->req.nquery < TR_MAX_QUERY; i++) {
-		int n = lws_hdr_copy_fragment(ex->wsi, buf, sizeof(buf), WSI_TOKEN_HTTP_URI_ARGS, i);
-		if (n < 0)
-			break;
+	for (int i = 0;; i++) {
+		int len = lws_hdr_fragment_length(ex->wsi, WSI_TOKEN_HTTP_URI_ARGS, i);
+		if (len <= 0)
+			return true;
+		if (ex->req.nquery == TR_MAX_QUERY)
+			return false;
+		char *buf = tr_arena_alloc(&ex->arena, (size_t)len + 1);
+		if (!buf || lws_hdr_copy_fragment(ex->wsi, buf, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+			return false;
 		char *eq = strchr(buf, '=');
 		struct tr_query_param *q = &ex->req.query[ex->req.nquery++];
 		if (eq) {
-			q->name = tr_arena_strndup(&ex->arena, buf, (size_t)(eq - buf));
-			q->value = tr_arena_strdup(&ex->arena, eq + 1);
+			*eq = '\0';
+			q->name = buf;
+			q->value = eq + 1;
 		} else {
-			q->name = tr_arena_strdup(&ex->arena, buf);
+			q->name = buf;
 			q->value = "";
 		}
 	}
@@ -218,6 +226,7 @@ fail_early(struct exchange *ex, int status, const char *slug, const char *detail
 	tr_problem(&ex->ctx, status, slug, detail);
 	if (ex->phase == PH_READING && ex->content_length != 0) {
 		ex->error_pending = true;
+		lws_set_timeout(ex->wsi, PENDING_TIMEOUT_HTTP_CONTENT, H.cfg->body_timeout);
 		return;
 	}
 	respond(ex);
@@ -522,9 +531,15 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 		fail_early(ex, 400, "malformed-request", "Content-Length is not a number");
 		return 0;
 	}
-	if (te)
-		ex->content_length = -1; /* chunked: unknown */
 	ex->phase = PH_READING;
+	if (te) {
+		/* libwebsockets 4.1 cannot decode chunked request bodies: refuse
+		 * them clearly and close, since the body cannot be skipped. */
+		ex->close_after = true;
+		ex->content_length = 0;
+		fail_early(ex, 411, "length-required", "send the body with a Content-Length header");
+		return 0;
+	}
 
 	if (ex->req.method == 0) {
 		fail_early(ex, 405, "method-not-allowed", "this method is not supported");
@@ -549,7 +564,10 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 	ex->req.route = tr_router_route(m.index);
 	memcpy(ex->req.params, m.params, sizeof(m.params));
 	ex->req.nparams = m.nparams;
-	read_query(ex);
+	if (!read_query(ex)) {
+		fail_early(ex, 400, "malformed-request", "too many query parameters");
+		return 0;
+	}
 	ex->req.if_match = header(ex, WSI_TOKEN_HTTP_IF_MATCH);
 	ex->req.idempotency_key = custom_header(ex, "idempotency-key:");
 
@@ -703,6 +721,10 @@ listen_cb(uv_poll_t *h, int status, int events)
 			}
 			return;
 		}
+		/* Responses go out as headers then body: without NODELAY the
+		 * body waits for the client's delayed ACK (~40 ms). */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		if (!lws_adopt_socket_vhost(H.vhost, fd))
 			close(fd);
 	}

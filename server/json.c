@@ -1,6 +1,8 @@
 #include "json.h"
 
+#include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "util.h"
@@ -71,10 +73,144 @@ tr_json_parse(const char *buf, size_t len, bson_t *out, char *err, size_t errlen
 	return 0;
 }
 
+/* A growable output buffer for the writer below. */
+struct jbuf {
+	char *p;
+	size_t len, cap;
+	bool oom;
+};
+
+static void
+jput(struct jbuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *np = realloc(b->p, cap);
+		if (!np) {
+			b->oom = true;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void
+jstr(struct jbuf *b, const char *s, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	size_t start = 0;
+
+	jput(b, "\"", 1);
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (c >= 0x20 && c != '"' && c != '\\')
+			continue;
+		jput(b, s + start, i - start);
+		start = i + 1;
+		if (c == '"' || c == '\\') {
+			char esc[2] = {'\\', (char)c};
+			jput(b, esc, 2);
+		} else {
+			char esc[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+			jput(b, esc, 6);
+		}
+	}
+	jput(b, s + start, n - start);
+	jput(b, "\"", 1);
+}
+
+static void jvalue(struct jbuf *b, bson_iter_t *it);
+
+static void
+jcontainer(struct jbuf *b, bson_iter_t *it, bool array)
+{
+	bool first = true;
+
+	jput(b, array ? "[" : "{", 1);
+	while (bson_iter_next(it)) {
+		if (!first)
+			jput(b, ",", 1);
+		first = false;
+		if (!array) {
+			jstr(b, bson_iter_key(it), bson_iter_key_len(it));
+			jput(b, ":", 1);
+		}
+		jvalue(b, it);
+	}
+	jput(b, array ? "]" : "}", 1);
+}
+
+static void
+jvalue(struct jbuf *b, bson_iter_t *it)
+{
+	char num[40];
+	bson_iter_t child;
+	uint32_t len;
+	const char *s;
+
+	switch (bson_iter_type(it)) {
+	case BSON_TYPE_UTF8:
+		s = bson_iter_utf8(it, &len);
+		jstr(b, s, len);
+		break;
+	case BSON_TYPE_INT32:
+		jput(b, num, (size_t)snprintf(num, sizeof(num), "%" PRId32, bson_iter_int32(it)));
+		break;
+	case BSON_TYPE_INT64:
+		jput(b, num, (size_t)snprintf(num, sizeof(num), "%" PRId64, bson_iter_int64(it)));
+		break;
+	case BSON_TYPE_DOUBLE: {
+		double d = bson_iter_double(it);
+		if (d != d || d > 1.7976931348623157e308 || d < -1.7976931348623157e308)
+			jput(b, "null", 4); /* JSON has no NaN or Infinity */
+		else
+			jput(b, num, (size_t)snprintf(num, sizeof(num), "%.17g", d));
+		break;
+	}
+	case BSON_TYPE_BOOL:
+		bson_iter_bool(it) ? jput(b, "true", 4) : jput(b, "false", 5);
+		break;
+	case BSON_TYPE_DOCUMENT:
+	case BSON_TYPE_ARRAY:
+		if (bson_iter_recurse(it, &child))
+			jcontainer(b, &child, BSON_ITER_HOLDS_ARRAY(it));
+		break;
+	case BSON_TYPE_DATE_TIME:
+		tr_format_time(bson_iter_date_time(it), num);
+		jstr(b, num, strlen(num));
+		break;
+	case BSON_TYPE_OID:
+		bson_oid_to_string(bson_iter_oid(it), num);
+		jstr(b, num, 24);
+		break;
+	default:
+		jput(b, "null", 4);
+		break;
+	}
+}
+
 char *
 tr_json_render(const bson_t *doc, size_t *len)
 {
-	return bson_as_relaxed_extended_json(doc, len);
+	struct jbuf b = {0};
+	bson_iter_t it;
+
+	if (bson_iter_init(&it, doc))
+		jcontainer(&b, &it, false);
+	if (b.oom) {
+		free(b.p);
+		return NULL;
+	}
+	*len = b.len;
+	return b.p;
 }
 
 static void render_value(bson_iter_t *it, const char *key, bson_t *out);

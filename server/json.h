@@ -13,7 +13,8 @@
  * '$'. On error returns -1 with a short reason in err. */
 int tr_json_parse(const char *buf, size_t len, bson_t *out, char *err, size_t errlen);
 
-/* Renders a document as compact JSON; free with bson_free. */
+/* Renders a document as compact JSON (dates as RFC 3339 strings, ObjectIds
+ * as hex); malloc'd, free() it. NULL when out of memory. */
 char *tr_json_render(const bson_t *doc, size_t *len);
 
 /* Appends a stored document to out as an API resource: _id becomes "id",

@@ -67,6 +67,8 @@ title_for(int status)
 		return "Method not allowed";
 	case 409:
 		return "Conflict";
+	case 411:
+		return "Length required";
 	case 412:
 		return "Precondition failed";
 	case 413:
@@ -187,7 +189,7 @@ tr_resp_render(const struct tr_resp *r, size_t pre, size_t *len)
 		out[pre + n] = '\0';
 		*len = n;
 	}
-	bson_free(json);
+	free(json);
 	bson_destroy(&doc);
 	return out;
 }

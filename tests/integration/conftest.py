@@ -1,0 +1,685 @@
+"""Black-box integration fixtures for Trellis.
+
+A session-scoped `stack` starts, in a fresh temporary directory, a private
+redis-server, a private FerretDB (SQLite backend) and the server binary
+(AddressSanitizer build by default) on free loopback ports.  Tests talk to the
+server over HTTP only and look at MongoDB / Redis directly to check effects.
+
+Environment knobs:
+  TRELLIS_BIN           server binary (default <repo>/build/asan/trellis)
+  TRELLIS_FERRETDB_BIN  FerretDB binary (default ~/go/bin/ferretdb)
+  TRELLIS_REDIS_BIN     redis-server binary (default: redis-server on PATH)
+  KEEP_TMP=1            keep the temporary directory (logs, data) afterwards
+"""
+
+import json
+import os
+import re
+import secrets
+import shutil
+import signal
+import socket
+import string
+import subprocess
+import tempfile
+import time
+
+import jwt
+import pymongo
+import pytest
+import redis as redis_lib
+import requests
+from bson import ObjectId
+
+REPO_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+
+JWT_ISSUER = "trellis"
+JWT_AUDIENCE = "trellis-api"
+HEADER_TIMEOUT_S = 2
+IDLE_TIMEOUT_S = 5
+BODY_LIMIT = 1048576
+DB_NAME = "trellis_test"
+
+PROBLEM_TYPE_PREFIX = "https://trellis.dev/errors/"
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+
+READY_TIMEOUT_S = 30.0
+HTTP_TIMEOUT_S = 10.0
+
+
+# ---------------------------------------------------------------------------
+# small utilities
+# ---------------------------------------------------------------------------
+
+def free_port():
+    """A TCP port on 127.0.0.1 that was free a moment ago (bind to port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def port_open(port, timeout=0.5):
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def tail(path, lines=80):
+    try:
+        with open(path, "r", errors="replace") as f:
+            content = f.read().splitlines()
+    except OSError as e:
+        return f"<cannot read {path}: {e}>"
+    return "\n".join(content[-lines:])
+
+
+def read_text(path):
+    try:
+        with open(path, "r", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
+def stop_process(proc, timeout=10.0, sig=signal.SIGTERM):
+    """Signal a process we started and wait for it; SIGKILL if it lingers.
+
+    Returns the exit code, or None if the process had to be killed."""
+    if proc is None:
+        return None
+    if proc.poll() is not None:
+        return proc.returncode
+    try:
+        proc.send_signal(sig)
+    except ProcessLookupError:
+        pass
+    try:
+        return proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        return None
+
+
+def random_secret(n=48):
+    alphabet = string.ascii_letters + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(n))
+
+
+def b64url(data):
+    import base64
+
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def b64url_json(obj):
+    return b64url(json.dumps(obj, separators=(",", ":")))
+
+
+# ---------------------------------------------------------------------------
+# raw HTTP over a socket (for requests that `requests` would not send as-is)
+# ---------------------------------------------------------------------------
+
+class RawResponse:
+    def __init__(self, status, reason, headers, body):
+        self.status = status
+        self.reason = reason
+        self.headers = headers  # lower-case names -> value (last one wins)
+        self.body = body
+
+    def json(self):
+        return json.loads(self.body.decode("utf-8"))
+
+    def __repr__(self):
+        return f"RawResponse({self.status} {self.reason!r}, headers={self.headers!r}, body={self.body[:300]!r})"
+
+
+def _recv_some(sock):
+    try:
+        return sock.recv(65536)
+    except ConnectionResetError:
+        return b""
+
+
+def read_raw_response(sock, timeout=HTTP_TIMEOUT_S):
+    """Read one HTTP/1.1 response from `sock`.
+
+    Returns None when the peer closed (or reset) the connection before sending
+    a single byte.  Raises socket.timeout when nothing complete arrives in time."""
+    deadline = time.monotonic() + timeout
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise socket.timeout("no complete response head in time; got %r" % buf[:200])
+        sock.settimeout(remaining)
+        chunk = _recv_some(sock)
+        if not chunk:
+            if not buf:
+                return None
+            raise ConnectionError("connection closed inside the response head: %r" % buf[:300])
+        buf += chunk
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    lines = head.decode("iso-8859-1").split("\r\n")
+    m = re.match(r"HTTP/\d\.\d\s+(\d{3})\s*(.*)", lines[0])
+    if not m:
+        raise ValueError("not an HTTP status line: %r" % lines[0])
+    status, reason = int(m.group(1)), m.group(2)
+    headers = {}
+    for line in lines[1:]:
+        if ":" in line:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+
+    def need(n):
+        nonlocal rest
+        while len(rest) < n:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise socket.timeout("response body incomplete")
+            sock.settimeout(remaining)
+            chunk = _recv_some(sock)
+            if not chunk:
+                raise ConnectionError("connection closed inside the response body")
+            rest += chunk
+
+    if status in (204, 304) or 100 <= status < 200:
+        body = b""
+    elif "content-length" in headers:
+        n = int(headers["content-length"])
+        need(n)
+        body = rest[:n]
+    elif headers.get("transfer-encoding", "").lower() == "chunked":
+        body = b""
+        while True:
+            while b"\r\n" not in rest:
+                need(len(rest) + 1)
+            size_line, _, rest = rest.partition(b"\r\n")
+            size = int(size_line.split(b";")[0].strip(), 16)
+            need(size + 2)
+            body += rest[:size]
+            rest = rest[size + 2:]
+            if size == 0:
+                break
+    else:
+        # read to EOF
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            sock.settimeout(remaining)
+            chunk = _recv_some(sock)
+            if not chunk:
+                break
+            rest += chunk
+        body = rest
+    return RawResponse(status, reason, headers, body)
+
+
+def wait_closed(sock, timeout):
+    """Wait until the peer closes `sock` (EOF or reset), discarding any data it
+    sends first (e.g. a 408 response).  Returns seconds waited, or None if the
+    connection was still open after `timeout`."""
+    start = time.monotonic()
+    deadline = start + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return None
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return None
+        except (ConnectionResetError, BrokenPipeError):
+            return time.monotonic() - start
+        if not chunk:
+            return time.monotonic() - start
+
+
+# ---------------------------------------------------------------------------
+# principals (tenant + user + live session + signed token)
+# ---------------------------------------------------------------------------
+
+class Principal:
+    def __init__(self, tenant_id, user_id, session_id, token):
+        self.tenant_id = tenant_id
+        self.user_id = user_id
+        self.session_id = session_id
+        self.token = token
+        self.headers = {"Authorization": "Bearer " + token}
+
+    @property
+    def tenant_oid(self):
+        return ObjectId(self.tenant_id)
+
+    def __repr__(self):
+        return f"Principal(tenant={self.tenant_id}, user={self.user_id}, sid={self.session_id})"
+
+
+# ---------------------------------------------------------------------------
+# the stack
+# ---------------------------------------------------------------------------
+
+class Stack:
+    def __init__(self):
+        self.tmpdir = tempfile.mkdtemp(prefix="trellis-it-")
+        self.server_bin = os.environ.get("TRELLIS_BIN") or os.path.join(REPO_ROOT, "build", "asan", "trellis")
+        self.ferretdb_bin = os.environ.get("TRELLIS_FERRETDB_BIN") or os.path.expanduser("~/go/bin/ferretdb")
+        self.redis_bin = os.environ.get("TRELLIS_REDIS_BIN") or shutil.which("redis-server") or "/usr/bin/redis-server"
+
+        self.redis_port = free_port()
+        self.mongo_port = free_port()
+        self.port = free_port()
+        while len({self.redis_port, self.mongo_port, self.port}) < 3:
+            self.port = free_port()
+        self.secret = random_secret(48)
+
+        self.redis_dir = os.path.join(self.tmpdir, "redis")
+        self.ferret_dir = os.path.join(self.tmpdir, "ferretdb")
+        os.makedirs(self.redis_dir)
+        os.makedirs(self.ferret_dir)
+        self.redis_log_path = os.path.join(self.tmpdir, "redis.log")
+        self.ferret_log_path = os.path.join(self.tmpdir, "ferretdb.log")
+        self.server_log_path = os.path.join(self.tmpdir, "server.log")
+        self.migrate_log_path = os.path.join(self.tmpdir, "migrate.log")
+
+        self.redis_proc = None
+        self.ferret_proc = None
+        self.server_proc = None
+        self._server_log_file = None
+
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.mongo_uri = f"mongodb://127.0.0.1:{self.mongo_port}/{DB_NAME}"
+        self.redis_url = f"redis://127.0.0.1:{self.redis_port}/0"
+
+        self.mongo_client = None
+        self.mongo = None
+        self.redis = None
+
+        # the configuration the server runs with, for tests to use
+        self.body_limit = BODY_LIMIT
+        self.header_timeout = HEADER_TIMEOUT_S
+        self.idle_timeout = IDLE_TIMEOUT_S
+        self.jwt_issuer = JWT_ISSUER
+        self.jwt_audience = JWT_AUDIENCE
+
+    # raw-socket helpers, reachable from tests through the fixture
+    read_response = staticmethod(read_raw_response)
+    wait_closed = staticmethod(wait_closed)
+
+    # -- environment for the server -------------------------------------
+    def server_env(self):
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TRELLIS_")}
+        env.update({
+            "TRELLIS_PORT": str(self.port),
+            "TRELLIS_HOST": "127.0.0.1",
+            "TRELLIS_MONGO_URI": self.mongo_uri,
+            "TRELLIS_REDIS_URL": self.redis_url,
+            "TRELLIS_JWT_SECRET": self.secret,
+            "TRELLIS_ENV": "development",
+            "TRELLIS_HEADER_TIMEOUT": str(HEADER_TIMEOUT_S),
+            "TRELLIS_IDLE_TIMEOUT": str(IDLE_TIMEOUT_S),
+            "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
+            "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
+        })
+        return env
+
+    # -- redis -----------------------------------------------------------
+    def start_redis(self, timeout=30.0):
+        assert self.redis_proc is None or self.redis_proc.poll() is not None, "redis already running"
+        log = open(self.redis_log_path, "ab")
+        try:
+            self.redis_proc = subprocess.Popen(
+                [self.redis_bin, "--port", str(self.redis_port), "--bind", "127.0.0.1",
+                 "--dir", self.redis_dir, "--appendonly", "yes", "--save", "",
+                 "--daemonize", "no"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.redis_dir,
+                start_new_session=True)
+        finally:
+            log.close()
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.redis_proc.poll() is not None:
+                raise RuntimeError("redis-server exited with %s:\n%s" % (
+                    self.redis_proc.returncode, tail(self.redis_log_path)))
+            try:
+                probe = redis_lib.Redis(host="127.0.0.1", port=self.redis_port, socket_timeout=1,
+                                        socket_connect_timeout=1)
+                try:
+                    if probe.ping():
+                        break
+                finally:
+                    probe.close()
+            except redis_lib.RedisError as e:
+                last = e
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"redis did not answer PING within {timeout}s: {last}")
+        if self.redis is None:
+            self.redis = redis_lib.Redis(host="127.0.0.1", port=self.redis_port, db=0,
+                                         decode_responses=True, socket_timeout=5,
+                                         socket_connect_timeout=5)
+        else:
+            # drop pooled connections to the previous redis process
+            self.redis.connection_pool.disconnect()
+        self.redis.ping()
+
+    def stop_redis(self, timeout=15.0):
+        if self.redis is not None:
+            self.redis.connection_pool.disconnect()
+        stop_process(self.redis_proc, timeout=timeout)
+        deadline = time.monotonic() + 10
+        while port_open(self.redis_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not port_open(self.redis_port), "redis port still open after stopping redis"
+
+    # -- ferretdb --------------------------------------------------------
+    def start_ferretdb(self, timeout=60.0):
+        assert self.ferret_proc is None or self.ferret_proc.poll() is not None, "ferretdb already running"
+        log = open(self.ferret_log_path, "ab")
+        try:
+            self.ferret_proc = subprocess.Popen(
+                [self.ferretdb_bin, "--handler=sqlite",
+                 f"--sqlite-url=file:{self.ferret_dir}/",
+                 f"--listen-addr=127.0.0.1:{self.mongo_port}",
+                 "--debug-addr=-", "--telemetry=disable",
+                 f"--state-dir={self.ferret_dir}", "--log-level=warn"],
+                stdout=log, stderr=subprocess.STDOUT, cwd=self.ferret_dir,
+                start_new_session=True)
+        finally:
+            log.close()
+        if self.mongo_client is None:
+            self.mongo_client = pymongo.MongoClient(
+                f"mongodb://127.0.0.1:{self.mongo_port}/", directConnection=True,
+                serverSelectionTimeoutMS=2000, connectTimeoutMS=2000, socketTimeoutMS=10000)
+            self.mongo = self.mongo_client[DB_NAME]
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if self.ferret_proc.poll() is not None:
+                raise RuntimeError("ferretdb exited with %s:\n%s" % (
+                    self.ferret_proc.returncode, tail(self.ferret_log_path)))
+            try:
+                self.mongo_client.admin.command("ping")
+                return
+            except pymongo.errors.PyMongoError as e:
+                last = e
+                time.sleep(0.2)
+        raise RuntimeError(f"ferretdb did not answer ping within {timeout}s: {last}")
+
+    def stop_ferretdb(self, timeout=15.0):
+        stop_process(self.ferret_proc, timeout=timeout)
+        deadline = time.monotonic() + 10
+        while port_open(self.mongo_port) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not port_open(self.mongo_port), "ferretdb port still open after stopping it"
+
+    # -- server ----------------------------------------------------------
+    def run_migrate(self, timeout=120.0):
+        with open(self.migrate_log_path, "wb") as log:
+            proc = subprocess.run([self.server_bin, "migrate"], cwd=REPO_ROOT, env=self.server_env(),
+                                  stdout=log, stderr=subprocess.STDOUT, timeout=timeout)
+        text = read_text(self.migrate_log_path)
+        for marker in SANITIZER_MARKERS:
+            if marker in text:
+                raise RuntimeError(f"`trellis migrate` reported {marker!r}:\n{tail(self.migrate_log_path)}")
+        if proc.returncode != 0:
+            raise RuntimeError(f"`trellis migrate` exited {proc.returncode}:\n{tail(self.migrate_log_path)}")
+
+    def start_server(self):
+        if not os.path.exists(self.server_bin):
+            raise RuntimeError(f"server binary {self.server_bin} does not exist (make build-asan)")
+        self._server_log_file = open(self.server_log_path, "ab")
+        self.server_proc = subprocess.Popen(
+            [self.server_bin, "serve"], cwd=REPO_ROOT, env=self.server_env(),
+            stdin=subprocess.DEVNULL, stdout=self._server_log_file, stderr=subprocess.STDOUT,
+            start_new_session=True)
+        self.wait_ready(READY_TIMEOUT_S)
+
+    def server_alive(self):
+        return self.server_proc is not None and self.server_proc.poll() is None
+
+    def server_log(self):
+        return read_text(self.server_log_path)
+
+    def server_log_tail(self, lines=80):
+        return tail(self.server_log_path, lines)
+
+    def wait_ready(self, timeout=READY_TIMEOUT_S):
+        """Poll /readyz until it answers 200; raise with the log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if not self.server_alive():
+                raise RuntimeError("server exited with %s while waiting for /readyz:\n%s" % (
+                    self.server_proc.returncode if self.server_proc else None, self.server_log_tail()))
+            try:
+                r = requests.get(self.base_url + "/readyz", timeout=5)
+                last = f"{r.status_code} {r.text[:300]}"
+                if r.status_code == 200:
+                    return r
+            except requests.RequestException as e:
+                last = repr(e)
+            time.sleep(0.2)
+        raise RuntimeError(f"/readyz not 200 within {timeout}s (last: {last}):\n{self.server_log_tail()}")
+
+    # -- HTTP helpers ----------------------------------------------------
+    def url(self, path):
+        return self.base_url + path
+
+    def request(self, method, path, **kw):
+        kw.setdefault("timeout", HTTP_TIMEOUT_S)
+        kw.setdefault("allow_redirects", False)
+        return requests.request(method, self.base_url + path, **kw)
+
+    def get(self, path, **kw):
+        return self.request("GET", path, **kw)
+
+    def post(self, path, **kw):
+        return self.request("POST", path, **kw)
+
+    def patch(self, path, **kw):
+        return self.request("PATCH", path, **kw)
+
+    def delete(self, path, **kw):
+        return self.request("DELETE", path, **kw)
+
+    def connect(self, timeout=HTTP_TIMEOUT_S):
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+        s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return s
+
+    def raw_request(self, data, timeout=HTTP_TIMEOUT_S):
+        """Send raw bytes on a fresh connection and read one response
+        (None if the server closed without answering)."""
+        with self.connect(timeout) as s:
+            try:
+                s.sendall(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+            return read_raw_response(s, timeout)
+
+    # -- auth ------------------------------------------------------------
+    def claims(self, tenant_id, user_id, session_id, **overrides):
+        now = int(time.time())
+        c = {"sub": user_id, "tid": tenant_id, "sid": session_id, "iat": now,
+             "exp": now + 900, "iss": JWT_ISSUER, "aud": JWT_AUDIENCE}
+        for k, v in overrides.items():
+            if v is None:
+                c.pop(k, None)
+            else:
+                c[k] = v
+        return c
+
+    def sign(self, claims, key=None, algorithm="HS256", headers=None):
+        h = {"kid": "k1"}
+        if headers:
+            h.update(headers)
+        return jwt.encode(claims, key if key is not None else self.secret, algorithm=algorithm, headers=h)
+
+    def create_session(self, tenant_id, session_id, user_id):
+        self.redis.hset(f"t:{tenant_id}:sess:{session_id}", mapping={"user_id": user_id})
+
+    def principal(self, tenant_id=None, create_session=True):
+        tid = tenant_id or str(ObjectId())
+        uid = str(ObjectId())
+        sid = secrets.token_hex(16)
+        if create_session:
+            self.create_session(tid, sid, uid)
+        token = self.sign(self.claims(tid, uid, sid))
+        return Principal(tid, uid, sid, token)
+
+    # -- teardown --------------------------------------------------------
+    def shutdown(self):
+        """Stop everything; return a list of failure messages (empty if clean)."""
+        failures = []
+        try:
+            if self.server_proc is not None:
+                if self.server_proc.poll() is not None:
+                    failures.append(f"server had already exited with code {self.server_proc.returncode} "
+                                    "before teardown")
+                    code = self.server_proc.returncode
+                else:
+                    self.server_proc.send_signal(signal.SIGTERM)
+                    try:
+                        code = self.server_proc.wait(timeout=15)
+                    except subprocess.TimeoutExpired:
+                        failures.append("server did not exit within 15 s of SIGTERM; killed")
+                        self.server_proc.kill()
+                        self.server_proc.wait(timeout=10)
+                        code = None
+                if code is not None and code != 0:
+                    failures.append(f"server exit code {code} (expected 0 after SIGTERM)")
+                if self._server_log_file is not None:
+                    self._server_log_file.close()
+                text = self.server_log()
+                for marker in SANITIZER_MARKERS:
+                    if marker in text:
+                        failures.append(f"server log contains {marker!r}")
+        finally:
+            try:
+                if self.redis is not None:
+                    self.redis.close()
+                if self.mongo_client is not None:
+                    self.mongo_client.close()
+            except Exception:
+                pass
+            stop_process(self.redis_proc, timeout=10)
+            stop_process(self.ferret_proc, timeout=10)
+        return failures
+
+    def remove_tmp(self):
+        if os.environ.get("KEEP_TMP") == "1":
+            print(f"\n[trellis-it] KEEP_TMP=1: kept {self.tmpdir}")
+            return
+        shutil.rmtree(self.tmpdir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stack():
+    st = Stack()
+    startup_error = None
+    try:
+        st.start_redis()
+        st.start_ferretdb()
+        st.run_migrate()
+        st.start_server()
+    except BaseException as e:  # clean up even when startup fails
+        startup_error = e
+    if startup_error is not None:
+        st.shutdown()
+        log_tail = st.server_log_tail()
+        st.remove_tmp()
+        pytest.fail(f"could not start the test stack: {startup_error}\n--- server log tail ---\n{log_tail}",
+                    pytrace=False)
+    try:
+        yield st
+    finally:
+        failures = st.shutdown()
+        log_tail = st.server_log_tail(120)
+        if failures:
+            print("\n--- server log tail ---\n" + log_tail)
+        st.remove_tmp()
+        if failures:
+            pytest.fail("server teardown check failed: " + "; ".join(failures)
+                        + "\n--- server log tail ---\n" + log_tail, pytrace=False)
+
+
+@pytest.fixture(autouse=True)
+def _server_keeps_serving(stack):
+    """After every test: the server process is alive and /healthz answers 200."""
+    pid = stack.server_proc.pid
+    yield
+    assert stack.server_alive(), (
+        f"server process died (exit {stack.server_proc.returncode}):\n{stack.server_log_tail()}")
+    assert stack.server_proc.pid == pid
+    last = None
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            r = requests.get(stack.base_url + "/healthz", timeout=5)
+            if r.status_code == 200:
+                return
+            last = f"{r.status_code} {r.text[:200]}"
+        except requests.RequestException as e:
+            last = repr(e)
+        time.sleep(0.2)
+    pytest.fail(f"server stopped serving /healthz after the test (last: {last})\n{stack.server_log_tail()}")
+
+
+# ---------------------------------------------------------------------------
+# assertion helpers as fixtures
+# ---------------------------------------------------------------------------
+
+def check_problem(resp, status, slug=None):
+    """Assert `resp` is an RFC 9457 problem+json error with the given status (and slug).
+
+    `status` may be an int or a collection of acceptable ints; when several are
+    accepted and slug is None the slug must match the status actually given."""
+    statuses = (status,) if isinstance(status, int) else tuple(status)
+    code = resp.status_code if hasattr(resp, "status_code") else resp.status
+    text = resp.text if hasattr(resp, "text") else resp.body.decode("utf-8", "replace")
+    assert code in statuses, f"expected status {statuses}, got {code}: {text[:500]}"
+    headers = resp.headers
+    ctype = headers.get("Content-Type") if hasattr(resp, "status_code") else headers.get("content-type")
+    assert ctype is not None and ctype.split(";")[0].strip().lower() == "application/problem+json", (
+        f"expected Content-Type application/problem+json, got {ctype!r}: {text[:300]}")
+    body = json.loads(text)
+    assert isinstance(body, dict), f"problem body is not an object: {text[:300]}"
+    default_slugs = {400: "malformed-request", 401: "unauthorized", 404: "not-found",
+                     405: "method-not-allowed", 409: "conflict", 412: "version-mismatch",
+                     413: "payload-too-large", 415: "unsupported-media-type", 422: "validation-failed",
+                     429: "rate-limited", 503: "dependency-unavailable"}
+    want_slug = slug or default_slugs.get(code)
+    if want_slug is not None:
+        assert body.get("type") == PROBLEM_TYPE_PREFIX + want_slug, (
+            f"expected type {PROBLEM_TYPE_PREFIX + want_slug}, got {body.get('type')!r}")
+    assert body.get("status") == code, f"problem status {body.get('status')!r} != HTTP status {code}"
+    assert isinstance(body.get("title"), str) and body["title"], f"problem without title: {body}"
+    assert isinstance(body.get("detail"), str), f"problem without detail: {body}"
+    if "errors" in body:
+        assert isinstance(body["errors"], list)
+        for e in body["errors"]:
+            assert isinstance(e, dict) and isinstance(e.get("field"), str) and isinstance(e.get("message"), str), body
+    return body
+
+
+@pytest.fixture(scope="session")
+def problem():
+    return check_problem
+
+
+@pytest.fixture
+def principal(stack):
+    """A fresh tenant with one user and a live session."""
+    return stack.principal()

@@ -1,0 +1,476 @@
+#!/usr/bin/env bash
+# Trellis benchmark: `make bench` (or `bash tests/load/bench.sh`).
+#
+# Starts a private FerretDB, Redis, the release server (build/trellis) and
+# nginx on free loopback ports in a temporary directory, then measures:
+#
+#   1. GET /healthz on Trellis against nginx serving a static file with the
+#      same body, both with wrk -t2 -c64; goal: Trellis >= 50% of nginx.
+#   2. GET /v1/tags/{id} (JWT + Redis session + FerretDB find) with wrk
+#      -t2 -c64 against tests/load/baseline_find.c, the same find_one sent
+#      straight to FerretDB from TRELLIS_WORKERS threads over a pool of the
+#      same size; goal: Trellis >= 70% of the baseline.
+#   3. The server's idle RSS after start-up (VmRSS once /readyz is 200 and
+#      it has been idle a few seconds); goal: under 20 MiB.
+#
+# Prints a table with each figure, its baseline, the ratio and PASS/MISS,
+# and writes the same table to build/bench/results.md (raw wrk and
+# baseline output and the process logs go to build/bench/ too).
+#
+# Exit status: 0 when every measurement ran, whether or not the goals were
+# met; non-zero when something failed to run or a measured request failed
+# (non-2xx responses or socket errors make the numbers meaningless).
+#
+# Environment:
+#   BENCH_SECONDS         length of each run, default 10
+#   BENCH_IDLE_SECONDS    idle time before RSS is read, default 3
+#   BENCH_SETTLE_SECONDS  pause before each run, default 3
+#   TRELLIS_WORKERS       server DB workers = baseline threads, default 4
+#   TRELLIS_BIN           server binary, default build/trellis
+#   TRELLIS_FERRETDB_BIN  default ~/go/bin/ferretdb
+#   TRELLIS_PYTHON        default .venv/bin/python (falls back to
+#                         /tmp/vtest/bin/python when .venv is missing)
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+OUT="$ROOT/build/bench"
+
+DURATION=${BENCH_SECONDS:-10}
+IDLE_SECONDS=${BENCH_IDLE_SECONDS:-3}
+SETTLE_SECONDS=${BENCH_SETTLE_SECONDS:-3}
+WORKERS=${TRELLIS_WORKERS:-4}
+CONNECTIONS=64
+WRK_THREADS=2
+NGINX_WORKERS=1
+# One tenant sends every request, so the per-tenant rate limit (default
+# 200/s) would turn most of them into 429s; the bench lifts it.
+RATE_LIMIT=1000000
+LOG_LEVEL=warn
+
+TRELLIS_BIN=${TRELLIS_BIN:-$ROOT/build/trellis}
+FERRETDB_BIN=${TRELLIS_FERRETDB_BIN:-$HOME/go/bin/ferretdb}
+
+# Goals from the issue.
+HEALTHZ_GOAL=0.50
+TAGS_GOAL=0.70
+RSS_GOAL_MIB=20
+
+HEALTH_BODY='{"status":"ok"}'
+STARTUP_TIMEOUT=30
+
+# Every process started here, in start order; torn down in reverse.
+PIDS=()
+TMP=""
+
+log() { printf 'bench: %s\n' "$*" >&2; }
+die() {
+	log "ERROR: $*"
+	exit 1
+}
+
+is_count() { [[ $1 =~ ^[1-9][0-9]*$ ]]; }
+
+choose_python() {
+	if [[ -n ${TRELLIS_PYTHON:-} ]]; then
+		PY=$TRELLIS_PYTHON
+	elif [[ -x $ROOT/.venv/bin/python ]]; then
+		PY=$ROOT/.venv/bin/python
+	elif [[ -x /tmp/vtest/bin/python ]]; then
+		PY=/tmp/vtest/bin/python
+	else
+		die "no Python: run 'make deps' (creates .venv/) or set TRELLIS_PYTHON"
+	fi
+	[[ -x $PY ]] || die "TRELLIS_PYTHON=$PY is not executable"
+}
+
+preflight() {
+	is_count "$DURATION" || die "BENCH_SECONDS must be a positive integer, got '$DURATION'"
+	[[ $SETTLE_SECONDS =~ ^[0-9]+$ ]] || die "BENCH_SETTLE_SECONDS must be a whole number, got '$SETTLE_SECONDS'"
+	is_count "$IDLE_SECONDS" || die "BENCH_IDLE_SECONDS must be a positive integer, got '$IDLE_SECONDS'"
+	is_count "$WORKERS" || die "TRELLIS_WORKERS must be a positive integer, got '$WORKERS'"
+	local tool
+	for tool in wrk nginx redis-server gcc pkg-config curl; do
+		command -v "$tool" >/dev/null || die "'$tool' not found (make deps installs it)"
+	done
+	pkg-config --exists libmongoc-1.0 || die "libmongoc-1.0 not found by pkg-config"
+	[[ -x $TRELLIS_BIN ]] || die "$TRELLIS_BIN not found: run 'make build' first"
+	[[ -x $FERRETDB_BIN ]] || die "FerretDB not found at $FERRETDB_BIN (set TRELLIS_FERRETDB_BIN)"
+	choose_python
+	"$PY" -c 'import bson, jwt, pymongo, redis' 2>/dev/null ||
+		die "$PY lacks pymongo/redis/PyJWT: run 'make deps'"
+}
+
+# Stops one process: TERM, up to 5 s of grace, then KILL.
+stop_pid() {
+	local pid=$1 i
+	kill -TERM "$pid" 2>/dev/null || return 0
+	for ((i = 0; i < 50; i++)); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+}
+
+# EXIT trap: runs on success, failure and signals alike.
+cleanup() {
+	local rc=$? i
+	trap - EXIT INT TERM
+	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
+		stop_pid "${PIDS[i]}"
+	done
+	if [[ -n $TMP && -d $TMP ]]; then
+		mkdir -p "$OUT/logs"
+		cp -f "$TMP"/*.log "$OUT/logs/" 2>/dev/null || true
+		cp -f "$TMP/nginx/error.log" "$OUT/logs/nginx-error.log" 2>/dev/null || true
+		if ((rc != 0)) && [[ -s $TMP/trellis.log ]]; then
+			log "last lines of the server log ($OUT/logs/trellis.log):"
+			tail -n 20 "$TMP/trellis.log" >&2 || true
+		fi
+		rm -rf "$TMP"
+	fi
+	exit "$rc"
+}
+
+# Prints N distinct free loopback TCP ports, space separated. The sockets
+# are held open together so the kernel hands out different ports.
+free_ports() {
+	"$PY" - "$1" <<'EOF'
+import socket, sys
+socks = [socket.socket() for _ in range(int(sys.argv[1]))]
+for s in socks:
+    s.bind(("127.0.0.1", 0))
+print(" ".join(str(s.getsockname()[1]) for s in socks))
+for s in socks:
+    s.close()
+EOF
+}
+
+# Waits until something accepts TCP connections on 127.0.0.1:PORT, failing
+# early if PID has died.
+wait_for_port() {
+	local name=$1 pid=$2 port=$3 logfile=$4 deadline=$((SECONDS + STARTUP_TIMEOUT))
+	while ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			tail -n 20 "$logfile" >&2 || true
+			die "$name exited during start-up (log above)"
+		fi
+		((SECONDS < deadline)) || die "$name did not listen on port $port within ${STARTUP_TIMEOUT}s"
+		sleep 0.1
+	done
+}
+
+start_ferretdb() {
+	local dir=$TMP/ferretdb
+	mkdir -p "$dir"
+	"$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$dir/" \
+		--listen-addr="127.0.0.1:$MONGO_PORT" --debug-addr=- \
+		--telemetry=disable --state-dir="$dir" --log-level=warn \
+		>"$TMP/ferretdb.log" 2>&1 &
+	PIDS+=($!)
+	wait_for_port FerretDB $! "$MONGO_PORT" "$TMP/ferretdb.log"
+}
+
+start_redis() {
+	local dir=$TMP/redis
+	mkdir -p "$dir"
+	redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --dir "$dir" \
+		--appendonly yes --save '' --daemonize no \
+		>"$TMP/redis.log" 2>&1 &
+	PIDS+=($!)
+	wait_for_port Redis $! "$REDIS_PORT" "$TMP/redis.log"
+}
+
+# The server's settings, for both `migrate` and `serve`. TRELLIS_CONFIG is
+# dropped so a developer's config file cannot change what is measured.
+# `env` execs the server, so $! of a backgrounded `env ...` is its pid.
+server_env() {
+	SERVER_ENV=(
+		-u TRELLIS_CONFIG
+		TRELLIS_HOST=127.0.0.1
+		TRELLIS_PORT="$HTTP_PORT"
+		TRELLIS_MONGO_URI="$MONGO_URI"
+		TRELLIS_REDIS_URL="$REDIS_URL"
+		TRELLIS_ENV=production
+		TRELLIS_JWT_SECRET="$JWT_SECRET"
+		TRELLIS_WORKERS="$WORKERS"
+		TRELLIS_MIGRATIONS_DIR="$ROOT/migrations"
+		TRELLIS_RATE_LIMIT_RPS="$RATE_LIMIT"
+		TRELLIS_RATE_LIMIT_BURST="$RATE_LIMIT"
+		TRELLIS_LOG_LEVEL="$LOG_LEVEL"
+	)
+}
+
+start_server() {
+	server_env
+	log "applying migrations"
+	if ! (cd "$ROOT" && env "${SERVER_ENV[@]}" "$TRELLIS_BIN" migrate) >"$TMP/trellis-migrate.log" 2>&1; then
+		tail -n 20 "$TMP/trellis-migrate.log" >&2 || true
+		die "trellis migrate failed (log above)"
+	fi
+	cd "$ROOT"
+	env "${SERVER_ENV[@]}" "$TRELLIS_BIN" serve >"$TMP/trellis.log" 2>&1 &
+	SERVER_PID=$!
+	PIDS+=("$SERVER_PID")
+	cd - >/dev/null
+
+	local deadline=$((SECONDS + STARTUP_TIMEOUT)) code
+	while :; do
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
+			"http://127.0.0.1:$HTTP_PORT/readyz" || true)
+		[[ $code == 200 ]] && break
+		kill -0 "$SERVER_PID" 2>/dev/null || die "the server exited during start-up"
+		((SECONDS < deadline)) || die "/readyz not 200 within ${STARTUP_TIMEOUT}s (last: $code)"
+		sleep 0.1
+	done
+}
+
+# VmRSS of the server in KiB, read after it has been idle a while.
+measure_idle_rss() {
+	sleep "$IDLE_SECONDS"
+	kill -0 "$SERVER_PID" 2>/dev/null || die "the server died while idle"
+	RSS_KIB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$SERVER_PID/status")
+	[[ -n $RSS_KIB ]] || die "no VmRSS in /proc/$SERVER_PID/status"
+}
+
+seed() {
+	local output
+	output=$(TRELLIS_JWT_SECRET="$JWT_SECRET" "$PY" "$ROOT/tests/load/seed.py" \
+		--mongo-uri "$MONGO_URI" --redis-url "$REDIS_URL") ||
+		die "seed.py failed"
+	TENANT_ID=$(sed -n 's/^tenant_id=//p' <<<"$output")
+	TAG_ID=$(sed -n 's/^tag_id=//p' <<<"$output")
+	TOKEN=$(sed -n 's/^token=//p' <<<"$output")
+	[[ -n $TENANT_ID && -n $TAG_ID && -n $TOKEN ]] || die "seed.py printed no ids/token: $output"
+}
+
+start_nginx() {
+	local dir=$TMP/nginx
+	mkdir -p "$dir/www"
+	printf '%s' "$HEALTH_BODY" >"$dir/www/healthz"
+	# Workers drop to an unprivileged user when nginx runs as root, and
+	# mktemp -d makes the directory private: open the path to them.
+	chmod 755 "$TMP" "$dir" "$dir/www"
+	chmod 644 "$dir/www/healthz"
+	cat >"$dir/nginx.conf" <<EOF
+worker_processes $NGINX_WORKERS;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    keepalive_requests 1000000;
+    client_body_temp_path $dir/client_body;
+    proxy_temp_path $dir/proxy;
+    fastcgi_temp_path $dir/fastcgi;
+    uwsgi_temp_path $dir/uwsgi;
+    scgi_temp_path $dir/scgi;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $dir/www;
+        location = /healthz { default_type application/json; }
+    }
+}
+EOF
+	nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf" >"$TMP/nginx.log" 2>&1 &
+	PIDS+=($!)
+	wait_for_port nginx $! "$NGINX_PORT" "$TMP/nginx.log"
+}
+
+# Fetches URL once (extra curl args after it) and checks the status; the
+# body is left in $TMP/probe.body.
+probe() {
+	local name=$1 url=$2 code
+	shift 2
+	code=$(curl -s -o "$TMP/probe.body" -w '%{http_code}' --max-time 5 "$@" "$url" || true)
+	if [[ $code != 200 ]]; then
+		log "$name: GET $url answered $code:"
+		cat "$TMP/probe.body" >&2 2>/dev/null || true
+		echo >&2
+		die "$name does not answer 200 before the benchmark"
+	fi
+}
+
+# run_wrk NAME URL [wrk args...]: one wrk run; output kept in
+# $OUT/wrk-NAME.txt and echoed. Sets WRK_RPS, WRK_P50, WRK_P99, WRK_ERRORS
+# (non-2xx responses + socket errors) and WRK_ERROR_TEXT.
+run_wrk() {
+	local name=$1 url=$2 file=$OUT/wrk-$1.txt
+	shift 2
+	log "wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s $name"
+	wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$file" 2>&1 ||
+		{
+			cat "$file" >&2
+			die "wrk failed for $name"
+		}
+	sed 's/^/    /' "$file" >&2
+	WRK_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$file")
+	WRK_P50=$(awk '$1 == "50%" { print $2; exit }' "$file")
+	WRK_P99=$(awk '$1 == "99%" { print $2; exit }' "$file")
+	local non2xx socket
+	non2xx=$(awk '/Non-2xx or 3xx responses:/ { print $NF }' "$file")
+	# "Socket errors: connect 0, read 0, write 0, timeout 0": sum the numbers.
+	socket=$(awk '/Socket errors:/ { for (i = 3; i <= NF; i++) if ($i ~ /^[0-9]+,?$/) n += $i }
+		END { print n + 0 }' "$file")
+	WRK_ERRORS=$((${non2xx:-0} + ${socket:-0}))
+	WRK_ERROR_TEXT=""
+	if ((WRK_ERRORS > 0)); then
+		WRK_ERROR_TEXT=$(grep -E 'Non-2xx|Socket errors' "$file" | sed 's/^ *//' | paste -sd ';' -)
+		log "$name: $WRK_ERROR_TEXT"
+	fi
+	[[ -n $WRK_RPS ]] || die "no Requests/sec in the wrk output for $name"
+}
+
+run_baseline() {
+	local bin=$OUT/baseline_find file=$OUT/baseline_find.txt
+	log "building $bin"
+	# shellcheck disable=SC2046 # pkg-config output is meant to split
+	gcc -std=c11 -O2 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+		$(pkg-config --cflags libmongoc-1.0) -o "$bin" "$ROOT/tests/load/baseline_find.c" \
+		$(pkg-config --libs libmongoc-1.0) -pthread
+	log "baseline_find: $WORKERS threads, ${DURATION}s"
+	# The driver's warnings (e.g. FerretDB lacking endSessions at pool
+	# teardown) go to a separate file, shown only when the run fails.
+	"$bin" "$MONGO_URI" "$TENANT_ID" "$TAG_ID" "$WORKERS" "$DURATION" >"$file" 2>"$OUT/baseline_find.stderr" ||
+		{
+			cat "$file" "$OUT/baseline_find.stderr" >&2
+			die "baseline_find failed"
+		}
+	sed 's/^/    /' "$file" >&2
+	BASELINE_OPS=$(sed -n 's/^ops_per_sec=//p' "$file")
+	[[ -n $BASELINE_OPS ]] || die "baseline_find printed no ops_per_sec"
+}
+
+# A pause between runs so one run's tail (queued work, TIME_WAIT sockets,
+# FerretDB still busy) does not bleed into the next.
+settle() { sleep "$SETTLE_SECONDS"; }
+
+# ratio A B -> A/B with two decimals.
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# at_least VALUE GOAL -> PASS or MISS.
+at_least() { awk -v v="$1" -v g="$2" 'BEGIN { print (v != "n/a" && v + 0 >= g + 0) ? "PASS" : "MISS" }'; }
+below() { awk -v v="$1" -v g="$2" 'BEGIN { print (v + 0 < g + 0) ? "PASS" : "MISS" }'; }
+
+write_results() {
+	local healthz_ratio tags_ratio rss_mib commit
+	healthz_ratio=$(ratio "$HEALTHZ_RPS" "$NGINX_RPS")
+	tags_ratio=$(ratio "$TAGS_RPS" "$BASELINE_OPS")
+	rss_mib=$(awk -v k="$RSS_KIB" 'BEGIN { printf "%.1f", k / 1024 }')
+	commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+	HEALTHZ_RESULT=$(at_least "$healthz_ratio" "$HEALTHZ_GOAL")
+	TAGS_RESULT=$(at_least "$tags_ratio" "$TAGS_GOAL")
+	RSS_RESULT=$(below "$rss_mib" "$RSS_GOAL_MIB")
+
+	{
+		echo "# Trellis benchmark"
+		echo
+		echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit, $(nproc) CPUs," \
+			"wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s, all on one machine over loopback."
+		echo
+		echo "| figure | Trellis | baseline | ratio | goal | result |"
+		echo "| --- | ---: | --- | ---: | --- | --- |"
+		echo "| GET /healthz, requests/s | $HEALTHZ_RPS | $NGINX_RPS (nginx, static file) | $healthz_ratio | >= $HEALTHZ_GOAL | $HEALTHZ_RESULT |"
+		echo "| GET /v1/tags/{id}, requests/s | $TAGS_RPS | $BASELINE_OPS (baseline_find, $WORKERS threads) | $tags_ratio | >= $TAGS_GOAL | $TAGS_RESULT |"
+		echo "| idle RSS, MiB | $rss_mib | - | - | < $RSS_GOAL_MIB | $RSS_RESULT |"
+		echo
+		echo "| wrk run | requests/s | p50 | p99 | errors |"
+		echo "| --- | ---: | ---: | ---: | --- |"
+		echo "| nginx /healthz | $NGINX_RPS | $NGINX_P50 | $NGINX_P99 | ${NGINX_ERRORS_TEXT:-none} |"
+		echo "| Trellis /healthz | $HEALTHZ_RPS | $HEALTHZ_P50 | $HEALTHZ_P99 | ${HEALTHZ_ERRORS_TEXT:-none} |"
+		echo "| Trellis /v1/tags/{id} | $TAGS_RPS | $TAGS_P50 | $TAGS_P99 | ${TAGS_ERRORS_TEXT:-none} |"
+		echo
+		echo "Notes:"
+		echo "- Trellis: release build, TRELLIS_LOG_LEVEL=$LOG_LEVEL (no per-request log lines)," \
+			"TRELLIS_WORKERS=$WORKERS, TRELLIS_ENV=production, per-tenant rate limit raised to" \
+			"$RATE_LIMIT/s (one tenant sends every request)."
+		echo "- nginx: worker_processes $NGINX_WORKERS, access_log off, serves a file holding" \
+			"the same body ($HEALTH_BODY)."
+		echo "- /v1/tags/{id}: one tenant, 1000 tags, the same tag every request; JWT check," \
+			"Redis session check and FerretDB find on each."
+		echo "- baseline_find: find_one({tenant_id, _id}) limit 1 on \`tags\` straight to FerretDB," \
+			"mongoc_client_pool_t of $WORKERS clients, $WORKERS threads; run first, on an idle FerretDB," \
+			"and every run after a ${SETTLE_SECONDS}s pause."
+		echo "- idle RSS: VmRSS of the server ${IDLE_SECONDS}s after /readyz first answered 200," \
+			"before any benchmark request."
+		if [[ -n $BODY_NOTE ]]; then
+			echo "- The /healthz bodies differ in bytes: $BODY_NOTE."
+		fi
+	} >"$OUT/results.md"
+}
+
+main() {
+	preflight
+	mkdir -p "$OUT"
+	TMP=$(mktemp -d "${TMPDIR:-/tmp}/trellis-bench.XXXXXX")
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	read -r MONGO_PORT REDIS_PORT HTTP_PORT NGINX_PORT < <(free_ports 4)
+	[[ -n ${NGINX_PORT:-} ]] || die "could not pick free ports"
+	MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/trellis_bench"
+	REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+	JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+	log "temp dir $TMP; ports: FerretDB $MONGO_PORT, Redis $REDIS_PORT, Trellis $HTTP_PORT, nginx $NGINX_PORT"
+	log "Trellis runs with TRELLIS_LOG_LEVEL=$LOG_LEVEL and TRELLIS_WORKERS=$WORKERS; nginx with worker_processes $NGINX_WORKERS"
+	start_ferretdb
+	start_redis
+	start_server
+	log "server ready (pid $SERVER_PID); idle ${IDLE_SECONDS}s before reading VmRSS"
+	measure_idle_rss
+	log "idle VmRSS: $RSS_KIB KiB"
+
+	seed
+	start_nginx
+
+	local nginx_url="http://127.0.0.1:$NGINX_PORT/healthz"
+	local healthz_url="http://127.0.0.1:$HTTP_PORT/healthz"
+	local tags_url="http://127.0.0.1:$HTTP_PORT/v1/tags/$TAG_ID"
+	local auth="Authorization: Bearer $TOKEN"
+	probe nginx "$nginx_url"
+	local nginx_body
+	nginx_body=$(cat "$TMP/probe.body")
+	probe Trellis "$healthz_url"
+	BODY_NOTE=""
+	if [[ $(cat "$TMP/probe.body") != "$nginx_body" ]]; then
+		BODY_NOTE="Trellis answers /healthz with '$(cat "$TMP/probe.body")', nginx with '$nginx_body'"
+		log "warning: bodies differ: $BODY_NOTE"
+	fi
+	probe "Trellis /v1/tags/{id}" "$tags_url" -H "$auth"
+	grep -q "$TAG_ID" "$TMP/probe.body" || die "GET /v1/tags/$TAG_ID did not return that tag: $(cat "$TMP/probe.body")"
+
+	# The baseline goes first, on an idle FerretDB: right after the Trellis
+	# run, the server is still draining queued finds for a second or so and
+	# the baseline would be measured against that load. Every run is
+	# preceded by a pause for the same reason.
+	settle
+	run_baseline
+
+	local errors=0
+	settle
+	run_wrk nginx-healthz "$nginx_url"
+	NGINX_RPS=$WRK_RPS NGINX_P50=$WRK_P50 NGINX_P99=$WRK_P99 NGINX_ERRORS_TEXT=$WRK_ERROR_TEXT
+	errors=$((errors + WRK_ERRORS))
+	settle
+	run_wrk trellis-healthz "$healthz_url"
+	HEALTHZ_RPS=$WRK_RPS HEALTHZ_P50=$WRK_P50 HEALTHZ_P99=$WRK_P99 HEALTHZ_ERRORS_TEXT=$WRK_ERROR_TEXT
+	errors=$((errors + WRK_ERRORS))
+	settle
+	run_wrk trellis-tags "$tags_url" -H "$auth"
+	TAGS_RPS=$WRK_RPS TAGS_P50=$WRK_P50 TAGS_P99=$WRK_P99 TAGS_ERRORS_TEXT=$WRK_ERROR_TEXT
+	errors=$((errors + WRK_ERRORS))
+	kill -0 "$SERVER_PID" 2>/dev/null || die "the server died during the benchmark"
+
+	write_results
+	echo
+	cat "$OUT/results.md"
+	echo
+	echo "(written to ${OUT#"$ROOT"/}/results.md)"
+	if ((errors > 0)); then
+		die "$errors requests failed during the wrk runs (see the errors column); the figures are not valid"
+	fi
+}
+
+main "$@"
