@@ -24,6 +24,7 @@
 #include "util.h"
 
 #define HEADER_BUF 4096
+#define ONE_WRITE_MAX (64 * 1024) /* bodies up to this go out with the headers */
 #define DISCARD_FACTOR 8 /* drain at most this many times the limit before closing */
 
 enum phase {
@@ -74,6 +75,8 @@ static struct {
 	uv_timer_t accept_pause;
 	bool listening;
 	int inflight;
+	char id_prefix[21]; /* random per process: ids are unique across processes */
+	unsigned long long id_counter;
 } H;
 
 static void respond(struct exchange *ex);
@@ -456,7 +459,24 @@ write_headers(struct exchange *ex)
 		return -1;
 	if (ex->close_after && add_header(ex, "connection:", "close", &p, end))
 		return -1;
-	if (lws_finalize_write_http_header(ex->wsi, start, &p, end))
+	if (lws_finalize_http_header(ex->wsi, &p, end))
+		return -1;
+	size_t hlen = (size_t)(p - start);
+	if (ex->out_len > 0 && ex->out_len <= ONE_WRITE_MAX) {
+		/* HTTP/1.1: headers and body in one write, one packet. */
+		unsigned char *one = malloc(LWS_PRE + hlen + ex->out_len);
+		if (!one)
+			return -1;
+		memcpy(one + LWS_PRE, start, hlen);
+		memcpy(one + LWS_PRE + hlen, ex->out + LWS_PRE, ex->out_len);
+		int n = lws_write(ex->wsi, one + LWS_PRE, hlen + ex->out_len, LWS_WRITE_HTTP_HEADERS);
+		free(one);
+		if (n < 0)
+			return -1;
+		ex->out_len = 0; /* sent */
+		return 0;
+	}
+	if (lws_write(ex->wsi, start, hlen, LWS_WRITE_HTTP_HEADERS) < 0)
 		return -1;
 	return 0;
 }
@@ -518,7 +538,8 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 	if (valid_request_id(rid))
 		snprintf(ex->req.request_id, sizeof(ex->req.request_id), "%s", rid);
 	else
-		tr_random_hex(ex->req.request_id, 16);
+		snprintf(ex->req.request_id, sizeof(ex->req.request_id), "%s%012llx", H.id_prefix,
+			 ++H.id_counter);
 	ex->req.path = tr_arena_strdup(&ex->arena, uri);
 	lm = lws_http_get_uri_and_method(wsi, &uri_ptr, &uri_len);
 	ex->req.method = method_from_lws(lm);
@@ -780,6 +801,7 @@ tr_http_init(uv_loop_t *loop, const struct tr_config *cfg, char *err, size_t err
 
 	H.loop = loop;
 	H.cfg = cfg;
+	tr_random_hex(H.id_prefix, 10);
 	H.listen_fd = open_listener(cfg, err, errlen);
 	if (H.listen_fd < 0)
 		return -1;

@@ -683,3 +683,199 @@ def problem():
 def principal(stack):
     """A fresh tenant with one user and a live session."""
     return stack.principal()
+
+
+# ---------------------------------------------------------------------------
+# extra trellis processes (lifecycle and migration tests)
+#
+# These run the server binary beside the session's server, each with its own
+# port and database, against the stack's FerretDB and Redis.
+# ---------------------------------------------------------------------------
+
+# SANITIZER_MARKERS plus the other headers the sanitizers print
+ALL_SANITIZER_MARKERS = SANITIZER_MARKERS + (
+    "AddressSanitizer", "UndefinedBehaviorSanitizer", "SUMMARY: ", "LeakSanitizer")
+
+
+def sanitizer_hits(text):
+    """The sanitizer markers found in `text` (empty list when clean)."""
+    return [m for m in ALL_SANITIZER_MARKERS if m in text]
+
+
+class TrellisRun:
+    """Outcome of a one-shot `trellis ...` invocation."""
+
+    def __init__(self, args, returncode, stdout, stderr, elapsed):
+        self.args = args
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr
+        self.elapsed = elapsed
+
+    @property
+    def output(self):
+        return self.stdout + self.stderr
+
+    def stderr_lines(self):
+        return [line for line in self.stderr.splitlines() if line.strip()]
+
+    def __repr__(self):
+        outcome = "still running, killed" if self.returncode is None else self.returncode
+        return (f"TrellisRun({' '.join(self.args)!r} -> {outcome} after {self.elapsed:.1f}s, "
+                f"stdout={self.stdout[-1500:]!r}, stderr={self.stderr[-1500:]!r})")
+
+
+class TrellisProcess:
+    """A trellis process started in the background; output goes to a log file."""
+
+    def __init__(self, stack, args, env, cwd, log_path, port=None):
+        self.args = list(args)
+        self.env = env
+        self.log_path = log_path
+        self.port = int(port or env.get("TRELLIS_PORT", "0") or 0)
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        with open(log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [stack.server_bin] + self.args, cwd=cwd, env=env, stdin=subprocess.DEVNULL,
+                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def output(self):
+        return read_text(self.log_path)
+
+    def output_tail(self, lines=60):
+        return tail(self.log_path, lines)
+
+    def url(self, path):
+        return self.base_url + path
+
+    def wait_http(self, path="/healthz", timeout=READY_TIMEOUT_S):
+        """Poll `path` until it answers 200; raise with the log tail otherwise."""
+        deadline = time.monotonic() + timeout
+        last = None
+        while time.monotonic() < deadline:
+            if not self.alive():
+                raise RuntimeError("trellis exited with %s while waiting for %s:\n%s" % (
+                    self.proc.returncode, path, self.output_tail()))
+            try:
+                r = requests.get(self.url(path), timeout=5)
+                last = f"{r.status_code} {r.text[:300]}"
+                if r.status_code == 200:
+                    return r
+            except requests.RequestException as e:
+                last = repr(e)
+            time.sleep(0.1)
+        raise RuntimeError(f"{path} not 200 within {timeout}s (last: {last}):\n{self.output_tail()}")
+
+    def wait_ready(self, timeout=READY_TIMEOUT_S):
+        return self.wait_http("/readyz", timeout)
+
+    def wait_exit(self, timeout):
+        """Exit code, or None if still running after `timeout` seconds."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def signal(self, sig):
+        if self.alive():
+            self.proc.send_signal(sig)
+
+    def kill(self):
+        """SIGKILL if still running (always safe to call, e.g. in `finally`)."""
+        if self.proc.poll() is None:
+            try:
+                self.proc.kill()
+            except ProcessLookupError:
+                pass
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+class TrellisLauncher:
+    """Builds environments for, runs and starts extra trellis processes.
+    Everything started through it is killed when the owning fixture ends."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.started = []
+        self.databases = []
+        self.workdir = tempfile.mkdtemp(prefix="extra-", dir=stack.tmpdir)
+
+    def fresh_db(self, prefix="x"):
+        name = f"{prefix}_{secrets.token_hex(5)}"
+        self.databases.append(name)
+        return name
+
+    def mongo_uri(self, db):
+        return f"mongodb://127.0.0.1:{self.stack.mongo_port}/{db}"
+
+    def db(self, name):
+        return self.stack.mongo_client[name]
+
+    def env(self, db=None, port=None, **overrides):
+        """The session server's environment with its own database and port.
+        Keyword overrides name TRELLIS_* keys in lower case without the
+        prefix (port=..., migrations_dir=...); a value of None removes it."""
+        env = self.stack.server_env()
+        env["TRELLIS_MONGO_URI"] = self.mongo_uri(db or self.fresh_db())
+        env["TRELLIS_PORT"] = str(port or free_port())
+        for key, value in overrides.items():
+            name = "TRELLIS_" + key.upper()
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = str(value)
+        return env
+
+    def bare_env(self):
+        """The environment without any TRELLIS_* variable (sanitizer options kept)."""
+        return {k: v for k, v in self.stack.server_env().items() if not k.startswith("TRELLIS_")}
+
+    def run(self, *args, env, cwd=REPO_ROOT, timeout=120.0):
+        """Run `trellis *args` to completion.  A process still running after
+        `timeout` seconds is killed and reported with returncode None."""
+        t0 = time.monotonic()
+        try:
+            proc = subprocess.run([self.stack.server_bin] + list(args), cwd=cwd, env=env,
+                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+        except subprocess.TimeoutExpired as e:  # subprocess.run has killed it
+            return TrellisRun(list(args), None, (e.stdout or b"").decode("utf-8", "replace"),
+                              (e.stderr or b"").decode("utf-8", "replace"), time.monotonic() - t0)
+        return TrellisRun(list(args), proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                          proc.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+
+    def start(self, *args, env, cwd=REPO_ROOT, port=None):
+        """Start `trellis *args` in the background; `port` is where it is
+        expected to listen when TRELLIS_PORT is not in `env`."""
+        log_path = os.path.join(self.workdir, f"trellis-{len(self.started)}.log")
+        p = TrellisProcess(self.stack, args or ("serve",), env, cwd, log_path, port)
+        self.started.append(p)
+        return p
+
+    def close(self):
+        for p in self.started:
+            p.kill()
+        for name in self.databases:
+            try:
+                self.stack.mongo_client.drop_database(name)
+            except Exception:
+                pass
+
+
+@pytest.fixture
+def trellis(stack):
+    """Launcher for extra trellis processes; kills whatever it started."""
+    launcher = TrellisLauncher(stack)
+    try:
+        yield launcher
+    finally:
+        launcher.close()
