@@ -388,7 +388,7 @@ write_results() {
 			"the same body ($HEALTH_BODY)."
 		echo "- /v1/tags/{id}: one tenant, 1000 tags, the same tag every request; JWT check," \
 			"Redis session check and FerretDB find on each."
-		echo "- baseline_find: find_one({tenant_id, _id}) limit 1 on \`tags\` straight to FerretDB," \
+		echo "- baseline_find: find_one({_id}) limit 1 on \`tags\` plus the tenant_id check in C (the server's query) straight to FerretDB," \
 			"mongoc_client_pool_t of $WORKERS clients, $WORKERS threads; run first, on an idle FerretDB," \
 			"and every run after a ${SETTLE_SECONDS}s pause."
 		echo "- idle RSS: VmRSS of the server ${IDLE_SECONDS}s after /readyz first answered 200," \
