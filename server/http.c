@@ -435,6 +435,8 @@ write_headers(struct exchange *ex)
 
 	if (r->status == 0)
 		r->status = 500;
+	if (!H.listening)
+		ex->close_after = true; /* draining: move keep-alive clients elsewhere */
 	if (lws_add_http_common_headers(ex->wsi, (unsigned int)r->status, r->status == 204 ? NULL : ctype,
 					ex->out_len, &p, end))
 		return -1;

@@ -21,6 +21,7 @@ MIGRATIONS_DIR = os.path.join(REPO_ROOT, "migrations")
 CHANGED_MESSAGE = "was changed after it was applied"
 SERVE_REFUSES_WITHIN_S = 10.0
 CONCURRENT_ROUNDS = 3
+FILLER_COMMANDS = 150  # a slow migration ahead of the scratch one keeps both migrate processes busy together
 
 SCRATCH_ID = "applied-once"
 SCRATCH_MIGRATION = {
@@ -36,6 +37,12 @@ SCRATCH_MIGRATION = {
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
+
+FILLER_MIGRATION = {
+    "description": "test: many small inserts (auto _id) so that applying takes a while",
+    "commands": [{"insert": "filler", "documents": [{"n": i}]} for i in range(FILLER_COMMANDS)],
+}
+
 
 def sha256_file(path):
     with open(path, "rb") as f:
@@ -134,6 +141,7 @@ def test_migrate_twice_records_each_file_once_with_its_checksum(stack, trellis):
 
 
 def test_concurrent_migrate_on_fresh_database_applies_each_migration_once(stack, trellis, mig_dir):
+    write_json(os.path.join(mig_dir, "0800_slow_filler.json"), FILLER_MIGRATION)
     extra = write_json(os.path.join(mig_dir, "0900_scratch_once.json"), SCRATCH_MIGRATION)
     files = migration_files(mig_dir)
     for round_no in range(CONCURRENT_ROUNDS):
@@ -157,6 +165,8 @@ def test_concurrent_migrate_on_fresh_database_applies_each_migration_once(stack,
         assert codes == [0, 0], (f"round {round_no}: concurrent `trellis migrate` exit codes {codes}:\n"
                                  + "\n----\n".join(out[-2000:] for _, out in outputs))
         assert db["scratch"].count_documents({"_id": SCRATCH_ID}) == 1
+        assert db["filler"].count_documents({}) == FILLER_COMMANDS, (
+            f"round {round_no}: 0800_slow_filler inserted {db['filler'].count_documents({})} documents")
         assert db["scratch_runs"].count_documents({}) == 1, (
             f"round {round_no}: 0900_scratch_once ran {db['scratch_runs'].count_documents({})} times")
         recs = records(db)
