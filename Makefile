@@ -70,8 +70,9 @@ run: deps build
 migrate: build
 	@build/trellis migrate
 
+# Runs every unit binary, then fails if any failed (one failure does not hide the rest).
 unit: $(UNIT_BINS)
-	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+	@failed=0; for t in $(UNIT_BINS); do echo "== $$t"; $$t || failed=1; done; exit $$failed
 
 integration: build-asan
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration

@@ -1,5 +1,6 @@
 #include "arena.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -37,6 +38,8 @@ tr_arena_alloc(struct tr_arena *a, size_t size)
 	struct tr_arena_chunk *c = a->head;
 	void *p;
 
+	if (size > SIZE_MAX / 2)
+		return NULL; /* rounding and the chunk header would overflow */
 	size = (size + align - 1) / align * align;
 	if (!c || c->cap - c->used < size) {
 		size_t cap = size > ARENA_CHUNK ? size : ARENA_CHUNK;

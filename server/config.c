@@ -134,6 +134,10 @@ load_file(struct tr_config *cfg, const char *path, char *err, int errlen)
 			break;
 		}
 	}
+	if (rc == 0 && ferror(f)) {
+		snprintf(err, errlen, "config file %s: cannot be read", path);
+		rc = -1;
+	}
 	fclose(f);
 	return rc;
 }
@@ -165,7 +169,8 @@ parse_mongo_uri(struct tr_config *cfg, char *err, int errlen)
 			goto bad;
 	return 0;
 bad:
-	snprintf(err, errlen, "mongo_uri must look like mongodb://host:port/database, got \"%s\"", u);
+	/* The URI may hold a password: name the key, not the value. */
+	snprintf(err, errlen, "mongo_uri must look like mongodb://[user:password@]host:port/database");
 	return -1;
 }
 
@@ -183,10 +188,18 @@ parse_redis_url(struct tr_config *cfg, char *err, int errlen)
 	at = strrchr(p, '@');
 	if (at) {
 		*at = '\0';
-		char *pw = strchr(p, ':') ? strchr(p, ':') + 1 : p;
+		char *colon_pw = strchr(p, ':');
+		char *pw = colon_pw ? colon_pw + 1 : p;
 		if (strlen(pw) >= sizeof(cfg->redis_password))
 			goto bad;
 		strcpy(cfg->redis_password, pw);
+		cfg->redis_user[0] = '\0';
+		if (colon_pw && colon_pw > p) { /* redis://user:password@ (Redis 6 ACL) */
+			if ((size_t)(colon_pw - p) >= sizeof(cfg->redis_user))
+				goto bad;
+			memcpy(cfg->redis_user, p, (size_t)(colon_pw - p));
+			cfg->redis_user[colon_pw - p] = '\0';
+		}
 		p = at + 1;
 	}
 	cfg->redis_db = 0;

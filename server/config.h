@@ -16,6 +16,7 @@ struct tr_config {
 	char redis_host[256];
 	int redis_port;
 	int redis_db;
+	char redis_user[128];
 	char redis_password[256];
 	char jwt_secret[512];
 	char jwt_issuer[128];

@@ -1,6 +1,7 @@
 #include "json.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,10 +21,15 @@ plain_json(bson_iter_t *it, int depth, char *err, size_t errlen)
 			return false;
 		}
 		switch (bson_iter_type(it)) {
+		case BSON_TYPE_DOUBLE:
+			if (!isfinite(bson_iter_double(it))) {
+				snprintf(err, errlen, "numbers must be finite (field \"%s\")", key);
+				return false;
+			}
+			break;
 		case BSON_TYPE_UTF8:
 		case BSON_TYPE_INT32:
 		case BSON_TYPE_INT64:
-		case BSON_TYPE_DOUBLE:
 		case BSON_TYPE_BOOL:
 		case BSON_TYPE_NULL:
 			break;
@@ -44,6 +50,31 @@ plain_json(bson_iter_t *it, int depth, char *err, size_t errlen)
 	return true;
 }
 
+/* libbson reads extended JSON ({"$numberLong": "5"} becomes an int64), so
+ * '$' keys must be refused in the text, before parsing: a string followed by
+ * ':' is a key. */
+static bool
+has_dollar_key(const char *buf, size_t len)
+{
+	size_t i = 0;
+
+	while (i < len) {
+		if (buf[i] != '"') {
+			i++;
+			continue;
+		}
+		size_t start = ++i;
+		while (i < len && buf[i] != '"')
+			i += buf[i] == '\\' ? 2 : 1;
+		size_t j = ++i;
+		while (j < len && (buf[j] == ' ' || buf[j] == '\t' || buf[j] == '\n' || buf[j] == '\r'))
+			j++;
+		if (j < len && buf[j] == ':' && start < len && buf[start] == '$')
+			return true;
+	}
+	return false;
+}
+
 int
 tr_json_parse(const char *buf, size_t len, bson_t *out, char *err, size_t errlen)
 {
@@ -62,10 +93,29 @@ tr_json_parse(const char *buf, size_t len, bson_t *out, char *err, size_t errlen
 		snprintf(err, errlen, "body must be a JSON object");
 		return -1;
 	}
-	bson_destroy(out);
-	if (!bson_init_from_json(out, buf, (ssize_t)len, &error)) {
-		bson_init(out);
-		snprintf(err, errlen, "malformed JSON: %s", error.message);
+	if (has_dollar_key(buf, len)) {
+		snprintf(err, errlen, "field names must not start with '$' (extended JSON is not accepted)");
+		return -1;
+	}
+	/* A reader rather than bson_init_from_json: it also tells whether
+	 * anything follows the object. */
+	bson_json_reader_t *reader = bson_json_data_reader_new(false, 0);
+	bson_json_data_reader_ingest(reader, (const uint8_t *)buf, len);
+	int got = bson_json_reader_read(reader, out, &error);
+	if (got == 1) {
+		bson_t extra = BSON_INITIALIZER;
+		bson_error_t more;
+		if (bson_json_reader_read(reader, &extra, &more) != 0) {
+			snprintf(err, errlen, "malformed JSON: data after the object");
+			got = -2;
+		}
+		bson_destroy(&extra);
+	}
+	bson_json_reader_destroy(reader);
+	if (got != 1) {
+		if (got != -2)
+			snprintf(err, errlen, "malformed JSON: %s", got == 0 ? "empty" : error.message);
+		bson_reinit(out);
 		return -1;
 	}
 	if (!bson_iter_init(&it, out) || !plain_json(&it, 0, err, errlen))
@@ -171,8 +221,13 @@ jvalue(struct jbuf *b, bson_iter_t *it)
 		double d = bson_iter_double(it);
 		if (d != d || d > 1.7976931348623157e308 || d < -1.7976931348623157e308)
 			jput(b, "null", 4); /* JSON has no NaN or Infinity */
-		else
-			jput(b, num, (size_t)snprintf(num, sizeof(num), "%.17g", d));
+		else {
+			/* the shortest form that reads back as the same double */
+			int n = snprintf(num, sizeof(num), "%.15g", d);
+			if (strtod(num, NULL) != d)
+				n = snprintf(num, sizeof(num), "%.17g", d);
+			jput(b, num, (size_t)n);
+		}
 		break;
 	}
 	case BSON_TYPE_BOOL:

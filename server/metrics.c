@@ -160,8 +160,10 @@ tr_metrics_render(size_t *len)
 	struct out o = {malloc(8192), 0, 8192};
 	char labels[512];
 
-	if (!o.buf)
+	if (!o.buf || !M.routes) {
+		free(o.buf);
 		return NULL;
+	}
 	o.buf[0] = '\0';
 	put(&o, "# HELP trellis_http_requests_total HTTP requests by route, method and status.\n"
 		"# TYPE trellis_http_requests_total counter\n");

@@ -86,9 +86,17 @@ apply(mongoc_database_t *db, const char *name, const bson_t *file, char *err, si
 		bson_iter_document(&cmds, &len, &data);
 		bson_init_static(&cmd, data, len);
 		bool ok = mongoc_database_command_simple(db, &cmd, NULL, &reply, &error);
+		bson_iter_t w;
+		/* Write commands answer ok: 1 and list their failures. */
+		bool write_failed = ok && (bson_iter_init_find(&w, &reply, "writeErrors") ||
+					   bson_iter_init_find(&w, &reply, "writeConcernError"));
 		bson_destroy(&reply);
 		if (!ok) {
 			snprintf(err, errlen, "migration %s: command %d failed: %s", name, i, error.message);
+			return -1;
+		}
+		if (write_failed) {
+			snprintf(err, errlen, "migration %s: command %d reported write errors", name, i);
 			return -1;
 		}
 		i++;

@@ -210,7 +210,10 @@ connected_cb(const redisAsyncContext *ac, int status)
 	tr_info("redis: connected to %s:%d", R.cfg->redis_host, R.cfg->redis_port);
 	/* Commands are pipelined in order: these run before anything else
 	 * sent on this connection. */
-	if (R.cfg->redis_password[0]) {
+	if (R.cfg->redis_user[0]) {
+		const char *argv[] = {"AUTH", R.cfg->redis_user, R.cfg->redis_password};
+		tr_redis_command(setup_reply_cb, NULL, 3, argv, NULL);
+	} else if (R.cfg->redis_password[0]) {
 		const char *argv[] = {"AUTH", R.cfg->redis_password};
 		tr_redis_command(setup_reply_cb, NULL, 2, argv, NULL);
 	}

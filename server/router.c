@@ -46,6 +46,8 @@ tr_router_init(void)
 {
 	int total = 0, i = 0;
 
+	if (table)
+		tr_router_free();
 	for (size_t m = 0; m < tr_nmodules; m++)
 		total += (int)tr_modules[m]->nroutes;
 	table = calloc((size_t)total, sizeof(*table));
@@ -60,15 +62,26 @@ tr_router_init(void)
 
 			cr->route = &tr_modules[m]->routes[r];
 			cr->module = tr_modules[m]->name;
+			ntable = i + 1; /* so tr_router_free releases what is built */
 			if (!copy)
 				return -1;
 			/* split in place, then keep each segment as its own string */
 			n = 0;
-			for (char *tok = strtok(copy, "/"); tok && n < MAX_SEGMENTS; tok = strtok(NULL, "/"))
+			char *tok = strtok(copy, "/");
+			for (; tok && n < MAX_SEGMENTS; tok = strtok(NULL, "/"))
 				segs[n++] = tok;
+			if (tok) {
+				tr_error("route %s has more than %d segments", cr->route->path, MAX_SEGMENTS);
+				free(copy);
+				return -1;
+			}
 			cr->nsegs = n;
 			for (int s = 0; s < n; s++) {
 				cr->segs[s] = strdup(segs[s]);
+				if (!cr->segs[s]) {
+					free(copy);
+					return -1;
+				}
 				cr->is_param[s] = segs[s][0] == '{';
 				nparams += cr->is_param[s];
 			}
@@ -79,7 +92,6 @@ tr_router_init(void)
 			}
 		}
 	}
-	ntable = total;
 	return 0;
 }
 

@@ -19,7 +19,7 @@ import requests
 from conftest import free_port, port_open, sanitizer_hits
 
 INVALID_CONFIG_PREFIX = "trellis: invalid configuration:"
-CONFIG_ERROR_WITHIN_S = 30.0   # an invalid configuration is reported (ASan start-up included) this fast
+CONFIG_ERROR_WITHIN_S = 15.0   # an invalid configuration is reported (ASan start-up included) this fast
 PROMPT_EXIT_S = 5.0            # an idle server exits this fast after SIGINT/SIGTERM
 REFUSE_WITHIN_S = 2.0          # after SIGTERM, new connections are refused this fast
 SHUTDOWN_GRACE_S = 10          # shutdown_grace the graceful-shutdown test runs with

@@ -183,18 +183,18 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_init_leaves_the_arena_empty),
-		T(test_every_allocation_is_aligned_for_any_type),
-		T(test_allocations_are_zeroed),
-		T(test_allocations_do_not_overlap),
-		T(test_allocation_larger_than_a_chunk_is_whole_and_zeroed),
-		T(test_earlier_allocations_survive_the_arena_growing),
-		T(test_size_that_overflows_when_rounded_up_returns_null),
-		T(test_strndup_copies_at_most_len_bytes_and_terminates),
-		T(test_strndup_of_zero_bytes_is_the_empty_string),
-		T(test_strndup_copies_embedded_bytes_verbatim),
-		T(test_strdup_copy_is_independent_of_the_source),
-		T(test_free_empties_the_arena_and_it_can_be_reused),
+	    T(test_init_leaves_the_arena_empty),
+	    T(test_every_allocation_is_aligned_for_any_type),
+	    T(test_allocations_are_zeroed),
+	    T(test_allocations_do_not_overlap),
+	    T(test_allocation_larger_than_a_chunk_is_whole_and_zeroed),
+	    T(test_earlier_allocations_survive_the_arena_growing),
+	    T(test_size_that_overflows_when_rounded_up_returns_null),
+	    T(test_strndup_copies_at_most_len_bytes_and_terminates),
+	    T(test_strndup_of_zero_bytes_is_the_empty_string),
+	    T(test_strndup_copies_embedded_bytes_verbatim),
+	    T(test_strdup_copy_is_independent_of_the_source),
+	    T(test_free_empties_the_arena_and_it_can_be_reused),
 	};
 
 	return cmocka_run_group_tests_name("arena", tests, NULL, NULL);

@@ -495,8 +495,8 @@ test_redis_url_with_wrong_scheme_is_refused(void **state)
 static void
 test_redis_url_with_bad_port_is_refused(void **state)
 {
-	static const char *const bad[] = {"redis://cache:0/0", "redis://cache:70000/0", "redis://cache:abc/0",
-					  "redis://cache:/0"};
+	static const char *const bad[] = {"redis://cache:0/0", "redis://cache:70000/0",
+					  "redis://cache:abc/0", "redis://cache:/0"};
 	struct fixture *f = *state;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -510,7 +510,8 @@ test_redis_url_with_bad_port_is_refused(void **state)
 static void
 test_redis_url_with_db_outside_0_to_15_is_refused(void **state)
 {
-	static const char *const bad[] = {"redis://cache:6379/16", "redis://cache:6379/-1", "redis://cache:6379/x"};
+	static const char *const bad[] = {"redis://cache:6379/16", "redis://cache:6379/-1",
+					  "redis://cache:6379/x"};
 	struct fixture *f = *state;
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
@@ -632,51 +633,51 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_defaults_load_without_file_or_environment),
-		T(test_default_mongo_uri_names_the_trellis_database),
-		T(test_default_redis_url_is_split_into_its_parts),
-		T(test_env_overrides_integer_and_string_keys),
-		T(test_env_overrides_the_config_file),
-		T(test_trellis_config_env_names_the_file_when_no_path_is_given),
-		T(test_port_zero_is_refused_naming_the_key),
-		T(test_port_above_65535_is_refused_naming_the_key),
-		T(test_non_numeric_port_is_refused_naming_the_key),
-		T(test_port_with_trailing_garbage_is_refused),
-		T(test_empty_port_is_refused),
-		T(test_integer_below_its_minimum_is_refused),
-		T(test_string_longer_than_its_field_is_refused),
-		T(test_unknown_env_value_for_env_is_refused),
-		T(test_unknown_log_level_is_refused),
-		T(test_empty_host_is_refused),
-		T(test_file_sets_keys_ignoring_comments_blank_lines_and_spaces),
-		T(test_missing_config_file_is_refused_naming_the_file),
-		T(test_config_path_that_is_a_directory_is_refused),
-		T(test_unknown_key_in_file_is_refused_naming_file_line_and_key),
-		T(test_file_line_without_equals_is_refused),
-		T(test_invalid_port_in_file_is_refused_naming_the_key),
-		T(test_mongo_database_is_taken_from_the_uri_path),
-		T(test_mongo_srv_scheme_is_accepted),
-		T(test_mongo_uri_without_database_is_refused),
-		T(test_mongo_uri_with_empty_database_is_refused),
-		T(test_mongo_uri_with_wrong_scheme_is_refused),
-		T(test_mongo_uri_without_host_is_refused),
-		T(test_mongo_database_with_a_dot_is_refused),
-		T(test_redis_url_gives_host_port_db_and_password),
-		T(test_redis_url_without_port_or_db_uses_6379_and_0),
-		T(test_redis_password_may_contain_an_at_sign),
-		T(test_redis_url_with_wrong_scheme_is_refused),
-		T(test_redis_url_with_bad_port_is_refused),
-		T(test_redis_url_with_db_outside_0_to_15_is_refused),
-		T(test_redis_url_without_host_is_refused),
-		T(test_bad_redis_url_error_does_not_reveal_the_password),
-		T(test_production_refuses_the_example_secret),
-		T(test_production_refuses_the_example_secret_set_explicitly),
-		T(test_production_accepts_a_strong_secret),
-		T(test_development_accepts_the_example_secret),
-		T(test_secret_shorter_than_32_bytes_is_refused),
-		T(test_secret_of_exactly_32_bytes_is_accepted),
-		T(test_short_secret_is_refused_in_the_config_file_too),
-		cmocka_unit_test(test_fixture_leaves_no_trellis_variable_behind),
+	    T(test_defaults_load_without_file_or_environment),
+	    T(test_default_mongo_uri_names_the_trellis_database),
+	    T(test_default_redis_url_is_split_into_its_parts),
+	    T(test_env_overrides_integer_and_string_keys),
+	    T(test_env_overrides_the_config_file),
+	    T(test_trellis_config_env_names_the_file_when_no_path_is_given),
+	    T(test_port_zero_is_refused_naming_the_key),
+	    T(test_port_above_65535_is_refused_naming_the_key),
+	    T(test_non_numeric_port_is_refused_naming_the_key),
+	    T(test_port_with_trailing_garbage_is_refused),
+	    T(test_empty_port_is_refused),
+	    T(test_integer_below_its_minimum_is_refused),
+	    T(test_string_longer_than_its_field_is_refused),
+	    T(test_unknown_env_value_for_env_is_refused),
+	    T(test_unknown_log_level_is_refused),
+	    T(test_empty_host_is_refused),
+	    T(test_file_sets_keys_ignoring_comments_blank_lines_and_spaces),
+	    T(test_missing_config_file_is_refused_naming_the_file),
+	    T(test_config_path_that_is_a_directory_is_refused),
+	    T(test_unknown_key_in_file_is_refused_naming_file_line_and_key),
+	    T(test_file_line_without_equals_is_refused),
+	    T(test_invalid_port_in_file_is_refused_naming_the_key),
+	    T(test_mongo_database_is_taken_from_the_uri_path),
+	    T(test_mongo_srv_scheme_is_accepted),
+	    T(test_mongo_uri_without_database_is_refused),
+	    T(test_mongo_uri_with_empty_database_is_refused),
+	    T(test_mongo_uri_with_wrong_scheme_is_refused),
+	    T(test_mongo_uri_without_host_is_refused),
+	    T(test_mongo_database_with_a_dot_is_refused),
+	    T(test_redis_url_gives_host_port_db_and_password),
+	    T(test_redis_url_without_port_or_db_uses_6379_and_0),
+	    T(test_redis_password_may_contain_an_at_sign),
+	    T(test_redis_url_with_wrong_scheme_is_refused),
+	    T(test_redis_url_with_bad_port_is_refused),
+	    T(test_redis_url_with_db_outside_0_to_15_is_refused),
+	    T(test_redis_url_without_host_is_refused),
+	    T(test_bad_redis_url_error_does_not_reveal_the_password),
+	    T(test_production_refuses_the_example_secret),
+	    T(test_production_refuses_the_example_secret_set_explicitly),
+	    T(test_production_accepts_a_strong_secret),
+	    T(test_development_accepts_the_example_secret),
+	    T(test_secret_shorter_than_32_bytes_is_refused),
+	    T(test_secret_of_exactly_32_bytes_is_accepted),
+	    T(test_short_secret_is_refused_in_the_config_file_too),
+	    cmocka_unit_test(test_fixture_leaves_no_trellis_variable_behind),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

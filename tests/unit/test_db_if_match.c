@@ -114,20 +114,20 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_bare_number_is_that_version),
-		cmocka_unit_test(test_quoted_number_is_that_version),
-		cmocka_unit_test(test_large_version_is_kept_whole),
-		cmocka_unit_test(test_star_is_unconditional),
-		cmocka_unit_test(test_absent_header_is_unconditional),
-		cmocka_unit_test(test_empty_header_is_malformed),
-		cmocka_unit_test(test_empty_quotes_are_malformed),
-		cmocka_unit_test(test_weak_etag_is_malformed),
-		cmocka_unit_test(test_letters_are_malformed),
-		cmocka_unit_test(test_version_zero_is_malformed),
-		cmocka_unit_test(test_negative_version_is_malformed),
-		cmocka_unit_test(test_lone_quote_is_malformed),
-		cmocka_unit_test(test_list_of_etags_is_malformed),
-		cmocka_unit_test(test_overlong_header_is_malformed),
+	    cmocka_unit_test(test_bare_number_is_that_version),
+	    cmocka_unit_test(test_quoted_number_is_that_version),
+	    cmocka_unit_test(test_large_version_is_kept_whole),
+	    cmocka_unit_test(test_star_is_unconditional),
+	    cmocka_unit_test(test_absent_header_is_unconditional),
+	    cmocka_unit_test(test_empty_header_is_malformed),
+	    cmocka_unit_test(test_empty_quotes_are_malformed),
+	    cmocka_unit_test(test_weak_etag_is_malformed),
+	    cmocka_unit_test(test_letters_are_malformed),
+	    cmocka_unit_test(test_version_zero_is_malformed),
+	    cmocka_unit_test(test_negative_version_is_malformed),
+	    cmocka_unit_test(test_lone_quote_is_malformed),
+	    cmocka_unit_test(test_list_of_etags_is_malformed),
+	    cmocka_unit_test(test_overlong_header_is_malformed),
 	};
 
 	return cmocka_run_group_tests_name("db_if_match", tests, NULL, NULL);

@@ -72,7 +72,8 @@ assert_match_result(enum tr_method method, const char *path, enum tr_match want)
 	enum tr_match got = match(method, path, &m);
 
 	if (got != want)
-		fail_msg("%s %s: expected match result %d, got %d", tr_method_name(method), path, want, got);
+		fail_msg("%s %s: expected match result %d, got %d", tr_method_name(method), path,
+			 want, got);
 	if (want != TR_MATCH_OK)
 		assert_int_equal(m.index, -1);
 }
@@ -431,42 +432,43 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		T(test_init_flattens_every_registry_route),
-		T(test_routes_keep_registry_order_and_module_name),
-		T(test_public_paths_reach_their_routes),
-		T(test_same_path_different_methods_reach_different_routes),
-		T(test_match_reports_the_methods_the_path_allows),
-		T(test_parameter_segment_is_captured),
-		T(test_parameter_is_copied_out_of_the_path),
-		T(test_route_without_parameters_captures_none),
-		T(test_parameter_may_hold_punctuation_other_than_slash),
-		T(test_unknown_path_is_not_found),
-		T(test_root_is_not_found),
-		T(test_trailing_slash_is_not_found),
-		T(test_double_slash_is_not_found),
-		T(test_extra_segment_is_not_found),
-		T(test_paths_are_case_sensitive),
-		T(test_prefix_of_a_segment_is_not_found),
-		T(test_path_with_many_segments_is_not_found),
-		T(test_wrong_method_on_item_path_is_bad_method_with_its_allowed_methods),
-		T(test_wrong_method_on_collection_is_bad_method_with_get_and_post),
-		T(test_post_to_healthz_is_bad_method_allowing_get),
-		T(test_unknown_path_allows_no_methods),
-		T(test_allow_header_for_item_path_lists_get_patch_delete),
-		T(test_allow_header_from_a_405_match),
-		T(test_allow_header_uses_fixed_order_not_bit_order),
-		T(test_allow_header_of_no_methods_is_empty),
-		T(test_allow_header_stays_within_a_small_buffer),
-		T(test_dot_segment_is_bad_path),
-		T(test_dot_dot_segment_is_bad_path),
-		T(test_control_bytes_are_bad_path),
-		T(test_space_is_bad_path),
-		T(test_delete_byte_is_bad_path),
-		T(test_non_ascii_bytes_are_bad_path),
-		T(test_backslash_is_bad_path),
-		T(test_path_without_leading_slash_is_bad_path),
-		T(test_bad_path_wins_over_unknown_method),
+	    T(test_init_flattens_every_registry_route),
+	    T(test_routes_keep_registry_order_and_module_name),
+	    T(test_public_paths_reach_their_routes),
+	    T(test_same_path_different_methods_reach_different_routes),
+	    T(test_match_reports_the_methods_the_path_allows),
+	    T(test_parameter_segment_is_captured),
+	    T(test_parameter_is_copied_out_of_the_path),
+	    T(test_route_without_parameters_captures_none),
+	    T(test_parameter_may_hold_punctuation_other_than_slash),
+	    T(test_unknown_path_is_not_found),
+	    T(test_root_is_not_found),
+	    T(test_trailing_slash_is_not_found),
+	    T(test_double_slash_is_not_found),
+	    T(test_extra_segment_is_not_found),
+	    T(test_paths_are_case_sensitive),
+	    T(test_prefix_of_a_segment_is_not_found),
+	    T(test_path_with_many_segments_is_not_found),
+	    T(test_wrong_method_on_item_path_is_bad_method_with_its_allowed_methods),
+	    T(test_wrong_method_on_collection_is_bad_method_with_get_and_post),
+	    T(test_post_to_healthz_is_bad_method_allowing_get),
+	    T(test_unknown_path_allows_no_methods),
+	    T(test_allow_header_for_item_path_lists_get_patch_delete),
+	    T(test_allow_header_from_a_405_match),
+	    T(test_allow_header_uses_fixed_order_not_bit_order),
+	    T(test_allow_header_of_no_methods_is_empty),
+	    T(test_allow_header_stays_within_a_small_buffer),
+	    T(test_dot_segment_is_bad_path),
+	    T(test_dot_dot_segment_is_bad_path),
+	    T(test_control_bytes_are_bad_path),
+	    T(test_space_is_bad_path),
+	    T(test_delete_byte_is_bad_path),
+	    T(test_non_ascii_bytes_are_bad_path),
+	    T(test_backslash_is_bad_path),
+	    T(test_path_without_leading_slash_is_bad_path),
+	    T(test_bad_path_wins_over_unknown_method),
 	};
 
-	return cmocka_run_group_tests_name("router", tests, router_group_setup, router_group_teardown);
+	return cmocka_run_group_tests_name("router", tests, router_group_setup,
+					   router_group_teardown);
 }

@@ -225,7 +225,8 @@ test_sha256_hex_of_abc(void **state)
 
 	(void)state;
 	tr_sha256_hex("abc", 3, hex);
-	assert_string_equal(hex, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+	assert_string_equal(hex,
+			    "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
 }
 
 static void
@@ -235,7 +236,8 @@ test_sha256_hex_of_empty_input(void **state)
 
 	(void)state;
 	tr_sha256_hex("", 0, hex);
-	assert_string_equal(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+	assert_string_equal(hex,
+			    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
 /* ---- tr_parse_int ---- */
@@ -309,7 +311,8 @@ test_parse_int_rejects_empty_and_null(void **state)
 static void
 test_parse_int_rejects_garbage(void **state)
 {
-	static const char *const bad[] = {"abc", "12abc", "1.5", " 1", "1 ", "+1", "-", "1-2", "0x10", "--1"};
+	static const char *const bad[] = {"abc", "12abc", "1.5", " 1",	 "1 ",
+					  "+1",	 "-",	  "1-2", "0x10", "--1"};
 	long long v = 0;
 
 	(void)state;
@@ -323,33 +326,33 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_format_time_of_epoch_zero),
-		cmocka_unit_test(test_format_time_keeps_milliseconds),
-		cmocka_unit_test(test_format_time_pads_small_milliseconds),
-		cmocka_unit_test(test_format_time_of_negative_ms_counts_back_from_the_epoch),
-		cmocka_unit_test(test_format_time_of_negative_whole_seconds),
-		cmocka_unit_test(test_format_time_writes_exactly_24_chars_and_a_terminator),
-		cmocka_unit_test(test_object_id_accepts_24_hex_digits_of_either_case),
-		cmocka_unit_test(test_object_id_rejects_wrong_length),
-		cmocka_unit_test(test_object_id_rejects_non_hex_characters),
-		cmocka_unit_test(test_object_id_rejects_null),
-		cmocka_unit_test(test_b64url_encode_uses_url_alphabet_without_padding),
-		cmocka_unit_test(test_b64url_round_trip_of_every_byte_value),
-		cmocka_unit_test(test_b64url_round_trip_of_empty_input),
-		cmocka_unit_test(test_b64url_decode_rejects_standard_alphabet),
-		cmocka_unit_test(test_b64url_decode_rejects_padding),
-		cmocka_unit_test(test_b64url_decode_rejects_impossible_length),
-		cmocka_unit_test(test_b64url_decode_rejects_garbage_characters),
-		cmocka_unit_test(test_b64url_decode_rejects_output_larger_than_buffer),
-		cmocka_unit_test(test_sha256_hex_of_abc),
-		cmocka_unit_test(test_sha256_hex_of_empty_input),
-		cmocka_unit_test(test_parse_int_accepts_values_within_bounds),
-		cmocka_unit_test(test_parse_int_accepts_both_bounds_inclusive),
-		cmocka_unit_test(test_parse_int_rejects_values_outside_bounds),
-		cmocka_unit_test(test_parse_int_rejects_overflowing_values),
-		cmocka_unit_test(test_parse_int_accepts_int64_max),
-		cmocka_unit_test(test_parse_int_rejects_empty_and_null),
-		cmocka_unit_test(test_parse_int_rejects_garbage),
+	    cmocka_unit_test(test_format_time_of_epoch_zero),
+	    cmocka_unit_test(test_format_time_keeps_milliseconds),
+	    cmocka_unit_test(test_format_time_pads_small_milliseconds),
+	    cmocka_unit_test(test_format_time_of_negative_ms_counts_back_from_the_epoch),
+	    cmocka_unit_test(test_format_time_of_negative_whole_seconds),
+	    cmocka_unit_test(test_format_time_writes_exactly_24_chars_and_a_terminator),
+	    cmocka_unit_test(test_object_id_accepts_24_hex_digits_of_either_case),
+	    cmocka_unit_test(test_object_id_rejects_wrong_length),
+	    cmocka_unit_test(test_object_id_rejects_non_hex_characters),
+	    cmocka_unit_test(test_object_id_rejects_null),
+	    cmocka_unit_test(test_b64url_encode_uses_url_alphabet_without_padding),
+	    cmocka_unit_test(test_b64url_round_trip_of_every_byte_value),
+	    cmocka_unit_test(test_b64url_round_trip_of_empty_input),
+	    cmocka_unit_test(test_b64url_decode_rejects_standard_alphabet),
+	    cmocka_unit_test(test_b64url_decode_rejects_padding),
+	    cmocka_unit_test(test_b64url_decode_rejects_impossible_length),
+	    cmocka_unit_test(test_b64url_decode_rejects_garbage_characters),
+	    cmocka_unit_test(test_b64url_decode_rejects_output_larger_than_buffer),
+	    cmocka_unit_test(test_sha256_hex_of_abc),
+	    cmocka_unit_test(test_sha256_hex_of_empty_input),
+	    cmocka_unit_test(test_parse_int_accepts_values_within_bounds),
+	    cmocka_unit_test(test_parse_int_accepts_both_bounds_inclusive),
+	    cmocka_unit_test(test_parse_int_rejects_values_outside_bounds),
+	    cmocka_unit_test(test_parse_int_rejects_overflowing_values),
+	    cmocka_unit_test(test_parse_int_accepts_int64_max),
+	    cmocka_unit_test(test_parse_int_rejects_empty_and_null),
+	    cmocka_unit_test(test_parse_int_rejects_garbage),
 	};
 
 	return cmocka_run_group_tests_name("util", tests, NULL, NULL);
