@@ -16,20 +16,20 @@ static int gate_script = -1;
  * Returns {session_alive, allowed, retry_after_ms}. Time is Redis's, so
  * every process shares one clock. */
 static const char gate_lua[] =
-	"if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0} end\n"
-	"local t = redis.call('TIME')\n"
-	"local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-	"local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-	"local b = redis.call('HMGET', KEYS[2], 'tokens', 'ts')\n"
-	"local tokens = tonumber(b[1]) or burst\n"
-	"local ts = tonumber(b[2]) or now\n"
-	"tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)\n"
-	"local allowed, wait = 0, 0\n"
-	"if tokens >= 1 then tokens = tokens - 1; allowed = 1\n"
-	"else wait = math.ceil((1 - tokens) * 1000 / rate) end\n"
-	"redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', tostring(now))\n"
-	"redis.call('PEXPIRE', KEYS[2], math.ceil(burst * 1000 / rate) + 1000)\n"
-	"return {1, allowed, wait}\n";
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0} end\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local b = redis.call('HMGET', KEYS[2], 'tokens', 'ts')\n"
+    "local tokens = tonumber(b[1]) or burst\n"
+    "local ts = tonumber(b[2]) or now\n"
+    "tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)\n"
+    "local allowed, wait = 0, 0\n"
+    "if tokens >= 1 then tokens = tokens - 1; allowed = 1\n"
+    "else wait = math.ceil((1 - tokens) * 1000 / rate) end\n"
+    "redis.call('HSET', KEYS[2], 'tokens', tostring(tokens), 'ts', tostring(now))\n"
+    "redis.call('PEXPIRE', KEYS[2], math.ceil(burst * 1000 / rate) + 1000)\n"
+    "return {1, allowed, wait}\n";
 
 void
 tr_auth_init(const struct tr_config *c)
@@ -64,7 +64,8 @@ tr_auth_verify_token(const char *token, struct tr_principal *p, const char **why
 		return -1;
 	}
 	if (jwt_decode(&jwt, token, (const unsigned char *)cfg->jwt_secret,
-		       (int)strlen(cfg->jwt_secret)) != 0 || !jwt) {
+		       (int)strlen(cfg->jwt_secret)) != 0 ||
+	    !jwt) {
 		*why = "signature or format";
 		goto out;
 	}

@@ -20,30 +20,43 @@ struct key {
 	const char *doc;
 };
 
-#define STR(f, d, doc) {#f, K_STR, offsetof(struct tr_config, f), sizeof(((struct tr_config *)0)->f), d, 0, 0, doc}
-#define INT(f, d, lo, hi, doc) {#f, K_INT, offsetof(struct tr_config, f), 0, d, lo, hi, doc}
+#define STR(f, d, doc)                                                                             \
+	{                                                                                          \
+#f, K_STR, offsetof(struct tr_config, f), sizeof(((struct tr_config *)0)->f), d,   \
+		    0, 0, doc                                                                      \
+	}
+#define INT(f, d, lo, hi, doc)                                                                     \
+	{                                                                                          \
+#f, K_INT, offsetof(struct tr_config, f), 0, d, lo, hi, doc                        \
+	}
 
 static const struct key keys[] = {
-	STR(host, "127.0.0.1", "Address the HTTP/WebSocket server listens on."),
-	INT(port, "8080", 1, 65535, "TCP port of the HTTP/WebSocket server."),
-	STR(env, "development", "development or production. Production refuses the example JWT secret."),
-	STR(mongo_uri, "mongodb://127.0.0.1:27017/trellis", "MongoDB (or FerretDB) URI; the path names the database."),
-	STR(redis_url, "redis://127.0.0.1:6379/0", "Redis URL: redis://[:password@]host:port/db"),
-	STR(jwt_secret, TR_EXAMPLE_JWT_SECRET, "HS256 secret for access tokens, at least 32 bytes."),
-	STR(jwt_issuer, "trellis", "iss claim written into and required of access tokens."),
-	STR(jwt_audience, "trellis-api", "aud claim written into and required of access tokens."),
-	INT(body_limit, "1048576", 1024, 64L * 1024 * 1024, "Largest request body in bytes (larger: 413)."),
-	INT(workers, "4", 1, 64, "Worker threads for MongoDB work; also the MongoDB pool size."),
-	INT(header_timeout, "10", 1, 300, "Seconds a client may take to send a request head."),
-	INT(idle_timeout, "60", 1, 3600, "Seconds an idle keep-alive connection is kept open."),
-	INT(body_timeout, "30", 1, 3600, "Seconds a client may take to send a request body."),
-	INT(dep_timeout_ms, "1000", 50, 60000, "How long a request waits on MongoDB or Redis before 503."),
-	INT(shutdown_grace, "10", 0, 600, "Seconds in-flight requests get to finish on SIGTERM/SIGINT."),
-	INT(rate_limit_rps, "200", 1, 1000000, "Requests per second a tenant may make (token bucket refill)."),
-	INT(rate_limit_burst, "400", 1, 10000000, "Bucket size of the per-tenant rate limit."),
-	INT(max_connections, "20000", 64, 1000000, "Most simultaneous client connections."),
-	STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),
-	STR(log_level, "info", "debug, info, warn or error."),
+    STR(host, "127.0.0.1", "Address the HTTP/WebSocket server listens on."),
+    INT(port, "8080", 1, 65535, "TCP port of the HTTP/WebSocket server."),
+    STR(env, "development",
+	"development or production. Production refuses the example JWT secret."),
+    STR(mongo_uri, "mongodb://127.0.0.1:27017/trellis",
+	"MongoDB (or FerretDB) URI; the path names the database."),
+    STR(redis_url, "redis://127.0.0.1:6379/0", "Redis URL: redis://[:password@]host:port/db"),
+    STR(jwt_secret, TR_EXAMPLE_JWT_SECRET, "HS256 secret for access tokens, at least 32 bytes."),
+    STR(jwt_issuer, "trellis", "iss claim written into and required of access tokens."),
+    STR(jwt_audience, "trellis-api", "aud claim written into and required of access tokens."),
+    INT(body_limit, "1048576", 1024, 64L * 1024 * 1024,
+	"Largest request body in bytes (larger: 413)."),
+    INT(workers, "4", 1, 64, "Worker threads for MongoDB work; also the MongoDB pool size."),
+    INT(header_timeout, "10", 1, 300, "Seconds a client may take to send a request head."),
+    INT(idle_timeout, "60", 1, 3600, "Seconds an idle keep-alive connection is kept open."),
+    INT(body_timeout, "30", 1, 3600, "Seconds a client may take to send a request body."),
+    INT(dep_timeout_ms, "1000", 50, 60000,
+	"How long a request waits on MongoDB or Redis before 503."),
+    INT(shutdown_grace, "10", 0, 600,
+	"Seconds in-flight requests get to finish on SIGTERM/SIGINT."),
+    INT(rate_limit_rps, "200", 1, 1000000,
+	"Requests per second a tenant may make (token bucket refill)."),
+    INT(rate_limit_burst, "400", 1, 10000000, "Bucket size of the per-tenant rate limit."),
+    INT(max_connections, "20000", 64, 1000000, "Most simultaneous client connections."),
+    STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),
+    STR(log_level, "info", "debug, info, warn or error."),
 };
 
 static int
@@ -54,8 +67,8 @@ set_key(struct tr_config *cfg, const struct key *k, const char *value, char *err
 
 	if (k->type == K_STR) {
 		if (strlen(value) >= k->size) {
-			snprintf(err, errlen, "%s: %s is too long (at most %zu bytes)", origin, k->name,
-				 k->size - 1);
+			snprintf(err, errlen, "%s: %s is too long (at most %zu bytes)", origin,
+				 k->name, k->size - 1);
 			return -1;
 		}
 		strcpy(field, value);
@@ -65,8 +78,8 @@ set_key(struct tr_config *cfg, const struct key *k, const char *value, char *err
 	errno = 0;
 	long v = strtol(value, &end, 10);
 	if (errno || end == value || *end || v < k->min || v > k->max) {
-		snprintf(err, errlen, "%s: %s must be an integer from %ld to %ld, got \"%s\"", origin,
-			 k->name, k->min, k->max, value);
+		snprintf(err, errlen, "%s: %s must be an integer from %ld to %ld, got \"%s\"",
+			 origin, k->name, k->min, k->max, value);
 		return -1;
 	}
 	if (k->offset == offsetof(struct tr_config, body_limit))
@@ -170,7 +183,8 @@ parse_mongo_uri(struct tr_config *cfg, char *err, int errlen)
 	return 0;
 bad:
 	/* The URI may hold a password: name the key, not the value. */
-	snprintf(err, errlen, "mongo_uri must look like mongodb://[user:password@]host:port/database");
+	snprintf(err, errlen,
+		 "mongo_uri must look like mongodb://[user:password@]host:port/database");
 	return -1;
 }
 
@@ -259,15 +273,19 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 			return -1;
 	}
 	if (strcmp(cfg->env, "development") != 0 && strcmp(cfg->env, "production") != 0) {
-		snprintf(err, errlen, "env must be development or production, got \"%s\"", cfg->env);
+		snprintf(err, errlen, "env must be development or production, got \"%s\"",
+			 cfg->env);
 		return -1;
 	}
 	if (strlen(cfg->jwt_secret) < 32) {
 		snprintf(err, errlen, "jwt_secret must be at least 32 bytes long");
 		return -1;
 	}
-	if (strcmp(cfg->env, "production") == 0 && strcmp(cfg->jwt_secret, TR_EXAMPLE_JWT_SECRET) == 0) {
-		snprintf(err, errlen, "refusing to start in production with the example jwt_secret: set TRELLIS_JWT_SECRET");
+	if (strcmp(cfg->env, "production") == 0 &&
+	    strcmp(cfg->jwt_secret, TR_EXAMPLE_JWT_SECRET) == 0) {
+		snprintf(err, errlen,
+			 "refusing to start in production with the example jwt_secret: set "
+			 "TRELLIS_JWT_SECRET");
 		return -1;
 	}
 	if (cfg->host[0] == '\0') {
@@ -275,7 +293,8 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 		return -1;
 	}
 	if (tr_log_level_check(cfg->log_level) != 0) {
-		snprintf(err, errlen, "log_level must be debug, info, warn or error, got \"%s\"", cfg->log_level);
+		snprintf(err, errlen, "log_level must be debug, info, warn or error, got \"%s\"",
+			 cfg->log_level);
 		return -1;
 	}
 	if (parse_mongo_uri(cfg, err, errlen) != 0 || parse_redis_url(cfg, err, errlen) != 0)
@@ -288,8 +307,8 @@ tr_log_level_check(const char *s)
 {
 	return (strcmp(s, "debug") == 0 || strcmp(s, "info") == 0 || strcmp(s, "warn") == 0 ||
 		strcmp(s, "error") == 0)
-		       ? 0
-		       : -1;
+		   ? 0
+		   : -1;
 }
 
 void

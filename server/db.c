@@ -11,7 +11,6 @@
 
 #define MAX_CURSOR_LEN 1024
 
-
 /* Set once at start by the main thread; the pool itself is thread-safe. */
 static struct {
 	mongoc_client_pool_t *pool;
@@ -27,8 +26,8 @@ mongoc_log_cb(mongoc_log_level_t level, const char *domain, const char *message,
 	(void)arg;
 	if (level > MONGOC_LOG_LEVEL_WARNING || strstr(message, "endSessions"))
 		return;
-	tr_log(level == MONGOC_LOG_LEVEL_WARNING ? TR_LOG_WARN : TR_LOG_ERROR, "mongoc %s: %s", domain,
-	       message);
+	tr_log(level == MONGOC_LOG_LEVEL_WARNING ? TR_LOG_WARN : TR_LOG_ERROR, "mongoc %s: %s",
+	       domain, message);
 }
 
 int
@@ -47,9 +46,11 @@ tr_dbpool_init(const struct tr_config *cfg, char *err, size_t errlen)
 	/* Fail fast when the database is away, so requests answer 503 within
 	 * about dep_timeout_ms instead of hanging; the URI may override. */
 	if (!mongoc_uri_has_option(P.uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS))
-		mongoc_uri_set_option_as_int32(P.uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, cfg->dep_timeout_ms);
+		mongoc_uri_set_option_as_int32(P.uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
+					       cfg->dep_timeout_ms);
 	if (!mongoc_uri_has_option(P.uri, MONGOC_URI_CONNECTTIMEOUTMS))
-		mongoc_uri_set_option_as_int32(P.uri, MONGOC_URI_CONNECTTIMEOUTMS, cfg->dep_timeout_ms);
+		mongoc_uri_set_option_as_int32(P.uri, MONGOC_URI_CONNECTTIMEOUTMS,
+					       cfg->dep_timeout_ms);
 	if (!mongoc_uri_has_option(P.uri, MONGOC_URI_HEARTBEATFREQUENCYMS))
 		mongoc_uri_set_option_as_int32(P.uri, MONGOC_URI_HEARTBEATFREQUENCYMS, 1000);
 	if (!mongoc_uri_has_option(P.uri, MONGOC_URI_SOCKETTIMEOUTMS))
@@ -118,8 +119,8 @@ fail(const char *op, const char *coll, const bson_error_t *e)
 	int rc = tr_db_err_from_mongoc(e);
 
 	if (rc == TR_EINTERNAL)
-		tr_error("db: %s on %s failed: %s (domain %u, code %u)", op, coll, e->message, e->domain,
-			 e->code);
+		tr_error("db: %s on %s failed: %s (domain %u, code %u)", op, coll, e->message,
+			 e->domain, e->code);
 	return rc;
 }
 
@@ -282,9 +283,9 @@ tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out)
 		bson_oid_init_from_string(&oid, id);
 		BSON_APPEND_OID(&filter, "_id", &oid);
 		rc = find_first(db, coll, &filter, out); /* initialises out on success */
-		if (rc == TR_OK && !(bson_iter_init_find(&it, out, "tenant_id") &&
-				     BSON_ITER_HOLDS_OID(&it) &&
-				     bson_oid_equal(bson_iter_oid(&it), &db->tenant_id))) {
+		if (rc == TR_OK &&
+		    !(bson_iter_init_find(&it, out, "tenant_id") && BSON_ITER_HOLDS_OID(&it) &&
+		      bson_oid_equal(bson_iter_oid(&it), &db->tenant_id))) {
 			bson_destroy(out);
 			rc = TR_ENOTFOUND;
 		}
@@ -485,7 +486,8 @@ decode_cursor(const char *text, struct tr_list_query *q)
 
 	if (strlen(text) > MAX_CURSOR_LEN || tr_b64url_decode(text, raw, &len) != 0)
 		return false;
-	if (!bson_init_static(&view, raw, len) || !bson_validate(&view, BSON_VALIDATE_NONE, &offset))
+	if (!bson_init_static(&view, raw, len) ||
+	    !bson_validate(&view, BSON_VALIDATE_NONE, &offset))
 		return false;
 	bson_copy_to(&view, &q->cursor_doc);
 	q->has_after = true;
@@ -581,19 +583,19 @@ tr_db_list(struct tr_db *db, const char *coll, const bson_t *filter, const struc
 	scoped_filter(db, filter, &scoped);
 	if (q->has_after) {
 		/* (field > v) or (field == v and _id > id), flipped for descending */
-		BSON_APPEND_ARRAY_BEGIN(&scoped, "$or", &or);
-		BSON_APPEND_DOCUMENT_BEGIN(&or, "0", &branch);
+		BSON_APPEND_ARRAY_BEGIN(&scoped, "$or", & or);
+		BSON_APPEND_DOCUMENT_BEGIN(& or, "0", &branch);
 		BSON_APPEND_DOCUMENT_BEGIN(&branch, q->sort_field, &cond);
 		bson_append_value(&cond, op, -1, &q->after_value);
 		bson_append_document_end(&branch, &cond);
-		bson_append_document_end(&or, &branch);
-		BSON_APPEND_DOCUMENT_BEGIN(&or, "1", &branch);
+		bson_append_document_end(& or, &branch);
+		BSON_APPEND_DOCUMENT_BEGIN(& or, "1", &branch);
 		bson_append_value(&branch, q->sort_field, -1, &q->after_value);
 		BSON_APPEND_DOCUMENT_BEGIN(&branch, "_id", &cond);
 		BSON_APPEND_OID(&cond, op, &q->after_id);
 		bson_append_document_end(&branch, &cond);
-		bson_append_document_end(&or, &branch);
-		bson_append_array_end(&scoped, &or);
+		bson_append_document_end(& or, &branch);
+		bson_append_array_end(&scoped, & or);
 	}
 	BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
 	BSON_APPEND_INT32(&sort, q->sort_field, q->direction);

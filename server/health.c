@@ -49,7 +49,8 @@ after_probe(uv_work_t *w, int status)
 	bool up = status == 0 && p->ping_rc == TR_OK;
 
 	if (up != S.db_up)
-		tr_log(up ? TR_LOG_INFO : TR_LOG_WARN, "mongodb: %s", up ? "reachable" : "unreachable");
+		tr_log(up ? TR_LOG_INFO : TR_LOG_WARN, "mongodb: %s",
+		       up ? "reachable" : "unreachable");
 	S.db_up = up;
 	if (p->check_migrations && up && p->migrate_rc == 0) {
 		S.migrations_done = true;

@@ -25,7 +25,7 @@
 
 #define HEADER_BUF 4096
 #define ONE_WRITE_MAX (64 * 1024) /* bodies up to this go out with the headers */
-#define DISCARD_FACTOR 8 /* drain at most this many times the limit before closing */
+#define DISCARD_FACTOR 8	  /* drain at most this many times the limit before closing */
 
 enum phase {
 	PH_READING,    /* head parsed, body arriving */
@@ -46,7 +46,7 @@ struct exchange {
 	struct tr_resp resp;
 	struct tr_ctx ctx;
 	enum phase phase;
-	bool waiting; /* Redis or a worker holds it */
+	bool waiting;	    /* Redis or a worker holds it */
 	bool error_pending; /* an error answer waits for the body to be drained */
 	bool close_after;
 	char *body;
@@ -170,7 +170,8 @@ read_query(struct exchange *ex)
 		if (ex->req.nquery == TR_MAX_QUERY)
 			return false;
 		char *buf = tr_arena_alloc(&ex->arena, (size_t)len + 1);
-		if (!buf || lws_hdr_copy_fragment(ex->wsi, buf, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
+		if (!buf ||
+		    lws_hdr_copy_fragment(ex->wsi, buf, len + 1, WSI_TOKEN_HTTP_URI_ARGS, i) < 0)
 			return false;
 		char *eq = strchr(buf, '=');
 		struct tr_query_param *q = &ex->req.query[ex->req.nquery++];
@@ -316,7 +317,8 @@ gate_cb(void *arg, int status, const struct tr_gate *g)
 		return;
 	}
 	if (status != TR_OK) {
-		tr_problem(&ex->ctx, 503, "dependency-unavailable", "the session store is unavailable; retry shortly");
+		tr_problem(&ex->ctx, 503, "dependency-unavailable",
+			   "the session store is unavailable; retry shortly");
 		ex->resp.retry_after = 1;
 		respond(ex);
 		return;
@@ -327,7 +329,8 @@ gate_cb(void *arg, int status, const struct tr_gate *g)
 		return;
 	}
 	if (!g->allowed) {
-		tr_problem(&ex->ctx, 429, "rate-limited", "too many requests for this tenant; slow down");
+		tr_problem(&ex->ctx, 429, "rate-limited",
+			   "too many requests for this tenant; slow down");
 		ex->resp.retry_after = (g->retry_after_ms + 999) / 1000;
 		if (ex->resp.retry_after < 1)
 			ex->resp.retry_after = 1;
@@ -335,7 +338,8 @@ gate_cb(void *arg, int status, const struct tr_gate *g)
 		return;
 	}
 	if (!tr_health_db_up() || !tr_health_migrations_done()) {
-		tr_problem(&ex->ctx, 503, "dependency-unavailable", "the database is unavailable; retry shortly");
+		tr_problem(&ex->ctx, 503, "dependency-unavailable",
+			   "the database is unavailable; retry shortly");
 		ex->resp.retry_after = 1;
 		respond(ex);
 		return;
@@ -367,7 +371,8 @@ dispatch(struct exchange *ex)
 		return;
 	}
 	if (!tr_redis_up()) {
-		tr_problem(&ex->ctx, 503, "dependency-unavailable", "the session store is unavailable; retry shortly");
+		tr_problem(&ex->ctx, 503, "dependency-unavailable",
+			   "the session store is unavailable; retry shortly");
 		ex->resp.retry_after = 1;
 		respond(ex);
 		return;
@@ -377,7 +382,8 @@ dispatch(struct exchange *ex)
 	rc = tr_auth_gate(&ex->req.principal, gate_cb, ex);
 	if (rc != TR_OK) {
 		ex->waiting = false;
-		tr_problem(&ex->ctx, 503, "dependency-unavailable", "the session store is unavailable; retry shortly");
+		tr_problem(&ex->ctx, 503, "dependency-unavailable",
+			   "the session store is unavailable; retry shortly");
 		ex->resp.retry_after = 1;
 		respond(ex);
 	}
@@ -402,7 +408,8 @@ add_header(struct exchange *ex, const char *name, const char *value, unsigned ch
 	   unsigned char *end)
 {
 	return lws_add_http_header_by_name(ex->wsi, (const unsigned char *)name,
-					   (const unsigned char *)value, (int)strlen(value), p, end);
+					   (const unsigned char *)value, (int)strlen(value), p,
+					   end);
 }
 
 static void
@@ -410,13 +417,13 @@ log_and_count(struct exchange *ex)
 {
 	double secs = (double)(tr_mono_ns() - ex->start_ns) / 1e9;
 	struct tr_access_entry e = {
-		.request_id = ex->req.request_id,
-		.method = ex->req.method ? tr_method_name(ex->req.method) : "-",
-		.route = ex->req.route ? ex->req.route->path : "-",
-		.path = ex->req.path ? ex->req.path : "-",
-		.tenant = ex->req.authenticated ? ex->req.principal.tenant_hex : NULL,
-		.status = ex->resp.status,
-		.duration_ms = secs * 1000,
+	    .request_id = ex->req.request_id,
+	    .method = ex->req.method ? tr_method_name(ex->req.method) : "-",
+	    .route = ex->req.route ? ex->req.route->path : "-",
+	    .path = ex->req.path ? ex->req.path : "-",
+	    .tenant = ex->req.authenticated ? ex->req.principal.tenant_hex : NULL,
+	    .status = ex->resp.status,
+	    .duration_ms = secs * 1000,
 	};
 	tr_log_access(&e);
 	tr_metrics_http_observe(ex->req.route_index, ex->req.method ? ex->req.method : TR_GET,
@@ -428,7 +435,7 @@ static int
 write_headers(struct exchange *ex)
 {
 	unsigned char buf[LWS_PRE + HEADER_BUF], *start = buf + LWS_PRE, *p = start,
-						   *end = buf + sizeof(buf) - 1;
+						 *end = buf + sizeof(buf) - 1;
 	char num[32];
 	struct tr_resp *r = &ex->resp;
 	const char *ctype = tr_resp_content_type(r);
@@ -437,8 +444,8 @@ write_headers(struct exchange *ex)
 		r->status = 500;
 	if (!H.listening)
 		ex->close_after = true; /* draining: move keep-alive clients elsewhere */
-	if (lws_add_http_common_headers(ex->wsi, (unsigned int)r->status, r->status == 204 ? NULL : ctype,
-					ex->out_len, &p, end))
+	if (lws_add_http_common_headers(ex->wsi, (unsigned int)r->status,
+					r->status == 204 ? NULL : ctype, ex->out_len, &p, end))
 		return -1;
 	if (add_header(ex, "x-request-id:", ex->req.request_id, &p, end) ||
 	    add_header(ex, "cache-control:", "no-store", &p, end))
@@ -471,7 +478,8 @@ write_headers(struct exchange *ex)
 			return -1;
 		memcpy(one + LWS_PRE, start, hlen);
 		memcpy(one + LWS_PRE + hlen, ex->out + LWS_PRE, ex->out_len);
-		int n = lws_write(ex->wsi, one + LWS_PRE, hlen + ex->out_len, LWS_WRITE_HTTP_HEADERS);
+		int n =
+		    lws_write(ex->wsi, one + LWS_PRE, hlen + ex->out_len, LWS_WRITE_HTTP_HEADERS);
 		free(one);
 		if (n < 0)
 			return -1;
@@ -560,7 +568,8 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 		 * them clearly and close, since the body cannot be skipped. */
 		ex->close_after = true;
 		ex->content_length = 0;
-		fail_early(ex, 411, "length-required", "send the body with a Content-Length header");
+		fail_early(ex, 411, "length-required",
+			   "send the body with a Content-Length header");
 		return 0;
 	}
 
@@ -578,7 +587,8 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 	case TR_MATCH_BAD_METHOD:
 		tr_router_allow_header(m.allowed, allow, sizeof(allow));
 		ex->resp.allow = tr_arena_strdup(&ex->arena, allow);
-		fail_early(ex, 405, "method-not-allowed", "this resource does not support the method");
+		fail_early(ex, 405, "method-not-allowed",
+			   "this resource does not support the method");
 		return 0;
 	case TR_MATCH_OK:
 		break;
@@ -599,7 +609,8 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 			ex->close_after = true;
 			ex->content_length = 0; /* answer now and close */
 		}
-		fail_early(ex, 413, "payload-too-large", "the request body is larger than the limit");
+		fail_early(ex, 413, "payload-too-large",
+			   "the request body is larger than the limit");
 		return 0;
 	}
 	if ((ex->req.route->flags & TR_JSON_BODY) &&
@@ -638,7 +649,8 @@ on_body(struct exchange *ex, const char *in, size_t len)
 		return 0;
 	}
 	if (ex->body_len + len > (size_t)H.cfg->body_limit) {
-		tr_problem(&ex->ctx, 413, "payload-too-large", "the request body is larger than the limit");
+		tr_problem(&ex->ctx, 413, "payload-too-large",
+			   "the request body is larger than the limit");
 		ex->error_pending = true;
 		ex->drained = ex->body_len + len;
 		return 0;
@@ -710,8 +722,8 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 }
 
 static const struct lws_protocols protocols[] = {
-	{"http", http_cb, sizeof(struct conn), 0, 0, NULL, 0},
-	{NULL, NULL, 0, 0, 0, NULL, 0},
+    {"http", http_cb, sizeof(struct conn), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
 /* ---- listener ---- */
@@ -736,7 +748,8 @@ listen_cb(uv_poll_t *h, int status, int events)
 	for (int i = 0; i < 256; i++) {
 		int fd = accept4(H.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
 				/* out of descriptors: pause rather than spin */
 				tr_warn("accept: %s; pausing 100 ms", strerror(errno));
 				uv_poll_stop(&H.listen_poll);
@@ -772,7 +785,8 @@ open_listener(const struct tr_config *cfg, char *err, size_t errlen)
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port, strerror(errno));
+		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
+			 strerror(errno));
 		if (fd >= 0)
 			close(fd);
 		freeaddrinfo(res);

@@ -15,7 +15,6 @@
 #define TTL_MS (24LL * 3600 * 1000)
 #define STALE_MS (60LL * 1000)
 
-
 static bool
 valid_key(const char *k)
 {
@@ -122,7 +121,8 @@ tr_idem_begin(struct tr_db *db, struct tr_ctx *c, struct tr_idem *idem)
 			goto out;
 		if (!have)
 			continue; /* expired between our insert and find: claim again */
-		int64_t created = bson_iter_init_find(&it, &found, "created_at") ? bson_iter_date_time(&it) : 0;
+		int64_t created =
+		    bson_iter_init_find(&it, &found, "created_at") ? bson_iter_date_time(&it) : 0;
 		if (created < now - TTL_MS) {
 			mongoc_collection_delete_one(coll, &filter, NULL, NULL, NULL);
 			continue;
@@ -142,7 +142,8 @@ tr_idem_begin(struct tr_db *db, struct tr_ctx *c, struct tr_idem *idem)
 		}
 		if (created >= now - STALE_MS) {
 			tr_problem(c, 409, "conflict",
-				   "a request with this Idempotency-Key is still in progress; retry later");
+				   "a request with this Idempotency-Key is still in progress; "
+				   "retry later");
 			c->resp->retry_after = 1;
 			rc = 1;
 			goto out;
@@ -157,7 +158,8 @@ tr_idem_begin(struct tr_db *db, struct tr_ctx *c, struct tr_idem *idem)
 		bson_append_document_end(&upd, &set);
 		bson_t reply = BSON_INITIALIZER;
 		bool ok = mongoc_collection_update_one(coll, &take, &upd, NULL, &reply, &error);
-		bool took = ok && bson_iter_init_find(&it, &reply, "modifiedCount") && bson_iter_as_int64(&it) == 1;
+		bool took = ok && bson_iter_init_find(&it, &reply, "modifiedCount") &&
+			    bson_iter_as_int64(&it) == 1;
 		if (took && bson_iter_init_find(&it, &found, "_id") && BSON_ITER_HOLDS_OID(&it))
 			bson_oid_copy(bson_iter_oid(&it), &idem->record_id);
 		bson_destroy(&reply);

@@ -39,11 +39,13 @@ plain_json(bson_iter_t *it, int depth, char *err, size_t errlen)
 				snprintf(err, errlen, "JSON nested too deeply");
 				return false;
 			}
-			if (!bson_iter_recurse(it, &child) || !plain_json(&child, depth + 1, err, errlen))
+			if (!bson_iter_recurse(it, &child) ||
+			    !plain_json(&child, depth + 1, err, errlen))
 				return false;
 			break;
 		default:
-			snprintf(err, errlen, "extended JSON values are not accepted (field \"%s\")", key);
+			snprintf(err, errlen,
+				 "extended JSON values are not accepted (field \"%s\")", key);
 			return false;
 		}
 	}
@@ -67,7 +69,8 @@ has_dollar_key(const char *buf, size_t len)
 		while (i < len && buf[i] != '"')
 			i += buf[i] == '\\' ? 2 : 1;
 		size_t j = ++i;
-		while (j < len && (buf[j] == ' ' || buf[j] == '\t' || buf[j] == '\n' || buf[j] == '\r'))
+		while (j < len &&
+		       (buf[j] == ' ' || buf[j] == '\t' || buf[j] == '\n' || buf[j] == '\r'))
 			j++;
 		if (j < len && buf[j] == ':' && start < len && buf[start] == '$')
 			return true;
@@ -94,7 +97,8 @@ tr_json_parse(const char *buf, size_t len, bson_t *out, char *err, size_t errlen
 		return -1;
 	}
 	if (has_dollar_key(buf, len)) {
-		snprintf(err, errlen, "field names must not start with '$' (extended JSON is not accepted)");
+		snprintf(err, errlen,
+			 "field names must not start with '$' (extended JSON is not accepted)");
 		return -1;
 	}
 	/* A reader rather than bson_init_from_json: it also tells whether
@@ -114,7 +118,8 @@ tr_json_parse(const char *buf, size_t len, bson_t *out, char *err, size_t errlen
 	bson_json_reader_destroy(reader);
 	if (got != 1) {
 		if (got != -2)
-			snprintf(err, errlen, "malformed JSON: %s", got == 0 ? "empty" : error.message);
+			snprintf(err, errlen, "malformed JSON: %s",
+				 got == 0 ? "empty" : error.message);
 		bson_reinit(out);
 		return -1;
 	}
@@ -348,10 +353,11 @@ tr_body_only(struct tr_ctx *c, const char *const *allowed)
 			if (strcmp(*a, key) == 0)
 				known = true;
 		if (!known) {
-			tr_problem_field(c, tr_arena_strdup(c->req->arena, key),
-					 strcmp(key, "tenant_id") == 0
-						 ? "the tenant comes from your credentials and cannot be set"
-						 : "unknown field");
+			tr_problem_field(
+			    c, tr_arena_strdup(c->req->arena, key),
+			    strcmp(key, "tenant_id") == 0
+				? "the tenant comes from your credentials and cannot be set"
+				: "unknown field");
 			ok = false;
 		}
 	}

@@ -82,9 +82,12 @@ tr_log_access(const struct tr_access_entry *e)
 	if (TR_LOG_INFO < min_level)
 		return;
 	tr_format_time(tr_now_ms(), ts);
-	pos = (size_t)snprintf(line, cap, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":\"", ts);
+	pos = (size_t)snprintf(
+	    line, cap, "{\"ts\":\"%s\",\"level\":\"info\",\"msg\":\"request\",\"request_id\":\"",
+	    ts);
 	pos = escape(line, pos, cap, e->request_id);
-	pos += (size_t)snprintf(line + pos, cap - pos, "\",\"method\":\"%s\",\"route\":\"", e->method);
+	pos +=
+	    (size_t)snprintf(line + pos, cap - pos, "\",\"method\":\"%s\",\"route\":\"", e->method);
 	pos = escape(line, pos, cap, e->route);
 	pos += (size_t)snprintf(line + pos, cap - pos, "\",\"path\":\"");
 	pos = escape(line, pos, cap, e->path);
@@ -94,8 +97,9 @@ tr_log_access(const struct tr_access_entry *e)
 	else
 		pos += (size_t)snprintf(line + pos, cap - pos, "null");
 	if (pos < cap)
-		pos += (size_t)snprintf(line + pos, cap - pos, ",\"status\":%d,\"duration_ms\":%.3f}",
-					e->status, e->duration_ms);
+		pos +=
+		    (size_t)snprintf(line + pos, cap - pos, ",\"status\":%d,\"duration_ms\":%.3f}",
+				     e->status, e->duration_ms);
 	if (pos > cap)
 		pos = cap;
 	emit(line, pos);

@@ -82,8 +82,8 @@ drain_cb(uv_timer_t *t)
 	if (tr_http_inflight() > 0 && uv_now(M.loop) < M.drain_deadline)
 		return;
 	if (tr_http_inflight() > 0)
-		tr_warn("shutdown: %d requests still in flight after %d s; closing", tr_http_inflight(),
-			M.cfg.shutdown_grace);
+		tr_warn("shutdown: %d requests still in flight after %d s; closing",
+			tr_http_inflight(), M.cfg.shutdown_grace);
 	finish_stop();
 }
 

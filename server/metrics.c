@@ -7,7 +7,8 @@
 
 #include "router.h"
 
-static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5};
+static const double bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+				0.1,	0.25,  0.5,    1,     2.5,  5};
 #define NB (sizeof(bounds) / sizeof(bounds[0]))
 
 struct histogram {
@@ -117,8 +118,7 @@ struct out {
 	size_t len, cap;
 };
 
-static void __attribute__((format(printf, 2, 3)))
-put(struct out *o, const char *fmt, ...)
+static void __attribute__((format(printf, 2, 3))) put(struct out *o, const char *fmt, ...)
 {
 	va_list ap;
 	int n;
@@ -171,7 +171,9 @@ tr_metrics_render(size_t *len)
 		const char *route = r < M.nroutes ? tr_router_route(r)->path : "unmatched";
 		for (int i = 0; i < M.routes[r].ncounts; i++) {
 			const struct status_count *sc = &M.routes[r].counts[i];
-			put(&o, "trellis_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} %llu\n",
+			put(&o,
+			    "trellis_http_requests_total{route=\"%s\",method=\"%s\",status=\"%d\"} "
+			    "%llu\n",
 			    route, tr_method_name(sc->method), sc->status, sc->count);
 		}
 	}
@@ -182,19 +184,23 @@ tr_metrics_render(size_t *len)
 			continue;
 		snprintf(labels, sizeof(labels), "route=\"%s\"",
 			 r < M.nroutes ? tr_router_route(r)->path : "unmatched");
-		put_histogram(&o, "trellis_http_request_duration_seconds", labels, &M.routes[r].latency);
+		put_histogram(&o, "trellis_http_request_duration_seconds", labels,
+			      &M.routes[r].latency);
 	}
-	put(&o, "# HELP trellis_db_operation_duration_seconds MongoDB work per request on a worker.\n"
-		"# TYPE trellis_db_operation_duration_seconds histogram\n");
+	put(&o,
+	    "# HELP trellis_db_operation_duration_seconds MongoDB work per request on a worker.\n"
+	    "# TYPE trellis_db_operation_duration_seconds histogram\n");
 	put_histogram(&o, "trellis_db_operation_duration_seconds", "", &M.db);
-	put(&o, "# TYPE trellis_db_errors_total counter\ntrellis_db_errors_total %llu\n", M.db_errors);
+	put(&o, "# TYPE trellis_db_errors_total counter\ntrellis_db_errors_total %llu\n",
+	    M.db_errors);
 	put(&o, "# HELP trellis_redis_command_duration_seconds Redis round trips.\n"
 		"# TYPE trellis_redis_command_duration_seconds histogram\n");
 	put_histogram(&o, "trellis_redis_command_duration_seconds", "", &M.redis);
 	put(&o, "# TYPE trellis_redis_errors_total counter\ntrellis_redis_errors_total %llu\n",
 	    M.redis_errors);
-	put(&o, "# HELP trellis_connections Open client connections.\n"
-		"# TYPE trellis_connections gauge\ntrellis_connections %lld\n",
+	put(&o,
+	    "# HELP trellis_connections Open client connections.\n"
+	    "# TYPE trellis_connections gauge\ntrellis_connections %lld\n",
 	    M.connections);
 	*len = o.len;
 	return o.buf;

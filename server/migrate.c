@@ -92,11 +92,13 @@ apply(mongoc_database_t *db, const char *name, const bson_t *file, char *err, si
 					   bson_iter_init_find(&w, &reply, "writeConcernError"));
 		bson_destroy(&reply);
 		if (!ok) {
-			snprintf(err, errlen, "migration %s: command %d failed: %s", name, i, error.message);
+			snprintf(err, errlen, "migration %s: command %d failed: %s", name, i,
+				 error.message);
 			return -1;
 		}
 		if (write_failed) {
-			snprintf(err, errlen, "migration %s: command %d reported write errors", name, i);
+			snprintf(err, errlen, "migration %s: command %d reported write errors",
+				 name, i);
 			return -1;
 		}
 		i++;
@@ -127,7 +129,8 @@ migrate_one(mongoc_database_t *db, mongoc_collection_t *coll, const char *name, 
 				snprintf(state, sizeof(state), "%s", bson_iter_utf8(&it, NULL));
 			if (bson_iter_init_find(&it, rec, "checksum") && BSON_ITER_HOLDS_UTF8(&it))
 				snprintf(recsum, sizeof(recsum), "%s", bson_iter_utf8(&it, NULL));
-			if (bson_iter_init_find(&it, rec, "started_at") && BSON_ITER_HOLDS_DATE_TIME(&it))
+			if (bson_iter_init_find(&it, rec, "started_at") &&
+			    BSON_ITER_HOLDS_DATE_TIME(&it))
 				started = bson_iter_date_time(&it);
 		} else if (mongoc_cursor_error(cur, &error)) {
 			mongoc_cursor_destroy(cur);
@@ -139,7 +142,8 @@ migrate_one(mongoc_database_t *db, mongoc_collection_t *coll, const char *name, 
 		if (have && strcmp(state, "done") == 0) {
 			if (strcmp(recsum, sum) != 0) {
 				snprintf(err, errlen,
-					 "migration %s was changed after it was applied (checksum %.12s, file %.12s): "
+					 "migration %s was changed after it was applied (checksum "
+					 "%.12s, file %.12s): "
 					 "restore it and add a new migration instead",
 					 name, recsum, sum);
 				*fatal = 1;
@@ -172,7 +176,8 @@ migrate_one(mongoc_database_t *db, mongoc_collection_t *coll, const char *name, 
 			BSON_APPEND_DATE_TIME(&set, "started_at", tr_now_ms());
 			BSON_APPEND_UTF8(&set, "checksum", sum);
 			bson_append_document_end(&upd, &set);
-			bool ok = mongoc_collection_update_one(coll, &take, &upd, NULL, &reply, &error);
+			bool ok =
+			    mongoc_collection_update_one(coll, &take, &upd, NULL, &reply, &error);
 			bool took = ok && bson_iter_init_find(&it, &reply, "modifiedCount") &&
 				    bson_iter_as_int64(&it) == 1;
 			bson_destroy(&reply);
@@ -224,7 +229,8 @@ tr_migrate_run_checked(const struct tr_config *cfg, char *err, size_t errlen, in
 	*fatal = 0;
 	dir = opendir(cfg->migrations_dir);
 	if (!dir) {
-		snprintf(err, errlen, "migrations_dir %s: %s", cfg->migrations_dir, strerror(errno));
+		snprintf(err, errlen, "migrations_dir %s: %s", cfg->migrations_dir,
+			 strerror(errno));
 		*fatal = 1;
 		return -1;
 	}

@@ -131,7 +131,8 @@ tr_problem_from_err(struct tr_ctx *c, int err)
 		tr_problem(c, 409, "conflict", "a record with the same unique value exists");
 		break;
 	case TR_EUNAVAILABLE:
-		tr_problem(c, 503, "dependency-unavailable", "the database is unavailable; retry shortly");
+		tr_problem(c, 503, "dependency-unavailable",
+			   "the database is unavailable; retry shortly");
 		c->resp->retry_after = 1;
 		break;
 	case TR_EINVALID:
@@ -158,11 +159,13 @@ tr_resp_render(const struct tr_resp *r, size_t pre, size_t *len)
 		BSON_APPEND_UTF8(&doc, "type", type);
 		BSON_APPEND_UTF8(&doc, "title", r->problem_title);
 		BSON_APPEND_INT32(&doc, "status", r->status);
-		BSON_APPEND_UTF8(&doc, "detail", r->problem_detail ? r->problem_detail : r->problem_title);
+		BSON_APPEND_UTF8(&doc, "detail",
+				 r->problem_detail ? r->problem_detail : r->problem_title);
 		if (r->problem_fields) {
 			int i = 0;
 			BSON_APPEND_ARRAY_BEGIN(&doc, "errors", &arr);
-			for (const struct tr_problem_field *f = r->problem_fields; f; f = f->next, i++) {
+			for (const struct tr_problem_field *f = r->problem_fields; f;
+			     f = f->next, i++) {
 				char key[16];
 				const char *k;
 				bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));

@@ -71,7 +71,8 @@ tr_router_init(void)
 			for (; tok && n < MAX_SEGMENTS; tok = strtok(NULL, "/"))
 				segs[n++] = tok;
 			if (tok) {
-				tr_error("route %s has more than %d segments", cr->route->path, MAX_SEGMENTS);
+				tr_error("route %s has more than %d segments", cr->route->path,
+					 MAX_SEGMENTS);
 				free(copy);
 				return -1;
 			}
@@ -87,7 +88,8 @@ tr_router_init(void)
 			}
 			free(copy);
 			if (nparams > TR_MAX_PARAMS) {
-				tr_error("route %s has more than %d parameters", cr->route->path, TR_MAX_PARAMS);
+				tr_error("route %s has more than %d parameters", cr->route->path,
+					 TR_MAX_PARAMS);
 				return -1;
 			}
 		}
@@ -130,7 +132,8 @@ tr_router_match(enum tr_method method, const char *path, struct tr_arena *arena,
 		size_t len = (size_t)(p - start);
 		if (len == 0)
 			return TR_MATCH_NOT_FOUND; /* "//" */
-		if ((len == 1 && start[0] == '.') || (len == 2 && start[0] == '.' && start[1] == '.'))
+		if ((len == 1 && start[0] == '.') ||
+		    (len == 2 && start[0] == '.' && start[1] == '.'))
 			return TR_MATCH_BAD_PATH;
 		if (n == MAX_SEGMENTS + 1)
 			return TR_MATCH_NOT_FOUND;
@@ -148,7 +151,8 @@ tr_router_match(enum tr_method method, const char *path, struct tr_arena *arena,
 		for (s = 0; s < n; s++) {
 			if (cr->is_param[s])
 				continue;
-			if (strlen(cr->segs[s]) != lens[s] || memcmp(cr->segs[s], segs[s], lens[s]) != 0)
+			if (strlen(cr->segs[s]) != lens[s] ||
+			    memcmp(cr->segs[s], segs[s], lens[s]) != 0)
 				break;
 		}
 		if (s < n)
@@ -188,14 +192,16 @@ tr_router_module_name(int index)
 void
 tr_router_allow_header(unsigned methods, char *buf, size_t len)
 {
-	static const enum tr_method order[] = {TR_GET, TR_HEAD, TR_POST, TR_PUT, TR_PATCH, TR_DELETE, TR_OPTIONS};
+	static const enum tr_method order[] = {TR_GET,	 TR_HEAD,   TR_POST,   TR_PUT,
+					       TR_PATCH, TR_DELETE, TR_OPTIONS};
 	size_t pos = 0;
 
 	buf[0] = '\0';
 	for (size_t i = 0; i < sizeof(order) / sizeof(order[0]); i++) {
 		if (!(methods & order[i]))
 			continue;
-		pos += (size_t)snprintf(buf + pos, len - pos, "%s%s", pos ? ", " : "", tr_method_name(order[i]));
+		pos += (size_t)snprintf(buf + pos, len - pos, "%s%s", pos ? ", " : "",
+					tr_method_name(order[i]));
 		if (pos >= len)
 			break;
 	}

@@ -8,9 +8,9 @@
 
 enum tr_match {
 	TR_MATCH_OK,
-	TR_MATCH_NOT_FOUND,	 /* no route has this path: 404 */
+	TR_MATCH_NOT_FOUND,  /* no route has this path: 404 */
 	TR_MATCH_BAD_METHOD, /* the path exists with other methods: 405 */
-	TR_MATCH_BAD_PATH,	 /* dot segments, control bytes: 400 */
+	TR_MATCH_BAD_PATH,   /* dot segments, control bytes: 400 */
 };
 
 struct tr_route_match {

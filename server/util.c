@@ -76,7 +76,8 @@ tr_is_object_id(const char *s)
 		return false;
 	for (i = 0; i < 24; i++) {
 		char c = s[i];
-		bool hex = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
+		bool hex =
+		    (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F');
 		if (!hex)
 			return false;
 	}

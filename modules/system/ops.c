@@ -23,7 +23,8 @@ void
 system_readyz(struct tr_ctx *c)
 {
 	bson_t doc = BSON_INITIALIZER, checks;
-	bool db = tr_health_db_up(), redis = tr_health_redis_up(), mig = tr_health_migrations_done();
+	bool db = tr_health_db_up(), redis = tr_health_redis_up(),
+	     mig = tr_health_migrations_done();
 	bool ready = db && redis && mig;
 
 	BSON_APPEND_UTF8(&doc, "status", ready ? "ready" : "not_ready");
@@ -49,7 +50,8 @@ system_metrics(struct tr_ctx *c)
 		return;
 	}
 	/* The response outlives this call: copy into the request arena. */
-	tr_reply_text(c, 200, "text/plain; version=0.0.4", tr_arena_strndup(c->req->arena, text, len), len);
+	tr_reply_text(c, 200, "text/plain; version=0.0.4",
+		      tr_arena_strndup(c->req->arena, text, len), len);
 	free(text);
 }
 

@@ -3,10 +3,10 @@
  *
  * Issues the same query the server issues for a tenant-scoped find by id,
  * find_one({_id: ObjectId}) with limit 1 on the collection `tags`, then
- * checks the document's tenant_id in C as the server's data layer does, straight to MongoDB/FerretDB with no HTTP, JWT or Redis
- * in front of it. It uses a mongoc_client_pool_t whose size equals the
- * number of threads, as the server sizes its pool to TRELLIS_WORKERS, and
- * each thread runs finds back to back for a fixed time.
+ * checks the document's tenant_id in C as the server's data layer does, straight to
+ * MongoDB/FerretDB with no HTTP, JWT or Redis in front of it. It uses a mongoc_client_pool_t whose
+ * size equals the number of threads, as the server sizes its pool to TRELLIS_WORKERS, and each
+ * thread runs finds back to back for a fixed time.
  *
  * usage: baseline_find URI TENANT_HEX TAG_HEX THREADS SECONDS
  *
@@ -71,13 +71,14 @@ struct baseline_worker {
 	char error[BASELINE_ERROR_SIZE];
 };
 
-static double timespec_seconds(const struct timespec *ts)
+static double
+timespec_seconds(const struct timespec *ts)
 {
 	return (double)ts->tv_sec + (double)ts->tv_nsec / 1e9;
 }
 
-static int timespec_reached(const struct timespec *now,
-			    const struct timespec *deadline)
+static int
+timespec_reached(const struct timespec *now, const struct timespec *deadline)
 {
 	if (now->tv_sec != deadline->tv_sec) {
 		return now->tv_sec > deadline->tv_sec;
@@ -90,9 +91,9 @@ static int timespec_reached(const struct timespec *now,
  * 0 when the query succeeded but matched nothing, -1 on a driver error
  * (message copied into `error`).
  */
-static int baseline_find_one(mongoc_client_t *client,
-			     const struct baseline_query *query, char *error,
-			     size_t error_size)
+static int
+baseline_find_one(mongoc_client_t *client, const struct baseline_query *query, char *error,
+		  size_t error_size)
 {
 	bson_t filter = BSON_INITIALIZER;
 	bson_t opts = BSON_INITIALIZER;
@@ -105,21 +106,17 @@ static int baseline_find_one(mongoc_client_t *client,
 	BSON_APPEND_OID(&filter, "_id", &query->tag_id);
 	BSON_APPEND_INT64(&opts, "limit", 1);
 
-	collection = mongoc_client_get_collection(client, query->database,
-						  BASELINE_COLLECTION);
-	cursor = mongoc_collection_find_with_opts(collection, &filter, &opts,
-						  NULL);
+	collection = mongoc_client_get_collection(client, query->database, BASELINE_COLLECTION);
+	cursor = mongoc_collection_find_with_opts(collection, &filter, &opts, NULL);
 	if (mongoc_cursor_next(cursor, &doc)) {
 		bson_iter_t it;
-		result = bson_iter_init_find(&it, doc, "tenant_id") &&
-				 BSON_ITER_HOLDS_OID(&it) &&
+		result = bson_iter_init_find(&it, doc, "tenant_id") && BSON_ITER_HOLDS_OID(&it) &&
 				 bson_oid_equal(bson_iter_oid(&it), &query->tenant_id)
-			 ? 1
-			 : 0;
+			     ? 1
+			     : 0;
 	}
 	if (mongoc_cursor_error(cursor, &driver_error)) {
-		snprintf(error, error_size, "find failed: %s",
-			 driver_error.message);
+		snprintf(error, error_size, "find failed: %s", driver_error.message);
 		result = -1;
 	}
 
@@ -131,7 +128,8 @@ static int baseline_find_one(mongoc_client_t *client,
 }
 
 /* Blocks until main fires the starting gun; returns the state it set. */
-static enum baseline_state baseline_start_wait(struct baseline_start *start)
+static enum baseline_state
+baseline_start_wait(struct baseline_start *start)
 {
 	enum baseline_state state;
 
@@ -144,8 +142,8 @@ static enum baseline_state baseline_start_wait(struct baseline_start *start)
 	return state;
 }
 
-static void baseline_start_fire(struct baseline_start *start,
-				enum baseline_state state, long seconds)
+static void
+baseline_start_fire(struct baseline_start *start, enum baseline_state state, long seconds)
 {
 	pthread_mutex_lock(&start->lock);
 	clock_gettime(CLOCK_MONOTONIC, &start->deadline);
@@ -160,7 +158,8 @@ static void baseline_start_fire(struct baseline_start *start,
  * holds exactly one per thread), waits for the starting gun, then finds
  * until the shared deadline. A failure stops this thread; main reports it.
  */
-static void *baseline_worker_run(void *arg)
+static void *
+baseline_worker_run(void *arg)
 {
 	struct baseline_worker *worker = arg;
 	mongoc_client_t *client = mongoc_client_pool_pop(worker->pool);
@@ -174,9 +173,8 @@ static void *baseline_worker_run(void *arg)
 		if (timespec_reached(&now, &worker->start->deadline)) {
 			break;
 		}
-		int found = baseline_find_one(client, worker->query,
-					      worker->error,
-					      sizeof worker->error);
+		int found =
+		    baseline_find_one(client, worker->query, worker->error, sizeof worker->error);
 		if (found != 1) {
 			if (found == 0) {
 				snprintf(worker->error, sizeof worker->error,
@@ -193,22 +191,23 @@ out:
 }
 
 /* Parses a positive integer in [1, max]; returns 0 on success. */
-static int parse_count(const char *text, long max, long *out)
+static int
+parse_count(const char *text, long max, long *out)
 {
 	char *end = NULL;
 	long value;
 
 	errno = 0;
 	value = strtol(text, &end, 10);
-	if (errno != 0 || end == text || *end != '\0' || value < 1 ||
-	    value > max) {
+	if (errno != 0 || end == text || *end != '\0' || value < 1 || value > max) {
 		return -1;
 	}
 	*out = value;
 	return 0;
 }
 
-static int parse_oid(const char *text, bson_oid_t *out)
+static int
+parse_oid(const char *text, bson_oid_t *out)
 {
 	if (strlen(text) != 24 || !bson_oid_is_valid(text, 24)) {
 		return -1;
@@ -217,20 +216,22 @@ static int parse_oid(const char *text, bson_oid_t *out)
 	return 0;
 }
 
-static void usage(void)
+static void
+usage(void)
 {
 	fprintf(stderr, "usage: baseline_find URI TENANT_HEX TAG_HEX THREADS "
 			"SECONDS\n");
 }
 
-int main(int argc, char **argv)
+int
+main(int argc, char **argv)
 {
 	struct baseline_query query;
 	struct baseline_worker *workers = NULL;
 	struct baseline_start start = {
-		.lock = PTHREAD_MUTEX_INITIALIZER,
-		.changed = PTHREAD_COND_INITIALIZER,
-		.state = BASELINE_WAIT,
+	    .lock = PTHREAD_MUTEX_INITIALIZER,
+	    .changed = PTHREAD_COND_INITIALIZER,
+	    .state = BASELINE_WAIT,
 	};
 	mongoc_uri_t *uri = NULL;
 	mongoc_client_pool_t *pool = NULL;
@@ -246,15 +247,13 @@ int main(int argc, char **argv)
 		usage();
 		return 1;
 	}
-	if (parse_oid(argv[2], &query.tenant_id) != 0 ||
-	    parse_oid(argv[3], &query.tag_id) != 0) {
+	if (parse_oid(argv[2], &query.tenant_id) != 0 || parse_oid(argv[3], &query.tag_id) != 0) {
 		fprintf(stderr, "baseline_find: ids must be 24 hex digits\n");
 		return 1;
 	}
 	if (parse_count(argv[4], BASELINE_MAX_THREADS, &threads) != 0 ||
 	    parse_count(argv[5], BASELINE_MAX_SECONDS, &seconds) != 0) {
-		fprintf(stderr,
-			"baseline_find: THREADS must be 1..%d, SECONDS 1..%d\n",
+		fprintf(stderr, "baseline_find: THREADS must be 1..%d, SECONDS 1..%d\n",
 			BASELINE_MAX_THREADS, BASELINE_MAX_SECONDS);
 		return 1;
 	}
@@ -263,8 +262,7 @@ int main(int argc, char **argv)
 
 	uri = mongoc_uri_new_with_error(argv[1], &uri_error);
 	if (uri == NULL) {
-		fprintf(stderr, "baseline_find: bad URI: %s\n",
-			uri_error.message);
+		fprintf(stderr, "baseline_find: bad URI: %s\n", uri_error.message);
 		goto out;
 	}
 	query.database = mongoc_uri_get_database(uri);
@@ -273,8 +271,7 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	/* Same pool size as the server: one client per worker thread. */
-	mongoc_uri_set_option_as_int32(uri, MONGOC_URI_MAXPOOLSIZE,
-				       (int32_t)threads);
+	mongoc_uri_set_option_as_int32(uri, MONGOC_URI_MAXPOOLSIZE, (int32_t)threads);
 	pool = mongoc_client_pool_new(uri);
 	if (pool == NULL) {
 		fprintf(stderr, "baseline_find: cannot create the pool\n");
@@ -305,24 +302,20 @@ int main(int argc, char **argv)
 		workers[started].pool = pool;
 		workers[started].query = &query;
 		workers[started].start = &start;
-		if (pthread_create(&workers[started].thread, NULL,
-				   baseline_worker_run,
+		if (pthread_create(&workers[started].thread, NULL, baseline_worker_run,
 				   &workers[started]) != 0) {
 			fprintf(stderr, "baseline_find: cannot start thread\n");
 			break;
 		}
 	}
 	clock_gettime(CLOCK_MONOTONIC, &began);
-	baseline_start_fire(&start,
-			    started == threads ? BASELINE_RUN : BASELINE_ABORT,
-			    seconds);
+	baseline_start_fire(&start, started == threads ? BASELINE_RUN : BASELINE_ABORT, seconds);
 	for (long i = 0; i < started; i++) {
 		pthread_join(workers[i].thread, NULL);
 		ops += workers[i].ops;
 		failed += workers[i].failed;
 		if (workers[i].failed > 0) {
-			fprintf(stderr, "baseline_find: thread %ld: %s\n", i,
-				workers[i].error);
+			fprintf(stderr, "baseline_find: thread %ld: %s\n", i, workers[i].error);
 		}
 	}
 	if (started < threads) {
