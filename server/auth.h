@@ -18,17 +18,26 @@ void tr_auth_init(const struct tr_config *cfg);
  * short reason (for logs, not for clients). */
 int tr_auth_verify_token(const char *token, struct tr_principal *p, const char **why);
 
-/* The gate result. */
+/* A signed access token for a session (HS256, kid, access_ttl); malloc'd,
+ * NULL when out of memory. Any thread. */
+char *tr_auth_issue_token(const char *tid, const char *uid, const char *sid);
+
+/* The gate result. Strings borrow from the Redis reply: valid during the
+ * callback only. */
 struct tr_gate {
 	bool session_alive;
 	bool allowed;
 	int retry_after_ms;
+	const char *user_id;
+	const char *perms; /* space-separated */
+	const char *me;	   /* the /v1/me document */
+	size_t me_len;
 };
 
 typedef void (*tr_gate_cb)(void *arg, int status, const struct tr_gate *g);
 
-/* Checks t:{tid}:sess:{sid} exists and takes a token from the tenant's
- * bucket. Same contract as tr_redis_command. */
+/* Checks t:{tid}:sess:{sid} exists and takes a token from the caller's and
+ * the tenant's buckets. Same contract as tr_redis_command. */
 int tr_auth_gate(const struct tr_principal *p, tr_gate_cb cb, void *arg);
 
 #endif

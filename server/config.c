@@ -7,6 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+const struct tr_config *tr_cfg;
+
 enum key_type { K_STR, K_INT };
 
 /* One row per key: the whole configuration surface in one table. */
@@ -39,8 +41,16 @@ static const struct key keys[] = {
 	"MongoDB (or FerretDB) URI; the path names the database."),
     STR(redis_url, "redis://127.0.0.1:6379/0", "Redis URL: redis://[:password@]host:port/db"),
     STR(jwt_secret, TR_EXAMPLE_JWT_SECRET, "HS256 secret for access tokens, at least 32 bytes."),
+    STR(jwt_kid, "k1", "kid header of issued access tokens (names jwt_secret)."),
+    STR(jwt_previous_secret, "",
+	"The secret before the last rotation: tokens whose kid is jwt_previous_kid stay valid."),
+    STR(jwt_previous_kid, "", "kid of jwt_previous_secret."),
     STR(jwt_issuer, "trellis", "iss claim written into and required of access tokens."),
     STR(jwt_audience, "trellis-api", "aud claim written into and required of access tokens."),
+    INT(access_ttl, "900", 30, 86400, "Lifetime of access tokens in seconds."),
+    INT(refresh_ttl, "2592000", 300, 31536000,
+	"Lifetime of a session (its refresh token) in seconds."),
+    INT(signup_enabled, "1", 0, 1, "1: POST /v1/signup creates tenants; 0: it answers 403."),
     INT(body_limit, "1048576", 1024, 64L * 1024 * 1024,
 	"Largest request body in bytes (larger: 413)."),
     INT(workers, "4", 1, 64, "Worker threads for MongoDB work; also the MongoDB pool size."),
@@ -54,6 +64,15 @@ static const struct key keys[] = {
     INT(rate_limit_rps, "200", 1, 1000000,
 	"Requests per second a tenant may make (token bucket refill)."),
     INT(rate_limit_burst, "400", 1, 10000000, "Bucket size of the per-tenant rate limit."),
+    INT(rate_limit_user_rps, "50", 1, 1000000, "Requests per second one user may make."),
+    INT(rate_limit_user_burst, "100", 1, 10000000, "Bucket size of the per-user rate limit."),
+    INT(rate_limit_key_rps, "100", 1, 1000000, "Requests per second one API key may make."),
+    INT(rate_limit_key_burst, "200", 1, 10000000, "Bucket size of the per-API-key rate limit."),
+    INT(login_max_account_failures, "10", 1, 1000,
+	"Failed logins for one account within the window before 429."),
+    INT(login_max_address_failures, "50", 1, 100000,
+	"Failed logins from one address within the window before 429."),
+    INT(login_failure_window, "900", 10, 86400, "Seconds failed logins are counted for."),
     INT(max_connections, "20000", 64, 1000000, "Most simultaneous client connections."),
     STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),
     STR(log_level, "info", "debug, info, warn or error."),
@@ -275,6 +294,13 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 	if (strcmp(cfg->env, "development") != 0 && strcmp(cfg->env, "production") != 0) {
 		snprintf(err, errlen, "env must be development or production, got \"%s\"",
 			 cfg->env);
+		return -1;
+	}
+	if (cfg->jwt_previous_secret[0] &&
+	    (strlen(cfg->jwt_previous_secret) < 32 || !cfg->jwt_previous_kid[0] ||
+	     strcmp(cfg->jwt_previous_kid, cfg->jwt_kid) == 0)) {
+		snprintf(err, errlen,
+			 "jwt_previous_secret needs 32+ bytes and its own jwt_previous_kid");
 		return -1;
 	}
 	if (strlen(cfg->jwt_secret) < 32) {

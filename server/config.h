@@ -19,8 +19,21 @@ struct tr_config {
 	char redis_user[128];
 	char redis_password[256];
 	char jwt_secret[512];
+	char jwt_kid[64];
+	char jwt_previous_secret[512]; /* still accepted, for key rotation */
+	char jwt_previous_kid[64];
 	char jwt_issuer[128];
 	char jwt_audience[128];
+	int access_ttl;	 /* seconds */
+	int refresh_ttl; /* seconds */
+	int signup_enabled;
+	int rate_limit_user_rps;
+	int rate_limit_user_burst;
+	int rate_limit_key_rps;
+	int rate_limit_key_burst;
+	int login_max_account_failures;
+	int login_max_address_failures;
+	int login_failure_window; /* seconds */
 	long body_limit;
 	int workers;
 	int header_timeout; /* seconds */
@@ -34,6 +47,10 @@ struct tr_config {
 	char migrations_dir[512];
 	char log_level[16];
 };
+
+/* The running configuration: set once by main before serving, read-only
+ * afterwards (any thread). */
+extern const struct tr_config *tr_cfg;
 
 /* The secret shipped in config/trellis.conf.example; production refuses it. */
 #define TR_EXAMPLE_JWT_SECRET "change-me-to-a-random-secret-of-at-least-32-bytes"

@@ -11,6 +11,8 @@
 
 #define MAX_CURSOR_LEN 1024
 
+static int find_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
+
 /* Set once at start by the main thread; the pool itself is thread-safe. */
 static struct {
 	mongoc_client_pool_t *pool;
@@ -166,6 +168,23 @@ tr_db_close(struct tr_db *db)
 	free(db);
 }
 
+void
+tr_db_set_tenant(struct tr_db *db, const bson_oid_t *tenant_id)
+{
+	db->has_tenant = true;
+	bson_oid_copy(tenant_id, &db->tenant_id);
+}
+
+int
+tr_db_find_global(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out)
+{
+	int rc = find_first(db, coll, filter, out);
+
+	if (rc != TR_OK)
+		bson_init(out);
+	return rc;
+}
+
 double
 tr_db_elapsed(const struct tr_db *db)
 {
@@ -178,7 +197,8 @@ collection(struct tr_db *db, const char *name)
 	return mongoc_database_get_collection(db->database, name);
 }
 
-/* Field names the layer owns: callers cannot set them. */
+/* Field names the layer owns: callers cannot set them (an ObjectId _id on
+ * insert is the exception, see tr_db_insert). */
 static bool
 reserved(const char *key)
 {
@@ -215,7 +235,12 @@ tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_t *s
 	bson_init(stored);
 	if (!db->has_tenant)
 		return TR_EINVALID;
-	bson_oid_init(&oid, NULL);
+	/* The caller may choose the id (an ObjectId), e.g. to make a create
+	 * idempotent; otherwise a new one. */
+	if (bson_iter_init_find(&it, fields, "_id") && BSON_ITER_HOLDS_OID(&it))
+		bson_oid_copy(bson_iter_oid(&it), &oid);
+	else
+		bson_oid_init(&oid, NULL);
 	BSON_APPEND_OID(&doc, "_id", &oid);
 	BSON_APPEND_OID(&doc, "tenant_id", &db->tenant_id);
 	if (bson_iter_init(&it, fields))
@@ -506,6 +531,13 @@ decode_cursor(const char *text, struct tr_list_query *q)
 	ok = true;
 out:
 	return ok;
+}
+
+bool
+tr_list_query_next(struct tr_list_query *q, const char *cursor)
+{
+	tr_list_query_free(q);
+	return decode_cursor(cursor, q);
 }
 
 bool

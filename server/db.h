@@ -17,7 +17,8 @@
 #include "module.h"
 #include "util.h" /* TR_E* codes */
 
-/* Inserts fields as a new record and returns the stored document in
+/* Inserts fields as a new record (an ObjectId "_id" among the fields is
+ * used as its id; other layer-owned fields are ignored) and returns the stored document in
  * *stored (initialised by the call; the caller destroys it).
  * TR_EDUPLICATE when a unique index refuses it. */
 int tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_t *stored);
@@ -56,6 +57,9 @@ struct tr_list_query {
  * defaults). Returns false after setting a 400/422 problem. */
 bool tr_list_query_parse(struct tr_ctx *c, const char *const *sorts, struct tr_list_query *q);
 void tr_list_query_free(struct tr_list_query *q);
+/* Moves q to the page after `cursor` (a next_cursor of tr_db_list), for
+ * code that walks every page itself. False when the cursor is not q's. */
+bool tr_list_query_next(struct tr_list_query *q, const char *cursor);
 
 /* Appends a page of records matching filter (tenant added) to the array
  * `items` as API resources, and sets *next_cursor (malloc'd, NULL on the

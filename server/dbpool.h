@@ -29,6 +29,13 @@ struct tr_db {
  * principal gives a handle that refuses tenant data (for public work). */
 struct tr_db *tr_db_open(const struct tr_principal *principal);
 void tr_db_close(struct tr_db *db);
+/* Platform code (identity) only: points the handle at a tenant, e.g. the
+ * one being created by signup or found by login. */
+void tr_db_set_tenant(struct tr_db *db, const bson_oid_t *tenant_id);
+/* Platform code only: the first document matching filter across tenants
+ * (the tenant of a login slug). */
+int tr_db_find_global(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
+
 /* Seconds spent in MongoDB through this handle, and whether any call found
  * MongoDB unavailable. */
 double tr_db_elapsed(const struct tr_db *db);

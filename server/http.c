@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "perm.h"
 #include "dbpool.h"
 #include "health.h"
 #include "json.h"
@@ -257,7 +258,7 @@ work_cb(uv_work_t *w)
 		}
 		c->req->has_body = true;
 	}
-	db = tr_db_open(&c->req->principal);
+	db = tr_db_open(c->req->authenticated ? &c->req->principal : NULL);
 	if (!db) {
 		tr_problem_from_err(c, TR_ENOMEM);
 		goto render;
@@ -304,6 +305,28 @@ after_work_cb(uv_work_t *w, int status)
 	lws_callback_on_writable(ex->wsi);
 }
 
+/* Hands the exchange to a worker thread (database work). */
+static void
+run_on_worker(struct exchange *ex)
+{
+	if (!tr_health_db_up() || !tr_health_migrations_done()) {
+		tr_problem(&ex->ctx, 503, "dependency-unavailable",
+			   "the database is unavailable; retry shortly");
+		ex->resp.retry_after = 1;
+		respond(ex);
+		return;
+	}
+	ex->phase = PH_WORKING;
+	ex->waiting = true;
+	ex->work.data = ex;
+	if (uv_queue_work(H.loop, &ex->work, work_cb, after_work_cb) != 0) {
+		ex->waiting = false;
+		tr_problem(&ex->ctx, 503, "overloaded", "the server is overloaded; retry shortly");
+		ex->resp.retry_after = 1;
+		respond(ex);
+	}
+}
+
 /* ---- gate phase ---- */
 
 static void
@@ -337,22 +360,27 @@ gate_cb(void *arg, int status, const struct tr_gate *g)
 		respond(ex);
 		return;
 	}
-	if (!tr_health_db_up() || !tr_health_migrations_done()) {
-		tr_problem(&ex->ctx, 503, "dependency-unavailable",
-			   "the database is unavailable; retry shortly");
-		ex->resp.retry_after = 1;
+	if (strcmp(g->user_id, ex->req.principal.user_hex) != 0) {
+		tr_problem(&ex->ctx, 401, "unauthorized", "the token does not match its session");
 		respond(ex);
 		return;
 	}
-	ex->phase = PH_WORKING;
-	ex->waiting = true;
-	ex->work.data = ex;
-	if (uv_queue_work(H.loop, &ex->work, work_cb, after_work_cb) != 0) {
-		ex->waiting = false;
-		tr_problem(&ex->ctx, 503, "overloaded", "the server is overloaded; retry shortly");
-		ex->resp.retry_after = 1;
+	ex->req.principal.perms = tr_arena_strdup(&ex->arena, g->perms);
+	ex->req.session_me = tr_arena_strndup(&ex->arena, g->me, g->me_len);
+	ex->req.session_me_len = g->me_len;
+	const char *need = ex->req.route->permission;
+	if (need &&
+	    !tr_permission_check(ex->req.principal.perms, need, &ex->req.principal.own_only)) {
+		tr_problem(&ex->ctx, 403, "forbidden", "your role does not allow this");
 		respond(ex);
+		return;
 	}
+	if (ex->req.route->flags & TR_INLINE) {
+		ex->req.route->handler(&ex->ctx);
+		respond(ex);
+		return;
+	}
+	run_on_worker(ex);
 }
 
 /* The body is complete (or there is none): run the route. */
@@ -365,9 +393,13 @@ dispatch(struct exchange *ex)
 	ex->req.raw_body = ex->body;
 	ex->req.raw_body_len = ex->body_len;
 	lws_set_timeout(ex->wsi, NO_PENDING_TIMEOUT, 0);
-	if (route->flags & TR_PUBLIC) {
+	if ((route->flags & TR_PUBLIC) && (route->flags & TR_INLINE)) {
 		route->handler(&ex->ctx);
 		respond(ex);
+		return;
+	}
+	if (route->flags & TR_PUBLIC) {
+		run_on_worker(ex);
 		return;
 	}
 	if (!tr_redis_up()) {
@@ -551,6 +583,7 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 		snprintf(ex->req.request_id, sizeof(ex->req.request_id), "%s%012llx", H.id_prefix,
 			 ++H.id_counter);
 	ex->req.path = tr_arena_strdup(&ex->arena, uri);
+	lws_get_peer_simple(wsi, ex->req.peer, sizeof(ex->req.peer));
 	lm = lws_http_get_uri_and_method(wsi, &uri_ptr, &uri_len);
 	ex->req.method = method_from_lws(lm);
 

@@ -19,11 +19,13 @@
 #include "dbpool.h"
 #include "health.h"
 #include "http.h"
+#include "kv.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
 #include "redis.h"
 #include "router.h"
+#include "session.h"
 
 #define SHUTDOWN_POLL_MS 50
 
@@ -138,6 +140,8 @@ serve(void)
 
 	M.loop = uv_default_loop();
 	tr_auth_init(&M.cfg);
+	tr_kv_init(&M.cfg);
+	tr_session_init(&M.cfg);
 	if (tr_http_init(M.loop, &M.cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "trellis: %s\n", err);
 		tr_dbpool_free();
@@ -162,6 +166,7 @@ serve(void)
 		tr_warn("shutdown: loop still had handles");
 		rc = 1;
 	}
+	tr_kv_close_all();
 	tr_dbpool_free();
 	tr_metrics_free();
 	tr_router_free();
@@ -218,6 +223,7 @@ main(int argc, char **argv)
 		return 2;
 	}
 	tr_log_set_level((enum tr_log_level)tr_log_level_parse(M.cfg.log_level));
+	tr_cfg = &M.cfg;
 	if (strcmp(cmd, "serve") == 0)
 		return serve();
 	if (strcmp(cmd, "migrate") == 0)

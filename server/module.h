@@ -28,16 +28,20 @@ enum tr_method {
 const char *tr_method_name(enum tr_method m);
 
 /* Route flags, checked centrally before a handler runs:
- *   TR_PUBLIC      no authentication, no rate limit; the handler runs on the
- *                  loop thread and must not block (no database).
+ *   TR_PUBLIC      no authentication and no rate limit (operations, signup,
+ *                  login); its database handle has no tenant.
+ *   TR_INLINE      the handler runs on the loop thread: it must not block
+ *                  and gets no database handle.
  *   TR_JSON_BODY   the request must carry a JSON object body (415/400 otherwise).
  *   TR_IDEMPOTENT  a POST that creates: honours Idempotency-Key (see db.h).
- * Routes without TR_PUBLIC are authenticated, rate limited, and run on a
- * worker thread with a tenant-scoped database handle. */
+ * Other routes are authenticated (401), rate limited (429), authorized
+ * against the row's permission (403), and run on a worker thread with a
+ * tenant-scoped database handle. */
 enum tr_route_flags {
 	TR_PUBLIC = 1 << 0,
 	TR_JSON_BODY = 1 << 1,
 	TR_IDEMPOTENT = 1 << 2,
+	TR_INLINE = 1 << 3,
 };
 
 #define TR_MAX_PARAMS 4
@@ -69,6 +73,8 @@ struct tr_principal {
 	char tenant_hex[25];
 	char user_hex[25];
 	char session_id[65];
+	const char *perms; /* space-separated permissions of the session */
+	bool own_only;	   /* the route's permission is held only as ":own" */
 };
 
 struct tr_query_param {
@@ -92,6 +98,9 @@ struct tr_req {
 	bool authenticated;
 	struct tr_principal principal;
 	char request_id[65];
+	const char *session_me; /* the session's /v1/me document */
+	size_t session_me_len;
+	char peer[64];		     /* client address */
 	const char *if_match;	     /* raw header or NULL */
 	const char *idempotency_key; /* raw header or NULL */
 	struct tr_arena *arena;

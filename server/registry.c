@@ -3,9 +3,11 @@
 #include "module.h"
 
 extern const struct tr_module tr_system_module;
+extern const struct tr_module tr_identity_module;
 
 const struct tr_module *const tr_modules[] = {
     &tr_system_module,
+    &tr_identity_module,
 };
 
 const size_t tr_nmodules = sizeof(tr_modules) / sizeof(tr_modules[0]);

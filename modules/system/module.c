@@ -2,18 +2,22 @@
 #include "system.h"
 
 static const struct tr_route routes[] = {
-    {TR_GET, "/healthz", system_healthz, NULL, TR_PUBLIC, "Liveness: the process is serving."},
-    {TR_GET, "/readyz", system_readyz, NULL, TR_PUBLIC,
+    {TR_GET, "/healthz", system_healthz, NULL, TR_PUBLIC | TR_INLINE,
+     "Liveness: the process is serving."},
+    {TR_GET, "/readyz", system_readyz, NULL, TR_PUBLIC | TR_INLINE,
      "Readiness: MongoDB and Redis reachable, migrations applied (503 names what is missing)."},
-    {TR_GET, "/metrics", system_metrics, NULL, TR_PUBLIC, "Prometheus metrics."},
-    {TR_GET, "/v1/openapi.json", system_openapi, NULL, TR_PUBLIC, "This API's OpenAPI document."},
-    {TR_GET, "/v1/tags", tags_list, NULL, 0, "List the tenant's tags (cursor pagination)."},
-    {TR_POST, "/v1/tags", tags_create, NULL, TR_JSON_BODY | TR_IDEMPOTENT,
+    {TR_GET, "/metrics", system_metrics, NULL, TR_PUBLIC | TR_INLINE, "Prometheus metrics."},
+    {TR_GET, "/v1/openapi.json", system_openapi, NULL, TR_PUBLIC | TR_INLINE,
+     "This API's OpenAPI document."},
+    {TR_GET, "/v1/tags", tags_list, "system.tags.read", 0,
+     "List the tenant's tags (cursor pagination)."},
+    {TR_POST, "/v1/tags", tags_create, "system.tags.write", TR_JSON_BODY | TR_IDEMPOTENT,
      "Create a tag; honours Idempotency-Key."},
-    {TR_GET, "/v1/tags/{id}", tags_get, NULL, 0, "Get one tag, with its version as ETag."},
-    {TR_PATCH, "/v1/tags/{id}", tags_update, NULL, TR_JSON_BODY,
+    {TR_GET, "/v1/tags/{id}", tags_get, "system.tags.read", 0,
+     "Get one tag, with its version as ETag."},
+    {TR_PATCH, "/v1/tags/{id}", tags_update, "system.tags.write", TR_JSON_BODY,
      "Change a tag; If-Match makes it conditional (412 when the version moved on)."},
-    {TR_DELETE, "/v1/tags/{id}", tags_delete, NULL, 0,
+    {TR_DELETE, "/v1/tags/{id}", tags_delete, "system.tags.write", 0,
      "Delete a tag; If-Match makes it conditional."},
 };
 

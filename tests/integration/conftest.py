@@ -527,8 +527,13 @@ class Stack:
             h.update(headers)
         return jwt.encode(claims, key if key is not None else self.secret, algorithm=algorithm, headers=h)
 
-    def create_session(self, tenant_id, session_id, user_id):
-        self.redis.hset(f"t:{tenant_id}:sess:{session_id}", mapping={"user_id": user_id})
+    def create_session(self, tenant_id, session_id, user_id, perms="system.tags.read system.tags.write"):
+        # The shape the server's session store writes (server/session.c):
+        # uid, space-separated perms, and the /v1/me document.
+        me = json.dumps({"user": {"id": user_id}, "tenant": {"id": tenant_id},
+                         "permissions": perms.split()})
+        self.redis.hset(f"t:{tenant_id}:sess:{session_id}",
+                        mapping={"uid": user_id, "perms": perms, "me": me})
 
     def principal(self, tenant_id=None, create_session=True):
         tid = tenant_id or str(ObjectId())
@@ -879,3 +884,142 @@ def trellis(stack):
         yield launcher
     finally:
         launcher.close()
+
+
+# ---------------------------------------------------------------------------
+# identity: accounts with server-issued tokens (signup / login)
+#
+# `target` is anything with a `base_url`: the session's Stack or a
+# TrellisProcess started through the `trellis` launcher.
+# ---------------------------------------------------------------------------
+
+DEFAULT_PASSWORD = "correct-horse-battery-staple"
+
+
+def unique_slug(prefix="t"):
+    """A tenant slug that matches [a-z0-9-]{3,40} and is unique per call."""
+    return f"{prefix}-{secrets.token_hex(6)}"
+
+
+def unique_email(prefix="user"):
+    return f"{prefix}-{secrets.token_hex(5)}@example.com"
+
+
+def token_claims(token):
+    """The claims of a JWT, read without verifying it."""
+    return jwt.decode(token, options={"verify_signature": False})
+
+
+class Account:
+    """A user with a live server-issued session."""
+
+    def __init__(self, target, slug, email, password, body, tenant=None):
+        self.base_url = target.base_url
+        self.slug = slug
+        self.email = email
+        self.password = password
+        self.tenant = tenant
+        self.user = body.get("user")
+        self.expires_in = body.get("expires_in")
+        self.set_tokens(body["access_token"], body["refresh_token"])
+
+    def set_tokens(self, access_token, refresh_token):
+        self.access_token = access_token
+        self.refresh_token = refresh_token
+        self.headers = {"Authorization": "Bearer " + access_token}
+        claims = token_claims(access_token)
+        self.tenant_id = claims.get("tid")
+        self.user_id = claims.get("sub")
+        self.session_id = claims.get("sid")
+
+    @property
+    def tenant_oid(self):
+        return ObjectId(self.tenant_id)
+
+    @property
+    def user_oid(self):
+        return ObjectId(self.user_id)
+
+    @property
+    def session_key(self):
+        return f"t:{self.tenant_id}:sess:{self.session_id}"
+
+    def __repr__(self):
+        return f"Account(slug={self.slug}, email={self.email}, user={self.user_id}, sid={self.session_id})"
+
+
+def signup_request(target, **fields):
+    """POST /v1/signup with a valid body, changed by `fields` (a value of
+    None leaves that field out)."""
+    body = {"tenant_name": "Acme Test Ltd", "tenant_slug": unique_slug(), "email": unique_email("owner"),
+            "password": DEFAULT_PASSWORD, "name": "Olivia Owner"}
+    for k, v in fields.items():
+        if v is None:
+            body.pop(k, None)
+        else:
+            body[k] = v
+    return requests.post(target.base_url + "/v1/signup", json=body, timeout=HTTP_TIMEOUT_S), body
+
+
+def signup(target, **fields):
+    """Sign a new tenant up; returns the owner's Account (asserts 201)."""
+    r, body = signup_request(target, **fields)
+    assert r.status_code == 201, f"signup failed: {r.status_code} {r.text[:500]}"
+    j = r.json()
+    return Account(target, body["tenant_slug"], j["user"]["email"], body["password"], j, tenant=j["tenant"])
+
+
+def login_request(target, slug, email, password):
+    return requests.post(target.base_url + "/v1/auth/login",
+                         json={"tenant_slug": slug, "email": email, "password": password},
+                         timeout=HTTP_TIMEOUT_S)
+
+
+def login(target, slug, email, password=DEFAULT_PASSWORD):
+    """Log in; returns an Account with a new session (asserts 200)."""
+    r = login_request(target, slug, email, password)
+    assert r.status_code == 200, f"login failed: {r.status_code} {r.text[:500]}"
+    return Account(target, slug, email, password, r.json())
+
+
+def create_user(target, owner, roles, email=None, name="Test User", password=DEFAULT_PASSWORD):
+    """POST /v1/users as `owner`; returns the created user (asserts 201)."""
+    r = requests.post(target.base_url + "/v1/users", headers=owner.headers, timeout=HTTP_TIMEOUT_S,
+                      json={"email": email or unique_email(), "name": name, "roles": list(roles),
+                            "password": password})
+    assert r.status_code == 201, f"creating a user failed: {r.status_code} {r.text[:500]}"
+    return r.json()
+
+
+def user_session(target, owner, roles, **kw):
+    """Create a user in `owner`'s tenant and log them in; returns their Account."""
+    user = create_user(target, owner, roles, **kw)
+    return login(target, owner.slug, user["email"], kw.get("password", DEFAULT_PASSWORD))
+
+
+Stack.signup = signup
+Stack.login = login
+
+
+@pytest.fixture
+def account(stack):
+    """A fresh tenant signed up through the API; its owner's Account."""
+    return signup(stack)
+
+
+def find_doc(db, query, prefer=("users", "tenants", "roles")):
+    """(collection name, document) of the first document matching `query` in
+    any collection of `db` (the `prefer`red collections first), or (None, None).
+    The identity collections' names are not part of the contract."""
+    names = [n for n in db.list_collection_names() if not n.startswith("system.")]
+    names.sort(key=lambda n: (n not in prefer, n))
+    for name in names:
+        doc = db[name].find_one(query)
+        if doc is not None:
+            return name, doc
+    return None, None
+
+
+def count_everywhere(db, query):
+    """How many documents match `query`, summed over every collection of `db`."""
+    return sum(db[n].count_documents(query) for n in db.list_collection_names() if not n.startswith("system."))

@@ -1,0 +1,53 @@
+/* Identity: signup, login, sessions, users and roles (CONTRACT.md "Auth").
+ * Platform code: it creates tenants and finds them by slug, so besides
+ * db.h it uses the platform calls of dbpool.h and the session store. */
+#ifndef TR_IDENTITY_H
+#define TR_IDENTITY_H
+
+#include <stdbool.h>
+
+#include "module.h"
+
+#define USERS "users"
+#define TENANTS "tenants"
+#define ROLES "roles"
+
+void identity_signup(struct tr_ctx *c);
+void identity_login(struct tr_ctx *c);
+void identity_refresh(struct tr_ctx *c);
+void identity_logout(struct tr_ctx *c);
+void identity_me(struct tr_ctx *c);
+
+void users_list(struct tr_ctx *c);
+void users_create(struct tr_ctx *c);
+void users_get(struct tr_ctx *c);
+void users_update(struct tr_ctx *c);
+void users_delete(struct tr_ctx *c);
+
+void roles_list(struct tr_ctx *c);
+void roles_create(struct tr_ctx *c);
+void roles_update(struct tr_ctx *c);
+void roles_delete(struct tr_ctx *c);
+
+/* Shared helpers (common.c). */
+
+/* Trims and lower-cases an email into the arena; NULL if it is not one. */
+char *identity_email(struct tr_ctx *c, const char *raw);
+/* Validates a password field (10..256 characters); adds the field error. */
+bool identity_password(struct tr_ctx *c, const char *field, bool required, const char **out);
+/* Argon2id hash (libsodium crypto_pwhash_str); false when out of memory. */
+bool identity_hash_password(const char *password, char *hash);
+/* The space-separated permissions of a user's roles, sorted (malloc'd). */
+int identity_permissions(struct tr_db *db, const bson_t *user, char **perms);
+/* The /v1/me document of a user as JSON (malloc'd). */
+char *identity_me_json(const bson_t *user, const bson_t *tenant, const char *perms);
+/* Recomputes and stores the permissions and /v1/me of a user's sessions,
+ * or ends them when the user is inactive. */
+int identity_refresh_sessions(struct tr_db *db, const bson_t *user);
+/* Reads "roles" from the body: an array of role names that exist (built in
+ * or the tenant's own). Appends them to `out` as an array; adds field errors. */
+bool identity_roles(struct tr_ctx *c, bson_t *out, bool *present);
+/* True when the user document holds the role. */
+bool identity_has_role(const bson_t *user, const char *role);
+
+#endif

@@ -1,0 +1,34 @@
+/* The identity module's surface, one row per endpoint (CONTRACT.md "Auth"). */
+#include "identity.h"
+
+static const struct tr_route routes[] = {
+    {TR_POST, "/v1/signup", identity_signup, NULL, TR_PUBLIC | TR_JSON_BODY,
+     "Create a tenant and its owner; returns tokens."},
+    {TR_POST, "/v1/auth/login", identity_login, NULL, TR_PUBLIC | TR_JSON_BODY,
+     "Sign in with tenant slug, email and password."},
+    {TR_POST, "/v1/auth/refresh", identity_refresh, NULL, TR_PUBLIC | TR_JSON_BODY,
+     "Exchange a refresh token for a new pair (the old one stops working)."},
+    {TR_POST, "/v1/auth/logout", identity_logout, NULL, 0, "End this session."},
+    {TR_GET, "/v1/me", identity_me, NULL, TR_INLINE, "The caller, their tenant and permissions."},
+    {TR_GET, "/v1/users", users_list, "system.users.read", 0, "List the tenant's users."},
+    {TR_POST, "/v1/users", users_create, "system.users.write", TR_JSON_BODY | TR_IDEMPOTENT,
+     "Create an active user."},
+    {TR_GET, "/v1/users/{id}", users_get, "system.users.read", 0, "One user."},
+    {TR_PATCH, "/v1/users/{id}", users_update, "system.users.write", TR_JSON_BODY,
+     "Change name, roles, active or password."},
+    {TR_DELETE, "/v1/users/{id}", users_delete, "system.users.write", 0,
+     "Deactivate a user and end their sessions."},
+    {TR_GET, "/v1/roles", roles_list, "system.roles.read", 0, "Built-in and custom roles."},
+    {TR_POST, "/v1/roles", roles_create, "system.roles.write", TR_JSON_BODY,
+     "Create a custom role."},
+    {TR_PATCH, "/v1/roles/{name}", roles_update, "system.roles.write", TR_JSON_BODY,
+     "Change a custom role's permissions."},
+    {TR_DELETE, "/v1/roles/{name}", roles_delete, "system.roles.write", 0,
+     "Delete a custom role no user holds."},
+};
+
+const struct tr_module tr_identity_module = {
+    .name = "identity",
+    .routes = routes,
+    .nroutes = sizeof(routes) / sizeof(routes[0]),
+};

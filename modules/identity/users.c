@@ -1,0 +1,264 @@
+/* Users of a tenant: list, create, read, change, deactivate. Changes to a
+ * user's roles, name or state reach their live sessions at once. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "identity.h"
+#include "json.h"
+#include "log.h"
+
+static const char *const sorts[] = {"-created_at", "created_at", "email", NULL};
+
+static void
+reply_user(struct tr_ctx *c, int status, const bson_t *stored)
+{
+	bson_t out = BSON_INITIALIZER;
+	bson_iter_t it;
+
+	tr_render_resource(stored, &out);
+	if (bson_iter_init_find(&it, stored, "version"))
+		c->resp->etag_version = bson_iter_as_int64(&it);
+	tr_reply_json(c, status, &out);
+	bson_destroy(&out);
+}
+
+/* Is the caller an owner? Only owners may touch owners or grant the role. */
+static int
+caller_is_owner(struct tr_ctx *c, bool *owner)
+{
+	bson_t me;
+	int rc = tr_db_get(c->db, USERS, c->req->principal.user_hex, &me);
+
+	*owner = rc == TR_OK && identity_has_role(&me, "owner");
+	bson_destroy(&me);
+	return rc == TR_ENOTFOUND ? TR_OK : rc;
+}
+
+static bool
+roles_name_owner(const bson_t *fields)
+{
+	return identity_has_role(fields, "owner");
+}
+
+void
+users_list(struct tr_ctx *c)
+{
+	struct tr_list_query q;
+	bson_t doc = BSON_INITIALIZER, items;
+	char *next = NULL;
+	int rc;
+
+	if (!tr_list_query_parse(c, sorts, &q))
+		goto out;
+	BSON_APPEND_ARRAY_BEGIN(&doc, "items", &items);
+	rc = tr_db_list(c->db, USERS, NULL, &q, &items, &next);
+	bson_append_array_end(&doc, &items);
+	tr_list_query_free(&q);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	next ? (void)BSON_APPEND_UTF8(&doc, "next_cursor", next)
+	     : (void)BSON_APPEND_NULL(&doc, "next_cursor");
+	free(next);
+	tr_reply_json(c, 200, &doc);
+out:
+	bson_destroy(&doc);
+}
+
+void
+users_create(struct tr_ctx *c)
+{
+	static const char *const fields[] = {"email", "name", "roles", "password", NULL};
+	const char *email_raw, *name, *password;
+	char *email = NULL, hash[crypto_pwhash_STRBYTES];
+	bson_t set = BSON_INITIALIZER, stored = BSON_INITIALIZER;
+	bool present, owner;
+	int rc;
+
+	bool ok = tr_body_only(c, fields);
+	ok &= tr_body_string(c, "email", 3, 254, true, &email_raw);
+	ok &= tr_body_string(c, "name", 1, 100, true, &name);
+	ok &= identity_password(c, "password", true, &password);
+	if (email_raw && !(email = identity_email(c, email_raw))) {
+		tr_problem_field(c, "email", "is not an email address");
+		ok = false;
+	}
+	if (ok)
+		BSON_APPEND_UTF8(&set, "email", email);
+	ok &= identity_roles(c, &set, &present);
+	if (ok && !present)
+		tr_problem_field(c, "roles", "is required"), ok = false;
+	if (!ok)
+		goto out;
+	rc = caller_is_owner(c, &owner);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	if (roles_name_owner(&set) && !owner) {
+		tr_problem(c, 403, "forbidden", "only an owner may grant the owner role");
+		goto out;
+	}
+	if (!identity_hash_password(password, hash)) {
+		tr_problem_from_err(c, TR_ENOMEM);
+		goto out;
+	}
+	BSON_APPEND_UTF8(&set, "name", name);
+	BSON_APPEND_BOOL(&set, "active", true);
+	BSON_APPEND_UTF8(&set, "_password", hash);
+	sodium_memzero(hash, sizeof(hash));
+	bson_destroy(&stored);
+	rc = tr_db_insert(c->db, USERS, &set, &stored);
+	if (rc == TR_EDUPLICATE)
+		tr_problem(c, 409, "conflict", "a user with this email exists in the tenant");
+	else if (rc != TR_OK)
+		tr_problem_from_err(c, rc);
+	else {
+		bson_iter_t it;
+		char *loc = tr_arena_alloc(c->req->arena, 48);
+		char hex[25];
+		bson_iter_init_find(&it, &stored, "_id");
+		bson_oid_to_string(bson_iter_oid(&it), hex);
+		snprintf(loc, 48, "/v1/users/%s", hex);
+		c->resp->location = loc;
+		reply_user(c, 201, &stored);
+	}
+out:
+	bson_destroy(&set);
+	bson_destroy(&stored);
+}
+
+void
+users_get(struct tr_ctx *c)
+{
+	bson_t stored;
+	int rc = tr_db_get(c->db, USERS, tr_param(c, 0), &stored);
+
+	if (rc == TR_OK)
+		reply_user(c, 200, &stored);
+	else
+		tr_problem_from_err(c, rc);
+	bson_destroy(&stored);
+}
+
+static bool
+if_match(struct tr_ctx *c, long long *v)
+{
+	*v = tr_if_match_version(c->req->if_match);
+	if (*v == 0) {
+		tr_problem(c, 400, "malformed-request", "If-Match must be a version such as \"3\"");
+		return false;
+	}
+	return true;
+}
+
+/* Applies `set` to a user after the owner and self rules; used by PATCH
+ * and DELETE (which is PATCH active=false). */
+static void
+change_user(struct tr_ctx *c, bson_t *set, long long version, int ok_status)
+{
+	bson_t target, stored = BSON_INITIALIZER;
+	bson_iter_t it;
+	bool owner;
+	int rc = tr_db_get(c->db, USERS, tr_param(c, 0), &target);
+
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	rc = caller_is_owner(c, &owner);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	bool touches_owner = identity_has_role(&target, "owner") || identity_has_role(set, "owner");
+	if (touches_owner && !owner) {
+		tr_problem(c, 403, "forbidden",
+			   "only an owner may change an owner or grant the owner role");
+		goto out;
+	}
+	bool self = strcmp(tr_param(c, 0), c->req->principal.user_hex) == 0;
+	if (self && bson_iter_init_find(&it, set, "active") && !bson_iter_bool(&it)) {
+		tr_problem(c, 409, "conflict", "you cannot deactivate yourself");
+		goto out;
+	}
+	if (self && bson_iter_init_find(&it, set, "roles") && identity_has_role(&target, "owner") &&
+	    !identity_has_role(set, "owner")) {
+		tr_problem(c, 409, "conflict", "you cannot remove your own owner role");
+		goto out;
+	}
+	bson_destroy(&stored);
+	rc = tr_db_update(c->db, USERS, tr_param(c, 0), version, set, NULL, &stored);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	/* Sessions see the change at once: new permissions, or none. */
+	rc = identity_refresh_sessions(c->db, &stored);
+	if (rc != TR_OK)
+		tr_warn("users: sessions of %s not refreshed: %s", tr_param(c, 0), tr_strerror(rc));
+	if (ok_status == 204)
+		tr_reply_empty(c, 204);
+	else
+		reply_user(c, 200, &stored);
+out:
+	bson_destroy(&target);
+	bson_destroy(&stored);
+}
+
+void
+users_update(struct tr_ctx *c)
+{
+	static const char *const fields[] = {"name", "roles", "active", "password", NULL};
+	const char *name, *password;
+	char hash[crypto_pwhash_STRBYTES];
+	bson_t set = BSON_INITIALIZER;
+	bson_iter_t it;
+	long long version;
+	bool present;
+
+	bool ok = tr_body_only(c, fields);
+	ok &= tr_body_string(c, "name", 1, 100, false, &name);
+	ok &= identity_password(c, "password", false, &password);
+	ok &= identity_roles(c, &set, &present);
+	if (bson_iter_init_find(&it, &c->req->body, "active")) {
+		if (!BSON_ITER_HOLDS_BOOL(&it))
+			tr_problem_field(c, "active", "must be true or false"), ok = false;
+		else
+			BSON_APPEND_BOOL(&set, "active", bson_iter_bool(&it));
+	}
+	if (!ok || !if_match(c, &version))
+		goto out;
+	if (name)
+		BSON_APPEND_UTF8(&set, "name", name);
+	if (password) {
+		if (!identity_hash_password(password, hash)) {
+			tr_problem_from_err(c, TR_ENOMEM);
+			goto out;
+		}
+		BSON_APPEND_UTF8(&set, "_password", hash);
+		sodium_memzero(hash, sizeof(hash));
+	}
+	change_user(c, &set, version, 200);
+out:
+	bson_destroy(&set);
+}
+
+/* DELETE deactivates: the record stays (its history, audit and ownership
+ * of CRM records refer to it), its sessions end, it cannot log in. */
+void
+users_delete(struct tr_ctx *c)
+{
+	bson_t set = BSON_INITIALIZER;
+	long long version;
+
+	if (if_match(c, &version)) {
+		BSON_APPEND_BOOL(&set, "active", false);
+		change_user(c, &set, version, 204);
+	}
+	bson_destroy(&set);
+}

@@ -1,0 +1,131 @@
+#include "kv.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+struct kvconn {
+	redisContext *ctx;
+	struct kvconn *next;
+};
+
+/* Every connection is on this list so that shutdown can free them; each is
+ * used only by the thread that made it. */
+static struct {
+	const struct tr_config *cfg;
+	pthread_mutex_t lock;
+	struct kvconn *all;
+} K = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static __thread struct kvconn *mine;
+
+void
+tr_kv_init(const struct tr_config *cfg)
+{
+	K.cfg = cfg;
+}
+
+void
+tr_kv_close_all(void)
+{
+	pthread_mutex_lock(&K.lock);
+	for (struct kvconn *c = K.all, *next; c; c = next) {
+		next = c->next;
+		if (c->ctx)
+			redisFree(c->ctx);
+		free(c);
+	}
+	K.all = NULL;
+	pthread_mutex_unlock(&K.lock);
+}
+
+static void
+drop(void)
+{
+	if (mine && mine->ctx) {
+		redisFree(mine->ctx);
+		mine->ctx = NULL;
+	}
+}
+
+static bool
+setup_ok(redisReply *r)
+{
+	bool ok = r && r->type != REDIS_REPLY_ERROR;
+	if (r)
+		freeReplyObject(r);
+	return ok;
+}
+
+static redisContext *
+connection(void)
+{
+	struct timeval tv = {K.cfg->dep_timeout_ms / 1000, (K.cfg->dep_timeout_ms % 1000) * 1000};
+	redisContext *c;
+
+	if (!mine) {
+		mine = calloc(1, sizeof(*mine));
+		if (!mine)
+			return NULL;
+		pthread_mutex_lock(&K.lock);
+		mine->next = K.all;
+		K.all = mine;
+		pthread_mutex_unlock(&K.lock);
+	}
+	if (mine->ctx)
+		return mine->ctx;
+	c = redisConnectWithTimeout(K.cfg->redis_host, K.cfg->redis_port, tv);
+	if (!c || c->err) {
+		if (c)
+			redisFree(c);
+		return NULL;
+	}
+	redisSetTimeout(c, tv);
+	mine->ctx = c;
+	if (K.cfg->redis_user[0] &&
+	    !setup_ok(redisCommand(c, "AUTH %s %s", K.cfg->redis_user, K.cfg->redis_password)))
+		goto fail;
+	if (!K.cfg->redis_user[0] && K.cfg->redis_password[0] &&
+	    !setup_ok(redisCommand(c, "AUTH %s", K.cfg->redis_password)))
+		goto fail;
+	if (K.cfg->redis_db && !setup_ok(redisCommand(c, "SELECT %d", K.cfg->redis_db)))
+		goto fail;
+	return c;
+fail:
+	drop();
+	return NULL;
+}
+
+redisReply *
+tr_kv_command(int argc, const char **argv, const size_t *lens)
+{
+	redisContext *c = connection();
+	redisReply *r;
+
+	if (!c)
+		return NULL;
+	r = redisCommandArgv(c, argc, argv, lens);
+	if (!r)
+		drop(); /* timeout or broken connection: its state is unknown */
+	return r;
+}
+
+redisReply *
+tr_kv_commandf(const char *fmt, ...)
+{
+	redisContext *c = connection();
+	redisReply *r;
+	va_list ap;
+
+	if (!c)
+		return NULL;
+	va_start(ap, fmt);
+	r = redisvCommand(c, fmt, ap);
+	va_end(ap);
+	if (!r)
+		drop();
+	return r;
+}

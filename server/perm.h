@@ -1,0 +1,33 @@
+/* Permissions and roles. A permission is "module.resource.action",
+ * optionally with ":own" to limit it to records the user owns. Roles are
+ * named sets of permissions: seven built in (below, documented in README),
+ * plus a tenant's own. Pure functions, any thread. */
+#ifndef TR_PERM_H
+#define TR_PERM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+/* Every permission Trellis knows, NULL-terminated. */
+extern const char *const tr_permissions[];
+
+struct tr_builtin_role {
+	const char *name;
+	const char *const *permissions; /* NULL-terminated; NULL: all permissions */
+};
+extern const struct tr_builtin_role tr_builtin_roles[];
+extern const size_t tr_nbuiltin_roles;
+
+const struct tr_builtin_role *tr_builtin_role(const char *name);
+
+/* True for a known permission, with or without ":own". */
+bool tr_permission_valid(const char *p);
+
+/* Checks `required` against a space-separated grant list. Returns true when
+ * granted; *own_only is set when only the ":own" form is held. */
+bool tr_permission_check(const char *granted, const char *required, bool *own_only);
+
+/* True for a role name of [a-z0-9_-]{2,40}. */
+bool tr_role_name_valid(const char *name);
+
+#endif
