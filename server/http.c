@@ -264,6 +264,16 @@ work_cb(uv_work_t *w)
 		goto render;
 	}
 	c->db = db;
+	if (c->req->api_key) {
+		bool own;
+		if (tr_apikey_authenticate(db, c, c->req->api_key) != 0)
+			goto render;
+		const char *need = c->req->route->permission;
+		if (need && (!tr_permission_check(c->req->principal.perms, need, &own) || own)) {
+			tr_problem(c, 403, "forbidden", "this API key does not allow this");
+			goto render;
+		}
+	}
 	if (c->req->route->flags & TR_IDEMPOTENT) {
 		rc = tr_idem_begin(db, c, &idem);
 		if (rc < 0)
@@ -399,6 +409,16 @@ dispatch(struct exchange *ex)
 		return;
 	}
 	if (route->flags & TR_PUBLIC) {
+		run_on_worker(ex);
+		return;
+	}
+	if (ex->req.api_key) {
+		if (route->flags & TR_INLINE) {
+			tr_problem(&ex->ctx, 403, "forbidden",
+				   "this endpoint is for users, not API keys");
+			respond(ex);
+			return;
+		}
 		run_on_worker(ex);
 		return;
 	}
@@ -653,13 +673,17 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 	}
 	if (!(ex->req.route->flags & TR_PUBLIC)) {
 		const char *auth = header(ex, WSI_TOKEN_HTTP_AUTHORIZATION), *why = "missing";
-		if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 ||
-		    tr_auth_verify_token(auth + 7, &ex->req.principal, &why) != 0) {
+		const char *key = custom_header(ex, "x-api-key:");
+		if (!auth && key) {
+			ex->req.api_key = key; /* resolved on a worker */
+		} else if (!auth || strncasecmp(auth, "Bearer ", 7) != 0 ||
+			   tr_auth_verify_token(auth + 7, &ex->req.principal, &why) != 0) {
 			tr_debug("auth refused: %s", why);
 			fail_early(ex, 401, "unauthorized", "a valid access token is required");
 			return 0;
+		} else {
+			ex->req.authenticated = true;
 		}
-		ex->req.authenticated = true;
 	}
 	if (ex->content_length != 0) {
 		lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_CONTENT, H.cfg->body_timeout);

@@ -101,6 +101,7 @@ struct tr_req {
 	const char *session_me; /* the session's /v1/me document */
 	size_t session_me_len;
 	char peer[64];		     /* client address */
+	const char *api_key;	     /* X-API-Key, resolved on the worker */
 	const char *if_match;	     /* raw header or NULL */
 	const char *idempotency_key; /* raw header or NULL */
 	struct tr_arena *arena;

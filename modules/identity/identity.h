@@ -24,6 +24,15 @@ void users_get(struct tr_ctx *c);
 void users_update(struct tr_ctx *c);
 void users_delete(struct tr_ctx *c);
 
+void apikeys_create(struct tr_ctx *c);
+void apikeys_list(struct tr_ctx *c);
+void apikeys_delete(struct tr_ctx *c);
+void audit_list(struct tr_ctx *c);
+
+/* Records a change in the audit log (worker thread). */
+void identity_audit(struct tr_ctx *c, const char *action, const char *target_type,
+		    const char *target_id);
+
 void roles_list(struct tr_ctx *c);
 void roles_create(struct tr_ctx *c);
 void roles_update(struct tr_ctx *c);

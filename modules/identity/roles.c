@@ -181,8 +181,10 @@ roles_create(struct tr_ctx *c)
 		tr_problem(c, 409, "conflict", "a role with this name exists");
 	else if (rc != TR_OK)
 		tr_problem_from_err(c, rc);
-	else
+	else {
+		identity_audit(c, "role.created", "role", name);
 		reply_role(c, 201, &stored);
+	}
 out:
 	bson_destroy(&set);
 	bson_destroy(&stored);
@@ -262,6 +264,7 @@ roles_update(struct tr_ctx *c)
 		goto out_role;
 	}
 	refresh_holders(c, tr_param(c, 0));
+	identity_audit(c, "role.updated", "role", tr_param(c, 0));
 	reply_role(c, 200, &stored);
 out_role:
 	bson_destroy(&role);
@@ -293,10 +296,12 @@ roles_delete(struct tr_ctx *c)
 	bson_iter_init_find(&it, &role, "_id");
 	bson_oid_to_string(bson_iter_oid(&it), id);
 	rc = tr_db_delete(c->db, ROLES, id, -1);
-	if (rc != TR_OK)
+	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
-	else
+	} else {
+		identity_audit(c, "role.deleted", "role", tr_param(c, 0));
 		tr_reply_empty(c, 204);
+	}
 out:
 	bson_destroy(&role);
 	bson_destroy(&filter);

@@ -125,6 +125,7 @@ users_create(struct tr_ctx *c)
 		bson_oid_to_string(bson_iter_oid(&it), hex);
 		snprintf(loc, 48, "/v1/users/%s", hex);
 		c->resp->location = loc;
+		identity_audit(c, "user.created", "user", hex);
 		reply_user(c, 201, &stored);
 	}
 out:
@@ -201,6 +202,8 @@ change_user(struct tr_ctx *c, bson_t *set, long long version, int ok_status)
 	rc = identity_refresh_sessions(c->db, &stored);
 	if (rc != TR_OK)
 		tr_warn("users: sessions of %s not refreshed: %s", tr_param(c, 0), tr_strerror(rc));
+	identity_audit(c, ok_status == 204 ? "user.deactivated" : "user.updated", "user",
+		       tr_param(c, 0));
 	if (ok_status == 204)
 		tr_reply_empty(c, 204);
 	else
