@@ -41,7 +41,10 @@ static struct {
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: trellis [serve|migrate|config-example] [--config FILE]\n");
+	fprintf(
+	    stderr,
+	    "usage: trellis [serve|migrate|config-example] [--config FILE]\n"
+	    "       trellis <area> <verb> ... (configuration from TRELLIS_CONFIG and TRELLIS_*)\n");
 }
 
 static void
@@ -194,12 +197,69 @@ migrate_cmd(void)
 	return 0;
 }
 
+/* `trellis <area> <verb> ...`: a command from a module's table. */
+static int
+module_command(int argc, char **argv, bool *found)
+{
+	char err[512];
+
+	*found = false;
+	for (size_t m = 0; m < tr_nmodules; m++) {
+		for (size_t i = 0; i < tr_modules[m]->ncommands; i++) {
+			const struct tr_command *cmd = &tr_modules[m]->commands[i];
+			if (argc < 3 || strcmp(argv[1], cmd->area) != 0 ||
+			    strcmp(argv[2], cmd->verb) != 0)
+				continue;
+			*found = true;
+			if (tr_dbpool_init(&M.cfg, err, sizeof(err)) != 0) {
+				fprintf(stderr, "trellis: %s\n", err);
+				return 2;
+			}
+			tr_kv_init(&M.cfg);
+			tr_session_init(&M.cfg);
+			int rc = cmd->run(argc - 3, argv + 3);
+			tr_kv_close_all();
+			tr_dbpool_free();
+			return rc;
+		}
+	}
+	return 2;
+}
+
+static void
+commands_usage(void)
+{
+	for (size_t m = 0; m < tr_nmodules; m++)
+		for (size_t i = 0; i < tr_modules[m]->ncommands; i++)
+			fprintf(stderr, "       trellis %s %s %s\n",
+				tr_modules[m]->commands[i].area, tr_modules[m]->commands[i].verb,
+				tr_modules[m]->commands[i].usage);
+}
+
 int
 main(int argc, char **argv)
 {
 	const char *cmd = "serve", *config_path = NULL;
 	char err[512];
 
+	/* Module commands take their own arguments; configuration comes from
+	 * TRELLIS_CONFIG and the environment. */
+	if (argc >= 3 && strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "migrate") != 0 &&
+	    argv[1][0] != '-') {
+		bool found;
+		if (sodium_init() < 0 || tr_config_load(&M.cfg, NULL, err, sizeof(err)) != 0) {
+			fprintf(stderr, "trellis: invalid configuration: %s\n", err);
+			return 2;
+		}
+		tr_log_set_level(TR_LOG_WARN);
+		tr_cfg = &M.cfg;
+		int rc = module_command(argc, argv, &found);
+		if (found)
+			return rc;
+		usage();
+		commands_usage();
+		return 2;
+	}
 	for (int i = 1; i < argc; i++) {
 		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc) {
 			config_path = argv[++i];

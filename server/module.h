@@ -59,10 +59,21 @@ struct tr_route {
 	const char *summary; /* one line, for the OpenAPI document */
 };
 
+/* An operator command: `trellis <area> <verb> [args]`. run returns the
+ * process exit code. It runs before the server loop exists, on the main
+ * thread, and may block. */
+struct tr_command {
+	const char *area, *verb;
+	int (*run)(int argc, char **argv);
+	const char *usage;
+};
+
 struct tr_module {
 	const char *name;
 	const struct tr_route *routes;
 	size_t nroutes;
+	const struct tr_command *commands;
+	size_t ncommands;
 };
 
 /* The authenticated caller. Tenant and user come from a verified token,

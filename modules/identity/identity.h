@@ -38,6 +38,12 @@ void roles_create(struct tr_ctx *c);
 void roles_update(struct tr_ctx *c);
 void roles_delete(struct tr_ctx *c);
 
+/* Operator commands (cli.c); each returns the exit code. */
+int cli_tenant_create(int argc, char **argv);
+int cli_tenant_list(int argc, char **argv);
+int cli_user_create(int argc, char **argv);
+int cli_user_reset_password(int argc, char **argv);
+
 /* Shared helpers (common.c). */
 
 /* Trims and lower-cases an email into the arena; NULL if it is not one. */

@@ -35,8 +35,19 @@ static const struct tr_route routes[] = {
      "Delete a custom role no user holds."},
 };
 
+/* Passwords are read from standard input, never from argv. */
+static const struct tr_command commands[] = {
+    {"tenant", "create", cli_tenant_create, "--slug S --name N"},
+    {"tenant", "list", cli_tenant_list, ""},
+    {"user", "create", cli_user_create,
+     "--tenant SLUG --email E --name N [--role R]... < password"},
+    {"user", "reset-password", cli_user_reset_password, "--tenant SLUG --email E < password"},
+};
+
 const struct tr_module tr_identity_module = {
     .name = "identity",
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
+    .commands = commands,
+    .ncommands = sizeof(commands) / sizeof(commands[0]),
 };
