@@ -20,6 +20,7 @@
 #include "health.h"
 #include "http.h"
 #include "kv.h"
+#include "pwhash.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
@@ -170,6 +171,7 @@ serve(void)
 		rc = 1;
 	}
 	tr_kv_close_all();
+	tr_pwhash_shutdown();
 	tr_dbpool_free();
 	tr_metrics_free();
 	tr_router_free();
@@ -219,6 +221,7 @@ module_command(int argc, char **argv, bool *found)
 			tr_session_init(&M.cfg);
 			int rc = cmd->run(argc - 3, argv + 3);
 			tr_kv_close_all();
+			tr_pwhash_shutdown();
 			tr_dbpool_free();
 			return rc;
 		}

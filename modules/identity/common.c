@@ -10,6 +10,7 @@
 #include "identity.h"
 #include "json.h"
 #include "perm.h"
+#include "pwhash.h"
 #include "session.h"
 
 #define MAX_PERMS 256
@@ -52,9 +53,7 @@ identity_password(struct tr_ctx *c, const char *field, bool required, const char
 bool
 identity_hash_password(const char *password, char *hash)
 {
-	return crypto_pwhash_str(hash, password, strlen(password),
-				 crypto_pwhash_OPSLIMIT_INTERACTIVE,
-				 crypto_pwhash_MEMLIMIT_INTERACTIVE) == 0;
+	return tr_pwhash(password, hash);
 }
 
 bool

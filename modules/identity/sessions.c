@@ -11,6 +11,7 @@
 #include "identity.h"
 #include "json.h"
 #include "kv.h"
+#include "pwhash.h"
 #include "session.h"
 
 #define BAD_LOGIN "wrong tenant, email or password"
@@ -276,7 +277,7 @@ identity_login(struct tr_ctx *c)
 		hash = dummy_hash;
 		found = false;
 	}
-	bool match = crypto_pwhash_str_verify(hash, password, strlen(password)) == 0;
+	bool match = tr_pwhash_verify(hash, password);
 	bool active = found && bson_iter_init_find(&it, &user, "active") &&
 		      BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it);
 	if (!found || !match || !active) {

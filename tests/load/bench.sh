@@ -45,6 +45,8 @@ NGINX_WORKERS=1
 # One tenant sends every request, so the per-tenant rate limit (default
 # 200/s) would turn most of them into 429s; the bench lifts it.
 RATE_LIMIT=1000000
+ME_GOAL=0.60  # GET /v1/me at least 60% of /healthz
+P99_GOAL=2.0  # /healthz p99 under login load at most 2x the quiet p99
 LOG_LEVEL=warn
 
 TRELLIS_BIN=${TRELLIS_BIN:-$ROOT/build/trellis}
@@ -197,6 +199,8 @@ server_env() {
 		TRELLIS_MIGRATIONS_DIR="$ROOT/migrations"
 		TRELLIS_RATE_LIMIT_RPS="$RATE_LIMIT"
 		TRELLIS_RATE_LIMIT_BURST="$RATE_LIMIT"
+		TRELLIS_RATE_LIMIT_USER_RPS="$RATE_LIMIT"
+		TRELLIS_RATE_LIMIT_USER_BURST="$RATE_LIMIT"
 		TRELLIS_LOG_LEVEL="$LOG_LEVEL"
 	)
 }
@@ -235,12 +239,15 @@ measure_idle_rss() {
 
 seed() {
 	local output
-	output=$(TRELLIS_JWT_SECRET="$JWT_SECRET" "$PY" "$ROOT/tests/load/seed.py" \
+	output=$("$PY" "$ROOT/tests/load/seed.py" --base-url "http://127.0.0.1:$HTTP_PORT" \
 		--mongo-uri "$MONGO_URI" --redis-url "$REDIS_URL") ||
 		die "seed.py failed"
 	TENANT_ID=$(sed -n 's/^tenant_id=//p' <<<"$output")
 	TAG_ID=$(sed -n 's/^tag_id=//p' <<<"$output")
 	TOKEN=$(sed -n 's/^token=//p' <<<"$output")
+	SLUG=$(sed -n 's/^slug=//p' <<<"$output")
+	EMAIL=$(sed -n 's/^email=//p' <<<"$output")
+	PASSWORD=$(sed -n 's/^password=//p' <<<"$output")
 	[[ -n $TENANT_ID && -n $TAG_ID && -n $TOKEN ]] || die "seed.py printed no ids/token: $output"
 }
 
@@ -298,8 +305,9 @@ probe() {
 run_wrk() {
 	local name=$1 url=$2 file=$OUT/wrk-$1.txt
 	shift 2
-	log "wrk -t$WRK_THREADS -c$CONNECTIONS -d${DURATION}s $name"
-	wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency "$@" "$url" >"$file" 2>&1 ||
+	local conns=${RUN_CONNECTIONS:-$CONNECTIONS} threads=${RUN_THREADS:-$WRK_THREADS}
+	log "wrk -t$threads -c$conns -d${DURATION}s $name"
+	wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency "$@" "$url" >"$file" 2>&1 ||
 		{
 			cat "$file" >&2
 			die "wrk failed for $name"
@@ -347,6 +355,15 @@ run_baseline() {
 settle() { sleep "$SETTLE_SECONDS"; }
 
 # ratio A B -> A/B with two decimals.
+# wrk latencies ("850.00us", "1.42ms", "1.01s") in milliseconds.
+to_ms() {
+	awk -v t="$1" 'BEGIN {
+		if (t ~ /us$/) { sub(/us$/, "", t); printf "%.3f", t / 1000 }
+		else if (t ~ /ms$/) { sub(/ms$/, "", t); printf "%.3f", t }
+		else if (t ~ /s$/) { sub(/s$/, "", t); printf "%.3f", t * 1000 }
+		else print "n/a" }'
+}
+
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
 # at_least VALUE GOAL -> PASS or MISS.
 at_least() { awk -v v="$1" -v g="$2" 'BEGIN { print (v != "n/a" && v + 0 >= g + 0) ? "PASS" : "MISS" }'; }
@@ -361,6 +378,13 @@ write_results() {
 	HEALTHZ_RESULT=$(at_least "$healthz_ratio" "$HEALTHZ_GOAL")
 	TAGS_RESULT=$(at_least "$tags_ratio" "$TAGS_GOAL")
 	RSS_RESULT=$(below "$rss_mib" "$RSS_GOAL_MIB")
+	local me_ratio p99_ratio
+	me_ratio=$(ratio "$ME_RPS" "$HEALTHZ_RPS")
+	ME_RESULT=$(at_least "$me_ratio" "$ME_GOAL")
+	QUIET_P99_MS=$(to_ms "$QUIET_P99")
+	LOADED_P99_MS=$(to_ms "$LOADED_P99")
+	p99_ratio=$(ratio "$LOADED_P99_MS" "$QUIET_P99_MS")
+	P99_RESULT=$(awk -v v="$p99_ratio" -v g="$P99_GOAL" 'BEGIN { print (v != "n/a" && v + 0 <= g + 0) ? "PASS" : "MISS" }')
 
 	{
 		echo "# Trellis benchmark"
@@ -373,12 +397,18 @@ write_results() {
 		echo "| GET /healthz, requests/s | $HEALTHZ_RPS | $NGINX_RPS (nginx, static file) | $healthz_ratio | >= $HEALTHZ_GOAL | $HEALTHZ_RESULT |"
 		echo "| GET /v1/tags/{id}, requests/s | $TAGS_RPS | $BASELINE_OPS (baseline_find, $WORKERS threads) | $tags_ratio | >= $TAGS_GOAL | $TAGS_RESULT |"
 		echo "| idle RSS, MiB | $rss_mib | - | - | < $RSS_GOAL_MIB | $RSS_RESULT |"
+		echo "| GET /v1/me (JWT + Redis session), requests/s | $ME_RPS | $HEALTHZ_RPS (Trellis /healthz) | $me_ratio | >= $ME_GOAL | $ME_RESULT |"
+		echo "| /healthz p99 under 50 clients logging in | $LOADED_P99_MS ms | $QUIET_P99_MS ms (no login load) | $p99_ratio | <= $P99_GOAL | $P99_RESULT |"
+		echo "| logins/s (Argon2id, 50 clients) | $LOGIN_RPS | - | - | - | - |"
 		echo
 		echo "| wrk run | requests/s | p50 | p99 | errors |"
 		echo "| --- | ---: | ---: | ---: | --- |"
 		echo "| nginx /healthz | $NGINX_RPS | $NGINX_P50 | $NGINX_P99 | ${NGINX_ERRORS_TEXT:-none} |"
 		echo "| Trellis /healthz | $HEALTHZ_RPS | $HEALTHZ_P50 | $HEALTHZ_P99 | ${HEALTHZ_ERRORS_TEXT:-none} |"
 		echo "| Trellis /v1/tags/{id} | $TAGS_RPS | $TAGS_P50 | $TAGS_P99 | ${TAGS_ERRORS_TEXT:-none} |"
+		echo "| Trellis /v1/me | $ME_RPS | $ME_P50 | $ME_P99 | ${ME_ERRORS_TEXT:-none} |"
+		echo "| /healthz, 4 connections, quiet | - | $QUIET_P50 | $QUIET_P99 | - |"
+		echo "| /healthz, 4 connections, during login load | - | $LOADED_P50 | $LOADED_P99 | - |"
 		echo
 		echo "Notes:"
 		echo "- Trellis: release build, TRELLIS_LOG_LEVEL=$LOG_LEVEL (no per-request log lines)," \
@@ -461,6 +491,42 @@ main() {
 	run_wrk trellis-tags "$tags_url" -H "$auth"
 	TAGS_RPS=$WRK_RPS TAGS_P50=$WRK_P50 TAGS_P99=$WRK_P99 TAGS_ERRORS_TEXT=$WRK_ERROR_TEXT
 	errors=$((errors + WRK_ERRORS))
+	kill -0 "$SERVER_PID" 2>/dev/null || die "the server died during the benchmark"
+
+	# Identity: what authentication costs, and whether Argon2 on the
+	# workers ever holds up the loop. /healthz latency is probed with few
+	# connections (so p99 is not queueing in wrk itself), first alone,
+	# then while 50 clients log in as fast as they can.
+	local me_url="http://127.0.0.1:$HTTP_PORT/v1/me"
+	local login_url="http://127.0.0.1:$HTTP_PORT/v1/auth/login"
+	probe "Trellis /v1/me" "$me_url" -H "$auth"
+	settle
+	run_wrk trellis-me "$me_url" -H "$auth"
+	ME_RPS=$WRK_RPS ME_P50=$WRK_P50 ME_P99=$WRK_P99 ME_ERRORS_TEXT=$WRK_ERROR_TEXT
+	errors=$((errors + WRK_ERRORS))
+	settle
+	RUN_CONNECTIONS=4 RUN_THREADS=1 run_wrk healthz-quiet "$healthz_url"
+	QUIET_P50=$WRK_P50 QUIET_P99=$WRK_P99
+	errors=$((errors + WRK_ERRORS))
+	cat >"$TMP/login.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"tenant_slug":"$SLUG","email":"$EMAIL","password":"$PASSWORD"}'
+LUA
+	settle
+	log "wrk -t1 -c50 -d$((DURATION + 4))s login load (background)"
+	wrk -t1 -c50 -d"$((DURATION + 4))s" --latency -s "$TMP/login.lua" "$login_url" >"$OUT/wrk-login.txt" 2>&1 &
+	local login_pid=$!
+	sleep 2
+	RUN_CONNECTIONS=4 RUN_THREADS=1 run_wrk healthz-under-login "$healthz_url"
+	LOADED_P50=$WRK_P50 LOADED_P99=$WRK_P99
+	errors=$((errors + WRK_ERRORS))
+	wait "$login_pid" || die "the login load failed"
+	sed 's/^/    /' "$OUT/wrk-login.txt" >&2
+	LOGIN_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$OUT/wrk-login.txt")
+	if grep -q 'Non-2xx' "$OUT/wrk-login.txt"; then
+		die "logins failed during the login load: $(grep 'Non-2xx' "$OUT/wrk-login.txt")"
+	fi
 	kill -0 "$SERVER_PID" 2>/dev/null || die "the server died during the benchmark"
 
 	write_results

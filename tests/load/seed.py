@@ -1,7 +1,8 @@
 """Seed data for the Trellis benchmark (tests/load/bench.sh).
 
-Creates one tenant with a live session in Redis and N tags stored directly
-in MongoDB/FerretDB in the server's stored shape:
+Signs a tenant up through the running server (POST /v1/signup, so the
+session, its permissions and the access token are the server's own), then
+stores N tags directly in MongoDB/FerretDB in the server's stored shape:
 
     {_id: ObjectId, tenant_id: ObjectId, name, color,
      created_at: date, updated_at: date, version: int64}
@@ -10,13 +11,10 @@ and prints, one per line, for the shell to read:
 
     tenant_id=<24 hex>
     tag_id=<24 hex>          (one of the seeded tags)
-    token=<JWT>              (HS256, valid for one hour)
-
-The session key is t:{tid}:sess:{sid}, a hash with user_id=<sub>, as the
-server's auth phase expects. Settings come from the same environment
-variables as the server (TRELLIS_MONGO_URI, TRELLIS_REDIS_URL,
-TRELLIS_JWT_SECRET, TRELLIS_JWT_ISSUER, TRELLIS_JWT_AUDIENCE); flags
-override them.
+    token=<JWT>              (the owner's access token)
+    slug=<tenant slug>       (for the login benchmark)
+    email=<owner email>
+    password=<owner password>
 """
 
 import argparse
@@ -24,17 +22,13 @@ import datetime
 import os
 import secrets
 import sys
-import time
 
 import bson
-import jwt
+import requests
 import pymongo
-import redis
 
-TOKEN_LIFETIME_SECONDS = 3600
 # The session outlives the token a little, so a run never ends in 401s
 # because the session went first.
-SESSION_LIFETIME_SECONDS = TOKEN_LIFETIME_SECONDS + 600
 COLORS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", None)
 
 
@@ -43,13 +37,9 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--mongo-uri", default=env("TRELLIS_MONGO_URI", "mongodb://127.0.0.1:27017/trellis"))
     parser.add_argument("--redis-url", default=env("TRELLIS_REDIS_URL", "redis://127.0.0.1:6379/0"))
-    parser.add_argument("--secret", default=env("TRELLIS_JWT_SECRET"))
-    parser.add_argument("--issuer", default=env("TRELLIS_JWT_ISSUER", "trellis"))
-    parser.add_argument("--audience", default=env("TRELLIS_JWT_AUDIENCE", "trellis-api"))
+    parser.add_argument("--base-url", default=env("TRELLIS_BENCH_URL", "http://127.0.0.1:8080"))
     parser.add_argument("--tags", type=int, default=1000, help="number of tags to insert (default 1000)")
     args = parser.parse_args(argv)
-    if not args.secret:
-        parser.error("a JWT secret is needed: --secret or TRELLIS_JWT_SECRET")
     if args.tags < 1:
         parser.error("--tags must be at least 1")
     return args
@@ -89,44 +79,29 @@ def seed_tags(mongo_uri, tenant_id, count):
         client.close()
 
 
-def seed_session(redis_url, tenant_hex, session_id, user_hex):
-    client = redis.Redis.from_url(redis_url)
-    try:
-        key = f"t:{tenant_hex}:sess:{session_id}"
-        client.hset(key, "user_id", user_hex)
-        client.expire(key, SESSION_LIFETIME_SECONDS)
-    finally:
-        client.close()
-
-
-def mint_token(args, tenant_hex, session_id, user_hex):
-    now = int(time.time())
-    claims = {
-        "sub": user_hex,
-        "tid": tenant_hex,
-        "sid": session_id,
-        "iat": now,
-        "exp": now + TOKEN_LIFETIME_SECONDS,
-        "iss": args.issuer,
-        "aud": args.audience,
-    }
-    return jwt.encode(claims, args.secret, algorithm="HS256")
+def signup(base_url):
+    slug = "bench-" + secrets.token_hex(4)
+    body = {"tenant_name": "Bench", "tenant_slug": slug, "email": "owner@bench.test",
+            "password": "bench-password-" + secrets.token_hex(4), "name": "Bench Owner"}
+    r = requests.post(base_url + "/v1/signup", json=body, timeout=30)
+    if r.status_code != 201:
+        raise RuntimeError(f"signup answered {r.status_code}: {r.text}")
+    j = r.json()
+    return j["tenant"]["id"], j["access_token"], body
 
 
 def main(argv):
     args = parse_args(argv)
-    tenant_id = bson.ObjectId()
-    user_id = bson.ObjectId()
-    session_id = secrets.token_urlsafe(16)
-
-    tag_ids = seed_tags(args.mongo_uri, tenant_id, args.tags)
-    seed_session(args.redis_url, str(tenant_id), session_id, str(user_id))
-    token = mint_token(args, str(tenant_id), session_id, str(user_id))
+    tenant_hex, token, account = signup(args.base_url)
+    tag_ids = seed_tags(args.mongo_uri, bson.ObjectId(tenant_hex), args.tags)
 
     # A tag from the middle, not the first or last inserted.
-    print(f"tenant_id={tenant_id}")
+    print(f"tenant_id={tenant_hex}")
     print(f"tag_id={tag_ids[len(tag_ids) // 2]}")
     print(f"token={token}")
+    print(f"slug={account['tenant_slug']}")
+    print(f"email={account['email']}")
+    print(f"password={account['password']}")
     return 0
 
 
