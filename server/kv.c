@@ -1,5 +1,6 @@
 #include "kv.h"
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -99,33 +100,53 @@ fail:
 	return NULL;
 }
 
+/* A connection that Redis closed (it restarted, say) fails its next
+ * command without running it: that one case is retried once on a new
+ * connection. A timeout is not retried, since the command may have run. */
+static bool
+closed_by_peer(const redisContext *c)
+{
+	return c->err == REDIS_ERR_EOF ||
+	       (c->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE));
+}
+
 redisReply *
 tr_kv_command(int argc, const char **argv, const size_t *lens)
 {
-	redisContext *c = connection();
-	redisReply *r;
-
-	if (!c)
-		return NULL;
-	r = redisCommandArgv(c, argc, argv, lens);
-	if (!r)
-		drop(); /* timeout or broken connection: its state is unknown */
-	return r;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		bool fresh = !mine || !mine->ctx;
+		redisContext *c = connection();
+		if (!c)
+			return NULL;
+		redisReply *r = redisCommandArgv(c, argc, argv, lens);
+		if (r)
+			return r;
+		bool retry = !fresh && closed_by_peer(c);
+		drop(); /* its state is unknown */
+		if (!retry)
+			break;
+	}
+	return NULL;
 }
 
 redisReply *
 tr_kv_commandf(const char *fmt, ...)
 {
-	redisContext *c = connection();
-	redisReply *r;
-	va_list ap;
-
-	if (!c)
-		return NULL;
-	va_start(ap, fmt);
-	r = redisvCommand(c, fmt, ap);
-	va_end(ap);
-	if (!r)
+	for (int attempt = 0; attempt < 2; attempt++) {
+		bool fresh = !mine || !mine->ctx;
+		redisContext *c = connection();
+		va_list ap;
+		if (!c)
+			return NULL;
+		va_start(ap, fmt);
+		redisReply *r = redisvCommand(c, fmt, ap);
+		va_end(ap);
+		if (r)
+			return r;
+		bool retry = !fresh && closed_by_peer(c);
 		drop();
-	return r;
+		if (!retry)
+			break;
+	}
+	return NULL;
 }

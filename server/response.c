@@ -132,7 +132,8 @@ tr_problem_from_err(struct tr_ctx *c, int err)
 		break;
 	case TR_EUNAVAILABLE:
 		tr_problem(c, 503, "dependency-unavailable",
-			   "the database is unavailable; retry shortly");
+			   "a service this request needs (database or session store) is "
+			   "unavailable; retry shortly");
 		c->resp->retry_after = 1;
 		break;
 	case TR_EINVALID:

@@ -110,6 +110,11 @@ cli_tenant_create(int argc, char **argv)
 		bson_destroy(&fields);
 		return 2;
 	}
+	if (strlen(o.name) < 1 || strlen(o.name) > 100) {
+		fprintf(stderr, "trellis: --name must be 1 to 100 characters\n");
+		bson_destroy(&fields);
+		return 2;
+	}
 	struct tr_db *db = tr_db_open(NULL);
 	bson_oid_init(&tid, NULL);
 	bson_oid_to_string(&tid, hex);
@@ -193,6 +198,15 @@ cli_user_create(int argc, char **argv)
 				"[--role R]... < password\n");
 		goto out;
 	}
+	char email[256];
+	if (!identity_email_normalize(o.email, email, sizeof(email))) {
+		fprintf(stderr, "trellis: --email is not an email address\n");
+		goto out;
+	}
+	if (strlen(o.name) < 1 || strlen(o.name) > 100) {
+		fprintf(stderr, "trellis: --name must be 1 to 100 characters\n");
+		goto out;
+	}
 	for (int i = 0; i < o.nroles; i++)
 		if (!tr_builtin_role(o.roles[i])) {
 			fprintf(stderr, "trellis: %s is not a built-in role\n", o.roles[i]);
@@ -210,11 +224,7 @@ cli_user_create(int argc, char **argv)
 		rc = fail("no tenant with that slug", rc);
 		goto out;
 	}
-	char *email = strdup(o.email);
-	for (char *p = email; *p; p++)
-		*p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
 	BSON_APPEND_UTF8(&fields, "email", email);
-	free(email);
 	BSON_APPEND_UTF8(&fields, "name", o.name);
 	BSON_APPEND_ARRAY_BEGIN(&fields, "roles", &roles);
 	if (o.nroles == 0)
@@ -263,6 +273,11 @@ cli_user_reset_password(int argc, char **argv)
 			"usage: trellis user reset-password --tenant SLUG --email E < password\n");
 		goto done;
 	}
+	char email[256];
+	if (!identity_email_normalize(o.email, email, sizeof(email))) {
+		fprintf(stderr, "trellis: --email is not an email address\n");
+		goto done;
+	}
 	if (read_password(password, sizeof(password)) != 0)
 		goto done;
 	bool hashed = identity_hash_password(password, hash);
@@ -275,7 +290,7 @@ cli_user_reset_password(int argc, char **argv)
 		rc = fail("no tenant with that slug", rc);
 		goto done;
 	}
-	BSON_APPEND_UTF8(&filter, "email", o.email);
+	BSON_APPEND_UTF8(&filter, "email", email);
 	bson_destroy(&user);
 	rc = tr_db_find_one(db, USERS, &filter, &user);
 	if (rc != TR_OK) {

@@ -15,30 +15,37 @@
 
 #define MAX_PERMS 256
 
-char *
-identity_email(struct tr_ctx *c, const char *raw)
+bool
+identity_email_normalize(const char *raw, char *e, size_t cap)
 {
 	size_t n;
-	char *e, *at;
+	char *at;
 
 	while (*raw == ' ' || *raw == '\t')
 		raw++;
 	n = strlen(raw);
 	while (n && (raw[n - 1] == ' ' || raw[n - 1] == '\t'))
 		n--;
-	if (n < 3 || n > 254)
-		return NULL;
-	e = tr_arena_strndup(c->req->arena, raw, n);
+	if (n < 3 || n > 254 || n >= cap)
+		return false;
+	memcpy(e, raw, n);
+	e[n] = '\0';
 	for (char *p = e; *p; p++) {
 		if ((unsigned char)*p <= ' ' || *p == '"' || *p == '<' || *p == '>' || *p == ',')
-			return NULL;
+			return false;
 		*p = (char)tolower((unsigned char)*p);
 	}
 	at = strchr(e, '@');
-	if (!at || at == e || strchr(at + 1, '@') || !strchr(at + 1, '.') || at[1] == '.' ||
-	    e[n - 1] == '.')
-		return NULL;
-	return e;
+	return at && at != e && !strchr(at + 1, '@') && strchr(at + 1, '.') && at[1] != '.' &&
+	       e[n - 1] != '.';
+}
+
+char *
+identity_email(struct tr_ctx *c, const char *raw)
+{
+	char *e = tr_arena_alloc(c->req->arena, 256);
+
+	return e && identity_email_normalize(raw, e, 256) ? e : NULL;
 }
 
 bool

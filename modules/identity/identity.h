@@ -46,7 +46,10 @@ int cli_user_reset_password(int argc, char **argv);
 
 /* Shared helpers (common.c). */
 
-/* Trims and lower-cases an email into the arena; NULL if it is not one. */
+/* Trims and lower-cases an email into e (cap bytes); false if it is not
+ * an email address. */
+bool identity_email_normalize(const char *raw, char *e, size_t cap);
+/* The same, into the request arena; NULL if it is not one. */
 char *identity_email(struct tr_ctx *c, const char *raw);
 /* Validates a password field (10..256 characters); adds the field error. */
 bool identity_password(struct tr_ctx *c, const char *field, bool required, const char **out);
