@@ -1,6 +1,7 @@
 #include "auth.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <jwt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,31 +13,44 @@
 static const struct tr_config *cfg;
 static int gate_script = -1;
 
-/* KEYS[1] session, KEYS[2] tenant bucket, KEYS[3] the caller's own bucket;
- * ARGV: tenant rate/s, burst, caller rate/s, burst. Returns
- * {session_alive, allowed, retry_after_ms, uid, perms, me}. The caller's
- * bucket is asked first, so a caller over its own limit does not drain the
- * tenant's. Time is Redis's, so every process shares one clock. */
+/* KEYS[1] session, KEYS[2] tenant bucket, KEYS[3] the caller's bucket;
+ * ARGV: tenant rate/s, burst, caller rate/s, burst, tenant tokens wanted,
+ * caller tokens wanted, "1" to read the session's data. Returns
+ * {session_alive, caller_granted, tenant_granted, retry_after_ms, uid,
+ * perms, me}. A process takes a small lease of tokens at a time and spends
+ * it locally (see lease_size); a refused tenant bucket gives the caller's
+ * tokens back. Time is Redis's, so every process shares one clock. */
 static const char gate_lua[] =
-    "local s = redis.call('HMGET', KEYS[1], 'uid', 'perms', 'me')\n"
-    "if not s[1] then return {0, 0, 0, '', '', ''} end\n"
+    "local s = {'', '', ''}\n"
+    "if ARGV[7] == '1' then\n"
+    "  s = redis.call('HMGET', KEYS[1], 'uid', 'perms', 'me')\n"
+    "  if not s[1] then return {0, 0, 0, 0, '', '', ''} end\n"
+    "elseif redis.call('EXISTS', KEYS[1]) == 0 then return {0, 0, 0, 0, '', '', ''} end\n"
     "local t = redis.call('TIME')\n"
     "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local function take(key, rate, burst)\n"
+    "local function take(key, rate, burst, want)\n"
+    "  if want == 0 then return 0, 0 end\n"
     "  local b = redis.call('HMGET', key, 'tokens', 'ts')\n"
     "  local tokens = tonumber(b[1]) or burst\n"
     "  local ts = tonumber(b[2]) or now\n"
     "  tokens = math.min(burst, tokens + math.max(0, now - ts) * rate / 1000)\n"
+    "  local got = math.min(want, math.floor(tokens))\n"
     "  local wait = 0\n"
-    "  if tokens >= 1 then tokens = tokens - 1 else wait = math.ceil((1 - tokens) * 1000 / rate) "
-    "end\n"
+    "  if got >= 1 then tokens = tokens - got\n"
+    "  else got = 0; wait = math.ceil((1 - tokens) * 1000 / rate) end\n"
     "  redis.call('HSET', key, 'tokens', tostring(tokens), 'ts', tostring(now))\n"
     "  redis.call('PEXPIRE', key, math.ceil(burst * 1000 / rate) + 1000)\n"
-    "  return wait\n"
+    "  return got, wait\n"
     "end\n"
-    "local wait = take(KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]))\n"
-    "if wait == 0 then wait = take(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2])) end\n"
-    "return {1, wait == 0 and 1 or 0, wait, s[1], s[2] or '', s[3] or ''}\n";
+    "local uwant, twant = tonumber(ARGV[6]), tonumber(ARGV[5])\n"
+    "local ug, uw = take(KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[4]), uwant)\n"
+    "if uwant > 0 and ug == 0 then return {1, 0, 0, uw, s[1], s[2] or '', s[3] or ''} end\n"
+    "local tg, tw = take(KEYS[2], tonumber(ARGV[1]), tonumber(ARGV[2]), twant)\n"
+    "if twant > 0 and tg == 0 then\n"
+    "  if ug > 0 then redis.call('HINCRBYFLOAT', KEYS[3], 'tokens', ug) end\n"
+    "  return {1, 0, 0, tw, s[1], s[2] or '', s[3] or ''}\n"
+    "end\n"
+    "return {1, ug, tg, 0, s[1], s[2] or '', s[3] or ''}\n";
 
 void
 tr_auth_init(const struct tr_config *c)
@@ -112,8 +126,73 @@ out:
 	return out;
 }
 
+/* Verified tokens, so a client's next request skips the signature check:
+ * direct-mapped by a hash of the whole token, compared in full on a hit,
+ * expiry checked every time. Revocation is unaffected: the session gate
+ * still runs on every request. Loop thread only. */
+#define TOKEN_CACHE_SLOTS 1024
+
+struct cached_token {
+	char *token; /* malloc'd copy, NULL when empty */
+	long exp;
+	struct tr_principal principal;
+};
+
+static struct cached_token token_cache[TOKEN_CACHE_SLOTS];
+
+static uint64_t
+token_hash(const char *s)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ull;
+	return h;
+}
+
+static int verify_uncached(const char *token, struct tr_principal *p, long *exp_out,
+			   const char **why);
+
 int
 tr_auth_verify_token(const char *token, struct tr_principal *p, const char **why)
+{
+	struct cached_token *slot = &token_cache[token_hash(token) % TOKEN_CACHE_SLOTS];
+	long now = (long)time(NULL), exp;
+
+	if (slot->token && strcmp(slot->token, token) == 0) {
+		if (slot->exp + TR_JWT_LEEWAY_S < now) {
+			*why = "expired";
+			return -1;
+		}
+		*p = slot->principal;
+		return 0;
+	}
+	if (verify_uncached(token, p, &exp, why) != 0)
+		return -1;
+	char *copy = strdup(token);
+	if (copy) {
+		free(slot->token);
+		slot->token = copy;
+		slot->exp = exp;
+		slot->principal = *p;
+	}
+	return 0;
+}
+
+static void session_clear_all(void);
+
+void
+tr_auth_close(void)
+{
+	for (int i = 0; i < TOKEN_CACHE_SLOTS; i++) {
+		free(token_cache[i].token);
+		token_cache[i].token = NULL;
+	}
+	session_clear_all();
+}
+
+static int
+verify_uncached(const char *token, struct tr_principal *p, long *exp_out, const char **why)
 {
 	jwt_t *jwt = NULL;
 	long now = (long)time(NULL), exp, nbf;
@@ -142,6 +221,7 @@ tr_auth_verify_token(const char *token, struct tr_principal *p, const char **why
 	}
 	errno = 0;
 	exp = jwt_get_grant_int(jwt, "exp");
+	*exp_out = exp;
 	if (errno || exp + TR_JWT_LEEWAY_S < now) {
 		*why = "expired";
 		goto out;
@@ -180,60 +260,322 @@ out:
 	return rc;
 }
 
+/* ---- the gate: session cache and rate-limit leases (loop thread) ----
+ *
+ * Asking Redis on every request costs a round trip and a Lua call. A
+ * process therefore keeps, for session_cache_ms, what Redis said about a
+ * session, and takes rate-limit tokens in small leases that it spends
+ * locally for up to LEASE_MS. Whether the session still exists is asked of Redis on every request
+ * (a plain EXISTS), so a logout or revocation anywhere takes effect at once;
+ * its permissions and /v1/me document come from the cache: a change made
+ * through this process evicts them at once (tr_auth_evict), other processes
+ * see it within session_cache_ms. */
+#define SESSION_SLOTS 1024
+#define LEASE_SLOTS 2048
+#define LEASE_MS 1000
+#define MAX_LEASE 100
+
+struct cached_session {
+	char key[100]; /* "<tid>:<sid>", empty when free */
+	char tid[25], uid[25];
+	char *perms, *me;
+	size_t me_len;
+	uint64_t until_ms;
+};
+
+struct lease {
+	char key[100];
+	long tokens;
+	uint64_t until_ms;
+};
+
+static struct cached_session sessions[SESSION_SLOTS];
+static struct lease leases[LEASE_SLOTS];
+
+static uint64_t
+mono_ms(void)
+{
+	return tr_mono_ns() / 1000000;
+}
+
+/* Tokens to ask for at a time: a twentieth of a second's worth, 1..100.
+ * Small rates stay exact (one token per call). */
+static long
+lease_size(int rps)
+{
+	long n = rps / 20;
+	return n < 1 ? 1 : n > MAX_LEASE ? MAX_LEASE : n;
+}
+
+static struct lease *
+lease_for(const char *key)
+{
+	return &leases[token_hash(key) % LEASE_SLOTS];
+}
+
+static bool
+lease_has(const char *key)
+{
+	struct lease *l = lease_for(key);
+	return strcmp(l->key, key) == 0 && l->until_ms > mono_ms() && l->tokens >= 1;
+}
+
+static void
+lease_add(const char *key, long tokens)
+{
+	struct lease *l = lease_for(key);
+
+	if (strcmp(l->key, key) != 0 || l->until_ms <= mono_ms()) {
+		snprintf(l->key, sizeof(l->key), "%s", key);
+		l->tokens = 0;
+	}
+	l->tokens += tokens;
+	l->until_ms = mono_ms() + LEASE_MS;
+}
+
+static void
+session_clear(struct cached_session *cs)
+{
+	free(cs->perms);
+	free(cs->me);
+	memset(cs, 0, sizeof(*cs));
+}
+
+static struct cached_session *
+session_find(const char *key)
+{
+	struct cached_session *cs = &sessions[token_hash(key) % SESSION_SLOTS];
+
+	if (strcmp(cs->key, key) != 0)
+		return NULL;
+	if (cs->until_ms <= mono_ms()) {
+		session_clear(cs);
+		return NULL;
+	}
+	return cs;
+}
+
+static void
+session_store(const char *key, const struct tr_principal *p, const char *uid, const char *perms,
+	      const char *me, size_t me_len)
+{
+	struct cached_session *cs = &sessions[token_hash(key) % SESSION_SLOTS];
+	char *pcopy, *mcopy;
+
+	if (cfg->session_cache_ms <= 0)
+		return;
+	pcopy = strdup(perms);
+	mcopy = malloc(me_len + 1);
+	if (!pcopy || !mcopy) {
+		free(pcopy);
+		free(mcopy);
+		return;
+	}
+	memcpy(mcopy, me, me_len);
+	mcopy[me_len] = '\0';
+	session_clear(cs);
+	snprintf(cs->key, sizeof(cs->key), "%s", key);
+	snprintf(cs->tid, sizeof(cs->tid), "%s", p->tenant_hex);
+	snprintf(cs->uid, sizeof(cs->uid), "%s", uid);
+	cs->perms = pcopy;
+	cs->me = mcopy;
+	cs->me_len = me_len;
+	cs->until_ms = mono_ms() + (uint64_t)cfg->session_cache_ms;
+}
+
+static void
+session_clear_all(void)
+{
+	for (int i = 0; i < SESSION_SLOTS; i++)
+		session_clear(&sessions[i]);
+}
+
+void
+tr_auth_evict(const char *tid, const char *uid, const char *sid)
+{
+	for (int i = 0; i < SESSION_SLOTS; i++) {
+		struct cached_session *cs = &sessions[i];
+		if (!cs->key[0] || strcmp(cs->tid, tid) != 0)
+			continue;
+		if (uid && strcmp(cs->uid, uid) != 0)
+			continue;
+		if (sid && strcmp(cs->key + 25, sid) != 0)
+			continue;
+		session_clear(cs);
+	}
+}
+
 struct gate_call {
 	tr_gate_cb cb;
 	void *arg;
+	char session_key[100], tenant_bucket[64], user_bucket[100];
+	bool want_session;
+	struct tr_principal principal;
 };
+
+/* With a cached session and a token in both leases, the only question
+ * left for Redis is whether the session still exists: a plain EXISTS, no
+ * Lua. Ended sessions are refused at once on every process. */
+static int full_call(struct gate_call *gc, const char *redis_session_key);
+
+static void
+exists_reply(void *arg, const redisReply *r, int status)
+{
+	struct gate_call *gc = arg;
+	struct cached_session *cs;
+	struct tr_gate g = {0};
+
+	if (status != TR_OK || r->type != REDIS_REPLY_INTEGER) {
+		gc->cb(gc->arg, TR_EUNAVAILABLE, NULL);
+	} else if (r->integer != 1) {
+		tr_auth_evict(gc->principal.tenant_hex, NULL, gc->principal.session_id);
+		gc->cb(gc->arg, TR_OK, &g); /* not alive */
+	} else if (!(cs = session_find(gc->session_key))) {
+		/* alive, but the cached copy expired meanwhile: fetch it */
+		char key[128];
+		snprintf(key, sizeof(key), "t:%s:sess:%s", gc->principal.tenant_hex,
+			 gc->principal.session_id);
+		if (full_call(gc, key) == TR_OK)
+			return; /* gc now belongs to that call */
+		gc->cb(gc->arg, TR_EUNAVAILABLE, NULL);
+	} else {
+		g.session_alive = g.allowed = true;
+		g.user_id = cs->uid;
+		g.perms = cs->perms;
+		g.me = cs->me;
+		g.me_len = cs->me_len;
+		gc->cb(gc->arg, TR_OK, &g);
+	}
+	free(gc);
+}
+
+static bool
+cheap_check(struct gate_call *gc, const char *redis_session_key)
+{
+	const char *argv[2] = {"EXISTS", redis_session_key};
+
+	if (!session_find(gc->session_key) || !lease_has(gc->user_bucket) ||
+	    !lease_has(gc->tenant_bucket))
+		return false;
+	lease_for(gc->user_bucket)->tokens--;
+	lease_for(gc->tenant_bucket)->tokens--;
+	return tr_redis_command(exists_reply, gc, 2, argv, NULL) == TR_OK;
+}
 
 static void
 gate_reply(void *arg, const redisReply *r, int status)
 {
-	struct gate_call gc = *(struct gate_call *)arg;
+	struct gate_call *gc = arg;
 	struct tr_gate g = {0};
 
-	free(arg);
 	if (status != TR_OK) {
-		gc.cb(gc.arg, status, NULL);
-		return;
+		gc->cb(gc->arg, status, NULL);
+		goto out;
 	}
 	if (r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
 		tr_redis_script_reset(gate_script);
-	if (r->type != REDIS_REPLY_ARRAY || r->elements != 6 ||
+	if (r->type != REDIS_REPLY_ARRAY || r->elements != 7 ||
 	    r->element[0]->type != REDIS_REPLY_INTEGER) {
-		gc.cb(gc.arg, TR_EUNAVAILABLE, NULL);
-		return;
+		gc->cb(gc->arg, TR_EUNAVAILABLE, NULL);
+		goto out;
 	}
-	g.session_alive = r->element[0]->integer == 1;
-	g.allowed = r->element[1]->integer == 1;
-	g.retry_after_ms = (int)r->element[2]->integer;
-	g.user_id = r->element[3]->str ? r->element[3]->str : "";
-	g.perms = r->element[4]->str ? r->element[4]->str : "";
-	g.me = r->element[5]->str ? r->element[5]->str : "";
-	g.me_len = r->element[5]->str ? r->element[5]->len : 0;
-	gc.cb(gc.arg, TR_OK, &g);
+	if (r->element[0]->integer != 1) { /* the session is gone */
+		tr_auth_evict(gc->principal.tenant_hex, NULL, gc->principal.session_id);
+		gc->cb(gc->arg, TR_OK, &g);
+		goto out;
+	}
+	if (gc->want_session)
+		session_store(gc->session_key, &gc->principal,
+			      r->element[4]->str ? r->element[4]->str : "",
+			      r->element[5]->str ? r->element[5]->str : "",
+			      r->element[6]->str ? r->element[6]->str : "",
+			      r->element[6]->str ? r->element[6]->len : 0);
+	if (r->element[1]->integer > 0)
+		lease_add(gc->user_bucket, (long)r->element[1]->integer);
+	if (r->element[2]->integer > 0)
+		lease_add(gc->tenant_bucket, (long)r->element[2]->integer);
+	/* Redis refused only when it computed a wait; otherwise the request
+	 * passes even if concurrent requests emptied the leases meanwhile. */
+	long long wait = r->element[3]->integer;
+	struct cached_session *cs = session_find(gc->session_key);
+	g.session_alive = true;
+	if (cs) {
+		g.user_id = cs->uid;
+		g.perms = cs->perms;
+		g.me = cs->me;
+		g.me_len = cs->me_len;
+	} else { /* caching off: answer from the reply */
+		g.user_id = r->element[4]->str ? r->element[4]->str : "";
+		g.perms = r->element[5]->str ? r->element[5]->str : "";
+		g.me = r->element[6]->str ? r->element[6]->str : "";
+		g.me_len = r->element[6]->str ? r->element[6]->len : 0;
+	}
+	if (wait > 0) {
+		g.allowed = false;
+		g.retry_after_ms = (int)wait;
+	} else {
+		g.allowed = true;
+		if (lease_has(gc->user_bucket))
+			lease_for(gc->user_bucket)->tokens--;
+		if (lease_has(gc->tenant_bucket))
+			lease_for(gc->tenant_bucket)->tokens--;
+	}
+	gc->cb(gc->arg, TR_OK, &g);
+out:
+	free(gc);
+}
+
+/* The Lua gate: session data, and fresh leases where needed. */
+static int
+full_call(struct gate_call *gc, const char *redis_session_key)
+{
+	char rate[16], burst[16], urate[16], uburst[16], twant[16], uwant[16];
+	int rc;
+
+	gc->want_session = true; /* the cached copy may expire before the reply */
+	snprintf(rate, sizeof(rate), "%d", cfg->rate_limit_rps);
+	snprintf(burst, sizeof(burst), "%d", cfg->rate_limit_burst);
+	snprintf(urate, sizeof(urate), "%d", cfg->rate_limit_user_rps);
+	snprintf(uburst, sizeof(uburst), "%d", cfg->rate_limit_user_burst);
+	snprintf(twant, sizeof(twant), "%ld",
+		 lease_has(gc->tenant_bucket) ? 0L : lease_size(cfg->rate_limit_rps));
+	snprintf(uwant, sizeof(uwant), "%ld",
+		 lease_has(gc->user_bucket) ? 0L : lease_size(cfg->rate_limit_user_rps));
+	const char *argv[10] = {redis_session_key,
+				gc->tenant_bucket,
+				gc->user_bucket,
+				rate,
+				burst,
+				urate,
+				uburst,
+				twant,
+				uwant,
+				gc->want_session ? "1" : "0"};
+	rc = tr_redis_script_call(gate_script, gate_reply, gc, 3, 10, argv, NULL);
+	return rc;
 }
 
 int
 tr_auth_gate(const struct tr_principal *p, tr_gate_cb cb, void *arg)
 {
-	char session_key[128], bucket_key[64], own_key[96], rate[16], burst[16], urate[16],
-	    uburst[16];
-	const char *argv[7] = {session_key, bucket_key, own_key, rate, burst, urate, uburst};
-	struct gate_call *gc = malloc(sizeof(*gc));
+	struct gate_call *gc = calloc(1, sizeof(*gc));
 	int rc;
 
 	if (!gc)
 		return TR_ENOMEM;
 	gc->cb = cb;
 	gc->arg = arg;
-	snprintf(session_key, sizeof(session_key), "t:%s:sess:%s", p->tenant_hex, p->session_id);
-	snprintf(bucket_key, sizeof(bucket_key), "t:%s:rl:tenant", p->tenant_hex);
-	snprintf(own_key, sizeof(own_key), "t:%s:rl:u:%s", p->tenant_hex, p->user_hex);
-	snprintf(rate, sizeof(rate), "%d", cfg->rate_limit_rps);
-	snprintf(burst, sizeof(burst), "%d", cfg->rate_limit_burst);
-	snprintf(urate, sizeof(urate), "%d", cfg->rate_limit_user_rps);
-	snprintf(uburst, sizeof(uburst), "%d", cfg->rate_limit_user_burst);
-	rc = tr_redis_script_call(gate_script, gate_reply, gc, 3, 7, argv, NULL);
+	gc->principal = *p;
+	snprintf(gc->session_key, sizeof(gc->session_key), "%s:%s", p->tenant_hex, p->session_id);
+	snprintf(gc->tenant_bucket, sizeof(gc->tenant_bucket), "t:%s:rl:tenant", p->tenant_hex);
+	snprintf(gc->user_bucket, sizeof(gc->user_bucket), "t:%s:rl:u:%s", p->tenant_hex,
+		 p->user_hex);
+	char redis_session_key[128];
+	snprintf(redis_session_key, sizeof(redis_session_key), "t:%s:sess:%s", p->tenant_hex,
+		 p->session_id);
+	if (cheap_check(gc, redis_session_key))
+		return TR_OK; /* gc is freed by exists_reply */
+	rc = full_call(gc, redis_session_key);
 	if (rc != TR_OK)
 		free(gc);
 	return rc;

@@ -11,11 +11,16 @@
 #define TR_JWT_LEEWAY_S 30
 
 void tr_auth_init(const struct tr_config *cfg);
+/* Frees the verified-token and session caches (at shutdown). */
+void tr_auth_close(void);
+/* Forgets cached sessions of a tenant: one session (sid), a user's (uid),
+ * or all of them (both NULL). Loop thread. */
+void tr_auth_evict(const char *tid, const char *uid, const char *sid);
 
-/* Verifies an access token: HS256 only (the header's alg is checked, so
- * "none" or RS256 are refused), signature, exp and nbf with leeway, iss,
- * aud, and the shape of sub/tid/sid. Fills the principal. 0 or -1 with a
- * short reason (for logs, not for clients). */
+/* Verifies an access token (loop thread: results are cached): HS256 only (the header's alg is
+ * checked, so "none" or RS256 are refused), signature, exp and nbf with leeway, iss, aud, and the
+ * shape of sub/tid/sid. Fills the principal. 0 or -1 with a short reason (for logs, not for
+ * clients). */
 int tr_auth_verify_token(const char *token, struct tr_principal *p, const char **why);
 
 /* A signed access token for a session (HS256, kid, access_ttl); malloc'd,
@@ -36,8 +41,10 @@ struct tr_gate {
 
 typedef void (*tr_gate_cb)(void *arg, int status, const struct tr_gate *g);
 
-/* Checks t:{tid}:sess:{sid} exists and takes a token from the caller's and
- * the tenant's buckets. Same contract as tr_redis_command. */
+/* Checks the session t:{tid}:sess:{sid} and takes a token from the
+ * caller's and the tenant's buckets. Every call asks Redis: a plain EXISTS
+ * when the session's data is cached and leased tokens remain, else one Lua
+ * call. Same contract as tr_redis_command. */
 int tr_auth_gate(const struct tr_principal *p, tr_gate_cb cb, void *arg);
 
 /* Resolves an X-API-Key into c->req->principal on a worker thread and

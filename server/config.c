@@ -50,6 +50,8 @@ static const struct key keys[] = {
     INT(access_ttl, "900", 30, 86400, "Lifetime of access tokens in seconds."),
     INT(refresh_ttl, "2592000", 300, 31536000,
 	"Lifetime of a session (its refresh token) in seconds."),
+    INT(session_cache_ms, "1000", 0, 10000,
+	"How long a process may reuse what Redis said about a session (0: ask every time)."),
     INT(signup_enabled, "1", 0, 1, "1: POST /v1/signup creates tenants; 0: it answers 403."),
     INT(body_limit, "1048576", 1024, 64L * 1024 * 1024,
 	"Largest request body in bytes (larger: 413)."),

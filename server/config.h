@@ -27,6 +27,7 @@ struct tr_config {
 	int access_ttl;	 /* seconds */
 	int refresh_ttl; /* seconds */
 	int signup_enabled;
+	int session_cache_ms;
 	int rate_limit_user_rps;
 	int rate_limit_user_burst;
 	int rate_limit_key_rps;

@@ -304,6 +304,8 @@ after_work_cb(uv_work_t *w, int status)
 	(void)status;
 
 	ex->waiting = false;
+	if (ex->resp.evict) /* before anyone can see the response */
+		tr_auth_evict(ex->resp.evict_tid, ex->resp.evict_uid, ex->resp.evict_sid);
 	tr_metrics_db_observe(ex->db_seconds, !ex->db_unavailable);
 	if (ex->db_unavailable)
 		tr_health_report_db_down();

@@ -410,3 +410,20 @@ tr_body_is_null(struct tr_ctx *c, const char *field)
 	return c->req->has_body && bson_iter_init_find(&it, &c->req->body, field) &&
 	       BSON_ITER_HOLDS_NULL(&it);
 }
+
+bool
+tr_body_line(struct tr_ctx *c, const char *field, size_t min, size_t max, bool required,
+	     const char **out)
+{
+	if (!tr_body_string(c, field, min, max, required, out))
+		return false;
+	for (const unsigned char *p = (const unsigned char *)*out; p && *p; p++) {
+		if (*p < 0x20 || *p == 0x7f) {
+			tr_problem_field(c, field,
+					 "must not contain control characters (tabs, newlines)");
+			*out = NULL;
+			return false;
+		}
+	}
+	return true;
+}

@@ -29,6 +29,10 @@ bool tr_body_only(struct tr_ctx *c, const char *const *allowed);
  * NULL when absent; absent is an error only when required. */
 bool tr_body_string(struct tr_ctx *c, const char *field, size_t min, size_t max, bool required,
 		    const char **out);
+/* The same for names and titles: one line, no control characters (so
+ * nothing shown in lists or logs can forge extra lines). */
+bool tr_body_line(struct tr_ctx *c, const char *field, size_t min, size_t max, bool required,
+		  const char **out);
 /* True when the body has the field with a JSON null. */
 bool tr_body_is_null(struct tr_ctx *c, const char *field);
 

@@ -172,6 +172,7 @@ serve(void)
 	}
 	tr_kv_close_all();
 	tr_pwhash_shutdown();
+	tr_auth_close();
 	tr_dbpool_free();
 	tr_metrics_free();
 	tr_router_free();

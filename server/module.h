@@ -140,6 +140,9 @@ struct tr_resp {
 	int retry_after; /* seconds, > 0 to send */
 	const char *allow;
 	bool replayed; /* answered from the Idempotency-Key store */
+	/* sessions changed by this request (see tr_sessions_changed) */
+	bool evict;
+	const char *evict_tid, *evict_uid, *evict_sid;
 };
 
 struct tr_db;
@@ -167,6 +170,12 @@ void tr_reply_empty(struct tr_ctx *c, int status);
 void tr_problem(struct tr_ctx *c, int status, const char *slug, const char *detail);
 /* Adds a per-field validation error; starts a 422 if no problem was set. */
 void tr_problem_field(struct tr_ctx *c, const char *field, const char *message);
+/* Tells the loop that sessions changed (ended, or their permissions did):
+ * one session (sid), a user's (uid), or the whole tenant's (both NULL).
+ * Processes cache sessions briefly; this one forgets them before the
+ * response goes out. */
+void tr_sessions_changed(struct tr_ctx *c, const char *tid, const char *uid, const char *sid);
+
 /* Maps a TR_E* error from the data layer to its response (404, 412, 409,
  * 503, 500). */
 void tr_problem_from_err(struct tr_ctx *c, int err);

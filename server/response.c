@@ -117,6 +117,17 @@ tr_problem_field(struct tr_ctx *c, const char *field, const char *message)
 }
 
 void
+tr_sessions_changed(struct tr_ctx *c, const char *tid, const char *uid, const char *sid)
+{
+	struct tr_resp *r = c->resp;
+
+	r->evict = true;
+	r->evict_tid = tr_arena_strdup(c->req->arena, tid);
+	r->evict_uid = uid ? tr_arena_strdup(c->req->arena, uid) : NULL;
+	r->evict_sid = sid ? tr_arena_strdup(c->req->arena, sid) : NULL;
+}
+
+void
 tr_problem_from_err(struct tr_ctx *c, int err)
 {
 	switch (err) {

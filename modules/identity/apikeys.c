@@ -181,7 +181,7 @@ apikeys_create(struct tr_ctx *c)
 	int i = 0, rc;
 	bool ok = tr_body_only(c, fields);
 
-	ok &= tr_body_string(c, "name", 1, 100, true, &name);
+	ok &= tr_body_line(c, "name", 1, 100, true, &name);
 	if (!bson_iter_init_find(&it, &c->req->body, "permissions") ||
 	    !BSON_ITER_HOLDS_ARRAY(&it)) {
 		tr_problem_field(c, "permissions", "must be an array of permissions");

@@ -53,6 +53,24 @@ parse(int argc, char **argv, struct opts *o)
 	return 0;
 }
 
+/* Valid UTF-8 of min..max characters without control characters, as the
+ * API requires of the same fields. */
+static bool
+text_ok(const char *s, size_t min, size_t max)
+{
+	size_t n = strlen(s), chars = 0;
+
+	if (!bson_utf8_validate(s, n, false))
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		unsigned char ch = (unsigned char)s[i];
+		if (ch < 0x20 || ch == 0x7f)
+			return false;
+		chars += (ch & 0xC0) != 0x80;
+	}
+	return chars >= min && chars <= max;
+}
+
 /* One line from stdin, without its newline; 10..256 characters. */
 static int
 read_password(char *buf, size_t len)
@@ -62,8 +80,7 @@ read_password(char *buf, size_t len)
 		return -1;
 	}
 	buf[strcspn(buf, "\r\n")] = '\0';
-	size_t n = strlen(buf);
-	if (n < 10 || n > 256) {
+	if (!text_ok(buf, 10, 256)) {
 		sodium_memzero(buf, len);
 		fprintf(stderr, "trellis: the password must be 10 to 256 characters\n");
 		return -1;
@@ -110,8 +127,9 @@ cli_tenant_create(int argc, char **argv)
 		bson_destroy(&fields);
 		return 2;
 	}
-	if (strlen(o.name) < 1 || strlen(o.name) > 100) {
-		fprintf(stderr, "trellis: --name must be 1 to 100 characters\n");
+	if (!text_ok(o.name, 1, 100)) {
+		fprintf(stderr, "trellis: --name must be 1 to 100 characters of valid UTF-8, "
+				"without control characters\n");
 		bson_destroy(&fields);
 		return 2;
 	}
@@ -188,7 +206,7 @@ int
 cli_user_create(int argc, char **argv)
 {
 	struct opts o;
-	char password[300], hash[crypto_pwhash_STRBYTES], hex[25];
+	char password[1100], hash[crypto_pwhash_STRBYTES], hex[25];
 	bson_t fields = BSON_INITIALIZER, stored = BSON_INITIALIZER, roles;
 	struct tr_db *db = NULL;
 	int rc = 2;
@@ -203,8 +221,9 @@ cli_user_create(int argc, char **argv)
 		fprintf(stderr, "trellis: --email is not an email address\n");
 		goto out;
 	}
-	if (strlen(o.name) < 1 || strlen(o.name) > 100) {
-		fprintf(stderr, "trellis: --name must be 1 to 100 characters\n");
+	if (!text_ok(o.name, 1, 100)) {
+		fprintf(stderr, "trellis: --name must be 1 to 100 characters of valid UTF-8, "
+				"without control characters\n");
 		goto out;
 	}
 	for (int i = 0; i < o.nroles; i++)
@@ -262,7 +281,7 @@ int
 cli_user_reset_password(int argc, char **argv)
 {
 	struct opts o;
-	char password[300], hash[crypto_pwhash_STRBYTES], hex[25];
+	char password[1100], hash[crypto_pwhash_STRBYTES], hex[25];
 	bson_t filter = BSON_INITIALIZER, user = BSON_INITIALIZER, set = BSON_INITIALIZER, out;
 	struct tr_db *db = NULL;
 	bson_iter_t it;

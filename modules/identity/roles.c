@@ -164,7 +164,7 @@ roles_create(struct tr_ctx *c)
 	bool ok = tr_body_only(c, fields);
 	int rc;
 
-	ok &= tr_body_string(c, "name", 2, 40, true, &name);
+	ok &= tr_body_line(c, "name", 2, 40, true, &name);
 	if (name && !tr_role_name_valid(name))
 		tr_problem_field(c, "name", "use 2 to 40 of a-z, 0-9, _ and -"), ok = false;
 	ok &= read_permissions(c, &set, true);
@@ -264,6 +264,7 @@ roles_update(struct tr_ctx *c)
 		goto out_role;
 	}
 	refresh_holders(c, tr_param(c, 0));
+	tr_sessions_changed(c, c->req->principal.tenant_hex, NULL, NULL);
 	identity_audit(c, "role.updated", "role", tr_param(c, 0));
 	reply_role(c, 200, &stored);
 out_role:

@@ -91,11 +91,11 @@ identity_signup(struct tr_ctx *c)
 		goto out;
 	}
 	bool ok = tr_body_only(c, fields);
-	ok &= tr_body_string(c, "tenant_name", 1, 100, true, &tenant_name);
+	ok &= tr_body_line(c, "tenant_name", 1, 100, true, &tenant_name);
 	ok &= tr_body_string(c, "tenant_slug", 3, 40, true, &slug);
 	ok &= tr_body_string(c, "email", 3, 254, true, &email_raw);
 	ok &= identity_password(c, "password", true, &password);
-	ok &= tr_body_string(c, "name", 1, 100, true, &name);
+	ok &= tr_body_line(c, "name", 1, 100, true, &name);
 	if (slug && !valid_slug(slug)) {
 		tr_problem_field(c, "tenant_slug", "use 3 to 40 of a-z, 0-9 and -");
 		ok = false;
@@ -181,40 +181,51 @@ throttle_keys(struct tr_ctx *c, const char *slug, const char *email, char *acct,
 	snprintf(addr, 100, "login:fail:addr:%s", c->req->peer);
 }
 
-/* Seconds until the caller may try again, 0 when not throttled, -1 when
- * Redis is unavailable. */
+/* Counts a login attempt against the account's and the address's limits
+ * before the password is checked, so parallel guesses cannot slip past
+ * the limit. Returns the seconds to wait (throttled), 0 to proceed, or -1
+ * when Redis is unavailable. A successful login takes its attempt back. */
 static int
-throttled(const char *acct, const char *addr)
+count_attempt(const char *acct, const char *addr)
 {
 	const char *keys[2] = {acct, addr};
 	int limits[2] = {tr_cfg->login_max_account_failures, tr_cfg->login_max_address_failures};
+	int wait = 0;
 
 	for (int i = 0; i < 2; i++) {
-		redisReply *r = tr_kv_commandf("GET %s", keys[i]);
-		if (!r)
+		redisReply *r = tr_kv_commandf("INCR %s", keys[i]);
+		if (!r || r->type != REDIS_REPLY_INTEGER) {
+			if (r)
+				freeReplyObject(r);
 			return -1;
-		long long n = r->type == REDIS_REPLY_STRING ? atoll(r->str) : 0;
+		}
+		long long n = r->integer;
 		freeReplyObject(r);
-		if (n >= limits[i]) {
+		if (n == 1) {
+			r = tr_kv_commandf("EXPIRE %s %d", keys[i], tr_cfg->login_failure_window);
+			if (r)
+				freeReplyObject(r);
+		}
+		if (n > limits[i] && wait == 0) {
 			r = tr_kv_commandf("TTL %s", keys[i]);
 			long long ttl = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 1;
 			if (r)
 				freeReplyObject(r);
-			return ttl > 0 ? (int)ttl : 1;
+			wait = ttl > 0 ? (int)ttl : 1;
 		}
 	}
-	return 0;
+	return wait;
 }
 
+/* A successful login: the account starts afresh, the address gets its
+ * attempt back. */
 static void
-count_failure(const char *key)
+forgive(const char *acct, const char *addr)
 {
-	redisReply *r = tr_kv_commandf("INCR %s", key);
-
-	if (r && r->type == REDIS_REPLY_INTEGER && r->integer == 1) {
+	redisReply *r = tr_kv_commandf("DEL %s", acct);
+	if (r)
 		freeReplyObject(r);
-		r = tr_kv_commandf("EXPIRE %s %d", key, tr_cfg->login_failure_window);
-	}
+	r = tr_kv_commandf("DECR %s", addr);
 	if (r)
 		freeReplyObject(r);
 }
@@ -241,7 +252,7 @@ identity_login(struct tr_ctx *c)
 	if (!email)
 		email = tr_arena_strdup(c->req->arena, email_raw);
 	throttle_keys(c, slug, email, acct, addr);
-	wait = throttled(acct, addr);
+	wait = count_attempt(acct, addr);
 	if (wait < 0) {
 		tr_problem_from_err(c, TR_EUNAVAILABLE);
 		goto out;
@@ -281,14 +292,10 @@ identity_login(struct tr_ctx *c)
 	bool active = found && bson_iter_init_find(&it, &user, "active") &&
 		      BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it);
 	if (!found || !match || !active) {
-		count_failure(acct);
-		count_failure(addr);
-		tr_problem(c, 401, "unauthorized", BAD_LOGIN);
+		tr_problem(c, 401, "unauthorized", BAD_LOGIN); /* the attempt stays counted */
 		goto out;
 	}
-	redisReply *r = tr_kv_commandf("DEL %s", acct);
-	if (r)
-		freeReplyObject(r);
+	forgive(acct, addr);
 	rc = start_session(c, &user, &tenant, &doc);
 	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
@@ -317,6 +324,15 @@ identity_refresh(struct tr_ctx *c)
 	if (!ok)
 		goto out;
 	rc = tr_session_refresh(token, &tokens);
+	if (rc == TR_EINVALID && strlen(token) > 58 && token[24] == '.' && token[57] == '.') {
+		/* maybe a reused token that just ended its session: forget it */
+		char tid[25], sid[33];
+		memcpy(tid, token, 24);
+		tid[24] = '\0';
+		memcpy(sid, token + 25, 32);
+		sid[32] = '\0';
+		tr_sessions_changed(c, tid, NULL, sid);
+	}
 	if (rc == TR_EINVALID) {
 		tr_problem(c, 401, "unauthorized", "the refresh token is not valid; sign in again");
 	} else if (rc != TR_OK) {
@@ -336,6 +352,7 @@ identity_logout(struct tr_ctx *c)
 	const struct tr_principal *p = &c->req->principal;
 	int rc = tr_session_revoke(p->tenant_hex, p->session_id);
 
+	tr_sessions_changed(c, p->tenant_hex, NULL, p->session_id);
 	if (rc != TR_OK)
 		tr_problem_from_err(c, rc);
 	else

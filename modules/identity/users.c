@@ -81,7 +81,7 @@ users_create(struct tr_ctx *c)
 
 	bool ok = tr_body_only(c, fields);
 	ok &= tr_body_string(c, "email", 3, 254, true, &email_raw);
-	ok &= tr_body_string(c, "name", 1, 100, true, &name);
+	ok &= tr_body_line(c, "name", 1, 100, true, &name);
 	ok &= identity_password(c, "password", true, &password);
 	if (email_raw && !(email = identity_email(c, email_raw))) {
 		tr_problem_field(c, "email", "is not an email address");
@@ -200,9 +200,11 @@ change_user(struct tr_ctx *c, bson_t *set, long long version, int ok_status)
 	}
 	/* Sessions see the change at once: new permissions, or none. */
 	rc = identity_refresh_sessions(c->db, &stored);
+	tr_sessions_changed(c, c->req->principal.tenant_hex, tr_param(c, 0), NULL);
 	if (rc != TR_OK)
 		tr_warn("users: sessions of %s not refreshed: %s", tr_param(c, 0), tr_strerror(rc));
-	identity_audit(c, ok_status == 204 ? "user.deactivated" : "user.updated", "user",
+	bool deactivated = bson_iter_init_find(&it, set, "active") && !bson_iter_bool(&it);
+	identity_audit(c, deactivated ? "user.deactivated" : "user.updated", "user",
 		       tr_param(c, 0));
 	if (ok_status == 204)
 		tr_reply_empty(c, 204);
@@ -225,7 +227,7 @@ users_update(struct tr_ctx *c)
 	bool present;
 
 	bool ok = tr_body_only(c, fields);
-	ok &= tr_body_string(c, "name", 1, 100, false, &name);
+	ok &= tr_body_line(c, "name", 1, 100, false, &name);
 	ok &= identity_password(c, "password", false, &password);
 	ok &= identity_roles(c, &set, &present);
 	if (bson_iter_init_find(&it, &c->req->body, "active")) {

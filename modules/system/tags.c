@@ -32,7 +32,7 @@ read_body(struct tr_ctx *c, bool creating, bson_t *set)
 	const char *name, *color;
 	bool ok = tr_body_only(c, fields);
 
-	ok &= tr_body_string(c, "name", 1, 64, creating, &name);
+	ok &= tr_body_line(c, "name", 1, 64, creating, &name);
 	ok &= tr_body_string(c, "color", 7, 7, false, &color);
 	if (color && !valid_color(color)) {
 		tr_problem_field(c, "color", "must be a colour like #1a2b3c");

@@ -1020,6 +1020,11 @@ def find_doc(db, query, prefer=("users", "tenants", "roles")):
     return None, None
 
 
+NOT_ENTITIES = ("audit", "idempotency_keys", "_migrations")
+
+
 def count_everywhere(db, query):
-    """How many documents match `query`, summed over every collection of `db`."""
-    return sum(db[n].count_documents(query) for n in db.list_collection_names() if not n.startswith("system."))
+    """How many documents match `query`, summed over every collection of `db`
+    that holds entities (not the audit log, idempotency records, migrations)."""
+    return sum(db[n].count_documents(query) for n in db.list_collection_names()
+               if not n.startswith("system.") and n not in NOT_ENTITIES)
