@@ -1,0 +1,111 @@
+/* Permissions: the check every route's authorization goes through. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include "perm.h"
+
+static void
+test_exact_permission_is_granted_without_own_limit(void **state)
+{
+	bool own = true;
+
+	(void)state;
+	assert_true(tr_permission_check("system.tags.read system.tags.write", "system.tags.write", &own));
+	assert_false(own);
+}
+
+static void
+test_own_form_grants_with_own_limit(void **state)
+{
+	bool own = false;
+
+	(void)state;
+	assert_true(tr_permission_check("crm.leads.read:own", "crm.leads.read", &own));
+	assert_true(own);
+}
+
+static void
+test_full_form_wins_over_own_form(void **state)
+{
+	bool own = true;
+
+	(void)state;
+	assert_true(tr_permission_check("crm.leads.read:own crm.leads.read", "crm.leads.read", &own));
+	assert_false(own);
+}
+
+static void
+test_missing_permission_is_refused(void **state)
+{
+	bool own = true;
+
+	(void)state;
+	assert_false(tr_permission_check("system.tags.read", "system.tags.write", &own));
+	assert_false(own);
+	assert_false(tr_permission_check("", "system.tags.read", &own));
+}
+
+static void
+test_prefix_of_a_permission_is_not_the_permission(void **state)
+{
+	bool own;
+
+	(void)state;
+	assert_false(tr_permission_check("system.tags.readx system.tags", "system.tags.read", &own));
+	assert_false(tr_permission_check("system.tags.read:ownx", "system.tags.read", &own));
+}
+
+static void
+test_catalogue_validates_names_with_and_without_own(void **state)
+{
+	(void)state;
+	assert_true(tr_permission_valid("crm.leads.read"));
+	assert_true(tr_permission_valid("crm.leads.read:own"));
+	assert_false(tr_permission_valid("crm.leads.fly"));
+	assert_false(tr_permission_valid("crm.leads.read:mine"));
+	assert_false(tr_permission_valid(""));
+}
+
+static void
+test_builtin_roles_are_seven_and_owner_has_everything(void **state)
+{
+	(void)state;
+	assert_int_equal(tr_nbuiltin_roles, 7);
+	assert_null(tr_builtin_role("owner")->permissions);
+	assert_null(tr_builtin_role("admin")->permissions);
+	assert_non_null(tr_builtin_role("sales")->permissions);
+	assert_null(tr_builtin_role("superuser"));
+	for (size_t i = 0; i < tr_nbuiltin_roles; i++)
+		for (const char *const *p = tr_builtin_roles[i].permissions; p && *p; p++)
+			assert_true(tr_permission_valid(*p));
+}
+
+static void
+test_role_names_are_short_lowercase_words(void **state)
+{
+	(void)state;
+	assert_true(tr_role_name_valid("field-sales_2"));
+	assert_false(tr_role_name_valid("x"));
+	assert_false(tr_role_name_valid("Sales"));
+	assert_false(tr_role_name_valid("a b"));
+	assert_false(tr_role_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_exact_permission_is_granted_without_own_limit),
+		cmocka_unit_test(test_own_form_grants_with_own_limit),
+		cmocka_unit_test(test_full_form_wins_over_own_form),
+		cmocka_unit_test(test_missing_permission_is_refused),
+		cmocka_unit_test(test_prefix_of_a_permission_is_not_the_permission),
+		cmocka_unit_test(test_catalogue_validates_names_with_and_without_own),
+		cmocka_unit_test(test_builtin_roles_are_seven_and_owner_has_everything),
+		cmocka_unit_test(test_role_names_are_short_lowercase_words),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
