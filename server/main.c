@@ -122,6 +122,11 @@ serve(void)
 	raise_fd_limit();
 	signal(SIGPIPE, SIG_IGN);
 
+	/* Before any thread exists (mongoc, libuv and lws start theirs later). */
+	if (tr_pwhash_start() != 0) {
+		fprintf(stderr, "trellis: cannot start the password hashing processes\n");
+		return 1;
+	}
 	if (tr_router_init() != 0 || tr_metrics_init(tr_router_count()) != 0) {
 		fprintf(stderr, "trellis: cannot build the route table\n");
 		return 1;
@@ -214,6 +219,11 @@ module_command(int argc, char **argv, bool *found)
 			    strcmp(argv[2], cmd->verb) != 0)
 				continue;
 			*found = true;
+			if (tr_pwhash_start() != 0) {
+				fprintf(stderr,
+					"trellis: cannot start the password hashing processes\n");
+				return 1;
+			}
 			if (tr_dbpool_init(&M.cfg, err, sizeof(err)) != 0) {
 				fprintf(stderr, "trellis: %s\n", err);
 				return 2;

@@ -1,7 +1,8 @@
-/* Password hashing (Argon2id, libsodium crypto_pwhash_str) on its own small
- * pool of low-priority threads: at most (cores - 1) hashes run at once, at
- * nice 10, so a burst of logins never starves the loop thread of CPU.
- * Callers (worker threads) block until their hash is done. */
+/* Password hashing (Argon2id, libsodium crypto_pwhash_str) in child
+ * processes forked at start: (cores - 1) of them at nice 10, one hash
+ * each at a time. A separate address space keeps Argon2's 64 MiB map and
+ * unmap churn from stalling the loop thread. Worker threads call these and
+ * block until the answer comes. */
 #ifndef TR_PWHASH_H
 #define TR_PWHASH_H
 
@@ -10,11 +11,13 @@
 
 #define TR_PWHASH_STRBYTES crypto_pwhash_STRBYTES
 
+/* Forks the hashing processes. Call before any thread exists. 0 or -1. */
+int tr_pwhash_start(void);
 /* Hashes password into hash (TR_PWHASH_STRBYTES); false when out of memory. */
 bool tr_pwhash(const char *password, char *hash);
 /* True when password matches hash. */
 bool tr_pwhash_verify(const char *hash, const char *password);
-/* Stops the hashing threads (at shutdown, when no worker uses them). */
+/* Ends the hashing processes (at shutdown, when no worker uses them). */
 void tr_pwhash_shutdown(void);
 
 #endif
