@@ -668,3 +668,31 @@ out:
 	bson_destroy(&last);
 	return rc;
 }
+
+void
+tr_list_reply(struct tr_ctx *c, const char *coll, const bson_t *filter, const char *const *sorts)
+{
+	struct tr_list_query q;
+	bson_t doc = BSON_INITIALIZER, items;
+	char *next = NULL;
+	int rc;
+
+	if (!tr_list_query_parse(c, sorts, &q))
+		goto out;
+	BSON_APPEND_ARRAY_BEGIN(&doc, "items", &items);
+	rc = tr_db_list(c->db, coll, filter, &q, &items, &next);
+	bson_append_array_end(&doc, &items);
+	tr_list_query_free(&q);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	if (next)
+		BSON_APPEND_UTF8(&doc, "next_cursor", next);
+	else
+		BSON_APPEND_NULL(&doc, "next_cursor");
+	tr_reply_json(c, 200, &doc);
+out:
+	free(next);
+	bson_destroy(&doc);
+}

@@ -67,6 +67,12 @@ bool tr_list_query_next(struct tr_list_query *q, const char *cursor);
 int tr_db_list(struct tr_db *db, const char *coll, const bson_t *filter,
 	       const struct tr_list_query *q, bson_t *items, char **next_cursor);
 
+/* The whole list endpoint: reads limit/cursor/sort (sorts as for
+ * tr_list_query_parse), lists coll with filter (tenant added), and replies
+ * {"items": [...], "next_cursor": ...} or the problem. */
+void tr_list_reply(struct tr_ctx *c, const char *coll, const bson_t *filter,
+		   const char *const *sorts);
+
 /* Parses an If-Match header ("3", "\"3\"", W/"3" not accepted); -1 when
  * absent, 0 when malformed (the caller answers 400 for 0). */
 long long tr_if_match_version(const char *header);

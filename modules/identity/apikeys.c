@@ -258,27 +258,8 @@ void
 apikeys_list(struct tr_ctx *c)
 {
 	static const char *const sorts[] = {"-created_at", "created_at", "name", NULL};
-	struct tr_list_query q;
-	bson_t doc = BSON_INITIALIZER, items;
-	char *next = NULL;
-	int rc;
 
-	if (!tr_list_query_parse(c, sorts, &q))
-		goto out;
-	BSON_APPEND_ARRAY_BEGIN(&doc, "items", &items);
-	rc = tr_db_list(c->db, KEYS, NULL, &q, &items, &next);
-	bson_append_array_end(&doc, &items);
-	tr_list_query_free(&q);
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
-		goto out;
-	}
-	next ? (void)BSON_APPEND_UTF8(&doc, "next_cursor", next)
-	     : (void)BSON_APPEND_NULL(&doc, "next_cursor");
-	free(next);
-	tr_reply_json(c, 200, &doc);
-out:
-	bson_destroy(&doc);
+	tr_list_reply(c, KEYS, NULL, sorts);
 }
 
 /* Revocation is deletion: the next request with the key finds nothing. */

@@ -37,29 +37,11 @@ void
 audit_list(struct tr_ctx *c)
 {
 	static const char *const sorts[] = {"-created_at", "created_at", NULL};
-	struct tr_list_query q;
-	bson_t doc = BSON_INITIALIZER, items, filter = BSON_INITIALIZER;
+	bson_t filter = BSON_INITIALIZER;
 	const char *action = tr_query(c, "action");
-	char *next = NULL;
-	int rc;
 
-	if (!tr_list_query_parse(c, sorts, &q))
-		goto out;
 	if (action)
 		BSON_APPEND_UTF8(&filter, "action", action);
-	BSON_APPEND_ARRAY_BEGIN(&doc, "items", &items);
-	rc = tr_db_list(c->db, AUDIT, &filter, &q, &items, &next);
-	bson_append_array_end(&doc, &items);
-	tr_list_query_free(&q);
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
-		goto out;
-	}
-	next ? (void)BSON_APPEND_UTF8(&doc, "next_cursor", next)
-	     : (void)BSON_APPEND_NULL(&doc, "next_cursor");
-	free(next);
-	tr_reply_json(c, 200, &doc);
-out:
+	tr_list_reply(c, AUDIT, &filter, sorts);
 	bson_destroy(&filter);
-	bson_destroy(&doc);
 }

@@ -161,31 +161,11 @@ tags_delete(struct tr_ctx *c)
 void
 tags_list(struct tr_ctx *c)
 {
-	struct tr_list_query q;
-	bson_t filter = BSON_INITIALIZER, doc = BSON_INITIALIZER, items;
-	char *next = NULL;
+	bson_t filter = BSON_INITIALIZER;
 	const char *name = tr_query(c, "name");
-	int rc;
 
-	if (!tr_list_query_parse(c, sorts, &q))
-		goto out;
 	if (name)
 		BSON_APPEND_UTF8(&filter, "name", name);
-	BSON_APPEND_ARRAY_BEGIN(&doc, "items", &items);
-	rc = tr_db_list(c->db, COLL, &filter, &q, &items, &next);
-	bson_append_array_end(&doc, &items);
-	tr_list_query_free(&q);
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
-		goto out;
-	}
-	if (next)
-		BSON_APPEND_UTF8(&doc, "next_cursor", next);
-	else
-		BSON_APPEND_NULL(&doc, "next_cursor");
-	free(next);
-	tr_reply_json(c, 200, &doc);
-out:
-	bson_destroy(&doc);
+	tr_list_reply(c, COLL, &filter, sorts);
 	bson_destroy(&filter);
 }

@@ -13,7 +13,8 @@ test_exact_permission_is_granted_without_own_limit(void **state)
 	bool own = true;
 
 	(void)state;
-	assert_true(tr_permission_check("system.tags.read system.tags.write", "system.tags.write", &own));
+	assert_true(
+	    tr_permission_check("system.tags.read system.tags.write", "system.tags.write", &own));
 	assert_false(own);
 }
 
@@ -33,7 +34,8 @@ test_full_form_wins_over_own_form(void **state)
 	bool own = true;
 
 	(void)state;
-	assert_true(tr_permission_check("crm.leads.read:own crm.leads.read", "crm.leads.read", &own));
+	assert_true(
+	    tr_permission_check("crm.leads.read:own crm.leads.read", "crm.leads.read", &own));
 	assert_false(own);
 }
 
@@ -54,7 +56,8 @@ test_prefix_of_a_permission_is_not_the_permission(void **state)
 	bool own;
 
 	(void)state;
-	assert_false(tr_permission_check("system.tags.readx system.tags", "system.tags.read", &own));
+	assert_false(
+	    tr_permission_check("system.tags.readx system.tags", "system.tags.read", &own));
 	assert_false(tr_permission_check("system.tags.read:ownx", "system.tags.read", &own));
 }
 
@@ -98,14 +101,14 @@ int
 main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_exact_permission_is_granted_without_own_limit),
-		cmocka_unit_test(test_own_form_grants_with_own_limit),
-		cmocka_unit_test(test_full_form_wins_over_own_form),
-		cmocka_unit_test(test_missing_permission_is_refused),
-		cmocka_unit_test(test_prefix_of_a_permission_is_not_the_permission),
-		cmocka_unit_test(test_catalogue_validates_names_with_and_without_own),
-		cmocka_unit_test(test_builtin_roles_are_seven_and_owner_has_everything),
-		cmocka_unit_test(test_role_names_are_short_lowercase_words),
+	    cmocka_unit_test(test_exact_permission_is_granted_without_own_limit),
+	    cmocka_unit_test(test_own_form_grants_with_own_limit),
+	    cmocka_unit_test(test_full_form_wins_over_own_form),
+	    cmocka_unit_test(test_missing_permission_is_refused),
+	    cmocka_unit_test(test_prefix_of_a_permission_is_not_the_permission),
+	    cmocka_unit_test(test_catalogue_validates_names_with_and_without_own),
+	    cmocka_unit_test(test_builtin_roles_are_seven_and_owner_has_everything),
+	    cmocka_unit_test(test_role_names_are_short_lowercase_words),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
