@@ -222,6 +222,7 @@ verify_uncached(const char *token, struct tr_principal *p, long *exp_out, const 
 	errno = 0;
 	exp = jwt_get_grant_int(jwt, "exp");
 	*exp_out = exp;
+	p->token_exp = exp;
 	if (errno || exp + TR_JWT_LEEWAY_S < now) {
 		*why = "expired";
 		goto out;

@@ -45,6 +45,9 @@ struct tr_config {
 	int rate_limit_rps;
 	int rate_limit_burst;
 	int max_connections;
+	int ws_auth_timeout; /* seconds */
+	int ws_max_frame;    /* bytes */
+	int ws_send_queue;   /* frames */
 	char migrations_dir[512];
 	char log_level[16];
 };

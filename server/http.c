@@ -23,6 +23,7 @@
 #include "response.h"
 #include "router.h"
 #include "util.h"
+#include "ws.h"
 
 #define HEADER_BUF 4096
 #define ONE_WRITE_MAX (64 * 1024) /* bodies up to this go out with the headers */
@@ -64,6 +65,7 @@ struct exchange {
 /* Per connection (lws per-session data). */
 struct conn {
 	struct exchange *ex;
+	void *ws; /* struct ws_conn, for an upgraded connection (ws.c) */
 };
 
 static struct {
@@ -768,6 +770,13 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 				exchange_free(ex);
 		}
 		break;
+	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+	case LWS_CALLBACK_ESTABLISHED:
+	case LWS_CALLBACK_RECEIVE:
+	case LWS_CALLBACK_SERVER_WRITEABLE:
+	case LWS_CALLBACK_TIMER:
+	case LWS_CALLBACK_CLOSED:
+		return conn ? tr_ws_callback(wsi, reason, &conn->ws, in, len) : -1;
 	case LWS_CALLBACK_WSI_CREATE:
 		tr_metrics_connections(1);
 		break;

@@ -27,6 +27,7 @@
 #include "redis.h"
 #include "router.h"
 #include "session.h"
+#include "ws.h"
 
 #define SHUTDOWN_POLL_MS 50
 
@@ -104,6 +105,7 @@ signal_cb(uv_signal_t *s, int signum)
 	M.stopping = true;
 	tr_info("shutdown: signal %d, draining %d requests", signum, tr_http_inflight());
 	tr_http_stop_accepting();
+	tr_ws_shutdown(); /* 1001 to every WebSocket */
 	M.drain_deadline = uv_now(M.loop) + (uint64_t)M.cfg.shutdown_grace * 1000;
 	uv_timer_start(&M.drain_timer, drain_cb, 0, SHUTDOWN_POLL_MS);
 }
@@ -157,6 +159,7 @@ serve(void)
 		return 2;
 	}
 	tr_redis_init(M.loop, &M.cfg);
+	tr_ws_init(M.loop, &M.cfg);
 	tr_health_init(M.loop, &M.cfg, migrated);
 	uv_signal_init(M.loop, &M.sigterm);
 	uv_signal_init(M.loop, &M.sigint);

@@ -86,6 +86,7 @@ struct tr_principal {
 	char session_id[65];
 	const char *perms; /* space-separated permissions of the session */
 	bool own_only;	   /* the route's permission is held only as ":own" */
+	long token_exp;	   /* exp of the access token */
 };
 
 struct tr_query_param {

@@ -77,6 +77,8 @@ title_for(int status)
 		return "Unsupported media type";
 	case 422:
 		return "Validation failed";
+	case 426:
+		return "Upgrade required";
 	case 429:
 		return "Too many requests";
 	case 503:

@@ -9,6 +9,8 @@ static const struct tr_route routes[] = {
     {TR_GET, "/metrics", system_metrics, NULL, TR_PUBLIC | TR_INLINE, "Prometheus metrics."},
     {TR_GET, "/v1/openapi.json", system_openapi, NULL, TR_PUBLIC | TR_INLINE,
      "This API's OpenAPI document."},
+    {TR_GET, "/v1/ws", system_ws_upgrade_required, NULL, TR_PUBLIC | TR_INLINE,
+     "WebSocket push: upgrade, then the protocol of CONTRACT.md (auth, subscribe, ping)."},
     {TR_GET, "/v1/tags", tags_list, "system.tags.read", 0,
      "List the tenant's tags (cursor pagination)."},
     {TR_POST, "/v1/tags", tags_create, "system.tags.write", TR_JSON_BODY | TR_IDEMPOTENT,

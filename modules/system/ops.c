@@ -159,3 +159,11 @@ system_openapi(struct tr_ctx *c)
 	tr_reply_json(c, 200, &doc);
 	bson_destroy(&doc);
 }
+
+/* A plain GET of the WebSocket endpoint: say how to use it. */
+void
+system_ws_upgrade_required(struct tr_ctx *c)
+{
+	tr_problem(c, 426, "upgrade-required",
+		   "this endpoint speaks WebSocket: connect with an Upgrade request");
+}

@@ -8,6 +8,7 @@ void system_healthz(struct tr_ctx *c);
 void system_readyz(struct tr_ctx *c);
 void system_metrics(struct tr_ctx *c);
 void system_openapi(struct tr_ctx *c);
+void system_ws_upgrade_required(struct tr_ctx *c);
 
 void tags_list(struct tr_ctx *c);
 void tags_create(struct tr_ctx *c);

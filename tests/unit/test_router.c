@@ -89,7 +89,7 @@ test_init_flattens_every_registry_route(void **state)
 	for (size_t i = 0; i < tr_nmodules; i++)
 		total += tr_modules[i]->nroutes;
 	assert_int_equal(tr_router_count(), (int)total);
-	assert_true(total > 9); /* system (9 rows) and at least one more module */
+	assert_true(total > tr_modules[0]->nroutes); /* system and at least one more module */
 }
 
 static void
@@ -100,9 +100,11 @@ test_routes_keep_registry_order_and_module_name(void **state)
 
 	assert_string_equal(tr_router_route(0)->path, "/healthz");
 	assert_string_equal(tr_router_module_name(0), "system");
-	/* the system module's 9 rows come first, in table order */
-	assert_string_equal(tr_router_route(8)->path, "/v1/tags/{id}");
-	assert_string_equal(tr_router_module_name(8), "system");
+	/* the system module's rows come first, in table order */
+	int last_system = (int)tr_modules[0]->nroutes - 1;
+	assert_ptr_equal(tr_router_route(last_system), &tr_modules[0]->routes[last_system]);
+	assert_string_equal(tr_router_module_name(last_system), "system");
+	assert_string_equal(tr_router_module_name(last_system + 1), tr_modules[1]->name);
 	/* the last row is the last module's last row */
 	assert_ptr_equal(tr_router_route(tr_router_count() - 1), &last->routes[last->nroutes - 1]);
 	assert_string_equal(tr_router_module_name(tr_router_count() - 1), last->name);
