@@ -101,10 +101,12 @@ exchange_free(struct exchange *ex)
 static struct exchange *
 exchange_new(struct lws *wsi)
 {
-	struct exchange *ex = calloc(1, sizeof(*ex));
+	struct exchange *ex = NULL;
 
-	if (!ex)
+	/* It holds bson_t values, which need 128-byte alignment. */
+	if (posix_memalign((void **)&ex, 128, sizeof(*ex)) != 0)
 		return NULL;
+	memset(ex, 0, sizeof(*ex));
 	H.inflight++;
 	ex->wsi = wsi;
 	tr_arena_init(&ex->arena);
@@ -793,6 +795,26 @@ static const struct lws_protocols protocols[] = {
     {"http", http_cb, sizeof(struct conn), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
+
+int
+tr_http_refuse(struct lws *wsi, int status, const char *slug, const char *detail)
+{
+	unsigned char buf[LWS_PRE + 1024];
+	char body[512];
+	int n = snprintf(body, sizeof(body),
+			 "{\"type\":\"https://trellis.dev/errors/%s\",\"title\":\"%s\","
+			 "\"status\":%d,\"detail\":\"%s\"}",
+			 slug, status == 404 ? "Not found" : "Service unavailable", status, detail);
+	/* Written whole, as HTTP/1.1: at this stage of an upgrade lws would
+	 * answer HTTP/1.0, which WebSocket clients refuse to read. */
+	int len = snprintf((char *)buf + LWS_PRE, sizeof(buf) - LWS_PRE,
+			   "HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
+			   "content-length: %d\r\nconnection: close\r\n\r\n%s",
+			   status, status == 404 ? "Not Found" : "Service Unavailable", n, body);
+	if (len > 0 && (size_t)len < sizeof(buf) - LWS_PRE)
+		lws_write(wsi, buf + LWS_PRE, (size_t)len, LWS_WRITE_HTTP_HEADERS);
+	return -1;
+}
 
 /* ---- listener ---- */
 

@@ -23,6 +23,11 @@ int tr_http_init(uv_loop_t *loop, const struct tr_config *cfg, char *err, size_t
 void tr_http_stop_accepting(void);
 /* Requests begun and not yet answered. */
 int tr_http_inflight(void);
+/* Answers a request that cannot go on (a WebSocket upgrade on another
+ * path) with a problem+json and closes; returns -1 for the lws callback. */
+struct lws;
+int tr_http_refuse(struct lws *wsi, int status, const char *slug, const char *detail);
+
 /* Destroys the libwebsockets context (closes every connection). */
 void tr_http_destroy(void);
 

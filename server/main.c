@@ -86,7 +86,8 @@ static void
 drain_cb(uv_timer_t *t)
 {
 	(void)t;
-	if (tr_http_inflight() > 0 && uv_now(M.loop) < M.drain_deadline)
+	/* WebSockets were sent 1001; they close once it is written. */
+	if ((tr_http_inflight() > 0 || tr_ws_count() > 0) && uv_now(M.loop) < M.drain_deadline)
 		return;
 	if (tr_http_inflight() > 0)
 		tr_warn("shutdown: %d requests still in flight after %d s; closing",

@@ -7,6 +7,7 @@
 
 #include "auth.h"
 #include "json.h"
+#include "http.h"
 #include "log.h"
 #include "perm.h"
 #include "redis.h"
@@ -230,7 +231,8 @@ out:
 
 struct auth_call {
 	struct ws_conn *conn;
-	bson_t topics_msg; /* the auth frame, for its "topics" */
+	bson_t *topics_msg; /* the auth frame, for its "topics" (a pointer:
+			     * bson_t needs 128-byte alignment calloc does not give) */
 	bool has_topics;
 };
 
@@ -267,10 +269,10 @@ auth_gate_cb(void *arg, int status, const struct tr_gate *g)
 	BSON_APPEND_NULL(&doc, "last_event_id");
 	send_json(c, &doc);
 	if (ac->has_topics)
-		change_topics(c, &ac->topics_msg, true);
+		change_topics(c, ac->topics_msg, true);
 out:
 	bson_destroy(&doc);
-	bson_destroy(&ac->topics_msg);
+	bson_destroy(ac->topics_msg);
 	free(ac);
 }
 
@@ -293,14 +295,14 @@ on_auth(struct ws_conn *c, const bson_t *msg)
 		return;
 	}
 	ac->conn = c;
-	bson_copy_to(msg, &ac->topics_msg);
+	ac->topics_msg = bson_copy(msg);
 	ac->has_topics = bson_iter_init_find(&it, msg, "topics");
 	c->exp = c->principal.token_exp; /* for the expiry timer */
 	c->state = WS_AUTHING;
 	c->checking = true;
 	if (tr_auth_gate(&c->principal, auth_gate_cb, ac) != TR_OK) {
 		c->checking = false;
-		bson_destroy(&ac->topics_msg);
+		bson_destroy(ac->topics_msg);
 		free(ac);
 		send_error(c, "unavailable", "the session store is unavailable; reconnect shortly");
 		close_with(c, 1013, "try again later");
@@ -457,9 +459,13 @@ tr_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void **slot, v
 	switch (reason) {
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION: {
 		char uri[64];
-		if (W.stopping || lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
+		if (W.stopping)
+			return tr_http_refuse(wsi, 503, "dependency-unavailable",
+					      "the server is shutting down");
+		if (lws_hdr_copy(wsi, uri, sizeof(uri), WSI_TOKEN_GET_URI) <= 0 ||
 		    strcmp(uri, WS_PATH) != 0)
-			return 1; /* refuse the upgrade */
+			return tr_http_refuse(wsi, 404, "not-found",
+					      "WebSocket connections are served at /v1/ws only");
 		return 0;
 	}
 	case LWS_CALLBACK_ESTABLISHED:
