@@ -51,7 +51,8 @@ struct ws_conn {
 	long exp;
 	struct frame *q_head, *q_tail;
 	int q_len;
-	int close_code;
+	int close_code; /* to send once the queue is empty */
+	bool close_sent;
 	char close_reason[64];
 	char *rx;
 	size_t rx_len;
@@ -419,6 +420,8 @@ on_writeable(struct ws_conn *c)
 {
 	struct frame *f = c->q_head;
 
+	if (c->close_sent)
+		return 0;
 	if (f) {
 		c->q_head = f->next;
 		if (!c->q_head)
@@ -445,8 +448,16 @@ on_writeable(struct ws_conn *c)
 		buf[LWS_PRE + 2] = (unsigned char)(c->close_code >> 8);
 		buf[LWS_PRE + 3] = (unsigned char)(c->close_code & 0xff);
 		memcpy(buf + LWS_PRE + 4, c->close_reason, rlen);
-		lws_write(c->wsi, buf + LWS_PRE, 4 + rlen, LWS_WRITE_RAW);
-		return -1;
+		if (lws_write(c->wsi, buf + LWS_PRE, 4 + rlen, LWS_WRITE_RAW) < 0)
+			return -1;
+		/* Closing the socket now could lose the close frame: if the
+		 * client is still sending, unread data makes the kernel reset
+		 * the connection. Wait for the client's close (lws answers it
+		 * and closes), discarding what arrives, for a few seconds. */
+		c->close_code = 0;
+		c->close_sent = true;
+		lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_ACK, 3);
+		return 0;
 	}
 	return 0;
 }
