@@ -196,7 +196,7 @@ tr_session_refresh(const char *refresh_token, struct tr_tokens *out)
 	if (state == -1) {
 		/* A rotated token came back: someone else may hold the
 		 * current one. End the whole session. */
-		tr_session_revoke(tid, sid);
+		tr_session_revoke(tid, uid, sid);
 		rc = TR_EINVALID;
 		goto fail;
 	}
@@ -213,13 +213,18 @@ fail:
 }
 
 int
-tr_session_revoke(const char *tid, const char *sid)
+tr_session_revoke(const char *tid, const char *uid, const char *sid)
 {
 	redisReply *r = tr_kv_commandf("DEL t:%s:sess:%s", tid, sid);
 
 	if (!r)
 		return TR_EUNAVAILABLE;
 	freeReplyObject(r);
+	if (uid && tr_is_object_id(uid)) { /* the user's set of sessions */
+		r = tr_kv_commandf("SREM t:%s:usess:%s %s", tid, uid, sid);
+		if (r)
+			freeReplyObject(r);
+	}
 	r = tr_kv_commandf("PUBLISH %s %s:%s", TR_REVOKE_CHANNEL, tid, sid);
 	if (r)
 		freeReplyObject(r);

@@ -28,7 +28,8 @@ void tr_tokens_free(struct tr_tokens *t);
 int tr_session_create(const char *tid, const char *uid, const char *perms, const char *me_json,
 		      struct tr_tokens *out);
 int tr_session_refresh(const char *refresh_token, struct tr_tokens *out);
-int tr_session_revoke(const char *tid, const char *sid);
+/* Ends one session; uid (may be NULL) also drops it from the user's set. */
+int tr_session_revoke(const char *tid, const char *uid, const char *sid);
 /* Ends every session of a user (deactivation). */
 int tr_sessions_revoke_user(const char *tid, const char *uid);
 /* Rewrites the permissions and /v1/me document of a user's live sessions. */

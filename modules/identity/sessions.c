@@ -350,7 +350,7 @@ void
 identity_logout(struct tr_ctx *c)
 {
 	const struct tr_principal *p = &c->req->principal;
-	int rc = tr_session_revoke(p->tenant_hex, p->session_id);
+	int rc = tr_session_revoke(p->tenant_hex, p->user_hex, p->session_id);
 
 	tr_sessions_changed(c, p->tenant_hex, NULL, p->session_id);
 	if (rc != TR_OK)
