@@ -696,3 +696,27 @@ out:
 	free(next);
 	bson_destroy(&doc);
 }
+
+void
+tr_reply_resource(struct tr_ctx *c, int status, const bson_t *stored)
+{
+	bson_t out = BSON_INITIALIZER;
+	bson_iter_t it;
+
+	tr_render_resource(stored, &out);
+	if (bson_iter_init_find(&it, stored, "version"))
+		c->resp->etag_version = bson_iter_as_int64(&it);
+	tr_reply_json(c, status, &out);
+	bson_destroy(&out);
+}
+
+bool
+tr_if_match(struct tr_ctx *c, long long *version)
+{
+	*version = tr_if_match_version(c->req->if_match);
+	if (*version == 0) {
+		tr_problem(c, 400, "malformed-request", "If-Match must be a version such as \"3\"");
+		return false;
+	}
+	return true;
+}

@@ -73,6 +73,15 @@ int tr_db_list(struct tr_db *db, const char *coll, const bson_t *filter,
 void tr_list_reply(struct tr_ctx *c, const char *coll, const bson_t *filter,
 		   const char *const *sorts);
 
+/* Replies with a stored record rendered as an API resource, with its
+ * version as ETag. */
+void tr_reply_resource(struct tr_ctx *c, int status, const bson_t *stored);
+
+/* The If-Match of the request as an expected version (<= 0: none sent).
+ * A header that is not a version is the client's error: sets a 400 and
+ * returns false. */
+bool tr_if_match(struct tr_ctx *c, long long *version);
+
 /* Parses an If-Match header ("3", "\"3\"", W/"3" not accepted); -1 when
  * absent, 0 when malformed (the caller answers 400 for 0). */
 long long tr_if_match_version(const char *header);

@@ -12,19 +12,6 @@
 
 static const char *const sorts[] = {"-created_at", "created_at", "email", NULL};
 
-static void
-reply_user(struct tr_ctx *c, int status, const bson_t *stored)
-{
-	bson_t out = BSON_INITIALIZER;
-	bson_iter_t it;
-
-	tr_render_resource(stored, &out);
-	if (bson_iter_init_find(&it, stored, "version"))
-		c->resp->etag_version = bson_iter_as_int64(&it);
-	tr_reply_json(c, status, &out);
-	bson_destroy(&out);
-}
-
 /* Is the caller an owner? Only owners may touch owners or grant the role. */
 static int
 caller_is_owner(struct tr_ctx *c, bool *owner)
@@ -106,7 +93,7 @@ users_create(struct tr_ctx *c)
 		snprintf(loc, 48, "/v1/users/%s", hex);
 		c->resp->location = loc;
 		identity_audit(c, "user.created", "user", hex);
-		reply_user(c, 201, &stored);
+		tr_reply_resource(c, 201, &stored);
 	}
 out:
 	bson_destroy(&set);
@@ -120,21 +107,10 @@ users_get(struct tr_ctx *c)
 	int rc = tr_db_get(c->db, USERS, tr_param(c, 0), &stored);
 
 	if (rc == TR_OK)
-		reply_user(c, 200, &stored);
+		tr_reply_resource(c, 200, &stored);
 	else
 		tr_problem_from_err(c, rc);
 	bson_destroy(&stored);
-}
-
-static bool
-if_match(struct tr_ctx *c, long long *v)
-{
-	*v = tr_if_match_version(c->req->if_match);
-	if (*v == 0) {
-		tr_problem(c, 400, "malformed-request", "If-Match must be a version such as \"3\"");
-		return false;
-	}
-	return true;
 }
 
 /* Applies `set` to a user after the owner and self rules; used by PATCH
@@ -189,7 +165,7 @@ change_user(struct tr_ctx *c, bson_t *set, long long version, int ok_status)
 	if (ok_status == 204)
 		tr_reply_empty(c, 204);
 	else
-		reply_user(c, 200, &stored);
+		tr_reply_resource(c, 200, &stored);
 out:
 	bson_destroy(&target);
 	bson_destroy(&stored);
@@ -216,7 +192,7 @@ users_update(struct tr_ctx *c)
 		else
 			BSON_APPEND_BOOL(&set, "active", bson_iter_bool(&it));
 	}
-	if (!ok || !if_match(c, &version))
+	if (!ok || !tr_if_match(c, &version))
 		goto out;
 	if (name)
 		BSON_APPEND_UTF8(&set, "name", name);
@@ -241,7 +217,7 @@ users_delete(struct tr_ctx *c)
 	bson_t set = BSON_INITIALIZER;
 	long long version;
 
-	if (if_match(c, &version)) {
+	if (tr_if_match(c, &version)) {
 		BSON_APPEND_BOOL(&set, "active", false);
 		change_user(c, &set, version, 204);
 	}

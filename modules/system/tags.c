@@ -50,19 +50,6 @@ read_body(struct tr_ctx *c, bool creating, bson_t *set)
 }
 
 static void
-reply_tag(struct tr_ctx *c, int status, const bson_t *stored)
-{
-	bson_t out = BSON_INITIALIZER;
-	bson_iter_t it;
-
-	tr_render_resource(stored, &out);
-	if (bson_iter_init_find(&it, stored, "version"))
-		c->resp->etag_version = bson_iter_as_int64(&it);
-	tr_reply_json(c, status, &out);
-	bson_destroy(&out);
-}
-
-static void
 conflict_or_error(struct tr_ctx *c, int rc)
 {
 	if (rc == TR_EDUPLICATE)
@@ -89,7 +76,7 @@ tags_create(struct tr_ctx *c)
 			snprintf(loc, 48, "/v1/tags/%s", hex);
 			c->resp->location = loc;
 		}
-		reply_tag(c, 201, &stored);
+		tr_reply_resource(c, 201, &stored);
 	} else {
 		conflict_or_error(c, rc);
 	}
@@ -105,22 +92,10 @@ tags_get(struct tr_ctx *c)
 	int rc = tr_db_get(c->db, COLL, tr_param(c, 0), &stored);
 
 	if (rc == TR_OK)
-		reply_tag(c, 200, &stored);
+		tr_reply_resource(c, 200, &stored);
 	else
 		tr_problem_from_err(c, rc);
 	bson_destroy(&stored);
-}
-
-/* If-Match present but unusable is the client's error (400). */
-static bool
-expected_version(struct tr_ctx *c, long long *v)
-{
-	*v = tr_if_match_version(c->req->if_match);
-	if (*v == 0) {
-		tr_problem(c, 400, "malformed-request", "If-Match must be a version such as \"3\"");
-		return false;
-	}
-	return true;
 }
 
 void
@@ -130,12 +105,12 @@ tags_update(struct tr_ctx *c)
 	long long version;
 	int rc;
 
-	if (!read_body(c, false, &set) || !expected_version(c, &version))
+	if (!read_body(c, false, &set) || !tr_if_match(c, &version))
 		goto out;
 	bson_destroy(&stored);
 	rc = tr_db_update(c->db, COLL, tr_param(c, 0), version, &set, NULL, &stored);
 	if (rc == TR_OK)
-		reply_tag(c, 200, &stored);
+		tr_reply_resource(c, 200, &stored);
 	else
 		conflict_or_error(c, rc);
 out:
@@ -149,7 +124,7 @@ tags_delete(struct tr_ctx *c)
 	long long version;
 	int rc;
 
-	if (!expected_version(c, &version))
+	if (!tr_if_match(c, &version))
 		return;
 	rc = tr_db_delete(c->db, COLL, tr_param(c, 0), version);
 	if (rc == TR_OK)
