@@ -81,6 +81,23 @@ static const struct key keys[] = {
 	"Largest WebSocket message a client may send (1009)."),
     INT(ws_send_queue, "1024", 16, 1000000,
 	"Frames queued for a slow WebSocket client before it is closed with 4009."),
+    INT(ws_rate, "20", 1, 100000, "Frames per second a WebSocket client may send (refill)."),
+    INT(ws_rate_burst, "40", 1, 1000000, "Frames a WebSocket client may send in a burst."),
+    INT(events_max_len, "100000", 100, 100000000,
+	"Events kept per tenant for resume (older ones are trimmed)."),
+    INT(events_max_age, "86400", 60, 31536000, "Seconds an event is kept for resume."),
+    INT(outbox_grace_ms, "5000", 100, 3600000,
+	"Age at which the relay publishes an event its writer did not (crash)."),
+    INT(outbox_dedupe_s, "600", 10, 86400,
+	"Seconds a published event's outbox id is remembered, so a retry does not publish twice."),
+    STR(roles, "all", "What this process does: all, or a comma list of api, ws, worker."),
+    INT(job_workers, "2", 0, 64, "Threads running background jobs (worker role)."),
+    INT(job_visibility_ms, "30000", 100, 86400000,
+	"A job taken by a worker that stops answering is retried after this long."),
+    INT(job_max_attempts, "5", 1, 100, "Runs of a failing job before it is dead-lettered."),
+    INT(job_backoff_ms, "1000", 1, 3600000, "Delay before a job's first retry; doubles each time."),
+    INT(job_backoff_max_ms, "300000", 1, 86400000, "Longest delay between retries."),
+    INT(webhook_timeout_ms, "5000", 100, 60000, "How long a webhook receiver may take to answer."),
     INT(max_connections, "20000", 64, 1000000, "Most simultaneous client connections."),
     STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),
     STR(log_level, "info", "debug, info, warn or error."),
@@ -275,6 +292,36 @@ bad:
 	return -1;
 }
 
+/* roles: "all" or a comma list of api, ws, worker (at least one). */
+static int
+parse_roles(struct tr_config *cfg, char *err, int errlen)
+{
+	char buf[sizeof(cfg->roles)], *save = NULL;
+
+	cfg->role_api = cfg->role_ws = cfg->role_worker = false;
+	snprintf(buf, sizeof(buf), "%s", cfg->roles);
+	for (char *r = strtok_r(buf, ", ", &save); r; r = strtok_r(NULL, ", ", &save)) {
+		if (strcmp(r, "all") == 0)
+			cfg->role_api = cfg->role_ws = cfg->role_worker = true;
+		else if (strcmp(r, "api") == 0)
+			cfg->role_api = true;
+		else if (strcmp(r, "ws") == 0)
+			cfg->role_ws = true;
+		else if (strcmp(r, "worker") == 0)
+			cfg->role_worker = true;
+		else {
+			snprintf(err, errlen, "roles: unknown role \"%s\" (all, api, ws, worker)",
+				 r);
+			return -1;
+		}
+	}
+	if (!cfg->role_api && !cfg->role_ws && !cfg->role_worker) {
+		snprintf(err, errlen, "roles must name at least one of all, api, ws, worker");
+		return -1;
+	}
+	return 0;
+}
+
 int
 tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 {
@@ -333,7 +380,7 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 	}
 	if (parse_mongo_uri(cfg, err, errlen) != 0 || parse_redis_url(cfg, err, errlen) != 0)
 		return -1;
-	return 0;
+	return parse_roles(cfg, err, errlen);
 }
 
 int

@@ -48,6 +48,20 @@ struct tr_config {
 	int ws_auth_timeout; /* seconds */
 	int ws_max_frame;    /* bytes */
 	int ws_send_queue;   /* frames */
+	int ws_rate;	     /* frames per second a client may send */
+	int ws_rate_burst;
+	int events_max_len;  /* entries kept per tenant stream */
+	int events_max_age;  /* seconds an event is kept */
+	int outbox_grace_ms; /* age before the relay publishes an outbox record */
+	int outbox_dedupe_s; /* how long a published outbox id is remembered */
+	char roles[64];	     /* "all" or a list of api, ws, worker */
+	bool role_api, role_ws, role_worker;
+	int job_workers;
+	int job_visibility_ms;
+	int job_max_attempts;
+	int job_backoff_ms;
+	int job_backoff_max_ms;
+	int webhook_timeout_ms;
 	char migrations_dir[512];
 	char log_level[16];
 };

@@ -15,6 +15,7 @@
 #include "auth.h"
 #include "perm.h"
 #include "dbpool.h"
+#include "events.h"
 #include "health.h"
 #include "json.h"
 #include "log.h"
@@ -310,6 +311,9 @@ after_work_cb(uv_work_t *w, int status)
 	ex->waiting = false;
 	if (ex->resp.evict) /* before anyone can see the response */
 		tr_auth_evict(ex->resp.evict_tid, ex->resp.evict_uid, ex->resp.evict_sid);
+	/* The write is done, whether or not its client is still there. */
+	tr_events_publish(ex->resp.events);
+	ex->resp.events = ex->resp.events_tail = NULL;
 	tr_metrics_db_observe(ex->db_seconds, !ex->db_unavailable);
 	if (ex->db_unavailable)
 		tr_health_report_db_down();

@@ -17,6 +17,7 @@
 #include "auth.h"
 #include "config.h"
 #include "dbpool.h"
+#include "events.h"
 #include "health.h"
 #include "http.h"
 #include "kv.h"
@@ -78,6 +79,7 @@ finish_stop(void)
 	uv_close((uv_handle_t *)&M.sigterm, NULL);
 	uv_close((uv_handle_t *)&M.sigint, NULL);
 	tr_health_close();
+	tr_events_stop();
 	tr_redis_close();
 	tr_http_destroy();
 }
@@ -159,8 +161,11 @@ serve(void)
 		tr_dbpool_free();
 		return 2;
 	}
+	tr_events_register(&M.cfg);
+	tr_ws_register();
 	tr_redis_init(M.loop, &M.cfg);
 	tr_ws_init(M.loop, &M.cfg);
+	tr_events_start(M.loop);
 	tr_health_init(M.loop, &M.cfg, migrated);
 	uv_signal_init(M.loop, &M.sigterm);
 	uv_signal_init(M.loop, &M.sigint);

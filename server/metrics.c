@@ -154,6 +154,17 @@ put_histogram(struct out *o, const char *name, const char *labels, const struct 
 	put(o, "%s_count{%s} %llu\n", name, labels, h->count);
 }
 
+#define MAX_SOURCES 4
+static tr_metrics_source sources[MAX_SOURCES];
+static int nsources;
+
+void
+tr_metrics_add_source(tr_metrics_source fn)
+{
+	if (nsources < MAX_SOURCES)
+		sources[nsources++] = fn;
+}
+
 char *
 tr_metrics_render(size_t *len)
 {
@@ -202,6 +213,12 @@ tr_metrics_render(size_t *len)
 	    "# HELP trellis_connections Open client connections.\n"
 	    "# TYPE trellis_connections gauge\ntrellis_connections %lld\n",
 	    M.connections);
+	for (int i = 0; i < nsources; i++) {
+		char *text = sources[i]();
+		if (text)
+			put(&o, "%s", text);
+		free(text);
+	}
 	*len = o.len;
 	return o.buf;
 }

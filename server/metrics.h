@@ -19,5 +19,9 @@ void tr_metrics_connections(int delta);
 
 /* The exposition text; free() it. */
 char *tr_metrics_render(size_t *len);
+/* Another part's metrics: a function returning malloc'd Prometheus text,
+ * called on every render (loop thread). Register at start. */
+typedef char *(*tr_metrics_source)(void);
+void tr_metrics_add_source(tr_metrics_source fn);
 
 #endif

@@ -144,9 +144,12 @@ struct tr_resp {
 	/* sessions changed by this request (see tr_sessions_changed) */
 	bool evict;
 	const char *evict_tid, *evict_uid, *evict_sid;
+	/* events recorded by tr_emit, published once the response is out */
+	struct tr_event_out *events, *events_tail;
 };
 
 struct tr_db;
+struct tr_event_out;
 
 struct tr_ctx {
 	struct tr_req *req;

@@ -52,6 +52,7 @@ static struct {
 } R;
 
 static void connect_now(void);
+static void drop_subscriber(void);
 
 static void
 list_remove(struct call *c)
@@ -302,6 +303,7 @@ sweep_cb(uv_timer_t *t)
 	if (overdue) {
 		tr_warn("redis: no reply within %d ms, reconnecting", R.cfg->dep_timeout_ms);
 		drop_connection();
+		drop_subscriber(); /* the same server: its messages may stall too */
 	}
 }
 
@@ -318,10 +320,172 @@ tr_redis_init(uv_loop_t *loop, const struct tr_config *cfg)
 	return 0;
 }
 
+/* ---- the subscriber: a second connection in subscribe mode ---- */
+
+#define MAX_CHANNELS 4
+
+static struct {
+	redisAsyncContext *ac;
+	bool connected, up;
+	int backoff_ms, nchannels, confirmed;
+	const char *channels[MAX_CHANNELS];
+	tr_redis_msg_cb on_msg;
+	tr_redis_sub_state_cb on_state;
+	uv_timer_t timer;
+	bool started;
+} S;
+
+static void sub_connect(void);
+
+static void
+sub_lost(void)
+{
+	bool was_up = S.up;
+
+	S.ac = NULL;
+	S.connected = S.up = false;
+	S.confirmed = 0;
+	if (was_up)
+		S.on_state(false);
+	if (R.closing)
+		return;
+	uv_timer_start(&S.timer, (uv_timer_cb)sub_connect, (uint64_t)S.backoff_ms, 0);
+	S.backoff_ms = S.backoff_ms * 2 > RECONNECT_MAX_MS ? RECONNECT_MAX_MS : S.backoff_ms * 2;
+}
+
+static void
+sub_reply_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	redisReply *r = reply;
+	(void)ac;
+	(void)privdata;
+
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements < 3 ||
+	    r->element[0]->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(r->element[0]->str, "message") == 0 &&
+	    r->element[1]->type == REDIS_REPLY_STRING &&
+	    r->element[2]->type == REDIS_REPLY_STRING) {
+		S.on_msg(r->element[1]->str, r->element[2]->str, r->element[2]->len);
+	} else if (strcmp(r->element[0]->str, "subscribe") == 0) {
+		if (++S.confirmed == S.nchannels && !S.up) {
+			S.up = true;
+			S.backoff_ms = RECONNECT_MIN_MS;
+			tr_info("redis: subscribed to %d channels", S.nchannels);
+			S.on_state(true);
+		}
+	}
+}
+
+static void
+sub_setup_cb(redisAsyncContext *ac, void *reply, void *privdata)
+{
+	redisReply *r = reply;
+	(void)ac;
+	(void)privdata;
+	if (r && r->type == REDIS_REPLY_ERROR)
+		tr_error("redis: subscriber setup failed: %s", r->str);
+}
+
+static void
+sub_connected_cb(const redisAsyncContext *ac, int status)
+{
+	if (status != REDIS_OK) {
+		tr_warn("redis: subscriber connect failed: %s", ac->errstr);
+		sub_lost();
+		return;
+	}
+	S.connected = true;
+	if (R.cfg->redis_user[0])
+		redisAsyncCommand(S.ac, sub_setup_cb, NULL, "AUTH %s %s", R.cfg->redis_user,
+				  R.cfg->redis_password);
+	else if (R.cfg->redis_password[0])
+		redisAsyncCommand(S.ac, sub_setup_cb, NULL, "AUTH %s", R.cfg->redis_password);
+	for (int i = 0; i < S.nchannels; i++)
+		redisAsyncCommand(S.ac, sub_reply_cb, NULL, "SUBSCRIBE %s", S.channels[i]);
+}
+
+static void
+sub_disconnected_cb(const redisAsyncContext *ac, int status)
+{
+	if (S.up && !R.closing)
+		tr_warn("redis: subscriber disconnected (%s)",
+			status == REDIS_OK ? "closed" : ac->errstr);
+	sub_lost();
+}
+
+static void
+sub_connect(void)
+{
+	redisAsyncContext *ac;
+
+	if (R.closing || S.ac)
+		return;
+	ac = redisAsyncConnect(R.cfg->redis_host, R.cfg->redis_port);
+	if (!ac || ac->err || attach(ac) != 0) {
+		if (ac)
+			redisAsyncFree(ac);
+		sub_lost();
+		return;
+	}
+	S.ac = ac;
+	redisAsyncSetConnectCallback(ac, sub_connected_cb);
+	redisAsyncSetDisconnectCallback(ac, sub_disconnected_cb);
+}
+
+static void
+drop_subscriber(void)
+{
+	redisAsyncContext *ac = S.ac;
+
+	if (!ac)
+		return;
+	if (S.connected) {
+		redisAsyncFree(ac); /* calls sub_disconnected_cb */
+	} else {
+		redisAsyncFree(ac);
+		sub_lost();
+	}
+}
+
+int
+tr_redis_subscribe(const char *const *channels, int n, tr_redis_msg_cb on_msg,
+		   tr_redis_sub_state_cb on_state)
+{
+	if (S.started || n < 1 || n > MAX_CHANNELS)
+		return TR_EINVALID;
+	for (int i = 0; i < n; i++)
+		S.channels[i] = channels[i];
+	S.nchannels = n;
+	S.on_msg = on_msg;
+	S.on_state = on_state;
+	S.backoff_ms = RECONNECT_MIN_MS;
+	S.started = true;
+	uv_timer_init(R.loop, &S.timer);
+	sub_connect();
+	return TR_OK;
+}
+
+bool
+tr_redis_subscribed(void)
+{
+	return S.up;
+}
+
 void
 tr_redis_close(void)
 {
 	R.closing = true;
+	if (S.started) {
+		uv_timer_stop(&S.timer);
+		uv_close((uv_handle_t *)&S.timer, NULL);
+		if (S.ac) {
+			redisAsyncContext *ac = S.ac;
+			S.ac = NULL;
+			S.connected = S.up = false;
+			redisAsyncFree(ac);
+		}
+	}
 	uv_timer_stop(&R.reconnect_timer);
 	uv_timer_stop(&R.sweep_timer);
 	uv_close((uv_handle_t *)&R.reconnect_timer, NULL);

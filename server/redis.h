@@ -37,4 +37,14 @@ int tr_redis_script_call(int script, tr_redis_cb cb, void *arg, int nkeys, int a
  * was flushed): the next call sends the source again. */
 void tr_redis_script_reset(int script);
 
+/* Pub/sub on a second connection (loop thread), reconnected like the
+ * first. on_msg gets every message of the channels; on_state(true) once
+ * all are subscribed, on_state(false) when the connection is lost (what
+ * was published meanwhile is missed). Call once, after tr_redis_init. */
+typedef void (*tr_redis_msg_cb)(const char *channel, const char *payload, size_t len);
+typedef void (*tr_redis_sub_state_cb)(bool up);
+int tr_redis_subscribe(const char *const *channels, int n, tr_redis_msg_cb on_msg,
+		       tr_redis_sub_state_cb on_state);
+bool tr_redis_subscribed(void);
+
 #endif

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "db.h"
 #include "auth.h"
 #include "dbpool.h"
@@ -241,6 +242,7 @@ apikeys_create(struct tr_ctx *c)
 	tr_render_resource(&stored, &out);
 	BSON_APPEND_UTF8(&out, "key", key); /* shown once, never again */
 	identity_audit(c, "api_key.created", "api_key", id);
+	tr_emit(c, "admin.users", "system.api_key.created", id, &stored); /* no secret in it */
 	tr_reply_json(c, 201, &out);
 out:
 	if (secret)
@@ -273,5 +275,6 @@ apikeys_delete(struct tr_ctx *c)
 		return;
 	}
 	identity_audit(c, "api_key.revoked", "api_key", tr_param(c, 0));
+	tr_emit(c, "admin.users", "system.api_key.revoked", tr_param(c, 0), NULL);
 	tr_reply_empty(c, 204);
 }

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "db.h"
 #include "identity.h"
 #include "json.h"
@@ -142,14 +143,19 @@ read_permissions(struct tr_ctx *c, bson_t *set, bool required)
 	return ok;
 }
 
+/* Replies with a custom role as GET shows it, and emits the event of the
+ * change with the same document. */
 static void
-reply_role(struct tr_ctx *c, int status, const bson_t *stored)
+reply_role(struct tr_ctx *c, int status, const bson_t *stored, const char *event)
 {
 	bson_t out = BSON_INITIALIZER, src = BSON_INITIALIZER;
+	bson_iter_t it;
 
 	tr_render_resource(stored, &src);
 	bson_copy_to_excluding_noinit(&src, &out, "created_at", "updated_at", NULL);
 	BSON_APPEND_BOOL(&out, "builtin", false);
+	if (bson_iter_init_find(&it, &out, "name") && BSON_ITER_HOLDS_UTF8(&it))
+		tr_emit_data(c, "admin.users", event, bson_iter_utf8(&it, NULL), NULL, &out);
 	tr_reply_json(c, status, &out);
 	bson_destroy(&out);
 	bson_destroy(&src);
@@ -183,7 +189,7 @@ roles_create(struct tr_ctx *c)
 		tr_problem_from_err(c, rc);
 	else {
 		identity_audit(c, "role.created", "role", name);
-		reply_role(c, 201, &stored);
+		reply_role(c, 201, &stored, "system.role.created");
 	}
 out:
 	bson_destroy(&set);
@@ -266,7 +272,7 @@ roles_update(struct tr_ctx *c)
 	refresh_holders(c, tr_param(c, 0));
 	tr_sessions_changed(c, c->req->principal.tenant_hex, NULL, NULL);
 	identity_audit(c, "role.updated", "role", tr_param(c, 0));
-	reply_role(c, 200, &stored);
+	reply_role(c, 200, &stored, "system.role.updated");
 out_role:
 	bson_destroy(&role);
 	bson_destroy(&set);
@@ -301,6 +307,10 @@ roles_delete(struct tr_ctx *c)
 		tr_problem_from_err(c, rc);
 	} else {
 		identity_audit(c, "role.deleted", "role", tr_param(c, 0));
+		bson_t gone = BSON_INITIALIZER;
+		BSON_APPEND_UTF8(&gone, "name", tr_param(c, 0));
+		tr_emit_data(c, "admin.users", "system.role.deleted", tr_param(c, 0), NULL, &gone);
+		bson_destroy(&gone);
 		tr_reply_empty(c, 204);
 	}
 out:

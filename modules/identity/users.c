@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "events.h"
 #include "db.h"
 #include "identity.h"
 #include "json.h"
@@ -93,6 +94,7 @@ users_create(struct tr_ctx *c)
 		snprintf(loc, 48, "/v1/users/%s", hex);
 		c->resp->location = loc;
 		identity_audit(c, "user.created", "user", hex);
+		tr_emit(c, "admin.users", "system.user.created", hex, &stored);
 		tr_reply_resource(c, 201, &stored);
 	}
 out:
@@ -162,6 +164,8 @@ change_user(struct tr_ctx *c, bson_t *set, long long version, int ok_status)
 	bool deactivated = bson_iter_init_find(&it, set, "active") && !bson_iter_bool(&it);
 	identity_audit(c, deactivated ? "user.deactivated" : "user.updated", "user",
 		       tr_param(c, 0));
+	tr_emit(c, "admin.users", deactivated ? "system.user.deactivated" : "system.user.updated",
+		tr_param(c, 0), &stored);
 	if (ok_status == 204)
 		tr_reply_empty(c, 204);
 	else

@@ -1,0 +1,554 @@
+#include "events.h"
+
+#include <mongoc/mongoc.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "dbpool.h"
+#include "health.h"
+#include "json.h"
+#include "kv.h"
+#include "log.h"
+#include "metrics.h"
+#include "redis.h"
+#include "session.h"
+#include "util.h"
+#include "ws.h"
+
+#define OUTBOX "outbox"
+#define EVENTS_CHANNEL "trellis:events"
+#define RELAY_BATCH 500
+#define DELETE_BATCH 256
+
+/* KEYS[1] the tenant's stream, KEYS[2] the outbox record's dedupe key.
+ * ARGV: max length, min id ("0": none), topic, owner, tail, tenant, dedupe
+ * ttl. Appends, trims, remembers the outbox id, publishes "tenant \n topic
+ * \n owner \n id \n tail"; an outbox id already published returns its
+ * event id and publishes nothing. */
+static const char publish_lua[] =
+    "local prev = redis.call('GET', KEYS[2])\n"
+    "if prev then return prev end\n"
+    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',\n"
+    "  't', ARGV[3], 'o', ARGV[4], 'b', ARGV[5])\n"
+    "if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end\n"
+    "redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"
+    "redis.call('PUBLISH', '" EVENTS_CHANNEL "',\n"
+    "  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
+    "return id\n";
+
+static struct {
+	const struct tr_config *cfg;
+	uv_loop_t *loop;
+	int script;
+	uv_timer_t relay_timer;
+	uv_work_t relay_work, delete_work;
+	bool relay_busy, delete_busy, started;
+	/* outbox ids published from the loop, waiting to be deleted */
+	char (*to_delete)[25];
+	int ndelete, cap_delete;
+	char (*deleting)[25];
+	int ndeleting;
+	unsigned long long published;
+	atomic_ullong relayed;
+} E;
+
+/* ---- ids ---- */
+
+bool
+tr_evid_parse(const char *s, size_t len, struct tr_evid *out)
+{
+	unsigned long long v[2] = {0, 0};
+	int part = 0;
+	size_t digits = 0;
+
+	for (size_t i = 0; i < len; i++) {
+		if (s[i] == '-' && part == 0 && digits) {
+			part = 1;
+			digits = 0;
+		} else if (s[i] >= '0' && s[i] <= '9' && digits < 19) {
+			v[part] = v[part] * 10 + (unsigned long long)(s[i] - '0');
+			digits++;
+		} else {
+			return false;
+		}
+	}
+	if (part != 1 || !digits)
+		return false;
+	out->ms = v[0];
+	out->seq = v[1];
+	return true;
+}
+
+int
+tr_evid_cmp(const struct tr_evid *a, const struct tr_evid *b)
+{
+	if (a->ms != b->ms)
+		return a->ms < b->ms ? -1 : 1;
+	if (a->seq != b->seq)
+		return a->seq < b->seq ? -1 : 1;
+	return 0;
+}
+
+/* ---- emitting (worker thread) ---- */
+
+static void
+owner_of(const bson_t *stored, char owner[25])
+{
+	bson_iter_t it;
+
+	owner[0] = '\0';
+	if (!stored || !bson_iter_init_find(&it, stored, "owner_id"))
+		return;
+	if (BSON_ITER_HOLDS_OID(&it))
+		bson_oid_to_string(bson_iter_oid(&it), owner);
+	else if (BSON_ITER_HOLDS_UTF8(&it) && tr_is_object_id(bson_iter_utf8(&it, NULL)))
+		memcpy(owner, bson_iter_utf8(&it, NULL), 25);
+}
+
+int
+tr_emit(struct tr_ctx *c, const char *topic, const char *event, const char *entity_id,
+	const bson_t *stored)
+{
+	bson_t data = BSON_INITIALIZER;
+	char owner[25];
+	int rc;
+
+	if (stored)
+		tr_render_resource(stored, &data);
+	else
+		BSON_APPEND_UTF8(&data, "id", entity_id);
+	owner_of(stored, owner);
+	rc = tr_emit_data(c, topic, event, entity_id, owner, &data);
+	bson_destroy(&data);
+	return rc;
+}
+
+int
+tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char *entity_id,
+	     const char *owner, const bson_t *data)
+{
+	const struct tr_principal *p = &c->req->principal;
+	struct tr_event_out *ev;
+	bson_t frame = BSON_INITIALIZER, rec = BSON_INITIALIZER;
+	bson_oid_t oid;
+	char ts[32], *json;
+	size_t len;
+	int64_t now = tr_now_ms();
+
+	if (strlen(topic) >= sizeof(ev->topic))
+		return TR_EINVALID;
+	tr_format_time(now, ts);
+	BSON_APPEND_UTF8(&frame, "topic", topic);
+	BSON_APPEND_UTF8(&frame, "event", event);
+	BSON_APPEND_UTF8(&frame, "entity_id", entity_id);
+	if (p->user_hex[0])
+		BSON_APPEND_UTF8(&frame, "actor", p->user_hex);
+	else
+		BSON_APPEND_NULL(&frame, "actor");
+	BSON_APPEND_UTF8(&frame, "ts", ts);
+	BSON_APPEND_DOCUMENT(&frame, "data", data);
+	json = tr_json_render(&frame, &len);
+	bson_destroy(&frame);
+	ev = calloc(1, sizeof(*ev));
+	if (!json || !ev) {
+		free(json);
+		free(ev);
+		return TR_ENOMEM;
+	}
+	/* the tail is the frame without its opening brace */
+	memmove(json, json + 1, len);
+	ev->tail = json;
+	ev->tail_len = len - 1;
+	memcpy(ev->tenant, p->tenant_hex, 25);
+	snprintf(ev->topic, sizeof(ev->topic), "%s", topic);
+	if (owner && tr_is_object_id(owner))
+		memcpy(ev->owner, owner, 25);
+
+	/* The outbox record, before the response is sent. */
+	bson_oid_init(&oid, NULL);
+	BSON_APPEND_OID(&rec, "_id", &oid);
+	BSON_APPEND_OID(&rec, "tenant_id", &p->tenant_id);
+	BSON_APPEND_UTF8(&rec, "topic", ev->topic);
+	BSON_APPEND_UTF8(&rec, "owner", ev->owner);
+	BSON_APPEND_UTF8(&rec, "tail", ev->tail);
+	BSON_APPEND_DATE_TIME(&rec, "created_at", now);
+	mongoc_collection_t *coll = mongoc_database_get_collection(c->db->database, OUTBOX);
+	bson_error_t err;
+	uint64_t t0 = tr_mono_ns();
+	if (mongoc_collection_insert_one(coll, &rec, NULL, NULL, &err)) {
+		bson_oid_to_string(&oid, ev->outbox_id);
+	} else {
+		/* Published anyway, right after the response; only a crash
+		 * before that would lose it. */
+		tr_warn("events: outbox write failed (%s); publishing without it", err.message);
+		tr_random_hex(ev->outbox_id, 12);
+		memmove(ev->outbox_id + 1, ev->outbox_id, 24);
+		ev->outbox_id[0] = 'x'; /* never an ObjectId: nothing to delete */
+		ev->outbox_id[24] = '\0';
+	}
+	c->db->elapsed_ns += tr_mono_ns() - t0;
+	mongoc_collection_destroy(coll);
+	bson_destroy(&rec);
+
+	if (c->resp->events_tail)
+		c->resp->events_tail->next = ev;
+	else
+		c->resp->events = ev;
+	c->resp->events_tail = ev;
+	return TR_OK;
+}
+
+/* ---- publishing (loop thread) ---- */
+
+static void
+publish_args(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], char minid[32],
+	     char ttl[16])
+{
+	snprintf(keys[0], 96, "t:%s:events", ev->tenant);
+	snprintf(keys[1], 96, "t:%s:ob:%s", ev->tenant, ev->outbox_id);
+	snprintf(maxlen, 24, "%d", E.cfg->events_max_len);
+	long long min_ms = (long long)tr_now_ms() - (long long)E.cfg->events_max_age * 1000;
+	snprintf(minid, 32, "%lld-0", min_ms > 0 ? min_ms : 0);
+	snprintf(ttl, 16, "%d", E.cfg->outbox_dedupe_s);
+}
+
+static void delete_flush(void);
+static char *render_metrics(void);
+
+static void
+published_cb(void *arg, const redisReply *r, int status)
+{
+	struct tr_event_out *ev = arg;
+
+	if (status == TR_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+		tr_redis_script_reset(E.script);
+	if (status == TR_OK && r->type == REDIS_REPLY_STRING) {
+		E.published++;
+		if (tr_is_object_id(ev->outbox_id)) {
+			if (E.ndelete == E.cap_delete) {
+				int cap = E.cap_delete ? E.cap_delete * 2 : 64;
+				void *n = realloc(E.to_delete, (size_t)cap * sizeof(*E.to_delete));
+				if (n) {
+					E.to_delete = n;
+					E.cap_delete = cap;
+				}
+			}
+			if (E.ndelete < E.cap_delete)
+				memcpy(E.to_delete[E.ndelete++], ev->outbox_id, 25);
+			delete_flush();
+		}
+	} else if (tr_is_object_id(ev->outbox_id)) {
+		tr_warn("events: publish failed; the relay will retry from the outbox");
+	} else {
+		tr_error("events: an event of tenant %s on %s was lost (no outbox, no Redis)",
+			 ev->tenant, ev->topic);
+	}
+	free(ev->tail);
+	free(ev);
+}
+
+static int
+publish_async(struct tr_event_out *ev)
+{
+	char keys[2][96], maxlen[24], minid[32], ttl[16];
+	const char *argv[9];
+	size_t lens[9];
+
+	publish_args(ev, keys, maxlen, minid, ttl);
+	argv[0] = keys[0];
+	argv[1] = keys[1];
+	argv[2] = maxlen;
+	argv[3] = minid;
+	argv[4] = ev->topic;
+	argv[5] = ev->owner;
+	argv[6] = ev->tail;
+	argv[7] = ev->tenant;
+	argv[8] = ttl;
+	for (int i = 0; i < 9; i++)
+		lens[i] = i == 6 ? ev->tail_len : strlen(argv[i]);
+	return tr_redis_script_call(E.script, published_cb, ev, 2, 9, argv, lens);
+}
+
+void
+tr_events_publish(struct tr_event_out *list)
+{
+	for (struct tr_event_out *ev = list, *next; ev; ev = next) {
+		next = ev->next;
+		ev->next = NULL;
+		if (publish_async(ev) != TR_OK)
+			published_cb(ev, NULL, TR_EUNAVAILABLE);
+	}
+}
+
+/* Published records leave the outbox in batches, on a worker. */
+static void
+delete_work_cb(uv_work_t *w)
+{
+	mongoc_client_t *client = tr_dbpool_pop();
+	mongoc_database_t *db = tr_dbpool_database(client);
+	mongoc_collection_t *coll = mongoc_database_get_collection(db, OUTBOX);
+	bson_t filter = BSON_INITIALIZER, in, ids;
+	char key[16];
+	const char *k;
+	(void)w;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
+	BSON_APPEND_ARRAY_BEGIN(&in, "$in", &ids);
+	for (int i = 0; i < E.ndeleting; i++) {
+		bson_oid_t oid;
+		bson_oid_init_from_string(&oid, E.deleting[i]);
+		bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+		BSON_APPEND_OID(&ids, k, &oid);
+	}
+	bson_append_array_end(&in, &ids);
+	bson_append_document_end(&filter, &in);
+	/* a failure leaves them to the relay, which publishes idempotently */
+	mongoc_collection_delete_many(coll, &filter, NULL, NULL, NULL);
+	bson_destroy(&filter);
+	mongoc_collection_destroy(coll);
+	mongoc_database_destroy(db);
+	tr_dbpool_push(client);
+}
+
+static void
+delete_after_cb(uv_work_t *w, int status)
+{
+	(void)w;
+	(void)status;
+	free(E.deleting);
+	E.deleting = NULL;
+	E.ndeleting = 0;
+	E.delete_busy = false;
+	delete_flush();
+}
+
+static void
+delete_flush(void)
+{
+	if (E.delete_busy || E.ndelete == 0 || !E.started)
+		return;
+	int n = E.ndelete < DELETE_BATCH ? E.ndelete : DELETE_BATCH;
+	E.deleting = malloc((size_t)n * sizeof(*E.deleting));
+	if (!E.deleting)
+		return;
+	memcpy(E.deleting, E.to_delete, (size_t)n * sizeof(*E.deleting));
+	memmove(E.to_delete, E.to_delete + n, (size_t)(E.ndelete - n) * sizeof(*E.to_delete));
+	E.ndelete -= n;
+	E.ndeleting = n;
+	E.delete_busy = true;
+	if (uv_queue_work(E.loop, &E.delete_work, delete_work_cb, delete_after_cb) != 0) {
+		free(E.deleting);
+		E.deleting = NULL;
+		E.delete_busy = false;
+	}
+}
+
+/* ---- the relay (worker thread): outbox records nobody published ---- */
+
+static bool
+relay_publish_sync(const struct tr_event_out *ev)
+{
+	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[] = "2";
+	const char *argv[12] = {"EVAL", publish_lua, nk};
+	size_t lens[12];
+	redisReply *r;
+	bool ok;
+
+	publish_args(ev, keys, maxlen, minid, ttl);
+	argv[3] = keys[0];
+	argv[4] = keys[1];
+	argv[5] = maxlen;
+	argv[6] = minid;
+	argv[7] = ev->topic;
+	argv[8] = ev->owner;
+	argv[9] = ev->tail;
+	argv[10] = ev->tenant;
+	argv[11] = ttl;
+	for (int i = 0; i < 12; i++)
+		lens[i] = i == 9 ? ev->tail_len : strlen(argv[i]);
+	r = tr_kv_command(12, argv, lens);
+	ok = r && r->type == REDIS_REPLY_STRING;
+	if (r)
+		freeReplyObject(r);
+	return ok;
+}
+
+static void
+relay_work_cb(uv_work_t *w)
+{
+	mongoc_client_t *client = tr_dbpool_pop();
+	mongoc_database_t *db = tr_dbpool_database(client);
+	mongoc_collection_t *coll = mongoc_database_get_collection(db, OUTBOX);
+	bson_t *filter, *opts;
+	const bson_t *doc;
+	mongoc_cursor_t *cur;
+	(void)w;
+
+	filter = BCON_NEW("created_at", "{", "$lt",
+			  BCON_DATE_TIME(tr_now_ms() - E.cfg->outbox_grace_ms), "}");
+	opts = BCON_NEW("sort", "{", "_id", BCON_INT32(1), "}", "limit", BCON_INT64(RELAY_BATCH));
+	cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+	while (mongoc_cursor_next(cur, &doc)) {
+		struct tr_event_out ev = {0};
+		bson_oid_t oid;
+		bson_iter_t it;
+		const char *tail = NULL;
+		uint32_t tlen = 0;
+		if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it)) {
+			bson_oid_copy(bson_iter_oid(&it), &oid);
+			bson_oid_to_string(&oid, ev.outbox_id);
+		}
+		if (bson_iter_init_find(&it, doc, "tenant_id") && BSON_ITER_HOLDS_OID(&it))
+			bson_oid_to_string(bson_iter_oid(&it), ev.tenant);
+		if (bson_iter_init_find(&it, doc, "topic") && BSON_ITER_HOLDS_UTF8(&it))
+			snprintf(ev.topic, sizeof(ev.topic), "%s", bson_iter_utf8(&it, NULL));
+		if (bson_iter_init_find(&it, doc, "owner") && BSON_ITER_HOLDS_UTF8(&it))
+			snprintf(ev.owner, sizeof(ev.owner), "%s", bson_iter_utf8(&it, NULL));
+		if (bson_iter_init_find(&it, doc, "tail") && BSON_ITER_HOLDS_UTF8(&it))
+			tail = bson_iter_utf8(&it, &tlen);
+		if (!ev.outbox_id[0] || !ev.tenant[0] || !ev.topic[0] || !tail)
+			continue; /* not written by tr_emit */
+		ev.tail = (char *)tail;
+		ev.tail_len = tlen;
+		if (!relay_publish_sync(&ev))
+			break; /* Redis is down: the next sweep retries */
+		atomic_fetch_add(&E.relayed, 1);
+		bson_t *del = BCON_NEW("_id", BCON_OID(&oid));
+		mongoc_collection_delete_one(coll, del, NULL, NULL, NULL);
+		bson_destroy(del);
+	}
+	mongoc_cursor_destroy(cur);
+	bson_destroy(filter);
+	bson_destroy(opts);
+	mongoc_collection_destroy(coll);
+	mongoc_database_destroy(db);
+	tr_dbpool_push(client);
+}
+
+static void
+relay_after_cb(uv_work_t *w, int status)
+{
+	(void)w;
+	(void)status;
+	E.relay_busy = false;
+}
+
+static void
+relay_timer_cb(uv_timer_t *t)
+{
+	(void)t;
+	if (E.relay_busy || !tr_health_db_up() || !tr_redis_up())
+		return;
+	E.relay_busy = true;
+	if (uv_queue_work(E.loop, &E.relay_work, relay_work_cb, relay_after_cb) != 0)
+		E.relay_busy = false;
+}
+
+/* ---- fan-out: messages from every process ---- */
+
+static void
+on_message(const char *channel, const char *payload, size_t len)
+{
+	if (strcmp(channel, EVENTS_CHANNEL) == 0) {
+		/* tenant \n topic \n owner \n id \n tail */
+		const char *f[5];
+		size_t flen[5];
+		const char *p = payload, *end = payload + len;
+		for (int i = 0; i < 4; i++) {
+			const char *nl = memchr(p, '\n', (size_t)(end - p));
+			if (!nl)
+				return;
+			f[i] = p;
+			flen[i] = (size_t)(nl - p);
+			p = nl + 1;
+		}
+		f[4] = p;
+		flen[4] = (size_t)(end - p);
+		tr_ws_event(f[0], flen[0], f[1], flen[1], f[2], flen[2], f[3], flen[3], f[4],
+			    flen[4]);
+	} else if (strcmp(channel, TR_REVOKE_CHANNEL) == 0) {
+		/* tenant:session */
+		const char *colon = memchr(payload, ':', len);
+		char tid[25], sid[65];
+		if (!colon || colon - payload != 24 || len - 25 >= sizeof(sid))
+			return;
+		memcpy(tid, payload, 24);
+		tid[24] = '\0';
+		memcpy(sid, colon + 1, len - 25);
+		sid[len - 25] = '\0';
+		tr_auth_evict(tid, NULL, sid);
+		tr_ws_revoked(tid, sid);
+	}
+}
+
+void
+tr_events_register(const struct tr_config *cfg)
+{
+	E.cfg = cfg;
+	E.script = tr_redis_script_register(publish_lua);
+}
+
+void
+tr_events_start(uv_loop_t *loop)
+{
+	static const char *const channels[] = {EVENTS_CHANNEL, TR_REVOKE_CHANNEL};
+	uint64_t every = (uint64_t)E.cfg->outbox_grace_ms / 2;
+
+	E.loop = loop;
+	E.started = true;
+	tr_metrics_add_source(render_metrics);
+	tr_redis_subscribe(channels, 2, on_message, tr_ws_pubsub_state);
+	uv_timer_init(loop, &E.relay_timer);
+	uv_timer_start(&E.relay_timer, relay_timer_cb, every, every < 100 ? 100 : every);
+}
+
+void
+tr_events_stop(void)
+{
+	if (!E.started)
+		return;
+	E.started = false;
+	uv_timer_stop(&E.relay_timer);
+	uv_close((uv_handle_t *)&E.relay_timer, NULL);
+	free(E.to_delete);
+	E.to_delete = NULL;
+	E.ndelete = E.cap_delete = 0;
+}
+
+static char *
+render_metrics(void)
+{
+	unsigned long long delivered, slow;
+	char *text = malloc(1024);
+
+	if (!text)
+		return NULL;
+	tr_ws_metrics(&delivered, &slow);
+	snprintf(text, 1024,
+		 "# HELP trellis_events_published_total Events this process published.\n"
+		 "# TYPE trellis_events_published_total counter\n"
+		 "trellis_events_published_total{path=\"direct\"} %llu\n"
+		 "trellis_events_published_total{path=\"relay\"} %llu\n"
+		 "# HELP trellis_events_delivered_total Event frames queued to WebSocket clients.\n"
+		 "# TYPE trellis_events_delivered_total counter\n"
+		 "trellis_events_delivered_total %llu\n"
+		 "# HELP trellis_ws_slow_closed_total WebSocket clients closed with 4009.\n"
+		 "# TYPE trellis_ws_slow_closed_total counter\n"
+		 "trellis_ws_slow_closed_total %llu\n"
+		 "# HELP trellis_ws_connections Open WebSocket connections.\n"
+		 "# TYPE trellis_ws_connections gauge\n"
+		 "trellis_ws_connections %d\n",
+		 E.published, (unsigned long long)atomic_load(&E.relayed), delivered, slow,
+		 tr_ws_count());
+	return text;
+}
+
+void
+tr_events_metrics(unsigned long long *published, unsigned long long *relayed)
+{
+	*published = E.published;
+	*relayed = atomic_load(&E.relayed);
+}

@@ -1,0 +1,66 @@
+/* Domain events: recorded with the write, published to the tenant's Redis
+ * Stream (which gives the event id) and fanned out to every process over
+ * Redis pub/sub.
+ *
+ * A handler that changes a record calls tr_emit() after the write, on its
+ * worker thread. The event is stored in the outbox collection before the
+ * response is sent; once the response is written, the loop thread
+ * publishes it and deletes the outbox record. If the process dies in
+ * between, the relay (every process runs one) publishes records older than
+ * outbox_grace_ms. Publishing is idempotent per outbox record, so a record
+ * published twice appears once in the stream. */
+#ifndef TR_EVENTS_H
+#define TR_EVENTS_H
+
+#include <bson/bson.h>
+#include <stdbool.h>
+#include <uv.h>
+
+#include "config.h"
+#include "module.h"
+
+/* Records an event of the record `stored` (as the data layer returned it;
+ * data is the record rendered as GET renders it, owner its "owner_id").
+ * For a deleted record pass the last stored state, or NULL: data is then
+ * {"id": entity_id}. topic like "crm.leads", event like "crm.lead.created".
+ * Worker thread. Returns TR_OK; the request does not fail when the outbox
+ * is unavailable (the event is then published without it). */
+int tr_emit(struct tr_ctx *c, const char *topic, const char *event, const char *entity_id,
+	    const bson_t *stored);
+
+/* The same with the resource already rendered (data) and its owner (24
+ * hex, or NULL). */
+int tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char *entity_id,
+		 const char *owner, const bson_t *data);
+
+/* An event waiting to be published (an outbox record). */
+struct tr_event_out {
+	char tenant[25];
+	char outbox_id[25]; /* "" when the outbox write failed */
+	char topic[48];
+	char owner[25];
+	char *tail; /* the event frame after its id: "\"topic\":...}" */
+	size_t tail_len;
+	struct tr_event_out *next;
+};
+
+/* Loop thread. Registers the publish scripts; before tr_redis_init. */
+void tr_events_register(const struct tr_config *cfg);
+/* Loop thread, after tr_redis_init: subscribes to the event and revocation
+ * channels and starts the relay timer. */
+void tr_events_start(uv_loop_t *loop);
+void tr_events_stop(void);
+/* Loop thread: publishes a finished request's events (takes the list). */
+void tr_events_publish(struct tr_event_out *list);
+
+/* Event ids are Redis Stream ids "<ms>-<seq>". */
+struct tr_evid {
+	unsigned long long ms, seq;
+};
+bool tr_evid_parse(const char *s, size_t len, struct tr_evid *out);
+int tr_evid_cmp(const struct tr_evid *a, const struct tr_evid *b);
+
+/* Published events and deliveries, for /metrics. */
+void tr_events_metrics(unsigned long long *published, unsigned long long *relayed);
+
+#endif
