@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 
 FERRETDB_VERSION=v1.24.0
 PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-dev
-      libhiredis-dev libsodium-dev libcmocka-dev redis-server wrk nginx clang-format)
+      libhiredis-dev libsodium-dev libcmocka-dev libcurl4-openssl-dev redis-server wrk nginx
+      clang-format)
 
 say() { printf 'deps: %s\n' "$*"; }
 

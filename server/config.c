@@ -97,6 +97,8 @@ static const struct key keys[] = {
     INT(job_max_attempts, "5", 1, 100, "Runs of a failing job before it is dead-lettered."),
     INT(job_backoff_ms, "1000", 1, 3600000, "Delay before a job's first retry; doubles each time."),
     INT(job_backoff_max_ms, "300000", 1, 86400000, "Longest delay between retries."),
+    INT(webhook_allow_private, "0", 0, 1,
+	"1 lets webhooks reach loopback and private addresses (development, tests)."),
     INT(webhook_timeout_ms, "5000", 100, 60000, "How long a webhook receiver may take to answer."),
     INT(max_connections, "20000", 64, 1000000, "Most simultaneous client connections."),
     STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),

@@ -62,6 +62,7 @@ struct tr_config {
 	int job_backoff_ms;
 	int job_backoff_max_ms;
 	int webhook_timeout_ms;
+	int webhook_allow_private; /* deliver to loopback/private addresses */
 	char migrations_dir[512];
 	char log_level[16];
 };

@@ -66,7 +66,8 @@ tr_dbpool_init(const struct tr_config *cfg, char *err, size_t errlen)
 	mongoc_client_pool_set_appname(P.pool, "trellis");
 	/* workers + the health check + maintenance: pop never waits for a
 	 * client that another worker holds. */
-	mongoc_client_pool_max_size(P.pool, (uint32_t)cfg->workers + 2);
+	/* request workers, job threads, and two for the platform's own work */
+	mongoc_client_pool_max_size(P.pool, (uint32_t)(cfg->workers + cfg->job_workers) + 2);
 	return 0;
 }
 
@@ -349,6 +350,31 @@ tr_db_find_one(struct tr_db *db, const char *coll, const bson_t *filter, bson_t 
 	if (rc != TR_OK)
 		bson_init(out);
 	return rc;
+}
+
+int
+tr_db_count(struct tr_db *db, const char *coll, const bson_t *filter, long long *n)
+{
+	bson_t scoped = BSON_INITIALIZER;
+	bson_error_t err;
+	mongoc_collection_t *c;
+	uint64_t t0 = tr_mono_ns();
+	int64_t count;
+
+	if (!db->has_tenant) {
+		bson_destroy(&scoped);
+		return TR_EINVALID;
+	}
+	scoped_filter(db, filter, &scoped);
+	c = collection(db, coll);
+	count = mongoc_collection_count_documents(c, &scoped, NULL, NULL, NULL, &err);
+	db->elapsed_ns += tr_mono_ns() - t0;
+	mongoc_collection_destroy(c);
+	bson_destroy(&scoped);
+	if (count < 0)
+		return fail("count", coll, &err);
+	*n = count;
+	return TR_OK;
 }
 
 /* After a conditional write matched nothing: was it the version, or is the

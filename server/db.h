@@ -29,6 +29,9 @@ int tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out);
 /* The first record matching filter (tenant added), or TR_ENOTFOUND. */
 int tr_db_find_one(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
 
+/* How many records match filter (tenant added). */
+int tr_db_count(struct tr_db *db, const char *coll, const bson_t *filter, long long *n);
+
 /* Sets fields ($set; `unset` names fields to remove, may be NULL) when the
  * record's version equals expected_version (<= 0: any version), bumps the
  * version, and returns the new document in *out. TR_ENOTFOUND, TR_EVERSION,

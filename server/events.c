@@ -9,6 +9,7 @@
 #include "auth.h"
 #include "dbpool.h"
 #include "health.h"
+#include "jobs.h"
 #include "json.h"
 #include "kv.h"
 #include "log.h"
@@ -23,11 +24,13 @@
 #define RELAY_BATCH 500
 #define DELETE_BATCH 256
 
-/* KEYS[1] the tenant's stream, KEYS[2] the outbox record's dedupe key.
- * ARGV: max length, min id ("0": none), topic, owner, tail, tenant, dedupe
- * ttl. Appends, trims, remembers the outbox id, publishes "tenant \n topic
- * \n owner \n id \n tail"; an outbox id already published returns its
- * event id and publishes nothing. */
+/* KEYS[1] the tenant's stream, KEYS[2] the outbox record's dedupe key,
+ * KEYS[3] the webhooks queue. ARGV: max length, min id ("0": none), topic,
+ * owner, tail, tenant, dedupe ttl, then the ids of webhooks to deliver to.
+ * Appends, trims, remembers the outbox id, publishes "tenant \n topic \n
+ * owner \n id \n tail", and enqueues one delivery job per webhook (job id
+ * derived from event and webhook); an outbox id already published returns
+ * its event id and does nothing. */
 static const char publish_lua[] =
     "local prev = redis.call('GET', KEYS[2])\n"
     "if prev then return prev end\n"
@@ -37,6 +40,12 @@ static const char publish_lua[] =
     "redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"
     "redis.call('PUBLISH', '" EVENTS_CHANNEL "',\n"
     "  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
+    "for i = 8, #ARGV do\n"
+    "  redis.call('XADD', KEYS[3], '*', 'id', string.sub(redis.sha1hex(id .. ARGV[i]), 1, 32),\n"
+    "    'tenant', ARGV[6], 'attempt', '0', 'payload',\n"
+    "    '{\"webhook_id\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. id .. '\",' .. ARGV[5] .. "
+    "'}')\n"
+    "end\n"
     "return id\n";
 
 static struct {
@@ -53,6 +62,7 @@ static struct {
 	int ndeleting;
 	unsigned long long published;
 	atomic_ullong relayed;
+	char webhook_queue[200];
 } E;
 
 /* ---- ids ---- */
@@ -106,6 +116,30 @@ owner_of(const bson_t *stored, char owner[25])
 		bson_oid_to_string(bson_iter_oid(&it), owner);
 	else if (BSON_ITER_HOLDS_UTF8(&it) && tr_is_object_id(bson_iter_utf8(&it, NULL)))
 		memcpy(owner, bson_iter_utf8(&it, NULL), 25);
+}
+
+/* The tenant's active webhooks on the event's topic (the webhooks module's
+ * collection): the same call that publishes the event enqueues their
+ * deliveries. */
+static void
+find_hooks(mongoc_database_t *database, const bson_oid_t *tenant, struct tr_event_out *ev)
+{
+	mongoc_collection_t *coll = mongoc_database_get_collection(database, "webhooks");
+	bson_t *filter = BCON_NEW("tenant_id", BCON_OID(tenant), "topics", BCON_UTF8(ev->topic),
+				  "active", BCON_BOOL(true));
+	bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit",
+				BCON_INT64(TR_MAX_WEBHOOKS));
+	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
+	const bson_t *doc;
+	bson_iter_t it;
+
+	while (ev->nhooks < TR_MAX_WEBHOOKS && mongoc_cursor_next(cur, &doc))
+		if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
+			bson_oid_to_string(bson_iter_oid(&it), ev->hooks[ev->nhooks++]);
+	mongoc_cursor_destroy(cur);
+	bson_destroy(filter);
+	bson_destroy(opts);
+	mongoc_collection_destroy(coll);
 }
 
 int
@@ -167,6 +201,8 @@ tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char 
 	if (owner && tr_is_object_id(owner))
 		memcpy(ev->owner, owner, 25);
 
+	find_hooks(c->db->database, &p->tenant_id, ev);
+
 	/* The outbox record, before the response is sent. */
 	bson_oid_init(&oid, NULL);
 	BSON_APPEND_OID(&rec, "_id", &oid);
@@ -174,6 +210,17 @@ tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char 
 	BSON_APPEND_UTF8(&rec, "topic", ev->topic);
 	BSON_APPEND_UTF8(&rec, "owner", ev->owner);
 	BSON_APPEND_UTF8(&rec, "tail", ev->tail);
+	if (ev->nhooks) {
+		bson_t arr;
+		char key[8];
+		const char *k;
+		BSON_APPEND_ARRAY_BEGIN(&rec, "hooks", &arr);
+		for (int i = 0; i < ev->nhooks; i++) {
+			bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+			BSON_APPEND_UTF8(&arr, k, ev->hooks[i]);
+		}
+		bson_append_array_end(&rec, &arr);
+	}
 	BSON_APPEND_DATE_TIME(&rec, "created_at", now);
 	mongoc_collection_t *coll = mongoc_database_get_collection(c->db->database, OUTBOX);
 	bson_error_t err;
@@ -250,26 +297,41 @@ published_cb(void *arg, const redisReply *r, int status)
 	free(ev);
 }
 
+/* The publish script's keys and arguments into argv (at least
+ * 11 + TR_MAX_WEBHOOKS); returns their count. */
+static int
+publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], char minid[32],
+	     char ttl[16], const char **argv, size_t *lens)
+{
+	int n = 0;
+
+	publish_args(ev, keys, maxlen, minid, ttl);
+	argv[n++] = keys[0];
+	argv[n++] = keys[1];
+	argv[n++] = E.webhook_queue;
+	argv[n++] = maxlen;
+	argv[n++] = minid;
+	argv[n++] = ev->topic;
+	argv[n++] = ev->owner;
+	argv[n++] = ev->tail;
+	argv[n++] = ev->tenant;
+	argv[n++] = ttl;
+	for (int i = 0; i < ev->nhooks; i++)
+		argv[n++] = ev->hooks[i];
+	for (int i = 0; i < n; i++)
+		lens[i] = argv[i] == ev->tail ? ev->tail_len : strlen(argv[i]);
+	return n;
+}
+
 static int
 publish_async(struct tr_event_out *ev)
 {
 	char keys[2][96], maxlen[24], minid[32], ttl[16];
-	const char *argv[9];
-	size_t lens[9];
+	const char *argv[12 + TR_MAX_WEBHOOKS];
+	size_t lens[12 + TR_MAX_WEBHOOKS];
+	int n = publish_argv(ev, keys, maxlen, minid, ttl, argv, lens);
 
-	publish_args(ev, keys, maxlen, minid, ttl);
-	argv[0] = keys[0];
-	argv[1] = keys[1];
-	argv[2] = maxlen;
-	argv[3] = minid;
-	argv[4] = ev->topic;
-	argv[5] = ev->owner;
-	argv[6] = ev->tail;
-	argv[7] = ev->tenant;
-	argv[8] = ttl;
-	for (int i = 0; i < 9; i++)
-		lens[i] = i == 6 ? ev->tail_len : strlen(argv[i]);
-	return tr_redis_script_call(E.script, published_cb, ev, 2, 9, argv, lens);
+	return tr_redis_script_call(E.script, published_cb, ev, 3, n, argv, lens);
 }
 
 void
@@ -351,25 +413,17 @@ delete_flush(void)
 static bool
 relay_publish_sync(const struct tr_event_out *ev)
 {
-	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[] = "2";
-	const char *argv[12] = {"EVAL", publish_lua, nk};
-	size_t lens[12];
+	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[] = "3";
+	const char *argv[16 + TR_MAX_WEBHOOKS] = {"EVAL", publish_lua, nk};
+	size_t lens[16 + TR_MAX_WEBHOOKS];
 	redisReply *r;
 	bool ok;
+	int n = publish_argv(ev, keys, maxlen, minid, ttl, argv + 3, lens + 3);
 
-	publish_args(ev, keys, maxlen, minid, ttl);
-	argv[3] = keys[0];
-	argv[4] = keys[1];
-	argv[5] = maxlen;
-	argv[6] = minid;
-	argv[7] = ev->topic;
-	argv[8] = ev->owner;
-	argv[9] = ev->tail;
-	argv[10] = ev->tenant;
-	argv[11] = ttl;
-	for (int i = 0; i < 12; i++)
-		lens[i] = i == 9 ? ev->tail_len : strlen(argv[i]);
-	r = tr_kv_command(12, argv, lens);
+	lens[0] = 4;
+	lens[1] = strlen(publish_lua);
+	lens[2] = 1;
+	r = tr_kv_command(n + 3, argv, lens);
 	ok = r && r->type == REDIS_REPLY_STRING;
 	if (r)
 		freeReplyObject(r);
@@ -409,6 +463,14 @@ relay_work_cb(uv_work_t *w)
 			snprintf(ev.owner, sizeof(ev.owner), "%s", bson_iter_utf8(&it, NULL));
 		if (bson_iter_init_find(&it, doc, "tail") && BSON_ITER_HOLDS_UTF8(&it))
 			tail = bson_iter_utf8(&it, &tlen);
+		bson_iter_t arr;
+		if (bson_iter_init_find(&it, doc, "hooks") && BSON_ITER_HOLDS_ARRAY(&it) &&
+		    bson_iter_recurse(&it, &arr))
+			while (ev.nhooks < TR_MAX_WEBHOOKS && bson_iter_next(&arr))
+				if (BSON_ITER_HOLDS_UTF8(&arr) &&
+				    tr_is_object_id(bson_iter_utf8(&arr, NULL)))
+					memcpy(ev.hooks[ev.nhooks++], bson_iter_utf8(&arr, NULL),
+					       25);
 		if (!ev.outbox_id[0] || !ev.tenant[0] || !ev.topic[0] || !tail)
 			continue; /* not written by tr_emit */
 		ev.tail = (char *)tail;
@@ -489,6 +551,7 @@ tr_events_register(const struct tr_config *cfg)
 {
 	E.cfg = cfg;
 	E.script = tr_redis_script_register(publish_lua);
+	tr_job_key(E.webhook_queue, sizeof(E.webhook_queue), "webhooks", "");
 }
 
 void

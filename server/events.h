@@ -33,6 +33,9 @@ int tr_emit(struct tr_ctx *c, const char *topic, const char *event, const char *
 int tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char *entity_id,
 		 const char *owner, const bson_t *data);
 
+/* Webhooks a tenant may have (each gets the events of its topics). */
+#define TR_MAX_WEBHOOKS 10
+
 /* An event waiting to be published (an outbox record). */
 struct tr_event_out {
 	char tenant[25];
@@ -41,6 +44,8 @@ struct tr_event_out {
 	char owner[25];
 	char *tail; /* the event frame after its id: "\"topic\":...}" */
 	size_t tail_len;
+	char hooks[TR_MAX_WEBHOOKS][25]; /* webhooks that get the event */
+	int nhooks;
 	struct tr_event_out *next;
 };
 

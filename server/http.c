@@ -418,6 +418,12 @@ dispatch(struct exchange *ex)
 		respond(ex);
 		return;
 	}
+	if (!H.cfg->role_api) { /* a WebSocket or worker process: operations only */
+		tr_problem(&ex->ctx, 503, "dependency-unavailable",
+			   "this server does not serve the API (see its roles setting)");
+		respond(ex);
+		return;
+	}
 	if (route->flags & TR_PUBLIC) {
 		run_on_worker(ex);
 		return;

@@ -130,6 +130,27 @@ tr_kv_command(int argc, const char **argv, const size_t *lens)
 }
 
 redisReply *
+tr_kv_command_wait(int argc, const char **argv, const size_t *lens, int timeout_ms)
+{
+	struct timeval normal = {K.cfg->dep_timeout_ms / 1000,
+				 (K.cfg->dep_timeout_ms % 1000) * 1000};
+	struct timeval longer = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+	redisContext *c = connection();
+	redisReply *r;
+
+	if (!c)
+		return NULL;
+	redisSetTimeout(c, longer);
+	r = redisCommandArgv(c, argc, argv, lens);
+	if (!r) {
+		drop();
+		return NULL;
+	}
+	redisSetTimeout(c, normal);
+	return r;
+}
+
+redisReply *
 tr_kv_commandf(const char *fmt, ...)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {

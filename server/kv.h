@@ -18,6 +18,9 @@ void tr_kv_close_all(void);
  * answers 503); otherwise the reply, which the caller frees with
  * freeReplyObject. An error reply is returned as such. */
 redisReply *tr_kv_command(int argc, const char **argv, const size_t *lens);
+/* The same for a command that blocks on purpose (XREADGROUP BLOCK): the
+ * reply may take up to timeout_ms. Not retried. */
+redisReply *tr_kv_command_wait(int argc, const char **argv, const size_t *lens, int timeout_ms);
 /* Printf-style, for commands without binary arguments. */
 redisReply *tr_kv_commandf(const char *fmt, ...);
 

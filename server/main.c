@@ -20,6 +20,7 @@
 #include "events.h"
 #include "health.h"
 #include "http.h"
+#include "jobs.h"
 #include "kv.h"
 #include "pwhash.h"
 #include "log.h"
@@ -80,6 +81,7 @@ finish_stop(void)
 	uv_close((uv_handle_t *)&M.sigint, NULL);
 	tr_health_close();
 	tr_events_stop();
+	tr_jobs_stop(); /* waits for running job handlers */
 	tr_redis_close();
 	tr_http_destroy();
 }
@@ -163,9 +165,11 @@ serve(void)
 	}
 	tr_events_register(&M.cfg);
 	tr_ws_register();
+	tr_jobs_register();
 	tr_redis_init(M.loop, &M.cfg);
 	tr_ws_init(M.loop, &M.cfg);
 	tr_events_start(M.loop);
+	tr_jobs_start(M.loop, &M.cfg);
 	tr_health_init(M.loop, &M.cfg, migrated);
 	uv_signal_init(M.loop, &M.sigterm);
 	uv_signal_init(M.loop, &M.sigint);

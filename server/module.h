@@ -68,12 +68,16 @@ struct tr_command {
 	const char *usage;
 };
 
+struct tr_job_handler;
+
 struct tr_module {
 	const char *name;
 	const struct tr_route *routes;
 	size_t nroutes;
 	const struct tr_command *commands;
 	size_t ncommands;
+	const struct tr_job_handler *jobs; /* jobs.h */
+	size_t njobs;
 };
 
 /* The authenticated caller. Tenant and user come from a verified token,

@@ -4,24 +4,61 @@
 
 /* The catalogue. CRM, ERP and BPM names exist before their modules so that
  * roles can be defined once. */
-const char *const tr_permissions[] = {
-    "system.users.read",   "system.users.write",    "system.roles.read",
-    "system.roles.write",  "system.api_keys.read",  "system.api_keys.write",
-    "system.audit.read",   "system.tags.read",	    "system.tags.write",
-    "crm.leads.read",	   "crm.leads.write",	    "crm.clients.read",
-    "crm.clients.write",   "crm.deals.read",	    "crm.deals.write",
-    "crm.deals.import",	   "crm.interactions.read", "crm.interactions.write",
-    "crm.tasks.read",	   "crm.tasks.write",	    "crm.campaigns.read",
-    "crm.campaigns.write", "crm.claims.read",	    "crm.claims.write",
-    "crm.reports.read",	   "crm.settings.write",    "erp.products.read",
-    "erp.products.write",  "erp.stock.read",	    "erp.stock.write",
-    "erp.orders.read",	   "erp.orders.write",	    "erp.invoices.read",
-    "erp.invoices.write",  "erp.payments.read",	    "erp.payments.write",
-    "erp.shipments.read",  "erp.shipments.write",   "erp.ledger.read",
-    "erp.ledger.write",	   "erp.purchasing.read",   "erp.purchasing.write",
-    "erp.hr.read",	   "erp.hr.write",	    "bpm.processes.read",
-    "bpm.processes.write", "bpm.instances.read",    "bpm.instances.write",
-    "bpm.tasks.read",	   "bpm.tasks.write",	    NULL};
+const char *const tr_permissions[] = {"system.users.read",
+				      "system.users.write",
+				      "system.roles.read",
+				      "system.roles.write",
+				      "system.api_keys.read",
+				      "system.api_keys.write",
+				      "system.audit.read",
+				      "system.tags.read",
+				      "system.tags.write",
+				      "system.jobs.read",
+				      "system.jobs.write",
+				      "system.webhooks.read",
+				      "system.webhooks.write",
+				      "crm.leads.read",
+				      "crm.leads.write",
+				      "crm.clients.read",
+				      "crm.clients.write",
+				      "crm.deals.read",
+				      "crm.deals.write",
+				      "crm.deals.import",
+				      "crm.interactions.read",
+				      "crm.interactions.write",
+				      "crm.tasks.read",
+				      "crm.tasks.write",
+				      "crm.campaigns.read",
+				      "crm.campaigns.write",
+				      "crm.claims.read",
+				      "crm.claims.write",
+				      "crm.reports.read",
+				      "crm.settings.write",
+				      "erp.products.read",
+				      "erp.products.write",
+				      "erp.stock.read",
+				      "erp.stock.write",
+				      "erp.orders.read",
+				      "erp.orders.write",
+				      "erp.invoices.read",
+				      "erp.invoices.write",
+				      "erp.payments.read",
+				      "erp.payments.write",
+				      "erp.shipments.read",
+				      "erp.shipments.write",
+				      "erp.ledger.read",
+				      "erp.ledger.write",
+				      "erp.purchasing.read",
+				      "erp.purchasing.write",
+				      "erp.hr.read",
+				      "erp.hr.write",
+				      "bpm.processes.read",
+				      "bpm.processes.write",
+				      "bpm.instances.read",
+				      "bpm.instances.write",
+				      "bpm.tasks.read",
+				      "bpm.tasks.write",
+				      NULL};
 
 static const char *const manager[] = {"system.users.read",
 				      "system.tags.read",
@@ -147,5 +184,47 @@ tr_role_name_valid(const char *name)
 		if (!((name[i] >= 'a' && name[i] <= 'z') || (name[i] >= '0' && name[i] <= '9') ||
 		      name[i] == '_' || name[i] == '-'))
 			return false;
+	return true;
+}
+
+/* Event topics and the permissions reading each needs (the ":own" form of
+ * a permission is enough: delivery then filters records by owner).
+ * admin.users carries user, role and API key changes. */
+static const struct topic {
+	const char *name;
+	const char *permissions[3];
+} topics[] = {
+    {"admin.users", {"system.users.read", "system.roles.read", "system.api_keys.read"}},
+    {"crm.leads", {"crm.leads.read"}},
+    {"crm.deals", {"crm.deals.read"}},
+    {"crm.clients", {"crm.clients.read"}},
+    {"crm.tasks", {"crm.tasks.read"}},
+    {"crm.claims", {"crm.claims.read"}},
+    {"erp.orders", {"erp.orders.read"}},
+    {"erp.stock", {"erp.stock.read"}},
+    {"erp.invoices", {"erp.invoices.read"}},
+    {"erp.shipments", {"erp.shipments.read"}},
+    {"bpm.tasks", {"bpm.tasks.read"}},
+};
+
+int
+tr_topic_find(const char *name, size_t len)
+{
+	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
+		if (strlen(topics[i].name) == len && memcmp(topics[i].name, name, len) == 0)
+			return (int)i;
+	return -1;
+}
+
+bool
+tr_topic_may_read(const char *perms, int topic, bool *own_only)
+{
+	*own_only = false;
+	for (int i = 0; i < 3 && topics[topic].permissions[i]; i++) {
+		bool own;
+		if (!tr_permission_check(perms, topics[topic].permissions[i], &own))
+			return false;
+		*own_only |= own;
+	}
 	return true;
 }

@@ -30,4 +30,9 @@ bool tr_permission_check(const char *granted, const char *required, bool *own_on
 /* True for a role name of [a-z0-9_-]{2,40}. */
 bool tr_role_name_valid(const char *name);
 
+/* Event topics (at most 32): the index of a topic name, or -1. */
+int tr_topic_find(const char *name, size_t len);
+/* May these permissions read the topic? *own_only when only as ":own". */
+bool tr_topic_may_read(const char *perms, int topic, bool *own_only);
+
 #endif

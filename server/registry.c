@@ -4,10 +4,12 @@
 
 extern const struct tr_module tr_system_module;
 extern const struct tr_module tr_identity_module;
+extern const struct tr_module tr_webhooks_module;
 
 const struct tr_module *const tr_modules[] = {
     &tr_system_module,
     &tr_identity_module,
+    &tr_webhooks_module,
 };
 
 const size_t tr_nmodules = sizeof(tr_modules) / sizeof(tr_modules[0]);

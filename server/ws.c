@@ -19,27 +19,6 @@
 #define TENANT_BUCKETS 1024 /* connections are found by tenant */
 #define WRITE_BATCH 16384   /* bytes of queued frames sent in one write */
 
-/* Topics a client may subscribe to, and the permissions each needs (the
- * ":own" form of a permission is enough: delivery then filters records by
- * owner). admin.users carries user, role and API key changes. */
-static const struct topic {
-	const char *name;
-	const char *permissions[3];
-} topics[] = {
-    {"admin.users", {"system.users.read", "system.roles.read", "system.api_keys.read"}},
-    {"crm.leads", {"crm.leads.read"}},
-    {"crm.deals", {"crm.deals.read"}},
-    {"crm.clients", {"crm.clients.read"}},
-    {"crm.tasks", {"crm.tasks.read"}},
-    {"crm.claims", {"crm.claims.read"}},
-    {"erp.orders", {"erp.orders.read"}},
-    {"erp.stock", {"erp.stock.read"}},
-    {"erp.invoices", {"erp.invoices.read"}},
-    {"erp.shipments", {"erp.shipments.read"}},
-    {"bpm.tasks", {"bpm.tasks.read"}},
-};
-#define NTOPICS ((int)(sizeof(topics) / sizeof(topics[0])))
-
 /* A frame to send, shared by every connection it goes to. Event frames
  * carry what delivery filters on. */
 struct frame {
@@ -327,10 +306,7 @@ send_error(struct ws_conn *c, const char *code, const char *message)
 static int
 topic_index(const char *name, size_t len)
 {
-	for (int i = 0; i < NTOPICS; i++)
-		if (strlen(topics[i].name) == len && memcmp(topics[i].name, name, len) == 0)
-			return i;
-	return -1;
+	return tr_topic_find(name, len);
 }
 
 /* May this connection see the event? Its tenant is already matched. */
@@ -471,14 +447,7 @@ replay_page(struct ws_conn *c)
 static bool
 may_read(const struct ws_conn *c, int t, bool *own)
 {
-	*own = false;
-	for (int i = 0; i < 3 && topics[t].permissions[i]; i++) {
-		bool o;
-		if (!tr_permission_check(c->perms, topics[t].permissions[i], &o))
-			return false;
-		*own |= o;
-	}
-	return true;
+	return tr_topic_may_read(c->perms, t, own);
 }
 
 /* Answers with the topics changed and, for subscribe, an error frame

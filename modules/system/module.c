@@ -21,6 +21,10 @@ static const struct tr_route routes[] = {
      "Change a tag; If-Match makes it conditional (412 when the version moved on)."},
     {TR_DELETE, "/v1/tags/{id}", tags_delete, "system.tags.write", 0,
      "Delete a tag; If-Match makes it conditional."},
+    {TR_GET, "/v1/jobs", jobs_list, "system.jobs.read", 0,
+     "The tenant's background jobs that ran out of attempts (?state=dead)."},
+    {TR_POST, "/v1/jobs/{id}/retry", jobs_retry, "system.jobs.write", 0,
+     "Put a dead job back on its queue with fresh attempts."},
 };
 
 const struct tr_module tr_system_module = {

@@ -16,4 +16,7 @@ void tags_get(struct tr_ctx *c);
 void tags_update(struct tr_ctx *c);
 void tags_delete(struct tr_ctx *c);
 
+void jobs_list(struct tr_ctx *c);
+void jobs_retry(struct tr_ctx *c);
+
 #endif

@@ -1,0 +1,23 @@
+#include "webhooks.h"
+
+static const struct tr_route routes[] = {
+    {TR_GET, "/v1/webhooks", webhooks_list, "system.webhooks.read", 0,
+     "The tenant's webhooks (cursor pagination; no secrets)."},
+    {TR_POST, "/v1/webhooks", webhooks_create, "system.webhooks.write", TR_JSON_BODY,
+     "Register an endpoint for events of some topics; the signing secret is shown once."},
+    {TR_GET, "/v1/webhooks/{id}", webhooks_get, "system.webhooks.read", 0, "One webhook."},
+    {TR_DELETE, "/v1/webhooks/{id}", webhooks_delete, "system.webhooks.write", 0,
+     "Remove a webhook: no further deliveries start."},
+};
+
+static const struct tr_job_handler jobs[] = {
+    {"webhooks", webhooks_deliver},
+};
+
+const struct tr_module tr_webhooks_module = {
+    .name = "webhooks",
+    .routes = routes,
+    .nroutes = sizeof(routes) / sizeof(routes[0]),
+    .jobs = jobs,
+    .njobs = sizeof(jobs) / sizeof(jobs[0]),
+};

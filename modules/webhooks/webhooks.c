@@ -1,0 +1,220 @@
+/* Webhook registrations: url, topics, a signing secret shown once. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "config.h"
+#include "db.h"
+#include "events.h"
+#include "json.h"
+#include "perm.h"
+#include "webhooks.h"
+
+#define URL_MAX 2000
+
+bool
+webhooks_address_blocked(const struct sockaddr *sa)
+{
+	if (sa->sa_family == AF_INET) {
+		uint32_t a = ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr);
+		return (a >> 24) == 127 || (a >> 24) == 10 || (a >> 24) == 0 ||
+		       (a >> 20) == (172u << 4 | 1) || (a >> 16) == (192u << 8 | 168) ||
+		       (a >> 16) == (169u << 8 | 254) || (a >> 22) == (100u << 2 | 1) ||
+		       a == 0xffffffffu;
+	}
+	if (sa->sa_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			struct sockaddr_in v4 = {.sin_family = AF_INET};
+			memcpy(&v4.sin_addr, a->s6_addr + 12, 4);
+			return webhooks_address_blocked((const struct sockaddr *)&v4);
+		}
+		return IN6_IS_ADDR_LOOPBACK(a) || IN6_IS_ADDR_UNSPECIFIED(a) ||
+		       IN6_IS_ADDR_LINKLOCAL(a) || (a->s6_addr[0] & 0xfe) == 0xfc;
+	}
+	return true;
+}
+
+/* http(s)://host[:port][/path]: no credentials, no fragment; a literal
+ * address must not be internal unless webhook_allow_private. */
+static bool
+url_ok(struct tr_ctx *c, const char *url)
+{
+	const char *p, *host;
+	size_t hlen;
+	char hbuf[256];
+
+	if (strncmp(url, "https://", 8) == 0)
+		host = url + 8;
+	else if (strncmp(url, "http://", 7) == 0)
+		host = url + 7;
+	else {
+		tr_problem_field(c, "url", "must start with https:// or http://");
+		return false;
+	}
+	hlen = strcspn(host, ":/?#");
+	if (hlen == 0 || hlen >= sizeof(hbuf) || strchr(url, '@') || strchr(url, '#') ||
+	    strpbrk(url, " \t\r\n\\")) {
+		tr_problem_field(c, "url", "must be an absolute URL with a host, no credentials");
+		return false;
+	}
+	memcpy(hbuf, host, hlen);
+	hbuf[hlen] = '\0';
+	p = host + hlen;
+	if (*p == ':') {
+		long port = strtol(p + 1, NULL, 10);
+		if (port < 1 || port > 65535) {
+			tr_problem_field(c, "url", "has a bad port");
+			return false;
+		}
+	}
+	if (!tr_cfg->webhook_allow_private) {
+		struct sockaddr_in v4 = {.sin_family = AF_INET};
+		if (strcmp(hbuf, "localhost") == 0 ||
+		    (inet_pton(AF_INET, hbuf, &v4.sin_addr) == 1 &&
+		     webhooks_address_blocked((struct sockaddr *)&v4))) {
+			tr_problem_field(c, "url", "must not point at a local or private address");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* topics: 1..n known topic names, each readable in full by the caller (a
+ * webhook gets every record of its topics, so ":own" is not enough). */
+static bool
+topics_ok(struct tr_ctx *c, bson_t *set)
+{
+	bson_iter_t it, arr;
+	bson_t list;
+	unsigned seen = 0;
+	int n = 0;
+	char key[8];
+	const char *k;
+
+	if (!bson_iter_init_find(&it, &c->req->body, "topics")) {
+		tr_problem_field(c, "topics", "is required");
+		return false;
+	}
+	if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &arr)) {
+		tr_problem_field(c, "topics", "must be an array of topic names");
+		return false;
+	}
+	BSON_APPEND_ARRAY_BEGIN(set, "topics", &list);
+	while (bson_iter_next(&arr)) {
+		uint32_t len = 0;
+		const char *name = BSON_ITER_HOLDS_UTF8(&arr) ? bson_iter_utf8(&arr, &len) : "";
+		int t = tr_topic_find(name, len);
+		bool own;
+		if (t < 0) {
+			bson_append_array_end(set, &list);
+			tr_problem_field(c, "topics", "names a topic that does not exist");
+			return false;
+		}
+		if (!tr_topic_may_read(c->req->principal.perms, t, &own) || own) {
+			bson_append_array_end(set, &list);
+			tr_problem(c, 403, "forbidden",
+				   "you may not read every record of these topics");
+			return false;
+		}
+		if (seen & (1u << t))
+			continue;
+		seen |= 1u << t;
+		bson_uint32_to_string((uint32_t)n++, &k, key, sizeof(key));
+		BSON_APPEND_UTF8(&list, k, name);
+	}
+	bson_append_array_end(set, &list);
+	if (n == 0) {
+		tr_problem_field(c, "topics", "must name at least one topic");
+		return false;
+	}
+	return true;
+}
+
+void
+webhooks_create(struct tr_ctx *c)
+{
+	static const char *const fields[] = {"url", "topics", "description", NULL};
+	const char *url = NULL, *description = NULL;
+	bson_t set = BSON_INITIALIZER, stored = BSON_INITIALIZER, out = BSON_INITIALIZER;
+	unsigned char raw[24];
+	char secret[64];
+	long long count;
+	int rc;
+
+	bool ok = tr_body_only(c, fields);
+	ok &= tr_body_string(c, "url", 10, URL_MAX, true, &url);
+	ok &= tr_body_line(c, "description", 0, 200, false, &description);
+	if (url && !url_ok(c, url))
+		ok = false;
+	if (!ok)
+		goto out;
+	if (!topics_ok(c, &set))
+		goto out;
+	rc = tr_db_count(c->db, WEBHOOKS, NULL, &count);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	if (count >= TR_MAX_WEBHOOKS) {
+		tr_problem(c, 409, "conflict", "a tenant may have at most 10 webhooks");
+		goto out;
+	}
+	randombytes_buf(raw, sizeof(raw));
+	memcpy(secret, "whsec_", 6);
+	sodium_bin2hex(secret + 6, sizeof(secret) - 6, raw, sizeof(raw));
+	BSON_APPEND_UTF8(&set, "url", url);
+	if (description)
+		BSON_APPEND_UTF8(&set, "description", description);
+	BSON_APPEND_BOOL(&set, "active", true);
+	BSON_APPEND_UTF8(&set, "_secret", secret);
+	rc = tr_db_insert(c->db, WEBHOOKS, &set, &stored);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	tr_render_resource(&stored, &out);
+	BSON_APPEND_UTF8(&out, "secret", secret); /* shown once, never again */
+	tr_reply_json(c, 201, &out);
+out:
+	sodium_memzero(secret, sizeof(secret));
+	bson_destroy(&set);
+	bson_destroy(&stored);
+	bson_destroy(&out);
+}
+
+void
+webhooks_list(struct tr_ctx *c)
+{
+	static const char *const sorts[] = {"-created_at", "created_at", NULL};
+
+	tr_list_reply(c, WEBHOOKS, NULL, sorts);
+}
+
+void
+webhooks_get(struct tr_ctx *c)
+{
+	bson_t stored;
+	int rc = tr_db_get(c->db, WEBHOOKS, tr_param(c, 0), &stored);
+
+	if (rc == TR_OK)
+		tr_reply_resource(c, 200, &stored);
+	else
+		tr_problem_from_err(c, rc);
+	bson_destroy(&stored);
+}
+
+void
+webhooks_delete(struct tr_ctx *c)
+{
+	int rc = tr_db_delete(c->db, WEBHOOKS, tr_param(c, 0), -1);
+
+	if (rc == TR_OK)
+		tr_reply_empty(c, 204);
+	else
+		tr_problem_from_err(c, rc);
+}

@@ -1,0 +1,30 @@
+/* Webhooks: a tenant's HTTP endpoints that receive its events. Each event
+ * on a webhook's topics becomes one delivery job (queue "webhooks"),
+ * enqueued by the same Redis call that publishes the event, and POSTed
+ * with an HMAC-SHA256 signature; failed deliveries are retried with
+ * backoff and end in the dead letters (GET /v1/jobs?state=dead). */
+#ifndef TR_WEBHOOKS_H
+#define TR_WEBHOOKS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/socket.h>
+
+#include "jobs.h"
+#include "module.h"
+
+#define WEBHOOKS "webhooks"
+
+void webhooks_list(struct tr_ctx *c);
+void webhooks_create(struct tr_ctx *c);
+void webhooks_get(struct tr_ctx *c);
+void webhooks_delete(struct tr_ctx *c);
+
+/* The delivery job (job thread). */
+int webhooks_deliver(const struct tr_job *job, char *err, size_t errlen);
+
+/* Is this a literal address webhooks may not reach (loopback, private,
+ * link-local, unspecified)? host is a numeric IPv4/IPv6 text. */
+bool webhooks_address_blocked(const struct sockaddr *sa);
+
+#endif

@@ -1,0 +1,713 @@
+#include "jobs.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <bson/bson.h>
+#include <sodium.h>
+
+#include "events.h"
+#include "json.h"
+#include "kv.h"
+#include "log.h"
+#include "metrics.h"
+#include "module.h"
+#include "redis.h"
+#include "util.h"
+
+#define GROUP "workers"
+#define MAX_QUEUES 16
+#define MAX_THREADS 64
+#define BLOCK_MS 500
+#define MOVE_EVERY_MS 250
+#define STATS_EVERY_MS 2000
+#define CLAIM_COUNT "16"
+
+/* KEYS[1] delayed set, KEYS[2] stream; ARGV[1] now. Moves due jobs
+ * ("id \n tenant \n attempt \n payload") to the stream. */
+static const char move_lua[] =
+    "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)\n"
+    "for _, m in ipairs(due) do\n"
+    "  local id, tenant, attempt, payload = string.match(m, "
+    "'^([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$')\n"
+    "  if id then\n"
+    "    redis.call('XADD', KEYS[2], '*', 'id', id, 'tenant', tenant, 'attempt', attempt,\n"
+    "      'payload', payload)\n"
+    "  end\n"
+    "  redis.call('ZREM', KEYS[1], m)\n"
+    "end\n"
+    "return #due\n";
+
+/* KEYS[1] stream; ARGV[1] entry. A finished job leaves the stream. */
+static const char done_lua[] = "redis.call('XACK', KEYS[1], '" GROUP "', ARGV[1])\n"
+			       "return redis.call('XDEL', KEYS[1], ARGV[1])\n";
+
+/* KEYS[1] stream, KEYS[2] delayed; ARGV entry, run at, member. */
+static const char retry_lua[] = "redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])\n"
+				"redis.call('XACK', KEYS[1], '" GROUP "', ARGV[1])\n"
+				"return redis.call('XDEL', KEYS[1], ARGV[1])\n";
+
+/* KEYS[1] stream, KEYS[2] dead stream, KEYS[3] the tenant's dead jobs;
+ * ARGV entry, job id, tenant, record (JSON). */
+static const char dead_lua[] =
+    "local d = redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'tenant', ARGV[3], 'job', ARGV[4])\n"
+    "redis.call('HSET', KEYS[3], ARGV[2], d .. '\\n' .. ARGV[4])\n"
+    "redis.call('XACK', KEYS[1], '" GROUP "', ARGV[1])\n"
+    "return redis.call('XDEL', KEYS[1], ARGV[1])\n";
+
+/* KEYS[1] the tenant's dead jobs, KEYS[2] stream, KEYS[3] dead stream;
+ * ARGV job id, dead entry, tenant, payload. Once only: HDEL decides. */
+static const char requeue_lua[] =
+    "if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
+    "redis.call('XDEL', KEYS[3], ARGV[2])\n"
+    "redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'tenant', ARGV[3], 'attempt', '0',\n"
+    "  'payload', ARGV[4])\n"
+    "return 1\n";
+
+/* KEYS: per queue its stream, delayed set and dead stream. Returns per
+ * queue {length, in flight, delayed, dead}. */
+static const char stats_lua[] =
+    "local out = {}\n"
+    "for i = 1, #KEYS, 3 do\n"
+    "  local len = redis.call('XLEN', KEYS[i])\n"
+    "  local ok, p = pcall(redis.call, 'XPENDING', KEYS[i], '" GROUP "')\n"
+    "  local inflight = 0\n"
+    "  if ok and type(p) == 'table' then inflight = p[1] end\n"
+    "  out[#out + 1] = len\n"
+    "  out[#out + 1] = inflight\n"
+    "  out[#out + 1] = redis.call('ZCARD', KEYS[i + 1])\n"
+    "  out[#out + 1] = redis.call('XLEN', KEYS[i + 2])\n"
+    "end\n"
+    "return out\n";
+
+struct queue {
+	const struct tr_job_handler *h;
+	char stream[200], delayed[200], dead[200];
+	atomic_ullong done, retried, dead_count;
+	long long waiting, inflight, delayed_n, dead_n; /* loop thread */
+};
+
+static struct {
+	const struct tr_config *cfg;
+	uv_loop_t *loop;
+	struct queue queues[MAX_QUEUES];
+	int nqueues;
+	pthread_t threads[MAX_THREADS];
+	int nthreads;
+	atomic_bool stopping;
+	uv_timer_t stats_timer;
+	bool stats_busy, timer_on;
+	int stats_script;
+	char host[64];
+} J;
+
+static struct queue *
+find_queue(const char *name)
+{
+	for (int i = 0; i < J.nqueues; i++)
+		if (strcmp(J.queues[i].h->queue, name) == 0)
+			return &J.queues[i];
+	return NULL;
+}
+
+static bool
+queue_name_ok(const char *q)
+{
+	size_t n = strlen(q);
+	if (n == 0 || n > 40)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if (!((q[i] >= 'a' && q[i] <= 'z') || (q[i] >= '0' && q[i] <= '9') || q[i] == '.' ||
+		      q[i] == '_' || q[i] == '-'))
+			return false;
+	return true;
+}
+
+/* ---- enqueue ---- */
+
+void
+tr_job_key(char *buf, size_t len, const char *queue, const char *suffix)
+{
+	snprintf(buf, len, "q:%s:%s%s", tr_cfg->mongo_db, queue, suffix);
+}
+
+int
+tr_job_enqueue(const char *queue, const char *tenant_hex, const char *payload, int64_t run_at_ms,
+	       char *id_out)
+{
+	char id[33], stream[200], when[24];
+	redisReply *r;
+
+	if (!queue_name_ok(queue) || !tr_is_object_id(tenant_hex) || !payload ||
+	    strchr(payload, '\n'))
+		return TR_EINVALID;
+	tr_random_hex(id, 16);
+	tr_job_key(stream, sizeof(stream), queue, "");
+	if (run_at_ms <= tr_now_ms()) {
+		const char *argv[] = {"XADD",	  stream,    "*", "id",	     id,     "tenant",
+				      tenant_hex, "attempt", "0", "payload", payload};
+		r = tr_kv_command(11, argv, NULL);
+	} else {
+		char delayed[200];
+		size_t mlen = 32 + 1 + 24 + 1 + 1 + 1 + strlen(payload);
+		char *member = malloc(mlen + 1);
+		if (!member)
+			return TR_ENOMEM;
+		snprintf(member, mlen + 1, "%s\n%s\n0\n%s", id, tenant_hex, payload);
+		tr_job_key(delayed, sizeof(delayed), queue, ":delayed");
+		snprintf(when, sizeof(when), "%lld", (long long)run_at_ms);
+		const char *argv[] = {"ZADD", delayed, when, member};
+		r = tr_kv_command(4, argv, NULL);
+		free(member);
+	}
+	if (!r)
+		return TR_EUNAVAILABLE;
+	bool ok = r->type != REDIS_REPLY_ERROR;
+	if (!ok)
+		tr_error("jobs: enqueue on %s failed: %s", queue, r->str);
+	freeReplyObject(r);
+	if (ok && id_out)
+		memcpy(id_out, id, 33);
+	return ok ? TR_OK : TR_EUNAVAILABLE;
+}
+
+/* ---- the job threads ---- */
+
+static redisReply *
+eval(const char *script, int nkeys, int nargs, const char **args, const size_t *lens)
+{
+	const char *argv[16];
+	size_t alen[16];
+	char nk[8];
+
+	snprintf(nk, sizeof(nk), "%d", nkeys);
+	argv[0] = "EVAL";
+	argv[1] = script;
+	argv[2] = nk;
+	alen[0] = 4;
+	alen[1] = strlen(script);
+	alen[2] = strlen(nk);
+	for (int i = 0; i < nargs; i++) {
+		argv[3 + i] = args[i];
+		alen[3 + i] = lens ? lens[i] : strlen(args[i]);
+	}
+	return tr_kv_command(3 + nargs, argv, alen);
+}
+
+static void
+ensure_groups(void)
+{
+	for (int i = 0; i < J.nqueues; i++) {
+		const char *argv[] = {"XGROUP", "CREATE", J.queues[i].stream,
+				      GROUP,	"0",	  "MKSTREAM"};
+		redisReply *r = tr_kv_command(6, argv, NULL);
+		if (r)
+			freeReplyObject(r); /* BUSYGROUP: it exists */
+	}
+}
+
+static const redisReply *
+field(const redisReply *fields, const char *name)
+{
+	for (size_t i = 0; i + 1 < fields->elements; i += 2)
+		if (fields->element[i]->type == REDIS_REPLY_STRING &&
+		    strcmp(fields->element[i]->str, name) == 0 &&
+		    fields->element[i + 1]->type == REDIS_REPLY_STRING)
+			return fields->element[i + 1];
+	return NULL;
+}
+
+static long long
+backoff_ms(int attempt)
+{
+	long long d = J.cfg->job_backoff_ms;
+
+	for (int i = 1; i < attempt && d < J.cfg->job_backoff_max_ms; i++)
+		d *= 2;
+	if (d > J.cfg->job_backoff_max_ms)
+		d = J.cfg->job_backoff_max_ms;
+	/* half fixed, half random: retries of many jobs spread out */
+	return d / 2 + (long long)randombytes_uniform((uint32_t)(d / 2 + 1));
+}
+
+static void
+finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, const char *err)
+{
+	redisReply *r;
+
+	if (rc == 0) {
+		const char *args[] = {q->stream, entry};
+		r = eval(done_lua, 1, 2, args, NULL);
+		atomic_fetch_add(&q->done, 1);
+	} else if (job->attempt < J.cfg->job_max_attempts) {
+		char when[24];
+		size_t mlen = strlen(job->id) + strlen(job->tenant) + 16 + job->payload_len;
+		char *member = malloc(mlen);
+		if (!member)
+			return; /* left pending: reclaimed later */
+		int n = snprintf(member, mlen, "%s\n%s\n%d\n%.*s", job->id, job->tenant,
+				 job->attempt, (int)job->payload_len, job->payload);
+		snprintf(when, sizeof(when), "%lld",
+			 (long long)tr_now_ms() + backoff_ms(job->attempt));
+		const char *args[] = {q->stream, q->delayed, entry, when, member};
+		size_t lens[] = {strlen(q->stream), strlen(q->delayed), strlen(entry), strlen(when),
+				 (size_t)n};
+		r = eval(retry_lua, 2, 5, args, lens);
+		free(member);
+		atomic_fetch_add(&q->retried, 1);
+		tr_warn("jobs: %s job %s failed (attempt %d of %d): %s; retrying", q->h->queue,
+			job->id, job->attempt, J.cfg->job_max_attempts, err);
+	} else {
+		bson_t rec = BSON_INITIALIZER, payload;
+		char ts[32], hash[96], *json;
+		size_t len;
+		char perr[64];
+		tr_format_time(tr_now_ms(), ts);
+		BSON_APPEND_UTF8(&rec, "id", job->id);
+		BSON_APPEND_UTF8(&rec, "queue", q->h->queue);
+		BSON_APPEND_UTF8(&rec, "state", "dead");
+		BSON_APPEND_INT32(&rec, "attempts", job->attempt);
+		BSON_APPEND_UTF8(&rec, "last_error", err);
+		BSON_APPEND_UTF8(&rec, "failed_at", ts);
+		if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) ==
+		    0)
+			BSON_APPEND_DOCUMENT(&rec, "payload", &payload);
+		bson_destroy(&payload);
+		json = tr_json_render(&rec, &len);
+		bson_destroy(&rec);
+		if (!json)
+			return;
+		snprintf(hash, sizeof(hash), "t:%s:jobs:dead", job->tenant);
+		const char *args[] = {q->stream, q->dead, hash, entry, job->id, job->tenant, json};
+		r = eval(dead_lua, 3, 7, args, NULL);
+		free(json);
+		atomic_fetch_add(&q->dead_count, 1);
+		tr_warn("jobs: %s job %s failed %d times: %s; moved to the dead letters",
+			q->h->queue, job->id, job->attempt, err);
+	}
+	if (r)
+		freeReplyObject(r);
+}
+
+static void
+run_entry(struct queue *q, const redisReply *e)
+{
+	const redisReply *fields, *id, *tenant, *attempt, *payload;
+	struct tr_job job;
+	char err[256] = "";
+	int rc;
+
+	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 ||
+	    e->element[0]->type != REDIS_REPLY_STRING || e->element[1]->type != REDIS_REPLY_ARRAY)
+		return; /* a deleted entry (XAUTOCLAIM reports those as nil) */
+	fields = e->element[1];
+	id = field(fields, "id");
+	tenant = field(fields, "tenant");
+	attempt = field(fields, "attempt");
+	payload = field(fields, "payload");
+	if (!id || !tenant || !attempt || !payload) {
+		const char *args[] = {q->stream, e->element[0]->str};
+		redisReply *r = eval(done_lua, 1, 2, args, NULL); /* not a job: drop it */
+		if (r)
+			freeReplyObject(r);
+		return;
+	}
+	job.queue = q->h->queue;
+	job.id = id->str;
+	job.tenant = tenant->str;
+	job.payload = payload->str;
+	job.payload_len = payload->len;
+	job.attempt = atoi(attempt->str) + 1;
+	rc = q->h->run(&job, err, sizeof(err));
+	if (rc != 0 && !err[0])
+		snprintf(err, sizeof(err), "failed");
+	finish(q, e->element[0]->str, &job, rc, err);
+}
+
+static void
+run_entries(struct queue *q, const redisReply *entries)
+{
+	for (size_t i = 0; i < entries->elements && !atomic_load(&J.stopping); i++)
+		run_entry(q, entries->element[i]);
+}
+
+static void
+move_due(void)
+{
+	char now[24];
+
+	snprintf(now, sizeof(now), "%lld", (long long)tr_now_ms());
+	for (int i = 0; i < J.nqueues; i++) {
+		const char *args[] = {J.queues[i].delayed, J.queues[i].stream, now};
+		redisReply *r = eval(move_lua, 2, 3, args, NULL);
+		if (r)
+			freeReplyObject(r);
+	}
+}
+
+/* Jobs taken by a worker that has been silent for the visibility timeout
+ * (it died, or hangs) are taken over. */
+static void
+reclaim(const char *consumer)
+{
+	char idle[24];
+
+	snprintf(idle, sizeof(idle), "%d", J.cfg->job_visibility_ms);
+	for (int i = 0; i < J.nqueues; i++) {
+		const char *argv[] = {
+		    "XAUTOCLAIM", J.queues[i].stream, GROUP, consumer, idle, "0-0",
+		    "COUNT",	  CLAIM_COUNT};
+		redisReply *r = tr_kv_command(8, argv, NULL);
+		if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+		    r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements) {
+			tr_info("jobs: reclaimed %zu %s jobs of a silent worker",
+				r->element[1]->elements, J.queues[i].h->queue);
+			run_entries(&J.queues[i], r->element[1]);
+		}
+		if (r)
+			freeReplyObject(r);
+	}
+}
+
+static void *
+job_thread(void *arg)
+{
+	int index = (int)(intptr_t)arg;
+	char consumer[128], block[16];
+	const char *argv[8 + 2 * MAX_QUEUES];
+	int argc = 0;
+	uint64_t next_move = 0, next_claim = 0;
+	uint64_t claim_every = (uint64_t)J.cfg->job_visibility_ms / 2;
+
+	snprintf(consumer, sizeof(consumer), "%s-%d-%d", J.host, (int)getpid(), index);
+	snprintf(block, sizeof(block), "%d", BLOCK_MS);
+	argv[argc++] = "XREADGROUP";
+	argv[argc++] = "GROUP";
+	argv[argc++] = GROUP;
+	argv[argc++] = consumer;
+	argv[argc++] = "COUNT";
+	argv[argc++] = "1";
+	argv[argc++] = "BLOCK";
+	argv[argc++] = block;
+	argv[argc++] = "STREAMS";
+	for (int i = 0; i < J.nqueues; i++)
+		argv[argc++] = J.queues[i].stream;
+	for (int i = 0; i < J.nqueues; i++)
+		argv[argc++] = ">";
+	if (claim_every < 100)
+		claim_every = 100;
+	if (index == 0)
+		ensure_groups();
+	while (!atomic_load(&J.stopping)) {
+		uint64_t now = tr_mono_ns() / 1000000u;
+		if (index == 0 && now >= next_move) {
+			move_due();
+			next_move = now + MOVE_EVERY_MS;
+		}
+		if (now >= next_claim) {
+			reclaim(consumer);
+			next_claim = now + claim_every;
+		}
+		redisReply *r = tr_kv_command_wait(argc, argv, NULL, BLOCK_MS + 2000);
+		if (!r) {
+			usleep(BLOCK_MS * 1000); /* Redis is down: try again shortly */
+			continue;
+		}
+		if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOGROUP"))
+			ensure_groups(); /* Redis lost its data */
+		if (r->type == REDIS_REPLY_ARRAY) {
+			for (size_t i = 0; i < r->elements; i++) {
+				const redisReply *s = r->element[i];
+				if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+				    s->element[0]->type != REDIS_REPLY_STRING ||
+				    s->element[1]->type != REDIS_REPLY_ARRAY)
+					continue;
+				struct queue *q = NULL;
+				for (int k = 0; k < J.nqueues; k++)
+					if (strcmp(J.queues[k].stream, s->element[0]->str) == 0)
+						q = &J.queues[k];
+				if (q)
+					run_entries(q, s->element[1]);
+			}
+		}
+		freeReplyObject(r);
+	}
+	return NULL;
+}
+
+/* ---- stats for /metrics (loop thread) ---- */
+
+static void
+stats_cb(void *arg, const redisReply *r, int status)
+{
+	(void)arg;
+	J.stats_busy = false;
+	if (status == TR_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+		tr_redis_script_reset(J.stats_script);
+	if (status != TR_OK || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)J.nqueues * 4)
+		return;
+	for (int i = 0; i < J.nqueues; i++) {
+		long long v[4];
+		for (int k = 0; k < 4; k++)
+			v[k] = r->element[i * 4 + k]->type == REDIS_REPLY_INTEGER
+				   ? r->element[i * 4 + k]->integer
+				   : 0;
+		J.queues[i].inflight = v[1];
+		J.queues[i].waiting = v[0] > v[1] ? v[0] - v[1] : 0;
+		J.queues[i].delayed_n = v[2];
+		J.queues[i].dead_n = v[3];
+	}
+}
+
+static void
+stats_timer_cb(uv_timer_t *t)
+{
+	const char *argv[3 * MAX_QUEUES];
+	(void)t;
+
+	if (J.stats_busy || J.nqueues == 0)
+		return;
+	for (int i = 0; i < J.nqueues; i++) {
+		argv[3 * i] = J.queues[i].stream;
+		argv[3 * i + 1] = J.queues[i].delayed;
+		argv[3 * i + 2] = J.queues[i].dead;
+	}
+	J.stats_busy = true;
+	if (tr_redis_script_call(J.stats_script, stats_cb, NULL, 3 * J.nqueues, 3 * J.nqueues, argv,
+				 NULL) != TR_OK)
+		J.stats_busy = false;
+}
+
+static char *
+render_metrics(void)
+{
+	size_t cap = 1024 + (size_t)J.nqueues * 1024, len = 0;
+	char *text = malloc(cap);
+
+	if (!text)
+		return NULL;
+	len += (size_t)snprintf(text + len, cap - len,
+				"# HELP trellis_jobs Jobs per queue and state (from Redis).\n"
+				"# TYPE trellis_jobs gauge\n");
+	for (int i = 0; i < J.nqueues; i++) {
+		const struct queue *q = &J.queues[i];
+		len += (size_t)snprintf(text + len, cap - len,
+					"trellis_jobs{queue=\"%s\",state=\"waiting\"} %lld\n"
+					"trellis_jobs{queue=\"%s\",state=\"in_flight\"} %lld\n"
+					"trellis_jobs{queue=\"%s\",state=\"delayed\"} %lld\n"
+					"trellis_jobs{queue=\"%s\",state=\"dead\"} %lld\n",
+					q->h->queue, q->waiting, q->h->queue, q->inflight,
+					q->h->queue, q->delayed_n, q->h->queue, q->dead_n);
+	}
+	len +=
+	    (size_t)snprintf(text + len, cap - len,
+			     "# HELP trellis_job_runs_total Job runs by outcome (this process).\n"
+			     "# TYPE trellis_job_runs_total counter\n");
+	for (int i = 0; i < J.nqueues; i++) {
+		struct queue *q = &J.queues[i];
+		len += (size_t)snprintf(
+		    text + len, cap - len,
+		    "trellis_job_runs_total{queue=\"%s\",outcome=\"done\"} %llu\n"
+		    "trellis_job_runs_total{queue=\"%s\",outcome=\"retried\"} %llu\n"
+		    "trellis_job_runs_total{queue=\"%s\",outcome=\"dead\"} %llu\n",
+		    q->h->queue, (unsigned long long)atomic_load(&q->done), q->h->queue,
+		    (unsigned long long)atomic_load(&q->retried), q->h->queue,
+		    (unsigned long long)atomic_load(&q->dead_count));
+	}
+	return text;
+}
+
+/* ---- start / stop ---- */
+
+void
+tr_jobs_register(void)
+{
+	J.stats_script = tr_redis_script_register(stats_lua);
+}
+
+int
+tr_jobs_start(uv_loop_t *loop, const struct tr_config *cfg)
+{
+	J.cfg = cfg;
+	J.loop = loop;
+	if (gethostname(J.host, sizeof(J.host)) != 0)
+		snprintf(J.host, sizeof(J.host), "host");
+	J.host[sizeof(J.host) - 1] = '\0';
+	for (size_t m = 0; m < tr_nmodules; m++) {
+		const struct tr_module *mod = tr_modules[m];
+		for (size_t i = 0; i < mod->njobs && J.nqueues < MAX_QUEUES; i++) {
+			struct queue *q = &J.queues[J.nqueues++];
+			q->h = &mod->jobs[i];
+			tr_job_key(q->stream, sizeof(q->stream), q->h->queue, "");
+			tr_job_key(q->delayed, sizeof(q->delayed), q->h->queue, ":delayed");
+			tr_job_key(q->dead, sizeof(q->dead), q->h->queue, ":dead");
+		}
+	}
+	tr_metrics_add_source(render_metrics);
+	uv_timer_init(loop, &J.stats_timer);
+	uv_timer_start(&J.stats_timer, stats_timer_cb, 100, STATS_EVERY_MS);
+	J.timer_on = true;
+	if (!cfg->role_worker || cfg->job_workers == 0 || J.nqueues == 0)
+		return 0;
+	for (int i = 0; i < cfg->job_workers && i < MAX_THREADS; i++) {
+		if (pthread_create(&J.threads[i], NULL, job_thread, (void *)(intptr_t)i) != 0) {
+			tr_error("jobs: cannot start job thread %d", i);
+			break;
+		}
+		J.nthreads++;
+	}
+	tr_info("jobs: %d threads on %d queues", J.nthreads, J.nqueues);
+	return 0;
+}
+
+void
+tr_jobs_stop(void)
+{
+	atomic_store(&J.stopping, true);
+	if (J.timer_on) {
+		uv_timer_stop(&J.stats_timer);
+		uv_close((uv_handle_t *)&J.stats_timer, NULL);
+		J.timer_on = false;
+	}
+	for (int i = 0; i < J.nthreads; i++)
+		pthread_join(J.threads[i], NULL);
+	J.nthreads = 0;
+}
+
+/* ---- the jobs API ---- */
+
+struct dead_item {
+	struct tr_evid at;
+	const char *json;
+	size_t len;
+};
+
+static int
+newest_first(const void *a, const void *b)
+{
+	return -tr_evid_cmp(&((const struct dead_item *)a)->at, &((const struct dead_item *)b)->at);
+}
+
+char *
+tr_jobs_dead_json(const char *tenant_hex, size_t *len_out)
+{
+	char key[96];
+	redisReply *r;
+	struct dead_item *items;
+	size_t n = 0, total = 2;
+	char *out;
+
+	snprintf(key, sizeof(key), "t:%s:jobs:dead", tenant_hex);
+	const char *argv[] = {"HVALS", key};
+	r = tr_kv_command(2, argv, NULL);
+	if (!r || r->type != REDIS_REPLY_ARRAY) {
+		if (r)
+			freeReplyObject(r);
+		return NULL;
+	}
+	items = calloc(r->elements + 1, sizeof(*items));
+	if (!items) {
+		freeReplyObject(r);
+		return NULL;
+	}
+	for (size_t i = 0; i < r->elements; i++) {
+		const redisReply *v = r->element[i];
+		const char *nl =
+		    v->type == REDIS_REPLY_STRING ? memchr(v->str, '\n', v->len) : NULL;
+		if (!nl || !tr_evid_parse(v->str, (size_t)(nl - v->str), &items[n].at))
+			continue;
+		items[n].json = nl + 1;
+		items[n].len = v->len - (size_t)(nl + 1 - v->str);
+		total += items[n].len + 1;
+		n++;
+	}
+	qsort(items, n, sizeof(*items), newest_first);
+	out = malloc(total + 1);
+	if (out) {
+		size_t len = 0;
+		out[len++] = '[';
+		for (size_t i = 0; i < n; i++) {
+			if (i)
+				out[len++] = ',';
+			memcpy(out + len, items[i].json, items[i].len);
+			len += items[i].len;
+		}
+		out[len++] = ']';
+		out[len] = '\0';
+		*len_out = len;
+	}
+	free(items);
+	freeReplyObject(r);
+	return out;
+}
+
+int
+tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_t qlen)
+{
+	char key[96], stream[200], dead[200], entry[48], perr[64];
+	redisReply *r;
+	bson_t rec;
+	bson_iter_t it;
+	int rc = TR_ENOTFOUND;
+
+	if (strlen(job_id) != 32 || strspn(job_id, "0123456789abcdef") != 32)
+		return TR_ENOTFOUND;
+	snprintf(key, sizeof(key), "t:%s:jobs:dead", tenant_hex);
+	const char *get[] = {"HGET", key, job_id};
+	r = tr_kv_command(3, get, NULL);
+	if (!r)
+		return TR_EUNAVAILABLE;
+	if (r->type != REDIS_REPLY_STRING) {
+		freeReplyObject(r);
+		return TR_ENOTFOUND;
+	}
+	const char *nl = memchr(r->str, '\n', r->len);
+	if (!nl || (size_t)(nl - r->str) >= sizeof(entry) ||
+	    tr_json_parse(nl + 1, r->len - (size_t)(nl + 1 - r->str), &rec, perr, sizeof(perr)) !=
+		0) {
+		freeReplyObject(r);
+		return TR_ENOTFOUND;
+	}
+	memcpy(entry, r->str, (size_t)(nl - r->str));
+	entry[nl - r->str] = '\0';
+	freeReplyObject(r);
+	const char *queue = bson_iter_init_find(&it, &rec, "queue") && BSON_ITER_HOLDS_UTF8(&it)
+				? bson_iter_utf8(&it, NULL)
+				: "";
+	bson_t payload;
+	uint32_t plen = 0;
+	const uint8_t *pdata = NULL;
+	if (!find_queue(queue) && !queue_name_ok(queue))
+		goto out;
+	snprintf(queue_out, qlen, "%s", queue);
+	tr_job_key(stream, sizeof(stream), queue, "");
+	tr_job_key(dead, sizeof(dead), queue, ":dead");
+	if (!bson_iter_init_find(&it, &rec, "payload") || !BSON_ITER_HOLDS_DOCUMENT(&it))
+		goto out;
+	bson_iter_document(&it, &plen, &pdata);
+	if (!bson_init_static(&payload, pdata, plen))
+		goto out;
+	size_t jlen;
+	char *pjson = tr_json_render(&payload, &jlen);
+	if (!pjson) {
+		rc = TR_ENOMEM;
+		goto out;
+	}
+	const char *args[] = {key, stream, dead, job_id, entry, tenant_hex, pjson};
+	r = eval(requeue_lua, 3, 7, args, NULL);
+	free(pjson);
+	if (!r)
+		rc = TR_EUNAVAILABLE;
+	else if (r->type == REDIS_REPLY_INTEGER && r->integer == 1)
+		rc = TR_OK;
+	if (r)
+		freeReplyObject(r);
+out:
+	bson_destroy(&rec);
+	return rc;
+}

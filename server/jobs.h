@@ -1,0 +1,63 @@
+/* The task queue: one Redis Stream per queue (q:<name>) read by the
+ * consumer group "workers"; delayed jobs in a sorted set (q:<name>:delayed)
+ * moved to the stream when due; failed runs retried with exponential
+ * backoff and jitter; jobs out of attempts go to the dead-letter stream
+ * (q:<name>:dead) and to their tenant's list of dead jobs; a job whose
+ * worker stopped answering is reclaimed after job_visibility_ms.
+ *
+ * Delivery is at least once: a handler may see a job again (a worker died
+ * after the work, before the acknowledgement), so handlers are idempotent.
+ * Handlers run on job threads, never on the loop thread; they may block and
+ * use MongoDB (tr_dbpool_pop). */
+#ifndef TR_JOBS_H
+#define TR_JOBS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+
+struct tr_job {
+	const char *queue;
+	const char *id;	     /* 32 hex, stable across retries */
+	const char *tenant;  /* 24 hex */
+	const char *payload; /* JSON object */
+	size_t payload_len;
+	int attempt; /* 1 on the first run */
+};
+
+/* A module's handler for one queue: 0 when the job is done; otherwise it
+ * failed, with a short reason in err (kept with a dead job). */
+struct tr_job_handler {
+	const char *queue;
+	int (*run)(const struct tr_job *job, char *err, size_t errlen);
+};
+
+/* A queue's Redis key: q:<database>:<queue><suffix>. Deployments that
+ * share a Redis keep their queues apart by their database's name. */
+void tr_job_key(char *buf, size_t len, const char *queue, const char *suffix);
+
+/* Enqueues a job (any thread but the loop thread: it waits for Redis).
+ * payload is a JSON object; run_at_ms <= now runs it as soon as a worker
+ * is free. The job id goes to id_out (33 bytes) when not NULL. TR_OK or
+ * TR_EUNAVAILABLE. */
+int tr_job_enqueue(const char *queue, const char *tenant_hex, const char *payload,
+		   int64_t run_at_ms, char *id_out);
+
+/* Registers the stats script; before tr_redis_init. */
+void tr_jobs_register(void);
+/* Start-up (main thread): the handlers of every module; job threads start
+ * when the process has the worker role. */
+int tr_jobs_start(uv_loop_t *loop, const struct tr_config *cfg);
+/* Stops the job threads (waits for running handlers) and the stats timer. */
+void tr_jobs_stop(void);
+
+/* For the jobs API (worker threads). The tenant's dead jobs as a JSON
+ * array (malloc'd), or NULL when Redis is unavailable. */
+char *tr_jobs_dead_json(const char *tenant_hex, size_t *len);
+/* Puts a dead job back on its queue: TR_OK, TR_ENOTFOUND (not a dead job
+ * of this tenant), TR_EUNAVAILABLE. */
+int tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_t qlen);
+
+#endif
