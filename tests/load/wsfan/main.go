@@ -1,0 +1,61 @@
+// wsfan is the WebSocket load client of the Trellis benchmark
+// (tests/load/bench.sh). It drives Trellis and Centrifugo with the same
+// code and the same scenario, so their figures can be compared.
+//
+//	wsfan fanout -target trellis|centrifugo ...   N subscribers of one topic,
+//	                                              events published at a fixed rate
+//	wsfan resume ...                              one Trellis client catching up
+//	                                              on events it missed
+//
+// Each mode prints one JSON object on stdout; progress goes to stderr.
+// Run `wsfan MODE -h` for the flags.
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"time"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "fanout":
+		err = runFanout(os.Args[2:])
+	case "resume":
+		err = runResume(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "wsfan %s: %v\n", os.Args[1], err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: wsfan fanout|resume [flags] (wsfan MODE -h for the flags)")
+	os.Exit(2)
+}
+
+var started = time.Now()
+
+// logf writes a progress line to stderr, prefixed with the seconds since
+// start.
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "wsfan [%6.1fs] %s\n", time.Since(started).Seconds(), fmt.Sprintf(format, args...))
+}
+
+// printJSON writes v as one line on stdout.
+func printJSON(v any) error {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Println(string(b))
+	return err
+}
