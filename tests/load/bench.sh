@@ -12,6 +12,17 @@
 #      same size; goal: Trellis >= 70% of the baseline.
 #   3. The server's idle RSS after start-up (VmRSS once /readyz is 200 and
 #      it has been idle a few seconds); goal: under 20 MiB.
+#   4. WebSocket fan-out, side by side with Centrifugo: BENCH_WS_CLIENTS
+#      clients of one tenant subscribed to one topic on one server process,
+#      BENCH_WS_RATE events/s for BENCH_WS_SECONDS, driven by the same load
+#      client (tests/load/wsfan) against a fresh Trellis process and then
+#      against Centrifugo (tests/load/centrifugo). Figures: delivered
+#      messages/s, publish-to-receive latency p50/p99/max, RSS per idle
+#      subscribed connection. Goals: Trellis delivers at least as many
+#      messages/s as Centrifugo with a p99 no higher, and uses at most
+#      8 KiB per idle connection and less than Centrifugo.
+#   5. Resume: one Trellis client catching up on BENCH_RESUME_EVENTS events
+#      it missed (resume_from); catch-up events/s.
 #
 # Prints a table with each figure, its baseline, the ratio and PASS/MISS,
 # and writes the same table to build/bench/results.md (raw wrk and
@@ -30,6 +41,17 @@
 #   TRELLIS_FERRETDB_BIN  default ~/go/bin/ferretdb
 #   TRELLIS_PYTHON        default .venv/bin/python (falls back to
 #                         /tmp/vtest/bin/python when .venv is missing)
+#   BENCH_ONLY            all (default), http (1-3 and the identity runs) or
+#                         ws (4 and 5)
+#   BENCH_WS_CLIENTS      WebSocket clients, default 10000
+#   BENCH_WS_SECONDS      publishing time, default 30
+#   BENCH_WS_RATE         events per second, default 100
+#   BENCH_WS_IDLE_SECONDS all clients subscribed and idle this long before
+#                         RSS is read, default 5
+#   BENCH_RESUME_EVENTS   events the resuming client catches up on, default 10000
+#   CENTRIFUGO_VERSION    default v5.4.9 (see tests/load/centrifugo/install.sh)
+#   Quick WebSocket run:  BENCH_ONLY=ws BENCH_WS_CLIENTS=500 BENCH_WS_SECONDS=5 \
+#                         BENCH_RESUME_EVENTS=1000 bash tests/load/bench.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -59,6 +81,19 @@ RSS_GOAL_MIB=20
 
 HEALTH_BODY='{"status":"ok"}'
 STARTUP_TIMEOUT=30
+
+ONLY=${BENCH_ONLY:-all}
+WS_CLIENTS=${BENCH_WS_CLIENTS:-10000}
+WS_SECONDS=${BENCH_WS_SECONDS:-30}
+WS_RATE=${BENCH_WS_RATE:-100}
+WS_IDLE_SECONDS=${BENCH_WS_IDLE_SECONDS:-5}
+RESUME_EVENTS=${BENCH_RESUME_EVENTS:-10000}
+CENTRIFUGO_VERSION=${CENTRIFUGO_VERSION:-v5.4.9}
+export CENTRIFUGO_VERSION
+WS_MEM_GOAL=8192 # bytes of server RSS per idle subscribed connection
+# Publish requests the load client keeps in flight at most; every one may
+# be a connection of its own, so it counts in the open-files budget.
+WS_PUBLISHERS=1024
 
 # Every process started here, in start order; torn down in reverse.
 PIDS=()
@@ -429,30 +464,332 @@ write_results() {
 	} >"$OUT/results.md"
 }
 
-main() {
-	preflight
-	mkdir -p "$OUT"
-	TMP=$(mktemp -d "${TMPDIR:-/tmp}/trellis-bench.XXXXXX")
-	trap cleanup EXIT
-	trap 'exit 130' INT
-	trap 'exit 143' TERM
+# ---- WebSocket fan-out and resume (measurements 4 and 5) ----------------
+#
+# The same load client (tests/load/wsfan) and the same scenario against a
+# fresh Trellis process and then against Centrifugo, one at a time, on the
+# same two cores. wsfan prints one JSON object per run; ws_load turns it
+# into shell variables.
 
-	read -r MONGO_PORT REDIS_PORT HTTP_PORT NGINX_PORT < <(free_ports 4)
-	[[ -n ${NGINX_PORT:-} ]] || die "could not pick free ports"
-	MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/trellis_bench"
-	REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
-	JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+ws_preflight() {
+	local n
+	for n in WS_CLIENTS WS_SECONDS WS_RATE WS_IDLE_SECONDS RESUME_EVENTS; do
+		is_count "${!n}" || die "BENCH_$n must be a positive integer, got '${!n}'"
+	done
+	command -v go >/dev/null || die "'go' not found: the WebSocket benchmark builds its load client and Centrifugo with Go"
+	# One socket per client on both ends (the server and wsfan each hold
+	# WS_CLIENTS), plus the publish connections and some slack.
+	local need=$((WS_CLIENTS + WS_PUBLISHERS + 512)) hard
+	hard=$(ulimit -Hn)
+	if [[ $hard != unlimited ]] && ((hard < need)); then
+		die "BENCH_WS_CLIENTS=$WS_CLIENTS needs $need open files per process; the hard limit is $hard (lower BENCH_WS_CLIENTS or raise the limit)"
+	fi
+	# Raised here, so every process started from now on inherits it.
+	if [[ $(ulimit -Sn) != unlimited ]] && (($(ulimit -Sn) < need)); then
+		ulimit -Sn "$need" || die "could not raise the open-files limit to $need"
+	fi
+}
 
-	log "temp dir $TMP; ports: FerretDB $MONGO_PORT, Redis $REDIS_PORT, Trellis $HTTP_PORT, nginx $NGINX_PORT"
-	log "Trellis runs with TRELLIS_LOG_LEVEL=$LOG_LEVEL and TRELLIS_WORKERS=$WORKERS; nginx with worker_processes $NGINX_WORKERS"
-	start_ferretdb
-	start_redis
-	start_server
-	log "server ready (pid $SERVER_PID); idle ${IDLE_SECONDS}s before reading VmRSS"
-	measure_idle_rss
-	log "idle VmRSS: $RSS_KIB KiB"
+ws_build_client() {
+	WSFAN=$OUT/wsfan
+	log "building $WSFAN"
+	(cd "$ROOT/tests/load/wsfan" && go build -o "$WSFAN" .) || die "could not build tests/load/wsfan"
+}
 
-	seed
+ws_install_centrifugo() {
+	CENTRIFUGO_BIN=$(bash "$ROOT/tests/load/centrifugo/install.sh") || die "could not install Centrifugo $CENTRIFUGO_VERSION"
+	[[ -x $CENTRIFUGO_BIN ]] || die "tests/load/centrifugo/install.sh printed no binary"
+	log "$("$CENTRIFUGO_BIN" version | head -n 1) at $CENTRIFUGO_BIN"
+}
+
+# Waits until GET URL answers 200, failing early if PID has died.
+wait_http_200() {
+	local name=$1 pid=$2 url=$3 deadline=$((SECONDS + STARTUP_TIMEOUT)) code
+	while :; do
+		code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "$url" || true)
+		[[ $code == 200 ]] && return 0
+		kill -0 "$pid" 2>/dev/null || die "$name exited during start-up"
+		((SECONDS < deadline)) || die "$name: $url not 200 within ${STARTUP_TIMEOUT}s (last: $code)"
+		sleep 0.1
+	done
+}
+
+# A fresh Trellis process for the WebSocket runs, so that the memory per
+# connection is measured from a clean start rather than on a heap the wrk
+# runs grew. Same settings as the first one, plus room for the clients and
+# access tokens that outlive the runs.
+ws_start_trellis() {
+	stop_pid "$SERVER_PID"
+	read -r WS_PORT < <(free_ports 1)
+	server_env
+	SERVER_ENV+=(
+		TRELLIS_PORT="$WS_PORT"
+		TRELLIS_MAX_CONNECTIONS=$((WS_CLIENTS + WS_PUBLISHERS + 20000))
+		TRELLIS_ACCESS_TTL=3600
+	)
+	cd "$ROOT"
+	env "${SERVER_ENV[@]}" "$TRELLIS_BIN" serve >"$TMP/trellis-ws.log" 2>&1 &
+	WS_SERVER_PID=$!
+	PIDS+=("$WS_SERVER_PID")
+	cd - >/dev/null
+	wait_http_200 "Trellis (WebSocket runs)" "$WS_SERVER_PID" "http://127.0.0.1:$WS_PORT/readyz"
+	log "Trellis for the WebSocket runs: pid $WS_SERVER_PID, port $WS_PORT"
+}
+
+# POSTs JSON BODY to URL (extra curl args after it); prints the answer's
+# field FIELD, dies unless the status is WANT.
+post_json_field() {
+	local name=$1 url=$2 body=$3 want=$4 field=$5 code
+	shift 5
+	code=$(curl -s -o "$TMP/post.body" -w '%{http_code}' --max-time 30 \
+		-H 'Content-Type: application/json' -d "$body" "$@" "$url" || true)
+	[[ $code == "$want" ]] || die "$name: $url answered $code: $(head -c 300 "$TMP/post.body")"
+	"$PY" -c 'import json, sys; print(json.load(open(sys.argv[1]))[sys.argv[2]])' "$TMP/post.body" "$field" ||
+		die "$name: no '$field' in $(head -c 300 "$TMP/post.body")"
+}
+
+# A fresh owner token (an hour long on this server) for the subscribers,
+# and a second user of the tenant whose name the publisher changes: the
+# subscribers' own user would have its sessions refreshed on every change,
+# which is not what a fan-out of someone else's edits costs.
+ws_trellis_accounts() {
+	local base="http://127.0.0.1:$WS_PORT"
+	WS_TOKEN=$(post_json_field login "$base/v1/auth/login" \
+		"{\"tenant_slug\":\"$SLUG\",\"email\":\"$EMAIL\",\"password\":\"$PASSWORD\"}" 200 access_token)
+	WS_SUBJECT=$(post_json_field "create user" "$base/v1/users" \
+		"{\"email\":\"subject@bench.test\",\"name\":\"Bench Subject\",\"roles\":[\"employee\"],\"password\":\"subject-password-$RANDOM$RANDOM\"}" \
+		201 id -H "Authorization: Bearer $WS_TOKEN")
+}
+
+ws_start_centrifugo() {
+	local dir=$TMP/centrifugo major=${CENTRIFUGO_VERSION%%.*} template
+	template=$ROOT/tests/load/centrifugo/config.$major.json
+	[[ -f $template ]] || die "no Centrifugo configuration for $major ($template)"
+	mkdir -p "$dir"
+	read -r CF_PORT < <(free_ports 1)
+	CF_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	CF_API_KEY=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	sed -e "s/@PORT@/$CF_PORT/" -e "s/@HMAC_SECRET@/$CF_SECRET/" -e "s/@API_KEY@/$CF_API_KEY/" \
+		"$template" >"$dir/config.json"
+	(cd "$dir" && exec "$CENTRIFUGO_BIN" --config "$dir/config.json") >"$TMP/centrifugo.log" 2>&1 &
+	CF_PID=$!
+	PIDS+=("$CF_PID")
+	wait_for_port Centrifugo "$CF_PID" "$CF_PORT" "$TMP/centrifugo.log"
+	# One publish through the API: the key is right and the namespace exists.
+	local answer
+	answer=$(curl -s --max-time 5 -H "X-API-Key: $CF_API_KEY" -H 'Content-Type: application/json' \
+		-d '{"channel":"bench:fan","data":{"probe":true}}' "http://127.0.0.1:$CF_PORT/api/publish" || true)
+	[[ $answer == '{"result":{}}' ]] || die "Centrifugo's publish API answered '$answer'"
+	log "Centrifugo: pid $CF_PID, port $CF_PORT"
+}
+
+# ws_run NAME ARGS...: one wsfan run; its JSON goes to $OUT/ws-NAME.json,
+# its progress to the terminal and $OUT/ws-NAME.log.
+ws_run() {
+	local name=$1
+	shift
+	log "wsfan $1 ($name)"
+	"$WSFAN" "$@" >"$OUT/ws-$name.json" 2> >(tee "$OUT/ws-$name.log" | sed 's/^/    /' >&2) ||
+		die "wsfan $name failed (see $OUT/ws-$name.log)"
+}
+
+# ws_load FILE PREFIX: wsfan's JSON object as shell variables PREFIX_key.
+ws_load() {
+	local assignments
+	assignments=$("$PY" - "$1" "$2" <<'PYEOF'
+import json, shlex, sys
+lines = open(sys.argv[1]).read().strip().splitlines()
+for key, value in json.loads(lines[-1]).items():
+    if isinstance(value, bool):
+        value = "true" if value else "false"
+    elif isinstance(value, float):
+        value = f"{value:.3f}"
+    print(f"{sys.argv[2]}_{key}={shlex.quote(str(value))}")
+PYEOF
+	) || die "could not read wsfan's output in $1"
+	eval "$assignments"
+}
+
+# ws_fanout NAME PREFIX PID ARGS...: a fan-out run with the settings, loaded
+# as PREFIX_*; connection failures or failed publishes make it invalid.
+ws_fanout() {
+	local name=$1 prefix=$2 pid=$3
+	shift 3
+	ws_run "$name" fanout -clients "$WS_CLIENTS" -seconds "$WS_SECONDS" -rate "$WS_RATE" \
+		-idle "${WS_IDLE_SECONDS}s" -publishers "$WS_PUBLISHERS" -pid "$pid" "$@"
+	ws_load "$OUT/ws-$name.json" "$prefix"
+	local failed=${prefix}_connect_failed errs=${prefix}_publish_errors dups=${prefix}_duplicates unk=${prefix}_unknown
+	if ((${!failed} > 0 || ${!errs} > 0 || ${!dups} > 0 || ${!unk} > 0)); then
+		WS_ERRORS=$((WS_ERRORS + 1))
+	fi
+	kill -0 "$pid" 2>/dev/null || die "the server of the $name run died"
+}
+
+ws_bench() {
+	# Anything else busy on the machine skews these runs more than the
+	# HTTP ones (the client alone needs a good part of a core): noted.
+	WS_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+	ws_build_client
+	ws_install_centrifugo
+	ws_start_trellis
+	ws_trellis_accounts
+
+	settle
+	ws_fanout trellis TR "$WS_SERVER_PID" -target trellis \
+		-ws "ws://127.0.0.1:$WS_PORT/v1/ws" -http "http://127.0.0.1:$WS_PORT" \
+		-token "$WS_TOKEN" -user-id "$WS_SUBJECT"
+
+	settle
+	ws_run resume resume -ws "ws://127.0.0.1:$WS_PORT/v1/ws" -http "http://127.0.0.1:$WS_PORT" \
+		-token "$WS_TOKEN" -user-id "$WS_SUBJECT" -events "$RESUME_EVENTS"
+	ws_load "$OUT/ws-resume.json" RS
+	[[ $RS_complete == true && -z ${RS_problem:-} ]] || WS_ERRORS=$((WS_ERRORS + 1))
+	kill -0 "$WS_SERVER_PID" 2>/dev/null || die "Trellis died during the resume run"
+	stop_pid "$WS_SERVER_PID"
+
+	ws_start_centrifugo
+	settle
+	ws_fanout centrifugo CF "$CF_PID" -target centrifugo \
+		-ws "ws://127.0.0.1:$CF_PORT/connection/websocket" -api "http://127.0.0.1:$CF_PORT/api" \
+		-api-key "$CF_API_KEY" -hmac-secret "$CF_SECRET" -channel bench:fan
+	stop_pid "$CF_PID"
+}
+
+# ws_field PREFIX KEY: the value of PREFIX_KEY, empty when unset.
+ws_field() {
+	local n="$1_$2"
+	printf '%s' "${!n:-}"
+}
+
+# ws_p99_cell PREFIX: the p99 counting lost events, or why there is none.
+ws_p99_cell() {
+	local v
+	v=$(ws_field "$1" latency_p99_all_ms)
+	if awk -v v="$v" 'BEGIN { exit !(v < 0) }'; then
+		echo "none: over 1% lost"
+	else
+		num "$v" 1
+	fi
+}
+
+# ws_run_row LABEL PREFIX: one row of the per-run table.
+ws_run_row() {
+	local p=$2
+	echo "| $1 | $(ws_field "$p" connected)/$(ws_field "$p" clients) |" \
+		"$(num "$(ws_field "$p" published_per_sec)" 1) |" \
+		"$(num "$(ws_field "$p" publish_p50_ms)" 1) / $(num "$(ws_field "$p" publish_p99_ms)" 1) |" \
+		"$(ws_field "$p" delivered) / $(ws_field "$p" expected) | $(ws_field "$p" lost) |" \
+		"$(ws_field "$p" duplicates) | $(ws_field "$p" dropped) |" \
+		"$(num "$(ws_field "$p" server_cpu_pct)" 0)% | $(num "$(ws_field "$p" client_cpu_pct)" 0)% |" \
+		"$(mib "$(ws_field "$p" rss_before_kib)") / $(mib "$(ws_field "$p" rss_idle_kib)") /" \
+		"$(mib "$(ws_field "$p" rss_after_kib)") |"
+}
+
+# num VALUE DECIMALS
+num() { awk -v v="$1" -v d="$2" 'BEGIN { printf "%.*f", d, v }'; }
+mib() { awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'; }
+
+write_results_header() {
+	local commit
+	commit=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo "no commit")
+	{
+		echo "# Trellis benchmark"
+		echo
+		echo "$(date -u +%Y-%m-%dT%H:%M:%SZ), commit $commit, $(nproc) CPUs, all on one machine over loopback."
+	} >"$OUT/results.md"
+}
+
+write_ws_results() {
+	local cf="Centrifugo $CENTRIFUGO_VERSION"
+	local rate_result p99_result mem_result
+	rate_result=$(awk -v t="$TR_delivered_per_sec" -v c="$CF_delivered_per_sec" 'BEGIN { print (t > 0 && t >= c) ? "PASS" : "MISS" }')
+	# p99 over every (client, event) pair expected; -1: more than 1% never
+	# arrived, i.e. later than anything measured.
+	p99_result=$(awk -v t="$TR_latency_p99_all_ms" -v c="$CF_latency_p99_all_ms" 'BEGIN { print (t >= 0 && (c < 0 || t <= c)) ? "PASS" : "MISS" }')
+	mem_result=$(awk -v t="$TR_rss_per_conn_bytes" -v c="$CF_rss_per_conn_bytes" -v g="$WS_MEM_GOAL" 'BEGIN { print (t <= g && t < c) ? "PASS" : "MISS" }')
+	local resume_cell resume_result="-"
+	if [[ $RS_complete == true && -z ${RS_problem:-} ]]; then
+		resume_cell="$(num "$RS_catchup_per_sec" 0) ($(num "$(awk -v s="$RS_catchup_seconds" 'BEGIN { print s * 1000 }')" 0) ms)"
+	else
+		resume_cell="incomplete: $RS_received of $RS_events"
+		resume_result="FAIL"
+	fi
+	{
+		echo
+		echo "## WebSocket fan-out and resume"
+		echo
+		echo "$WS_CLIENTS clients of one tenant subscribed to one topic on one server process;" \
+			"$WS_RATE events/s published for $WS_SECONDS s. The same load client" \
+			"(tests/load/wsfan) and the same scenario against Trellis and $cf, one after the other."
+		echo
+		echo "| figure | Trellis | $cf | goal | result |"
+		echo "| --- | ---: | ---: | --- | --- |"
+		echo "| delivered messages/s | $(num "$TR_delivered_per_sec" 0) | $(num "$CF_delivered_per_sec" 0) | >= Centrifugo | $rate_result |"
+		echo "| publish-to-receive p99, ms (an event a client never got counts as never arriving) | $(ws_p99_cell TR) | $(ws_p99_cell CF) | <= Centrifugo | $p99_result |"
+		echo "| events lost (share of client x event pairs) | $(num "$TR_lost_pct" 2)% | $(num "$CF_lost_pct" 2)% | - | - |"
+		echo "| publish-to-receive of the delivered: p50 / p99 / max, ms | $(num "$TR_latency_p50_ms" 1) / $(num "$TR_latency_p99_ms" 1) / $(num "$TR_latency_max_ms" 1) | $(num "$CF_latency_p50_ms" 1) / $(num "$CF_latency_p99_ms" 1) / $(num "$CF_latency_max_ms" 1) | - | - |"
+		echo "| RSS per idle subscribed connection, bytes | $(num "$TR_rss_per_conn_bytes" 0) | $(num "$CF_rss_per_conn_bytes" 0) | <= $WS_MEM_GOAL and < Centrifugo | $mem_result |"
+		echo "| resume: catch up on $RESUME_EVENTS missed events, events/s | $resume_cell | - | - | $resume_result |"
+		echo
+		echo "| run | connected | events published/s | publish request p50 / p99, ms | delivered / expected | lost | duplicates | connections dropped | server CPU | wsfan CPU | server RSS before / idle / after, MiB |"
+		echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | ---: |"
+		ws_run_row Trellis TR
+		ws_run_row "$cf" CF
+		echo
+		echo "Notes:"
+		echo "- One machine, $(nproc) cores, shared by the server under test and wsfan (its CPU is in the table):" \
+			"the load client competes with what it measures, the same way for both servers." \
+			"Load average (1, 5, 15 min) as these runs began: $WS_LOADAVG."
+		echo "- delivered messages/s = event frames received by all clients / the time from the first" \
+			"publish to the last publish or the last receipt, whichever is later. Latency: wsfan notes" \
+			"when it sends each event's publish request and when each client receives the event (one" \
+			"process, monotonic clock); every (client, event) pair counts once. Expected pairs: every" \
+			"client subscribed when publishing began x every event the server accepted or delivered."
+		echo "- Trellis path: HTTP PATCH /v1/users/{id} (JWT, session check, FerretDB write, outbox)," \
+			"Redis stream + pub/sub, WebSocket frame; the event carries the user resource." \
+			"Centrifugo path: HTTP POST /api/publish, its in-memory broker, WebSocket push" \
+			"(JSON protocol) of {\"seq\": N}."
+		echo "- RSS per connection: (server VmRSS with every client connected, authenticated," \
+			"subscribed and idle ${WS_IDLE_SECONDS}s - VmRSS before the first connected) / clients connected," \
+			"on a freshly started process."
+		echo "- Both servers with their default limits (Trellis: ws_send_queue 1024 frames;" \
+			"Centrifugo: client_queue_max_size 1 MB); a client past its queue is disconnected and" \
+			"counted under connections dropped."
+		echo "- Resume: one client saw an event, $RESUME_EVENTS more were made with PATCH" \
+			"($(num "$RS_produce_per_sec" 0)/s), then a client connected with resume_from;" \
+			"timed from sending auth to the ${RESUME_EVENTS}th event frame (first after" \
+			"$(num "$RS_first_event_ms" 1) ms); order, duplicates and gaps checked."
+		local p
+		for p in TR CF; do
+			local e="${p}_connect_error" pe="${p}_publish_error" dr="${p}_drop_reasons" who=Trellis
+			if [[ $p == CF ]]; then who=$cf; fi
+			if [[ -n ${!e:-} ]]; then
+				echo "- $who: connections that failed, first error: ${!e}"
+			fi
+			if [[ -n ${!pe:-} ]]; then
+				echo "- $who: publishes that failed, first error: ${!pe}"
+			fi
+			if [[ -n ${!dr:-} ]]; then
+				echo "- $who: connections dropped during the run: ${!dr}"
+			fi
+			local un="${p}_unknown"
+			if ((${!un:-0} > 0)); then
+				echo "- $who: ${!un} frames carried a sequence number wsfan never published"
+			fi
+		done
+		if [[ -n ${RS_problem:-} ]]; then
+			echo "- Resume problem: $RS_problem"
+		fi
+		if [[ $CENTRIFUGO_VERSION == v5.* ]]; then
+			echo "- Centrifugo v5.4.9, not v6: the Go module proxy reached here refuses every" \
+				"github.com/centrifugal/centrifugo/v6 version (403); see tests/load/centrifugo/install.sh."
+		fi
+	} >>"$OUT/results.md"
+}
+
+# Measurements 1-3 and the identity runs: wrk against nginx, Trellis and
+# the database baseline. Requests that failed are added to HTTP_ERRORS.
+http_bench() {
 	start_nginx
 
 	local nginx_url="http://127.0.0.1:$NGINX_PORT/healthz"
@@ -478,19 +815,18 @@ main() {
 	settle
 	run_baseline
 
-	local errors=0
 	settle
 	run_wrk nginx-healthz "$nginx_url"
 	NGINX_RPS=$WRK_RPS NGINX_P50=$WRK_P50 NGINX_P99=$WRK_P99 NGINX_ERRORS_TEXT=$WRK_ERROR_TEXT
-	errors=$((errors + WRK_ERRORS))
+	HTTP_ERRORS=$((HTTP_ERRORS + WRK_ERRORS))
 	settle
 	run_wrk trellis-healthz "$healthz_url"
 	HEALTHZ_RPS=$WRK_RPS HEALTHZ_P50=$WRK_P50 HEALTHZ_P99=$WRK_P99 HEALTHZ_ERRORS_TEXT=$WRK_ERROR_TEXT
-	errors=$((errors + WRK_ERRORS))
+	HTTP_ERRORS=$((HTTP_ERRORS + WRK_ERRORS))
 	settle
 	run_wrk trellis-tags "$tags_url" -H "$auth"
 	TAGS_RPS=$WRK_RPS TAGS_P50=$WRK_P50 TAGS_P99=$WRK_P99 TAGS_ERRORS_TEXT=$WRK_ERROR_TEXT
-	errors=$((errors + WRK_ERRORS))
+	HTTP_ERRORS=$((HTTP_ERRORS + WRK_ERRORS))
 	kill -0 "$SERVER_PID" 2>/dev/null || die "the server died during the benchmark"
 
 	# Identity: what authentication costs, and whether Argon2 on the
@@ -503,11 +839,11 @@ main() {
 	settle
 	run_wrk trellis-me "$me_url" -H "$auth"
 	ME_RPS=$WRK_RPS ME_P50=$WRK_P50 ME_P99=$WRK_P99 ME_ERRORS_TEXT=$WRK_ERROR_TEXT
-	errors=$((errors + WRK_ERRORS))
+	HTTP_ERRORS=$((HTTP_ERRORS + WRK_ERRORS))
 	settle
 	RUN_CONNECTIONS=4 RUN_THREADS=1 run_wrk healthz-quiet "$healthz_url"
 	QUIET_P50=$WRK_P50 QUIET_P99=$WRK_P99
-	errors=$((errors + WRK_ERRORS))
+	HTTP_ERRORS=$((HTTP_ERRORS + WRK_ERRORS))
 	cat >"$TMP/login.lua" <<LUA
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -520,7 +856,7 @@ LUA
 	sleep 2
 	RUN_CONNECTIONS=4 RUN_THREADS=1 run_wrk healthz-under-login "$healthz_url"
 	LOADED_P50=$WRK_P50 LOADED_P99=$WRK_P99
-	errors=$((errors + WRK_ERRORS))
+	HTTP_ERRORS=$((HTTP_ERRORS + WRK_ERRORS))
 	wait "$login_pid" || die "the login load failed"
 	sed 's/^/    /' "$OUT/wrk-login.txt" >&2
 	LOGIN_RPS=$(awk '/^Requests\/sec:/ { print $2 }' "$OUT/wrk-login.txt")
@@ -530,12 +866,59 @@ LUA
 	kill -0 "$SERVER_PID" 2>/dev/null || die "the server died during the benchmark"
 
 	write_results
+}
+
+main() {
+	case $ONLY in
+	all | http | ws) ;;
+	*) die "BENCH_ONLY must be all, http or ws, got '$ONLY'" ;;
+	esac
+	preflight
+	[[ $ONLY == http ]] || ws_preflight
+	mkdir -p "$OUT"
+	TMP=$(mktemp -d "${TMPDIR:-/tmp}/trellis-bench.XXXXXX")
+	trap cleanup EXIT
+	trap 'exit 130' INT
+	trap 'exit 143' TERM
+
+	read -r MONGO_PORT REDIS_PORT HTTP_PORT NGINX_PORT < <(free_ports 4)
+	[[ -n ${NGINX_PORT:-} ]] || die "could not pick free ports"
+	MONGO_URI="mongodb://127.0.0.1:$MONGO_PORT/trellis_bench"
+	REDIS_URL="redis://127.0.0.1:$REDIS_PORT/0"
+	JWT_SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+
+	log "temp dir $TMP; ports: FerretDB $MONGO_PORT, Redis $REDIS_PORT, Trellis $HTTP_PORT, nginx $NGINX_PORT"
+	log "Trellis runs with TRELLIS_LOG_LEVEL=$LOG_LEVEL and TRELLIS_WORKERS=$WORKERS; nginx with worker_processes $NGINX_WORKERS"
+	start_ferretdb
+	start_redis
+	start_server
+	if [[ $ONLY != ws ]]; then
+		log "server ready (pid $SERVER_PID); idle ${IDLE_SECONDS}s before reading VmRSS"
+		measure_idle_rss
+		log "idle VmRSS: $RSS_KIB KiB"
+	fi
+
+	seed
+	HTTP_ERRORS=0 WS_ERRORS=0
+	if [[ $ONLY != ws ]]; then
+		http_bench
+	else
+		write_results_header
+	fi
+	if [[ $ONLY != http ]]; then
+		ws_bench
+		write_ws_results
+	fi
+
 	echo
 	cat "$OUT/results.md"
 	echo
 	echo "(written to ${OUT#"$ROOT"/}/results.md)"
-	if ((errors > 0)); then
-		die "$errors requests failed during the wrk runs (see the errors column); the figures are not valid"
+	if ((HTTP_ERRORS > 0)); then
+		die "$HTTP_ERRORS requests failed during the wrk runs (see the errors column); the figures are not valid"
+	fi
+	if ((WS_ERRORS > 0)); then
+		die "the WebSocket runs had failures (see the notes under their table); those figures are not valid"
 	fi
 }
 
