@@ -84,17 +84,21 @@ static struct {
 	unsigned char batch[LWS_PRE + WRITE_BATCH];
 } W;
 
-/* KEYS[1] the tenant's stream. Returns {last generated id, largest trimmed
- * id}; "0-0" for both when the stream does not exist. */
+/* KEYS[1] the tenant's stream. Returns {last generated id, oldest id still
+ * held ("" when none)}; {"0-0", ""} when the stream does not exist.
+ * (Redis reports trimming in no other field: max-deleted-entry-id moves
+ * only with XDEL.) */
 static const char resume_lua[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', '0-0'} end\n"
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', ''} end\n"
     "local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
-    "local last, trimmed = '0-0', '0-0'\n"
+    "local last, first = '0-0', ''\n"
     "for i = 1, #info, 2 do\n"
     "  if info[i] == 'last-generated-id' then last = info[i + 1] end\n"
-    "  if info[i] == 'max-deleted-entry-id' then trimmed = info[i + 1] end\n"
+    "  if info[i] == 'first-entry' and type(info[i + 1]) == 'table' then\n"
+    "    first = info[i + 1][1]\n"
+    "  end\n"
     "end\n"
-    "return {last, trimmed}\n";
+    "return {last, first}\n";
 
 /* ---- frames and queues ---- */
 
@@ -541,7 +545,8 @@ resume_cb(void *arg, const redisReply *r, int status)
 {
 	struct auth_call *ac = arg;
 	struct ws_conn *c = ac->conn;
-	struct tr_evid last = {0, 0}, trimmed = {0, 0};
+	struct tr_evid last = {0, 0}, first = {0, 0};
+	bool held = false; /* the stream holds events (first is the oldest) */
 	const char *resync = NULL;
 	bson_t doc = BSON_INITIALIZER;
 	char last_s[48];
@@ -562,14 +567,18 @@ resume_cb(void *arg, const redisReply *r, int status)
 	    r->element[0]->type != REDIS_REPLY_STRING ||
 	    r->element[1]->type != REDIS_REPLY_STRING ||
 	    !tr_evid_parse(r->element[0]->str, r->element[0]->len, &last) ||
-	    !tr_evid_parse(r->element[1]->str, r->element[1]->len, &trimmed)) {
+	    (r->element[1]->len &&
+	     !(held = tr_evid_parse(r->element[1]->str, r->element[1]->len, &first)))) {
 		auth_unavailable(c);
 		goto out;
 	}
 	c->state = WS_READY;
 	c->last = last;
 	if (c->has_resume) {
-		if (tr_evid_cmp(&c->resume, &trimmed) < 0)
+		/* An id the client saw is the oldest held or newer, unless
+		 * retention removed what came after it. (Resuming from the
+		 * very last trimmed id is told to resync too: conservative.) */
+		if (held ? tr_evid_cmp(&c->resume, &first) < 0 : tr_evid_cmp(&c->resume, &last) < 0)
 			resync = "events after resume_from are no longer kept";
 		else if (tr_evid_cmp(&c->resume, &last) > 0)
 			resync = "resume_from is not an event id of this tenant";
