@@ -123,6 +123,13 @@ def wait_dead(api, acct, n, timeout=WAIT_S):
     pytest.fail(f"expected {n} dead jobs, have {dead_jobs(api, acct)}")
 
 
+def metric(text, name):
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[-1])
+    return -1
+
+
 def test_delivery_is_signed_and_carries_the_event(trellis, receiver):
     proc, _ = start_server(trellis)
     api = Api(proc)
@@ -173,6 +180,17 @@ def test_a_job_that_always_fails_is_dead_lettered_and_can_be_retried(trellis, re
     job = dead[0]
     assert job["queue"] == "webhooks" and job["state"] == "dead" and job["attempts"] == 3
     assert "500" in job["last_error"]
+    # /metrics: this process ran it twice more before giving up, and Redis holds one dead job
+    deadline = time.monotonic() + 5
+    while True:
+        text = requests.get(api.base_url + "/metrics", timeout=HTTP_TIMEOUT_S).text
+        if metric(text, 'trellis_jobs{queue="webhooks",state="dead"}') >= 1 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert metric(text, 'trellis_jobs{queue="webhooks",state="dead"}') == 1, text
+    assert metric(text, 'trellis_job_runs_total{queue="webhooks",outcome="retried"}') == 2, text
+    assert metric(text, 'trellis_job_runs_total{queue="webhooks",outcome="dead"}') == 1, text
+    assert metric(text, 'trellis_events_published_total{path="direct"}') >= 1, text
     # another tenant sees none of it and cannot retry it
     other = signup(api)
     assert dead_jobs(api, other) == []

@@ -97,6 +97,46 @@ test_role_names_are_short_lowercase_words(void **state)
 	assert_false(tr_role_name_valid("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"));
 }
 
+static void
+test_topics_are_found_by_exact_name_only(void **state)
+{
+	(void)state;
+	assert_int_equal(tr_topic_find("admin.users", 11), 0);
+	assert_true(tr_topic_find("crm.leads", 9) > 0);
+	assert_int_equal(tr_topic_find("crm.lead", 8), -1);
+	assert_int_equal(tr_topic_find("crm.leadsx", 10), -1);
+	assert_int_equal(tr_topic_find("crm.leads", 8), -1); /* a prefix of the text */
+	assert_int_equal(tr_topic_find("", 0), -1);
+}
+
+static void
+test_admin_users_needs_all_three_read_permissions(void **state)
+{
+	bool own = true;
+	int t = tr_topic_find("admin.users", 11);
+
+	(void)state;
+	assert_false(tr_topic_may_read("system.users.read", t, &own));
+	assert_false(tr_topic_may_read("system.users.read system.roles.read", t, &own));
+	assert_true(
+	    tr_topic_may_read("system.users.read system.roles.read system.api_keys.read", t, &own));
+	assert_false(own);
+}
+
+static void
+test_own_read_permission_subscribes_with_the_own_limit(void **state)
+{
+	bool own = false;
+	int t = tr_topic_find("crm.leads", 9);
+
+	(void)state;
+	assert_true(tr_topic_may_read("crm.leads.read:own", t, &own));
+	assert_true(own);
+	assert_true(tr_topic_may_read("crm.leads.read", t, &own));
+	assert_false(own);
+	assert_false(tr_topic_may_read("crm.deals.read", t, &own));
+}
+
 int
 main(void)
 {
@@ -109,6 +149,9 @@ main(void)
 	    cmocka_unit_test(test_catalogue_validates_names_with_and_without_own),
 	    cmocka_unit_test(test_builtin_roles_are_seven_and_owner_has_everything),
 	    cmocka_unit_test(test_role_names_are_short_lowercase_words),
+	    cmocka_unit_test(test_topics_are_found_by_exact_name_only),
+	    cmocka_unit_test(test_admin_users_needs_all_three_read_permissions),
+	    cmocka_unit_test(test_own_read_permission_subscribes_with_the_own_limit),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

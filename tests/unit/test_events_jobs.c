@@ -1,0 +1,121 @@
+// unit-under-test: server/jobs.c
+/* Event ids (their order decides resume and de-duplication), retry
+ * backoff, and the addresses webhooks may not reach. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "../../server/jobs.c"
+#include "webhooks/webhooks.h"
+#include <arpa/inet.h>
+
+static void
+test_event_ids_parse_only_stream_ids(void **state)
+{
+	struct tr_evid id;
+
+	(void)state;
+	assert_true(tr_evid_parse("1763880671234-0", 15, &id));
+	assert_true(id.ms == 1763880671234ull && id.seq == 0);
+	assert_true(tr_evid_parse("0-0", 3, &id));
+	assert_true(tr_evid_parse("5-18446744073", 13, &id) && id.seq == 18446744073ull);
+	assert_false(tr_evid_parse("", 0, &id));
+	assert_false(tr_evid_parse("123", 3, &id));
+	assert_false(tr_evid_parse("123-", 4, &id));
+	assert_false(tr_evid_parse("-1", 2, &id));
+	assert_false(tr_evid_parse("1-2-3", 5, &id));
+	assert_false(tr_evid_parse("1-x", 3, &id));
+	assert_false(tr_evid_parse(" 1-2", 4, &id));
+	assert_false(tr_evid_parse("99999999999999999999-0", 22, &id)); /* 20 digits */
+}
+
+static void
+test_event_ids_order_by_time_then_sequence(void **state)
+{
+	struct tr_evid a = {10, 5}, b = {10, 6}, c = {11, 0}, d = {10, 5};
+
+	(void)state;
+	assert_true(tr_evid_cmp(&a, &b) < 0);
+	assert_true(tr_evid_cmp(&b, &c) < 0); /* 10-6 before 11-0, not by text */
+	assert_true(tr_evid_cmp(&c, &a) > 0);
+	assert_int_equal(tr_evid_cmp(&a, &d), 0);
+}
+
+static void
+test_backoff_doubles_with_jitter_and_is_capped(void **state)
+{
+	static struct tr_config cfg;
+
+	(void)state;
+	cfg.job_backoff_ms = 1000;
+	cfg.job_backoff_max_ms = 5000;
+	J.cfg = &cfg;
+	for (int i = 0; i < 200; i++) {
+		long long d1 = backoff_ms(1), d2 = backoff_ms(2), d3 = backoff_ms(3);
+		long long d9 = backoff_ms(9);
+		assert_true(d1 >= 500 && d1 <= 1000);
+		assert_true(d2 >= 1000 && d2 <= 2000);
+		assert_true(d3 >= 2000 && d3 <= 4000);
+		assert_true(d9 >= 2500 && d9 <= 5000); /* capped */
+	}
+}
+
+static bool
+blocked(const char *text)
+{
+	struct sockaddr_in v4 = {.sin_family = AF_INET};
+	struct sockaddr_in6 v6 = {.sin6_family = AF_INET6};
+
+	if (inet_pton(AF_INET, text, &v4.sin_addr) == 1)
+		return webhooks_address_blocked((struct sockaddr *)&v4);
+	assert_int_equal(inet_pton(AF_INET6, text, &v6.sin6_addr), 1);
+	return webhooks_address_blocked((struct sockaddr *)&v6);
+}
+
+static void
+test_webhooks_never_reach_internal_addresses(void **state)
+{
+	(void)state;
+	const char *internal[] = {
+	    "127.0.0.1",   "127.255.0.9",     "10.0.0.1", "172.16.0.1",	    "172.31.255.255",
+	    "192.168.1.1", "169.254.169.254", "0.0.0.0",  "100.64.0.1",	    "::1",
+	    "::",	   "fe80::1",	      "fd00::1",  "::ffff:10.0.0.1"};
+	const char *public[] = {"8.8.8.8",	 "172.32.0.1",	"172.15.255.255",
+				"192.169.0.1",	 "100.128.0.1", "2001:4860:4860::8888",
+				"::ffff:8.8.8.8"};
+	for (size_t i = 0; i < sizeof(internal) / sizeof(internal[0]); i++)
+		if (!blocked(internal[i]))
+			fail_msg("%s should be blocked", internal[i]);
+	for (size_t i = 0; i < sizeof(public) / sizeof(public[0]); i++)
+		if (blocked(public[i]))
+			fail_msg("%s should be allowed", public[i]);
+}
+
+static void
+test_queue_names_are_short_plain_words(void **state)
+{
+	(void)state;
+	assert_true(queue_name_ok("webhooks"));
+	assert_true(queue_name_ok("crm.reminders"));
+	assert_false(queue_name_ok(""));
+	assert_false(queue_name_ok("a b"));
+	assert_false(queue_name_ok("q:x"));
+	assert_false(queue_name_ok("Upper"));
+	assert_false(queue_name_ok("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 41 */
+}
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_event_ids_parse_only_stream_ids),
+	    cmocka_unit_test(test_event_ids_order_by_time_then_sequence),
+	    cmocka_unit_test(test_backoff_doubles_with_jitter_and_is_capped),
+	    cmocka_unit_test(test_webhooks_never_reach_internal_addresses),
+	    cmocka_unit_test(test_queue_names_are_short_plain_words),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
