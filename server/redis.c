@@ -52,7 +52,6 @@ static struct {
 } R;
 
 static void connect_now(void);
-static void drop_subscriber(void);
 
 static void
 list_remove(struct call *c)
@@ -225,6 +224,10 @@ connected_cb(const redisAsyncContext *ac, int status)
 		tr_redis_command(setup_reply_cb, NULL, 2, argv, NULL);
 	}
 	for (int i = 0; i < R.nscripts; i++) {
+		/* A restarted Redis has an empty script cache: until it has
+		 * loaded the script again (it may still be loading its data),
+		 * calls send the source. */
+		R.scripts[i].sha[0] = '\0';
 		const char *argv[] = {"SCRIPT", "LOAD", R.scripts[i].source};
 		tr_redis_command(script_loaded_cb, &R.scripts[i], 3, argv, NULL);
 	}
@@ -292,6 +295,10 @@ sweep_cb(uv_timer_t *t)
 	bool overdue = false;
 	(void)t;
 
+	/* A busy loop may not have read replies that did arrive: read what
+	 * the socket holds before calling anything overdue. */
+	if (R.head && R.head->deadline_ns <= now && R.ac && R.connected)
+		redisAsyncHandleRead(R.ac);
 	for (struct call *c = R.head; c && c->deadline_ns <= now; c = c->next) {
 		if (c->answered)
 			continue;
@@ -303,7 +310,6 @@ sweep_cb(uv_timer_t *t)
 	if (overdue) {
 		tr_warn("redis: no reply within %d ms, reconnecting", R.cfg->dep_timeout_ms);
 		drop_connection();
-		drop_subscriber(); /* the same server: its messages may stall too */
 	}
 }
 
@@ -431,21 +437,6 @@ sub_connect(void)
 	S.ac = ac;
 	redisAsyncSetConnectCallback(ac, sub_connected_cb);
 	redisAsyncSetDisconnectCallback(ac, sub_disconnected_cb);
-}
-
-static void
-drop_subscriber(void)
-{
-	redisAsyncContext *ac = S.ac;
-
-	if (!ac)
-		return;
-	if (S.connected) {
-		redisAsyncFree(ac); /* calls sub_disconnected_cb */
-	} else {
-		redisAsyncFree(ac);
-		sub_lost();
-	}
 }
 
 int

@@ -70,6 +70,8 @@ struct ws_conn {
 	struct ws_conn *tprev, *tnext; /* its tenant's connections */
 	bool in_tenant;
 	unsigned bucket;
+	bool dirty; /* has frames for the next flush */
+	struct ws_conn *dnext;
 };
 
 static struct {
@@ -82,6 +84,9 @@ static struct {
 	int resume_script;
 	unsigned long long delivered, slow_closed;
 	unsigned char batch[LWS_PRE + WRITE_BATCH];
+	struct ws_conn *dirty; /* connections with frames to write */
+	uv_check_t flush;
+	bool flush_on;
 } W;
 
 /* KEYS[1] the tenant's stream. Returns {last generated id, oldest id still
@@ -99,6 +104,8 @@ static const char resume_lua[] =
     "  end\n"
     "end\n"
     "return {last, first}\n";
+
+static void flush_cb(uv_check_t *h);
 
 /* ---- frames and queues ---- */
 
@@ -227,13 +234,22 @@ unlink_conn(struct ws_conn *c)
 }
 
 static void
-conn_free(struct ws_conn *c)
+conn_free_now(struct ws_conn *c)
 {
 	fifo_drop(&c->q, c->q.len);
 	fifo_drop(&c->pend, c->pend.len);
 	free(c->rx);
 	free(c->perms);
 	free(c);
+}
+
+/* A closed connection is freed once nothing refers to it: no pending Redis
+ * call (checking) and not on the flush list (dirty). */
+static void
+conn_free(struct ws_conn *c)
+{
+	if (!c->checking && !c->dirty)
+		conn_free_now(c);
 }
 
 /* Sends what is queued, then closes with code. */
@@ -263,6 +279,22 @@ close_slow(struct ws_conn *c)
 	lws_set_timeout(c->wsi, PENDING_TIMEOUT_CLOSE_SEND, 5);
 }
 
+/* Frames are written once per loop turn, after the events of that turn
+ * were queued: a client receiving many events gets them in one write. */
+static void
+mark_dirty(struct ws_conn *c)
+{
+	if (c->dirty)
+		return;
+	c->dirty = true;
+	c->dnext = W.dirty;
+	W.dirty = c;
+	if (!W.flush_on) {
+		uv_check_start(&W.flush, flush_cb);
+		W.flush_on = true;
+	}
+}
+
 static void
 enqueue(struct ws_conn *c, struct frame *f, bool force)
 {
@@ -274,7 +306,7 @@ enqueue(struct ws_conn *c, struct frame *f, bool force)
 		close_slow(c);
 		return;
 	}
-	lws_callback_on_writable(c->wsi);
+	mark_dirty(c);
 }
 
 static void
@@ -552,6 +584,8 @@ resume_cb(void *arg, const redisReply *r, int status)
 	char last_s[48];
 
 	c->checking = false;
+	if (status == TR_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+		tr_redis_script_reset(W.resume_script);
 	if (!c->wsi) {
 		conn_free(c);
 		goto out;
@@ -866,6 +900,8 @@ tr_ws_init(uv_loop_t *loop, const struct tr_config *cfg)
 {
 	W.loop = loop;
 	W.cfg = cfg;
+	uv_check_init(loop, &W.flush);
+	uv_unref((uv_handle_t *)&W.flush);
 }
 
 void
@@ -941,39 +977,84 @@ write_close(struct ws_conn *c)
 	return 0;
 }
 
-/* Sends queued frames: several small ones go out in one write, framed
- * here (lws frames one message per write). */
+/* Writes queued frames: several small ones go out in one write, framed
+ * here (lws frames one message per write). -1 when the write failed. */
+static int
+write_queued(struct ws_conn *c)
+{
+	struct frame *f = fifo_peek(&c->q, 0);
+	int n = 1, rc;
+
+	if (f->len + 10 > WRITE_BATCH) {
+		rc = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
+	} else {
+		unsigned char *p = W.batch + LWS_PRE;
+		size_t used = 0;
+		n = 0;
+		while (n < c->q.len) {
+			f = fifo_peek(&c->q, n);
+			if (used + f->len + 10 > WRITE_BATCH)
+				break;
+			used += frame_header(p + used, f->len, 0x1);
+			memcpy(p + used, f->data + LWS_PRE, f->len);
+			used += f->len;
+			n++;
+		}
+		rc = lws_write(c->wsi, p, used, LWS_WRITE_RAW);
+	}
+	fifo_drop(&c->q, n);
+	if (rc < 0)
+		return -1;
+	if (c->replay_more && !c->checking && c->state == WS_READY &&
+	    c->q.len < W.cfg->ws_send_queue / 2)
+		replay_page(c);
+	return 0;
+}
+
+/* After each loop turn: connections with new frames write them now when
+ * their socket takes data (one write, no poll change); the others wait for
+ * writability. */
+static void
+flush_cb(uv_check_t *h)
+{
+	struct ws_conn *list = W.dirty;
+	(void)h;
+
+	W.dirty = NULL;
+	while (list) {
+		struct ws_conn *c = list;
+		list = c->dnext;
+		c->dirty = false;
+		c->dnext = NULL;
+		if (!c->wsi) {
+			conn_free(c); /* closed while on the list */
+			continue;
+		}
+		if (c->close_sent)
+			continue;
+		if (c->q.len && !lws_send_pipe_choked(c->wsi) && write_queued(c) < 0) {
+			/* outside lws's callback a failed write cannot close the
+			 * socket directly: lws does it at once */
+			lws_set_timeout(c->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_ASYNC);
+			continue;
+		}
+		if (c->q.len || c->close_code)
+			lws_callback_on_writable(c->wsi);
+	}
+	if (!W.dirty && W.flush_on) {
+		uv_check_stop(&W.flush);
+		W.flush_on = false;
+	}
+}
+
 static int
 on_writeable(struct ws_conn *c)
 {
 	if (c->close_sent)
 		return 0;
 	if (c->q.len) {
-		struct frame *f = fifo_peek(&c->q, 0);
-		int n = 1, rc;
-		if (f->len + 10 > WRITE_BATCH) {
-			rc = lws_write(c->wsi, f->data + LWS_PRE, f->len, LWS_WRITE_TEXT);
-		} else {
-			unsigned char *p = W.batch + LWS_PRE;
-			size_t used = 0;
-			n = 0;
-			while (n < c->q.len) {
-				f = fifo_peek(&c->q, n);
-				if (used + f->len + 10 > WRITE_BATCH)
-					break;
-				used += frame_header(p + used, f->len, 0x1);
-				memcpy(p + used, f->data + LWS_PRE, f->len);
-				used += f->len;
-				n++;
-			}
-			rc = lws_write(c->wsi, p, used, LWS_WRITE_RAW);
-		}
-		fifo_drop(&c->q, n);
-		if (rc < 0)
+		if (write_queued(c) < 0)
 			return -1;
-		if (c->replay_more && !c->checking && c->state == WS_READY &&
-		    c->q.len < W.cfg->ws_send_queue / 2)
-			replay_page(c);
 		if (c->q.len || c->close_code)
 			lws_callback_on_writable(c->wsi);
 		return 0;
@@ -1055,8 +1136,7 @@ tr_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void **slot, v
 			*slot = NULL;
 			unlink_conn(c);
 			c->wsi = NULL;
-			if (!c->checking)
-				conn_free(c); /* else the pending callback frees it */
+			conn_free(c); /* or the pending callback / the flush does */
 		}
 		return 0;
 	default:
