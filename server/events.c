@@ -160,42 +160,122 @@ tr_emit(struct tr_ctx *c, const char *topic, const char *event, const char *enti
 	return rc;
 }
 
+static bool relay_publish_sync(const struct tr_event_out *ev);
+
+/* The frame after its id, for an event. malloc'd. */
+static char *
+render_tail(const char *topic, const char *event, const char *entity_id, const char *actor,
+	    const bson_t *data, int64_t now, size_t *len)
+{
+	bson_t frame = BSON_INITIALIZER;
+	char ts[32], *json;
+	size_t n;
+
+	tr_format_time(now, ts);
+	BSON_APPEND_UTF8(&frame, "topic", topic);
+	BSON_APPEND_UTF8(&frame, "event", event);
+	BSON_APPEND_UTF8(&frame, "entity_id", entity_id);
+	if (actor && *actor)
+		BSON_APPEND_UTF8(&frame, "actor", actor);
+	else
+		BSON_APPEND_NULL(&frame, "actor");
+	BSON_APPEND_UTF8(&frame, "ts", ts);
+	BSON_APPEND_DOCUMENT(&frame, "data", data);
+	json = tr_json_render(&frame, &n);
+	bson_destroy(&frame);
+	if (!json)
+		return NULL;
+	memmove(json, json + 1, n); /* without the opening brace */
+	*len = n - 1;
+	return json;
+}
+
+int
+tr_emit_background(const char *tenant_hex, const char *topic, const char *event,
+		   const char *entity_id, const char *owner, const bson_t *data)
+{
+	struct tr_event_out ev = {0};
+	mongoc_client_t *client;
+	mongoc_database_t *db;
+	mongoc_collection_t *coll;
+	bson_t rec = BSON_INITIALIZER;
+	bson_oid_t oid, tid;
+	int64_t now = tr_now_ms();
+	bool stored, published;
+
+	if (!tr_is_object_id(tenant_hex) || strlen(topic) >= sizeof(ev.topic))
+		return TR_EINVALID;
+	ev.tail = render_tail(topic, event, entity_id, NULL, data, now, &ev.tail_len);
+	if (!ev.tail)
+		return TR_ENOMEM;
+	memcpy(ev.tenant, tenant_hex, 25);
+	snprintf(ev.topic, sizeof(ev.topic), "%s", topic);
+	if (owner && tr_is_object_id(owner))
+		memcpy(ev.owner, owner, 25);
+	client = tr_dbpool_pop();
+	db = tr_dbpool_database(client);
+	bson_oid_init_from_string(&tid, tenant_hex);
+	find_hooks(db, &tid, &ev);
+	bson_oid_init(&oid, NULL);
+	bson_oid_to_string(&oid, ev.outbox_id);
+	BSON_APPEND_OID(&rec, "_id", &oid);
+	BSON_APPEND_OID(&rec, "tenant_id", &tid);
+	BSON_APPEND_UTF8(&rec, "topic", ev.topic);
+	BSON_APPEND_UTF8(&rec, "owner", ev.owner);
+	BSON_APPEND_UTF8(&rec, "tail", ev.tail);
+	if (ev.nhooks) {
+		bson_t arr;
+		char key[8];
+		const char *k;
+		BSON_APPEND_ARRAY_BEGIN(&rec, "hooks", &arr);
+		for (int i = 0; i < ev.nhooks; i++) {
+			bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+			BSON_APPEND_UTF8(&arr, k, ev.hooks[i]);
+		}
+		bson_append_array_end(&rec, &arr);
+	}
+	BSON_APPEND_DATE_TIME(&rec, "created_at", now);
+	coll = mongoc_database_get_collection(db, OUTBOX);
+	stored = mongoc_collection_insert_one(coll, &rec, NULL, NULL, NULL);
+	published = relay_publish_sync(&ev);
+	if (stored && published) {
+		bson_t *del = BCON_NEW("_id", BCON_OID(&oid));
+		mongoc_collection_delete_one(coll, del, NULL, NULL, NULL);
+		bson_destroy(del);
+	}
+	mongoc_collection_destroy(coll);
+	mongoc_database_destroy(db);
+	tr_dbpool_push(client);
+	bson_destroy(&rec);
+	free(ev.tail);
+	if (!stored && !published)
+		return TR_EUNAVAILABLE;
+	return TR_OK; /* published now, or by the relay from the outbox */
+}
+
 int
 tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char *entity_id,
 	     const char *owner, const bson_t *data)
 {
 	const struct tr_principal *p = &c->req->principal;
 	struct tr_event_out *ev;
-	bson_t frame = BSON_INITIALIZER, rec = BSON_INITIALIZER;
+	bson_t rec = BSON_INITIALIZER;
 	bson_oid_t oid;
-	char ts[32], *json;
+	char *json;
 	size_t len;
 	int64_t now = tr_now_ms();
 
 	if (strlen(topic) >= sizeof(ev->topic))
 		return TR_EINVALID;
-	tr_format_time(now, ts);
-	BSON_APPEND_UTF8(&frame, "topic", topic);
-	BSON_APPEND_UTF8(&frame, "event", event);
-	BSON_APPEND_UTF8(&frame, "entity_id", entity_id);
-	if (p->user_hex[0])
-		BSON_APPEND_UTF8(&frame, "actor", p->user_hex);
-	else
-		BSON_APPEND_NULL(&frame, "actor");
-	BSON_APPEND_UTF8(&frame, "ts", ts);
-	BSON_APPEND_DOCUMENT(&frame, "data", data);
-	json = tr_json_render(&frame, &len);
-	bson_destroy(&frame);
+	json = render_tail(topic, event, entity_id, p->user_hex, data, now, &len);
 	ev = calloc(1, sizeof(*ev));
 	if (!json || !ev) {
 		free(json);
 		free(ev);
 		return TR_ENOMEM;
 	}
-	/* the tail is the frame without its opening brace */
-	memmove(json, json + 1, len);
 	ev->tail = json;
-	ev->tail_len = len - 1;
+	ev->tail_len = len;
 	memcpy(ev->tenant, p->tenant_hex, 25);
 	snprintf(ev->topic, sizeof(ev->topic), "%s", topic);
 	if (owner && tr_is_object_id(owner))

@@ -36,6 +36,11 @@ int tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const c
 /* Webhooks a tenant may have (each gets the events of its topics). */
 #define TR_MAX_WEBHOOKS 10
 
+/* For background work (job threads): records the event in the outbox
+ * and publishes it at once (the relay does if Redis is away). */
+int tr_emit_background(const char *tenant_hex, const char *topic, const char *event,
+		       const char *entity_id, const char *owner, const bson_t *data);
+
 /* An event waiting to be published (an outbox record). */
 struct tr_event_out {
 	char tenant[25];

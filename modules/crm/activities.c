@@ -1,0 +1,315 @@
+/* Interactions, tasks (with reminders through the job queue), campaigns
+ * and claims. */
+#include <stdio.h>
+#include <string.h>
+
+#include "crm.h"
+#include "db.h"
+#include "dbpool.h"
+#include "events.h"
+#include "json.h"
+#include "log.h"
+
+static const char *const by_at[] = {"-at", "at", "-created_at", NULL};
+static const char *const by_created[] = {"-created_at", "created_at", "-updated_at", NULL};
+static const char *const by_due[] = {"due_at", "-due_at", "-created_at", "created_at", NULL};
+static const char *const by_start[] = {"-starts_at", "starts_at", "-created_at", "name", NULL};
+
+/* ---- interactions ---- */
+
+static const char *const interaction_kinds[] = {"meeting", "call_in", "call_out",
+						"sms",	   "email",   NULL};
+
+static const struct crm_field interaction_fields[] = {
+    {"client_id", CRM_REF, CRM_FILTER | CRM_NULLABLE, 0, 0, NULL, "clients"},
+    {"deal_id", CRM_REF, CRM_FILTER | CRM_NULLABLE, 0, 0, NULL, "deals"},
+    {"lead_id", CRM_REF, CRM_FILTER | CRM_NULLABLE, 0, 0, NULL, "leads"},
+    {"kind", CRM_ENUM, CRM_REQUIRED | CRM_FILTER, 0, 0, interaction_kinds, NULL},
+    {"at", CRM_TIME, CRM_REQUIRED, 0, 0, NULL, NULL},
+    {"summary", CRM_TEXT, CRM_REQUIRED, 1, 5000, NULL, NULL},
+    {"user_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+/* Linked to at least one of client, deal or lead. */
+static bool
+linked_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+{
+	static const char *const links[] = {"client_id", "deal_id", "lead_id"};
+	bson_iter_t it;
+	int n = 0;
+	(void)e;
+
+	for (int i = 0; i < 3; i++) {
+		if (bson_iter_init_find(&it, set, links[i]))
+			n += BSON_ITER_HOLDS_OID(&it);
+		else if (old && bson_iter_init_find(&it, old, links[i]))
+			n += BSON_ITER_HOLDS_OID(&it);
+	}
+	if (n == 0) {
+		tr_problem_field(c, "client_id",
+				 "an interaction is linked to a client, deal or lead");
+		return false;
+	}
+	return true;
+}
+
+const struct crm_entity crm_interactions = {
+    .coll = "interactions",
+    .path = "/v1/crm/interactions",
+    .owner_field = "user_id",
+    .fields = interaction_fields,
+    .sorts = by_at,
+    .hook = linked_hook,
+    .deletable = true,
+};
+
+/* ---- tasks ---- */
+
+#define REMINDERS "crm.reminders"
+
+static const struct crm_field task_fields[] = {
+    {"title", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
+    {"due_at", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
+    {"assignee_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
+    {"related", CRM_OBJECT, CRM_NULLABLE, 0, 0, NULL, NULL},
+    {"done", CRM_BOOL, CRM_FILTER, 0, 0, NULL, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+/* related: one of {"client_id"}, {"deal_id"}, {"lead_id"} naming a record. */
+static bool
+related_ok(struct tr_ctx *c, bson_t *set)
+{
+	static const struct {
+		const char *key, *coll;
+	} kinds[] = {{"client_id", "clients"}, {"deal_id", "deals"}, {"lead_id", "leads"}};
+	bson_iter_t it, r;
+	bson_t out;
+	int n = 0;
+	bool ok = true;
+
+	if (!bson_iter_init_find(&it, &c->req->body, "related") || BSON_ITER_HOLDS_NULL(&it))
+		return true;
+	bson_iter_recurse(&it, &r);
+	BSON_APPEND_DOCUMENT_BEGIN(set, "related", &out);
+	while (ok && bson_iter_next(&r)) {
+		size_t k;
+		for (k = 0; k < 3; k++)
+			if (strcmp(bson_iter_key(&r), kinds[k].key) == 0)
+				break;
+		const char *hex = BSON_ITER_HOLDS_UTF8(&r) ? bson_iter_utf8(&r, NULL) : "";
+		bson_oid_t id;
+		if (k == 3 || !tr_is_object_id(hex) || n++) {
+			ok = false;
+			break;
+		}
+		bson_oid_init_from_string(&id, hex);
+		if (!crm_exists(c, kinds[k].coll, &id)) {
+			bson_append_document_end(set, &out);
+			tr_problem_field(c, "related", "names a record that does not exist");
+			return false;
+		}
+		BSON_APPEND_OID(&out, kinds[k].key, &id);
+	}
+	bson_append_document_end(set, &out);
+	if (!ok || n != 1) {
+		tr_problem_field(c, "related",
+				 "must be one of {\"client_id\"}, {\"deal_id\"}, {\"lead_id\"}");
+		return false;
+	}
+	return true;
+}
+
+/* A reminder job for the task's due time; the job checks, when it runs,
+ * that the task is still open and still due then (so moving or finishing
+ * a task needs no cancellation). */
+static void
+schedule_reminder(struct tr_ctx *c, const bson_t *task)
+{
+	bson_iter_t it;
+	bson_oid_t id;
+	char hex[25], payload[96];
+	int64_t due;
+
+	if (!bson_iter_init_find(&it, task, "due_at") || !BSON_ITER_HOLDS_DATE_TIME(&it))
+		return;
+	due = bson_iter_date_time(&it);
+	if (bson_iter_init_find(&it, task, "done") && bson_iter_as_bool(&it))
+		return;
+	if (!crm_oid_of(task, "_id", &id))
+		return;
+	bson_oid_to_string(&id, hex);
+	snprintf(payload, sizeof(payload), "{\"task_id\":\"%s\",\"due_at\":%lld}", hex,
+		 (long long)due);
+	/* Redis answered the request's own check a moment ago; if it went
+	 * away since, the task stays saved and the reminder is lost: logged. */
+	if (tr_job_enqueue(REMINDERS, c->req->principal.tenant_hex, payload, due, NULL) != TR_OK)
+		tr_error("crm: the reminder of task %s could not be scheduled", hex);
+}
+
+static bool
+task_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+{
+	(void)e;
+	if (!related_ok(c, set))
+		return false;
+	if (!old && !bson_has_field(set, "done"))
+		BSON_APPEND_BOOL(set, "done", false);
+	return true;
+}
+
+const struct crm_entity crm_tasks = {
+    .coll = "tasks",
+    .path = "/v1/crm/tasks",
+    .topic = "crm.tasks",
+    .event = "crm.task",
+    .owner_field = "assignee_id",
+    .fields = task_fields,
+    .sorts = by_due,
+    .hook = task_hook,
+    .saved = schedule_reminder,
+    .deletable = true,
+};
+
+/* The reminder job: emits crm.task.due once, if the task is open and due at
+ * the time the job was made for. */
+int
+crm_task_reminder(const struct tr_job *job, char *err, size_t errlen)
+{
+	bson_t payload, *filter = NULL, *update = NULL, reply;
+	bson_error_t error;
+	const char *task_hex;
+	int64_t due;
+	bson_oid_t task_id, tenant_id;
+	char perr[64];
+	int rc = 0;
+
+	if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) != 0 ||
+	    !(task_hex = crm_str_of(&payload, "task_id")) || !tr_is_object_id(task_hex) ||
+	    (due = crm_int_of(&payload, "due_at", -1)) < 0) {
+		bson_destroy(&payload);
+		return 0; /* not a reminder: nothing to do */
+	}
+	bson_oid_init_from_string(&task_id, task_hex);
+	bson_oid_init_from_string(&tenant_id, job->tenant);
+	mongoc_client_t *client = tr_dbpool_pop();
+	mongoc_database_t *db = tr_dbpool_database(client);
+	mongoc_collection_t *coll = mongoc_database_get_collection(db, "tasks");
+	/* claimed once: reminded_at records the due time it was sent for */
+	filter = BCON_NEW("_id", BCON_OID(&task_id), "tenant_id", BCON_OID(&tenant_id), "done",
+			  BCON_BOOL(false), "due_at", BCON_DATE_TIME(due), "reminded_for", "{",
+			  "$ne", BCON_DATE_TIME(due), "}");
+	update = BCON_NEW("$set", "{", "reminded_for", BCON_DATE_TIME(due), "}");
+	if (!mongoc_collection_update_one(coll, filter, update, NULL, &reply, &error)) {
+		snprintf(err, errlen, "database: %s", error.message);
+		rc = -1;
+	} else if (crm_int_of(&reply, "modifiedCount", 0) == 1) {
+		bson_t *by_id = BCON_NEW("_id", BCON_OID(&task_id));
+		const bson_t *doc;
+		mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, by_id, NULL, NULL);
+		if (mongoc_cursor_next(cur, &doc)) {
+			bson_t data = BSON_INITIALIZER;
+			bson_oid_t assignee;
+			char owner[25] = "";
+			if (crm_oid_of(doc, "assignee_id", &assignee))
+				bson_oid_to_string(&assignee, owner);
+			tr_render_resource(doc, &data);
+			tr_emit_background(job->tenant, "crm.tasks", "crm.task.due", task_hex,
+					   owner[0] ? owner : NULL, &data);
+			bson_destroy(&data);
+		}
+		mongoc_cursor_destroy(cur);
+		bson_destroy(by_id);
+	}
+	bson_destroy(&reply);
+	bson_destroy(filter);
+	bson_destroy(update);
+	mongoc_collection_destroy(coll);
+	mongoc_database_destroy(db);
+	tr_dbpool_push(client);
+	bson_destroy(&payload);
+	return rc;
+}
+
+/* ---- campaigns ---- */
+
+static const char *const campaign_kinds[] = {"exhibition", "seminar", "ads",
+					     "mailing",	   "other",   NULL};
+
+static const struct crm_field campaign_fields[] = {
+    {"name", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
+    {"kind", CRM_ENUM, CRM_REQUIRED | CRM_FILTER, 0, 0, campaign_kinds, NULL},
+    {"channel", CRM_LINE, CRM_NULLABLE, 1, 100, NULL, NULL},
+    {"cost", CRM_MONEY, CRM_NULLABLE, 0, 1000000000000000LL, NULL, NULL},
+    {"starts_at", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
+    {"ends_at", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+const struct crm_entity crm_campaigns = {
+    .coll = "campaigns",
+    .path = "/v1/crm/campaigns",
+    .fields = campaign_fields,
+    .sorts = by_start,
+    .deletable = true,
+};
+
+/* ---- claims ---- */
+
+static const char *const claim_statuses[] = {"open", "in_progress", "resolved", "rejected", NULL};
+
+static const struct crm_field claim_fields[] = {
+    {"client_id", CRM_REF, CRM_REQUIRED | CRM_FILTER, 0, 0, NULL, "clients"},
+    {"subject", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
+    {"description", CRM_TEXT, CRM_NULLABLE, 1, 10000, NULL, NULL},
+    {"status", CRM_ENUM, CRM_FILTER, 0, 0, claim_statuses, NULL},
+    {"assignee_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+/* open -> in_progress -> resolved | rejected (also straight from open);
+ * resolved and rejected are final. */
+static bool
+claim_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+{
+	const char *to = crm_str_of(set, "status"), *from = old ? crm_str_of(old, "status") : NULL;
+	(void)e;
+
+	if (!old) {
+		if (to && strcmp(to, "open") != 0) {
+			tr_problem_field(c, "status", "a new claim starts as open");
+			return false;
+		}
+		if (!to)
+			BSON_APPEND_UTF8(set, "status", "open");
+		return true;
+	}
+	if (!to || !from || strcmp(to, from) == 0)
+		return true;
+	if (strcmp(from, "resolved") == 0 || strcmp(from, "rejected") == 0 ||
+	    strcmp(to, "open") == 0) {
+		tr_problem(c, 409, "conflict",
+			   "a claim moves open -> in_progress -> resolved or rejected");
+		return false;
+	}
+	return true;
+}
+
+const struct crm_entity crm_claims = {
+    .coll = "claims",
+    .path = "/v1/crm/claims",
+    .topic = "crm.claims",
+    .event = "crm.claim",
+    .owner_field = "assignee_id",
+    .fields = claim_fields,
+    .sorts = by_created,
+    .hook = claim_hook,
+    .deletable = true,
+};
+
+CRM_HANDLERS(interactions, crm_interactions)
+CRM_HANDLERS(campaigns, crm_campaigns)
+CRM_HANDLERS(claims, crm_claims)
+
+CRM_HANDLERS(tasks, crm_tasks)

@@ -1,0 +1,297 @@
+/* Deals: a client's opportunity moving through a pipeline's stages (each
+ * move kept with who and when), won or lost with a reason. Users with
+ * crm.deals.import may create closed deals with a past closed_at (history
+ * moved from another CRM). */
+#include <stdio.h>
+#include <string.h>
+
+#include "crm.h"
+#include "db.h"
+#include "json.h"
+#include "perm.h"
+
+#define DEALS "deals"
+
+static const char *const statuses[] = {"open", "won", "lost", NULL};
+static const char *const sorts[] = {"-created_at",    "created_at", "-updated_at",
+				    "expected_close", "title",	    NULL};
+
+static const struct crm_field fields[] = {
+    {"client_id", CRM_REF, CRM_REQUIRED | CRM_FILTER, 0, 0, NULL, "clients"},
+    {"title", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
+    {"amount", CRM_MONEY, CRM_NULLABLE, 0, 1000000000000000LL, NULL, NULL},
+    {"pipeline_id", CRM_REF, CRM_FIXED | CRM_FILTER, 0, 0, NULL, "pipelines"},
+    {"stage", CRM_LINE, CRM_FIXED | CRM_FILTER, 1, 40, NULL, NULL},
+    {"owner_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
+    {"expected_close", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
+    {"status", CRM_ENUM, CRM_FIXED | CRM_FILTER, 0, 0, statuses, NULL},
+    {"lost_reason", CRM_TEXT, CRM_FIXED, 1, 1000, NULL, NULL},
+    {"closed_at", CRM_TIME, CRM_FIXED, 0, 0, NULL, NULL},
+    {"custom", CRM_CUSTOM, 0, 0, 0, NULL, NULL},
+    {"lead_id", CRM_REF, CRM_SERVER | CRM_FILTER, 0, 0, NULL, "leads"},
+    {"stage_history", CRM_ARRAY, CRM_SERVER, 0, 0, NULL, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+bool crm_pipeline_has_stage(const bson_t *pipeline, const char *stage);
+
+static void
+history_entry(struct tr_ctx *c, bson_t *arr, const char *key, const char *stage, const char *from)
+{
+	bson_t e;
+
+	BSON_APPEND_DOCUMENT_BEGIN(arr, key, &e);
+	BSON_APPEND_UTF8(&e, "stage", stage);
+	if (from)
+		BSON_APPEND_UTF8(&e, "from", from);
+	else
+		BSON_APPEND_NULL(&e, "from");
+	BSON_APPEND_DATE_TIME(&e, "at", tr_now_ms());
+	if (c->req->principal.user_hex[0])
+		BSON_APPEND_OID(&e, "by", &c->req->principal.user_id);
+	else
+		BSON_APPEND_NULL(&e, "by");
+	bson_append_document_end(arr, &e);
+}
+
+void
+crm_deal_history_start(struct tr_ctx *c, bson_t *deal, const char *stage)
+{
+	bson_t arr;
+
+	BSON_APPEND_ARRAY_BEGIN(deal, "stage_history", &arr);
+	history_entry(c, &arr, "0", stage, NULL);
+	bson_append_array_end(deal, &arr);
+}
+
+static bool
+deal_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+{
+	bson_t pipeline = BSON_INITIALIZER;
+	bson_oid_t pid;
+	const char *stage, *status;
+	bool ok = false, own;
+	int rc;
+	(void)e;
+
+	if (old)
+		return true; /* stage, status and closing have their own actions */
+	status = crm_str_of(set, "status");
+	if (!status) {
+		status = "open";
+		BSON_APPEND_UTF8(set, "status", status);
+	}
+	if (strcmp(status, "open") != 0) {
+		int64_t closed;
+		bson_iter_t it;
+		if (!tr_permission_check(c->req->principal.perms, "crm.deals.import", &own)) {
+			tr_problem(c, 403, "forbidden",
+				   "only crm.deals.import may create a deal already won or lost");
+			goto out;
+		}
+		if (!bson_iter_init_find(&it, set, "closed_at")) {
+			tr_problem_field(c, "closed_at", "is required for an imported closed deal");
+			goto out;
+		}
+		closed = bson_iter_date_time(&it);
+		if (closed > tr_now_ms()) {
+			tr_problem_field(c, "closed_at", "must not be in the future");
+			goto out;
+		}
+		if (strcmp(status, "lost") == 0 && !bson_has_field(set, "lost_reason")) {
+			tr_problem_field(c, "lost_reason", "is required for a lost deal");
+			goto out;
+		}
+	} else if (bson_has_field(set, "closed_at") || bson_has_field(set, "lost_reason")) {
+		tr_problem_field(c, "closed_at",
+				 "only a won or lost deal has closed_at or lost_reason");
+		goto out;
+	}
+	if (crm_oid_of(set, "pipeline_id", &pid)) {
+		char hex[25];
+		bson_oid_to_string(&pid, hex);
+		rc = tr_db_get(c->db, "pipelines", hex, &pipeline);
+	} else {
+		bson_destroy(&pipeline);
+		rc = crm_default_pipeline(c, &pipeline);
+		if (rc == TR_OK && crm_oid_of(&pipeline, "_id", &pid))
+			BSON_APPEND_OID(set, "pipeline_id", &pid);
+	}
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	stage = crm_str_of(set, "stage");
+	if (!stage) {
+		bson_iter_t it, arr, f;
+		if (bson_iter_init_find(&it, &pipeline, "stages") && bson_iter_recurse(&it, &arr) &&
+		    bson_iter_next(&arr) && bson_iter_recurse(&arr, &f) &&
+		    bson_iter_find(&f, "key"))
+			stage = bson_iter_utf8(&f, NULL);
+		if (!stage) {
+			tr_problem(c, 409, "conflict", "the pipeline has no stages");
+			goto out;
+		}
+		BSON_APPEND_UTF8(set, "stage", stage);
+	} else if (!crm_pipeline_has_stage(&pipeline, stage)) {
+		tr_problem_field(c, "stage", "is not a stage of the deal's pipeline");
+		goto out;
+	}
+	crm_deal_history_start(c, set, stage);
+	ok = true;
+out:
+	bson_destroy(&pipeline);
+	return ok;
+}
+
+const struct crm_entity crm_deals = {
+    .coll = DEALS,
+    .path = "/v1/crm/deals",
+    .topic = "crm.deals",
+    .event = "crm.deal",
+    .owner_field = "owner_id",
+    .custom = "deal",
+    .fields = fields,
+    .sorts = sorts,
+    .hook = deal_hook,
+    .deletable = true,
+};
+
+/* An open deal of the caller's, or the problem. */
+static bool
+open_deal(struct tr_ctx *c, bson_t *deal)
+{
+	const char *status;
+
+	if (!crm_load(c, &crm_deals, tr_param(c, 0), deal))
+		return false;
+	status = crm_str_of(deal, "status");
+	if (!status || strcmp(status, "open") != 0) {
+		tr_problem(c, 409, "conflict", "the deal is closed (won or lost)");
+		return false;
+	}
+	return true;
+}
+
+/* POST /v1/crm/deals/{id}/stage {"stage"} */
+void
+deals_stage(struct tr_ctx *c)
+{
+	static const char *const allowed[] = {"stage", NULL};
+	bson_t deal = BSON_INITIALIZER, pipeline = BSON_INITIALIZER, set = BSON_INITIALIZER, arr;
+	const char *stage, *from;
+	bson_oid_t pid;
+	bson_iter_t it, hist;
+	char hex[25];
+	int n = 0;
+
+	bool ok = tr_body_only(c, allowed);
+	ok &= tr_body_line(c, "stage", 1, 40, true, &stage);
+	if (!ok)
+		goto out;
+	bson_destroy(&deal);
+	if (!open_deal(c, &deal))
+		goto out;
+	from = crm_str_of(&deal, "stage");
+	if (from && strcmp(from, stage) == 0) {
+		tr_problem(c, 409, "conflict", "the deal is in this stage already");
+		goto out;
+	}
+	crm_oid_of(&deal, "pipeline_id", &pid);
+	bson_oid_to_string(&pid, hex);
+	bson_destroy(&pipeline);
+	if (tr_db_get(c->db, "pipelines", hex, &pipeline) != TR_OK ||
+	    !crm_pipeline_has_stage(&pipeline, stage)) {
+		tr_problem_field(c, "stage", "is not a stage of the deal's pipeline");
+		goto out;
+	}
+	BSON_APPEND_UTF8(&set, "stage", stage);
+	BSON_APPEND_ARRAY_BEGIN(&set, "stage_history", &arr);
+	if (bson_iter_init_find(&it, &deal, "stage_history") && bson_iter_recurse(&it, &hist))
+		while (bson_iter_next(&hist)) {
+			char key[16];
+			const char *k;
+			bson_uint32_to_string((uint32_t)n++, &k, key, sizeof(key));
+			bson_append_iter(&arr, k, -1, &hist);
+		}
+	char key[16];
+	const char *k;
+	bson_uint32_to_string((uint32_t)n, &k, key, sizeof(key));
+	history_entry(c, &arr, k, stage, from);
+	bson_append_array_end(&set, &arr);
+	crm_save(c, &crm_deals, tr_param(c, 0), crm_int_of(&deal, "version", 0), &set,
+		 "crm.deal.stage_changed");
+out:
+	bson_destroy(&deal);
+	bson_destroy(&pipeline);
+	bson_destroy(&set);
+}
+
+static void
+close_deal(struct tr_ctx *c, bool won)
+{
+	static const char *const none[] = {NULL};
+	static const char *const reason_only[] = {"reason", NULL};
+	bson_t deal = BSON_INITIALIZER, set = BSON_INITIALIZER;
+	const char *reason = NULL;
+
+	bool ok = tr_body_only(c, won ? none : reason_only);
+	if (!won)
+		ok &= tr_body_string(c, "reason", 1, 1000, true, &reason);
+	if (!ok)
+		goto out;
+	bson_destroy(&deal);
+	if (!open_deal(c, &deal))
+		goto out;
+	BSON_APPEND_UTF8(&set, "status", won ? "won" : "lost");
+	BSON_APPEND_DATE_TIME(&set, "closed_at", tr_now_ms());
+	if (reason)
+		BSON_APPEND_UTF8(&set, "lost_reason", reason);
+	crm_save(c, &crm_deals, tr_param(c, 0), crm_int_of(&deal, "version", 0), &set,
+		 won ? "crm.deal.won" : "crm.deal.lost");
+out:
+	bson_destroy(&deal);
+	bson_destroy(&set);
+}
+
+void
+deals_won(struct tr_ctx *c)
+{
+	close_deal(c, true);
+}
+
+void
+deals_lost(struct tr_ctx *c)
+{
+	close_deal(c, false);
+}
+
+void
+deals_create(struct tr_ctx *c)
+{
+	crm_create(c, &crm_deals);
+}
+
+void
+deals_get(struct tr_ctx *c)
+{
+	crm_get(c, &crm_deals);
+}
+
+void
+deals_update(struct tr_ctx *c)
+{
+	crm_update(c, &crm_deals);
+}
+
+void
+deals_delete(struct tr_ctx *c)
+{
+	crm_delete(c, &crm_deals);
+}
+
+void
+deals_list(struct tr_ctx *c)
+{
+	crm_list(c, &crm_deals, NULL);
+}

@@ -1,0 +1,800 @@
+/* The generic resource engine of the CRM: validation by field kind,
+ * ":own" scoping, events, and the five handlers every entity shares. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "crm.h"
+#include "db.h"
+#include "events.h"
+#include "json.h"
+
+#define MAX_FIELDS 32
+
+/* ---- small helpers ---- */
+
+bool
+crm_parse_time(const char *s, int64_t *ms)
+{
+	struct tm tm = {0};
+	int frac = 0, digits = 0, off = 0;
+	const char *p;
+
+	/* YYYY-MM-DDTHH:MM:SS[.f{1,9}](Z|+HH:MM|-HH:MM) */
+	if (strlen(s) < 20)
+		return false;
+	for (int i = 0; i < 19; i++) {
+		char want = "0000-00-00T00:00:00"[i];
+		if (want == '0' ? !isdigit((unsigned char)s[i]) : s[i] != want)
+			return false;
+	}
+	tm.tm_year = atoi(s) - 1900;
+	tm.tm_mon = atoi(s + 5) - 1;
+	tm.tm_mday = atoi(s + 8);
+	tm.tm_hour = atoi(s + 11);
+	tm.tm_min = atoi(s + 14);
+	tm.tm_sec = atoi(s + 17);
+	if (tm.tm_year < 0 || tm.tm_year > 8099 || tm.tm_mon > 11 || tm.tm_mday < 1 ||
+	    tm.tm_mday > 31 || tm.tm_hour > 23 || tm.tm_min > 59 || tm.tm_sec > 60)
+		return false;
+	p = s + 19;
+	if (*p == '.') {
+		p++;
+		while (isdigit((unsigned char)*p)) {
+			if (digits < 3)
+				frac = frac * 10 + (*p - '0');
+			digits++;
+			p++;
+		}
+		if (digits == 0 || digits > 9)
+			return false;
+		for (int d = digits; d < 3; d++)
+			frac *= 10;
+	}
+	if (*p == 'Z' && p[1] == '\0') {
+		off = 0;
+	} else if ((*p == '+' || *p == '-') && strlen(p) == 6 && isdigit((unsigned char)p[1]) &&
+		   isdigit((unsigned char)p[2]) && p[3] == ':' && isdigit((unsigned char)p[4]) &&
+		   isdigit((unsigned char)p[5])) {
+		off = (atoi(p + 1) * 60 + atoi(p + 4)) * (*p == '+' ? 1 : -1);
+	} else {
+		return false;
+	}
+	int mday = tm.tm_mday;
+	time_t t = timegm(&tm);
+	if (t == (time_t)-1 || tm.tm_mday != mday) /* 2026-02-30 normalises: refused */
+		return false;
+	*ms = ((int64_t)t - (int64_t)off * 60) * 1000 + frac;
+	return true;
+}
+
+bool
+crm_oid_of(const bson_t *doc, const char *field, bson_oid_t *out)
+{
+	bson_iter_t it;
+
+	if (!doc || !bson_iter_init_find(&it, doc, field) || !BSON_ITER_HOLDS_OID(&it))
+		return false;
+	bson_oid_copy(bson_iter_oid(&it), out);
+	return true;
+}
+
+const char *
+crm_str_of(const bson_t *doc, const char *field)
+{
+	bson_iter_t it;
+
+	if (!doc || !bson_iter_init_find(&it, doc, field) || !BSON_ITER_HOLDS_UTF8(&it))
+		return NULL;
+	return bson_iter_utf8(&it, NULL);
+}
+
+int64_t
+crm_int_of(const bson_t *doc, const char *field, int64_t dflt)
+{
+	bson_iter_t it;
+
+	if (!doc || !bson_iter_init_find(&it, doc, field) || !BSON_ITER_HOLDS_NUMBER(&it))
+		return dflt;
+	return bson_iter_as_int64(&it);
+}
+
+void
+crm_remove_field(bson_t *doc, const char *field)
+{
+	bson_t rest = BSON_INITIALIZER;
+
+	if (!bson_has_field(doc, field)) {
+		bson_destroy(&rest);
+		return;
+	}
+	bson_copy_to_excluding_noinit(doc, &rest, field, NULL);
+	bson_reinit(doc);
+	bson_concat(doc, &rest);
+	bson_destroy(&rest);
+}
+
+const char *
+crm_body_str(struct tr_ctx *c, const char *field)
+{
+	return c->req->has_body ? crm_str_of(&c->req->body, field) : NULL;
+}
+
+bool
+crm_exists(struct tr_ctx *c, const char *coll, const bson_oid_t *id)
+{
+	char hex[25];
+	bson_t doc;
+	int rc;
+
+	bson_oid_to_string(id, hex);
+	rc = tr_db_get(c->db, coll, hex, &doc);
+	bson_destroy(&doc);
+	return rc == TR_OK;
+}
+
+static const char *
+msg(struct tr_ctx *c, const char *fmt, long long a, long long b)
+{
+	char *m = tr_arena_alloc(c->req->arena, 128);
+	if (!m)
+		return "is not valid";
+	snprintf(m, 128, fmt, a, b);
+	return m;
+}
+
+/* ---- validation by kind ---- */
+
+static bool
+money_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *set)
+{
+	bson_iter_t sub;
+	int64_t amount = 0;
+	const char *currency = NULL;
+	int seen = 0;
+
+	if (!BSON_ITER_HOLDS_DOCUMENT(it) || !bson_iter_recurse(it, &sub)) {
+		tr_problem_field(c, f->name,
+				 "must be {\"amount\": <minor units>, \"currency\": \"EUR\"}");
+		return false;
+	}
+	while (bson_iter_next(&sub)) {
+		const char *k = bson_iter_key(&sub);
+		if (strcmp(k, "amount") == 0 &&
+		    (BSON_ITER_HOLDS_INT32(&sub) || BSON_ITER_HOLDS_INT64(&sub))) {
+			amount = bson_iter_as_int64(&sub);
+			seen |= 1;
+		} else if (strcmp(k, "currency") == 0 && BSON_ITER_HOLDS_UTF8(&sub)) {
+			currency = bson_iter_utf8(&sub, NULL);
+			seen |= 2;
+		} else {
+			seen |= 4;
+		}
+	}
+	if (seen != 3 || strlen(currency) != 3 || !isupper((unsigned char)currency[0]) ||
+	    !isupper((unsigned char)currency[1]) || !isupper((unsigned char)currency[2])) {
+		tr_problem_field(c, f->name,
+				 "must be {\"amount\": <integer minor units>, \"currency\": "
+				 "\"<ISO 4217 code>\"}");
+		return false;
+	}
+	if (amount < f->min || amount > f->max) {
+		tr_problem_field(c, f->name, msg(c, "amount must be %lld to %lld", f->min, f->max));
+		return false;
+	}
+	bson_t m;
+	BSON_APPEND_DOCUMENT_BEGIN(set, f->name, &m);
+	BSON_APPEND_INT64(&m, "amount", amount);
+	BSON_APPEND_UTF8(&m, "currency", currency);
+	bson_append_document_end(set, &m);
+	return true;
+}
+
+static bool
+ref_ok(struct tr_ctx *c, const struct crm_field *f, const char *name, bson_iter_t *it,
+       bson_oid_t *out)
+{
+	const char *hex = BSON_ITER_HOLDS_UTF8(it) ? bson_iter_utf8(it, NULL) : "";
+
+	if (!tr_is_object_id(hex)) {
+		tr_problem_field(c, name, "must be an id");
+		return false;
+	}
+	bson_oid_init_from_string(out, hex);
+	if (!crm_exists(c, f->ref, out)) {
+		tr_problem_field(c, name, "names a record that does not exist");
+		return false;
+	}
+	return true;
+}
+
+static bool
+line_ok(const char *s, bool multiline)
+{
+	for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+		if (*p < 0x20 && !(multiline && (*p == '\n' || *p == '\t' || *p == '\r')))
+			return false;
+	return true;
+}
+
+static size_t
+chars(const char *s)
+{
+	size_t n = 0;
+	for (; *s; s++)
+		n += ((unsigned char)*s & 0xC0) != 0x80;
+	return n;
+}
+
+static bool
+field_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *set)
+{
+	const char *s;
+
+	switch (f->kind) {
+	case CRM_LINE:
+	case CRM_TEXT:
+	case CRM_EMAIL:
+	case CRM_PHONE:
+	case CRM_ENUM: {
+		if (!BSON_ITER_HOLDS_UTF8(it)) {
+			tr_problem_field(c, f->name, "must be a string");
+			return false;
+		}
+		uint32_t len;
+		s = bson_iter_utf8(it, &len);
+		if (strlen(s) != len || !line_ok(s, f->kind == CRM_TEXT)) {
+			tr_problem_field(c, f->name, "must not contain control characters");
+			return false;
+		}
+		if (f->kind == CRM_ENUM) {
+			for (const char *const *o = f->options; *o; o++)
+				if (strcmp(*o, s) == 0) {
+					BSON_APPEND_UTF8(set, f->name, s);
+					return true;
+				}
+			char *m = tr_arena_alloc(c->req->arena, 256);
+			size_t n = (size_t)snprintf(m, 256, "must be one of:");
+			for (const char *const *o = f->options; *o && n < 240; o++)
+				n += (size_t)snprintf(m + n, 256 - n, " %s", *o);
+			tr_problem_field(c, f->name, m);
+			return false;
+		}
+		long long min = f->min, max = f->max ? f->max : 200;
+		if ((long long)chars(s) < min || (long long)chars(s) > max) {
+			tr_problem_field(c, f->name,
+					 msg(c, "must be %lld to %lld characters long", min, max));
+			return false;
+		}
+		if (f->kind == CRM_EMAIL) {
+			const char *at = strchr(s, '@');
+			if (!at || at == s || !strchr(at, '.') || strchr(at + 1, '@') ||
+			    strchr(s, ' ')) {
+				tr_problem_field(c, f->name, "must be an email address");
+				return false;
+			}
+			char *low = tr_arena_strdup(c->req->arena, s);
+			for (char *p = low; *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+			BSON_APPEND_UTF8(set, f->name, low);
+			return true;
+		}
+		if (f->kind == CRM_PHONE) {
+			int digits = 0;
+			for (const char *p = s; *p; p++) {
+				if (isdigit((unsigned char)*p))
+					digits++;
+				else if (!strchr("+-() .", *p)) {
+					digits = -100;
+					break;
+				}
+			}
+			if (digits < 5 || digits > 15) {
+				tr_problem_field(c, f->name,
+						 "must be a phone number (5 to 15 digits)");
+				return false;
+			}
+		}
+		BSON_APPEND_UTF8(set, f->name, s);
+		return true;
+	}
+	case CRM_MONEY:
+		return money_ok(c, f, it, set);
+	case CRM_TIME: {
+		int64_t ms;
+		if (!BSON_ITER_HOLDS_UTF8(it) || !crm_parse_time(bson_iter_utf8(it, NULL), &ms)) {
+			tr_problem_field(c, f->name,
+					 "must be an RFC 3339 time like 2026-11-22T16:20:07.123Z");
+			return false;
+		}
+		BSON_APPEND_DATE_TIME(set, f->name, ms);
+		return true;
+	}
+	case CRM_REF: {
+		bson_oid_t oid;
+		if (!ref_ok(c, f, f->name, it, &oid))
+			return false;
+		BSON_APPEND_OID(set, f->name, &oid);
+		return true;
+	}
+	case CRM_REFS: {
+		bson_iter_t arr;
+		bson_t list;
+		int n = 0;
+		bool ok = true;
+		if (!BSON_ITER_HOLDS_ARRAY(it) || !bson_iter_recurse(it, &arr)) {
+			tr_problem_field(c, f->name, "must be an array of ids");
+			return false;
+		}
+		BSON_APPEND_ARRAY_BEGIN(set, f->name, &list);
+		while (bson_iter_next(&arr) && ok) {
+			bson_oid_t oid;
+			char key[16];
+			const char *k;
+			if (n >= (f->max ? f->max : 100)) {
+				tr_problem_field(c, f->name, "has too many ids");
+				ok = false;
+				break;
+			}
+			ok = ref_ok(c, f, f->name, &arr, &oid);
+			bson_uint32_to_string((uint32_t)n++, &k, key, sizeof(key));
+			if (ok)
+				BSON_APPEND_OID(&list, k, &oid);
+		}
+		bson_append_array_end(set, &list);
+		return ok;
+	}
+	case CRM_BOOL:
+		if (!BSON_ITER_HOLDS_BOOL(it)) {
+			tr_problem_field(c, f->name, "must be true or false");
+			return false;
+		}
+		BSON_APPEND_BOOL(set, f->name, bson_iter_bool(it));
+		return true;
+	case CRM_INT: {
+		if (!BSON_ITER_HOLDS_INT32(it) && !BSON_ITER_HOLDS_INT64(it)) {
+			tr_problem_field(c, f->name, "must be an integer");
+			return false;
+		}
+		int64_t v = bson_iter_as_int64(it);
+		if (v < f->min || v > f->max) {
+			tr_problem_field(c, f->name,
+					 msg(c, "must be %lld to %lld", f->min, f->max));
+			return false;
+		}
+		BSON_APPEND_INT64(set, f->name, v);
+		return true;
+	}
+	case CRM_STRINGS: {
+		bson_iter_t arr;
+		bson_t list;
+		int n = 0;
+		if (!BSON_ITER_HOLDS_ARRAY(it) || !bson_iter_recurse(it, &arr)) {
+			tr_problem_field(c, f->name, "must be an array of strings");
+			return false;
+		}
+		BSON_APPEND_ARRAY_BEGIN(set, f->name, &list);
+		bool ok = true;
+		while (bson_iter_next(&arr)) {
+			char key[16];
+			const char *k;
+			const char *v =
+			    BSON_ITER_HOLDS_UTF8(&arr) ? bson_iter_utf8(&arr, NULL) : NULL;
+			if (!v || !*v || chars(v) > 100 || !line_ok(v, false) ||
+			    n >= (f->max ? f->max : 100)) {
+				ok = false;
+				break;
+			}
+			bson_uint32_to_string((uint32_t)n++, &k, key, sizeof(key));
+			BSON_APPEND_UTF8(&list, k, v);
+		}
+		bson_append_array_end(set, &list);
+		if (!ok)
+			tr_problem_field(c, f->name, "must be an array of short one-line strings");
+		return ok;
+	}
+	case CRM_OBJECT:
+		if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
+			tr_problem_field(c, f->name, "must be an object");
+			return false;
+		}
+		return true; /* the entity's hook reads and stores it */
+	case CRM_ARRAY:
+		if (!BSON_ITER_HOLDS_ARRAY(it)) {
+			tr_problem_field(c, f->name, "must be an array");
+			return false;
+		}
+		return true; /* the entity's hook reads and stores it */
+	case CRM_CUSTOM:
+		return true; /* crm_custom_check */
+	}
+	return false;
+}
+
+bool
+crm_read_field(struct tr_ctx *c, const struct crm_field *f, bson_t *set)
+{
+	bson_iter_t it;
+
+	if (!c->req->has_body || !bson_iter_init_find(&it, &c->req->body, f->name) ||
+	    BSON_ITER_HOLDS_NULL(&it)) {
+		if (f->flags & CRM_REQUIRED) {
+			tr_problem_field(c, f->name, "is required");
+			return false;
+		}
+		return true;
+	}
+	return field_ok(c, f, &it, set);
+}
+
+bool
+crm_read_fields(struct tr_ctx *c, const struct crm_entity *e, bool creating, bson_t *set)
+{
+	const char *allowed[MAX_FIELDS + 1];
+	int n = 0;
+	bool ok = true;
+	bson_iter_t it;
+
+	for (const struct crm_field *f = e->fields; f->name && n < MAX_FIELDS; f++)
+		allowed[n++] = f->name;
+	allowed[n] = NULL;
+	ok = tr_body_only(c, allowed);
+	for (const struct crm_field *f = e->fields; f->name; f++) {
+		bool present = c->req->has_body && bson_iter_init_find(&it, &c->req->body, f->name);
+		if (present && (f->flags & CRM_SERVER)) {
+			tr_problem_field(c, f->name, "is set by the server");
+			ok = false;
+			continue;
+		}
+		if (present && !creating && (f->flags & CRM_FIXED)) {
+			tr_problem_field(c, f->name, "cannot be changed");
+			ok = false;
+			continue;
+		}
+		if (!present || BSON_ITER_HOLDS_NULL(&it)) {
+			if (present && (f->flags & CRM_NULLABLE) && !(f->flags & CRM_REQUIRED)) {
+				BSON_APPEND_NULL(set, f->name);
+			} else if (present) {
+				tr_problem_field(c, f->name, "must not be null");
+				ok = false;
+			} else if (creating && (f->flags & CRM_REQUIRED)) {
+				tr_problem_field(c, f->name, "is required");
+				ok = false;
+			}
+			continue;
+		}
+		ok &= field_ok(c, f, &it, set);
+	}
+	return ok;
+}
+
+/* ---- nesting ---- */
+
+static const char *
+id_param(struct tr_ctx *c, const struct crm_entity *e)
+{
+	return tr_param(c, e->parent ? 1 : 0);
+}
+
+/* The parent named by the path exists and the caller may see it; its id
+ * goes to *id. */
+static bool
+parent_ok(struct tr_ctx *c, const struct crm_entity *e, bson_oid_t *id)
+{
+	bson_t parent;
+	bool ok;
+
+	if (!e->parent)
+		return true;
+	ok = crm_load(c, e->parent, tr_param(c, 0), &parent);
+	if (ok)
+		crm_oid_of(&parent, "_id", id);
+	bson_destroy(&parent);
+	return ok;
+}
+
+/* ---- ownership ---- */
+
+static bool
+own_only(const struct tr_ctx *c, const struct crm_entity *e)
+{
+	return e->owner_field && c->req->principal.own_only;
+}
+
+static bool
+visible(const struct tr_ctx *c, const struct crm_entity *e, const bson_t *doc)
+{
+	bson_oid_t owner;
+
+	if (!own_only(c, e))
+		return true;
+	return crm_oid_of(doc, e->owner_field, &owner) &&
+	       bson_oid_equal(&owner, &c->req->principal.user_id);
+}
+
+bool
+crm_load(struct tr_ctx *c, const struct crm_entity *e, const char *id, bson_t *out)
+{
+	int rc = tr_db_get(c->db, e->coll, id, out);
+
+	if (rc == TR_OK && !visible(c, e, out))
+		rc = TR_ENOTFOUND; /* not theirs: as if it did not exist */
+	if (rc == TR_OK && e->parent) {
+		/* under the parent the path names, which the caller may see */
+		bson_oid_t pid, mine;
+		bson_t parent;
+		if (!tr_is_object_id(tr_param(c, 0)) || !crm_oid_of(out, e->parent_field, &mine))
+			rc = TR_ENOTFOUND;
+		else {
+			bson_oid_init_from_string(&pid, tr_param(c, 0));
+			if (!bson_oid_equal(&pid, &mine))
+				rc = TR_ENOTFOUND;
+			else if (tr_db_get(c->db, e->parent->coll, tr_param(c, 0), &parent) !=
+				     TR_OK ||
+				 !visible(c, e->parent, &parent))
+				rc = TR_ENOTFOUND;
+			bson_destroy(&parent);
+		}
+	}
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		return false;
+	}
+	return true;
+}
+
+/* An ":own" caller may not give a record to someone else. */
+static bool
+owner_allowed(struct tr_ctx *c, const struct crm_entity *e, const bson_t *set)
+{
+	bson_oid_t owner;
+
+	if (!own_only(c, e) || !crm_oid_of(set, e->owner_field, &owner) ||
+	    bson_oid_equal(&owner, &c->req->principal.user_id))
+		return true;
+	tr_problem(c, 403, "forbidden", "you may only assign records to yourself");
+	return false;
+}
+
+/* ---- events ---- */
+
+void
+crm_emit(struct tr_ctx *c, const struct crm_entity *e, const char *event, const bson_t *stored)
+{
+	bson_t data = BSON_INITIALIZER;
+	bson_oid_t id, owner;
+	char hex[25], owner_hex[25] = "";
+
+	if (!e->topic || !crm_oid_of(stored, "_id", &id))
+		return;
+	bson_oid_to_string(&id, hex);
+	if (e->owner_field && crm_oid_of(stored, e->owner_field, &owner))
+		bson_oid_to_string(&owner, owner_hex);
+	tr_render_resource(stored, &data);
+	tr_emit_data(c, e->topic, event, hex, owner_hex[0] ? owner_hex : NULL, &data);
+	bson_destroy(&data);
+}
+
+static const char *
+event_name(struct tr_ctx *c, const struct crm_entity *e, const char *what)
+{
+	char *name = tr_arena_alloc(c->req->arena, 64);
+	snprintf(name, 64, "%s.%s", e->event, what);
+	return name;
+}
+
+/* ---- the handlers ---- */
+
+static void
+conflict_or_error(struct tr_ctx *c, int rc)
+{
+	if (rc == TR_EDUPLICATE)
+		tr_problem(c, 409, "conflict", "a record with these values exists");
+	else
+		tr_problem_from_err(c, rc);
+}
+
+void
+crm_create(struct tr_ctx *c, const struct crm_entity *e)
+{
+	bson_t set = BSON_INITIALIZER, stored = BSON_INITIALIZER;
+	int rc;
+
+	if (!crm_read_fields(c, e, true, &set))
+		goto out;
+	if (e->parent) {
+		bson_oid_t pid;
+		if (!parent_ok(c, e, &pid))
+			goto out;
+		BSON_APPEND_OID(&set, e->parent_field, &pid);
+	}
+	/* a user's new record is theirs; a partner's (API key) waits for
+	 * someone to take it */
+	if (e->owner_field && !bson_has_field(&set, e->owner_field) && !c->req->api_key &&
+	    tr_is_object_id(c->req->principal.user_hex))
+		BSON_APPEND_OID(&set, e->owner_field, &c->req->principal.user_id);
+	if (!owner_allowed(c, e, &set))
+		goto out;
+	if (e->custom && !crm_custom_check(c, e->custom, true, NULL, &set))
+		goto out;
+	if (e->hook && !e->hook(c, e, &set, NULL))
+		goto out;
+	if (c->resp->status) /* a hook answered */
+		goto out;
+	bson_destroy(&stored);
+	rc = tr_db_insert(c->db, e->coll, &set, &stored);
+	if (rc != TR_OK) {
+		conflict_or_error(c, rc);
+		goto out;
+	}
+	bson_oid_t id;
+	char *loc = tr_arena_alloc(c->req->arena, 96);
+	if (crm_oid_of(&stored, "_id", &id) && loc) {
+		char hex[25];
+		bson_oid_to_string(&id, hex);
+		snprintf(loc, 96, "%s/%s", e->path, hex);
+		c->resp->location = loc;
+	}
+	if (e->event)
+		crm_emit(c, e, event_name(c, e, "created"), &stored);
+	tr_reply_resource(c, 201, &stored);
+	if (e->saved)
+		e->saved(c, &stored);
+out:
+	bson_destroy(&set);
+	bson_destroy(&stored);
+}
+
+void
+crm_get(struct tr_ctx *c, const struct crm_entity *e)
+{
+	bson_t stored;
+
+	if (crm_load(c, e, id_param(c, e), &stored))
+		tr_reply_resource(c, 200, &stored);
+	bson_destroy(&stored);
+}
+
+void
+crm_save(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long version,
+	 const bson_t *set, const char *event)
+{
+	bson_t stored = BSON_INITIALIZER;
+	int rc;
+
+	bson_destroy(&stored);
+	rc = tr_db_update(c->db, e->coll, id, version, set, NULL, &stored);
+	if (rc != TR_OK) {
+		conflict_or_error(c, rc);
+	} else {
+		if (event)
+			crm_emit(c, e, event, &stored);
+		tr_reply_resource(c, 200, &stored);
+		if (e->saved)
+			e->saved(c, &stored);
+	}
+	bson_destroy(&stored);
+}
+
+void
+crm_update(struct tr_ctx *c, const struct crm_entity *e)
+{
+	bson_t set = BSON_INITIALIZER, old = BSON_INITIALIZER;
+	long long version;
+
+	if (!crm_read_fields(c, e, false, &set) || !tr_if_match(c, &version))
+		goto out;
+	bson_destroy(&old);
+	if (!crm_load(c, e, id_param(c, e), &old))
+		goto out;
+	if (!owner_allowed(c, e, &set))
+		goto out;
+	if (e->custom && !crm_custom_check(c, e->custom, false, &old, &set))
+		goto out;
+	if (e->hook && !e->hook(c, e, &set, &old))
+		goto out;
+	if (c->resp->status)
+		goto out;
+	if (version <= 0) /* the version read above: no lost update between */
+		version = crm_int_of(&old, "version", 0);
+	crm_save(c, e, id_param(c, e), version, &set,
+		 e->event ? event_name(c, e, "updated") : NULL);
+out:
+	bson_destroy(&set);
+	bson_destroy(&old);
+}
+
+void
+crm_delete(struct tr_ctx *c, const struct crm_entity *e)
+{
+	bson_t old = BSON_INITIALIZER;
+	long long version;
+	int rc;
+
+	if (!tr_if_match(c, &version))
+		goto out;
+	bson_destroy(&old);
+	if (!crm_load(c, e, id_param(c, e), &old))
+		goto out;
+	if (version <= 0)
+		version = crm_int_of(&old, "version", 0);
+	rc = tr_db_delete(c->db, e->coll, id_param(c, e), version);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	if (e->event)
+		crm_emit(c, e, event_name(c, e, "deleted"), &old);
+	tr_reply_empty(c, 204);
+out:
+	bson_destroy(&old);
+}
+
+/* Lists filter on fields marked CRM_FILTER (?status=new&owner_id=...). */
+void
+crm_list(struct tr_ctx *c, const struct crm_entity *e, const bson_t *extra_filter)
+{
+	bson_t filter = BSON_INITIALIZER;
+	bson_oid_t pid;
+
+	if (extra_filter)
+		bson_concat(&filter, extra_filter);
+	if (e->parent) {
+		if (!parent_ok(c, e, &pid)) {
+			bson_destroy(&filter);
+			return;
+		}
+		BSON_APPEND_OID(&filter, e->parent_field, &pid);
+	}
+	for (const struct crm_field *f = e->fields; f->name; f++) {
+		const char *v;
+		if (!(f->flags & CRM_FILTER) || !(v = tr_query(c, f->name)))
+			continue;
+		if (f->kind == CRM_REF) {
+			bson_oid_t oid;
+			if (!tr_is_object_id(v)) {
+				tr_problem_field(c, f->name, "must be an id");
+				continue;
+			}
+			bson_oid_init_from_string(&oid, v);
+			BSON_APPEND_OID(&filter, f->name, &oid);
+		} else if (f->kind == CRM_BOOL) {
+			if (strcmp(v, "true") && strcmp(v, "false")) {
+				tr_problem_field(c, f->name, "must be true or false");
+				continue;
+			}
+			BSON_APPEND_BOOL(&filter, f->name, strcmp(v, "true") == 0);
+		} else if (f->kind == CRM_ENUM) {
+			bool known = false;
+			for (const char *const *o = f->options; *o; o++)
+				known |= strcmp(*o, v) == 0;
+			if (!known) {
+				tr_problem_field(c, f->name, "is not one of the allowed values");
+				continue;
+			}
+			BSON_APPEND_UTF8(&filter, f->name, v);
+		} else {
+			BSON_APPEND_UTF8(&filter, f->name, v);
+		}
+	}
+	if (!c->resp->status) {
+		if (own_only(c, e)) {
+			bson_iter_t it;
+			if (!bson_iter_init_find(&it, &filter, e->owner_field))
+				BSON_APPEND_OID(&filter, e->owner_field,
+						&c->req->principal.user_id);
+			else if (!BSON_ITER_HOLDS_OID(&it) ||
+				 !bson_oid_equal(bson_iter_oid(&it), &c->req->principal.user_id)) {
+				/* asked for someone else's: nothing of theirs is visible */
+				bson_reinit(&filter);
+				BSON_APPEND_OID(&filter, e->owner_field,
+						&c->req->principal.user_id);
+				BSON_APPEND_BOOL(&filter, "_never", true);
+			}
+		}
+		tr_list_reply(c, e->coll, &filter, e->sorts);
+	}
+	bson_destroy(&filter);
+}

@@ -1,0 +1,470 @@
+/* Leads: intake (users and partner API keys), duplicates by normalised
+ * email and phone, the status flow, and conversion into a client, a
+ * contact and optionally a deal. */
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "crm.h"
+#include "db.h"
+#include "json.h"
+#include "perm.h"
+
+#define LEADS "leads"
+
+static const char *const statuses[] = {"new", "contacted", "qualified", "converted", "lost", NULL};
+static const char *const channels[] = {"web",	"phone",   "email", "referral", "ads",
+				       "event", "partner", "other", NULL};
+static const char *const sorts[] = {"-created_at", "created_at", "name", "-updated_at", NULL};
+
+static const struct crm_field fields[] = {
+    {"name", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
+    {"email", CRM_EMAIL, CRM_NULLABLE | CRM_FILTER, 3, 254, NULL, NULL},
+    {"phone", CRM_PHONE, CRM_NULLABLE, 3, 40, NULL, NULL},
+    {"company", CRM_LINE, CRM_NULLABLE, 0, 200, NULL, NULL},
+    {"source", CRM_OBJECT, CRM_NULLABLE, 0, 0, NULL, NULL},
+    {"owner_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
+    {"status", CRM_ENUM, CRM_FILTER, 0, 0, statuses, NULL},
+    {"lost_reason", CRM_TEXT, CRM_NULLABLE, 1, 1000, NULL, NULL},
+    {"duplicate_of", CRM_REF, CRM_SERVER | CRM_FILTER, 0, 0, NULL, LEADS},
+    {"custom", CRM_CUSTOM, 0, 0, 0, NULL, NULL},
+    {"client_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "clients"},
+    {"contact_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "contacts"},
+    {"deal_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "deals"},
+    {"converted_at", CRM_TIME, CRM_SERVER, 0, 0, NULL, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+/* Emails compare in lower case; phones by their digits (a leading + kept
+ * out: "+49 30 1234" and "0049-30-1234" differ, as they may be dialled
+ * differently). */
+static void
+normalise_phone(const char *in, char *out, size_t len)
+{
+	size_t n = 0;
+	for (; *in && n + 1 < len; in++)
+		if (isdigit((unsigned char)*in))
+			out[n++] = *in;
+	out[n] = '\0';
+}
+
+/* source: {"channel": one of channels, "campaign_id": id or null}. */
+static bool
+source_ok(struct tr_ctx *c, bson_t *set)
+{
+	bson_iter_t it, sub;
+	const char *channel = NULL;
+	bson_oid_t campaign;
+	bool has_campaign = false;
+
+	if (!bson_iter_init_find(&it, &c->req->body, "source") || BSON_ITER_HOLDS_NULL(&it))
+		return true;
+	bson_iter_recurse(&it, &sub);
+	while (bson_iter_next(&sub)) {
+		const char *k = bson_iter_key(&sub);
+		if (strcmp(k, "channel") == 0 && BSON_ITER_HOLDS_UTF8(&sub)) {
+			channel = bson_iter_utf8(&sub, NULL);
+		} else if (strcmp(k, "campaign_id") == 0 && BSON_ITER_HOLDS_NULL(&sub)) {
+		} else if (strcmp(k, "campaign_id") == 0 && BSON_ITER_HOLDS_UTF8(&sub) &&
+			   tr_is_object_id(bson_iter_utf8(&sub, NULL))) {
+			bson_oid_init_from_string(&campaign, bson_iter_utf8(&sub, NULL));
+			has_campaign = true;
+			if (!crm_exists(c, "campaigns", &campaign)) {
+				tr_problem_field(c, "source.campaign_id", "names no campaign");
+				return false;
+			}
+		} else {
+			tr_problem_field(
+			    c, "source",
+			    "must be {\"channel\": \"web|phone|...\", \"campaign_id\": id}");
+			return false;
+		}
+	}
+	bool known = false;
+	for (const char *const *ch = channels; channel && *ch; ch++)
+		known |= strcmp(*ch, channel) == 0;
+	if (!known) {
+		tr_problem_field(
+		    c, "source.channel",
+		    "must be one of: web phone email referral ads event partner other");
+		return false;
+	}
+	bson_t s;
+	crm_remove_field(set, "source");
+	BSON_APPEND_DOCUMENT_BEGIN(set, "source", &s);
+	BSON_APPEND_UTF8(&s, "channel", channel);
+	if (has_campaign)
+		BSON_APPEND_OID(&s, "campaign_id", &campaign);
+	else
+		BSON_APPEND_NULL(&s, "campaign_id");
+	bson_append_document_end(set, &s);
+	return true;
+}
+
+/* The value a field will have after the change: in set, else stored. */
+static const char *
+after(const bson_t *set, const bson_t *old, const char *field)
+{
+	bson_iter_t it;
+
+	if (bson_iter_init_find(&it, set, field))
+		return BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL) : NULL;
+	return crm_str_of(old, field);
+}
+
+/* An open lead (not converted or lost) with the same email or phone. */
+static void
+find_duplicate(struct tr_ctx *c, const char *email, const char *phone_n, const bson_oid_t *self,
+	       bson_t *set)
+{
+	bson_t filter = BSON_INITIALIZER, or, in, one, found;
+	int n = 0;
+
+	BSON_APPEND_ARRAY_BEGIN(&filter, "$or", & or);
+	if (email) {
+		BSON_APPEND_DOCUMENT_BEGIN(& or, "0", &one);
+		n++;
+		BSON_APPEND_UTF8(&one, "email", email);
+		bson_append_document_end(& or, &one);
+	}
+	if (phone_n && *phone_n) {
+		BSON_APPEND_DOCUMENT_BEGIN(& or, n ? "1" : "0", &one);
+		n++;
+		BSON_APPEND_UTF8(&one, "_phone_n", phone_n);
+		bson_append_document_end(& or, &one);
+	}
+	bson_append_array_end(&filter, & or);
+	BSON_APPEND_DOCUMENT_BEGIN(&filter, "status", &in);
+	BSON_APPEND_ARRAY_BEGIN(&in, "$in", &one);
+	BSON_APPEND_UTF8(&one, "0", "new");
+	BSON_APPEND_UTF8(&one, "1", "contacted");
+	BSON_APPEND_UTF8(&one, "2", "qualified");
+	bson_append_array_end(&in, &one);
+	bson_append_document_end(&filter, &in);
+	if (self) {
+		BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
+		BSON_APPEND_OID(&in, "$ne", self);
+		bson_append_document_end(&filter, &in);
+	}
+	if (n && tr_db_find_one(c->db, LEADS, &filter, &found) == TR_OK) {
+		bson_oid_t dup;
+		if (crm_oid_of(&found, "_id", &dup))
+			BSON_APPEND_OID(set, "duplicate_of", &dup);
+	}
+	if (n)
+		bson_destroy(&found);
+	bson_destroy(&filter);
+}
+
+/* The status flow: new -> contacted -> qualified, any open status -> lost
+ * (with a reason); converted only through /convert; converted and lost are
+ * final. */
+static bool
+status_ok(struct tr_ctx *c, const char *from, const char *to, const bson_t *set, const bson_t *old)
+{
+	static const char *const order[] = {"new", "contacted", "qualified", NULL};
+	int fi = -1, ti = -1;
+
+	if (strcmp(to, "converted") == 0) {
+		tr_problem(c, 409, "conflict", "a lead is converted through POST .../convert");
+		return false;
+	}
+	if (from && (strcmp(from, "converted") == 0 || strcmp(from, "lost") == 0)) {
+		if (strcmp(from, to) != 0) {
+			tr_problem(c, 409, "conflict", "the lead is closed (converted or lost)");
+			return false;
+		}
+		return true;
+	}
+	if (strcmp(to, "lost") == 0) {
+		const char *reason = after(set, old, "lost_reason");
+		if (!reason || !*reason) {
+			tr_problem_field(c, "lost_reason", "is required when a lead is lost");
+			return false;
+		}
+		return true;
+	}
+	for (int i = 0; order[i]; i++) {
+		if (from && strcmp(order[i], from) == 0)
+			fi = i;
+		if (strcmp(order[i], to) == 0)
+			ti = i;
+	}
+	if (from && ti < fi) {
+		tr_problem(c, 409, "conflict",
+			   "a lead's status moves forward: new, contacted, qualified");
+		return false;
+	}
+	if (!from && ti != 0) {
+		tr_problem_field(c, "status", "a new lead starts as new");
+		return false;
+	}
+	return true;
+}
+
+static bool
+lead_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+{
+	const char *email = after(set, old, "email"), *phone = after(set, old, "phone");
+	const char *status = crm_str_of(set, "status");
+	char phone_n[32] = "";
+	bson_oid_t self;
+	(void)e;
+
+	if (!source_ok(c, set))
+		return false;
+	if ((!email || !*email) && (!phone || !*phone)) {
+		tr_problem_field(c, "email", "a lead needs an email or a phone");
+		return false;
+	}
+	if (status && !status_ok(c, old ? crm_str_of(old, "status") : NULL, status, set, old))
+		return false;
+	if (!old && !status)
+		BSON_APPEND_UTF8(set, "status", "new");
+	if (phone)
+		normalise_phone(phone, phone_n, sizeof(phone_n));
+	if (bson_has_field(set, "phone")) {
+		if (phone)
+			BSON_APPEND_UTF8(set, "_phone_n", phone_n);
+		else
+			BSON_APPEND_NULL(set, "_phone_n");
+	}
+	if (!old) {
+		find_duplicate(c, email, phone_n, NULL, set);
+		if (!bson_has_field(set, "duplicate_of"))
+			BSON_APPEND_NULL(set, "duplicate_of");
+	} else if (bson_has_field(set, "email") || bson_has_field(set, "phone")) {
+		crm_oid_of(old, "_id", &self);
+		find_duplicate(c, email, phone_n, &self, set);
+	}
+	return true;
+}
+
+const struct crm_entity crm_leads = {
+    .coll = LEADS,
+    .path = "/v1/crm/leads",
+    .topic = "crm.leads",
+    .event = "crm.lead",
+    .owner_field = "owner_id",
+    .custom = "lead",
+    .fields = fields,
+    .sorts = sorts,
+    .hook = lead_hook,
+    .deletable = true,
+};
+
+/* ---- conversion ---- */
+
+static bool
+may(struct tr_ctx *c, const char *permission)
+{
+	bool own;
+	return tr_permission_check(c->req->principal.perms, permission, &own);
+}
+
+/* POST /v1/crm/leads/{id}/convert {"create_deal", "deal_title", "amount"}:
+ * the lead is claimed by one conditional update (so of concurrent
+ * conversions exactly one wins; the rest get 409), recording the ids of
+ * the client, contact and deal, which are then written. */
+void
+leads_convert(struct tr_ctx *c)
+{
+	static const char *const allowed[] = {"create_deal", "deal_title", "amount", NULL};
+	static const struct crm_field amount_field = {"amount",		  CRM_MONEY, 0,	  0,
+						      1000000000000000LL, NULL,	     NULL};
+	bson_t lead = BSON_INITIALIZER, claim = BSON_INITIALIZER, doc = BSON_INITIALIZER;
+	bson_t client = BSON_INITIALIZER, contact = BSON_INITIALIZER, deal = BSON_INITIALIZER;
+	bson_t pipeline = BSON_INITIALIZER, extra = BSON_INITIALIZER, out = BSON_INITIALIZER;
+	bson_t arr, res;
+	bson_oid_t client_id, contact_id, deal_id, lead_id, owner, pipeline_id;
+	bool create_deal = false, has_owner;
+	const char *title = NULL, *status, *name, *company, *v;
+	bson_iter_t it;
+	int rc;
+
+	bool ok = tr_body_only(c, allowed);
+	if (c->req->has_body && bson_iter_init_find(&it, &c->req->body, "create_deal")) {
+		if (!BSON_ITER_HOLDS_BOOL(&it)) {
+			tr_problem_field(c, "create_deal", "must be true or false");
+			ok = false;
+		} else {
+			create_deal = bson_iter_bool(&it);
+		}
+	}
+	ok &= tr_body_line(c, "deal_title", 1, 200, false, &title);
+	ok &= crm_read_field(c, &amount_field, &extra);
+	if (!ok)
+		goto out;
+	if (!may(c, "crm.clients.write") || (create_deal && !may(c, "crm.deals.write"))) {
+		tr_problem(c, 403, "forbidden",
+			   "converting needs crm.clients.write (and crm.deals.write for a deal)");
+		goto out;
+	}
+	bson_destroy(&lead);
+	if (!crm_load(c, &crm_leads, tr_param(c, 0), &lead))
+		goto out;
+	status = crm_str_of(&lead, "status");
+	if (status && (strcmp(status, "converted") == 0 || strcmp(status, "lost") == 0)) {
+		tr_problem(c, 409, "conflict", "the lead is already converted or lost");
+		goto out;
+	}
+	if (create_deal) {
+		bson_destroy(&pipeline);
+		rc = crm_default_pipeline(c, &pipeline);
+		if (rc != TR_OK) {
+			tr_problem_from_err(c, rc);
+			goto out;
+		}
+	}
+	crm_oid_of(&lead, "_id", &lead_id);
+	bson_oid_init(&client_id, NULL);
+	bson_oid_init(&contact_id, NULL);
+	bson_oid_init(&deal_id, NULL);
+	BSON_APPEND_UTF8(&claim, "status", "converted");
+	BSON_APPEND_DATE_TIME(&claim, "converted_at", tr_now_ms());
+	BSON_APPEND_OID(&claim, "client_id", &client_id);
+	BSON_APPEND_OID(&claim, "contact_id", &contact_id);
+	if (create_deal)
+		BSON_APPEND_OID(&claim, "deal_id", &deal_id);
+	rc = tr_db_update(c->db, LEADS, tr_param(c, 0), crm_int_of(&lead, "version", 0), &claim,
+			  NULL, &doc);
+	if (rc == TR_EVERSION) {
+		tr_problem(c, 409, "conflict", "the lead changed or was converted meanwhile");
+		goto out;
+	}
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	crm_emit(c, &crm_leads, "crm.lead.updated", &doc);
+
+	name = crm_str_of(&lead, "name");
+	company = crm_str_of(&lead, "company");
+	has_owner = crm_oid_of(&lead, "owner_id", &owner);
+	/* the client */
+	bson_reinit(&doc);
+	BSON_APPEND_OID(&doc, "_id", &client_id);
+	BSON_APPEND_UTF8(&doc, "name", company && *company ? company : name);
+	BSON_APPEND_UTF8(&doc, "kind", company && *company ? "company" : "person");
+	BSON_APPEND_ARRAY_BEGIN(&doc, "group_ids", &arr);
+	bson_append_array_end(&doc, &arr);
+	if (has_owner)
+		BSON_APPEND_OID(&doc, "owner_id", &owner);
+	BSON_APPEND_OID(&doc, "lead_id", &lead_id);
+	bson_destroy(&client);
+	rc = tr_db_insert(c->db, "clients", &doc, &client);
+	if (rc != TR_OK)
+		goto failed;
+	crm_emit(c, &crm_clients, "crm.client.created", &client);
+	/* the contact */
+	bson_reinit(&doc);
+	BSON_APPEND_OID(&doc, "_id", &contact_id);
+	BSON_APPEND_OID(&doc, "client_id", &client_id);
+	BSON_APPEND_UTF8(&doc, "name", name);
+	if ((v = crm_str_of(&lead, "email")))
+		BSON_APPEND_UTF8(&doc, "email", v);
+	if ((v = crm_str_of(&lead, "phone")))
+		BSON_APPEND_UTF8(&doc, "phone", v);
+	bson_destroy(&contact);
+	rc = tr_db_insert(c->db, "contacts", &doc, &contact);
+	if (rc != TR_OK)
+		goto failed;
+	/* the deal, in the default pipeline's first stage */
+	if (create_deal) {
+		bson_iter_t st, first;
+		const char *stage = "new";
+		crm_oid_of(&pipeline, "_id", &pipeline_id);
+		if (bson_iter_init_find(&st, &pipeline, "stages") &&
+		    bson_iter_recurse(&st, &first) && bson_iter_next(&first) &&
+		    BSON_ITER_HOLDS_DOCUMENT(&first)) {
+			bson_iter_t k;
+			if (bson_iter_recurse(&first, &k) && bson_iter_find(&k, "key") &&
+			    BSON_ITER_HOLDS_UTF8(&k))
+				stage = bson_iter_utf8(&k, NULL);
+		}
+		bson_reinit(&doc);
+		BSON_APPEND_OID(&doc, "_id", &deal_id);
+		BSON_APPEND_OID(&doc, "client_id", &client_id);
+		BSON_APPEND_UTF8(&doc, "title", title ? title : name);
+		if (bson_iter_init_find(&it, &extra, "amount"))
+			bson_append_iter(&doc, "amount", -1, &it);
+		else
+			BSON_APPEND_NULL(&doc, "amount");
+		BSON_APPEND_OID(&doc, "pipeline_id", &pipeline_id);
+		BSON_APPEND_UTF8(&doc, "stage", stage);
+		if (has_owner)
+			BSON_APPEND_OID(&doc, "owner_id", &owner);
+		BSON_APPEND_UTF8(&doc, "status", "open");
+		BSON_APPEND_OID(&doc, "lead_id", &lead_id);
+		crm_deal_history_start(c, &doc, stage);
+		bson_destroy(&deal);
+		rc = tr_db_insert(c->db, "deals", &doc, &deal);
+		if (rc != TR_OK)
+			goto failed;
+		crm_emit(c, &crm_deals, "crm.deal.created", &deal);
+	}
+	bson_init(&res);
+	tr_render_resource(&client, &res);
+	BSON_APPEND_DOCUMENT(&out, "client", &res);
+	bson_destroy(&res);
+	bson_init(&res);
+	tr_render_resource(&contact, &res);
+	BSON_APPEND_DOCUMENT(&out, "contact", &res);
+	bson_destroy(&res);
+	if (create_deal) {
+		bson_init(&res);
+		tr_render_resource(&deal, &res);
+		BSON_APPEND_DOCUMENT(&out, "deal", &res);
+		bson_destroy(&res);
+	} else {
+		BSON_APPEND_NULL(&out, "deal");
+	}
+	tr_reply_json(c, 200, &out);
+	goto out;
+failed:
+	/* The lead is converted and names its records; writing them failed
+	 * (the database went away): the client is told, and the next
+	 * conversion attempt answers 409 with the ids in the lead. */
+	tr_problem_from_err(c, rc);
+out:
+	bson_destroy(&lead);
+	bson_destroy(&claim);
+	bson_destroy(&doc);
+	bson_destroy(&client);
+	bson_destroy(&contact);
+	bson_destroy(&deal);
+	bson_destroy(&pipeline);
+	bson_destroy(&extra);
+	bson_destroy(&out);
+}
+
+void
+leads_create(struct tr_ctx *c)
+{
+	crm_create(c, &crm_leads);
+}
+
+void
+leads_get(struct tr_ctx *c)
+{
+	crm_get(c, &crm_leads);
+}
+
+void
+leads_update(struct tr_ctx *c)
+{
+	crm_update(c, &crm_leads);
+}
+
+void
+leads_delete(struct tr_ctx *c)
+{
+	crm_delete(c, &crm_leads);
+}
+
+void
+leads_list(struct tr_ctx *c)
+{
+	crm_list(c, &crm_leads, NULL);
+}
