@@ -37,6 +37,36 @@ client_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bso
 	return true;
 }
 
+/* A client with history stays: its deals, claims, interactions, contacts
+ * and legal entities refer to it. */
+static bool
+client_may_delete(struct tr_ctx *c, const bson_t *stored)
+{
+	static const char *const referrers[] = {"deals", "claims", "interactions", "contacts",
+						"counterparties"};
+	bson_t filter = BSON_INITIALIZER;
+	bson_oid_t id;
+	bool ok = true;
+
+	crm_oid_of(stored, "_id", &id);
+	BSON_APPEND_OID(&filter, "client_id", &id);
+	for (size_t i = 0; ok && i < sizeof(referrers) / sizeof(referrers[0]); i++) {
+		long long n = 0;
+		int rc = tr_db_count(c->db, referrers[i], &filter, &n);
+		if (rc != TR_OK) {
+			tr_problem_from_err(c, rc);
+			ok = false;
+		} else if (n > 0) {
+			char *m = tr_arena_alloc(c->req->arena, 96);
+			snprintf(m, 96, "the client still has %s", referrers[i]);
+			tr_problem(c, 409, "conflict", m);
+			ok = false;
+		}
+	}
+	bson_destroy(&filter);
+	return ok;
+}
+
 const struct crm_entity crm_clients = {
     .coll = "clients",
     .path = "/v1/crm/clients",
@@ -47,6 +77,7 @@ const struct crm_entity crm_clients = {
     .fields = client_fields,
     .sorts = client_sorts,
     .hook = client_hook,
+    .may_delete = client_may_delete,
     .deletable = true,
 };
 

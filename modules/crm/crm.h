@@ -67,6 +67,8 @@ struct crm_entity {
 	crm_hook hook;
 	/* After a create or change is stored (e.g. to schedule a job). */
 	void (*saved)(struct tr_ctx *c, const bson_t *stored);
+	/* May this record go? Sets the problem (409) and returns false. */
+	bool (*may_delete)(struct tr_ctx *c, const bson_t *stored);
 	bool deletable;
 	/* A nested resource (/clients/{id}/contacts/{cid}): the parent entity
 	 * and the field naming it; the path's first id is the parent's. */

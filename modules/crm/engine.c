@@ -718,6 +718,8 @@ crm_delete(struct tr_ctx *c, const struct crm_entity *e)
 	bson_destroy(&old);
 	if (!crm_load(c, e, id_param(c, e), &old))
 		goto out;
+	if (e->may_delete && !e->may_delete(c, &old))
+		goto out;
 	if (version <= 0)
 		version = crm_int_of(&old, "version", 0);
 	rc = tr_db_delete(c->db, e->coll, id_param(c, e), version);
@@ -775,6 +777,11 @@ crm_list(struct tr_ctx *c, const struct crm_entity *e, const bson_t *extra_filte
 				continue;
 			}
 			BSON_APPEND_UTF8(&filter, f->name, v);
+		} else if (f->kind == CRM_EMAIL) { /* stored in lower case */
+			char *low = tr_arena_strdup(c->req->arena, v);
+			for (char *p = low; p && *p; p++)
+				*p = (char)tolower((unsigned char)*p);
+			BSON_APPEND_UTF8(&filter, f->name, low ? low : v);
 		} else {
 			BSON_APPEND_UTF8(&filter, f->name, v);
 		}
