@@ -1,0 +1,465 @@
+"""`trellis demo seed --tenant SLUG < password`: a demo tenant for newcomers.
+
+The command runs against the session stack's own database, so the session
+server (stack.base_url) serves the seeded tenant; its users log in over HTTP
+and the CRM API must read the seeded records like its own: 2,000 leads paged
+by a manager, only their own for a sales user, the default pipeline, 500
+clients with contacts and legal entities, deals in every stage and status
+with a consistent stage history, interactions of the five kinds, tasks
+(done, overdue, due later, with reminders queued), claims and campaigns.
+Failure modes: the slug taken (exit 2, nothing changed), a bad password or
+slug (exit 2, nothing created), the database away (exit 1)."""
+
+import datetime
+import re
+import secrets
+import subprocess
+
+import pytest
+from bson import ObjectId
+
+from conftest import (DB_NAME, REPO_ROOT, TrellisLauncher, free_port, login, login_request,
+                      sanitizer_hits, unique_slug)
+
+USAGE_ERROR = 2
+UNAVAILABLE = 1
+LEADS, CLIENTS, DEALS = "/v1/crm/leads", "/v1/crm/clients", "/v1/crm/deals"
+DEFAULT_STAGES = ["new", "qualified", "proposal", "negotiation", "closing"]
+ROLES = ["owner", "admin", "manager", "sales", "sales", "sales", "warehouse", "accountant",
+         "employee"]
+LOGINS = ["owner", "admin", "manager", "sales1", "sales2", "sales3", "warehouse", "accountant",
+          "employee"]
+SALES = ["sales1", "sales2", "sales3"]
+INTERACTION_KINDS = ["meeting", "call_in", "call_out", "sms", "email"]
+# every collection the seed writes, for cleaning up and counting
+SEEDED = ["users", "pipelines", "campaigns", "crm_groups", "leads", "clients", "contacts",
+          "counterparties", "deals", "interactions", "tasks", "claims"]
+SEED_TIMEOUT_S = 180
+
+
+def seed(stack, launcher, slug, stdin, env=None, extra=()):
+    """Run `trellis demo seed --tenant slug` (no --tenant for None) on the
+    session's database with `stdin` (str) as standard input. The launcher's
+    own run() gives the process no stdin, hence subprocess here."""
+    env = env or launcher.env(db=DB_NAME)
+    args = ["demo", "seed"] + (["--tenant", slug] if slug else []) + list(extra)
+    proc = subprocess.run([stack.server_bin] + args, input=stdin.encode(), capture_output=True,
+                          env=env, cwd=REPO_ROOT, timeout=SEED_TIMEOUT_S)
+    run = Outcome(args, proc)
+    hits = sanitizer_hits(run.stdout + run.stderr)
+    assert not hits, f"sanitizer report from the seed: {hits}\n{run!r}"
+    return run
+
+
+class Outcome:
+    def __init__(self, args, proc):
+        self.args = args
+        self.returncode = proc.returncode
+        self.stdout = proc.stdout.decode("utf-8", "replace")
+        self.stderr = proc.stderr.decode("utf-8", "replace")
+
+    def __repr__(self):
+        return (f"Outcome({' '.join(self.args)!r} -> {self.returncode}, "
+                f"stdout={self.stdout[-1500:]!r}, stderr={self.stderr[-1500:]!r})")
+
+
+def email_of(slug, who):
+    return f"{who}@{slug}.example"
+
+
+def all_pages(stack, account, path, **params):
+    """Every item of a list endpoint, 200 at a time, following next_cursor."""
+    items, cursor = [], None
+    for _ in range(1000):
+        q = dict(params, limit=200)
+        if cursor:
+            q["cursor"] = cursor
+        r = stack.get(path, headers=account.headers, params=q, timeout=60)
+        assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:300]}"
+        body = r.json()
+        items += body["items"]
+        cursor = body["next_cursor"]
+        if not cursor:
+            return items
+    raise AssertionError(f"{path} did not end after 1000 pages")
+
+
+def first(stack, account, path, **params):
+    r = stack.get(path, headers=account.headers, params=dict(params, limit=1), timeout=60)
+    assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:300]}"
+    items = r.json()["items"]
+    return items[0] if items else None
+
+
+def parse_time(s):
+    return datetime.datetime.strptime(s, "%Y-%m-%dT%H:%M:%S.%fZ").replace(
+        tzinfo=datetime.timezone.utc)
+
+
+def now():
+    return datetime.datetime.now(datetime.timezone.utc)
+
+
+def tenant_doc(stack, slug):
+    return stack.mongo["tenants"].find_one({"slug": slug})
+
+
+def remove_tenant(stack, tenant_id):
+    """Deletes a seeded tenant's records and queued reminders, so the rest
+    of the session does not page through them."""
+    for coll in SEEDED:
+        stack.mongo[coll].delete_many({"tenant_id": tenant_id})
+    stack.mongo["tenants"].delete_many({"_id": tenant_id})
+    key = f"q:{DB_NAME}:crm.reminders:delayed"
+    for member in stack.redis.zrange(key, 0, -1):
+        text = member.decode() if isinstance(member, bytes) else member
+        if str(tenant_id) in text:
+            stack.redis.zrem(key, member)
+
+
+class Demo:
+    def __init__(self, slug, password, run, tenant_id):
+        self.slug = slug
+        self.password = password
+        self.run = run
+        self.tenant_id = tenant_id
+        self._accounts = {}
+
+    def account(self, stack, who):
+        """A logged-in session of the demo user `who` (owner, sales1, ...)."""
+        if who not in self._accounts:
+            self._accounts[who] = login(stack, self.slug, email_of(self.slug, who), self.password)
+        return self._accounts[who]
+
+
+@pytest.fixture(scope="module")
+def demo(stack):
+    """One demo tenant seeded for the module (seeding takes seconds)."""
+    launcher = TrellisLauncher(stack)
+    slug = unique_slug("demo")
+    password = "demo-" + secrets.token_urlsafe(12)
+    tenant = None
+    try:
+        run = seed(stack, launcher, slug, password + "\n")
+        assert run.returncode == 0, run
+        tenant = tenant_doc(stack, slug)
+        assert tenant is not None, f"no tenant {slug} after the seed: {run!r}"
+        yield Demo(slug, password, run, tenant["_id"])
+    finally:
+        if tenant is not None:
+            remove_tenant(stack, tenant["_id"])
+        launcher.close()
+
+
+@pytest.fixture(scope="module")
+def manager(stack, demo):
+    return demo.account(stack, "manager")
+
+
+@pytest.fixture(scope="module")
+def leads(stack, manager):
+    return all_pages(stack, manager, LEADS)
+
+
+@pytest.fixture(scope="module")
+def deals(stack, manager):
+    return all_pages(stack, manager, DEALS)
+
+
+# ---------------------------------------------------------------------------
+# what the command says
+# ---------------------------------------------------------------------------
+
+def test_seed_prints_every_login_and_the_time_but_never_the_password(demo):
+    out = demo.run.stdout
+    for who in LOGINS:
+        assert email_of(demo.slug, who) in out, f"login {who} not printed: {demo.run!r}"
+    assert demo.password not in out + demo.run.stderr
+    assert re.search(r"in \d+\.\d+ s", out), f"no seed time printed: {out!r}"
+
+
+def test_every_built_in_role_has_a_user_who_can_log_in(stack, demo):
+    for who, role in zip(LOGINS, ROLES):
+        account = demo.account(stack, who)
+        r = stack.get("/v1/me", headers=account.headers)
+        assert r.status_code == 200, r.text
+        me = r.json()
+        assert me["user"]["roles"] == [role], me["user"]
+        assert me["tenant"]["slug"] == demo.slug
+        assert me["tenant"]["name"] == "Demo Company"
+
+
+def test_a_wrong_password_does_not_log_a_demo_user_in(stack, demo):
+    r = login_request(stack, demo.slug, email_of(demo.slug, "owner"), demo.password + "x")
+    assert r.status_code == 401, r.text
+
+
+# ---------------------------------------------------------------------------
+# leads
+# ---------------------------------------------------------------------------
+
+def test_manager_pages_through_2000_leads(leads):
+    assert len(leads) == 2000
+    assert len({lead["id"] for lead in leads}) == 2000, "a lead appeared on two pages"
+    created = [lead["created_at"] for lead in leads]
+    assert created == sorted(created, reverse=True), "not newest first"
+
+
+def test_leads_spread_over_statuses_channels_campaigns_and_a_year(leads):
+    statuses = {lead["status"] for lead in leads}
+    assert statuses == {"new", "contacted", "qualified", "converted", "lost"}
+    assert {lead["source"]["channel"] for lead in leads} >= {"web", "ads", "event", "referral"}
+    assert len({lead["source"]["campaign_id"] for lead in leads} - {None}) == 3
+    for lead in leads:
+        assert lead.get("email") or lead.get("phone"), lead
+        if lead["status"] == "lost":
+            assert lead.get("lost_reason"), lead
+        if lead["status"] == "converted":
+            assert lead["client_id"] and lead["contact_id"] and lead["converted_at"], lead
+        assert "_phone_n" not in lead, "a hidden field is shown"
+        assert lead["version"] == 1
+    oldest = parse_time(leads[-1]["created_at"])
+    newest = parse_time(leads[0]["created_at"])
+    assert newest <= now()
+    assert (now() - oldest).days >= 300, f"the oldest lead is from {oldest}"
+    months = {lead["created_at"][:7] for lead in leads}
+    assert len(months) >= 12, months
+
+
+def test_sales_users_see_only_their_own_leads(stack, demo, leads):
+    total = 0
+    for who in SALES:
+        account = demo.account(stack, who)
+        own = all_pages(stack, account, LEADS)
+        assert 0 < len(own) < 2000, f"{who} sees {len(own)} leads"
+        assert {lead["owner_id"] for lead in own} == {account.user_id}
+        total += len(own)
+    assert total <= len(leads)
+
+
+def test_duplicates_point_to_an_open_lead_with_the_same_email_or_phone(leads):
+    by_id = {lead["id"]: lead for lead in leads}
+    duplicates = [lead for lead in leads if lead["duplicate_of"]]
+    assert duplicates, "no duplicate leads"
+    for lead in duplicates:
+        original = by_id[lead["duplicate_of"]]
+        assert original["status"] in ("new", "contacted", "qualified")
+        assert original["created_at"] < lead["created_at"]
+        assert (lead.get("email") and lead["email"] == original.get("email")) or \
+            (lead.get("phone") and lead["phone"] == original.get("phone"))
+
+
+# ---------------------------------------------------------------------------
+# pipeline, deals
+# ---------------------------------------------------------------------------
+
+def test_the_default_pipeline_is_listed_once(stack, manager):
+    items = all_pages(stack, manager, "/v1/crm/pipelines")
+    defaults = [p for p in items if p["is_default"]]
+    assert len(defaults) == 1, items
+    assert defaults[0]["name"] == "Sales"
+    assert [s["key"] for s in defaults[0]["stages"]] == DEFAULT_STAGES
+
+
+def test_deals_span_every_status_and_the_open_ones_several_stages(deals):
+    assert len(deals) >= 300
+    assert {d["status"] for d in deals} == {"open", "won", "lost"}
+    assert len({d["stage"] for d in deals if d["status"] == "open"}) >= 4
+    for d in deals:
+        assert d["amount"]["currency"] == "EUR" and d["amount"]["amount"] > 0, d
+        if d["status"] == "open":
+            assert "closed_at" not in d and "lost_reason" not in d, d
+        else:
+            assert parse_time(d["closed_at"]) <= now(), d
+        if d["status"] == "lost":
+            assert d["lost_reason"], d
+        if d["status"] == "won":
+            assert d["stage"] == DEFAULT_STAGES[-1], d
+
+
+def test_stage_history_leads_to_the_current_stage(deals, manager):
+    for d in deals:
+        history = d["stage_history"]
+        assert history[0]["stage"] == "new" and history[0]["from"] is None, d
+        assert history[0]["at"] == d["created_at"], d
+        assert history[-1]["stage"] == d["stage"], d
+        for before, after in zip(history, history[1:]):
+            assert after["from"] == before["stage"], d
+            assert after["at"] >= before["at"], d
+        if d["status"] != "open":
+            assert history[-1]["at"] <= d["closed_at"], d
+        assert {h["by"] for h in history} == {d["owner_id"]}, d
+
+
+def test_deals_refer_to_the_pipeline_and_existing_clients(stack, manager, deals):
+    pipeline = [p for p in all_pages(stack, manager, "/v1/crm/pipelines") if p["is_default"]][0]
+    client_ids = {c["id"] for c in all_pages(stack, manager, CLIENTS)}
+    for d in deals:
+        assert d["pipeline_id"] == pipeline["id"]
+        assert d["client_id"] in client_ids
+
+
+def test_sales_users_see_only_their_own_deals(stack, demo):
+    account = demo.account(stack, "sales2")
+    own = all_pages(stack, account, DEALS)
+    assert own and {d["owner_id"] for d in own} == {account.user_id}
+
+
+# ---------------------------------------------------------------------------
+# clients, contacts, counterparties
+# ---------------------------------------------------------------------------
+
+def test_500_clients_companies_and_persons_with_owners(stack, manager):
+    clients = all_pages(stack, manager, CLIENTS)
+    assert len(clients) == 500
+    assert {c["kind"] for c in clients} == {"company", "person"}
+    assert len({c.get("owner_id") for c in clients} - {None}) == 3
+    assert any(c["group_ids"] for c in clients), "no client in a group"
+
+
+def test_some_clients_have_counterparties_and_contacts(stack, manager):
+    companies = all_pages(stack, manager, CLIENTS, kind="company")[:20]
+    with_counterparties = with_contacts = 0
+    for c in companies:
+        cps = all_pages(stack, manager, f"{CLIENTS}/{c['id']}/counterparties")
+        contacts = all_pages(stack, manager, f"{CLIENTS}/{c['id']}/contacts")
+        with_counterparties += bool(cps)
+        with_contacts += bool(contacts)
+        for cp in cps:
+            assert cp["legal_name"].startswith(c["name"]) and cp["tax_id"], cp
+    assert with_counterparties > 0 and with_contacts > 0
+
+
+def test_a_converted_leads_client_contact_and_timeline(stack, manager, leads):
+    lead = next(lead for lead in leads if lead["status"] == "converted" and lead.get("deal_id"))
+    r = stack.get(f"{CLIENTS}/{lead['client_id']}", headers=manager.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["lead_id"] == lead["id"]
+    r = stack.get(f"{CLIENTS}/{lead['client_id']}/contacts/{lead['contact_id']}",
+                  headers=manager.headers)
+    assert r.status_code == 200, r.text
+    assert r.json()["name"] == lead["name"]
+    r = stack.get(f"{DEALS}/{lead['deal_id']}", headers=manager.headers)
+    assert r.status_code == 200 and r.json()["lead_id"] == lead["id"], r.text
+    r = stack.get(f"{CLIENTS}/{lead['client_id']}/timeline", headers=manager.headers)
+    assert r.status_code == 200, r.text
+    assert any(e["type"] == "deal" for e in r.json()["items"])
+
+
+# ---------------------------------------------------------------------------
+# interactions, tasks, claims, campaigns
+# ---------------------------------------------------------------------------
+
+def test_interactions_of_all_five_kinds(stack, manager):
+    for kind in INTERACTION_KINDS:
+        item = first(stack, manager, "/v1/crm/interactions", kind=kind)
+        assert item is not None, f"no {kind} interaction"
+        assert item["summary"] and item["user_id"]
+        assert item.get("client_id") or item.get("deal_id") or item.get("lead_id")
+
+
+def test_tasks_done_overdue_and_due_later_with_reminders_queued(stack, demo, manager):
+    tasks = all_pages(stack, manager, "/v1/crm/tasks")
+    assert len(tasks) >= 200
+    done = [t for t in tasks if t["done"]]
+    later = [t for t in tasks if not t["done"] and parse_time(t["due_at"]) > now()]
+    overdue = [t for t in tasks if not t["done"] and parse_time(t["due_at"]) <= now()]
+    assert done and later and overdue
+    for t in tasks:
+        assert len(t["related"]) == 1 and t["assignee_id"], t
+    key = f"q:{DB_NAME}:crm.reminders:delayed"
+    queued = set()
+    for member in stack.redis.zrange(key, 0, -1):
+        text = member.decode() if isinstance(member, bytes) else member
+        if str(demo.tenant_id) in text:
+            queued.add(re.search(r'"task_id":"([0-9a-f]{24})"', text).group(1))
+    # only open tasks due later have reminders (a task that fell due since
+    # the seed may still have one); the job may have taken a few already
+    recent = now() - datetime.timedelta(minutes=10)
+    assert queued <= {t["id"] for t in tasks if not t["done"] and parse_time(t["due_at"]) > recent}
+    assert len(queued) >= len(later) - 5, f"{len(queued)} reminders for {len(later)} tasks"
+
+
+def test_claims_with_statuses_and_campaigns_with_costs(stack, manager):
+    claims = all_pages(stack, manager, "/v1/crm/claims")
+    assert len(claims) >= 30
+    assert {c["status"] for c in claims} == {"open", "in_progress", "resolved", "rejected"}
+    campaigns = all_pages(stack, manager, "/v1/crm/campaigns")
+    assert len(campaigns) == 3
+    for c in campaigns:
+        assert c["cost"]["currency"] == "EUR" and c["cost"]["amount"] > 0
+        assert c["starts_at"] < c["ends_at"]
+
+
+# ---------------------------------------------------------------------------
+# failure modes
+# ---------------------------------------------------------------------------
+
+def test_a_second_seed_with_the_same_slug_exits_2_and_changes_nothing(stack, trellis, demo):
+    before = {coll: stack.mongo[coll].count_documents({"tenant_id": demo.tenant_id})
+              for coll in SEEDED}
+    run = seed(stack, trellis, demo.slug, "another-password-1\n")
+    assert run.returncode == USAGE_ERROR, run
+    assert "exists" in run.stderr, run
+    assert run.stdout == ""
+    assert stack.mongo["tenants"].count_documents({"slug": demo.slug}) == 1
+    after = {coll: stack.mongo[coll].count_documents({"tenant_id": demo.tenant_id})
+             for coll in SEEDED}
+    assert after == before
+    # the first password still works, the second never did
+    assert login_request(stack, demo.slug, email_of(demo.slug, "owner"),
+                         "another-password-1").status_code == 401
+    login(stack, demo.slug, email_of(demo.slug, "owner"), demo.password)
+
+
+@pytest.mark.parametrize("stdin", ["short-pw\n", "", "\n", "ten chars\x01ok\n"],
+                         ids=["short", "no-input", "empty-line", "control-character"])
+def test_a_bad_password_exits_2_and_creates_nothing(stack, trellis, stdin):
+    slug = unique_slug("demo")
+    run = seed(stack, trellis, slug, stdin)
+    assert run.returncode == USAGE_ERROR, run
+    assert "password" in run.stderr, run
+    assert tenant_doc(stack, slug) is None
+    assert stack.mongo["users"].count_documents({"email": email_of(slug, "owner")}) == 0
+
+
+@pytest.mark.parametrize("slug", [None, "x", "Upper-Case", "has space", "a" * 41],
+                         ids=["missing", "too-short", "upper-case", "space", "too-long"])
+def test_a_bad_slug_exits_2_and_creates_nothing(stack, trellis, slug):
+    before = stack.mongo["tenants"].count_documents({})
+    run = seed(stack, trellis, slug, "long-enough-password\n")
+    assert run.returncode == USAGE_ERROR, run
+    assert "usage" in run.stderr or "--tenant" in run.stderr, run
+    assert stack.mongo["tenants"].count_documents({}) == before
+
+
+def test_unknown_options_exit_2_and_create_nothing(stack, trellis):
+    slug = unique_slug("demo")
+    run = seed(stack, trellis, slug, "long-enough-password\n", extra=["--force"])
+    assert run.returncode == USAGE_ERROR, run
+    assert "--force" in run.stderr, run
+    assert tenant_doc(stack, slug) is None
+
+
+def test_the_database_away_exits_1_and_says_so(stack, trellis):
+    env = trellis.env(db=DB_NAME)
+    env["TRELLIS_MONGO_URI"] = f"mongodb://127.0.0.1:{free_port()}/{DB_NAME}"
+    slug = unique_slug("demo")
+    run = seed(stack, trellis, slug, "long-enough-password\n", env=env)
+    assert run.returncode == UNAVAILABLE, run
+    assert "database" in run.stderr, run
+    assert tenant_doc(stack, slug) is None
+
+
+def test_seeded_records_belong_to_the_tenant_only(stack, demo):
+    """Every record the seed wrote carries the tenant's id; references to
+    users point at this tenant's users."""
+    users = {u["_id"] for u in stack.mongo["users"].find({"tenant_id": demo.tenant_id})}
+    assert len(users) == 9
+    for coll, field in (("leads", "owner_id"), ("deals", "owner_id"), ("tasks", "assignee_id"),
+                        ("claims", "assignee_id"), ("interactions", "user_id")):
+        owners = stack.mongo[coll].distinct(field, {"tenant_id": demo.tenant_id})
+        assert owners and set(owners) <= users, (coll, owners)
+    tenant = stack.mongo["tenants"].find_one({"_id": demo.tenant_id})
+    assert tenant["tenant_id"] == demo.tenant_id and tenant["version"] == 1
+    assert isinstance(demo.tenant_id, ObjectId)
