@@ -1,6 +1,7 @@
 #include "db.h"
 #include "dbpool.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -389,6 +390,26 @@ missing_or_moved(struct tr_db *db, const char *coll, const char *id)
 	return rc == TR_OK ? TR_EVERSION : rc;
 }
 
+/* Changes of one record are made one at a time within this process.
+ * MongoDB applies a findAndModify atomically; FerretDB 1.24 on SQLite reads
+ * and writes in separate steps, so two version-checked updates running
+ * together could both match the same version (a lost update). Striped
+ * locks keep the version check honest for a single process on FerretDB;
+ * across processes it is MongoDB's atomicity that does. */
+#define STRIPES 64
+static pthread_mutex_t stripes[STRIPES] = {[0 ... STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_mutex_t *
+record_lock(const char *coll, const char *id)
+{
+	uint32_t h = 2166136261u;
+	for (const char *p = coll; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (const char *p = id; *p; p++)
+		h = (h ^ (unsigned char)*p) * 16777619u;
+	return &stripes[h % STRIPES];
+}
+
 int
 tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expected_version,
 	     const bson_t *set, const bson_t *unset, bson_t *out)
@@ -432,7 +453,11 @@ tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expec
 	opts = mongoc_find_and_modify_opts_new();
 	mongoc_find_and_modify_opts_set_update(opts, &update);
 	mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
-	if (!mongoc_collection_find_and_modify_with_opts(c, &query, opts, &reply, &error)) {
+	pthread_mutex_t *lock = record_lock(coll, id);
+	pthread_mutex_lock(lock);
+	bool done = mongoc_collection_find_and_modify_with_opts(c, &query, opts, &reply, &error);
+	pthread_mutex_unlock(lock);
+	if (!done) {
 		rc = fail("update", coll, &error);
 		goto out;
 	}
@@ -476,7 +501,11 @@ tr_db_delete(struct tr_db *db, const char *coll, const char *id, long long expec
 	if (expected_version > 0)
 		BSON_APPEND_INT64(&filter, "version", expected_version);
 	c = collection(db, coll);
-	if (!mongoc_collection_delete_one(c, &filter, NULL, &reply, &error)) {
+	pthread_mutex_t *lock = record_lock(coll, id);
+	pthread_mutex_lock(lock);
+	bool done = mongoc_collection_delete_one(c, &filter, NULL, &reply, &error);
+	pthread_mutex_unlock(lock);
+	if (!done) {
 		rc = fail("delete", coll, &error);
 		goto out;
 	}

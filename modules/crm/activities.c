@@ -198,9 +198,9 @@ crm_task_reminder(const struct tr_job *job, char *err, size_t errlen)
 	mongoc_collection_t *coll = mongoc_database_get_collection(db, "tasks");
 	/* claimed once: reminded_at records the due time it was sent for */
 	filter = BCON_NEW("_id", BCON_OID(&task_id), "tenant_id", BCON_OID(&tenant_id), "done",
-			  BCON_BOOL(false), "due_at", BCON_DATE_TIME(due), "reminded_for", "{",
+			  BCON_BOOL(false), "due_at", BCON_DATE_TIME(due), "_reminded_for", "{",
 			  "$ne", BCON_DATE_TIME(due), "}");
-	update = BCON_NEW("$set", "{", "reminded_for", BCON_DATE_TIME(due), "}");
+	update = BCON_NEW("$set", "{", "_reminded_for", BCON_DATE_TIME(due), "}");
 	if (!mongoc_collection_update_one(coll, filter, update, NULL, &reply, &error)) {
 		snprintf(err, errlen, "database: %s", error.message);
 		rc = -1;

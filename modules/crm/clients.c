@@ -7,6 +7,7 @@
 #include "crm.h"
 #include "db.h"
 #include "json.h"
+#include "perm.h"
 
 static const char *const kinds[] = {"company", "person", NULL};
 static const char *const client_sorts[] = {"-created_at", "created_at", "name", "-updated_at",
@@ -118,7 +119,7 @@ period_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bso
 
 const struct crm_entity crm_counterparties = {
     .coll = "counterparties",
-    .path = "/v1/crm/counterparties",
+    .path = "counterparties", /* under the client's path */
     .fields = counterparty_fields,
     .sorts = by_legal_name,
     .hook = period_hook,
@@ -138,7 +139,7 @@ static const struct crm_field contact_fields[] = {
 
 const struct crm_entity crm_contacts = {
     .coll = "contacts",
-    .path = "/v1/crm/contacts",
+    .path = "contacts", /* under the client's path */
     .fields = contact_fields,
     .sorts = by_name,
     .deletable = true,
@@ -252,10 +253,10 @@ static void
 clients_timeline_impl(struct tr_ctx *c)
 {
 	static const struct {
-		const char *coll, *type, *at;
-	} parts[] = {{"interactions", "interaction", "at"},
-		     {"deals", "deal", "created_at"},
-		     {"claims", "claim", "created_at"}};
+		const char *coll, *type, *at, *permission, *owner;
+	} parts[] = {{"interactions", "interaction", "at", "crm.interactions.read", "user_id"},
+		     {"deals", "deal", "created_at", "crm.deals.read", "owner_id"},
+		     {"claims", "claim", "created_at", "crm.claims.read", "assignee_id"}};
 	bson_t client, items = BSON_INITIALIZER, out = BSON_INITIALIZER, arr;
 	struct entry {
 		int64_t at;
@@ -273,8 +274,17 @@ clients_timeline_impl(struct tr_ctx *c)
 		bson_t filter = BSON_INITIALIZER, page = BSON_INITIALIZER;
 		char *next = NULL;
 		bson_iter_t it;
+		bool own;
+		/* each part as its own list would show it to the caller */
+		if (!tr_permission_check(c->req->principal.perms, parts[p].permission, &own)) {
+			bson_destroy(&filter);
+			bson_destroy(&page);
+			continue;
+		}
 		bson_init(&q.cursor_doc);
 		BSON_APPEND_OID(&filter, "client_id", &id);
+		if (own)
+			BSON_APPEND_OID(&filter, parts[p].owner, &c->req->principal.user_id);
 		int rc = tr_db_list(c->db, parts[p].coll, &filter, &q, &page, &next);
 		free(next);
 		bson_destroy(&q.cursor_doc);

@@ -76,7 +76,9 @@ deal_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 
 	if (old)
 		return true; /* stage, status and closing have their own actions */
+	/* copies: set moves as fields are added to it */
 	status = crm_str_of(set, "status");
+	status = status ? tr_arena_strdup(c->req->arena, status) : NULL;
 	if (!status) {
 		status = "open";
 		BSON_APPEND_UTF8(set, "status", status);
@@ -122,12 +124,13 @@ deal_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 		goto out;
 	}
 	stage = crm_str_of(set, "stage");
+	stage = stage ? tr_arena_strdup(c->req->arena, stage) : NULL;
 	if (!stage) {
 		bson_iter_t it, arr, f;
 		if (bson_iter_init_find(&it, &pipeline, "stages") && bson_iter_recurse(&it, &arr) &&
 		    bson_iter_next(&arr) && bson_iter_recurse(&arr, &f) &&
 		    bson_iter_find(&f, "key"))
-			stage = bson_iter_utf8(&f, NULL);
+			stage = tr_arena_strdup(c->req->arena, bson_iter_utf8(&f, NULL));
 		if (!stage) {
 			tr_problem(c, 409, "conflict", "the pipeline has no stages");
 			goto out;

@@ -524,7 +524,7 @@ crm_load(struct tr_ctx *c, const struct crm_entity *e, const char *id, bson_t *o
 	if (rc == TR_OK && e->parent) {
 		/* under the parent the path names, which the caller may see */
 		bson_oid_t pid, mine;
-		bson_t parent;
+		bson_t parent = BSON_INITIALIZER;
 		if (!tr_is_object_id(tr_param(c, 0)) || !crm_oid_of(out, e->parent_field, &mine))
 			rc = TR_ENOTFOUND;
 		else {
@@ -630,11 +630,15 @@ crm_create(struct tr_ctx *c, const struct crm_entity *e)
 		goto out;
 	}
 	bson_oid_t id;
-	char *loc = tr_arena_alloc(c->req->arena, 96);
+	char *loc = tr_arena_alloc(c->req->arena, 160);
 	if (crm_oid_of(&stored, "_id", &id) && loc) {
 		char hex[25];
 		bson_oid_to_string(&id, hex);
-		snprintf(loc, 96, "%s/%s", e->path, hex);
+		if (e->parent) /* /v1/crm/clients/{id}/contacts/{cid} */
+			snprintf(loc, 160, "%s/%s/%s/%s", e->parent->path, tr_param(c, 0), e->path,
+				 hex);
+		else
+			snprintf(loc, 160, "%s/%s", e->path, hex);
 		c->resp->location = loc;
 	}
 	if (e->event)

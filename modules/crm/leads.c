@@ -102,15 +102,19 @@ source_ok(struct tr_ctx *c, bson_t *set)
 	return true;
 }
 
-/* The value a field will have after the change: in set, else stored. */
+/* The value a field will have after the change: in set, else stored. A
+ * copy (in the request's arena): set grows, and moves, as fields are added. */
 static const char *
-after(const bson_t *set, const bson_t *old, const char *field)
+after(struct tr_ctx *c, const bson_t *set, const bson_t *old, const char *field)
 {
 	bson_iter_t it;
+	const char *v;
 
 	if (bson_iter_init_find(&it, set, field))
-		return BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL) : NULL;
-	return crm_str_of(old, field);
+		v = BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL) : NULL;
+	else
+		v = crm_str_of(old, field);
+	return v ? tr_arena_strdup(c->req->arena, v) : NULL;
 }
 
 /* An open lead (not converted or lost) with the same email or phone. */
@@ -178,7 +182,7 @@ status_ok(struct tr_ctx *c, const char *from, const char *to, const bson_t *set,
 		return true;
 	}
 	if (strcmp(to, "lost") == 0) {
-		const char *reason = after(set, old, "lost_reason");
+		const char *reason = after(c, set, old, "lost_reason");
 		if (!reason || !*reason) {
 			tr_problem_field(c, "lost_reason", "is required when a lead is lost");
 			return false;
@@ -206,8 +210,8 @@ status_ok(struct tr_ctx *c, const char *from, const char *to, const bson_t *set,
 static bool
 lead_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
 {
-	const char *email = after(set, old, "email"), *phone = after(set, old, "phone");
-	const char *status = crm_str_of(set, "status");
+	const char *email = after(c, set, old, "email"), *phone = after(c, set, old, "phone");
+	const char *status = bson_has_field(set, "status") ? after(c, set, NULL, "status") : NULL;
 	char phone_n[32] = "";
 	bson_oid_t self;
 	(void)e;
