@@ -354,6 +354,43 @@ tr_db_find_one(struct tr_db *db, const char *coll, const bson_t *filter, bson_t 
 }
 
 int
+tr_db_each(struct tr_db *db, const char *coll, const bson_t *filter,
+	   int (*visit)(void *arg, const bson_t *resource), void *arg)
+{
+	bson_t scoped = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+	bson_error_t error;
+	const bson_t *doc;
+	mongoc_collection_t *c;
+	mongoc_cursor_t *cur;
+	uint64_t t0 = tr_mono_ns();
+	int rc = TR_OK;
+
+	if (!db->has_tenant) {
+		bson_destroy(&scoped);
+		bson_destroy(&opts);
+		return TR_EINVALID;
+	}
+	scoped_filter(db, filter, &scoped);
+	BSON_APPEND_INT32(&opts, "batchSize", 1000);
+	c = collection(db, coll);
+	cur = mongoc_collection_find_with_opts(c, &scoped, &opts, NULL);
+	while (rc == TR_OK && mongoc_cursor_next(cur, &doc)) {
+		bson_t item = BSON_INITIALIZER;
+		tr_render_resource(doc, &item);
+		rc = visit(arg, &item);
+		bson_destroy(&item);
+	}
+	if (rc == TR_OK && mongoc_cursor_error(cur, &error))
+		rc = fail("find", coll, &error);
+	mongoc_cursor_destroy(cur);
+	mongoc_collection_destroy(c);
+	bson_destroy(&scoped);
+	bson_destroy(&opts);
+	db->elapsed_ns += tr_mono_ns() - t0;
+	return rc;
+}
+
+int
 tr_db_count(struct tr_db *db, const char *coll, const bson_t *filter, long long *n)
 {
 	bson_t scoped = BSON_INITIALIZER;

@@ -29,6 +29,13 @@ int tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out);
 /* The first record matching filter (tenant added), or TR_ENOTFOUND. */
 int tr_db_find_one(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
 
+/* Calls visit with every record matching filter (tenant added), rendered as
+ * an API resource, in no particular order: one cursor, no sort, for work
+ * that reads everything (reports). A non-zero return of visit stops the
+ * walk and is returned. */
+int tr_db_each(struct tr_db *db, const char *coll, const bson_t *filter,
+	       int (*visit)(void *arg, const bson_t *resource), void *arg);
+
 /* How many records match filter (tenant added). */
 int tr_db_count(struct tr_db *db, const char *coll, const bson_t *filter, long long *n);
 

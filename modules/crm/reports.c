@@ -327,6 +327,15 @@ walk(struct tr_ctx *c, const char *coll, const bson_t *filter, visit_fn visit, v
 	return rc;
 }
 
+/* The same for aggregates that do not depend on order (deals, leads): one
+ * unsorted cursor, which FerretDB answers without sorting the collection
+ * for every page. */
+static int
+walk_all(struct tr_ctx *c, const char *coll, const bson_t *filter, visit_fn visit, void *arg)
+{
+	return tr_db_each(c->db, coll, filter, visit, arg);
+}
+
 /* ---- a small hash index: 16-byte keys -> dense indexes and values ---- */
 
 #define KEY_LEN 16
@@ -840,7 +849,7 @@ reports_funnel(struct tr_ctx *c)
 	BSON_APPEND_OID(&filter, "pipeline_id", &f->pipeline_id);
 	period_filter(&filter, "created_at", &f->period);
 	own_filter(c, &filter);
-	rc = walk(c, "deals", &filter, funnel_visit, f);
+	rc = walk_all(c, "deals", &filter, funnel_visit, f);
 	if (rc == TR_OK)
 		rc = ledger_close(&f->amounts);
 	if (rc != TR_OK) {
@@ -1046,7 +1055,7 @@ reports_abc_xyz(struct tr_ctx *c)
 	BSON_APPEND_UTF8(&filter, "status", "won");
 	period_filter(&filter, "closed_at", &a.period);
 	own_filter(c, &filter);
-	rc = walk(c, "deals", &filter, abc_visit, &a);
+	rc = walk_all(c, "deals", &filter, abc_visit, &a);
 	if (rc == TR_OK)
 		rc = names_fill(c, "clients", &a.clients, offsetof(struct client_revenue, name));
 	order = rc == TR_OK ? rindex_sorted(&a.clients, revenue_order, true) : NULL;
@@ -1245,9 +1254,9 @@ reports_managers(struct tr_ctx *c)
 	bson_append_document_end(&deals_filter, &in);
 	period_filter(&deals_filter, "closed_at", &mg.period);
 	own_filter(c, &deals_filter);
-	rc = walk(c, "leads", &leads_filter, managers_lead, &mg);
+	rc = walk_all(c, "leads", &leads_filter, managers_lead, &mg);
 	if (rc == TR_OK)
-		rc = walk(c, "deals", &deals_filter, managers_deal, &mg);
+		rc = walk_all(c, "deals", &deals_filter, managers_deal, &mg);
 	if (rc == TR_OK)
 		rc = names_fill(c, "users", &mg.owners, offsetof(struct owner_stats, name));
 	if (rc == TR_OK)
@@ -1482,9 +1491,9 @@ reports_sources(struct tr_ctx *c)
 	own_filter(c, &deals_filter);
 	rc = walk(c, "campaigns", NULL, sources_campaign, sr);
 	if (rc == TR_OK)
-		rc = walk(c, "leads", &leads_filter, sources_lead, sr);
+		rc = walk_all(c, "leads", &leads_filter, sources_lead, sr);
 	if (rc == TR_OK && sr->leads.n > 0)
-		rc = walk(c, "deals", &deals_filter, sources_deal, sr);
+		rc = walk_all(c, "deals", &deals_filter, sources_deal, sr);
 	if (rc == TR_OK)
 		rc = ledger_close(&sr->revenue);
 	if (rc != TR_OK) {
