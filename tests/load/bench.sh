@@ -661,6 +661,19 @@ ws_field() {
 	printf '%s' "${!n:-}"
 }
 
+# ws_invalid PREFIX: why that side's fan-out figures mean nothing, or empty.
+ws_invalid() {
+	local who=Trellis why=()
+	[[ $1 == CF ]] && who=Centrifugo
+	(($(ws_field "$1" connect_failed) > 0)) && why+=("$(ws_field "$1" connect_failed) connections failed")
+	(($(ws_field "$1" publish_errors) > 0)) && why+=("$(ws_field "$1" publish_errors) of $(($(ws_field "$1" publish_errors) + $(ws_field "$1" published))) publishes failed")
+	(($(ws_field "$1" duplicates) > 0)) && why+=("duplicates")
+	(($(ws_field "$1" unknown) > 0)) && why+=("unknown events")
+	((${#why[@]} > 0)) || return 0
+	printf '%s: %s' "$who" "${why[0]}"
+	((${#why[@]} == 1)) || printf ', %s' "${why[@]:1}"
+}
+
 # ws_p99_cell PREFIX: the p99 counting lost events, or why there is none.
 ws_p99_cell() {
 	local v
@@ -707,6 +720,21 @@ write_ws_results() {
 	# arrived, i.e. later than anything measured.
 	p99_result=$(awk -v t="$TR_latency_p99_all_ms" -v c="$CF_latency_p99_all_ms" 'BEGIN { print (t >= 0 && (c < 0 || t <= c)) ? "PASS" : "MISS" }')
 	mem_result=$(awk -v t="$TR_rss_per_conn_bytes" -v c="$CF_rss_per_conn_bytes" -v g="$WS_MEM_GOAL" 'BEGIN { print (t <= g && t < c) ? "PASS" : "MISS" }')
+	# A side whose publishes failed (or that saw duplicates or unknown
+	# events) ran a different load than the schedule: its delivered/s and
+	# latency compare nothing, so those rows say so instead of PASS/MISS.
+	local p bad invalid=""
+	for p in TR CF; do
+		bad=$(ws_invalid "$p")
+		[[ -z $bad ]] || invalid+="${invalid:+; }$bad"
+	done
+	if [[ -n $invalid ]]; then
+		rate_result="INVALID ($invalid)"
+		p99_result="INVALID ($invalid)"
+	fi
+	if (($(ws_field TR connect_failed) > 0 || $(ws_field CF connect_failed) > 0)); then
+		mem_result="INVALID (connections failed)"
+	fi
 	local resume_cell resume_result="-"
 	if [[ $RS_complete == true && -z ${RS_problem:-} ]]; then
 		resume_cell="$(num "$RS_catchup_per_sec" 0) ($(num "$(awk -v s="$RS_catchup_seconds" 'BEGIN { print s * 1000 }')" 0) ms)"
