@@ -46,12 +46,14 @@ static struct {
 	bool connected, closing;
 	int backoff_ms;
 	uv_timer_t reconnect_timer, sweep_timer;
+	uv_check_t service;
 	struct call *head, *tail; /* in submission order = deadline order */
 	struct script scripts[MAX_SCRIPTS];
 	int nscripts;
 } R;
 
 static void connect_now(void);
+static void service_cb(uv_check_t *h);
 
 static void
 list_remove(struct call *c)
@@ -87,7 +89,10 @@ poll_update(struct poll_adapter *p, int add, int del)
 {
 	if (!p->ac)
 		return;
-	p->events = (p->events | add) & ~del;
+	int events = (p->events | add) & ~del;
+	if (events == p->events)
+		return; /* no change, no system call */
+	p->events = events;
 	if (p->events)
 		uv_poll_start(&p->handle, p->events, poll_cb);
 	else
@@ -321,6 +326,9 @@ tr_redis_init(uv_loop_t *loop, const struct tr_config *cfg)
 	R.backoff_ms = RECONNECT_MIN_MS;
 	uv_timer_init(loop, &R.reconnect_timer);
 	uv_timer_init(loop, &R.sweep_timer);
+	uv_check_init(loop, &R.service);
+	uv_check_start(&R.service, service_cb);
+	uv_unref((uv_handle_t *)&R.service);
 	uv_timer_start(&R.sweep_timer, sweep_cb, SWEEP_MS, SWEEP_MS);
 	connect_now();
 	return 0;
@@ -439,6 +447,26 @@ sub_connect(void)
 	redisAsyncSetDisconnectCallback(ac, sub_disconnected_cb);
 }
 
+/* After every loop turn: with thousands of ready WebSocket sockets, epoll
+ * hands out at most 1024 events per wait and Redis's socket could wait
+ * for its turn for a second. Both connections send what is queued and
+ * read what has arrived (a read of nothing costs one EAGAIN). */
+static void
+service_cb(uv_check_t *h)
+{
+	(void)h;
+	if (R.ac && R.connected) {
+		redisAsyncHandleWrite(R.ac);
+		if (R.ac)
+			redisAsyncHandleRead(R.ac);
+	}
+	if (S.ac && S.connected) {
+		redisAsyncHandleWrite(S.ac);
+		if (S.ac)
+			redisAsyncHandleRead(S.ac);
+	}
+}
+
 int
 tr_redis_subscribe(const char *const *channels, int n, tr_redis_msg_cb on_msg,
 		   tr_redis_sub_state_cb on_state)
@@ -481,6 +509,8 @@ tr_redis_close(void)
 	uv_timer_stop(&R.sweep_timer);
 	uv_close((uv_handle_t *)&R.reconnect_timer, NULL);
 	uv_close((uv_handle_t *)&R.sweep_timer, NULL);
+	uv_check_stop(&R.service);
+	uv_close((uv_handle_t *)&R.service, NULL);
 	if (R.ac) {
 		redisAsyncContext *ac = R.ac;
 		R.ac = NULL;
