@@ -6,6 +6,9 @@
 //	                                              events published at a fixed rate
 //	wsfan resume ...                              one Trellis client catching up
 //	                                              on events it missed
+//	wsfan leads ...                               CRM intake: partners post leads
+//	                                              through an API key while
+//	                                              listeners wait for crm.leads events
 //
 // Each mode prints one JSON object on stdout; progress goes to stderr.
 // Run `wsfan MODE -h` for the flags.
@@ -28,6 +31,8 @@ func main() {
 		err = runFanout(os.Args[2:])
 	case "resume":
 		err = runResume(os.Args[2:])
+	case "leads":
+		err = runLeads(os.Args[2:])
 	default:
 		usage()
 	}
@@ -38,7 +43,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: wsfan fanout|resume [flags] (wsfan MODE -h for the flags)")
+	fmt.Fprintln(os.Stderr, "usage: wsfan fanout|resume|leads [flags] (wsfan MODE -h for the flags)")
 	os.Exit(2)
 }
 
