@@ -1185,7 +1185,14 @@ write_crm_results() {
 		if [[ -n ${CI_error:-} ]]; then
 			echo "- Lead POST after seeding, first error: $CI_error"
 		fi
-		echo "- Reports answering 501 (not implemented in this build) are listed as not available and do not fail the run."
+		local r state unavailable=""
+		for r in funnel abc_xyz managers sources; do
+			state=RP_${r}_state
+			[[ ${!state} != "not available" ]] || unavailable+=" ${r/_/-}"
+		done
+		if [[ -n $unavailable ]]; then
+			echo "- Not available in this build (501):$unavailable; listed as such, they do not fail the run."
+		fi
 	} >>"$OUT/results.md"
 }
 
