@@ -118,7 +118,7 @@ after(struct tr_ctx *c, const bson_t *set, const bson_t *old, const char *field)
 }
 
 /* An open lead (not converted or lost) with the same email or phone. */
-static void
+static bool
 find_duplicate(struct tr_ctx *c, const char *email, const char *phone_n, const bson_oid_t *self,
 	       bson_t *set)
 {
@@ -151,7 +151,8 @@ find_duplicate(struct tr_ctx *c, const char *email, const char *phone_n, const b
 		BSON_APPEND_OID(&in, "$ne", self);
 		bson_append_document_end(&filter, &in);
 	}
-	if (n && tr_db_find_one(c->db, LEADS, &filter, &found) == TR_OK) {
+	int rc = n ? tr_db_find_one(c->db, LEADS, &filter, &found) : TR_ENOTFOUND;
+	if (rc == TR_OK) {
 		bson_oid_t dup;
 		if (crm_oid_of(&found, "_id", &dup))
 			BSON_APPEND_OID(set, "duplicate_of", &dup);
@@ -159,6 +160,12 @@ find_duplicate(struct tr_ctx *c, const char *email, const char *phone_n, const b
 	if (n)
 		bson_destroy(&found);
 	bson_destroy(&filter);
+	/* a check that could not run is not "no duplicate": the lead waits */
+	if (rc != TR_OK && rc != TR_ENOTFOUND) {
+		tr_problem_from_err(c, rc);
+		return false;
+	}
+	return true;
 }
 
 /* The status flow: new -> contacted -> qualified, any open status -> lost
@@ -235,12 +242,14 @@ lead_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 			BSON_APPEND_NULL(set, "_phone_n");
 	}
 	if (!old) {
-		find_duplicate(c, email, phone_n, NULL, set);
+		if (!find_duplicate(c, email, phone_n, NULL, set))
+			return false;
 		if (!bson_has_field(set, "duplicate_of"))
 			BSON_APPEND_NULL(set, "duplicate_of");
 	} else if (bson_has_field(set, "email") || bson_has_field(set, "phone")) {
 		crm_oid_of(old, "_id", &self);
-		find_duplicate(c, email, phone_n, &self, set);
+		if (!find_duplicate(c, email, phone_n, &self, set))
+			return false;
 	}
 	return true;
 }
