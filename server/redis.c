@@ -47,6 +47,7 @@ static struct {
 	int backoff_ms;
 	uv_timer_t reconnect_timer, sweep_timer;
 	uv_check_t service;
+	uint64_t last_reply_ns;	  /* when Redis last answered anything */
 	struct call *head, *tail; /* in submission order = deadline order */
 	struct script scripts[MAX_SCRIPTS];
 	int nscripts;
@@ -174,6 +175,8 @@ reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 	(void)ac;
 
 	list_remove(c);
+	if (r)
+		R.last_reply_ns = tr_mono_ns();
 	if (!c->answered) {
 		tr_metrics_redis_observe((double)(tr_mono_ns() - c->start_ns) / 1e9, r != NULL);
 		c->cb(c->arg, r, r ? TR_OK : TR_EUNAVAILABLE);
@@ -304,6 +307,11 @@ sweep_cb(uv_timer_t *t)
 	 * the socket holds before calling anything overdue. */
 	if (R.head && R.head->deadline_ns <= now && R.ac && R.connected)
 		redisAsyncHandleRead(R.ac);
+	/* Redis answers in order: while replies keep arriving, the late ones
+	 * were held up by this process (a loop busy with thousands of
+	 * sockets), not by Redis, and come next. */
+	if (R.connected && now - R.last_reply_ns < (uint64_t)R.cfg->dep_timeout_ms * 1000000u)
+		return;
 	for (struct call *c = R.head; c && c->deadline_ns <= now; c = c->next) {
 		if (c->answered)
 			continue;
