@@ -14,33 +14,14 @@ import pytest
 import requests
 
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
-
-ID_RE = re.compile(r"^[0-9a-f]{24}$")
-TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+from crm_support import (  # noqa: F401 (fixtures among them)
+    ID_RE, TS_RE, hdr, uniq, errors_of, expect_403, with_fields, created, get_ok, list_page,
+    list_all, ids, assert_shape, RetryingStack, stack, Team, team, other, CLIENTS)
 
 
 # ---------------------------------------------------------------------------
-# helpers (each CRM test file carries its own copy)
+# helpers (the shared ones are in crm_support.py)
 # ---------------------------------------------------------------------------
-
-def hdr(who, **extra):
-    """Headers of an Account (or a plain header dict), plus extra ones
-    (if_match=3 -> If-Match: "3", idem="k" -> Idempotency-Key: k)."""
-    h = dict(who.headers) if hasattr(who, "headers") else dict(who)
-    if "if_match" in extra:
-        h["If-Match"] = f'"{extra.pop("if_match")}"'
-    if "idem" in extra:
-        h["Idempotency-Key"] = extra.pop("idem")
-    h.update(extra)
-    return h
-
-
-def uniq(prefix="x"):
-    return f"{prefix} {secrets.token_hex(4)}"
-
-
-def errors_of(body):
-    return {e["field"] for e in body.get("errors", [])}
 
 
 def expect_422(r, *fields):
@@ -50,59 +31,10 @@ def expect_422(r, *fields):
     return body
 
 
-def expect_403(r):
-    return check_problem(r, 403, "forbidden")
-
-
-def with_fields(base, fields):
-    """base updated by fields; a value of ... removes the key."""
-    body = dict(base)
-    for k, v in fields.items():
-        if v is ...:
-            body.pop(k, None)
-        else:
-            body[k] = v
-    return body
-
-
-def created(r, what="record"):
-    assert r.status_code == 201, f"creating a {what}: {r.status_code} {r.text[:500]}"
-    return r.json()
-
-
-def get_ok(stack, who, path):
-    r = stack.get(path, headers=hdr(who))
-    assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:500]}"
-    return r.json()
-
-
 def patch_ok(stack, who, path, body, **h):
     r = stack.patch(path, json=body, headers=hdr(who, **h))
     assert r.status_code == 200, f"PATCH {path} {body}: {r.status_code} {r.text[:500]}"
     return r.json()
-
-
-def list_page(stack, who, path, **params):
-    r = stack.get(path, headers=hdr(who), params=params)
-    assert r.status_code == 200, f"GET {path} {params}: {r.status_code} {r.text[:500]}"
-    body = r.json()
-    assert set(body) >= {"items", "next_cursor"}, body
-    return body
-
-
-def list_all(stack, who, path, **params):
-    """Every item of a list, following next_cursor (limit 200)."""
-    items, cursor = [], None
-    for _ in range(100):
-        p = dict(params, limit=200)
-        if cursor:
-            p["cursor"] = cursor
-        body = list_page(stack, who, path, **p)
-        items += body["items"]
-        cursor = body["next_cursor"]
-        if not cursor:
-            return items
-    pytest.fail(f"{path}: more than 100 pages")
 
 
 def walk(stack, who, path, limit, **params):
@@ -122,111 +54,6 @@ def walk(stack, who, path, limit, **params):
         assert pages < 20, "pagination does not end"
 
 
-def ids(items):
-    return [i["id"] for i in items]
-
-
-def assert_shape(rec):
-    assert ID_RE.match(rec["id"]), rec
-    assert TS_RE.match(rec["created_at"]) and TS_RE.match(rec["updated_at"]), rec
-    assert isinstance(rec["version"], int), rec
-    assert "tenant_id" not in rec and "_id" not in rec, rec
-    assert not [k for k in rec if k.startswith("_")], f"internal fields leak: {rec}"
-
-
-class RetryingStack:
-    """The session stack whose HTTP helpers wait and retry when the server
-    answers 429: the per-user rate limit (50 requests/s) is not under test
-    here, and a test's requests come quicker than that."""
-
-    def __init__(self, stack):
-        self._stack = stack
-
-    def __getattr__(self, name):
-        return getattr(self._stack, name)
-
-    def request(self, method, path, **kw):
-        for _ in range(60):
-            r = self._stack.request(method, path, **kw)
-            if r.status_code != 429:
-                return r
-            time.sleep(0.25)
-        return r
-
-    def get(self, path, **kw):
-        return self.request("GET", path, **kw)
-
-    def post(self, path, **kw):
-        return self.request("POST", path, **kw)
-
-    def patch(self, path, **kw):
-        return self.request("PATCH", path, **kw)
-
-    def delete(self, path, **kw):
-        return self.request("DELETE", path, **kw)
-
-
-@pytest.fixture(scope="module")
-def stack(stack):
-    return RetryingStack(stack)
-
-
-class Team:
-    """One tenant: its owner and, made on first use, one user per role
-    (logins cost an Argon2 hash each: one team per module)."""
-
-    def __init__(self, stack):
-        self.stack = stack
-        self.owner = signup(stack)
-        self.members = {}
-
-    def member(self, name, role=None):
-        if name not in self.members:
-            email = f"{name}-{secrets.token_hex(5)}@example.com"
-            r = self.stack.post("/v1/users", headers=self.owner.headers,
-                                json={"email": email, "name": name.title(), "roles": [role or name],
-                                      "password": DEFAULT_PASSWORD})
-            assert r.status_code == 201, f"creating a {role or name}: {r.status_code} {r.text[:300]}"
-            self.members[name] = login(self.stack, self.owner.slug, email)
-        return self.members[name]
-
-    @property
-    def manager(self):
-        return self.member("manager")
-
-    @property
-    def sales(self):
-        return self.member("sales")
-
-    @property
-    def sales2(self):
-        return self.member("sales2", "sales")
-
-    @property
-    def employee(self):
-        return self.member("employee")
-
-    @property
-    def warehouse(self):
-        return self.member("warehouse")
-
-    @property
-    def accountant(self):
-        return self.member("accountant")
-
-
-@pytest.fixture(scope="module")
-def team(stack):
-    return Team(stack)
-
-
-@pytest.fixture(scope="module")
-def other(stack):
-    """The owner of another tenant."""
-    return signup(stack)
-
-
-CLIENTS = "/v1/crm/clients"
 GROUPS = "/v1/crm/groups"
 
 

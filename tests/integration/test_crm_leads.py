@@ -15,30 +15,16 @@ import pytest
 import requests
 
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
+from crm_support import (  # noqa: F401 (fixtures among them)
+    ID_RE, TS_RE, hdr, uniq, errors_of, expect_403, get_ok, list_page, list_all, ids,
+    RetryingStack, stack, Team, team, other)
 
-ID_RE = re.compile(r"^[0-9a-f]{24}$")
-TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 LEADS = "/v1/crm/leads"
 
 
 # ---------------------------------------------------------------------------
 # helpers
 # ---------------------------------------------------------------------------
-
-def hdr(who, **extra):
-    """Headers of an Account (or a plain header dict), plus extra ones
-    (if_match=3 -> If-Match: "3", idem="k" -> Idempotency-Key: k)."""
-    h = dict(who.headers) if hasattr(who, "headers") else dict(who)
-    if "if_match" in extra:
-        h["If-Match"] = f'"{extra.pop("if_match")}"'
-    if "idem" in extra:
-        h["Idempotency-Key"] = extra.pop("idem")
-    h.update(extra)
-    return h
-
-
-def uniq(prefix="x"):
-    return f"{prefix} {secrets.token_hex(4)}"
 
 
 def uniq_email(prefix="lead"):
@@ -50,18 +36,10 @@ def uniq_phone():
     return f"+1 (555) {d[:3]}-{d[3:]}"
 
 
-def errors_of(body):
-    return {e["field"] for e in body.get("errors", [])}
-
-
 def expect_422(r, field):
     body = check_problem(r, 422)
     assert field in errors_of(body), f"expected a field error on {field!r}: {body}"
     return body
-
-
-def expect_403(r):
-    return check_problem(r, 403, "forbidden")
 
 
 def post_lead(stack, who, headers=None, **fields):
@@ -77,12 +55,6 @@ def post_lead(stack, who, headers=None, **fields):
 def make_lead(stack, who, **fields):
     r = post_lead(stack, who, **fields)
     assert r.status_code == 201, f"creating a lead: {r.status_code} {r.text[:500]}"
-    return r.json()
-
-
-def get_ok(stack, who, path):
-    r = stack.get(path, headers=hdr(who))
-    assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:500]}"
     return r.json()
 
 
@@ -105,130 +77,11 @@ def convert(stack, who, lead_id, body=None):
                       headers=hdr(who))
 
 
-def list_page(stack, who, path, **params):
-    r = stack.get(path, headers=hdr(who), params=params)
-    assert r.status_code == 200, f"GET {path} {params}: {r.status_code} {r.text[:500]}"
-    body = r.json()
-    assert set(body) >= {"items", "next_cursor"}, body
-    return body
-
-
-def list_all(stack, who, path, **params):
-    """Every item of a list, following next_cursor (limit 200)."""
-    items, cursor = [], None
-    for _ in range(100):
-        p = dict(params, limit=200)
-        if cursor:
-            p["cursor"] = cursor
-        body = list_page(stack, who, path, **p)
-        items += body["items"]
-        cursor = body["next_cursor"]
-        if not cursor:
-            return items
-    pytest.fail(f"{path}: more than 100 pages")
-
-
-def ids(items):
-    return [i["id"] for i in items]
-
-
 def make_key(stack, owner, permissions):
     r = stack.post("/v1/api-keys", json={"name": uniq("key").replace(" ", "-"), "permissions": permissions},
                    headers=owner.headers)
     assert r.status_code == 201, f"creating an API key: {r.status_code} {r.text[:500]}"
     return {"X-API-Key": r.json()["key"]}
-
-
-class RetryingStack:
-    """The session stack whose HTTP helpers wait and retry when the server
-    answers 429: the per-user rate limit (50 requests/s) is not under test
-    here, and a test's requests come quicker than that."""
-
-    def __init__(self, stack):
-        self._stack = stack
-
-    def __getattr__(self, name):
-        return getattr(self._stack, name)
-
-    def request(self, method, path, **kw):
-        for _ in range(60):
-            r = self._stack.request(method, path, **kw)
-            if r.status_code != 429:
-                return r
-            time.sleep(0.25)
-        return r
-
-    def get(self, path, **kw):
-        return self.request("GET", path, **kw)
-
-    def post(self, path, **kw):
-        return self.request("POST", path, **kw)
-
-    def patch(self, path, **kw):
-        return self.request("PATCH", path, **kw)
-
-    def delete(self, path, **kw):
-        return self.request("DELETE", path, **kw)
-
-
-@pytest.fixture(scope="module")
-def stack(stack):
-    return RetryingStack(stack)
-
-
-class Team:
-    """One tenant: its owner and, made on first use, one user per role
-    (logins cost an Argon2 hash each: one team per module)."""
-
-    def __init__(self, stack):
-        self.stack = stack
-        self.owner = signup(stack)
-        self.members = {}
-
-    def member(self, name, role=None):
-        if name not in self.members:
-            email = f"{name}-{secrets.token_hex(5)}@example.com"
-            r = self.stack.post("/v1/users", headers=self.owner.headers,
-                                json={"email": email, "name": name.title(), "roles": [role or name],
-                                      "password": DEFAULT_PASSWORD})
-            assert r.status_code == 201, f"creating a {role or name}: {r.status_code} {r.text[:300]}"
-            self.members[name] = login(self.stack, self.owner.slug, email)
-        return self.members[name]
-
-    @property
-    def manager(self):
-        return self.member("manager")
-
-    @property
-    def sales(self):
-        return self.member("sales")
-
-    @property
-    def sales2(self):
-        return self.member("sales2", "sales")
-
-    @property
-    def employee(self):
-        return self.member("employee")
-
-    @property
-    def warehouse(self):
-        return self.member("warehouse")
-
-    @property
-    def accountant(self):
-        return self.member("accountant")
-
-
-@pytest.fixture(scope="module")
-def team(stack):
-    return Team(stack)
-
-
-@pytest.fixture(scope="module")
-def other(stack):
-    """The owner of another tenant."""
-    return signup(stack)
 
 
 def assert_lead_shape(lead):

@@ -15,55 +15,18 @@ import pytest
 from websockets.sync.client import connect
 
 from conftest import DEFAULT_PASSWORD, login, signup
-
-ID_RE = re.compile(r"^[0-9a-f]{24}$")
-TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
+from crm_support import (  # noqa: F401 (fixtures among them)
+    ID_RE, TS_RE, hdr, uniq, with_fields, created, get_ok, RetryingStack, stack, Team, team,
+    other, CLIENTS)
 
 
 # ---------------------------------------------------------------------------
-# helpers (each CRM test file carries its own copy)
+# helpers (the shared ones are in crm_support.py)
 # ---------------------------------------------------------------------------
-
-def hdr(who, **extra):
-    """Headers of an Account (or a plain header dict), plus extra ones
-    (if_match=3 -> If-Match: "3", idem="k" -> Idempotency-Key: k)."""
-    h = dict(who.headers) if hasattr(who, "headers") else dict(who)
-    if "if_match" in extra:
-        h["If-Match"] = f'"{extra.pop("if_match")}"'
-    if "idem" in extra:
-        h["Idempotency-Key"] = extra.pop("idem")
-    h.update(extra)
-    return h
-
-
-def uniq(prefix="x"):
-    return f"{prefix} {secrets.token_hex(4)}"
 
 
 def uniq_email(prefix="user"):
     return f"{prefix}.{secrets.token_hex(5)}@example.com"
-
-
-def with_fields(base, fields):
-    """base updated by fields; a value of ... removes the key."""
-    body = dict(base)
-    for k, v in fields.items():
-        if v is ...:
-            body.pop(k, None)
-        else:
-            body[k] = v
-    return body
-
-
-def created(r, what="record"):
-    assert r.status_code == 201, f"creating a {what}: {r.status_code} {r.text[:500]}"
-    return r.json()
-
-
-def get_ok(stack, who, path):
-    r = stack.get(path, headers=hdr(who))
-    assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:500]}"
-    return r.json()
 
 
 def patch_ok(stack, who, path, body, **h):
@@ -79,103 +42,10 @@ def make_key(stack, owner, permissions):
     return {"X-API-Key": r.json()["key"]}
 
 
-class RetryingStack:
-    """The session stack whose HTTP helpers wait and retry when the server
-    answers 429: the per-user rate limit (50 requests/s) is not under test
-    here, and a test's requests come quicker than that."""
-
-    def __init__(self, stack):
-        self._stack = stack
-
-    def __getattr__(self, name):
-        return getattr(self._stack, name)
-
-    def request(self, method, path, **kw):
-        for _ in range(60):
-            r = self._stack.request(method, path, **kw)
-            if r.status_code != 429:
-                return r
-            time.sleep(0.25)
-        return r
-
-    def get(self, path, **kw):
-        return self.request("GET", path, **kw)
-
-    def post(self, path, **kw):
-        return self.request("POST", path, **kw)
-
-    def patch(self, path, **kw):
-        return self.request("PATCH", path, **kw)
-
-    def delete(self, path, **kw):
-        return self.request("DELETE", path, **kw)
-
-
-@pytest.fixture(scope="module")
-def stack(stack):
-    return RetryingStack(stack)
-
-
-class Team:
-    """One tenant: its owner and, made on first use, one user per role
-    (logins cost an Argon2 hash each: one team per module)."""
-
-    def __init__(self, stack):
-        self.stack = stack
-        self.owner = signup(stack)
-        self.members = {}
-
-    def member(self, name, role=None):
-        if name not in self.members:
-            email = f"{name}-{secrets.token_hex(5)}@example.com"
-            r = self.stack.post("/v1/users", headers=self.owner.headers,
-                                json={"email": email, "name": name.title(), "roles": [role or name],
-                                      "password": DEFAULT_PASSWORD})
-            assert r.status_code == 201, f"creating a {role or name}: {r.status_code} {r.text[:300]}"
-            self.members[name] = login(self.stack, self.owner.slug, email)
-        return self.members[name]
-
-    @property
-    def manager(self):
-        return self.member("manager")
-
-    @property
-    def sales(self):
-        return self.member("sales")
-
-    @property
-    def sales2(self):
-        return self.member("sales2", "sales")
-
-    @property
-    def employee(self):
-        return self.member("employee")
-
-    @property
-    def warehouse(self):
-        return self.member("warehouse")
-
-    @property
-    def accountant(self):
-        return self.member("accountant")
-
-
-@pytest.fixture(scope="module")
-def team(stack):
-    return Team(stack)
-
-
-@pytest.fixture(scope="module")
-def other(stack):
-    """The owner of another tenant."""
-    return signup(stack)
-
-
 LEADS = "/v1/crm/leads"
 DEALS = "/v1/crm/deals"
 TASKS = "/v1/crm/tasks"
 CLAIMS = "/v1/crm/claims"
-CLIENTS = "/v1/crm/clients"
 RECV_S = 10.0
 
 
