@@ -162,6 +162,30 @@ tr_emit(struct tr_ctx *c, const char *topic, const char *event, const char *enti
 
 static bool relay_publish_sync(const struct tr_event_out *ev);
 
+/* The outbox record of an event: what the relay needs to publish it. */
+static void
+outbox_record(const struct tr_event_out *ev, const bson_oid_t *id, const bson_oid_t *tenant,
+	      int64_t now, bson_t *rec)
+{
+	BSON_APPEND_OID(rec, "_id", id);
+	BSON_APPEND_OID(rec, "tenant_id", tenant);
+	BSON_APPEND_UTF8(rec, "topic", ev->topic);
+	BSON_APPEND_UTF8(rec, "owner", ev->owner);
+	BSON_APPEND_UTF8(rec, "tail", ev->tail);
+	if (ev->nhooks) {
+		bson_t arr;
+		char key[8];
+		const char *k;
+		BSON_APPEND_ARRAY_BEGIN(rec, "hooks", &arr);
+		for (int i = 0; i < ev->nhooks; i++) {
+			bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+			BSON_APPEND_UTF8(&arr, k, ev->hooks[i]);
+		}
+		bson_append_array_end(rec, &arr);
+	}
+	BSON_APPEND_DATE_TIME(rec, "created_at", now);
+}
+
 /* The frame after its id, for an event. malloc'd. */
 static char *
 render_tail(const char *topic, const char *event, const char *entity_id, const char *actor,
@@ -218,23 +242,7 @@ tr_emit_background(const char *tenant_hex, const char *topic, const char *event,
 	find_hooks(db, &tid, &ev);
 	bson_oid_init(&oid, NULL);
 	bson_oid_to_string(&oid, ev.outbox_id);
-	BSON_APPEND_OID(&rec, "_id", &oid);
-	BSON_APPEND_OID(&rec, "tenant_id", &tid);
-	BSON_APPEND_UTF8(&rec, "topic", ev.topic);
-	BSON_APPEND_UTF8(&rec, "owner", ev.owner);
-	BSON_APPEND_UTF8(&rec, "tail", ev.tail);
-	if (ev.nhooks) {
-		bson_t arr;
-		char key[8];
-		const char *k;
-		BSON_APPEND_ARRAY_BEGIN(&rec, "hooks", &arr);
-		for (int i = 0; i < ev.nhooks; i++) {
-			bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
-			BSON_APPEND_UTF8(&arr, k, ev.hooks[i]);
-		}
-		bson_append_array_end(&rec, &arr);
-	}
-	BSON_APPEND_DATE_TIME(&rec, "created_at", now);
+	outbox_record(&ev, &oid, &tid, now, &rec);
 	coll = mongoc_database_get_collection(db, OUTBOX);
 	stored = mongoc_collection_insert_one(coll, &rec, NULL, NULL, NULL);
 	published = relay_publish_sync(&ev);
@@ -285,23 +293,7 @@ tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char 
 
 	/* The outbox record, before the response is sent. */
 	bson_oid_init(&oid, NULL);
-	BSON_APPEND_OID(&rec, "_id", &oid);
-	BSON_APPEND_OID(&rec, "tenant_id", &p->tenant_id);
-	BSON_APPEND_UTF8(&rec, "topic", ev->topic);
-	BSON_APPEND_UTF8(&rec, "owner", ev->owner);
-	BSON_APPEND_UTF8(&rec, "tail", ev->tail);
-	if (ev->nhooks) {
-		bson_t arr;
-		char key[8];
-		const char *k;
-		BSON_APPEND_ARRAY_BEGIN(&rec, "hooks", &arr);
-		for (int i = 0; i < ev->nhooks; i++) {
-			bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
-			BSON_APPEND_UTF8(&arr, k, ev->hooks[i]);
-		}
-		bson_append_array_end(&rec, &arr);
-	}
-	BSON_APPEND_DATE_TIME(&rec, "created_at", now);
+	outbox_record(ev, &oid, &p->tenant_id, now, &rec);
 	mongoc_collection_t *coll = mongoc_database_get_collection(c->db->database, OUTBOX);
 	bson_error_t err;
 	uint64_t t0 = tr_mono_ns();
