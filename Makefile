@@ -7,7 +7,7 @@
 # Everything the targets need is installed by ops/deps.sh (idempotent).
 
 CC      ?= gcc
-PKGS    := libwebsockets libuv libmongoc-1.0 libbson-1.0 libjwt hiredis libsodium libcurl
+PKGS    := libwebsockets libuv libmongoc-1.0 libbson-1.0 libjwt hiredis libsodium libcurl libpq
 WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 CSTD    := -std=c11 -D_GNU_SOURCE
 INCS    := -Iserver -Imodules

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what Trellis needs and is missing, and nothing else. Safe to run
 # again: every step checks first.
-#   - Debian packages (build libraries, redis-server, wrk and nginx for benchmarks)
+#   - Debian packages (build libraries, PostgreSQL 15 and redis-server, wrk and
+#     nginx for benchmarks)
 #   - FerretDB v1.24 (the embedded MongoDB-compatible database), built from its Go module
 #   - the Python test virtualenv in .venv from tests/requirements.txt
 set -euo pipefail
@@ -9,8 +10,8 @@ cd "$(dirname "$0")/.."
 
 FERRETDB_VERSION=v1.24.0
 PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-dev
-      libhiredis-dev libsodium-dev libcmocka-dev libcurl4-openssl-dev redis-server wrk nginx
-      clang-format)
+      libhiredis-dev libsodium-dev libcmocka-dev libcurl4-openssl-dev libpq-dev postgresql-15
+      redis-server wrk nginx clang-format)
 
 say() { printf 'deps: %s\n' "$*"; }
 
@@ -29,8 +30,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
-# Debian starts a system redis-server on 6379 when the package is installed;
-# Trellis runs its own instances, so the system one is left alone.
+# Debian starts a system redis-server on 6379 (and may create a PostgreSQL
+# cluster "15/main") when the packages are installed; Trellis runs its own
+# instances (ops/pg.sh), so the system ones are left alone.
 
 # FerretDB. `go install ...@v1.24.0` is the documented way, but the module
 # proxy here refuses the version list that `go install` reads to check for

@@ -39,6 +39,10 @@ static const struct key keys[] = {
 	"development or production. Production refuses the example JWT secret."),
     STR(mongo_uri, "mongodb://127.0.0.1:27017/trellis",
 	"MongoDB (or FerretDB) URI; the path names the database."),
+    STR(postgresql_uri, "",
+	"libpq connection string of the PostgreSQL behind FerretDB (embedded database only). "
+	"Set: migrations create the GIN indexes FerretDB's filters need and /readyz checks it. "
+	"Empty: MongoDB, nothing to do."),
     STR(redis_url, "redis://127.0.0.1:6379/0", "Redis URL: redis://[:password@]host:port/db"),
     STR(jwt_secret, TR_EXAMPLE_JWT_SECRET, "HS256 secret for access tokens, at least 32 bytes."),
     STR(jwt_kid, "k1", "kid header of issued access tokens (names jwt_secret)."),
@@ -101,6 +105,17 @@ static const struct key keys[] = {
 	"1 lets webhooks reach loopback and private addresses (development, tests)."),
     INT(webhook_timeout_ms, "5000", 100, 60000, "How long a webhook receiver may take to answer."),
     INT(max_connections, "20000", 64, 1000000, "Most simultaneous client connections."),
+    INT(list_scan_buckets, "32", 1, 100000,
+	"Buckets of 64 list positions one list page may read (a rare filter answers a short "
+	"page with a cursor rather than reading on)."),
+    INT(claim_lease_ms, "10000", 1000, 30000,
+	"A record's writer holds its claim this long: a writer that died mid-write blocks "
+	"the record at most this long."),
+    INT(claim_wait_ms, "2000", 0, 30000,
+	"How long a write waits for another writer of the same record before 409 record-busy."),
+    INT(debug_claim_delay_ms, "0", 0, 60000,
+	"Fault testing only: pause between claiming a record and writing it (refused in "
+	"production)."),
     STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),
     STR(log_level, "info", "debug, info, warn or error."),
 };
@@ -369,6 +384,12 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 		snprintf(err, errlen,
 			 "refusing to start in production with the example jwt_secret: set "
 			 "TRELLIS_JWT_SECRET");
+		return -1;
+	}
+	if (strcmp(cfg->env, "production") == 0 && cfg->debug_claim_delay_ms > 0) {
+		snprintf(err, errlen,
+			 "debug_claim_delay_ms is for fault tests; it must be 0 in "
+			 "production");
 		return -1;
 	}
 	if (cfg->host[0] == '\0') {

@@ -11,7 +11,8 @@ struct tr_config {
 	int port;
 	char env[16]; /* "development" or "production" */
 	char mongo_uri[1024];
-	char mongo_db[128]; /* taken from the URI path */
+	char mongo_db[128];	   /* taken from the URI path */
+	char postgresql_uri[1024]; /* PostgreSQL behind FerretDB, or empty */
 	char redis_url[1024];
 	char redis_host[256];
 	int redis_port;
@@ -63,6 +64,10 @@ struct tr_config {
 	int job_backoff_max_ms;
 	int webhook_timeout_ms;
 	int webhook_allow_private; /* deliver to loopback/private addresses */
+	int list_scan_buckets;	   /* position buckets one list page may read */
+	int claim_lease_ms;	   /* lease of a record writer's claim */
+	int claim_wait_ms;	   /* wait for another writer before TR_EBUSY */
+	int debug_claim_delay_ms;  /* fault tests: pause between claim and write */
 	char migrations_dir[512];
 	char log_level[16];
 };

@@ -2,15 +2,15 @@
 #include "dbpool.h"
 
 #include <pthread.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "json.h"
 #include "log.h"
+#include "seq.h"
 #include "util.h"
-
-#define MAX_CURSOR_LEN 1024
 
 static int find_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
 
@@ -106,10 +106,20 @@ tr_db_err_from_mongoc(const bson_error_t *e)
 {
 	if (e->code == 11000 || e->code == 11001)
 		return TR_EDUPLICATE;
-	/* FerretDB 1.24 (SQLite) reports a unique index violated by an update
-	 * as code 1 with SQLite's own message. */
-	if (e->domain == MONGOC_ERROR_SERVER && strstr(e->message, "UNIQUE constraint failed"))
-		return TR_EDUPLICATE;
+	/* FerretDB 1.24 reports a unique index violated by an update (not an
+	 * insert) as code 1 with PostgreSQL's own message, and PostgreSQL
+	 * being away as code 1 with the driver's. */
+	if (e->domain == MONGOC_ERROR_SERVER && e->code == 1) {
+		static const char *const away[] = {
+		    "failed to connect", "write failed",   "broken pipe",      "connection refused",
+		    "connection reset",	 "unexpected EOF", "SQLSTATE 57P",     "SQLSTATE 08",
+		    "closed pool",	 "conn closed",	   "timeout: context", NULL};
+		if (strstr(e->message, "SQLSTATE 23505"))
+			return TR_EDUPLICATE;
+		for (const char *const *a = away; *a; a++)
+			if (strstr(e->message, *a))
+				return TR_EUNAVAILABLE;
+	}
 	if (e->domain == MONGOC_ERROR_SERVER_SELECTION || e->domain == MONGOC_ERROR_STREAM ||
 	    e->domain == MONGOC_ERROR_CLIENT)
 		return TR_EUNAVAILABLE;
@@ -117,8 +127,8 @@ tr_db_err_from_mongoc(const bson_error_t *e)
 }
 
 /* Logs an unexpected database error once and maps it. */
-static int
-fail(const char *op, const char *coll, const bson_error_t *e)
+int
+tr_db_fail(const char *op, const char *coll, const bson_error_t *e)
 {
 	int rc = tr_db_err_from_mongoc(e);
 
@@ -193,8 +203,14 @@ tr_db_elapsed(const struct tr_db *db)
 	return (double)db->elapsed_ns / 1e9;
 }
 
-static mongoc_collection_t *
-collection(struct tr_db *db, const char *name)
+const struct tr_config *
+tr_db_config(void)
+{
+	return P.cfg;
+}
+
+mongoc_collection_t *
+tr_db_collection(struct tr_db *db, const char *name)
 {
 	return mongoc_database_get_collection(db->database, name);
 }
@@ -206,20 +222,7 @@ reserved(const char *key)
 {
 	return strcmp(key, "_id") == 0 || strcmp(key, "tenant_id") == 0 ||
 	       strcmp(key, "version") == 0 || strcmp(key, "created_at") == 0 ||
-	       strcmp(key, "updated_at") == 0;
-}
-
-static bool
-id_filter(struct tr_db *db, const char *id, bson_t *filter)
-{
-	bson_oid_t oid;
-
-	if (!db->has_tenant || !tr_is_object_id(id))
-		return false;
-	bson_oid_init_from_string(&oid, id);
-	BSON_APPEND_OID(filter, "_id", &oid);
-	BSON_APPEND_OID(filter, "tenant_id", &db->tenant_id);
-	return true;
+	       strcmp(key, "updated_at") == 0 || strcmp(key, "_seq") == 0 || strcmp(key, "_b") == 0;
 }
 
 int
@@ -230,7 +233,7 @@ tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_t *s
 	bson_iter_t it;
 	bson_oid_t oid;
 	mongoc_collection_t *c = NULL;
-	int64_t now = tr_now_ms();
+	int64_t now = tr_now_ms(), bucket = 0;
 	uint64_t t0 = tr_mono_ns();
 	int rc = TR_OK;
 
@@ -252,9 +255,13 @@ tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_t *s
 	BSON_APPEND_DATE_TIME(&doc, "created_at", now);
 	BSON_APPEND_DATE_TIME(&doc, "updated_at", now);
 	BSON_APPEND_INT64(&doc, "version", 1);
-	c = collection(db, coll);
+	rc = tr_seq_bucket_for_insert(db, coll, &bucket);
+	if (rc != TR_OK)
+		goto out;
+	tr_seq_stamp(db, &doc, bucket);
+	c = tr_db_collection(db, coll);
 	if (!mongoc_collection_insert_one(c, &doc, NULL, NULL, &error)) {
-		rc = fail("insert", coll, &error);
+		rc = tr_db_fail("insert", coll, &error);
 		goto out;
 	}
 	bson_copy_to(&doc, stored);
@@ -267,13 +274,47 @@ out:
 	return rc;
 }
 
+#define IMPORT_BATCH 1000
+
+int
+tr_db_import(struct tr_db *db, const char *coll, bson_t **docs, size_t n)
+{
+	bson_error_t error;
+	mongoc_collection_t *c;
+	int64_t first;
+	uint64_t t0 = tr_mono_ns();
+	int rc;
+
+	if (!db->has_tenant)
+		return TR_EINVALID;
+	if (n == 0)
+		return TR_OK;
+	/* whole buckets of their own, in order */
+	rc = tr_seq_open_buckets(db, coll, (int64_t)((n + TR_SEQ_BUCKET - 1) / TR_SEQ_BUCKET),
+				 &first);
+	if (rc != TR_OK)
+		return rc;
+	for (size_t i = 0; i < n; i++)
+		tr_seq_stamp(db, docs[i], first + (int64_t)(i / TR_SEQ_BUCKET));
+	c = tr_db_collection(db, coll);
+	for (size_t i = 0; i < n && rc == TR_OK; i += IMPORT_BATCH) {
+		size_t k = n - i < IMPORT_BATCH ? n - i : IMPORT_BATCH;
+		if (!mongoc_collection_insert_many(c, (const bson_t **)docs + i, k, NULL, NULL,
+						   &error))
+			rc = tr_db_fail("insert", coll, &error);
+	}
+	mongoc_collection_destroy(c);
+	db->elapsed_ns += tr_mono_ns() - t0;
+	return rc;
+}
+
 static int
 find_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out)
 {
 	bson_t opts = BSON_INITIALIZER;
 	const bson_t *doc;
 	bson_error_t error;
-	mongoc_collection_t *c = collection(db, coll);
+	mongoc_collection_t *c = tr_db_collection(db, coll);
 	mongoc_cursor_t *cur;
 	uint64_t t0 = tr_mono_ns();
 	int rc = TR_ENOTFOUND;
@@ -284,7 +325,7 @@ find_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out
 		bson_copy_to(doc, out);
 		rc = TR_OK;
 	} else if (mongoc_cursor_error(cur, &error)) {
-		rc = fail("find", coll, &error);
+		rc = tr_db_fail("find", coll, &error);
 	}
 	mongoc_cursor_destroy(cur);
 	mongoc_collection_destroy(c);
@@ -325,8 +366,8 @@ tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out)
 
 /* filter + tenant_id; fields named tenant_id in the caller's filter are
  * dropped, so a filter can never widen the scope. */
-static void
-scoped_filter(struct tr_db *db, const bson_t *filter, bson_t *out)
+void
+tr_db_scoped_filter(struct tr_db *db, const bson_t *filter, bson_t *out)
 {
 	bson_iter_t it;
 
@@ -344,7 +385,7 @@ tr_db_find_one(struct tr_db *db, const char *coll, const bson_t *filter, bson_t 
 	int rc = TR_EINVALID;
 
 	if (db->has_tenant) {
-		scoped_filter(db, filter, &scoped);
+		tr_db_scoped_filter(db, filter, &scoped);
 		rc = find_first(db, coll, &scoped, out);
 	}
 	bson_destroy(&scoped);
@@ -370,9 +411,9 @@ tr_db_each(struct tr_db *db, const char *coll, const bson_t *filter,
 		bson_destroy(&opts);
 		return TR_EINVALID;
 	}
-	scoped_filter(db, filter, &scoped);
+	tr_db_scoped_filter(db, filter, &scoped);
 	BSON_APPEND_INT32(&opts, "batchSize", 1000);
-	c = collection(db, coll);
+	c = tr_db_collection(db, coll);
 	cur = mongoc_collection_find_with_opts(c, &scoped, &opts, NULL);
 	while (rc == TR_OK && mongoc_cursor_next(cur, &doc)) {
 		bson_t item = BSON_INITIALIZER;
@@ -381,7 +422,7 @@ tr_db_each(struct tr_db *db, const char *coll, const bson_t *filter,
 		bson_destroy(&item);
 	}
 	if (rc == TR_OK && mongoc_cursor_error(cur, &error))
-		rc = fail("find", coll, &error);
+		rc = tr_db_fail("find", coll, &error);
 	mongoc_cursor_destroy(cur);
 	mongoc_collection_destroy(c);
 	bson_destroy(&scoped);
@@ -403,48 +444,239 @@ tr_db_count(struct tr_db *db, const char *coll, const bson_t *filter, long long 
 		bson_destroy(&scoped);
 		return TR_EINVALID;
 	}
-	scoped_filter(db, filter, &scoped);
-	c = collection(db, coll);
+	tr_db_scoped_filter(db, filter, &scoped);
+	c = tr_db_collection(db, coll);
 	count = mongoc_collection_count_documents(c, &scoped, NULL, NULL, NULL, &err);
 	db->elapsed_ns += tr_mono_ns() - t0;
 	mongoc_collection_destroy(c);
 	bson_destroy(&scoped);
 	if (count < 0)
-		return fail("count", coll, &err);
+		return tr_db_fail("count", coll, &err);
 	*n = count;
 	return TR_OK;
 }
 
-/* After a conditional write matched nothing: was it the version, or is the
- * record not there (for this tenant)? */
-static int
-missing_or_moved(struct tr_db *db, const char *coll, const char *id)
-{
-	bson_t doc;
-	int rc = tr_db_get(db, coll, id, &doc);
-
-	bson_destroy(&doc);
-	return rc == TR_OK ? TR_EVERSION : rc;
-}
-
-/* Changes of one record are made one at a time within this process.
- * MongoDB applies a findAndModify atomically; FerretDB 1.24 on SQLite reads
- * and writes in separate steps, so two version-checked updates running
- * together could both match the same version (a lost update). Striped
- * locks keep the version check honest for a single process on FerretDB;
- * across processes it is MongoDB's atomicity that does. */
+/* ---- exact writes: claims ----
+ *
+ * FerretDB v1.24 runs findAndModify and update as a read followed by a
+ * whole-document write by _id, so a version check in the filter holds for
+ * nobody but the writer that happens to read last: two writers that both
+ * read version v both "succeed". What it does make atomic is a unique key
+ * on insert. Every change of a record (tr_db_update, tr_db_delete) is
+ * therefore made under a claim:
+ *
+ *   1. read the record: version v (or TR_EVERSION when If-Match names
+ *      another one);
+ *   2. insert the claim {_id: "<coll>/<id>/<v>/<gen>"} into _claims - of all
+ *      writers of version v, in any process, exactly one inserts it;
+ *   3. write the record, still conditional on version v, which now only the
+ *      claim's holder can be writing;
+ *   4. delete the claim.
+ *
+ * Writers that lose step 2 wait (up to claim_wait_ms) for the holder to
+ * finish: once the record has moved on, a conditional write answers
+ * TR_EVERSION and an unconditional one starts again from the new version;
+ * if the holder gave up without writing, they claim again. Waiting longer
+ * answers TR_EBUSY (409).
+ *
+ * A holder that dies between 2 and 3 (kill -9, a lost machine) leaves its
+ * claim behind. A claim is a lease: past claim_lease_ms it is stale, and a
+ * writer that finds a stale claim of the version the record still has
+ * takes the next generation (<gen>+1, again a unique insert, so again one
+ * writer) - the record is writable again at most claim_lease_ms after its
+ * writer died. The other side of the lease: a holder that has not started
+ * its write within half the lease gives the claim up (TR_EUNAVAILABLE)
+ * rather than write on a lease that may be someone else's by then.
+ *
+ * Ids are canonical: the claim names the parsed ObjectId, so "ABC..." and
+ * "abc..." are one record behind one claim. A striped mutex per process
+ * keeps this process's writers of one record from racing each other for
+ * the claim; it is an optimisation, not the guarantee. On MongoDB the
+ * same steps run (its findAndModify would be atomic on its own; one code
+ * path is one thing to test). */
+#define CLAIMS "_claims"
 #define STRIPES 64
 static pthread_mutex_t stripes[STRIPES] = {[0 ... STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
 
 static pthread_mutex_t *
-record_lock(const char *coll, const char *id)
+record_lock(const char *coll, const bson_oid_t *oid)
 {
 	uint32_t h = 2166136261u;
 	for (const char *p = coll; *p; p++)
 		h = (h ^ (unsigned char)*p) * 16777619u;
-	for (const char *p = id; *p; p++)
-		h = (h ^ (unsigned char)*p) * 16777619u;
+	for (int i = 0; i < 12; i++)
+		h = (h ^ oid->bytes[i]) * 16777619u;
 	return &stripes[h % STRIPES];
+}
+
+struct claim {
+	char key[128]; /* "<coll>/<id>/<version>": every generation's rk */
+	char id[144];  /* key + "/<gen>" */
+	uint64_t taken_ns;
+};
+
+/* The generation of the newest claim on key and whether it is still
+ * live; *gen = -1 when there is none. */
+static int
+newest_claim(struct tr_db *db, const char *key, int *gen, bool *live)
+{
+	bson_t filter = BSON_INITIALIZER;
+	const bson_t *doc;
+	bson_error_t error;
+	bson_iter_t it;
+	mongoc_collection_t *c = tr_db_collection(db, CLAIMS);
+	mongoc_cursor_t *cur;
+	int64_t now = tr_now_ms();
+	int rc = TR_OK;
+
+	*gen = -1;
+	*live = false;
+	BSON_APPEND_UTF8(&filter, "rk", key);
+	cur = mongoc_collection_find_with_opts(c, &filter, NULL, NULL);
+	while (mongoc_cursor_next(cur, &doc)) {
+		int g = bson_iter_init_find(&it, doc, "gen") ? (int)bson_iter_as_int64(&it) : 0;
+		int64_t exp = bson_iter_init_find(&it, doc, "exp") && BSON_ITER_HOLDS_DATE_TIME(&it)
+				  ? bson_iter_date_time(&it)
+				  : 0;
+		if (g > *gen) {
+			*gen = g;
+			*live = exp > now;
+		}
+	}
+	if (mongoc_cursor_error(cur, &error))
+		rc = tr_db_fail("find", CLAIMS, &error);
+	mongoc_cursor_destroy(cur);
+	mongoc_collection_destroy(c);
+	bson_destroy(&filter);
+	return rc;
+}
+
+/* Inserts claim generation gen of key; TR_EDUPLICATE when it exists. */
+static int
+insert_claim(struct tr_db *db, const char *coll, const bson_oid_t *oid, long long version, int gen,
+	     struct claim *cl)
+{
+	bson_t doc = BSON_INITIALIZER;
+	bson_error_t error;
+	mongoc_collection_t *c = tr_db_collection(db, CLAIMS);
+	int64_t now = tr_now_ms();
+	int rc = TR_OK;
+
+	snprintf(cl->id, sizeof(cl->id), "%s/%d", cl->key, gen);
+	BSON_APPEND_UTF8(&doc, "_id", cl->id);
+	BSON_APPEND_UTF8(&doc, "rk", cl->key);
+	BSON_APPEND_OID(&doc, "tenant_id", &db->tenant_id);
+	BSON_APPEND_UTF8(&doc, "coll", coll);
+	BSON_APPEND_OID(&doc, "record", oid);
+	BSON_APPEND_INT64(&doc, "version", version);
+	BSON_APPEND_INT32(&doc, "gen", gen);
+	BSON_APPEND_DATE_TIME(&doc, "at", now);
+	BSON_APPEND_DATE_TIME(&doc, "exp", now + P.cfg->claim_lease_ms);
+	if (!mongoc_collection_insert_one(c, &doc, NULL, NULL, &error))
+		rc = tr_db_fail("insert", CLAIMS, &error);
+	else
+		cl->taken_ns = tr_mono_ns();
+	mongoc_collection_destroy(c);
+	bson_destroy(&doc);
+	return rc;
+}
+
+/* Deletes every generation of the claim (the stale ones it replaced too).
+ * Best effort: a claim left behind is only a stale lease. */
+static void
+release_claim(struct tr_db *db, const struct claim *cl)
+{
+	bson_t filter = BSON_INITIALIZER;
+	mongoc_collection_t *c = tr_db_collection(db, CLAIMS);
+
+	BSON_APPEND_UTF8(&filter, "rk", cl->key);
+	mongoc_collection_delete_many(c, &filter, NULL, NULL, NULL);
+	mongoc_collection_destroy(c);
+	bson_destroy(&filter);
+}
+
+/* The record's current version (as the tenant sees it); TR_ENOTFOUND. */
+static int
+current_version(struct tr_db *db, const char *coll, const char *id, long long *version)
+{
+	bson_t doc;
+	bson_iter_t it;
+	int rc = tr_db_get(db, coll, id, &doc);
+
+	if (rc == TR_OK)
+		*version = bson_iter_init_find(&it, &doc, "version") ? bson_iter_as_int64(&it) : 0;
+	bson_destroy(&doc);
+	return rc;
+}
+
+/* Steps 1 and 2 above: reads the record and claims its version. On
+ * success *version is the claimed version. TR_EVERSION when the record is
+ * not at expected_version (> 0), TR_EBUSY when another writer held it for
+ * longer than claim_wait_ms, TR_ENOTFOUND, TR_EUNAVAILABLE. */
+static int
+claim_record(struct tr_db *db, const char *coll, const char *id, const bson_oid_t *oid,
+	     long long expected_version, long long *version, struct claim *cl)
+{
+	uint64_t deadline = tr_mono_ns() + (uint64_t)P.cfg->claim_wait_ms * 1000000ull;
+	unsigned pause_ms = 2;
+	char hex[25];
+	int rc;
+
+	bson_oid_to_string(oid, hex);
+	for (;;) {
+		int gen;
+		bool live;
+
+		rc = current_version(db, coll, id, version);
+		if (rc != TR_OK)
+			return rc;
+		if (expected_version > 0 && *version != expected_version) {
+			db->conflict_version = *version;
+			return TR_EVERSION;
+		}
+		snprintf(cl->key, sizeof(cl->key), "%s/%s/%lld", coll, hex, *version);
+		rc = insert_claim(db, coll, oid, *version, 0, cl);
+		if (rc != TR_EDUPLICATE)
+			return rc;
+		rc = newest_claim(db, cl->key, &gen, &live);
+		if (rc != TR_OK)
+			return rc;
+		if (gen >= 0 && !live) {
+			/* its holder died; is the record still at that version? */
+			long long now_at;
+			rc = current_version(db, coll, id, &now_at);
+			if (rc != TR_OK)
+				return rc;
+			if (now_at == *version) {
+				rc = insert_claim(db, coll, oid, *version, gen + 1, cl);
+				if (rc != TR_EDUPLICATE)
+					return rc;
+			}
+		}
+		/* someone else holds it: wait for them to finish */
+		if (tr_mono_ns() > deadline) {
+			db->conflict_version = *version;
+			return TR_EBUSY;
+		}
+		usleep(pause_ms * 1000);
+		if (pause_ms < 32)
+			pause_ms *= 2;
+	}
+}
+
+/* May the holder still write? Not once half its lease is gone. */
+static bool
+claim_fresh(const struct claim *cl)
+{
+	if (P.cfg->debug_claim_delay_ms > 0)
+		usleep((useconds_t)P.cfg->debug_claim_delay_ms * 1000);
+	return tr_mono_ns() - cl->taken_ns < (uint64_t)P.cfg->claim_lease_ms * 500000ull;
+}
+
+long long
+tr_db_conflict_version(const struct tr_db *db)
+{
+	return db->conflict_version;
 }
 
 int
@@ -455,24 +687,40 @@ tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expec
 	bson_t child;
 	bson_error_t error;
 	bson_iter_t it;
+	bson_oid_t oid;
 	mongoc_collection_t *c = NULL;
 	mongoc_find_and_modify_opts_t *opts = NULL;
+	pthread_mutex_t *lock = NULL;
+	struct claim cl;
+	long long version = 0;
+	bool claimed = false;
 	uint64_t t0 = tr_mono_ns();
 	int rc = TR_OK;
 
 	bson_init(out);
-	if (!id_filter(db, id, &query)) {
+	db->conflict_version = 0;
+	if (!db->has_tenant || !tr_is_object_id(id)) {
 		rc = TR_ENOTFOUND;
 		goto out;
 	}
-	if (expected_version > 0)
-		BSON_APPEND_INT64(&query, "version", expected_version);
+	bson_oid_init_from_string(&oid, id);
+	lock = record_lock(coll, &oid);
+	pthread_mutex_lock(lock);
+	rc = claim_record(db, coll, id, &oid, expected_version, &version, &cl);
+	if (rc != TR_OK)
+		goto out;
+	claimed = true;
+
+	BSON_APPEND_OID(&query, "_id", &oid);
+	BSON_APPEND_OID(&query, "tenant_id", &db->tenant_id);
+	BSON_APPEND_INT64(&query, "version", version);
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &child);
 	if (set && bson_iter_init(&it, set))
 		while (bson_iter_next(&it))
 			if (!reserved(bson_iter_key(&it)))
 				bson_append_iter(&child, bson_iter_key(&it), -1, &it);
 	BSON_APPEND_DATE_TIME(&child, "updated_at", tr_now_ms());
+	BSON_APPEND_INT64(&child, "version", version + 1);
 	bson_append_document_end(&update, &child);
 	if (unset && !bson_empty(unset)) {
 		BSON_APPEND_DOCUMENT_BEGIN(&update, "$unset", &child);
@@ -482,20 +730,17 @@ tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expec
 					BSON_APPEND_UTF8(&child, bson_iter_key(&it), "");
 		bson_append_document_end(&update, &child);
 	}
-	BSON_APPEND_DOCUMENT_BEGIN(&update, "$inc", &child);
-	BSON_APPEND_INT64(&child, "version", 1);
-	bson_append_document_end(&update, &child);
 
-	c = collection(db, coll);
+	if (!claim_fresh(&cl)) {
+		rc = TR_EUNAVAILABLE; /* too slow to write on this lease */
+		goto out;
+	}
+	c = tr_db_collection(db, coll);
 	opts = mongoc_find_and_modify_opts_new();
 	mongoc_find_and_modify_opts_set_update(opts, &update);
 	mongoc_find_and_modify_opts_set_flags(opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
-	pthread_mutex_t *lock = record_lock(coll, id);
-	pthread_mutex_lock(lock);
-	bool done = mongoc_collection_find_and_modify_with_opts(c, &query, opts, &reply, &error);
-	pthread_mutex_unlock(lock);
-	if (!done) {
-		rc = fail("update", coll, &error);
+	if (!mongoc_collection_find_and_modify_with_opts(c, &query, opts, &reply, &error)) {
+		rc = tr_db_fail("update", coll, &error);
 		goto out;
 	}
 	if (bson_iter_init_find(&it, &reply, "value") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
@@ -506,11 +751,16 @@ tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expec
 		if (bson_init_static(&value, data, len))
 			bson_copy_to_excluding_noinit(&value, out, "", NULL);
 	} else {
-		db->elapsed_ns += tr_mono_ns() - t0;
-		t0 = tr_mono_ns();
-		rc = missing_or_moved(db, coll, id);
+		/* Only a writer outside the claims (or one past its lease) gets
+		 * here: the record is not at the claimed version any more. */
+		rc = current_version(db, coll, id, &db->conflict_version);
+		rc = rc == TR_OK ? TR_EVERSION : rc;
 	}
 out:
+	if (claimed)
+		release_claim(db, &cl);
+	if (lock)
+		pthread_mutex_unlock(lock);
 	db->elapsed_ns += tr_mono_ns() - t0;
 	if (opts)
 		mongoc_find_and_modify_opts_destroy(opts);
@@ -527,28 +777,48 @@ tr_db_delete(struct tr_db *db, const char *coll, const char *id, long long expec
 	bson_t filter = BSON_INITIALIZER, reply = BSON_INITIALIZER;
 	bson_error_t error;
 	bson_iter_t it;
+	bson_oid_t oid;
 	mongoc_collection_t *c = NULL;
+	pthread_mutex_t *lock = NULL;
+	struct claim cl;
+	long long version = 0;
+	bool claimed = false;
 	uint64_t t0 = tr_mono_ns();
 	int rc = TR_OK;
 
-	if (!id_filter(db, id, &filter)) {
+	db->conflict_version = 0;
+	if (!db->has_tenant || !tr_is_object_id(id)) {
 		rc = TR_ENOTFOUND;
 		goto out;
 	}
-	if (expected_version > 0)
-		BSON_APPEND_INT64(&filter, "version", expected_version);
-	c = collection(db, coll);
-	pthread_mutex_t *lock = record_lock(coll, id);
+	bson_oid_init_from_string(&oid, id);
+	lock = record_lock(coll, &oid);
 	pthread_mutex_lock(lock);
-	bool done = mongoc_collection_delete_one(c, &filter, NULL, &reply, &error);
-	pthread_mutex_unlock(lock);
-	if (!done) {
-		rc = fail("delete", coll, &error);
+	rc = claim_record(db, coll, id, &oid, expected_version, &version, &cl);
+	if (rc != TR_OK)
+		goto out;
+	claimed = true;
+	BSON_APPEND_OID(&filter, "_id", &oid);
+	BSON_APPEND_OID(&filter, "tenant_id", &db->tenant_id);
+	BSON_APPEND_INT64(&filter, "version", version);
+	if (!claim_fresh(&cl)) {
+		rc = TR_EUNAVAILABLE;
 		goto out;
 	}
-	if (!bson_iter_init_find(&it, &reply, "deletedCount") || bson_iter_as_int64(&it) == 0)
-		rc = missing_or_moved(db, coll, id);
+	c = tr_db_collection(db, coll);
+	if (!mongoc_collection_delete_one(c, &filter, NULL, &reply, &error)) {
+		rc = tr_db_fail("delete", coll, &error);
+		goto out;
+	}
+	if (!bson_iter_init_find(&it, &reply, "deletedCount") || bson_iter_as_int64(&it) == 0) {
+		rc = current_version(db, coll, id, &db->conflict_version);
+		rc = rc == TR_OK ? TR_EVERSION : rc;
+	}
 out:
+	if (claimed)
+		release_claim(db, &cl);
+	if (lock)
+		pthread_mutex_unlock(lock);
 	db->elapsed_ns += tr_mono_ns() - t0;
 	mongoc_collection_destroy(c);
 	bson_destroy(&filter);
@@ -579,214 +849,6 @@ tr_if_match_version(const char *h)
 	if (tr_parse_int(buf, 1, INT64_MAX, &v) != 0)
 		return 0;
 	return v;
-}
-
-/* ---- lists ---- */
-
-void
-tr_list_query_free(struct tr_list_query *q)
-{
-	if (q->has_after)
-		bson_destroy(&q->cursor_doc);
-	q->has_after = false;
-}
-
-static bool
-decode_cursor(const char *text, struct tr_list_query *q)
-{
-	uint8_t raw[MAX_CURSOR_LEN];
-	size_t len = sizeof(raw);
-	bson_iter_t it;
-	bson_t view;
-	size_t offset;
-	bool ok = false;
-
-	if (strlen(text) > MAX_CURSOR_LEN || tr_b64url_decode(text, raw, &len) != 0)
-		return false;
-	if (!bson_init_static(&view, raw, len) ||
-	    !bson_validate(&view, BSON_VALIDATE_NONE, &offset))
-		return false;
-	bson_copy_to(&view, &q->cursor_doc);
-	q->has_after = true;
-	if (!bson_iter_init_find(&it, &q->cursor_doc, "s") || !BSON_ITER_HOLDS_UTF8(&it) ||
-	    strcmp(bson_iter_utf8(&it, NULL), q->sort_field) != 0)
-		goto out;
-	if (!bson_iter_init_find(&it, &q->cursor_doc, "d") || !BSON_ITER_HOLDS_INT32(&it) ||
-	    bson_iter_int32(&it) != q->direction)
-		goto out;
-	if (!bson_iter_init_find(&it, &q->cursor_doc, "i") || !BSON_ITER_HOLDS_OID(&it))
-		goto out;
-	bson_oid_copy(bson_iter_oid(&it), &q->after_id);
-	if (!bson_iter_init_find(&it, &q->cursor_doc, "v"))
-		goto out;
-	q->after_value = *bson_iter_value(&it); /* points into cursor_doc */
-	ok = true;
-out:
-	return ok;
-}
-
-bool
-tr_list_query_next(struct tr_list_query *q, const char *cursor)
-{
-	tr_list_query_free(q);
-	return decode_cursor(cursor, q);
-}
-
-bool
-tr_list_query_parse(struct tr_ctx *c, const char *const *sorts, struct tr_list_query *q)
-{
-	const char *limit = tr_query(c, "limit"), *sort = tr_query(c, "sort"),
-		   *cursor = tr_query(c, "cursor");
-	long long n = 50;
-
-	memset(q, 0, sizeof(*q));
-	if (limit && tr_parse_int(limit, 1, 200, &n) != 0)
-		tr_problem_field(c, "limit", "must be an integer from 1 to 200");
-	q->limit = (int)n;
-	if (!sort)
-		sort = sorts[0];
-	q->direction = sort[0] == '-' ? -1 : 1;
-	q->sort_field = sort[0] == '-' ? sort + 1 : sort;
-	bool known = false;
-	for (const char *const *s = sorts; *s; s++)
-		if (strcmp((*s)[0] == '-' ? *s + 1 : *s, q->sort_field) == 0)
-			known = true;
-	if (!known)
-		tr_problem_field(c, "sort", "is not a sortable field");
-	if (c->resp->problem_slug)
-		return false;
-	if (cursor && !decode_cursor(cursor, q)) {
-		tr_list_query_free(q);
-		tr_problem(c, 400, "malformed-request",
-			   "cursor is not valid for this list and sort; start again without it");
-		return false;
-	}
-	return true;
-}
-
-static char *
-encode_cursor(const struct tr_list_query *q, const bson_t *last)
-{
-	bson_t doc = BSON_INITIALIZER;
-	bson_iter_t it;
-	char *out = NULL;
-
-	BSON_APPEND_UTF8(&doc, "s", q->sort_field);
-	BSON_APPEND_INT32(&doc, "d", q->direction);
-	if (bson_iter_init_find(&it, last, q->sort_field))
-		bson_append_iter(&doc, "v", 1, &it);
-	else
-		BSON_APPEND_NULL(&doc, "v");
-	if (bson_iter_init_find(&it, last, "_id") && BSON_ITER_HOLDS_OID(&it)) {
-		BSON_APPEND_OID(&doc, "i", bson_iter_oid(&it));
-		out = tr_b64url_encode(bson_get_data(&doc), doc.len);
-	}
-	bson_destroy(&doc);
-	return out;
-}
-
-int
-tr_db_list(struct tr_db *db, const char *coll, const bson_t *filter, const struct tr_list_query *q,
-	   bson_t *items, char **next_cursor)
-{
-	bson_t scoped = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort, or, branch, cond;
-	bson_t last = BSON_INITIALIZER;
-	const bson_t *doc;
-	bson_error_t error;
-	mongoc_collection_t *c = NULL;
-	mongoc_cursor_t *cur = NULL;
-	uint64_t t0 = tr_mono_ns();
-	const char *op = q->direction > 0 ? "$gt" : "$lt";
-	int n = 0, rc = TR_OK;
-
-	*next_cursor = NULL;
-	if (!db->has_tenant) {
-		rc = TR_EINVALID;
-		goto out;
-	}
-	scoped_filter(db, filter, &scoped);
-	if (q->has_after) {
-		/* (field > v) or (field == v and _id > id), flipped for descending */
-		BSON_APPEND_ARRAY_BEGIN(&scoped, "$or", & or);
-		BSON_APPEND_DOCUMENT_BEGIN(& or, "0", &branch);
-		BSON_APPEND_DOCUMENT_BEGIN(&branch, q->sort_field, &cond);
-		bson_append_value(&cond, op, -1, &q->after_value);
-		bson_append_document_end(&branch, &cond);
-		bson_append_document_end(& or, &branch);
-		BSON_APPEND_DOCUMENT_BEGIN(& or, "1", &branch);
-		bson_append_value(&branch, q->sort_field, -1, &q->after_value);
-		BSON_APPEND_DOCUMENT_BEGIN(&branch, "_id", &cond);
-		BSON_APPEND_OID(&cond, op, &q->after_id);
-		bson_append_document_end(&branch, &cond);
-		bson_append_document_end(& or, &branch);
-		bson_append_array_end(&scoped, & or);
-	}
-	BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-	BSON_APPEND_INT32(&sort, q->sort_field, q->direction);
-	BSON_APPEND_INT32(&sort, "_id", q->direction);
-	bson_append_document_end(&opts, &sort);
-	BSON_APPEND_INT64(&opts, "limit", q->limit + 1);
-
-	c = collection(db, coll);
-	cur = mongoc_collection_find_with_opts(c, &scoped, &opts, NULL);
-	while (mongoc_cursor_next(cur, &doc)) {
-		if (n == q->limit) {
-			*next_cursor = encode_cursor(q, &last);
-			break;
-		}
-		char key[16];
-		const char *k;
-		bson_t item;
-		bson_uint32_to_string((uint32_t)n, &k, key, sizeof(key));
-		BSON_APPEND_DOCUMENT_BEGIN(items, k, &item);
-		tr_render_resource(doc, &item);
-		bson_append_document_end(items, &item);
-		bson_reinit(&last);
-		bson_copy_to_excluding_noinit(doc, &last, "", NULL);
-		n++;
-	}
-	if (mongoc_cursor_error(cur, &error)) {
-		free(*next_cursor);
-		*next_cursor = NULL;
-		rc = fail("list", coll, &error);
-	}
-out:
-	db->elapsed_ns += tr_mono_ns() - t0;
-	if (cur)
-		mongoc_cursor_destroy(cur);
-	mongoc_collection_destroy(c);
-	bson_destroy(&scoped);
-	bson_destroy(&opts);
-	bson_destroy(&last);
-	return rc;
-}
-
-void
-tr_list_reply(struct tr_ctx *c, const char *coll, const bson_t *filter, const char *const *sorts)
-{
-	struct tr_list_query q;
-	bson_t doc = BSON_INITIALIZER, items;
-	char *next = NULL;
-	int rc;
-
-	if (!tr_list_query_parse(c, sorts, &q))
-		goto out;
-	BSON_APPEND_ARRAY_BEGIN(&doc, "items", &items);
-	rc = tr_db_list(c->db, coll, filter, &q, &items, &next);
-	bson_append_array_end(&doc, &items);
-	tr_list_query_free(&q);
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
-		goto out;
-	}
-	if (next)
-		BSON_APPEND_UTF8(&doc, "next_cursor", next);
-	else
-		BSON_APPEND_NULL(&doc, "next_cursor");
-	tr_reply_json(c, 200, &doc);
-out:
-	free(next);
-	bson_destroy(&doc);
 }
 
 void

@@ -23,6 +23,14 @@
  * TR_EDUPLICATE when a unique index refuses it. */
 int tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_t *stored);
 
+/* Writes records already in their stored shape (_id, tenant_id, fields,
+ * created_at, updated_at, version: a history imported at once, such as the
+ * demo seed's) for the handle's tenant, giving each its list position in
+ * the order of docs (sort them by created_at first). Appends _seq and _b to
+ * each doc. Not a path for requests: nothing is validated, claimed or
+ * emitted. */
+int tr_db_import(struct tr_db *db, const char *coll, bson_t **docs, size_t n);
+
 /* The record with this id (24 hex); TR_ENOTFOUND for a malformed id too. */
 int tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out);
 
@@ -42,23 +50,40 @@ int tr_db_count(struct tr_db *db, const char *coll, const bson_t *filter, long l
 /* Sets fields ($set; `unset` names fields to remove, may be NULL) when the
  * record's version equals expected_version (<= 0: any version), bumps the
  * version, and returns the new document in *out. TR_ENOTFOUND, TR_EVERSION,
- * TR_EDUPLICATE. */
+ * TR_EDUPLICATE, TR_EBUSY (another writer held the record too long).
+ *
+ * Exact across processes and id spellings on FerretDB and MongoDB alike:
+ * of writers that expect the same version exactly one succeeds (a claim
+ * per record version, see db.c). */
 int tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expected_version,
 		 const bson_t *set, const bson_t *unset, bson_t *out);
 
 /* Deletes the record when its version equals expected_version (<= 0: any).
- * TR_ENOTFOUND, TR_EVERSION. */
+ * TR_ENOTFOUND, TR_EVERSION, TR_EBUSY; under the same claim as updates. */
 int tr_db_delete(struct tr_db *db, const char *coll, const char *id, long long expected_version);
 
-/* Cursor pagination. A list is sorted by one field (plus _id to break ties);
- * the cursor is opaque to clients and names the sort it belongs to. */
+/* Cursor pagination (dblist.c). A list is sorted by one field (plus _id to
+ * break ties); the cursor is opaque to clients and names the sort it
+ * belongs to.
+ *
+ * A list in created_at order reads a bounded number of records per page
+ * whatever the tenant's size: it pages through the records' list positions
+ * (seq.h), newest or oldest first. A page of a list whose filter matches
+ * few of the tenant's records may then hold fewer than limit items and
+ * still have a next_cursor. A narrow list (its filter is an id or another
+ * value few records share) reads what matches and sorts it instead; so do
+ * lists in any other order. */
 struct tr_list_query {
 	const char *sort_field;
 	int direction; /* 1 or -1 */
 	int limit;
+	bool narrow;
 	bool has_after;
 	bson_value_t after_value; /* sort value of the last record seen */
 	bson_oid_t after_id;
+	bool has_seq; /* pages by list bucket: continue in bucket after_seq */
+	int64_t after_seq;
+	bool owns_doc;	   /* cursor_doc was made by decoding a cursor */
 	bson_t cursor_doc; /* owns after_value's storage */
 };
 
@@ -66,6 +91,9 @@ struct tr_list_query {
  * sortable fields (first is the default, "-" prefix for descending
  * defaults). Returns false after setting a 400/422 problem. */
 bool tr_list_query_parse(struct tr_ctx *c, const char *const *sorts, struct tr_list_query *q);
+/* The same for a list whose filter is narrow (see above). */
+bool tr_list_query_parse_as(struct tr_ctx *c, const char *const *sorts, bool narrow,
+			    struct tr_list_query *q);
 void tr_list_query_free(struct tr_list_query *q);
 /* Moves q to the page after `cursor` (a next_cursor of tr_db_list), for
  * code that walks every page itself. False when the cursor is not q's. */
@@ -82,6 +110,8 @@ int tr_db_list(struct tr_db *db, const char *coll, const bson_t *filter,
  * {"items": [...], "next_cursor": ...} or the problem. */
 void tr_list_reply(struct tr_ctx *c, const char *coll, const bson_t *filter,
 		   const char *const *sorts);
+void tr_list_reply_as(struct tr_ctx *c, const char *coll, const bson_t *filter,
+		      const char *const *sorts, bool narrow);
 
 /* Replies with a stored record rendered as an API resource, with its
  * version as ETag. */
@@ -91,6 +121,10 @@ void tr_reply_resource(struct tr_ctx *c, int status, const bson_t *stored);
  * A header that is not a version is the client's error: sets a 400 and
  * returns false. */
 bool tr_if_match(struct tr_ctx *c, long long *version);
+
+/* The version a write refused with TR_EVERSION or TR_EBUSY found (0 when
+ * unknown): problem responses name it as current_version and ETag. */
+long long tr_db_conflict_version(const struct tr_db *db);
 
 /* Parses an If-Match header ("3", "\"3\"", W/"3" not accepted); -1 when
  * absent, 0 when malformed (the caller answers 400 for 0). */

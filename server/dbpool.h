@@ -23,6 +23,7 @@ struct tr_db {
 	bson_oid_t tenant_id;
 	const struct tr_principal *principal;
 	uint64_t elapsed_ns;
+	long long conflict_version; /* what a refused write found (TR_EVERSION, TR_EBUSY) */
 };
 
 /* Worker thread: a tenant-scoped handle for one handler call; NULL
@@ -48,6 +49,15 @@ mongoc_database_t *tr_dbpool_database(mongoc_client_t *client);
 
 /* Maps a mongoc error to a TR_E* code. */
 int tr_db_err_from_mongoc(const bson_error_t *error);
+
+/* For the data layer's own files (db.c, dblist.c, seq.c, register.c):
+ * a collection of the handle's database (destroy it), an error mapped and
+ * logged when unexpected, and filter with the handle's tenant_id added
+ * (any tenant_id in filter dropped). */
+mongoc_collection_t *tr_db_collection(struct tr_db *db, const char *name);
+const struct tr_config *tr_db_config(void);
+int tr_db_fail(const char *op, const char *coll, const bson_error_t *e);
+void tr_db_scoped_filter(struct tr_db *db, const bson_t *filter, bson_t *out);
 
 /* Worker thread: `ping`; 0 or TR_EUNAVAILABLE. */
 int tr_dbpool_ping(void);

@@ -5,6 +5,7 @@
 #include "dbpool.h"
 #include "log.h"
 #include "migrate.h"
+#include "pg.h"
 #include "redis.h"
 #include "util.h"
 
@@ -17,14 +18,14 @@ static struct {
 	uv_loop_t *loop;
 	const struct tr_config *cfg;
 	uv_timer_t timer;
-	bool db_up, migrations_done, probing, closing;
+	bool db_up, pg_up, migrations_done, probing, closing;
 	long ticks;
 } S;
 
 struct probe {
 	uv_work_t work;
 	bool check_migrations, maintenance;
-	int ping_rc, migrate_rc;
+	int ping_rc, pg_rc, migrate_rc;
 };
 
 static void
@@ -34,6 +35,7 @@ probe_work(uv_work_t *w)
 	char err[512];
 
 	p->ping_rc = tr_dbpool_ping();
+	p->pg_rc = tr_pg_configured(S.cfg) ? tr_pg_ping(S.cfg) : TR_OK;
 	if (p->ping_rc == TR_OK && p->check_migrations)
 		p->migrate_rc = tr_migrate_run(S.cfg, err, sizeof(err));
 	if (p->ping_rc == TR_OK && p->check_migrations && p->migrate_rc != 0)
@@ -52,6 +54,11 @@ after_probe(uv_work_t *w, int status)
 		tr_log(up ? TR_LOG_INFO : TR_LOG_WARN, "mongodb: %s",
 		       up ? "reachable" : "unreachable");
 	S.db_up = up;
+	bool pg_up = status == 0 && p->pg_rc == TR_OK;
+	if (pg_up != S.pg_up)
+		tr_log(pg_up ? TR_LOG_INFO : TR_LOG_WARN, "postgresql: %s",
+		       pg_up ? "reachable" : "unreachable");
+	S.pg_up = pg_up;
 	if (p->check_migrations && up && p->migrate_rc == 0) {
 		S.migrations_done = true;
 		tr_info("migrations: applied");
@@ -88,6 +95,7 @@ tr_health_init(uv_loop_t *loop, const struct tr_config *cfg, bool migrations_don
 	S.loop = loop;
 	S.cfg = cfg;
 	S.db_up = migrations_done; /* a successful migration run just talked to it */
+	S.pg_up = migrations_done;
 	S.migrations_done = migrations_done;
 	uv_timer_init(loop, &S.timer);
 	uv_timer_start(&S.timer, tick, 0, TICK_MS);
@@ -105,6 +113,18 @@ bool
 tr_health_db_up(void)
 {
 	return S.db_up;
+}
+
+bool
+tr_health_pg_configured(void)
+{
+	return S.cfg && tr_pg_configured(S.cfg);
+}
+
+bool
+tr_health_pg_up(void)
+{
+	return S.pg_up;
 }
 
 bool

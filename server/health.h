@@ -1,6 +1,6 @@
-/* Dependency health, kept current by a timer on the loop: MongoDB pinged
- * from a worker every tick, Redis judged by its connection. Pending
- * migrations are retried on the same tick until applied. Loop thread only. */
+/* Dependency health, kept current by a timer on the loop: MongoDB (and the
+ * PostgreSQL behind FerretDB, when configured) pinged from a worker every tick, Redis judged by its
+ * connection. Pending migrations are retried on the same tick until applied. Loop thread only. */
 #ifndef TR_HEALTH_H
 #define TR_HEALTH_H
 
@@ -13,6 +13,10 @@ void tr_health_init(uv_loop_t *loop, const struct tr_config *cfg, bool migration
 void tr_health_close(void);
 
 bool tr_health_db_up(void);
+/* The PostgreSQL behind FerretDB: is one configured, and is it up (true
+ * when there is none)? */
+bool tr_health_pg_configured(void);
+bool tr_health_pg_up(void);
 bool tr_health_redis_up(void);
 bool tr_health_migrations_done(void);
 /* A request found MongoDB unavailable: mark it down until the next good ping. */

@@ -9,6 +9,7 @@
 
 #include "dbpool.h"
 #include "log.h"
+#include "pg.h"
 #include "util.h"
 
 #define COLL "_migrations"
@@ -61,9 +62,58 @@ read_file(const char *path, size_t *len)
 	return buf;
 }
 
-/* Runs every command of one migration, in order. */
+/* A step for the PostgreSQL behind FerretDB (pg.h), not a database command. */
+static bool
+pg_step(const bson_t *cmd)
+{
+	bson_iter_t it;
+
+	return bson_iter_init(&it, cmd) && bson_iter_next(&it) &&
+	       strcmp(bson_iter_key(&it), "postgresqlIndexes") == 0;
+}
+
+/* FerretDB creates a collection's table on first use; a PostgreSQL step
+ * may come before any. */
 static int
-apply(mongoc_database_t *db, const char *name, const bson_t *file, char *err, size_t errlen)
+create_collection(void *arg, const char *coll)
+{
+	bson_t cmd = BSON_INITIALIZER;
+	bson_error_t error;
+	bool ok;
+
+	BSON_APPEND_UTF8(&cmd, "create", coll);
+	ok = mongoc_database_command_simple(arg, &cmd, NULL, NULL, &error);
+	bson_destroy(&cmd);
+	return ok || error.code == 48 /* NamespaceExists */ ? 0 : -1;
+}
+
+/* Does the migration have steps for PostgreSQL? */
+static bool
+has_pg_steps(const bson_t *file)
+{
+	bson_iter_t it, cmds;
+
+	if (!bson_iter_init_find(&it, file, "commands") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+	    !bson_iter_recurse(&it, &cmds))
+		return false;
+	while (bson_iter_next(&cmds)) {
+		const uint8_t *data;
+		uint32_t len;
+		bson_t cmd;
+		if (!BSON_ITER_HOLDS_DOCUMENT(&cmds))
+			continue;
+		bson_iter_document(&cmds, &len, &data);
+		if (bson_init_static(&cmd, data, len) && pg_step(&cmd))
+			return true;
+	}
+	return false;
+}
+
+/* Runs the commands of one migration, in order: the database commands, or
+ * (pg_only) the PostgreSQL steps. */
+static int
+apply(const struct tr_config *cfg, mongoc_database_t *db, const char *name, const bson_t *file,
+      bool pg_only, char *err, size_t errlen)
 {
 	bson_iter_t it, cmds;
 	int i = 0;
@@ -85,6 +135,21 @@ apply(mongoc_database_t *db, const char *name, const bson_t *file, char *err, si
 		}
 		bson_iter_document(&cmds, &len, &data);
 		bson_init_static(&cmd, data, len);
+		if (pg_step(&cmd) != pg_only) {
+			i++;
+			continue;
+		}
+		if (pg_only) {
+			char why[512];
+			if (tr_pg_equality_indexes(cfg, cfg->mongo_db, &cmd, create_collection, db,
+						   why, sizeof(why)) != 0) {
+				snprintf(err, errlen, "migration %s: command %d failed: %s", name,
+					 i, why);
+				return -1;
+			}
+			i++;
+			continue;
+		}
 		bool ok = mongoc_database_command_simple(db, &cmd, NULL, &reply, &error);
 		bson_iter_t w;
 		/* Write commands answer ok: 1 and list their failures. */
@@ -106,10 +171,13 @@ apply(mongoc_database_t *db, const char *name, const bson_t *file, char *err, si
 	return 0;
 }
 
-/* Claims, applies and records one migration. */
+/* Claims, applies and records one migration (pg_only: its PostgreSQL
+ * steps, recorded as "<name>@postgresql", so that pointing Trellis at the
+ * PostgreSQL behind FerretDB later still builds them once). */
 static int
-migrate_one(mongoc_database_t *db, mongoc_collection_t *coll, const char *name, const char *sum,
-	    const bson_t *file, char *err, size_t errlen, int *fatal)
+migrate_one(const struct tr_config *cfg, mongoc_database_t *db, mongoc_collection_t *coll,
+	    const char *name, const char *sum, const bson_t *file, bool pg_only, char *err,
+	    size_t errlen, int *fatal)
 {
 	bson_t filter = BSON_INITIALIZER;
 	bson_error_t error;
@@ -192,7 +260,7 @@ migrate_one(mongoc_database_t *db, mongoc_collection_t *coll, const char *name, 
 
 		/* Ours to apply. */
 		tr_info("migrations: applying %s", name);
-		if (apply(db, name, file, err, errlen) != 0) {
+		if (apply(cfg, db, name, file, pg_only, err, errlen) != 0) {
 			mongoc_collection_delete_one(coll, &filter, NULL, NULL, NULL);
 			goto out;
 		}
@@ -265,7 +333,13 @@ tr_migrate_run_checked(const struct tr_config *cfg, char *err, size_t errlen, in
 		} else {
 			char name[256];
 			snprintf(name, sizeof(name), "%.*s", (int)(strlen(names[i]) - 5), names[i]);
-			rc = migrate_one(db, coll, name, sum, &file, err, errlen, fatal);
+			rc =
+			    migrate_one(cfg, db, coll, name, sum, &file, false, err, errlen, fatal);
+			if (rc == 0 && tr_pg_configured(cfg) && has_pg_steps(&file)) {
+				strcat(name, "@postgresql");
+				rc = migrate_one(cfg, db, coll, name, sum, &file, true, err, errlen,
+						 fatal);
+			}
 			bson_destroy(&file);
 		}
 		free(text);

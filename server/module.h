@@ -139,6 +139,7 @@ struct tr_resp {
 	/* problem+json */
 	const char *problem_slug, *problem_title, *problem_detail;
 	struct tr_problem_field *problem_fields, *problem_fields_tail;
+	long long problem_version; /* > 0: "current_version" of a refused write */
 	/* headers */
 	long long etag_version; /* > 0: ETag: "<version>" */
 	const char *location;

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "db.h"
 #include "json.h"
 #include "util.h"
 
@@ -129,6 +130,18 @@ tr_sessions_changed(struct tr_ctx *c, const char *tid, const char *uid, const ch
 	r->evict_sid = sid ? tr_arena_strdup(c->req->arena, sid) : NULL;
 }
 
+/* A refused write names the version it found (and sends it as ETag). */
+static void
+conflict_version(struct tr_ctx *c)
+{
+	long long v = c->db ? tr_db_conflict_version(c->db) : 0;
+
+	if (v > 0) {
+		c->resp->problem_version = v;
+		c->resp->etag_version = v;
+	}
+}
+
 void
 tr_problem_from_err(struct tr_ctx *c, int err)
 {
@@ -139,6 +152,14 @@ tr_problem_from_err(struct tr_ctx *c, int err)
 	case TR_EVERSION:
 		tr_problem(c, 412, "version-mismatch",
 			   "the record changed since the version in If-Match; fetch it again");
+		conflict_version(c);
+		break;
+	case TR_EBUSY:
+		tr_problem(c, 409, "record-busy",
+			   "another request is changing this record right now; fetch it again "
+			   "and retry");
+		c->resp->retry_after = 1;
+		conflict_version(c);
 		break;
 	case TR_EDUPLICATE:
 		tr_problem(c, 409, "conflict", "a record with the same unique value exists");
@@ -175,6 +196,8 @@ tr_resp_render(const struct tr_resp *r, size_t pre, size_t *len)
 		BSON_APPEND_INT32(&doc, "status", r->status);
 		BSON_APPEND_UTF8(&doc, "detail",
 				 r->problem_detail ? r->problem_detail : r->problem_title);
+		if (r->problem_version > 0)
+			BSON_APPEND_INT64(&doc, "current_version", r->problem_version);
 		if (r->problem_fields) {
 			int i = 0;
 			BSON_APPEND_ARRAY_BEGIN(&doc, "errors", &arr);

@@ -27,6 +27,8 @@ tr_strerror(int err)
 		return "out of memory";
 	case TR_ELIMIT:
 		return "limit reached";
+	case TR_EBUSY:
+		return "record busy";
 	default:
 		return "internal error";
 	}

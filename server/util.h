@@ -18,6 +18,7 @@ enum tr_err {
 	TR_EINTERNAL = -6,    /* a bug or an unexpected reply */
 	TR_ENOMEM = -7,
 	TR_ELIMIT = -8, /* a configured limit was hit */
+	TR_EBUSY = -9,	/* another request is changing the record right now */
 };
 
 const char *tr_strerror(int err);

@@ -21,9 +21,9 @@ static const char *const interaction_kinds[] = {"meeting", "call_in", "call_out"
 						"sms",	   "email",   NULL};
 
 static const struct crm_field interaction_fields[] = {
-    {"client_id", CRM_REF, CRM_FILTER | CRM_NULLABLE, 0, 0, NULL, "clients"},
-    {"deal_id", CRM_REF, CRM_FILTER | CRM_NULLABLE, 0, 0, NULL, "deals"},
-    {"lead_id", CRM_REF, CRM_FILTER | CRM_NULLABLE, 0, 0, NULL, "leads"},
+    {"client_id", CRM_REF, CRM_FILTER | CRM_NARROW | CRM_NULLABLE, 0, 0, NULL, "clients"},
+    {"deal_id", CRM_REF, CRM_FILTER | CRM_NARROW | CRM_NULLABLE, 0, 0, NULL, "deals"},
+    {"lead_id", CRM_REF, CRM_FILTER | CRM_NARROW | CRM_NULLABLE, 0, 0, NULL, "leads"},
     {"kind", CRM_ENUM, CRM_REQUIRED | CRM_FILTER, 0, 0, interaction_kinds, NULL},
     {"at", CRM_TIME, CRM_REQUIRED, 0, 0, NULL, NULL},
     {"summary", CRM_TEXT, CRM_REQUIRED, 1, 5000, NULL, NULL},
@@ -260,7 +260,7 @@ const struct crm_entity crm_campaigns = {
 static const char *const claim_statuses[] = {"open", "in_progress", "resolved", "rejected", NULL};
 
 static const struct crm_field claim_fields[] = {
-    {"client_id", CRM_REF, CRM_REQUIRED | CRM_FILTER, 0, 0, NULL, "clients"},
+    {"client_id", CRM_REF, CRM_REQUIRED | CRM_FILTER | CRM_NARROW, 0, 0, NULL, "clients"},
     {"subject", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
     {"description", CRM_TEXT, CRM_NULLABLE, 1, 10000, NULL, NULL},
     {"status", CRM_ENUM, CRM_FILTER, 0, 0, claim_statuses, NULL},

@@ -270,7 +270,8 @@ clients_timeline_impl(struct tr_ctx *c)
 		goto out;
 	crm_oid_of(&client, "_id", &id);
 	for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
-		struct tr_list_query q = {.sort_field = parts[p].at, .direction = -1, .limit = 200};
+		struct tr_list_query q = {
+		    .sort_field = parts[p].at, .direction = -1, .limit = 200, .narrow = true};
 		bson_t filter = BSON_INITIALIZER, page = BSON_INITIALIZER;
 		char *next = NULL;
 		bson_iter_t it;

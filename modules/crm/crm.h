@@ -38,6 +38,9 @@ enum crm_kind {
 #define CRM_SERVER 0x04	  /* set by the server only (read-only to clients) */
 #define CRM_NULLABLE 0x08 /* may be set to null (cleared) */
 #define CRM_FIXED 0x10	  /* settable on create only */
+#define CRM_NARROW                                                                                 \
+	0x20 /* few records share a value: filtering by it reads the                               \
+		matches, not the tenant's list page by page (db.h) */
 
 struct crm_field {
 	const char *name;

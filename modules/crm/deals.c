@@ -17,7 +17,7 @@ static const char *const sorts[] = {"-created_at",    "created_at", "-updated_at
 				    "expected_close", "title",	    NULL};
 
 static const struct crm_field fields[] = {
-    {"client_id", CRM_REF, CRM_REQUIRED | CRM_FILTER, 0, 0, NULL, "clients"},
+    {"client_id", CRM_REF, CRM_REQUIRED | CRM_FILTER | CRM_NARROW, 0, 0, NULL, "clients"},
     {"title", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
     {"amount", CRM_MONEY, CRM_NULLABLE, 0, 1000000000000000LL, NULL, NULL},
     {"pipeline_id", CRM_REF, CRM_FIXED | CRM_FILTER, 0, 0, NULL, "pipelines"},
@@ -28,7 +28,7 @@ static const struct crm_field fields[] = {
     {"lost_reason", CRM_TEXT, CRM_FIXED, 1, 1000, NULL, NULL},
     {"closed_at", CRM_TIME, CRM_FIXED, 0, 0, NULL, NULL},
     {"custom", CRM_CUSTOM, 0, 0, 0, NULL, NULL},
-    {"lead_id", CRM_REF, CRM_SERVER | CRM_FILTER, 0, 0, NULL, "leads"},
+    {"lead_id", CRM_REF, CRM_SERVER | CRM_FILTER | CRM_NARROW, 0, 0, NULL, "leads"},
     {"stage_history", CRM_ARRAY, CRM_SERVER, 0, 0, NULL, NULL},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };

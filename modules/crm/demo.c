@@ -1398,6 +1398,23 @@ write_tasks(struct demo *d)
 
 /* ---- writing ---- */
 
+static int64_t
+created_at_of(const bson_t *doc)
+{
+	bson_iter_t it;
+
+	return bson_iter_init_find(&it, doc, "created_at") && BSON_ITER_HOLDS_DATE_TIME(&it)
+		   ? bson_iter_date_time(&it)
+		   : 0;
+}
+
+static int
+by_created_at(const void *a, const void *b)
+{
+	int64_t x = created_at_of(*(bson_t *const *)a), y = created_at_of(*(bson_t *const *)b);
+	return x < y ? -1 : x > y;
+}
+
 /* Writes every batch; on failure removes what this run wrote (best
  * effort: the database may be gone) and returns the TR_E* code. */
 static int
@@ -1415,18 +1432,23 @@ write_all(struct demo *d, const bson_t *tenant)
 		rc = tr_db_err_from_mongoc(&error);
 		goto out;
 	}
+	struct tr_db *db = tr_db_open(NULL);
+	if (!db) {
+		rc = TR_ENOMEM;
+		goto out;
+	}
+	tr_db_set_tenant(db, &d->tenant_id);
 	for (int c = 0; c < C_COUNT && rc == TR_OK; c++) {
 		struct batch *b = &d->batches[c];
-		mongoc_collection_destroy(coll);
-		coll = mongoc_database_get_collection(database, coll_names[c]);
 		written = c;
-		if (b->n && !mongoc_collection_insert_many(coll, (const bson_t **)b->docs, b->n,
-							   NULL, NULL, &error)) {
+		/* list positions follow the history: oldest first */
+		qsort(b->docs, b->n, sizeof(b->docs[0]), by_created_at);
+		rc = tr_db_import(db, coll_names[c], b->docs, b->n);
+		if (rc != TR_OK)
 			fprintf(stderr, "trellis: writing %s failed: %s\n", coll_names[c],
-				error.message);
-			rc = tr_db_err_from_mongoc(&error);
-		}
+				tr_strerror(rc));
 	}
+	tr_db_close(db);
 	if (rc == TR_OK)
 		goto out;
 	/* undo: this tenant's records, then the tenant */

@@ -661,16 +661,22 @@ crm_get(struct tr_ctx *c, const struct crm_entity *e)
 	bson_destroy(&stored);
 }
 
-void
-crm_save(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long version,
-	 const bson_t *set, const char *event)
+/* Stores set on record id at version (> 0: only if still there); on
+ * success emits event and replies 200. Returns the data layer's code;
+ * nothing is answered for TR_EVERSION when quiet_version (the caller
+ * retries). */
+static int
+store(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long version,
+      const bson_t *set, const char *event, bool quiet_version)
 {
 	bson_t stored = BSON_INITIALIZER;
 	int rc;
 
 	bson_destroy(&stored);
 	rc = tr_db_update(c->db, e->coll, id, version, set, NULL, &stored);
-	if (rc != TR_OK) {
+	if (rc == TR_EVERSION && quiet_version) {
+		/* nothing to answer yet */
+	} else if (rc != TR_OK) {
 		conflict_or_error(c, rc);
 	} else {
 		if (event)
@@ -680,7 +686,23 @@ crm_save(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long
 			e->saved(c, &stored);
 	}
 	bson_destroy(&stored);
+	return rc;
 }
+
+void
+crm_save(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long version,
+	 const bson_t *set, const char *event)
+{
+	store(c, e, id, version, set, event, false);
+}
+
+/* A PATCH is checked against the record as it is stored (hooks read the
+ * old values) and written on that version only, so nothing another writer
+ * changed in between is lost. Without If-Match, losing that race is not
+ * the client's concern: the change is checked and tried again on the new
+ * version; a record that keeps changing under it that many times answers
+ * 409 record-busy, never 412 to a client that named no version. */
+#define UPDATE_ATTEMPTS 50
 
 void
 crm_update(struct tr_ctx *c, const struct crm_entity *e)
@@ -688,23 +710,33 @@ crm_update(struct tr_ctx *c, const struct crm_entity *e)
 	bson_t set = BSON_INITIALIZER, old = BSON_INITIALIZER;
 	long long version;
 
-	if (!crm_read_fields(c, e, false, &set) || !tr_if_match(c, &version))
+	if (!tr_if_match(c, &version))
 		goto out;
-	bson_destroy(&old);
-	if (!crm_load(c, e, id_param(c, e), &old))
-		goto out;
-	if (!owner_allowed(c, e, &set))
-		goto out;
-	if (e->custom && !crm_custom_check(c, e->custom, false, &old, &set))
-		goto out;
-	if (e->hook && !e->hook(c, e, &set, &old))
-		goto out;
-	if (c->resp->status)
-		goto out;
-	if (version <= 0) /* the version read above: no lost update between */
-		version = crm_int_of(&old, "version", 0);
-	crm_save(c, e, id_param(c, e), version, &set,
-		 e->event ? event_name(c, e, "updated") : NULL);
+	for (int attempt = 1;; attempt++) {
+		bson_reinit(&set);
+		if (!crm_read_fields(c, e, false, &set))
+			goto out;
+		bson_destroy(&old); /* crm_load initialises it, found or not */
+		if (!crm_load(c, e, id_param(c, e), &old))
+			goto out;
+		if (!owner_allowed(c, e, &set))
+			goto out;
+		if (e->custom && !crm_custom_check(c, e->custom, false, &old, &set))
+			goto out;
+		if (e->hook && !e->hook(c, e, &set, &old))
+			goto out;
+		if (c->resp->status)
+			goto out;
+		int rc = store(c, e, id_param(c, e),
+			       version > 0 ? version : crm_int_of(&old, "version", 0), &set,
+			       e->event ? event_name(c, e, "updated") : NULL, version <= 0);
+		if (rc != TR_EVERSION || version > 0)
+			break;
+		if (attempt == UPDATE_ATTEMPTS) {
+			tr_problem_from_err(c, TR_EBUSY);
+			break;
+		}
+	}
 out:
 	bson_destroy(&set);
 	bson_destroy(&old);
@@ -754,10 +786,12 @@ crm_list(struct tr_ctx *c, const struct crm_entity *e, const bson_t *extra_filte
 		}
 		BSON_APPEND_OID(&filter, e->parent_field, &pid);
 	}
+	bool narrow = e->parent != NULL; /* the children of one record */
 	for (const struct crm_field *f = e->fields; f->name; f++) {
 		const char *v;
 		if (!(f->flags & CRM_FILTER) || !(v = tr_query(c, f->name)))
 			continue;
+		narrow |= (f->flags & CRM_NARROW) != 0;
 		if (f->kind == CRM_REF) {
 			bson_oid_t oid;
 			if (!tr_is_object_id(v)) {
@@ -805,7 +839,7 @@ crm_list(struct tr_ctx *c, const struct crm_entity *e, const bson_t *extra_filte
 				BSON_APPEND_BOOL(&filter, "_never", true);
 			}
 		}
-		tr_list_reply(c, e->coll, &filter, e->sorts);
+		tr_list_reply_as(c, e->coll, &filter, e->sorts, narrow);
 	}
 	bson_destroy(&filter);
 }

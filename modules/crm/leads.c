@@ -20,14 +20,14 @@ static const char *const sorts[] = {"-created_at", "created_at", "name", "-updat
 
 static const struct crm_field fields[] = {
     {"name", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
-    {"email", CRM_EMAIL, CRM_NULLABLE | CRM_FILTER, 3, 254, NULL, NULL},
+    {"email", CRM_EMAIL, CRM_NULLABLE | CRM_FILTER | CRM_NARROW, 3, 254, NULL, NULL},
     {"phone", CRM_PHONE, CRM_NULLABLE, 3, 40, NULL, NULL},
     {"company", CRM_LINE, CRM_NULLABLE, 0, 200, NULL, NULL},
     {"source", CRM_OBJECT, CRM_NULLABLE, 0, 0, NULL, NULL},
     {"owner_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
     {"status", CRM_ENUM, CRM_FILTER, 0, 0, statuses, NULL},
     {"lost_reason", CRM_TEXT, CRM_NULLABLE, 1, 1000, NULL, NULL},
-    {"duplicate_of", CRM_REF, CRM_SERVER | CRM_FILTER, 0, 0, NULL, LEADS},
+    {"duplicate_of", CRM_REF, CRM_SERVER | CRM_FILTER | CRM_NARROW, 0, 0, NULL, LEADS},
     {"custom", CRM_CUSTOM, 0, 0, 0, NULL, NULL},
     {"client_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "clients"},
     {"contact_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "contacts"},
@@ -117,54 +117,62 @@ after(struct tr_ctx *c, const bson_t *set, const bson_t *old, const char *field)
 	return v ? tr_arena_strdup(c->req->arena, v) : NULL;
 }
 
-/* An open lead (not converted or lost) with the same email or phone. */
+/* What find_duplicate keeps while it looks. */
+struct dup_search {
+	const bson_oid_t *self;
+	bool found;
+	bson_oid_t first; /* the oldest open lead that matches */
+};
+
+static int
+dup_visit(void *arg, const bson_t *lead)
+{
+	struct dup_search *d = arg;
+	const char *status = crm_str_of(lead, "status"), *id = crm_str_of(lead, "id");
+	bson_oid_t oid;
+
+	if (!status || !id || !tr_is_object_id(id) ||
+	    (strcmp(status, "new") && strcmp(status, "contacted") && strcmp(status, "qualified")))
+		return 0;
+	bson_oid_init_from_string(&oid, id);
+	if (d->self && bson_oid_equal(&oid, d->self))
+		return 0;
+	if (!d->found || bson_oid_compare(&oid, &d->first) < 0)
+		bson_oid_copy(&oid, &d->first);
+	d->found = true;
+	return 0;
+}
+
+/* An open lead (not converted or lost) with the same email or phone: two
+ * lookups by equality (the only filters FerretDB hands to PostgreSQL, where
+ * an index answers them), the status checked here. The oldest such lead is
+ * the one named. */
 static bool
 find_duplicate(struct tr_ctx *c, const char *email, const char *phone_n, const bson_oid_t *self,
 	       bson_t *set)
 {
-	bson_t filter = BSON_INITIALIZER, or, in, one, found;
-	int n = 0;
+	struct dup_search d = {.self = self};
+	int rc = TR_OK;
 
-	BSON_APPEND_ARRAY_BEGIN(&filter, "$or", & or);
 	if (email) {
-		BSON_APPEND_DOCUMENT_BEGIN(& or, "0", &one);
-		n++;
-		BSON_APPEND_UTF8(&one, "email", email);
-		bson_append_document_end(& or, &one);
+		bson_t filter = BSON_INITIALIZER;
+		BSON_APPEND_UTF8(&filter, "email", email);
+		rc = tr_db_each(c->db, LEADS, &filter, dup_visit, &d);
+		bson_destroy(&filter);
 	}
-	if (phone_n && *phone_n) {
-		BSON_APPEND_DOCUMENT_BEGIN(& or, n ? "1" : "0", &one);
-		n++;
-		BSON_APPEND_UTF8(&one, "_phone_n", phone_n);
-		bson_append_document_end(& or, &one);
+	if (rc == TR_OK && phone_n && *phone_n) {
+		bson_t filter = BSON_INITIALIZER;
+		BSON_APPEND_UTF8(&filter, "_phone_n", phone_n);
+		rc = tr_db_each(c->db, LEADS, &filter, dup_visit, &d);
+		bson_destroy(&filter);
 	}
-	bson_append_array_end(&filter, & or);
-	BSON_APPEND_DOCUMENT_BEGIN(&filter, "status", &in);
-	BSON_APPEND_ARRAY_BEGIN(&in, "$in", &one);
-	BSON_APPEND_UTF8(&one, "0", "new");
-	BSON_APPEND_UTF8(&one, "1", "contacted");
-	BSON_APPEND_UTF8(&one, "2", "qualified");
-	bson_append_array_end(&in, &one);
-	bson_append_document_end(&filter, &in);
-	if (self) {
-		BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
-		BSON_APPEND_OID(&in, "$ne", self);
-		bson_append_document_end(&filter, &in);
-	}
-	int rc = n ? tr_db_find_one(c->db, LEADS, &filter, &found) : TR_ENOTFOUND;
-	if (rc == TR_OK) {
-		bson_oid_t dup;
-		if (crm_oid_of(&found, "_id", &dup))
-			BSON_APPEND_OID(set, "duplicate_of", &dup);
-	}
-	if (n)
-		bson_destroy(&found);
-	bson_destroy(&filter);
 	/* a check that could not run is not "no duplicate": the lead waits */
-	if (rc != TR_OK && rc != TR_ENOTFOUND) {
+	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
 		return false;
 	}
+	if (d.found)
+		BSON_APPEND_OID(set, "duplicate_of", &d.first);
 	return true;
 }
 

@@ -296,6 +296,7 @@ walk(struct tr_ctx *c, const char *coll, const bson_t *filter, visit_fn visit, v
 	q.sort_field = "created_at";
 	q.direction = 1;
 	q.limit = REPORT_PAGE;
+	q.narrow = true; /* everything that matches, in one sorted read per page */
 	for (;;) {
 		bson_t items = BSON_INITIALIZER;
 		bson_iter_t it;

@@ -24,12 +24,14 @@ system_readyz(struct tr_ctx *c)
 {
 	bson_t doc = BSON_INITIALIZER, checks;
 	bool db = tr_health_db_up(), redis = tr_health_redis_up(),
-	     mig = tr_health_migrations_done();
-	bool ready = db && redis && mig;
+	     mig = tr_health_migrations_done(), pg = tr_health_pg_up();
+	bool ready = db && redis && mig && pg;
 
 	BSON_APPEND_UTF8(&doc, "status", ready ? "ready" : "not_ready");
 	BSON_APPEND_DOCUMENT_BEGIN(&doc, "checks", &checks);
 	BSON_APPEND_UTF8(&checks, "mongodb", db ? "ok" : "down");
+	if (tr_health_pg_configured())
+		BSON_APPEND_UTF8(&checks, "postgresql", pg ? "ok" : "down");
 	BSON_APPEND_UTF8(&checks, "redis", redis ? "ok" : "down");
 	BSON_APPEND_UTF8(&checks, "migrations", mig ? "ok" : "pending");
 	bson_append_document_end(&doc, &checks);

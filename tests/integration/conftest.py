@@ -1,7 +1,8 @@
 """Black-box integration fixtures for Trellis.
 
 A session-scoped `stack` starts, in a fresh temporary directory, a private
-redis-server, a private FerretDB (SQLite backend) and the server binary
+redis-server, a private PostgreSQL 15 cluster (ops/pg.sh, Unix socket only),
+FerretDB on it (PostgreSQL backend) and the server binary
 (AddressSanitizer build by default) on free loopback ports.  Tests talk to the
 server over HTTP only and look at MongoDB / Redis directly to check effects.
 
@@ -284,6 +285,7 @@ class Stack:
         self.secret = random_secret(48)
 
         self.redis_dir = os.path.join(self.tmpdir, "redis")
+        self.pg_dir = os.path.join(self.tmpdir, "pg")
         self.ferret_dir = os.path.join(self.tmpdir, "ferretdb")
         os.makedirs(self.redis_dir)
         os.makedirs(self.ferret_dir)
@@ -293,6 +295,7 @@ class Stack:
         self.migrate_log_path = os.path.join(self.tmpdir, "migrate.log")
 
         self.redis_proc = None
+        self.pg_running = False
         self.ferret_proc = None
         self.server_proc = None
         self._server_log_file = None
@@ -324,6 +327,7 @@ class Stack:
             "TRELLIS_HOST": "127.0.0.1",
             "TRELLIS_MONGO_URI": self.mongo_uri,
             "TRELLIS_REDIS_URL": self.redis_url,
+            "TRELLIS_POSTGRESQL_URI": self.pg_libpq(),
             "TRELLIS_JWT_SECRET": self.secret,
             "TRELLIS_ENV": "development",
             "TRELLIS_HEADER_TIMEOUT": str(HEADER_TIMEOUT_S),
@@ -383,14 +387,49 @@ class Stack:
             time.sleep(0.05)
         assert not port_open(self.redis_port), "redis port still open after stopping redis"
 
+    # -- postgresql (under FerretDB) --------------------------------------
+    def _pg(self, *args, timeout=120.0):
+        return subprocess.run(["bash", os.path.join(REPO_ROOT, "ops", "pg.sh"), *args],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def pg_libpq(self):
+        """libpq connection string of the cluster (what the server gets)."""
+        return f"host={self.pg_dir}/socket user=postgres dbname=ferretdb"
+
+    def pg_url(self):
+        return f"postgres:///ferretdb?host={self.pg_dir}/socket&user=postgres"
+
+    def start_postgres(self):
+        # the cluster's owner (postgres, when tests run as root) must reach it
+        os.chmod(self.tmpdir, 0o755)
+        r = self._pg("start", self.pg_dir, "--fast")
+        if r.returncode != 0:
+            raise RuntimeError("PostgreSQL did not start: " + (r.stderr.strip() or r.stdout.strip()))
+        self.pg_running = True
+
+    def stop_postgres(self):
+        self._pg("stop", self.pg_dir)
+        self.pg_running = False
+
+    def psql(self, sql):
+        """Runs SQL on the cluster as its owner; returns stdout (tuples only)."""
+        cmd = ["/usr/lib/postgresql/15/bin/psql", "-h", f"{self.pg_dir}/socket", "-U", "postgres",
+               "-d", "ferretdb", "-Atqc", sql]
+        if os.geteuid() == 0:
+            cmd = ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"] + cmd
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise RuntimeError(f"psql failed: {r.stderr.strip()}")
+        return r.stdout
+
     # -- ferretdb --------------------------------------------------------
     def start_ferretdb(self, timeout=60.0):
         assert self.ferret_proc is None or self.ferret_proc.poll() is not None, "ferretdb already running"
         log = open(self.ferret_log_path, "ab")
         try:
             self.ferret_proc = subprocess.Popen(
-                [self.ferretdb_bin, "--handler=sqlite",
-                 f"--sqlite-url=file:{self.ferret_dir}/",
+                [self.ferretdb_bin, "--handler=postgresql",
+                 f"--postgresql-url={self.pg_url()}",
                  f"--listen-addr=127.0.0.1:{self.mongo_port}",
                  "--debug-addr=-", "--telemetry=disable",
                  f"--state-dir={self.ferret_dir}", "--log-level=warn"],
@@ -581,6 +620,8 @@ class Stack:
                 pass
             stop_process(self.redis_proc, timeout=10)
             stop_process(self.ferret_proc, timeout=10)
+            if self.pg_running:
+                self.stop_postgres()
         return failures
 
     def remove_tmp(self):
@@ -596,6 +637,7 @@ def stack():
     startup_error = None
     try:
         st.start_redis()
+        st.start_postgres()
         st.start_ferretdb()
         st.run_migrate()
         st.start_server()

@@ -68,6 +68,11 @@ def mongo_outage(stack):
 
 
 @pytest.fixture
+def postgres_outage(stack):
+    yield from outage_fixture(stack, stack.stop_postgres, stack.start_postgres)
+
+
+@pytest.fixture
 def tag(stack, principal):
     r = stack.post("/v1/tags", json={"name": "dep-" + uuid.uuid4().hex[:10]}, headers=principal.headers)
     assert r.status_code == 201, r.text
@@ -203,6 +208,40 @@ def test_service_recovers_after_mongodb_restart(stack, principal, tag, problem, 
     mongo_outage.up()
     recover(stack, principal, tag)
     created = stack.post("/v1/tags", json={"name": "after-mongo-" + uuid.uuid4().hex[:8]},
+                         headers=principal.headers)
+    assert created.status_code == 201, created.text
+    assert stack.server_alive() and stack.server_proc.pid == pid
+
+
+# ---------------------------------------------------------------------------
+# PostgreSQL (behind FerretDB)
+# ---------------------------------------------------------------------------
+
+def test_readyz_names_postgresql_down_quickly(stack, postgres_outage):
+    postgres_outage.down()
+    readyz_goes_down(stack, down="postgresql", up="redis")
+
+
+def test_db_route_is_503_quickly_when_postgresql_down(stack, principal, tag, problem, postgres_outage):
+    postgres_outage.down()
+    r, elapsed = timed(stack, "GET", f"/v1/tags/{tag['id']}", headers=principal.headers)
+    assert elapsed <= ANSWER_WITHIN_S, f"answered after {elapsed:.2f}s (limit {ANSWER_WITHIN_S}s)"
+    problem(r, 503, "dependency-unavailable")
+    assert_retry_after(r)
+    r, elapsed = timed(stack, "PATCH", f"/v1/tags/{tag['id']}", json={"name": "pg-down"},
+                       headers=principal.headers)
+    assert elapsed <= ANSWER_WITHIN_S, f"answered after {elapsed:.2f}s (limit {ANSWER_WITHIN_S}s)"
+    problem(r, 503, "dependency-unavailable")
+
+
+def test_service_recovers_after_postgresql_restart(stack, principal, tag, problem, postgres_outage):
+    pid = stack.server_proc.pid
+    postgres_outage.down()
+    r, _ = timed(stack, "GET", f"/v1/tags/{tag['id']}", headers=principal.headers)
+    problem(r, 503, "dependency-unavailable")
+    postgres_outage.up()
+    recover(stack, principal, tag)
+    created = stack.post("/v1/tags", json={"name": "after-pg-" + uuid.uuid4().hex[:8]},
                          headers=principal.headers)
     assert created.status_code == 201, created.text
     assert stack.server_alive() and stack.server_proc.pid == pid

@@ -50,7 +50,7 @@ def test_readyz_reports_all_checks_ok(stack):
     assert media_type(r) == "application/json"
     body = r.json()
     assert body["status"] == "ready"
-    assert body["checks"] == {"mongodb": "ok", "redis": "ok", "migrations": "ok"}
+    assert body["checks"] == {"mongodb": "ok", "postgresql": "ok", "redis": "ok", "migrations": "ok"}
 
 
 def test_metrics_counts_a_route_just_called(stack, principal):

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trellis benchmark: `make bench` (or `bash tests/load/bench.sh`).
 #
-# Starts a private FerretDB, Redis, the release server (build/trellis) and
+# Starts a private PostgreSQL with FerretDB on it, Redis, the release server (build/trellis) and
 # nginx on free loopback ports in a temporary directory, then measures:
 #
 #   1. GET /healthz on Trellis against nginx serving a static file with the
@@ -133,6 +133,7 @@ CRM_PAGE_GOAL=2.0 # page BENCH_CRM_PAGE at most 2x the first page
 # Every process started here, in start order; torn down in reverse.
 PIDS=()
 TMP=""
+PG_STARTED=0
 
 log() { printf 'bench: %s\n' "$*" >&2; }
 die() {
@@ -191,6 +192,10 @@ cleanup() {
 	for ((i = ${#PIDS[@]} - 1; i >= 0; i--)); do
 		stop_pid "${PIDS[i]}"
 	done
+	if ((PG_STARTED)); then
+		bash "$ROOT/ops/pg.sh" stop "$TMP/pg"
+		cp -f "$TMP/pg/postgresql.log" "$TMP/postgresql.log" 2>/dev/null || true
+	fi
 	if [[ -n $TMP && -d $TMP ]]; then
 		mkdir -p "$OUT/logs"
 		cp -f "$TMP"/*.log "$OUT/logs/" 2>/dev/null || true
@@ -232,10 +237,16 @@ wait_for_port() {
 	done
 }
 
+# PostgreSQL (ops/pg.sh, durable settings as in `make run`) and FerretDB on it.
 start_ferretdb() {
 	local dir=$TMP/ferretdb
 	mkdir -p "$dir"
-	"$FERRETDB_BIN" --handler=sqlite --sqlite-url="file:$dir/" \
+	chmod 755 "$TMP"
+	bash "$ROOT/ops/pg.sh" start "$TMP/pg" || die "PostgreSQL did not start (above)"
+	PG_STARTED=1
+	export TRELLIS_POSTGRESQL_URI
+	TRELLIS_POSTGRESQL_URI=$(bash "$ROOT/ops/pg.sh" libpq "$TMP/pg")
+	"$FERRETDB_BIN" --handler=postgresql --postgresql-url="$(bash "$ROOT/ops/pg.sh" url "$TMP/pg")" \
 		--listen-addr="127.0.0.1:$MONGO_PORT" --debug-addr=- \
 		--telemetry=disable --state-dir="$dir" --log-level=warn \
 		>"$TMP/ferretdb.log" 2>&1 &
