@@ -139,7 +139,9 @@ struct tr_resp {
 	/* problem+json */
 	const char *problem_slug, *problem_title, *problem_detail;
 	struct tr_problem_field *problem_fields, *problem_fields_tail;
-	long long problem_version; /* > 0: "current_version" of a refused write */
+	long long problem_version;  /* > 0: "current_version" of a refused write */
+	const char *problem_member; /* a further integer member of the problem, or NULL */
+	long long problem_member_value;
 	/* headers */
 	long long etag_version; /* > 0: ETag: "<version>" */
 	const char *location;
@@ -177,6 +179,9 @@ void tr_reply_empty(struct tr_ctx *c, int status);
 /* Starts a problem+json response; slug names the type
  * (https://trellis.dev/errors/<slug>). */
 void tr_problem(struct tr_ctx *c, int status, const char *slug, const char *detail);
+/* Adds an integer member to the problem set before (the balance a refused
+ * movement found, say). One per response. */
+void tr_problem_member(struct tr_ctx *c, const char *name, long long value);
 /* Adds a per-field validation error; starts a 422 if no problem was set. */
 void tr_problem_field(struct tr_ctx *c, const char *field, const char *message);
 /* Tells the loop that sessions changed (ended, or their permissions did):

@@ -130,6 +130,13 @@ tr_sessions_changed(struct tr_ctx *c, const char *tid, const char *uid, const ch
 	r->evict_sid = sid ? tr_arena_strdup(c->req->arena, sid) : NULL;
 }
 
+void
+tr_problem_member(struct tr_ctx *c, const char *name, long long value)
+{
+	c->resp->problem_member = name;
+	c->resp->problem_member_value = value;
+}
+
 /* A refused write names the version it found (and sends it as ETag). */
 static void
 conflict_version(struct tr_ctx *c)
@@ -198,6 +205,8 @@ tr_resp_render(const struct tr_resp *r, size_t pre, size_t *len)
 				 r->problem_detail ? r->problem_detail : r->problem_title);
 		if (r->problem_version > 0)
 			BSON_APPEND_INT64(&doc, "current_version", r->problem_version);
+		if (r->problem_member)
+			BSON_APPEND_INT64(&doc, r->problem_member, r->problem_member_value);
 		if (r->problem_fields) {
 			int i = 0;
 			BSON_APPEND_ARRAY_BEGIN(&doc, "errors", &arr);

@@ -1,4 +1,5 @@
-/* The built-in system module: operations endpoints and tenant tags. */
+/* The built-in system module: operations endpoints, tenant tags, balances
+ * and the jobs API. */
 #ifndef TR_SYSTEM_H
 #define TR_SYSTEM_H
 
@@ -15,6 +16,12 @@ void tags_create(struct tr_ctx *c);
 void tags_get(struct tr_ctx *c);
 void tags_update(struct tr_ctx *c);
 void tags_delete(struct tr_ctx *c);
+
+void balances_move(struct tr_ctx *c);
+void balances_get(struct tr_ctx *c);
+void balances_movements(struct tr_ctx *c);
+void balances_movement(struct tr_ctx *c);
+void balances_reverse(struct tr_ctx *c);
 
 void jobs_list(struct tr_ctx *c);
 void jobs_retry(struct tr_ctx *c);

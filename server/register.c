@@ -1,0 +1,829 @@
+#include "register.h"
+
+#include <inttypes.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dbpool.h"
+#include "log.h"
+#include "util.h"
+
+/* Movements: {_id: "<tenant>/<key>#<seq>", tenant_id, key, seq, op, d: {counter:
+ * delta}, a: {counter: value after}, at, rb: "<tenant>/<key>#b<seq / 64>",
+ * meta?, reverses?}; unique (tenant_id, op). Snapshots and the head hint
+ * live in SNAPS: {_id: "<tenant>/<key>#s<n>", values} is the state after
+ * every movement below n * 64; {_id: "<tenant>/<key>#h", snap: n} names
+ * the newest snapshot known (a hint: reading goes on from it). */
+#define MOVES "register_moves"
+#define SNAPS "register_snaps"
+#define ATTEMPTS 400
+#define STRIPES 64
+#define CACHE_SLOTS 512
+
+/* ---- counters: a small map from name to value ---- */
+
+struct counters {
+	char **names;
+	int64_t *values;
+	size_t n, cap;
+	uint32_t *slots; /* 0: empty, else index + 1; size nslots (a power of two) */
+	size_t nslots;
+};
+
+static uint32_t
+name_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+static void
+counters_free(struct counters *m)
+{
+	for (size_t i = 0; i < m->n; i++)
+		free(m->names[i]);
+	free(m->names);
+	free(m->values);
+	free(m->slots);
+	memset(m, 0, sizeof(*m));
+}
+
+static long
+counters_find(const struct counters *m, const char *name)
+{
+	if (!m->nslots)
+		return -1;
+	for (size_t s = name_hash(name) & (m->nslots - 1);; s = (s + 1) & (m->nslots - 1)) {
+		if (!m->slots[s])
+			return -1;
+		if (strcmp(m->names[m->slots[s] - 1], name) == 0)
+			return (long)m->slots[s] - 1;
+	}
+}
+
+static int64_t
+counters_get(const struct counters *m, const char *name)
+{
+	long i = counters_find(m, name);
+	return i < 0 ? 0 : m->values[i];
+}
+
+static bool
+counters_set(struct counters *m, const char *name, int64_t value)
+{
+	long i = counters_find(m, name);
+
+	if (i >= 0) {
+		m->values[i] = value;
+		return true;
+	}
+	if (m->n == m->cap) {
+		size_t cap = m->cap ? m->cap * 2 : 16;
+		char **names = realloc(m->names, cap * sizeof(*names));
+		if (!names)
+			return false;
+		m->names = names;
+		int64_t *values = realloc(m->values, cap * sizeof(*values));
+		if (!values)
+			return false;
+		m->values = values;
+		m->cap = cap;
+	}
+	if ((m->n + 1) * 2 > m->nslots) { /* rehash at half full */
+		size_t nslots = m->nslots ? m->nslots * 2 : 32;
+		uint32_t *slots = calloc(nslots, sizeof(*slots));
+		if (!slots)
+			return false;
+		for (size_t k = 0; k < m->n; k++) {
+			size_t s = name_hash(m->names[k]) & (nslots - 1);
+			while (slots[s])
+				s = (s + 1) & (nslots - 1);
+			slots[s] = (uint32_t)k + 1;
+		}
+		free(m->slots);
+		m->slots = slots;
+		m->nslots = nslots;
+	}
+	char *copy = strdup(name);
+	if (!copy)
+		return false;
+	size_t s = name_hash(name) & (m->nslots - 1);
+	while (m->slots[s])
+		s = (s + 1) & (m->nslots - 1);
+	m->names[m->n] = copy;
+	m->values[m->n] = value;
+	m->slots[s] = (uint32_t)++m->n;
+	return true;
+}
+
+static bool
+counters_copy(const struct counters *from, struct counters *to)
+{
+	memset(to, 0, sizeof(*to));
+	for (size_t i = 0; i < from->n; i++)
+		if (!counters_set(to, from->names[i], from->values[i])) {
+			counters_free(to);
+			return false;
+		}
+	return true;
+}
+
+/* Sets every counter of a {name: value} document. */
+static bool
+counters_load(struct counters *m, const bson_t *doc, const char *field)
+{
+	bson_iter_t it, sub;
+
+	if (!bson_iter_init_find(&it, doc, field) || !BSON_ITER_HOLDS_DOCUMENT(&it) ||
+	    !bson_iter_recurse(&it, &sub))
+		return true;
+	while (bson_iter_next(&sub))
+		if (BSON_ITER_HOLDS_NUMBER(&sub) &&
+		    !counters_set(m, bson_iter_key(&sub), bson_iter_as_int64(&sub)))
+			return false;
+	return true;
+}
+
+/* Appends {name: value} of the counters that are not 0, by name. */
+static int
+by_name(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void
+counters_append(const struct counters *m, bson_t *doc, const char *field, bool skip_zero)
+{
+	bson_t sub;
+	char **names = malloc((m->n ? m->n : 1) * sizeof(*names));
+
+	BSON_APPEND_DOCUMENT_BEGIN(doc, field, &sub);
+	if (names && m->n) {
+		memcpy(names, m->names, m->n * sizeof(*names));
+		qsort(names, m->n, sizeof(*names), by_name);
+		for (size_t i = 0; i < m->n; i++) {
+			int64_t v = counters_get(m, names[i]);
+			if (!skip_zero || v != 0)
+				BSON_APPEND_INT64(&sub, names[i], v);
+		}
+	}
+	free(names);
+	bson_append_document_end(doc, &sub);
+}
+
+/* ---- names ---- */
+
+static bool
+chars_ok(const char *s, size_t max, const char *extra)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (; *s; s++)
+		if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') ||
+		      (*s >= '0' && *s <= '9') || strchr(extra, *s)))
+			return false;
+	return true;
+}
+
+bool
+tr_register_key_ok(const char *key)
+{
+	return key && chars_ok(key, 200, "_.:/-");
+}
+
+static bool
+counter_ok(const char *name)
+{
+	return name && chars_ok(name, 100, "_:|-");
+}
+
+static bool
+op_ok(const char *op)
+{
+	size_t n = op ? strlen(op) : 0;
+
+	if (n == 0 || n > 160)
+		return false;
+	for (const unsigned char *p = (const unsigned char *)op; *p; p++)
+		if (*p < 0x21 || *p == 0x7f)
+			return false;
+	return true;
+}
+
+static void
+name_of(const struct tr_db *db, const char *key, const char *suffix, long long n, char *out,
+	size_t len)
+{
+	char hex[25];
+
+	bson_oid_to_string(&db->tenant_id, hex);
+	if (n >= 0)
+		snprintf(out, len, "%s/%s#%s%lld", hex, key, suffix, n);
+	else
+		snprintf(out, len, "%s/%s#%s", hex, key, suffix);
+}
+
+/* ---- the process's view: a lock per key and a cache of states ---- */
+
+static pthread_mutex_t stripes[STRIPES] = {[0 ... STRIPES - 1] = PTHREAD_MUTEX_INITIALIZER};
+
+struct cached_state {
+	bool used;
+	char id[256]; /* name_of(key, "", -1) */
+	long long seq;
+	struct counters values;
+};
+
+static struct {
+	pthread_mutex_t lock;
+	struct cached_state slot[CACHE_SLOTS];
+} C = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static pthread_mutex_t *
+key_lock(const char *id)
+{
+	return &stripes[name_hash(id) % STRIPES];
+}
+
+/* A copy of the cached state of id; false when there is none. */
+static bool
+cache_get(const char *id, long long *seq, struct counters *values)
+{
+	struct cached_state *e = &C.slot[name_hash(id) % CACHE_SLOTS];
+	bool hit = false;
+
+	pthread_mutex_lock(&C.lock);
+	if (e->used && strcmp(e->id, id) == 0 && counters_copy(&e->values, values)) {
+		*seq = e->seq;
+		hit = true;
+	}
+	pthread_mutex_unlock(&C.lock);
+	return hit;
+}
+
+static void
+cache_put(const char *id, long long seq, const struct counters *values)
+{
+	struct cached_state *e = &C.slot[name_hash(id) % CACHE_SLOTS];
+	struct counters copy;
+
+	if (strlen(id) >= sizeof(e->id) || !counters_copy(values, &copy))
+		return;
+	pthread_mutex_lock(&C.lock);
+	if (e->used && strcmp(e->id, id) == 0 && e->seq > seq) {
+		pthread_mutex_unlock(&C.lock);
+		counters_free(&copy);
+		return;
+	}
+	counters_free(&e->values);
+	e->used = true;
+	snprintf(e->id, sizeof(e->id), "%s", id);
+	e->seq = seq;
+	e->values = copy;
+	pthread_mutex_unlock(&C.lock);
+}
+
+/* ---- reading ---- */
+
+static int
+find_by_id(struct tr_db *db, const char *coll, const char *id, bson_t *out, bool *found)
+{
+	bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+	const bson_t *doc;
+	bson_error_t error;
+	mongoc_collection_t *c = tr_db_collection(db, coll);
+	mongoc_cursor_t *cur;
+	int rc = TR_OK;
+
+	BSON_APPEND_UTF8(&filter, "_id", id);
+	BSON_APPEND_INT64(&opts, "limit", 1);
+	cur = mongoc_collection_find_with_opts(c, &filter, &opts, NULL);
+	*found = mongoc_cursor_next(cur, &doc);
+	if (*found && out)
+		bson_copy_to(doc, out);
+	else if (!*found && mongoc_cursor_error(cur, &error))
+		rc = tr_db_fail("find", coll, &error);
+	mongoc_cursor_destroy(cur);
+	mongoc_collection_destroy(c);
+	bson_destroy(&filter);
+	bson_destroy(&opts);
+	return rc;
+}
+
+static long long
+seq_of(const bson_t *doc)
+{
+	bson_iter_t it;
+	return bson_iter_init_find(&it, doc, "seq") ? bson_iter_as_int64(&it) : 0;
+}
+
+static int
+by_seq_asc(const void *a, const void *b)
+{
+	long long x = seq_of(*(bson_t *const *)a), y = seq_of(*(bson_t *const *)b);
+	return x < y ? -1 : x > y;
+}
+
+/* The movements of bucket n of key, sorted by seq (copies the caller frees
+ * with free_docs). */
+static int
+bucket_docs(struct tr_db *db, const char *key, long long n, bson_t ***docs, size_t *count)
+{
+	bson_t filter = BSON_INITIALIZER;
+	const bson_t *doc;
+	bson_error_t error;
+	char rb[320];
+	mongoc_collection_t *c = tr_db_collection(db, MOVES);
+	mongoc_cursor_t *cur;
+	size_t cap = 0;
+	int rc = TR_OK;
+
+	*docs = NULL;
+	*count = 0;
+	name_of(db, key, "b", n, rb, sizeof(rb));
+	BSON_APPEND_UTF8(&filter, "rb", rb);
+	cur = mongoc_collection_find_with_opts(c, &filter, NULL, NULL);
+	while (mongoc_cursor_next(cur, &doc)) {
+		if (*count == cap) {
+			cap = cap ? cap * 2 : TR_REG_BUCKET;
+			bson_t **more = realloc(*docs, cap * sizeof(*more));
+			if (!more) {
+				rc = TR_ENOMEM;
+				break;
+			}
+			*docs = more;
+		}
+		(*docs)[(*count)++] = bson_copy(doc);
+	}
+	if (rc == TR_OK && mongoc_cursor_error(cur, &error))
+		rc = tr_db_fail("find", MOVES, &error);
+	mongoc_cursor_destroy(cur);
+	mongoc_collection_destroy(c);
+	bson_destroy(&filter);
+	if (*count)
+		qsort(*docs, *count, sizeof(**docs), by_seq_asc);
+	return rc;
+}
+
+static void
+free_docs(bson_t **docs, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		bson_destroy(docs[i]);
+	free(docs);
+}
+
+/* A movement's values after it onto the state. */
+static bool
+apply(struct counters *values, const bson_t *movement)
+{
+	return counters_load(values, movement, "a");
+}
+
+/* Stores snapshot n (the state after every movement below n * 64) and
+ * moves the head hint to it. Both are derived data: a duplicate snapshot
+ * is the same one, and a hint that falls behind only costs reads. */
+static void
+store_snapshot(struct tr_db *db, const char *key, long long n, const struct counters *values)
+{
+	bson_t doc = BSON_INITIALIZER, filter = BSON_INITIALIZER, update = BSON_INITIALIZER, set;
+	bson_t opts = BSON_INITIALIZER;
+	char id[320];
+	mongoc_collection_t *c = tr_db_collection(db, SNAPS);
+
+	name_of(db, key, "s", n, id, sizeof(id));
+	BSON_APPEND_UTF8(&doc, "_id", id);
+	BSON_APPEND_OID(&doc, "tenant_id", &db->tenant_id);
+	BSON_APPEND_UTF8(&doc, "key", key);
+	BSON_APPEND_INT64(&doc, "below", n * TR_REG_BUCKET);
+	counters_append(values, &doc, "values", false);
+	mongoc_collection_insert_one(c, &doc, NULL, NULL, NULL);
+	name_of(db, key, "h", -1, id, sizeof(id));
+	BSON_APPEND_UTF8(&filter, "_id", id);
+	BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &set);
+	BSON_APPEND_OID(&set, "tenant_id", &db->tenant_id);
+	BSON_APPEND_INT64(&set, "snap", n);
+	bson_append_document_end(&update, &set);
+	BSON_APPEND_BOOL(&opts, "upsert", true);
+	mongoc_collection_update_one(c, &filter, &update, &opts, NULL, NULL);
+	mongoc_collection_destroy(c);
+	bson_destroy(&doc);
+	bson_destroy(&filter);
+	bson_destroy(&update);
+	bson_destroy(&opts);
+}
+
+/* Brings (seq, values) up to the register's newest movement, starting in
+ * the bucket of seq + 1. Buckets it finds complete get their snapshot when
+ * it is missing. */
+static int
+catch_up(struct tr_db *db, const char *key, long long *seq, struct counters *values)
+{
+	for (;;) {
+		long long n = (*seq + 1) / TR_REG_BUCKET;
+		bson_t **docs;
+		size_t count;
+		int rc = bucket_docs(db, key, n, &docs, &count);
+
+		for (size_t i = 0; rc == TR_OK && i < count; i++) {
+			long long s = seq_of(docs[i]);
+			if (s <= *seq)
+				continue;
+			if (s != *seq + 1) { /* a gap: a writer is between seq and insert */
+				break;
+			}
+			if (!apply(values, docs[i]))
+				rc = TR_ENOMEM;
+			else
+				*seq = s;
+		}
+		free_docs(docs, count);
+		if (rc != TR_OK)
+			return rc;
+		if ((*seq + 1) % TR_REG_BUCKET != 0 || *seq + 1 <= n * TR_REG_BUCKET)
+			return TR_OK; /* the bucket is not complete: this is the newest */
+		/* complete: the next bucket may hold more */
+		bool found;
+		char id[320];
+		name_of(db, key, "s", (*seq + 1) / TR_REG_BUCKET, id, sizeof(id));
+		if ((rc = find_by_id(db, SNAPS, id, NULL, &found)) != TR_OK)
+			return rc;
+		if (!found)
+			store_snapshot(db, key, (*seq + 1) / TR_REG_BUCKET, values);
+	}
+}
+
+/* The state of key: the cached one brought up to date, or the newest
+ * snapshot the head names and the movements after it. */
+static int
+read_state(struct tr_db *db, const char *key, const char *cache_id, long long *seq,
+	   struct counters *values)
+{
+	bson_t doc;
+	bson_iter_t it;
+	bool found;
+	char id[320];
+	int rc;
+
+	memset(values, 0, sizeof(*values));
+	if (!cache_get(cache_id, seq, values)) {
+		long long snap = 0;
+		*seq = 0;
+		name_of(db, key, "h", -1, id, sizeof(id));
+		bson_init(&doc);
+		rc = find_by_id(db, SNAPS, id, &doc, &found);
+		if (rc == TR_OK && found && bson_iter_init_find(&it, &doc, "snap"))
+			snap = bson_iter_as_int64(&it);
+		bson_destroy(&doc);
+		if (rc != TR_OK)
+			return rc;
+		for (; snap > 0; snap--) { /* the hint's snapshot, or an older one */
+			name_of(db, key, "s", snap, id, sizeof(id));
+			bson_init(&doc);
+			rc = find_by_id(db, SNAPS, id, &doc, &found);
+			if (rc == TR_OK && found && !counters_load(values, &doc, "values"))
+				rc = TR_ENOMEM;
+			bson_destroy(&doc);
+			if (rc != TR_OK)
+				return rc;
+			if (found) {
+				*seq = snap * TR_REG_BUCKET - 1;
+				break;
+			}
+		}
+	}
+	rc = catch_up(db, key, seq, values);
+	if (rc == TR_OK)
+		cache_put(cache_id, *seq, values);
+	return rc;
+}
+
+int
+tr_register_read(struct tr_db *db, const char *key, bson_t *state)
+{
+	struct counters values;
+	char cache_id[256];
+	long long seq;
+	int rc;
+
+	bson_init(state);
+	if (!db->has_tenant || !tr_register_key_ok(key))
+		return TR_EINVALID;
+	name_of(db, key, "", -1, cache_id, sizeof(cache_id));
+	rc = read_state(db, key, cache_id, &seq, &values);
+	if (rc == TR_OK) {
+		BSON_APPEND_UTF8(state, "key", key);
+		BSON_APPEND_INT64(state, "seq", seq);
+		counters_append(&values, state, "values", true);
+	}
+	counters_free(&values);
+	return rc;
+}
+
+/* ---- writing ---- */
+
+/* The movement as the API shows it. */
+static void
+render(const bson_t *stored, bson_t *out)
+{
+	bson_iter_t it;
+
+	bson_init(out);
+	if (bson_iter_init_find(&it, stored, "key"))
+		bson_append_iter(out, "key", -1, &it);
+	BSON_APPEND_INT64(out, "seq", seq_of(stored));
+	if (bson_iter_init_find(&it, stored, "op"))
+		bson_append_iter(out, "operation_id", -1, &it);
+	if (bson_iter_init_find(&it, stored, "d"))
+		bson_append_iter(out, "deltas", -1, &it);
+	if (bson_iter_init_find(&it, stored, "a"))
+		bson_append_iter(out, "after", -1, &it);
+	if (bson_iter_init_find(&it, stored, "at"))
+		bson_append_iter(out, "at", -1, &it);
+	if (bson_iter_init_find(&it, stored, "meta"))
+		bson_append_iter(out, "meta", -1, &it);
+	else
+		BSON_APPEND_NULL(out, "meta");
+	if (bson_iter_init_find(&it, stored, "reverses"))
+		bson_append_iter(out, "reverses", -1, &it);
+	else
+		BSON_APPEND_NULL(out, "reverses");
+}
+
+/* The movement posted under op, if any. */
+static int
+find_op(struct tr_db *db, const char *op, bson_t *out, bool *found)
+{
+	bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
+	const bson_t *doc;
+	bson_error_t error;
+	mongoc_collection_t *c = tr_db_collection(db, MOVES);
+	mongoc_cursor_t *cur;
+	int rc = TR_OK;
+
+	BSON_APPEND_OID(&filter, "tenant_id", &db->tenant_id);
+	BSON_APPEND_UTF8(&filter, "op", op);
+	BSON_APPEND_INT64(&opts, "limit", 1);
+	cur = mongoc_collection_find_with_opts(c, &filter, &opts, NULL);
+	*found = mongoc_cursor_next(cur, &doc);
+	if (*found)
+		render(doc, out);
+	else if (mongoc_cursor_error(cur, &error))
+		rc = tr_db_fail("find", MOVES, &error);
+	mongoc_cursor_destroy(cur);
+	mongoc_collection_destroy(c);
+	bson_destroy(&filter);
+	bson_destroy(&opts);
+	return rc;
+}
+
+/* One attempt at appending the movement after (seq, values). TR_OK with
+ * *stored filled, TR_EDUPLICATE (the sequence or the op is taken),
+ * TR_ELIMIT (the floor), others. */
+static int
+append(struct tr_db *db, const struct tr_reg_post *p, long long reverses, long long seq,
+       struct counters *values, bson_t *stored)
+{
+	bson_t d, a;
+	bson_error_t error;
+	char id[320], rb[320];
+	mongoc_collection_t *c;
+	int rc = TR_OK;
+
+	for (size_t i = 0; i < p->ndeltas; i++) {
+		int64_t now = counters_get(values, p->deltas[i].counter), after;
+		if (__builtin_add_overflow(now, p->deltas[i].delta, &after))
+			return TR_EINVALID;
+		if (p->has_floor && after < p->floor && p->deltas[i].delta < 0)
+			return TR_ELIMIT;
+	}
+	name_of(db, p->key, "", seq + 1, id, sizeof(id));
+	name_of(db, p->key, "b", (seq + 1) / TR_REG_BUCKET, rb, sizeof(rb));
+	bson_reinit(stored);
+	BSON_APPEND_UTF8(stored, "_id", id);
+	BSON_APPEND_OID(stored, "tenant_id", &db->tenant_id);
+	BSON_APPEND_UTF8(stored, "key", p->key);
+	BSON_APPEND_INT64(stored, "seq", seq + 1);
+	BSON_APPEND_UTF8(stored, "op", p->op_id);
+	BSON_APPEND_DOCUMENT_BEGIN(stored, "d", &d);
+	for (size_t i = 0; i < p->ndeltas; i++)
+		BSON_APPEND_INT64(&d, p->deltas[i].counter, p->deltas[i].delta);
+	bson_append_document_end(stored, &d);
+	BSON_APPEND_DOCUMENT_BEGIN(stored, "a", &a);
+	for (size_t i = 0; i < p->ndeltas; i++)
+		BSON_APPEND_INT64(&a, p->deltas[i].counter,
+				  counters_get(values, p->deltas[i].counter) + p->deltas[i].delta);
+	bson_append_document_end(stored, &a);
+	BSON_APPEND_DATE_TIME(stored, "at", tr_now_ms());
+	BSON_APPEND_UTF8(stored, "rb", rb);
+	if (p->meta)
+		BSON_APPEND_DOCUMENT(stored, "meta", p->meta);
+	if (reverses > 0)
+		BSON_APPEND_INT64(stored, "reverses", reverses);
+	c = tr_db_collection(db, MOVES);
+	if (!mongoc_collection_insert_one(c, stored, NULL, NULL, &error))
+		rc = tr_db_fail("insert", MOVES, &error);
+	mongoc_collection_destroy(c);
+	if (rc != TR_OK)
+		return rc;
+	for (size_t i = 0; i < p->ndeltas; i++)
+		if (!counters_set(values, p->deltas[i].counter,
+				  counters_get(values, p->deltas[i].counter) + p->deltas[i].delta))
+			return TR_ENOMEM;
+	return TR_OK;
+}
+
+static int
+post(struct tr_db *db, const struct tr_reg_post *p, long long reverses, bson_t *movement,
+     bool *replayed)
+{
+	struct counters values;
+	char cache_id[256];
+	pthread_mutex_t *lock;
+	long long seq = 0;
+	int rc = TR_EBUSY;
+
+	bson_init(movement);
+	*replayed = false;
+	if (!db->has_tenant || !tr_register_key_ok(p->key) || !op_ok(p->op_id) || p->ndeltas == 0)
+		return TR_EINVALID;
+	for (size_t i = 0; i < p->ndeltas; i++) {
+		if (!counter_ok(p->deltas[i].counter))
+			return TR_EINVALID;
+		for (size_t j = 0; j < i; j++)
+			if (strcmp(p->deltas[i].counter, p->deltas[j].counter) == 0)
+				return TR_EINVALID;
+	}
+	name_of(db, p->key, "", -1, cache_id, sizeof(cache_id));
+	lock = key_lock(cache_id); /* this process's writers of key, one at a time */
+	pthread_mutex_lock(lock);
+	memset(&values, 0, sizeof(values));
+	for (int attempt = 0; attempt < ATTEMPTS; attempt++) {
+		bson_t stored = BSON_INITIALIZER;
+		bool found;
+
+		counters_free(&values);
+		if ((rc = read_state(db, p->key, cache_id, &seq, &values)) != TR_OK)
+			break;
+		rc = append(db, p, reverses, seq, &values, &stored);
+		if (rc == TR_OK) {
+			render(&stored, movement);
+			cache_put(cache_id, seq + 1, &values);
+			if ((seq + 2) % TR_REG_BUCKET == 0)
+				store_snapshot(db, p->key, (seq + 2) / TR_REG_BUCKET, &values);
+		}
+		bson_destroy(&stored);
+		if (rc != TR_EDUPLICATE && rc != TR_ELIMIT)
+			break;
+		/* the op may have been posted before (then it is the answer) */
+		bson_destroy(movement);
+		bson_init(movement);
+		int frc = find_op(db, p->op_id, movement, &found);
+		if (frc != TR_OK) {
+			rc = frc;
+			break;
+		}
+		if (found) {
+			*replayed = true;
+			rc = TR_OK;
+			break;
+		}
+		if (rc == TR_ELIMIT) {
+			BSON_APPEND_UTF8(movement, "key", p->key);
+			BSON_APPEND_INT64(movement, "seq", seq);
+			counters_append(&values, movement, "values", true);
+			break;
+		}
+		/* another process took seq + 1: read on and try the next one */
+		usleep((useconds_t)(rand() % 2000));
+		rc = TR_EBUSY;
+	}
+	pthread_mutex_unlock(lock);
+	counters_free(&values);
+	return rc;
+}
+
+int
+tr_register_post(struct tr_db *db, const struct tr_reg_post *p, bson_t *movement, bool *replayed)
+{
+	return post(db, p, 0, movement, replayed);
+}
+
+int
+tr_register_movement(struct tr_db *db, const char *key, long long seq, bson_t *out)
+{
+	bson_t doc = BSON_INITIALIZER;
+	char id[320];
+	bool found;
+	int rc;
+
+	bson_init(out);
+	if (!db->has_tenant || !tr_register_key_ok(key) || seq < 1) {
+		bson_destroy(&doc);
+		return TR_ENOTFOUND;
+	}
+	name_of(db, key, "", seq, id, sizeof(id));
+	rc = find_by_id(db, MOVES, id, &doc, &found);
+	if (rc == TR_OK && !found)
+		rc = TR_ENOTFOUND;
+	if (rc == TR_OK) {
+		bson_destroy(out);
+		render(&doc, out);
+	}
+	bson_destroy(&doc);
+	return rc;
+}
+
+int
+tr_register_reverse(struct tr_db *db, const char *key, long long seq, bool has_floor, int64_t floor,
+		    const bson_t *meta, bson_t *movement, bool *replayed)
+{
+	bson_t original;
+	bson_iter_t it, sub;
+	struct tr_reg_delta deltas[64];
+	char op[256];
+	size_t n = 0;
+	int rc = tr_register_movement(db, key, seq, &original);
+
+	bson_init(movement);
+	*replayed = false;
+	if (rc != TR_OK)
+		goto out;
+	if (bson_iter_init_find(&it, &original, "reverses") && !BSON_ITER_HOLDS_NULL(&it)) {
+		rc = TR_EINVALID;
+		goto out;
+	}
+	if (bson_iter_init_find(&it, &original, "deltas") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+	    bson_iter_recurse(&it, &sub))
+		while (bson_iter_next(&sub) && n < sizeof(deltas) / sizeof(deltas[0])) {
+			deltas[n].counter = bson_iter_key(&sub);
+			deltas[n].delta = -bson_iter_as_int64(&sub);
+			n++;
+		}
+	snprintf(op, sizeof(op), "reverse:%s:%lld", key, seq);
+	struct tr_reg_post p = {.key = key,
+				.op_id = op,
+				.deltas = deltas,
+				.ndeltas = n,
+				.has_floor = has_floor,
+				.floor = floor,
+				.meta = meta};
+	bson_destroy(movement);
+	rc = post(db, &p, seq, movement, replayed);
+out:
+	bson_destroy(&original);
+	return rc;
+}
+
+int
+tr_register_movements(struct tr_db *db, const char *key, long long before, int limit, bson_t *items,
+		      long long *next)
+{
+	bson_t state;
+	bson_iter_t it;
+	long long top;
+	int shown = 0, rc;
+
+	*next = 0;
+	if (!db->has_tenant || !tr_register_key_ok(key) || limit < 1)
+		return TR_EINVALID;
+	if ((rc = tr_register_read(db, key, &state)) != TR_OK) {
+		bson_destroy(&state);
+		return rc;
+	}
+	top = bson_iter_init_find(&it, &state, "seq") ? bson_iter_as_int64(&it) : 0;
+	bson_destroy(&state);
+	if (before > 0 && before - 1 < top)
+		top = before - 1;
+	for (long long b = top / TR_REG_BUCKET; b >= 0 && top > 0 && shown < limit; b--) {
+		bson_t **docs;
+		size_t count;
+		if ((rc = bucket_docs(db, key, b, &docs, &count)) != TR_OK) {
+			free_docs(docs, count);
+			return rc;
+		}
+		for (size_t i = count; i-- > 0 && shown < limit;) {
+			long long s = seq_of(docs[i]);
+			if (s > top)
+				continue;
+			char k[16];
+			const char *kk;
+			bson_t m;
+			bson_uint32_to_string((uint32_t)shown++, &kk, k, sizeof(k));
+			render(docs[i], &m);
+			BSON_APPEND_DOCUMENT(items, kk, &m);
+			bson_destroy(&m);
+			if (shown == limit && s > 1)
+				*next = s;
+		}
+		free_docs(docs, count);
+	}
+	return TR_OK;
+}
