@@ -116,6 +116,9 @@ static const struct key keys[] = {
     INT(debug_claim_delay_ms, "0", 0, 60000,
 	"Fault testing only: pause between claiming a record and writing it (refused in "
 	"production)."),
+    INT(debug_effects_delay_ms, "0", 0, 60000,
+	"Fault testing only: pause between a write and its effects on registers (refused in "
+	"production)."),
     STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),
     STR(log_level, "info", "debug, info, warn or error."),
 };

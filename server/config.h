@@ -63,11 +63,12 @@ struct tr_config {
 	int job_backoff_ms;
 	int job_backoff_max_ms;
 	int webhook_timeout_ms;
-	int webhook_allow_private; /* deliver to loopback/private addresses */
-	int list_scan_buckets;	   /* position buckets one list page may read */
-	int claim_lease_ms;	   /* lease of a record writer's claim */
-	int claim_wait_ms;	   /* wait for another writer before TR_EBUSY */
-	int debug_claim_delay_ms;  /* fault tests: pause between claim and write */
+	int webhook_allow_private;  /* deliver to loopback/private addresses */
+	int list_scan_buckets;	    /* position buckets one list page may read */
+	int claim_lease_ms;	    /* lease of a record writer's claim */
+	int claim_wait_ms;	    /* wait for another writer before TR_EBUSY */
+	int debug_claim_delay_ms;   /* fault tests: pause between claim and write */
+	int debug_effects_delay_ms; /* fault tests: pause between write and effects */
 	char migrations_dir[512];
 	char log_level[16];
 };

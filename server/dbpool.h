@@ -56,8 +56,17 @@ int tr_db_err_from_mongoc(const bson_error_t *error);
  * (any tenant_id in filter dropped). */
 mongoc_collection_t *tr_db_collection(struct tr_db *db, const char *name);
 const struct tr_config *tr_db_config(void);
+/* Fields the layer owns (_id, tenant_id, version, dates, _b, _cd): callers
+ * cannot set them. */
+bool tr_db_reserved_field(const char *key);
 int tr_db_fail(const char *op, const char *coll, const bson_error_t *e);
 void tr_db_scoped_filter(struct tr_db *db, const bson_t *filter, bson_t *out);
+
+/* Worker thread: posts the effects of changes whose writer stopped
+ * between its write and its effects, and clears claims of writers that
+ * stopped before writing (stale claims, past claim_lease_ms). Run by every
+ * process now and then; safe to run anywhere at once. */
+int tr_db_settle(void);
 
 /* Worker thread: `ping`; 0 or TR_EUNAVAILABLE. */
 int tr_dbpool_ping(void);

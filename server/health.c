@@ -11,6 +11,7 @@
 
 #define TICK_MS 500
 #define MAINTENANCE_EVERY_TICKS (3600 * 1000 / TICK_MS)
+#define SETTLE_EVERY_TICKS (2000 / TICK_MS)
 
 /* The loop thread owns this; the probe's worker writes only its own
  * struct probe, read back in after_probe. */
@@ -24,7 +25,7 @@ static struct {
 
 struct probe {
 	uv_work_t work;
-	bool check_migrations, maintenance;
+	bool check_migrations, maintenance, settle;
 	int ping_rc, pg_rc, migrate_rc;
 };
 
@@ -40,6 +41,8 @@ probe_work(uv_work_t *w)
 		p->migrate_rc = tr_migrate_run(S.cfg, err, sizeof(err));
 	if (p->ping_rc == TR_OK && p->check_migrations && p->migrate_rc != 0)
 		tr_error("migrations: %s", err);
+	if (p->ping_rc == TR_OK && p->settle && !p->check_migrations && tr_db_settle() != TR_OK)
+		tr_warn("maintenance: settling stale claims failed");
 	if (p->ping_rc == TR_OK && p->maintenance && tr_idem_expire() != TR_OK)
 		tr_warn("maintenance: expiring idempotency keys failed");
 }
@@ -82,6 +85,7 @@ tick(uv_timer_t *t)
 	p->work.data = p;
 	p->check_migrations = !S.migrations_done;
 	p->maintenance = S.ticks % MAINTENANCE_EVERY_TICKS == 1;
+	p->settle = S.ticks % SETTLE_EVERY_TICKS == 0;
 	S.probing = true;
 	if (uv_queue_work(S.loop, &p->work, probe_work, after_probe) != 0) {
 		S.probing = false;

@@ -70,6 +70,19 @@ struct tr_command {
 
 struct tr_job_handler;
 
+/* What a change of a record in `coll` does to registers (register.h): the
+ * module's totals that follow its records. For a record going from before
+ * to after (NULL: created, deleted; both as stored), `postings` appends
+ * {"k": register key, "c": counter, "d": int64 delta} documents to the
+ * array it is given: usually its contributions to totals of `after` minus
+ * those of `before`. Pure: no database calls, the same answer every time.
+ * The data layer posts them with the write, exactly once, even when the
+ * writer dies right after it (the claim carries them; see dbwrite.c). */
+struct tr_effects {
+	const char *coll;
+	int (*postings)(const bson_t *before, const bson_t *after, bson_t *postings);
+};
+
 struct tr_module {
 	const char *name;
 	const struct tr_route *routes;
@@ -78,6 +91,8 @@ struct tr_module {
 	size_t ncommands;
 	const struct tr_job_handler *jobs; /* jobs.h */
 	size_t njobs;
+	const struct tr_effects *effects;
+	size_t neffects;
 };
 
 /* The authenticated caller. Tenant and user come from a verified token,

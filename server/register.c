@@ -23,115 +23,7 @@
 #define STRIPES 64
 #define CACHE_SLOTS 512
 
-/* ---- counters: a small map from name to value ---- */
-
-struct counters {
-	char **names;
-	int64_t *values;
-	size_t n, cap;
-	uint32_t *slots; /* 0: empty, else index + 1; size nslots (a power of two) */
-	size_t nslots;
-};
-
-static uint32_t
-name_hash(const char *s)
-{
-	uint32_t h = 2166136261u;
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
-static void
-counters_free(struct counters *m)
-{
-	for (size_t i = 0; i < m->n; i++)
-		free(m->names[i]);
-	free(m->names);
-	free(m->values);
-	free(m->slots);
-	memset(m, 0, sizeof(*m));
-}
-
-static long
-counters_find(const struct counters *m, const char *name)
-{
-	if (!m->nslots)
-		return -1;
-	for (size_t s = name_hash(name) & (m->nslots - 1);; s = (s + 1) & (m->nslots - 1)) {
-		if (!m->slots[s])
-			return -1;
-		if (strcmp(m->names[m->slots[s] - 1], name) == 0)
-			return (long)m->slots[s] - 1;
-	}
-}
-
-static int64_t
-counters_get(const struct counters *m, const char *name)
-{
-	long i = counters_find(m, name);
-	return i < 0 ? 0 : m->values[i];
-}
-
-static bool
-counters_set(struct counters *m, const char *name, int64_t value)
-{
-	long i = counters_find(m, name);
-
-	if (i >= 0) {
-		m->values[i] = value;
-		return true;
-	}
-	if (m->n == m->cap) {
-		size_t cap = m->cap ? m->cap * 2 : 16;
-		char **names = realloc(m->names, cap * sizeof(*names));
-		if (!names)
-			return false;
-		m->names = names;
-		int64_t *values = realloc(m->values, cap * sizeof(*values));
-		if (!values)
-			return false;
-		m->values = values;
-		m->cap = cap;
-	}
-	if ((m->n + 1) * 2 > m->nslots) { /* rehash at half full */
-		size_t nslots = m->nslots ? m->nslots * 2 : 32;
-		uint32_t *slots = calloc(nslots, sizeof(*slots));
-		if (!slots)
-			return false;
-		for (size_t k = 0; k < m->n; k++) {
-			size_t s = name_hash(m->names[k]) & (nslots - 1);
-			while (slots[s])
-				s = (s + 1) & (nslots - 1);
-			slots[s] = (uint32_t)k + 1;
-		}
-		free(m->slots);
-		m->slots = slots;
-		m->nslots = nslots;
-	}
-	char *copy = strdup(name);
-	if (!copy)
-		return false;
-	size_t s = name_hash(name) & (m->nslots - 1);
-	while (m->slots[s])
-		s = (s + 1) & (m->nslots - 1);
-	m->names[m->n] = copy;
-	m->values[m->n] = value;
-	m->slots[s] = (uint32_t)++m->n;
-	return true;
-}
-
-static bool
-counters_copy(const struct counters *from, struct counters *to)
-{
-	memset(to, 0, sizeof(*to));
-	for (size_t i = 0; i < from->n; i++)
-		if (!counters_set(to, from->names[i], from->values[i])) {
-			counters_free(to);
-			return false;
-		}
-	return true;
-}
+#include "counters.h"
 
 /* Sets every counter of a {name: value} document. */
 static bool
@@ -209,7 +101,7 @@ op_ok(const char *op)
 {
 	size_t n = op ? strlen(op) : 0;
 
-	if (n == 0 || n > 160)
+	if (n == 0 || n > 400)
 		return false;
 	for (const unsigned char *p = (const unsigned char *)op; *p; p++)
 		if (*p < 0x21 || *p == 0x7f)
@@ -249,14 +141,14 @@ static struct {
 static pthread_mutex_t *
 key_lock(const char *id)
 {
-	return &stripes[name_hash(id) % STRIPES];
+	return &stripes[tr_name_hash(id) % STRIPES];
 }
 
 /* A copy of the cached state of id; false when there is none. */
 static bool
 cache_get(const char *id, long long *seq, struct counters *values)
 {
-	struct cached_state *e = &C.slot[name_hash(id) % CACHE_SLOTS];
+	struct cached_state *e = &C.slot[tr_name_hash(id) % CACHE_SLOTS];
 	bool hit = false;
 
 	pthread_mutex_lock(&C.lock);
@@ -271,7 +163,7 @@ cache_get(const char *id, long long *seq, struct counters *values)
 static void
 cache_put(const char *id, long long seq, const struct counters *values)
 {
-	struct cached_state *e = &C.slot[name_hash(id) % CACHE_SLOTS];
+	struct cached_state *e = &C.slot[tr_name_hash(id) % CACHE_SLOTS];
 	struct counters copy;
 
 	if (strlen(id) >= sizeof(e->id) || !counters_copy(values, &copy))

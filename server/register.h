@@ -48,7 +48,7 @@ struct tr_reg_delta {
 
 struct tr_reg_post {
 	const char *key;
-	const char *op_id; /* the operation's id, unique in the tenant: 1..160 chars */
+	const char *op_id; /* the operation's id, unique in the tenant: 1..400 chars */
 	const struct tr_reg_delta *deltas;
 	size_t ndeltas;
 	bool has_floor; /* no counter the movement changes may end below floor */

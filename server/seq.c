@@ -59,10 +59,10 @@ cached(const struct tr_db *db, const char *coll, struct open_bucket *out)
 	return hit;
 }
 
-/* Records that this process writes to bucket (with count of its records
- * there); never moves an entry back to an older bucket. */
+/* Records that this process writes `added` more records to bucket (0: only
+ * that it knows the bucket); never moves an entry back to an older bucket. */
 static void
-remember(const struct tr_db *db, const char *coll, int64_t bucket, int count, uint64_t checked_ns)
+remember(const struct tr_db *db, const char *coll, int64_t bucket, int added, uint64_t checked_ns)
 {
 	size_t i = slot_of(db, coll);
 	struct open_bucket *e = &M.slot[i];
@@ -77,11 +77,10 @@ remember(const struct tr_db *db, const char *coll, int64_t bucket, int count, ui
 		bson_oid_copy(&db->tenant_id, &e->tenant);
 		snprintf(e->coll, sizeof(e->coll), "%s", coll);
 		e->bucket = bucket;
-		e->count = count;
+		e->count = added;
 		e->checked_ns = checked_ns;
 	} else if (bucket == e->bucket) {
-		if (count > e->count)
-			e->count = count;
+		e->count += added;
 		if (checked_ns > e->checked_ns)
 			e->checked_ns = checked_ns;
 	}
@@ -300,9 +299,8 @@ tr_seq_bucket_for_insert(struct tr_db *db, const char *coll, int64_t *bucket)
 	if (count >= TR_SEQ_BUCKET) {
 		if ((rc = open_next(db, coll, *bucket, bucket)) != TR_OK)
 			return rc;
-		count = 0;
 	}
-	remember(db, coll, *bucket, count + 1, tr_mono_ns());
+	remember(db, coll, *bucket, 1, tr_mono_ns());
 	return TR_OK;
 }
 

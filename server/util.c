@@ -149,3 +149,17 @@ tr_parse_int(const char *s, long long min, long long max, long long *out)
 	*out = v;
 	return TR_OK;
 }
+
+void
+tr_format_day(int64_t ms, char *buf)
+{
+	time_t t = (time_t)(ms / 1000 - (ms % 1000 < 0 ? 1 : 0));
+	struct tm tm;
+
+	char tmp[48];
+
+	gmtime_r(&t, &tm);
+	snprintf(tmp, sizeof(tmp), "%04d-%02d-%02d", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday);
+	tmp[10] = '\0'; /* years of four digits: records are dated 0001..9999 */
+	memcpy(buf, tmp, 11);
+}

@@ -31,6 +31,9 @@ uint64_t tr_mono_ns(void);
 /* "2026-11-22T16:20:07.123Z" into buf (at least 25 bytes). */
 void tr_format_time(int64_t ms, char *buf);
 
+/* The UTC day of a time as "2026-11-22" into buf (at least 11 bytes). */
+void tr_format_day(int64_t ms, char *buf);
+
 /* True when s is exactly 24 lowercase or uppercase hex digits. */
 bool tr_is_object_id(const char *s);
 

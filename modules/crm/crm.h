@@ -72,6 +72,8 @@ struct crm_entity {
 	void (*saved)(struct tr_ctx *c, const bson_t *stored);
 	/* May this record go? Sets the problem (409) and returns false. */
 	bool (*may_delete)(struct tr_ctx *c, const bson_t *stored);
+	/* After a record was deleted (the record as it was). */
+	void (*removed)(struct tr_ctx *c, const bson_t *old);
 	bool deletable;
 	/* A nested resource (/clients/{id}/contacts/{cid}): the parent entity
 	 * and the field naming it; the path's first id is the parent's. */
@@ -102,6 +104,10 @@ void crm_emit(struct tr_ctx *c, const struct crm_entity *e, const char *event,
 bool crm_read_fields(struct tr_ctx *c, const struct crm_entity *e, bool creating, bson_t *set);
 /* One field of the body (absent or null: nothing set). */
 bool crm_read_field(struct tr_ctx *c, const struct crm_field *f, bson_t *set);
+/* The ids (hex) of the tenant's records of coll matching filter (meant for
+ * narrow filters), malloc'd into *ids (the caller frees). */
+int crm_matching_ids(struct tr_ctx *c, const char *coll, const bson_t *filter, char (**ids)[25],
+		     size_t *n);
 /* Does a record with this id exist in the tenant's coll? */
 bool crm_exists(struct tr_ctx *c, const char *coll, const bson_oid_t *id);
 
@@ -158,6 +164,15 @@ extern const struct crm_entity crm_leads, crm_clients, crm_contacts, crm_counter
  * definitions for entity into set. */
 bool crm_custom_check(struct tr_ctx *c, const char *entity, bool creating, const bson_t *old,
 		      bson_t *set);
+
+/* Report totals (totals.c): the effects of deals and leads on registers. */
+extern const struct tr_effects crm_effects[];
+extern const size_t crm_neffects;
+/* Appends to set what a deal made from lead keeps of it (_lcd, _lch, _lk:
+ * its created day, channel and campaign; nulls without a lead). */
+void crm_lead_snapshot(const bson_t *lead, bson_t *set);
+/* Appends _xd, the day of set's closed_at, when set has one. */
+void crm_deal_closed_day(bson_t *set);
 
 /* The default pipeline of the tenant (created on first use). */
 int crm_default_pipeline(struct tr_ctx *c, bson_t *out);

@@ -141,6 +141,7 @@ deal_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 		goto out;
 	}
 	crm_deal_history_start(c, set, stage);
+	crm_deal_closed_day(set);
 	ok = true;
 out:
 	bson_destroy(&pipeline);
@@ -250,6 +251,7 @@ close_deal(struct tr_ctx *c, bool won)
 	BSON_APPEND_DATE_TIME(&set, "closed_at", tr_now_ms());
 	if (reason)
 		BSON_APPEND_UTF8(&set, "lost_reason", reason);
+	crm_deal_closed_day(&set);
 	crm_save(c, &crm_deals, tr_param(c, 0), crm_int_of(&deal, "version", 0), &set,
 		 won ? "crm.deal.won" : "crm.deal.lost");
 out:

@@ -1149,11 +1149,24 @@ write_deal(struct demo *d, const struct deal_plan *deal)
 	BSON_APPEND_UTF8(doc, "status", deal_statuses[deal->status]);
 	if (deal->status == D_LOST)
 		BSON_APPEND_UTF8(doc, "lost_reason", deal_lost_reasons[deal->lost_reason]);
-	if (deal->status != D_OPEN)
+	if (deal->status != D_OPEN) {
 		BSON_APPEND_DATE_TIME(doc, "closed_at", deal->closed);
+		crm_deal_closed_day(doc);
+	}
 	append_empty_doc(doc, "custom");
-	if (deal->lead >= 0)
-		BSON_APPEND_OID(doc, "lead_id", &d->leads[deal->lead].id);
+	if (deal->lead >= 0) {
+		/* what the conversion keeps of the lead (totals.c) */
+		const struct lead_plan *l = &d->leads[deal->lead];
+		char day[16];
+		BSON_APPEND_OID(doc, "lead_id", &l->id);
+		tr_format_day(l->created, day);
+		BSON_APPEND_UTF8(doc, "_lcd", day);
+		BSON_APPEND_UTF8(doc, "_lch", channels[l->channel]);
+		if (l->campaign >= 0)
+			BSON_APPEND_OID(doc, "_lk", &d->campaigns[l->campaign]);
+		else
+			BSON_APPEND_NULL(doc, "_lk");
+	}
 	BSON_APPEND_ARRAY_BEGIN(doc, "stage_history", &hist);
 	for (int i = 0; i <= deal->stage; i++) {
 		char idx[16];

@@ -135,6 +135,48 @@ crm_exists(struct tr_ctx *c, const char *coll, const bson_oid_t *id)
 	return rc == TR_OK;
 }
 
+struct id_list {
+	char (*ids)[25];
+	size_t n, cap;
+};
+
+static int
+collect_id(void *arg, const bson_t *resource)
+{
+	struct id_list *l = arg;
+	const char *id = crm_str_of(resource, "id");
+
+	if (!id || !tr_is_object_id(id))
+		return TR_OK;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 16;
+		char(*more)[25] = realloc(l->ids, cap * sizeof(*more));
+		if (!more)
+			return TR_ENOMEM;
+		l->ids = more;
+		l->cap = cap;
+	}
+	snprintf(l->ids[l->n++], 25, "%s", id);
+	return TR_OK;
+}
+
+int
+crm_matching_ids(struct tr_ctx *c, const char *coll, const bson_t *filter, char (**ids)[25],
+		 size_t *n)
+{
+	struct id_list l = {NULL, 0, 0};
+	int rc = tr_db_each(c->db, coll, filter, collect_id, &l);
+
+	if (rc != TR_OK) {
+		free(l.ids);
+		l.ids = NULL;
+		l.n = 0;
+	}
+	*ids = l.ids;
+	*n = l.n;
+	return rc;
+}
+
 static const char *
 msg(struct tr_ctx *c, const char *fmt, long long a, long long b)
 {
@@ -766,6 +808,8 @@ crm_delete(struct tr_ctx *c, const struct crm_entity *e)
 	if (e->event)
 		crm_emit(c, e, event_name(c, e, "deleted"), &old);
 	tr_reply_empty(c, 204);
+	if (e->removed)
+		e->removed(c, &old);
 out:
 	bson_destroy(&old);
 }

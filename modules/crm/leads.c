@@ -9,6 +9,7 @@
 #include "crm.h"
 #include "db.h"
 #include "json.h"
+#include "log.h"
 #include "perm.h"
 
 #define LEADS "leads"
@@ -262,6 +263,93 @@ lead_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 	return true;
 }
 
+static bool
+same_value(const bson_iter_t *a, const bson_iter_t *b)
+{
+	if (bson_iter_type(a) != bson_iter_type(b))
+		return false;
+	if (BSON_ITER_HOLDS_UTF8(a))
+		return strcmp(bson_iter_utf8(a, NULL), bson_iter_utf8(b, NULL)) == 0;
+	if (BSON_ITER_HOLDS_OID(a))
+		return bson_oid_equal(bson_iter_oid(a), bson_iter_oid(b));
+	return BSON_ITER_HOLDS_NULL(a);
+}
+
+/* What a deal made from a lead keeps of it (its day and source, for the
+ * sources report) follows the lead: a change of its source or its deletion
+ * reaches the deals made from it. */
+static void
+deals_follow(struct tr_ctx *c, const bson_t *lead, bool gone)
+{
+	bson_t filter = BSON_INITIALIZER, snapshot = BSON_INITIALIZER;
+	bson_oid_t id;
+	char(*ids)[25] = NULL;
+	size_t n = 0;
+
+	if (!crm_oid_of(lead, "_id", &id))
+		goto out;
+	if (gone) {
+		BSON_APPEND_NULL(&snapshot, "_lcd");
+		BSON_APPEND_NULL(&snapshot, "_lch");
+		BSON_APPEND_NULL(&snapshot, "_lk");
+	} else {
+		crm_lead_snapshot(lead, &snapshot);
+	}
+	BSON_APPEND_OID(&filter, "lead_id", &id);
+	if (crm_matching_ids(c, "deals", &filter, &ids, &n) != TR_OK) {
+		tr_warn("crm: the deals of a lead could not be read to follow it");
+		goto out;
+	}
+	for (size_t i = 0; i < n; i++) {
+		bson_t deal, stored;
+		bool same = true;
+		bson_iter_t it, d;
+		if (tr_db_get(c->db, "deals", ids[i], &deal) != TR_OK) {
+			bson_destroy(&deal);
+			continue;
+		}
+		bson_iter_init(&it, &snapshot);
+		while (bson_iter_next(&it)) {
+			bool has = bson_iter_init_find(&d, &deal, bson_iter_key(&it));
+			if (BSON_ITER_HOLDS_NULL(&it) ? has && !BSON_ITER_HOLDS_NULL(&d)
+						      : !has || !same_value(&it, &d))
+				same = false;
+		}
+		bson_destroy(&deal);
+		if (same)
+			continue;
+		if (tr_db_update(c->db, "deals", ids[i], -1, &snapshot, NULL, &stored) != TR_OK)
+			tr_warn("crm: deal %s did not follow its lead", ids[i]);
+		bson_destroy(&stored);
+	}
+out:
+	free(ids);
+	bson_destroy(&filter);
+	bson_destroy(&snapshot);
+}
+
+/* Deals are made from a lead only by its conversion. */
+static bool
+may_have_deals(const bson_t *lead)
+{
+	const char *status = crm_str_of(lead, "status");
+	return status && strcmp(status, "converted") == 0;
+}
+
+static void
+lead_saved(struct tr_ctx *c, const bson_t *lead)
+{
+	if (may_have_deals(lead))
+		deals_follow(c, lead, false);
+}
+
+static void
+lead_removed(struct tr_ctx *c, const bson_t *lead)
+{
+	if (may_have_deals(lead))
+		deals_follow(c, lead, true);
+}
+
 const struct crm_entity crm_leads = {
     .coll = LEADS,
     .path = "/v1/crm/leads",
@@ -272,6 +360,8 @@ const struct crm_entity crm_leads = {
     .fields = fields,
     .sorts = sorts,
     .hook = lead_hook,
+    .saved = lead_saved,
+    .removed = lead_removed,
     .deletable = true,
 };
 
@@ -418,6 +508,7 @@ leads_convert(struct tr_ctx *c)
 			BSON_APPEND_OID(&doc, "owner_id", &owner);
 		BSON_APPEND_UTF8(&doc, "status", "open");
 		BSON_APPEND_OID(&doc, "lead_id", &lead_id);
+		crm_lead_snapshot(&lead, &doc);
 		crm_deal_history_start(c, &doc, stage);
 		bson_destroy(&deal);
 		rc = tr_db_insert(c->db, "deals", &doc, &deal);

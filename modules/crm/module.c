@@ -190,4 +190,6 @@ const struct tr_module tr_crm_module = {
     .ncommands = sizeof(commands) / sizeof(commands[0]),
     .jobs = jobs,
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
+    .effects = crm_effects,
+    .neffects = 2,
 };

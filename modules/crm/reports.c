@@ -91,9 +91,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "counters.h"
 #include "crm.h"
 #include "db.h"
 #include "json.h"
+#include "register.h"
+#include "util.h"
 
 /* Records read per page while walking a collection: large enough to keep
  * the number of queries down (FerretDB's SQLite backend reads and sorts the
@@ -705,6 +708,214 @@ names_fill(struct tr_ctx *c, const char *coll, struct rindex *ix, size_t name_of
 	return rc;
 }
 
+/* Month number (year * 12 + month - 1) of a time, in UTC. */
+static long
+month_of(int64_t ms)
+{
+	int64_t s = ms / 1000 - (ms % 1000 < 0 ? 1 : 0);
+	time_t t = (time_t)s;
+	struct tm tm;
+
+	gmtime_r(&t, &tm);
+	return (long)(tm.tm_year + 1900) * 12 + tm.tm_mon;
+}
+
+/* ---- totals: the registers of a period (totals.c) ----
+ *
+ * A caller with the whole of crm.reports.read gets reports from the totals
+ * the records keep in registers, not from the records: the period is cut
+ * into whole months and whole days (their registers are read and added
+ * up) and at most two partial days at its ends (their records are read and
+ * counted as before). An open start is all time minus what lies after the
+ * end. A ":own" caller's reports still count the caller's own records. */
+
+#define DAY_MS (24LL * 3600 * 1000)
+#define MAX_SPANS 4096
+
+struct span {
+	char suffix[32]; /* "d2026-03-05", "m2026-03" or "all" */
+	int sign;	 /* +1, or -1 for what an open start takes off all time */
+	long month;	 /* month_of the span (-1 for all) */
+};
+
+struct plan {
+	struct span spans[MAX_SPANS];
+	int n;
+	char scan[2][11]; /* partial days whose records are read */
+	int nscan;
+};
+
+static int64_t
+day_floor(int64_t ms)
+{
+	int64_t d = ms / DAY_MS;
+	if (ms % DAY_MS < 0)
+		d--;
+	return d * DAY_MS;
+}
+
+static bool
+plan_add(struct plan *p, const char *suffix, int sign, long month)
+{
+	if (p->n == MAX_SPANS)
+		return false;
+	snprintf(p->spans[p->n].suffix, sizeof(p->spans[p->n].suffix), "%s", suffix);
+	p->spans[p->n].sign = sign;
+	p->spans[p->n].month = month;
+	p->n++;
+	return true;
+}
+
+static void
+plan_scan(struct plan *p, int64_t day)
+{
+	tr_format_day(day, p->scan[p->nscan++]);
+}
+
+/* Whole days [a, b) (both midnights UTC): whole months where they fit. */
+static bool
+plan_days(struct plan *p, int64_t a, int64_t b, int sign)
+{
+	while (a < b) {
+		time_t t = (time_t)(a / 1000);
+		struct tm tm;
+		char suffix[32], day[16];
+		gmtime_r(&t, &tm);
+		tr_format_day(a, day);
+		if (tm.tm_mday == 1) {
+			struct tm next = tm;
+			next.tm_mon++;
+			int64_t end = (int64_t)timegm(&next) * 1000;
+			if (end <= b) {
+				snprintf(suffix, sizeof(suffix), "m%.7s", day);
+				if (!plan_add(p, suffix, sign, month_of(a)))
+					return false;
+				a = end;
+				continue;
+			}
+		}
+		snprintf(suffix, sizeof(suffix), "d%s", day);
+		if (!plan_add(p, suffix, sign, month_of(a)))
+			return false;
+		a += DAY_MS;
+	}
+	return true;
+}
+
+/* The spans and partial days of a period; false when it needs more spans
+ * than a report reads. Nothing is dated after tomorrow (records carry the
+ * server's clock; imported deals close in the past). */
+static bool
+plan_period(struct plan *p, const struct period *per)
+{
+	int64_t far = day_floor(tr_now_ms()) + 2 * DAY_MS;
+
+	p->n = p->nscan = 0;
+	if (!per->has_from) {
+		if (!plan_add(p, "all", 1, -1))
+			return false;
+		if (!per->has_to)
+			return true;
+		int64_t b = day_floor(per->to);
+		if (b < per->to)
+			plan_scan(p, b);
+		return per->to >= far || plan_days(p, b, far > b ? far : b, -1);
+	}
+	int64_t hi = per->has_to ? per->to : far;
+	int64_t a = day_floor(per->from), b = day_floor(hi);
+	if (a < per->from)
+		a += DAY_MS; /* the first whole day */
+	if (a > b) {	     /* within one day */
+		plan_scan(p, day_floor(per->from));
+		return true;
+	}
+	if (day_floor(per->from) < a)
+		plan_scan(p, day_floor(per->from));
+	if (b < hi)
+		plan_scan(p, b);
+	return plan_days(p, a, b, 1);
+}
+
+/* Calls fn with each span's register values ({counter: value}). */
+static int
+spans_each(struct tr_ctx *c, const char *family, const struct plan *p,
+	   int (*fn)(void *arg, const struct span *span, const bson_t *values), void *arg)
+{
+	int rc = TR_OK;
+
+	for (int i = 0; rc == TR_OK && i < p->n; i++) {
+		char key[200];
+		bson_t state, values;
+		bson_iter_t it;
+		const uint8_t *data;
+		uint32_t len;
+
+		snprintf(key, sizeof(key), "%s/%s", family, p->spans[i].suffix);
+		rc = tr_register_read(c->db, key, &state);
+		if (rc == TR_OK && bson_iter_init_find(&it, &state, "values") &&
+		    BSON_ITER_HOLDS_DOCUMENT(&it)) {
+			bson_iter_document(&it, &len, &data);
+			if (bson_init_static(&values, data, len))
+				rc = fn(arg, &p->spans[i], &values);
+		}
+		bson_destroy(&state);
+	}
+	return rc;
+}
+
+static int
+sum_span(void *arg, const struct span *span, const bson_t *values)
+{
+	struct counters *total = arg;
+	bson_iter_t it;
+
+	if (!bson_iter_init(&it, values))
+		return TR_OK;
+	while (bson_iter_next(&it)) {
+		int64_t v = bson_iter_as_int64(&it) * span->sign, sum;
+		if (__builtin_add_overflow(counters_get(total, bson_iter_key(&it)), v, &sum))
+			return TR_ELIMIT;
+		if (!counters_set(total, bson_iter_key(&it), sum))
+			return TR_ENOMEM;
+	}
+	return TR_OK;
+}
+
+/* The counters of family over the plan's spans, added up (signs applied). */
+static int
+spans_sum(struct tr_ctx *c, const char *family, const struct plan *p, struct counters *total)
+{
+	memset(total, 0, sizeof(*total));
+	return spans_each(c, family, p, sum_span, total);
+}
+
+/* Visits the records of coll matching filter on each partial day of the
+ * plan (day_field is the record's day of the moment the report groups by). */
+static int
+scan_days(struct tr_ctx *c, const struct plan *p, const char *coll, const bson_t *filter,
+	  const char *day_field, visit_fn visit, void *arg)
+{
+	int rc = TR_OK;
+
+	for (int i = 0; rc == TR_OK && i < p->nscan; i++) {
+		bson_t f = BSON_INITIALIZER;
+		if (filter)
+			bson_concat(&f, filter);
+		BSON_APPEND_UTF8(&f, day_field, p->scan[i]);
+		rc = walk_all(c, coll, &f, visit, arg);
+		bson_destroy(&f);
+	}
+	return rc;
+}
+
+/* A counter "<prefix><rest>": rest, or NULL. */
+static const char *
+after_prefix(const char *name, const char *prefix)
+{
+	size_t n = strlen(prefix);
+	return strncmp(name, prefix, n) == 0 ? name + n : NULL;
+}
+
 /* ---- funnel ---- */
 
 struct funnel {
@@ -784,6 +995,58 @@ funnel_visit(void *arg, const bson_t *deal)
 	return TR_OK;
 }
 
+/* The funnel from the pipeline's totals; filter names the pipeline. */
+static int
+funnel_totals(struct tr_ctx *c, struct funnel *f, const bson_t *filter)
+{
+	struct plan *p = calloc(1, sizeof(*p));
+	struct counters t;
+	char family[64], hex[25], name[160];
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	if (!p)
+		return TR_ENOMEM;
+	if (!plan_period(p, &f->period)) {
+		free(p);
+		return TR_ELIMIT;
+	}
+	bson_oid_to_string(&f->pipeline_id, hex);
+	snprintf(family, sizeof(family), "crm.f/%s", hex);
+	rc = spans_sum(c, family, p, &t);
+	for (int i = 0; rc == TR_OK && i < f->nstages; i++) {
+		snprintf(name, sizeof(name), "e:%s", f->keys[i]);
+		int64_t e = counters_get(&t, name);
+		snprintf(name, sizeof(name), "s:%s", f->keys[i]);
+		int64_t still = counters_get(&t, name);
+		f->entered[i] += e;
+		f->still_there[i] += still;
+		f->moved_on[i] += e - still;
+	}
+	if (rc == TR_OK) {
+		f->deals += counters_get(&t, "n");
+		f->open += counters_get(&t, "o");
+		f->won += counters_get(&t, "w");
+		f->lost += counters_get(&t, "x");
+	}
+	for (size_t i = 0; rc == TR_OK && i < t.n; i++) {
+		const char *cur;
+		bool won = (cur = after_prefix(t.names[i], "wq:")) != NULL;
+		if (!won && !(cur = after_prefix(t.names[i], "lq:")))
+			continue;
+		if (t.values[i] <= 0 || strlen(cur) != 3)
+			continue;
+		snprintf(name, sizeof(name), "%sa:%s", won ? "w" : "l", cur);
+		rc = ledger_add(&f->amounts, won ? won_group : lost_group, cur,
+				counters_get(&t, name));
+	}
+	if (rc == TR_OK)
+		rc = scan_days(c, p, "deals", filter, "_cd", funnel_visit, f);
+	counters_free(&t);
+	free(p);
+	return rc;
+}
+
 /* The pipeline the funnel is about (?pipeline_id or the default one) into
  * *pipeline; sets the problem and returns false. */
 static bool
@@ -848,9 +1111,13 @@ reports_funnel(struct tr_ctx *c)
 		}
 
 	BSON_APPEND_OID(&filter, "pipeline_id", &f->pipeline_id);
-	period_filter(&filter, "created_at", &f->period);
-	own_filter(c, &filter);
-	rc = walk_all(c, "deals", &filter, funnel_visit, f);
+	if (c->req->principal.own_only) {
+		period_filter(&filter, "created_at", &f->period);
+		own_filter(c, &filter);
+		rc = walk_all(c, "deals", &filter, funnel_visit, f);
+	} else {
+		rc = funnel_totals(c, f, &filter);
+	}
 	if (rc == TR_OK)
 		rc = ledger_close(&f->amounts);
 	if (rc != TR_OK) {
@@ -906,18 +1173,6 @@ done:
 
 /* ---- abc-xyz ---- */
 
-/* Month number (year * 12 + month - 1) of a time, in UTC. */
-static long
-month_of(int64_t ms)
-{
-	int64_t s = ms / 1000 - (ms % 1000 < 0 ? 1 : 0);
-	time_t t = (time_t)s;
-	struct tm tm;
-
-	gmtime_r(&t, &tm);
-	return (long)(tm.tm_year + 1900) * 12 + tm.tm_mon;
-}
-
 struct client_revenue {
 	int64_t revenue; /* first: the weight of the listing order */
 	const char *name;
@@ -966,6 +1221,57 @@ abc_visit(void *arg, const bson_t *deal)
 	int64_t *sum = rindex_val(&a->monthly, i);
 	*sum += amount; /* at most the client's revenue, which did not overflow */
 	return TR_OK;
+}
+
+/* One span's "c:<currency>:<client>" counters into the clients' revenue
+ * and their month. */
+static int
+abc_span(void *arg, const struct span *span, const bson_t *values)
+{
+	struct abc *a = arg;
+	bson_iter_t it;
+	long m = span->month - a->first_month;
+
+	if (m < 0 || m >= a->months || !bson_iter_init(&it, values))
+		return TR_OK;
+	while (bson_iter_next(&it)) {
+		const char *rest = after_prefix(bson_iter_key(&it), "c:");
+		int64_t amount = bson_iter_as_int64(&it);
+		uint8_t key[KEY_LEN];
+		bson_oid_t client;
+		long i;
+		if (!rest || strncmp(rest, a->currency, 3) != 0 || rest[3] != ':' ||
+		    !tr_is_object_id(rest + 4) || amount == 0)
+			continue;
+		bson_oid_init_from_string(&client, rest + 4);
+		oid_key(key, &client, 0);
+		if ((i = rindex_put(&a->clients, key)) < 0)
+			return TR_ENOMEM;
+		struct client_revenue *cr = rindex_val(&a->clients, i);
+		if (__builtin_add_overflow(cr->revenue, amount, &cr->revenue))
+			return TR_ELIMIT;
+		key[12] = (uint8_t)(m >> 8);
+		key[13] = (uint8_t)m;
+		if ((i = rindex_put(&a->monthly, key)) < 0)
+			return TR_ENOMEM;
+		*(int64_t *)rindex_val(&a->monthly, i) += amount;
+	}
+	return TR_OK;
+}
+
+static int
+abc_totals(struct tr_ctx *c, struct abc *a, const bson_t *filter)
+{
+	struct plan *p = calloc(1, sizeof(*p));
+	int rc;
+
+	if (!p)
+		return TR_ENOMEM;
+	rc = plan_period(p, &a->period) ? spans_each(c, "crm.x", p, abc_span, a) : TR_ELIMIT;
+	if (rc == TR_OK)
+		rc = scan_days(c, p, "deals", filter, "_xd", abc_visit, a);
+	free(p);
+	return rc;
 }
 
 /* Listing order: revenue (the weight) descending, then client id. */
@@ -1054,9 +1360,13 @@ reports_abc_xyz(struct tr_ctx *c)
 	memcpy(a.currency, currency, 4);
 
 	BSON_APPEND_UTF8(&filter, "status", "won");
-	period_filter(&filter, "closed_at", &a.period);
-	own_filter(c, &filter);
-	rc = walk_all(c, "deals", &filter, abc_visit, &a);
+	if (c->req->principal.own_only) {
+		period_filter(&filter, "closed_at", &a.period);
+		own_filter(c, &filter);
+		rc = walk_all(c, "deals", &filter, abc_visit, &a);
+	} else {
+		rc = abc_totals(c, &a, &filter);
+	}
 	if (rc == TR_OK)
 		rc = names_fill(c, "clients", &a.clients, offsetof(struct client_revenue, name));
 	order = rc == TR_OK ? rindex_sorted(&a.clients, revenue_order, true) : NULL;
@@ -1217,6 +1527,86 @@ managers_deal(void *arg, const bson_t *deal)
 	return TR_OK;
 }
 
+/* The stats of the owner a counter names ("-": nobody). */
+static struct owner_stats *
+owner_named(struct managers *mg, const char *owner, uint8_t key[KEY_LEN])
+{
+	bson_oid_t id;
+	long i;
+
+	if (tr_is_object_id(owner)) {
+		bson_oid_init_from_string(&id, owner);
+		oid_key(key, &id, 0);
+	} else {
+		oid_key(key, NULL, 1);
+	}
+	i = rindex_put(&mg->owners, key);
+	return i < 0 ? NULL : rindex_val(&mg->owners, i);
+}
+
+static int
+managers_totals(struct tr_ctx *c, struct managers *mg)
+{
+	struct plan *p = calloc(1, sizeof(*p));
+	struct counters leads, closed;
+	char name[160], owner[32];
+	int rc;
+
+	memset(&leads, 0, sizeof(leads));
+	memset(&closed, 0, sizeof(closed));
+	if (!p)
+		return TR_ENOMEM;
+	rc = plan_period(p, &mg->period) ? spans_sum(c, "crm.l", p, &leads) : TR_ELIMIT;
+	if (rc == TR_OK)
+		rc = spans_sum(c, "crm.x", p, &closed);
+	for (size_t i = 0; rc == TR_OK && i < leads.n; i++) {
+		const char *who = after_prefix(leads.names[i], "l:");
+		uint8_t key[KEY_LEN];
+		struct owner_stats *os;
+		if (!who || leads.values[i] == 0)
+			continue;
+		if (!(os = owner_named(mg, who, key)))
+			rc = TR_ENOMEM;
+		else
+			os->leads += leads.values[i];
+	}
+	for (size_t i = 0; rc == TR_OK && i < closed.n; i++) {
+		const char *n = closed.names[i], *who;
+		uint8_t key[KEY_LEN];
+		struct owner_stats *os;
+		if (closed.values[i] == 0)
+			continue;
+		if ((who = after_prefix(n, "w:")) || (who = after_prefix(n, "x:"))) {
+			if (!(os = owner_named(mg, who, key)))
+				rc = TR_ENOMEM;
+			else if (n[0] == 'w')
+				os->won += closed.values[i];
+			else
+				os->lost += closed.values[i];
+		} else if ((who = after_prefix(n, "rq:")) && closed.values[i] > 0) {
+			const char *colon = strrchr(who, ':');
+			if (!colon || strlen(colon + 1) != 3 ||
+			    (size_t)(colon - who) >= sizeof(owner))
+				continue;
+			snprintf(owner, sizeof(owner), "%.*s", (int)(colon - who), who);
+			snprintf(name, sizeof(name), "r:%s", who);
+			if (!owner_named(mg, owner, key))
+				rc = TR_ENOMEM;
+			else
+				rc = ledger_add(&mg->revenue, key, colon + 1,
+						counters_get(&closed, name));
+		}
+	}
+	if (rc == TR_OK)
+		rc = scan_days(c, p, "leads", NULL, "_cd", managers_lead, mg);
+	if (rc == TR_OK)
+		rc = scan_days(c, p, "deals", NULL, "_xd", managers_deal, mg);
+	counters_free(&leads);
+	counters_free(&closed);
+	free(p);
+	return rc;
+}
+
 /* Owners by id, the row without an owner (tag 1) last. */
 static int
 owner_order(const void *a, const void *b)
@@ -1255,9 +1645,13 @@ reports_managers(struct tr_ctx *c)
 	bson_append_document_end(&deals_filter, &in);
 	period_filter(&deals_filter, "closed_at", &mg.period);
 	own_filter(c, &deals_filter);
-	rc = walk_all(c, "leads", &leads_filter, managers_lead, &mg);
-	if (rc == TR_OK)
-		rc = walk_all(c, "deals", &deals_filter, managers_deal, &mg);
+	if (c->req->principal.own_only) {
+		rc = walk_all(c, "leads", &leads_filter, managers_lead, &mg);
+		if (rc == TR_OK)
+			rc = walk_all(c, "deals", &deals_filter, managers_deal, &mg);
+	} else {
+		rc = managers_totals(c, &mg);
+	}
 	if (rc == TR_OK)
 		rc = names_fill(c, "users", &mg.owners, offsetof(struct owner_stats, name));
 	if (rc == TR_OK)
@@ -1453,6 +1847,95 @@ sources_deal(void *arg, const bson_t *deal)
 	return rc;
 }
 
+static int
+channel_named(const char *name)
+{
+	for (int ch = 0; ch < NCHANNELS; ch++)
+		if (strcmp(channels[ch], name) == 0)
+			return ch;
+	return strcmp(name, "-") == 0 ? NCHANNELS : -1;
+}
+
+static int
+sources_totals(struct tr_ctx *c, struct sources *sr)
+{
+	struct plan *p = calloc(1, sizeof(*p));
+	struct counters t;
+	char name[160], who[32];
+	int rc;
+
+	memset(&t, 0, sizeof(t));
+	if (!p)
+		return TR_ENOMEM;
+	rc = plan_period(p, &sr->period) ? spans_sum(c, "crm.l", p, &t) : TR_ELIMIT;
+	for (size_t i = 0; rc == TR_OK && i < t.n; i++) {
+		const char *n = t.names[i], *rest;
+		int64_t v = t.values[i];
+		bool per_campaign = false, money = false, leads = false;
+		if ((rest = after_prefix(n, "lc:")))
+			leads = true;
+		else if ((rest = after_prefix(n, "dc:")))
+			;
+		else if ((rest = after_prefix(n, "rcq:")))
+			money = true;
+		else if ((rest = after_prefix(n, "lk:")))
+			leads = per_campaign = true;
+		else if ((rest = after_prefix(n, "dk:")))
+			per_campaign = true;
+		else if ((rest = after_prefix(n, "rkq:")))
+			money = per_campaign = true;
+		else
+			continue;
+		if (v == 0 || (money && v < 0))
+			continue;
+		const char *cur = NULL;
+		snprintf(who, sizeof(who), "%s", rest);
+		if (money) {
+			char *colon = strrchr(who, ':');
+			if (!colon || strlen(colon + 1) != 3)
+				continue;
+			*colon = '\0';
+			cur = rest + (colon - who) + 1;
+			snprintf(name, sizeof(name), "%s:%s:%s", per_campaign ? "rk" : "rc", who,
+				 cur);
+		}
+		uint8_t group[KEY_LEN];
+		struct source_stats *st;
+		if (per_campaign) {
+			bson_oid_t id;
+			long k;
+			if (!tr_is_object_id(who))
+				continue;
+			bson_oid_init_from_string(&id, who);
+			oid_key(group, &id, 0);
+			if ((k = rindex_put(&sr->campaigns, group)) < 0) {
+				rc = TR_ENOMEM;
+				break;
+			}
+			st = &((struct campaign_stats *)rindex_val(&sr->campaigns, k))->s;
+		} else {
+			int ch = channel_named(who);
+			if (ch < 0)
+				continue;
+			channel_group(group, ch);
+			st = &sr->channel[ch];
+		}
+		if (money)
+			rc = ledger_add(&sr->revenue, group, cur, counters_get(&t, name));
+		else if (leads)
+			st->leads += v;
+		else
+			st->deals += v;
+	}
+	if (rc == TR_OK)
+		rc = scan_days(c, p, "leads", NULL, "_cd", sources_lead, sr);
+	if (rc == TR_OK && sr->leads.n > 0)
+		rc = scan_days(c, p, "deals", NULL, "_lcd", sources_deal, sr);
+	counters_free(&t);
+	free(p);
+	return rc;
+}
+
 /* leads, deals and revenue of one row */
 static void
 source_append(bson_t *row, const struct source_stats *s, const struct ledger *revenue,
@@ -1491,10 +1974,13 @@ reports_sources(struct tr_ctx *c)
 	bson_append_document_end(&deals_filter, &exists);
 	own_filter(c, &deals_filter);
 	rc = walk(c, "campaigns", NULL, sources_campaign, sr);
-	if (rc == TR_OK)
+	if (rc == TR_OK && c->req->principal.own_only) {
 		rc = walk_all(c, "leads", &leads_filter, sources_lead, sr);
-	if (rc == TR_OK && sr->leads.n > 0)
-		rc = walk_all(c, "deals", &deals_filter, sources_deal, sr);
+		if (rc == TR_OK && sr->leads.n > 0)
+			rc = walk_all(c, "deals", &deals_filter, sources_deal, sr);
+	} else if (rc == TR_OK) {
+		rc = sources_totals(c, sr);
+	}
 	if (rc == TR_OK)
 		rc = ledger_close(&sr->revenue);
 	if (rc != TR_OK) {

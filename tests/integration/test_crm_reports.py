@@ -586,46 +586,27 @@ def test_another_tenants_data_is_never_counted(stack):
     assert r["total"] == eur(5100) and len(r["items"]) == 6
 
 
-def test_reports_walk_every_page(stack):
-    """More deals than one page of the walk (500), all with the same
-    created_at so the pages are told apart by id alone. They are written
-    straight into the database, shaped as deals.c stores an imported won
-    deal, to keep the test fast."""
-    import datetime
-
-    from bson import Int64, ObjectId
-
+def test_reports_add_up_across_register_snapshots(stack):
+    """More won deals in one month than a register holds between two of its
+    snapshots (64 movements): 150 imported deals closed in January, amount
+    i for deal i, odd amounts to "Odd", even ones to "Even"."""
     acct = signup(stack)
     odd, even = new_client(stack, acct, "Odd"), new_client(stack, acct, "Even")
-    pipeline = [p for p in ok(stack.get("/v1/crm/pipelines", headers=acct.headers))["items"]
-                if p.get("is_default")][0]
-    created = datetime.datetime(2026, 6, 1, tzinfo=datetime.timezone.utc)
-    closed = datetime.datetime(2026, 1, 15, tzinfo=datetime.timezone.utc)
-    deals = []
-    # deal i (1..1234) has amount i: odd amounts to "Odd", even ones to "Even"
-    for i in range(1, 1235):
-        deals.append({
-            "_id": ObjectId(), "tenant_id": acct.tenant_oid,
-            "client_id": ObjectId((odd if i % 2 else even)["id"]), "title": f"Bulk {i}",
-            "amount": {"amount": Int64(i), "currency": "EUR"},
-            "pipeline_id": ObjectId(pipeline["id"]), "stage": "new", "owner_id": acct.user_oid,
-            "status": "won", "closed_at": closed,
-            "stage_history": [{"stage": "new", "from": None, "at": created, "by": acct.user_oid}],
-            "created_at": created, "updated_at": created, "version": Int64(1)})
-    stack.mongo["deals"].insert_many(deals)
-    # Odd: 1 + 3 + ... + 1233 = 617^2 = 380689; Even: 2 + 4 + ... + 1234 =
-    # 617 * 618 = 381306; total 1234 * 1235 / 2 = 761995
+    for i in range(1, 151):
+        won_deal(stack, acct, odd if i % 2 else even, i, "2026-01-15T00:00:00Z")
+    # Odd: 1 + 3 + ... + 149 = 75^2 = 5625; Even: 2 + 4 + ... + 150 = 75 * 76 = 5700;
+    # total 150 * 151 / 2 = 11325
     r = abc(stack, acct, JAN, FEB)
-    assert r["total"] == eur(761995)
-    assert [(i["client_name"], i["revenue"]["amount"]) for i in r["items"]] == [("Even", 381306), ("Odd", 380689)]
-    # Even: 381306 / 761995 = 0.50040 -> A (cum 50.04%); Odd: cum 100% -> C
-    assert [(i["share"], i["abc"]) for i in r["items"]] == [("0.5004", "A"), ("0.4996", "C")]
+    assert r["total"] == eur(11325)
+    assert [(i["client_name"], i["revenue"]["amount"]) for i in r["items"]] == [("Even", 5700), ("Odd", 5625)]
+    # Even: 5700 / 11325 = 0.50331 -> A (cum 50.33%); Odd: cum 100% -> C
+    assert [(i["share"], i["abc"]) for i in r["items"]] == [("0.5033", "A"), ("0.4967", "C")]
     r = report(stack, acct, "funnel")
-    assert r["totals"]["deals"] == 1234 and r["totals"]["won_amounts"] == [eur(761995)]
-    assert (r["stages"][0]["entered"], r["stages"][0]["moved_on"]) == (1234, 1234)
+    assert r["totals"]["deals"] == 150 and r["totals"]["won_amounts"] == [eur(11325)]
+    assert (r["stages"][0]["entered"], r["stages"][0]["moved_on"]) == (150, 150)
     r = report(stack, acct, "managers", **{"from": JAN, "to": FEB})
     assert [(i["owner_id"], i["deals_won"], i["revenue"]) for i in r["items"]] == [
-        (acct.user_id, 1234, [eur(761995)])]
+        (acct.user_id, 150, [eur(11325)])]
 
 
 def test_reports_read_own_covers_only_the_callers_records(stack):

@@ -311,3 +311,47 @@ def test_a_writer_killed_between_claim_and_write_blocks_the_record_at_most_a_lea
                           timeout=HTTP_TIMEOUT_S).json()
     assert stored["name"] == "After The Crash" and stored["version"] == 2
     assert trio.mongo["_claims"].count_documents({}) == 0, "claims left behind after the write"
+
+
+def test_a_writer_killed_between_write_and_effects_has_them_posted_once(trio, owner):
+    """A deal won through a process that dies right after writing it: the
+    win is stored, and its effect on the report totals (kept in the claim)
+    is posted by the other processes within a lease, once."""
+    doomed, _ = trio.start(debug_effects_delay_ms=30000)
+    client = requests.post(trio.url(0, "/v1/crm/clients"), json={"name": "Crash Co", "kind": "company"},
+                           headers=owner.headers, timeout=HTTP_TIMEOUT_S).json()
+    deal = requests.post(trio.url(0, "/v1/crm/deals"), headers=owner.headers, timeout=HTTP_TIMEOUT_S,
+                         json={"client_id": client["id"], "title": "Almost",
+                               "amount": {"amount": 777, "currency": "EUR"}}).json()
+    funnel = lambda: requests.get(trio.url(1, "/v1/crm/reports/funnel"), headers=owner.headers,  # noqa: E731
+                                  timeout=HTTP_TIMEOUT_S).json()["totals"]
+    assert (funnel()["won"], funnel()["open"]) == (0, 1)
+
+    def doomed_win():
+        try:
+            requests.post(doomed.url(f"/v1/crm/deals/{deal['id']}/won"), json={},
+                          headers=owner.headers, timeout=60)
+        except requests.RequestException:
+            pass
+
+    t = threading.Thread(target=doomed_win, daemon=True)
+    t.start()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        stored = requests.get(trio.url(2, f"/v1/crm/deals/{deal['id']}"), headers=owner.headers,
+                              timeout=HTTP_TIMEOUT_S).json()
+        if stored["status"] == "won":
+            break
+        time.sleep(0.05)
+    assert stored["status"] == "won", "the doomed writer never wrote"
+    assert funnel()["won"] == 0, "the effects were posted before the pause"
+    doomed.kill()
+    killed_at = time.monotonic()
+    while funnel()["won"] != 1:
+        assert time.monotonic() - killed_at < LEASE_MS / 1000 + 10, funnel()
+        time.sleep(0.2)
+    time.sleep(3)  # more settling rounds: nothing posted twice
+    totals = funnel()
+    assert (totals["won"], totals["open"], totals["won_amounts"]) == (
+        1, 0, [{"amount": 777, "currency": "EUR"}])
+    assert trio.mongo["_claims"].count_documents({}) == 0
