@@ -24,6 +24,7 @@ ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
                -fsanitize=address,undefined -fno-sanitize-recover=undefined $(INCS)
 
 REL_OBJS  := $(SRCS:%.c=build/obj/%.o)
+REL_LIB_OBJS := $(LIB_SRCS:%.c=build/obj/%.o)
 ASAN_OBJS := $(SRCS:%.c=build/asan/obj/%.o)
 ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/obj/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/unit/%)
@@ -43,6 +44,10 @@ build-asan: build/asan/trellis
 
 build/trellis: $(REL_OBJS)
 	$(CC) -o $@ $^ $(PKG_LIBS)
+
+# The bench's data loader: the server's data layer, without its main.
+build/load_crm: tests/load/load_crm.c $(REL_LIB_OBJS) $(HDRS)
+	$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -o $@ $< $(REL_LIB_OBJS) $(PKG_LIBS)
 
 build/asan/trellis: $(ASAN_OBJS)
 	$(CC) -fsanitize=address,undefined -o $@ $^ $(PKG_LIBS)
@@ -82,7 +87,7 @@ test: deps
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration
 
-bench: deps build
+bench: deps build build/load_crm
 	@bash tests/load/bench.sh
 
 fmt:

@@ -132,6 +132,9 @@ tr_db_fail(const char *op, const char *coll, const bson_error_t *e)
 {
 	int rc = tr_db_err_from_mongoc(e);
 
+	if (rc == TR_EUNAVAILABLE)
+		tr_debug("db: %s on %s: %s (domain %u, code %u)", op, coll, e->message, e->domain,
+			 e->code);
 	if (rc == TR_EINTERNAL)
 		tr_error("db: %s on %s failed: %s (domain %u, code %u)", op, coll, e->message,
 			 e->domain, e->code);

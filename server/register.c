@@ -318,12 +318,21 @@ store_snapshot(struct tr_db *db, const char *key, long long n, const struct coun
 static int
 catch_up(struct tr_db *db, const char *key, long long *seq, struct counters *values)
 {
+	char next[320];
+	bool found;
+	int rc;
+
+	/* Most reads find nothing new: one lookup of seq + 1 says so without
+	 * reading its bucket's movements (which may hold many counters). */
+	name_of(db, key, "", *seq + 1, next, sizeof(next));
+	if ((rc = find_by_id(db, MOVES, next, NULL, &found)) != TR_OK || !found)
+		return rc;
 	for (;;) {
 		long long n = (*seq + 1) / TR_REG_BUCKET;
 		bson_t **docs;
 		size_t count;
-		int rc = bucket_docs(db, key, n, &docs, &count);
 
+		rc = bucket_docs(db, key, n, &docs, &count);
 		for (size_t i = 0; rc == TR_OK && i < count; i++) {
 			long long s = seq_of(docs[i]);
 			if (s <= *seq)
@@ -342,7 +351,6 @@ catch_up(struct tr_db *db, const char *key, long long *seq, struct counters *val
 		if ((*seq + 1) % TR_REG_BUCKET != 0 || *seq + 1 <= n * TR_REG_BUCKET)
 			return TR_OK; /* the bucket is not complete: this is the newest */
 		/* complete: the next bucket may hold more */
-		bool found;
 		char id[320];
 		name_of(db, key, "s", (*seq + 1) / TR_REG_BUCKET, id, sizeof(id));
 		if ((rc = find_by_id(db, SNAPS, id, NULL, &found)) != TR_OK)
@@ -352,11 +360,12 @@ catch_up(struct tr_db *db, const char *key, long long *seq, struct counters *val
 	}
 }
 
-/* The state of key: the cached one brought up to date, or the newest
- * snapshot the head names and the movements after it. */
+/* The state of key: the cached one brought up to date (or, trusting,
+ * as cached: see post), or the newest snapshot the head names and the
+ * movements after it. */
 static int
-read_state(struct tr_db *db, const char *key, const char *cache_id, long long *seq,
-	   struct counters *values)
+read_state_as(struct tr_db *db, const char *key, const char *cache_id, bool trust_cache,
+	      long long *seq, struct counters *values)
 {
 	bson_t doc;
 	bson_iter_t it;
@@ -390,11 +399,20 @@ read_state(struct tr_db *db, const char *key, const char *cache_id, long long *s
 				break;
 			}
 		}
+	} else if (trust_cache) {
+		return TR_OK;
 	}
 	rc = catch_up(db, key, seq, values);
 	if (rc == TR_OK)
 		cache_put(cache_id, *seq, values);
 	return rc;
+}
+
+static int
+read_state(struct tr_db *db, const char *key, const char *cache_id, long long *seq,
+	   struct counters *values)
+{
+	return read_state_as(db, key, cache_id, false, seq, values);
 }
 
 int
@@ -561,8 +579,14 @@ post(struct tr_db *db, const struct tr_reg_post *p, long long reverses, bson_t *
 		bson_t stored = BSON_INITIALIZER;
 		bool found;
 
+		/* The first attempt appends to the cached state without asking
+		 * whether it is still the newest: sequences have no gaps, so the
+		 * insert of seq + 1 succeeds only if it is (and the floor was
+		 * checked against the state at seq); otherwise it collides and
+		 * the next attempt reads on. */
 		counters_free(&values);
-		if ((rc = read_state(db, p->key, cache_id, &seq, &values)) != TR_OK)
+		if ((rc = read_state_as(db, p->key, cache_id, attempt == 0, &seq, &values)) !=
+		    TR_OK)
 			break;
 		rc = append(db, p, reverses, seq, &values, &stored);
 		if (rc == TR_OK) {
@@ -574,6 +598,8 @@ post(struct tr_db *db, const struct tr_reg_post *p, long long reverses, bson_t *
 		bson_destroy(&stored);
 		if (rc != TR_EDUPLICATE && rc != TR_ELIMIT)
 			break;
+		if (rc == TR_ELIMIT && attempt == 0)
+			continue; /* judged on a state that may be old: read on first */
 		/* the op may have been posted before (then it is the answer) */
 		bson_destroy(movement);
 		bson_init(movement);
@@ -593,8 +619,10 @@ post(struct tr_db *db, const struct tr_reg_post *p, long long reverses, bson_t *
 			counters_append(&values, movement, "values", true);
 			break;
 		}
-		/* another process took seq + 1: read on and try the next one */
-		usleep((useconds_t)(rand() % 2000));
+		/* another process took seq + 1: read on and try the next one (at
+		 * once after a first attempt that trusted the cache) */
+		if (attempt > 0)
+			usleep((useconds_t)(rand() % 2000));
 		rc = TR_EBUSY;
 	}
 	pthread_mutex_unlock(lock);

@@ -103,8 +103,9 @@
  * whole collection for every page), small enough that a page of rendered
  * deals with their stage history stays around two megabytes. */
 #define REPORT_PAGE 2000
-/* Ids looked up at once with {"_id": {"$in": [...]}} (client, user names). */
-#define LOOKUP_BATCH 200
+/* More ids than this are named by one read of the whole collection
+ * (client, user names; see names_fill). */
+#define POINT_LOOKUPS 40
 /* The longest abc-xyz period, in calendar months (each listed client has
  * one monthly value per month in the answer). */
 #define MAX_MONTHS 120
@@ -677,33 +678,36 @@ names_visit(void *arg, const bson_t *record)
 }
 
 /* Fills the name (a const char * at name_offset of each value) of every key
- * of ix that is an id (tag byte 0) from coll, LOOKUP_BATCH ids a query. */
+ * of ix that is an id (tag byte 0) from coll. FerretDB pushes no $in down
+ * (a batch of ids would read all of the tenant's records of coll each
+ * time), so a few ids are read one by one, and many by one read of the
+ * tenant's records of coll. */
 static int
 names_fill(struct tr_ctx *c, const char *coll, struct rindex *ix, size_t name_offset)
 {
 	struct names nm = {c, ix, name_offset};
 	int rc = TR_OK;
 
-	for (size_t start = 0; rc == TR_OK && start < ix->n;) {
-		bson_t filter = BSON_INITIALIZER, in, list;
-		uint32_t n = 0;
-		BSON_APPEND_DOCUMENT_BEGIN(&filter, "_id", &in);
-		BSON_APPEND_ARRAY_BEGIN(&in, "$in", &list);
-		for (; start < ix->n && n < LOOKUP_BATCH; start++) {
-			const uint8_t *key = rindex_key(ix, (long)start);
-			bson_oid_t id;
-			char idx[16];
-			if (key[12] != 0)
-				continue;
-			memcpy(id.bytes, key, 12);
-			const char *k = array_key(n++, idx, sizeof(idx));
-			BSON_APPEND_OID(&list, k, &id);
+	if (ix->n > POINT_LOOKUPS)
+		return walk_all(c, coll, NULL, names_visit, &nm);
+	for (size_t i = 0; rc == TR_OK && i < ix->n; i++) {
+		const uint8_t *key = rindex_key(ix, (long)i);
+		char hex[25];
+		bson_oid_t id;
+		bson_t record, rendered = BSON_INITIALIZER;
+		if (key[12] != 0)
+			continue;
+		memcpy(id.bytes, key, 12);
+		bson_oid_to_string(&id, hex);
+		rc = tr_db_get(c->db, coll, hex, &record);
+		if (rc == TR_OK) {
+			tr_render_resource(&record, &rendered);
+			rc = names_visit(&nm, &rendered);
+		} else if (rc == TR_ENOTFOUND) {
+			rc = TR_OK; /* gone since: no name */
 		}
-		bson_append_array_end(&in, &list);
-		bson_append_document_end(&filter, &in);
-		if (n > 0)
-			rc = walk(c, coll, &filter, names_visit, &nm);
-		bson_destroy(&filter);
+		bson_destroy(&record);
+		bson_destroy(&rendered);
 	}
 	return rc;
 }

@@ -7,6 +7,7 @@ several server processes at once."""
 import random
 import secrets
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -21,10 +22,16 @@ def key():
 
 
 def move(target, who, k, amount, op=None, **extra):
+    """POST a movement; a 429 (these tests post quickly) is waited out."""
     body = {"amount": amount, "operation_id": op or secrets.token_hex(8)}
     body.update(extra)
-    return requests.post(f"{target.base_url}/v1/balances/{k}/movements", json=body,
-                         headers=who.headers, timeout=60)
+    for _ in range(50):
+        r = requests.post(f"{target.base_url}/v1/balances/{k}/movements", json=body,
+                          headers=who.headers, timeout=60)
+        if r.status_code != 429:
+            return r
+        time.sleep(float(r.headers.get("Retry-After", "1")))
+    return r
 
 
 def get(target, who, path):

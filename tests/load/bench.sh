@@ -23,15 +23,17 @@
 #      8 KiB per idle connection and less than Centrifugo.
 #   5. Resume: one Trellis client catching up on BENCH_RESUME_EVENTS events
 #      it missed (resume_from); catch-up events/s.
-#   6. CRM (tests/load/crm): lead intake to push - BENCH_CRM_PARTNERS
-#      partner clients post leads through an API key while
-#      BENCH_CRM_LISTENERS WebSocket clients (a manager) wait for each
-#      crm.lead.created event: leads/s accepted, POST-to-event p50/p99,
-#      missing deliveries. Then BENCH_CRM_LEADS leads in each of two tenants
-#      and BENCH_CRM_DEALS deals are stored straight into FerretDB, and
-#      GET /v1/crm/leads page 1 and page BENCH_CRM_PAGE (goal: within 2x of
-#      page 1), a lead POST on the full tenant and the four reports are
-#      timed.
+#   6. CRM lead intake to push - BENCH_CRM_PARTNERS partner clients post
+#      leads through an API key while BENCH_CRM_LISTENERS WebSocket clients
+#      (a manager) wait for each crm.lead.created event: leads/s accepted,
+#      POST-to-event p50/p99, missing deliveries.
+#   7. Data (tests/load/data): BENCH_DATA_TENANTS tenants of
+#      BENCH_DATA_LEADS leads and one of BENCH_DATA_BIG_LEADS leads with
+#      BENCH_DATA_BIG_DEALS deals, loaded through the server's data layer
+#      (build/load_crm); then page 1 and page BENCH_DATA_PAGE of the big
+#      tenant's leads (with and without a status filter), a lead POST, a
+#      lead GET and the reports, each the p50 and p99 of
+#      BENCH_DATA_REQUESTS requests; and how long loading took.
 #
 # Prints a table with each figure, its baseline, the ratio and PASS/MISS,
 # and writes the same table to build/bench/results.md (raw wrk and
@@ -51,7 +53,7 @@
 #   TRELLIS_PYTHON        default .venv/bin/python (falls back to
 #                         /tmp/vtest/bin/python when .venv is missing)
 #   BENCH_ONLY            all (default), http (1-3 and the identity runs),
-#                         ws (4 and 5) or crm (6)
+#                         ws (4 and 5), crm (6) or data (7)
 #   BENCH_WS_CLIENTS      WebSocket clients, default 10000
 #   BENCH_WS_SECONDS      publishing time, default 30
 #   BENCH_WS_RATE         events per second, default 100
@@ -64,16 +66,16 @@
 #   BENCH_CRM_LISTENERS   WebSocket clients waiting for lead events, default 500
 #   BENCH_CRM_PARTNERS    partner clients posting leads, default 32
 #   BENCH_CRM_SECONDS     lead posting time, default 20
-#   BENCH_CRM_LEADS       leads stored in each of the two tenants, default 100000
-#   BENCH_CRM_DEALS       deals stored in tenant A, default 100000
-#   BENCH_CRM_PAGE        the deep page of the lead list, default 1000
-#   BENCH_CRM_REPEAT      runs of each list and report request, default 3
-#   BENCH_CRM_BUDGET      fewer runs once a figure took this many s, default 120
-#   BENCH_CRM_TIMEOUT     one list or report request's limit, s, default 300
-#   BENCH_CRM_WALK        1: reach the deep page by following next_cursor
-#                         (hours on FerretDB/SQLite); default 0: built cursor
+#   BENCH_DATA_TENANTS    small tenants, default 100
+#   BENCH_DATA_LEADS      leads of each small tenant, default 10000
+#   BENCH_DATA_BIG_LEADS  leads of the big tenant, default 200000
+#   BENCH_DATA_BIG_DEALS  deals of the big tenant, default 100000
+#   BENCH_DATA_REQUESTS   requests per figure, default 200
+#   BENCH_DATA_PAGE       the deep page, default 1000
+#   Quick data run:       BENCH_ONLY=data BENCH_DATA_TENANTS=5 BENCH_DATA_LEADS=2000 \
+#                         BENCH_DATA_BIG_LEADS=60000 BENCH_DATA_BIG_DEALS=20000 \
+#                         BENCH_DATA_REQUESTS=50 bash tests/load/bench.sh
 #   Quick CRM run:        BENCH_ONLY=crm BENCH_CRM_LISTENERS=100 BENCH_CRM_SECONDS=5 \
-#                         BENCH_CRM_LEADS=2000 BENCH_CRM_DEALS=2000 BENCH_CRM_PAGE=20 \
 #                         bash tests/load/bench.sh
 set -euo pipefail
 
@@ -120,15 +122,12 @@ WS_PUBLISHERS=1024
 CRM_LISTENERS=${BENCH_CRM_LISTENERS:-500}
 CRM_PARTNERS=${BENCH_CRM_PARTNERS:-32}
 CRM_SECONDS=${BENCH_CRM_SECONDS:-20}
-CRM_LEADS=${BENCH_CRM_LEADS:-100000}
-CRM_DEALS=${BENCH_CRM_DEALS:-100000}
-CRM_PAGE=${BENCH_CRM_PAGE:-1000}
-CRM_REPEAT=${BENCH_CRM_REPEAT:-3}
-CRM_BUDGET=${BENCH_CRM_BUDGET:-120}
-CRM_TIMEOUT=${BENCH_CRM_TIMEOUT:-300}
-CRM_WALK=${BENCH_CRM_WALK:-0}
-CRM_PAGE_LIMIT=50
-CRM_PAGE_GOAL=2.0 # page BENCH_CRM_PAGE at most 2x the first page
+DATA_TENANTS=${BENCH_DATA_TENANTS:-100}
+DATA_LEADS=${BENCH_DATA_LEADS:-10000}
+DATA_BIG_LEADS=${BENCH_DATA_BIG_LEADS:-200000}
+DATA_BIG_DEALS=${BENCH_DATA_BIG_DEALS:-100000}
+DATA_REQUESTS=${BENCH_DATA_REQUESTS:-200}
+DATA_PAGE=${BENCH_DATA_PAGE:-1000}
 
 # Every process started here, in start order; torn down in reverse.
 PIDS=()
@@ -942,25 +941,18 @@ LUA
 	write_results
 }
 
-# ---- CRM: lead intake to push, deep list pages, reports (measurement 6) --
+# ---- CRM: lead intake to push (measurement 6) ----------------------------
 #
-# A fresh Trellis process with the API-key rate limit lifted too. First the
-# intake (wsfan leads: partners post through an API key, a manager's
-# WebSocket clients wait for each crm.lead.created), on a tenant without
-# other leads; then tests/load/crm/seed_crm.py stores the leads and deals
-# straight into FerretDB and tests/load/crm/crm_time.py times the lists, a
-# lead POST on the full tenant and the reports. Each step writes JSON to
-# build/bench/crm-*.json, loaded as shell variables (ws_load).
+# A fresh Trellis process with the API-key rate limit lifted too: partners
+# post leads through an API key (wsfan leads), a manager's WebSocket clients
+# wait for each crm.lead.created. The step writes JSON to
+# build/bench/crm-leads.json, loaded as shell variables (ws_load).
 
 crm_preflight() {
 	local n
-	for n in CRM_LISTENERS CRM_PARTNERS CRM_SECONDS CRM_LEADS CRM_DEALS CRM_PAGE CRM_REPEAT CRM_BUDGET CRM_TIMEOUT; do
+	for n in CRM_LISTENERS CRM_PARTNERS CRM_SECONDS; do
 		is_count "${!n}" || die "BENCH_$n must be a positive integer, got '${!n}'"
 	done
-	[[ $CRM_WALK == 0 || $CRM_WALK == 1 ]] || die "BENCH_CRM_WALK must be 0 or 1, got '$CRM_WALK'"
-	((CRM_PAGE >= 2)) || die "BENCH_CRM_PAGE must be at least 2"
-	((CRM_LEADS >= CRM_PAGE * CRM_PAGE_LIMIT)) ||
-		die "BENCH_CRM_LEADS=$CRM_LEADS holds fewer than $CRM_PAGE pages of $CRM_PAGE_LIMIT"
 	command -v go >/dev/null || die "'go' not found: the CRM benchmark builds its load client (tests/load/wsfan) with Go"
 	local need=$((CRM_LISTENERS + CRM_PARTNERS + 512)) hard
 	hard=$(ulimit -Hn)
@@ -1045,145 +1037,41 @@ crm_bench() {
 	fi
 	kill -0 "$CRM_SERVER_PID" 2>/dev/null || die "the server died during the lead intake"
 
-	log "CRM: storing $CRM_LEADS leads in each of two tenants and $CRM_DEALS deals"
-	local output
-	output=$("$PY" "$ROOT/tests/load/crm/seed_crm.py" --base-url "$base" --mongo-uri "$MONGO_URI" \
-		--token "$CRM_TOKEN" --leads "$CRM_LEADS" --deals "$CRM_DEALS" 2> >(sed 's/^/    /' >&2)) ||
-		die "tests/load/crm/seed_crm.py failed"
-	printf '%s\n' "$output" | grep -v '^token_b=' >"$OUT/crm-seed.txt"
-	CRM_FROM=$(sed -n 's/^from=//p' <<<"$output")
-	CRM_TO=$(sed -n 's/^to=//p' <<<"$output")
-	CRM_SEED_SECONDS=$(sed -n 's/^seed_seconds=//p' <<<"$output")
-	[[ -n $CRM_FROM && -n $CRM_TO ]] || die "seed_crm.py printed no period: $output"
-
-	local timing=("$PY" "$ROOT/tests/load/crm/crm_time.py")
-	local common=(--base-url "$base" --repeat "$CRM_REPEAT" --budget "$CRM_BUDGET" --timeout "$CRM_TIMEOUT")
-	local walk=()
-	((CRM_WALK == 0)) || walk=(--walk)
-	settle
-	crm_step lists LS "${timing[@]}" lists "${common[@]}" --token "$CRM_TOKEN" --mongo-uri "$MONGO_URI" \
-		--page "$CRM_PAGE" --limit "$CRM_PAGE_LIMIT" "${walk[@]}"
-	if [[ $LS_first_ok != true || $LS_deep_ok != true || -n $LS_check ]]; then
-		CRM_ERRORS=$((CRM_ERRORS + 1))
-	fi
-	settle
-	crm_step intake CI "${timing[@]}" intake "${common[@]}" --api-key "$CRM_KEY"
-	((CI_failed == 0)) || CRM_ERRORS=$((CRM_ERRORS + 1))
-	settle
-	crm_step reports RP "${timing[@]}" reports "${common[@]}" --token "$CRM_TOKEN" \
-		--from "$CRM_FROM" --to "$CRM_TO" --currency EUR
-	local r state
-	for r in funnel abc_xyz managers sources; do
-		state=RP_${r}_state
-		[[ ${!state} != failed ]] || CRM_ERRORS=$((CRM_ERRORS + 1))
-	done
 	kill -0 "$CRM_SERVER_PID" 2>/dev/null || die "the server died during the CRM runs"
 	stop_pid "$CRM_SERVER_PID"
 }
 
-# crm_report_row LABEL NAME: one report's row.
-crm_report_row() {
-	local state status runs all median err items
-	state=$(ws_field RP "$2_state") status=$(ws_field RP "$2_status") runs=$(ws_field RP "$2_runs")
-	all=$(ws_field RP "$2_all_ms") median=$(ws_field RP "$2_median_ms") err=$(ws_field RP "$2_error")
-	items=$(ws_field RP "$2_items")
-	case $state in
-	ok) echo "| $1, ms (median of $runs: $all) | $(num "$median" 0) | - | - | - | - |" ;;
-	"not available") echo "| $1 | not available ($status) | - | - | - | - |" ;;
-	*) echo "| $1 | failed: $err (after $all ms) | - | - | - | FAIL |" ;;
-	esac
-}
-
 write_crm_results() {
-	local lost_result="MISS" page_cell page_ratio="n/a" page_result="MISS" first_cell
+	local lost_result="MISS"
 	if ((CL_lost == 0 && CL_events > 0)); then lost_result=PASS; fi
-	if [[ $LS_first_ok == true ]]; then
-		first_cell="$(num "$LS_first_median_ms" 0) ms (page 1)"
-	else
-		first_cell="page 1 failed: $LS_first_error"
-	fi
-	if [[ $LS_deep_ok == true ]]; then
-		page_cell=$(num "$LS_deep_median_ms" 0)
-		if [[ $LS_first_ok == true ]]; then
-			page_ratio=$(ratio "$LS_deep_median_ms" "$LS_first_median_ms")
-			page_result=$(awk -v v="$page_ratio" -v g="$CRM_PAGE_GOAL" 'BEGIN { print (v != "n/a" && v + 0 <= g + 0) ? "PASS" : "MISS" }')
-		fi
-	else
-		page_cell="failed: ${LS_deep_error:-}"
-	fi
-	local intake_cell intake_ratio="n/a"
-	if ((CI_failed == 0)); then
-		intake_cell=$(num "$CI_median_ms" 0)
-		intake_ratio=$(ratio "$CI_median_ms" "$CL_post_p50_ms")
-	else
-		intake_cell="$CI_failed of $CI_posts failed: $CI_error"
-	fi
 	local p99_all
 	p99_all=$(ws_p99_cell CL)
 	{
 		echo
-		echo "## CRM"
+		echo "## CRM lead intake"
 		echo
-		echo "Lead intake: $CRM_PARTNERS partner clients post leads (POST /v1/crm/leads, X-API-Key)" \
-			"for $CRM_SECONDS s while $CRM_LISTENERS WebSocket clients (one manager's token) listen on crm.leads." \
-			"Then $CRM_LEADS leads in each of two tenants and $CRM_DEALS deals (with $(sed -n 's/^seeded_clients=//p' "$OUT/crm-seed.txt") clients) of tenant A" \
-			"stored straight into FerretDB (${CRM_SEED_SECONDS}s), and the lists, a lead POST and the reports timed on tenant A."
+		echo "$CRM_PARTNERS partner clients post leads (POST /v1/crm/leads, X-API-Key)" \
+			"for $CRM_SECONDS s while $CRM_LISTENERS WebSocket clients (one manager's token) listen on crm.leads."
 		echo
 		echo "| figure | measured | baseline | ratio | goal | result |"
 		echo "| --- | ---: | --- | ---: | --- | --- |"
 		echo "| leads accepted/s ($CRM_PARTNERS partners, API key) | $(num "$CL_accepted_per_sec" 1) | - | - | - | - |"
 		echo "| POST-to-event p50 / p99, ms ($CRM_LISTENERS listeners; p99 counting missing: $p99_all) | $(num "$CL_latency_p50_ms" 1) / $(num "$CL_latency_p99_ms" 1) | $(num "$CL_post_p50_ms" 1) / $(num "$CL_post_p99_ms" 1) (the POST's own answer) | - | - | - |"
 		echo "| missing deliveries (listener x lead pairs) | $CL_lost of $CL_expected ($(num "$CL_lost_pct" 2)%) | - | - | 0 | $lost_result |"
-		echo "| GET /v1/crm/leads?limit=$CRM_PAGE_LIMIT, page $CRM_PAGE, median ms | $page_cell | $first_cell | $page_ratio | <= $CRM_PAGE_GOAL | $page_result |"
-		echo "| POST /v1/crm/leads on the seeded tenant, median ms | $intake_cell | $(num "$CL_post_p50_ms" 1) ms (intake p50, before seeding) | $intake_ratio | - | - |"
-		crm_report_row "GET /v1/crm/reports/funnel" funnel
-		crm_report_row "GET /v1/crm/reports/abc-xyz?currency=EUR" abc_xyz
-		crm_report_row "GET /v1/crm/reports/managers" managers
-		crm_report_row "GET /v1/crm/reports/sources" sources
 		echo
 		echo "| run | detail |"
 		echo "| --- | --- |"
 		echo "| intake | listeners connected $CL_connected/$CL_clients (subscribed at start: $CL_subscribers); leads posted $CL_posted, accepted $CL_accepted, failed $CL_post_errors${CL_post_statuses:+ ($CL_post_statuses)}; events delivered $CL_delivered of $CL_expected, duplicates $CL_duplicates, unknown $CL_unknown; POST-to-event max $(num "$CL_latency_max_ms" 1) ms; connections dropped $CL_dropped; CPU: server $(num "$CL_server_cpu_pct" 0)%, wsfan $(num "$CL_client_cpu_pct" 0)%, FerretDB ${CRM_FERRETDB_CPU}% (over the whole wsfan run, connecting included); server RSS $(mib "$CL_rss_before_kib") -> $(mib "$CL_rss_after_kib") MiB |"
-		echo "| lists | warm-up page 1 (not counted): $LS_warmup_ms ms${LS_warmup_error:+ ($LS_warmup_error)}; then alternating, page 1: $LS_first_runs runs, ${LS_first_all_ms:-none} ms; page $CRM_PAGE: ${LS_deep_runs:-0} runs, ${LS_deep_all_ms:-none} ms; page $CRM_PAGE reached by: $LS_deep_how ($(num "${LS_setup_seconds:-0}" 1) s) |"
-		echo "| lead POST after seeding | $CI_posts POSTs one at a time: $CI_all_ms ms |"
-		echo "| reports | period [$CRM_FROM, $CRM_TO); statuses: funnel $RP_funnel_status, abc-xyz $RP_abc_xyz_status, managers $RP_managers_status, sources $RP_sources_status |"
 		echo
 		echo "Notes:"
-		echo "- One machine, $(nproc) cores, shared by the server, FerretDB, Redis and the load clients." \
+		echo "- One machine, $(nproc) cores, shared by the server, FerretDB, PostgreSQL, Redis and the load clients." \
 			"Load average (1, 5, 15 min) as these runs began: $CRM_LOADAVG. Server: $TRELLIS_BIN," \
 			"TRELLIS_WORKERS=$WORKERS."
-		echo "- Intake: each partner sends one POST at a time (a closed loop) with a unique name; POST-to-event =" \
+		echo "- Each partner sends one POST at a time (a closed loop) with a unique name; POST-to-event =" \
 			"when a listener read the crm.lead.created frame naming the lead - when wsfan sent that lead's POST" \
 			"(one process, monotonic clock). Expected pairs: every lead accepted (201) x every listener" \
-			"subscribed when posting began; a pair never delivered is missing. Runs on a tenant without other leads," \
-			"before the seeding; the API-key, user and tenant rate limits are lifted."
-		echo "- Seeded records have the stored shape of modules/crm/leads.c and deals.c, checked field by field" \
-			"(BSON types included) against records the server created over HTTP in the same run."
-		if [[ $LS_deep_how == "built from the database" ]]; then
-			local walk_est="n/a"
-			if [[ $LS_first_ok == true ]]; then
-				walk_est=$(awk -v n="$((CRM_PAGE - 1))" -v ms="$LS_first_median_ms" 'BEGIN { printf "%.0f", n * ms / 60000 }')
-			elif [[ $LS_deep_ok == true ]]; then
-				walk_est=$(awk -v n="$((CRM_PAGE - 1))" -v ms="$LS_deep_median_ms" 'BEGIN { printf "%.0f", n * ms / 60000 }')
-			fi
-			echo "- Page $CRM_PAGE's cursor: following next_cursor from page 1 costs $((CRM_PAGE - 1)) page requests" \
-				"(about $walk_est min at the page times above), so crm_time.py builds it: it reads the tenant's leads from the database" \
-				"in the list's order and encodes the cursor of the record ending page $((CRM_PAGE - 1)) in the server's" \
-				"format, after checking that format against the server (the cursor it builds for page 1's last record equals" \
-				"the server's next_cursor byte for byte). Page $CRM_PAGE then holds the expected records and its" \
-				"next_cursor matches again. BENCH_CRM_WALK=1 follows next_cursor instead."
-		fi
-		if [[ -n ${LS_check:-} ]]; then
-			echo "- List check failed: $LS_check"
-		fi
-		echo "- FerretDB 1.24's SQLite backend pushes no filter but a bare _id down into SQL: every list query" \
-			"(and the duplicate check of every lead POST) reads and decodes every document of the collection, all" \
-			"tenants' ($((2 * CRM_LEADS)) seeded leads here), then filters, sorts and limits in FerretDB. So page 1" \
-			"costs what a deep page costs and both grow with the whole collection. A query that outlasts the" \
-			"server's 30 s socket timeout is sent again once by the driver (retryable reads): that request takes" \
-			"30 s more, and answers 503 when the second try times out too. On MongoDB the indexes in" \
-			"migrations/0005_crm.json ({tenant_id, created_at, _id}; {tenant_id, email}, {tenant_id, _phone_n})" \
-			"serve both pages and the duplicate check from the index."
+			"subscribed when posting began; a pair never delivered is missing. The API-key, user and tenant" \
+			"rate limits are lifted."
 		if [[ -n ${CL_connect_error:-} ]]; then
 			echo "- Listeners that failed to connect, first error: $CL_connect_error"
 		fi
@@ -1193,29 +1081,65 @@ write_crm_results() {
 		if [[ -n ${CL_drop_reasons:-} ]]; then
 			echo "- Listener connections dropped during the intake: $CL_drop_reasons"
 		fi
-		if [[ -n ${CI_error:-} ]]; then
-			echo "- Lead POST after seeding, first error: $CI_error"
-		fi
-		local r state unavailable=""
-		for r in funnel abc_xyz managers sources; do
-			state=RP_${r}_state
-			[[ ${!state} != "not available" ]] || unavailable+=" ${r/_/-}"
-		done
-		if [[ -n $unavailable ]]; then
-			echo "- Not available in this build (501):$unavailable; listed as such, they do not fail the run."
-		fi
 	} >>"$OUT/results.md"
+}
+
+# ---- data: a million leads, page and report times (measurement 7) -------
+#
+# A fresh Trellis process; tests/load/data/data_bench.py signs the tenants
+# up, loads them with build/load_crm and times the requests. It appends its
+# section to results.md and prints its figures as JSON.
+data_preflight() {
+	local n
+	for n in DATA_TENANTS DATA_LEADS DATA_BIG_LEADS DATA_BIG_DEALS DATA_REQUESTS DATA_PAGE; do
+		is_count "${!n}" || die "BENCH_$n must be a positive integer, got '${!n}'"
+	done
+	[[ -x $ROOT/build/load_crm ]] || die "build/load_crm not found: run 'make build/load_crm' (make bench does)"
+	((DATA_BIG_LEADS * 5 / 10 >= (DATA_PAGE + 1) * 50)) ||
+		die "BENCH_DATA_BIG_LEADS=$DATA_BIG_LEADS holds too few new leads for page $DATA_PAGE"
+}
+
+data_bench() {
+	local port
+	stop_pid "$SERVER_PID"
+	read -r port < <(free_ports 1)
+	server_env
+	SERVER_ENV+=(TRELLIS_PORT="$port" TRELLIS_ACCESS_TTL=3600 TRELLIS_SIGNUP_ENABLED=1)
+	cd "$ROOT"
+	env "${SERVER_ENV[@]}" "$TRELLIS_BIN" serve >"$TMP/trellis-data.log" 2>&1 &
+	DATA_SERVER_PID=$!
+	PIDS+=("$DATA_SERVER_PID")
+	cd - >/dev/null
+	wait_http_200 "Trellis (data runs)" "$DATA_SERVER_PID" "http://127.0.0.1:$port/readyz"
+	log "data: Trellis pid $DATA_SERVER_PID, port $port"
+	settle
+	env TRELLIS_MONGO_URI="$MONGO_URI" TRELLIS_POSTGRESQL_URI="$TRELLIS_POSTGRESQL_URI" \
+		TRELLIS_REDIS_URL="$REDIS_URL" TRELLIS_LOG_LEVEL=warn \
+		"$PY" "$ROOT/tests/load/data/data_bench.py" --base-url "http://127.0.0.1:$port" \
+		--loader "$ROOT/build/load_crm" --out "$OUT" --markdown "$OUT/results.md" \
+		--tenants "$DATA_TENANTS" --leads-per-tenant "$DATA_LEADS" --big-leads "$DATA_BIG_LEADS" \
+		--big-deals "$DATA_BIG_DEALS" --requests "$DATA_REQUESTS" --page "$DATA_PAGE" \
+		>"$OUT/data.json" 2> >(tee "$OUT/data.log" | sed 's/^/    /' >&2) ||
+		die "the data runs failed (see $OUT/data.log)"
+	kill -0 "$DATA_SERVER_PID" 2>/dev/null || die "the server died during the data runs"
+	if grep -q '"failed": [1-9]' "$OUT/data.json"; then
+		DATA_ERRORS=1
+	fi
+	stop_pid "$DATA_SERVER_PID"
 }
 
 main() {
 	case $ONLY in
-	all | http | ws | crm) ;;
-	*) die "BENCH_ONLY must be all, http, ws or crm, got '$ONLY'" ;;
+	all | http | ws | crm | data) ;;
+	*) die "BENCH_ONLY must be all, http, ws, crm or data, got '$ONLY'" ;;
 	esac
 	preflight
-	[[ $ONLY == http || $ONLY == crm ]] || ws_preflight
+	[[ $ONLY == http || $ONLY == crm || $ONLY == data ]] || ws_preflight
 	if [[ $ONLY == all || $ONLY == crm ]]; then
 		crm_preflight
+	fi
+	if [[ $ONLY == all || $ONLY == data ]]; then
+		data_preflight
 	fi
 	mkdir -p "$OUT"
 	TMP=$(mktemp -d "${TMPDIR:-/tmp}/trellis-bench.XXXXXX")
@@ -1241,7 +1165,7 @@ main() {
 	fi
 
 	seed
-	HTTP_ERRORS=0 WS_ERRORS=0 CRM_ERRORS=0
+	HTTP_ERRORS=0 WS_ERRORS=0 CRM_ERRORS=0 DATA_ERRORS=0
 	if [[ $ONLY == all || $ONLY == http ]]; then
 		http_bench
 	else
@@ -1254,6 +1178,9 @@ main() {
 	if [[ $ONLY == all || $ONLY == crm ]]; then
 		crm_bench
 		write_crm_results
+	fi
+	if [[ $ONLY == all || $ONLY == data ]]; then
+		data_bench
 	fi
 
 	echo
@@ -1268,6 +1195,9 @@ main() {
 	fi
 	if ((CRM_ERRORS > 0)); then
 		die "the CRM runs had failures (see the notes under their table); those figures are not valid"
+	fi
+	if ((DATA_ERRORS > 0)); then
+		die "requests of the data runs failed (see the failed column); those figures are not valid"
 	fi
 }
 
