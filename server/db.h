@@ -31,6 +31,11 @@ int tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_
  * emitted. */
 int tr_db_import(struct tr_db *db, const char *coll, bson_t **docs, size_t n);
 
+/* Marks key (any string of 1..200 bytes) as done once for the tenant:
+ * TR_OK the first time, in any process, TR_EDUPLICATE every time after -
+ * for work that must happen at most once (a reminder sent for a due time). */
+int tr_db_once(struct tr_db *db, const char *key);
+
 /* The record with this id (24 hex); TR_ENOTFOUND for a malformed id too. */
 int tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out);
 

@@ -581,6 +581,34 @@ out:
 	return rc;
 }
 
+/* ---- once ---- */
+
+int
+tr_db_once(struct tr_db *db, const char *key)
+{
+	bson_t doc = BSON_INITIALIZER;
+	bson_error_t error;
+	char hex[25], id[256];
+	mongoc_collection_t *c;
+	int rc = TR_OK;
+
+	if (!db->has_tenant || !key || !*key || strlen(key) > 200) {
+		bson_destroy(&doc);
+		return TR_EINVALID;
+	}
+	bson_oid_to_string(&db->tenant_id, hex);
+	snprintf(id, sizeof(id), "%s/%s", hex, key);
+	BSON_APPEND_UTF8(&doc, "_id", id);
+	BSON_APPEND_OID(&doc, "tenant_id", &db->tenant_id);
+	BSON_APPEND_DATE_TIME(&doc, "at", tr_now_ms());
+	c = tr_db_collection(db, "once_marks");
+	if (!mongoc_collection_insert_one(c, &doc, NULL, NULL, &error))
+		rc = tr_db_fail("insert", "once_marks", &error);
+	mongoc_collection_destroy(c);
+	bson_destroy(&doc);
+	return rc;
+}
+
 /* ---- imports ---- */
 
 #define IMPORT_BATCH 1000

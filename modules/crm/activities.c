@@ -177,57 +177,67 @@ const struct crm_entity crm_tasks = {
 int
 crm_task_reminder(const struct tr_job *job, char *err, size_t errlen)
 {
-	bson_t payload, *filter = NULL, *update = NULL, reply;
-	bson_error_t error;
+	bson_t payload, task = BSON_INITIALIZER;
 	const char *task_hex;
 	int64_t due;
-	bson_oid_t task_id, tenant_id;
-	char perr[64];
-	int rc = 0;
+	bson_oid_t tenant_id;
+	bson_iter_t it;
+	struct tr_db *db = NULL;
+	char perr[64], once[96];
+	int rc = 0, drc;
 
 	if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) != 0 ||
 	    !(task_hex = crm_str_of(&payload, "task_id")) || !tr_is_object_id(task_hex) ||
-	    (due = crm_int_of(&payload, "due_at", -1)) < 0) {
+	    (due = crm_int_of(&payload, "due_at", -1)) < 0 || !tr_is_object_id(job->tenant)) {
 		bson_destroy(&payload);
+		bson_destroy(&task);
 		return 0; /* not a reminder: nothing to do */
 	}
-	bson_oid_init_from_string(&task_id, task_hex);
 	bson_oid_init_from_string(&tenant_id, job->tenant);
-	mongoc_client_t *client = tr_dbpool_pop();
-	mongoc_database_t *db = tr_dbpool_database(client);
-	mongoc_collection_t *coll = mongoc_database_get_collection(db, "tasks");
-	/* claimed once: reminded_at records the due time it was sent for */
-	filter = BCON_NEW("_id", BCON_OID(&task_id), "tenant_id", BCON_OID(&tenant_id), "done",
-			  BCON_BOOL(false), "due_at", BCON_DATE_TIME(due), "_reminded_for", "{",
-			  "$ne", BCON_DATE_TIME(due), "}");
-	update = BCON_NEW("$set", "{", "_reminded_for", BCON_DATE_TIME(due), "}");
-	if (!mongoc_collection_update_one(coll, filter, update, NULL, &reply, &error)) {
-		snprintf(err, errlen, "database: %s", error.message);
+	db = tr_db_open(NULL);
+	if (!db) {
+		snprintf(err, errlen, "out of memory");
 		rc = -1;
-	} else if (crm_int_of(&reply, "modifiedCount", 0) == 1) {
-		bson_t *by_id = BCON_NEW("_id", BCON_OID(&task_id));
-		const bson_t *doc;
-		mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, by_id, NULL, NULL);
-		if (mongoc_cursor_next(cur, &doc)) {
-			bson_t data = BSON_INITIALIZER;
-			bson_oid_t assignee;
-			char owner[25] = "";
-			if (crm_oid_of(doc, "assignee_id", &assignee))
-				bson_oid_to_string(&assignee, owner);
-			tr_render_resource(doc, &data);
-			tr_emit_background(job->tenant, "crm.tasks", "crm.task.due", task_hex,
-					   owner[0] ? owner : NULL, &data);
-			bson_destroy(&data);
-		}
-		mongoc_cursor_destroy(cur);
-		bson_destroy(by_id);
+		goto out;
 	}
-	bson_destroy(&reply);
-	bson_destroy(filter);
-	bson_destroy(update);
-	mongoc_collection_destroy(coll);
-	mongoc_database_destroy(db);
-	tr_dbpool_push(client);
+	tr_db_set_tenant(db, &tenant_id);
+	bson_destroy(&task);
+	drc = tr_db_get(db, "tasks", task_hex, &task);
+	if (drc == TR_ENOTFOUND)
+		goto out; /* deleted since */
+	if (drc != TR_OK) {
+		snprintf(err, errlen, "database: %s", tr_strerror(drc));
+		rc = -1;
+		goto out;
+	}
+	/* only for the due time it was made for, and only while open */
+	if (!bson_iter_init_find(&it, &task, "due_at") || !BSON_ITER_HOLDS_DATE_TIME(&it) ||
+	    bson_iter_date_time(&it) != due ||
+	    (bson_iter_init_find(&it, &task, "done") && BSON_ITER_HOLDS_BOOL(&it) &&
+	     bson_iter_bool(&it)))
+		goto out;
+	/* once, however often the job runs (it is delivered at least once) */
+	snprintf(once, sizeof(once), "crm.task.due/%s/%lld", task_hex, (long long)due);
+	drc = tr_db_once(db, once);
+	if (drc == TR_EDUPLICATE)
+		goto out;
+	if (drc != TR_OK) {
+		snprintf(err, errlen, "database: %s", tr_strerror(drc));
+		rc = -1;
+		goto out;
+	}
+	bson_t data = BSON_INITIALIZER;
+	bson_oid_t assignee;
+	char owner[25] = "";
+	if (crm_oid_of(&task, "assignee_id", &assignee))
+		bson_oid_to_string(&assignee, owner);
+	tr_render_resource(&task, &data);
+	tr_emit_background(job->tenant, "crm.tasks", "crm.task.due", task_hex,
+			   owner[0] ? owner : NULL, &data);
+	bson_destroy(&data);
+out:
+	tr_db_close(db);
+	bson_destroy(&task);
 	bson_destroy(&payload);
 	return rc;
 }

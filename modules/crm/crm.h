@@ -165,8 +165,11 @@ extern const struct crm_entity crm_leads, crm_clients, crm_contacts, crm_counter
 bool crm_custom_check(struct tr_ctx *c, const char *entity, bool creating, const bson_t *old,
 		      bson_t *set);
 
-/* Report totals (totals.c): the effects of deals and leads on registers. */
-extern const struct tr_effects crm_effects[];
+/* Report totals (totals.c): the effects of deals, leads and clients on
+ * registers; CRM_NAMES counts each client's name changes. */
+#define CRM_NAMES "crm.names"
+#define CRM_NEFFECTS 3
+extern const struct tr_effects crm_effects[CRM_NEFFECTS];
 extern const size_t crm_neffects;
 /* Appends to set what a deal made from lead keeps of it (_lcd, _lch, _lk:
  * its created day, channel and campaign; nulls without a lead). */

@@ -191,5 +191,5 @@ const struct tr_module tr_crm_module = {
     .jobs = jobs,
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
     .effects = crm_effects,
-    .neffects = 2,
+    .neffects = CRM_NEFFECTS,
 };

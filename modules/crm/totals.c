@@ -21,6 +21,8 @@
  *       created_at: dc:<channel>, dk:<campaign>, rc:<channel>:<cur>,
  *       rk:<campaign>:<cur> (+ rcq, rkq) for sources
  *
+ *   crm.names                   c:<client>: how often the client's name changed
+ *
  * <period> is d2026-03-05, m2026-03 or all; an owner, channel or campaign
  * that is not there is "-". A deal knows its lead's created day, channel and
  * campaign (_lcd, _lch, _lk), set by the conversion and kept up to date
@@ -284,9 +286,30 @@ lead_postings(const bson_t *before, const bson_t *after, bson_t *postings)
 	return 0;
 }
 
-const struct tr_effects crm_effects[] = {
+/* crm.names: a change count per client ("c:<id>"), moved by every change
+ * of a client's name (its creation and deletion too). A process that keeps
+ * client names can tell from this one register which of them changed
+ * since it read them, in any process (reports.c). */
+static int
+client_postings(const bson_t *before, const bson_t *after, bson_t *postings)
+{
+	const char *was = before ? crm_str_of(before, "name") : NULL;
+	const char *is = after ? crm_str_of(after, "name") : NULL;
+	char id[25], counter[40];
+	struct out o = {postings, 1, 0};
+
+	if (was && is && strcmp(was, is) == 0)
+		return 0;
+	hex_or_dash(after ? after : before, "_id", id);
+	snprintf(counter, sizeof(counter), "c:%s", id);
+	post(&o, CRM_NAMES, counter, 1);
+	return 0;
+}
+
+const struct tr_effects crm_effects[CRM_NEFFECTS] = {
     {"deals", deal_postings},
     {"leads", lead_postings},
+    {"clients", client_postings},
 };
 const size_t crm_neffects = sizeof(crm_effects) / sizeof(crm_effects[0]);
 

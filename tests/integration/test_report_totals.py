@@ -156,3 +156,49 @@ def test_the_history_is_not_empty(stack, history):
     assert r["totals"]["deals"] >= 40 and r["totals"]["won"] > 0 and r["totals"]["lost"] > 0
     r = ok(stack.get("/v1/crm/reports/sources", headers=owner.headers))
     assert any(row["deals"] for row in r["channels"]) and any(row["campaign_id"] for row in r["campaigns"])
+
+
+# ---------------------------------------------------------------------------
+# names kept per process follow changes made in another process
+# ---------------------------------------------------------------------------
+
+@pytest.fixture
+def trio(trellis):
+    from test_exact_writes import Trio
+    t = Trio(trellis)
+    yield t
+    t.check_logs()
+
+
+@pytest.mark.parametrize("clients", [3, 45])  # named one by one, or by one read of all
+def test_a_client_renamed_in_another_process_is_named_anew(trio, clients):
+    owner = signup(trio.procs[0])
+    h = owner.headers
+
+    def call(i, method, path, status=200, **kw):
+        r = getattr(__import__("requests"), method)(trio.url(i, path), headers=h, timeout=30, **kw)
+        return ok(r, status)
+
+    made = [call(0, "post", "/v1/crm/clients", 201, json={"name": f"Client {i:02d}", "kind": "company"})
+            for i in range(clients)]
+    for i, cl in enumerate(made):
+        call(i, "post", "/v1/crm/deals", 201, json={
+            "client_id": cl["id"], "title": f"D{i}", "amount": {"amount": 100 + i, "currency": "EUR"},
+            "status": "won", "closed_at": "2026-01-10T00:00:00Z"})
+    params = {"from": "2026-01-01T00:00:00Z", "to": "2026-02-01T00:00:00Z", "currency": "EUR"}
+
+    def names(i):
+        return {item["client_id"]: item["client_name"] for item in
+                call(i, "get", "/v1/crm/reports/abc-xyz", params=params)["items"]}
+
+    assert names(0) == {cl["id"]: cl["name"] for cl in made}
+    call(1, "patch", f"/v1/crm/clients/{made[0]['id']}", json={"name": "Renamed Elsewhere"})
+    late = call(2, "post", "/v1/crm/clients", 201, json={"name": "Late Client", "kind": "person"})
+    call(2, "post", "/v1/crm/deals", 201, json={
+        "client_id": late["id"], "title": "Late", "amount": {"amount": 5, "currency": "EUR"},
+        "status": "won", "closed_at": "2026-01-20T00:00:00Z"})
+    seen = names(0)
+    assert seen[made[0]["id"]] == "Renamed Elsewhere"
+    assert seen[late["id"]] == "Late Client"
+    assert {k: v for k, v in seen.items() if k not in (made[0]["id"], late["id"])} == {
+        cl["id"]: cl["name"] for cl in made[1:]}
