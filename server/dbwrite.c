@@ -209,51 +209,58 @@ out:
 static int
 apply_fx(struct tr_db *db, const char *claim_id, const bson_t *fx)
 {
+	struct tr_reg_post posts[16];
+	char ops[16][512];
+	size_t n = 0;
 	bson_iter_t it, e, d;
 	int rc = TR_OK;
 
+	memset(posts, 0, sizeof(posts));
 	if (!bson_iter_init(&it, fx))
 		return TR_OK;
 	while (rc == TR_OK && bson_iter_next(&it)) {
-		struct tr_reg_delta *deltas = NULL;
-		const char *key = NULL;
-		size_t n = 0, cap = 0;
-		char op[512];
-		bson_t movement;
-		bool replayed;
+		struct tr_reg_post *p = &posts[n];
+		size_t cap = 0;
 		if (!BSON_ITER_HOLDS_DOCUMENT(&it) || !bson_iter_recurse(&it, &e))
 			continue;
-		while (bson_iter_next(&e)) {
+		while (rc == TR_OK && bson_iter_next(&e)) {
 			if (strcmp(bson_iter_key(&e), "k") == 0 && BSON_ITER_HOLDS_UTF8(&e))
-				key = bson_iter_utf8(&e, NULL);
+				p->key = bson_iter_utf8(&e, NULL);
 			if (strcmp(bson_iter_key(&e), "d") != 0 || !BSON_ITER_HOLDS_DOCUMENT(&e) ||
 			    !bson_iter_recurse(&e, &d))
 				continue;
 			while (bson_iter_next(&d)) {
-				if (n == cap) {
+				struct tr_reg_delta *deltas = (struct tr_reg_delta *)p->deltas;
+				if (p->ndeltas == cap) {
 					cap = cap ? cap * 2 : 16;
-					struct tr_reg_delta *more =
-					    realloc(deltas, cap * sizeof(*more));
-					if (!more) {
-						free(deltas);
-						return TR_ENOMEM;
+					deltas = realloc(deltas, cap * sizeof(*deltas));
+					if (!deltas) {
+						rc = TR_ENOMEM;
+						break;
 					}
-					deltas = more;
+					p->deltas = deltas;
 				}
-				deltas[n].counter = bson_iter_key(&d);
-				deltas[n].delta = bson_iter_as_int64(&d);
-				n++;
+				deltas[p->ndeltas].counter = bson_iter_key(&d);
+				deltas[p->ndeltas].delta = bson_iter_as_int64(&d);
+				p->ndeltas++;
 			}
 		}
-		if (key && n > 0) {
-			snprintf(op, sizeof(op), "fx:%s:%s", claim_id, key);
-			struct tr_reg_post p = {
-			    .key = key, .op_id = op, .deltas = deltas, .ndeltas = n};
-			rc = tr_register_post(db, &p, &movement, &replayed);
-			bson_destroy(&movement);
+		if (rc != TR_OK || !p->key || p->ndeltas == 0)
+			continue;
+		snprintf(ops[n], sizeof(ops[n]), "fx:%s:%s", claim_id, p->key);
+		p->op_id = ops[n];
+		if (++n == sizeof(posts) / sizeof(posts[0])) { /* a full batch: post it */
+			rc = tr_register_post_all(db, posts, n);
+			for (size_t i = 0; i < n; i++)
+				free((void *)posts[i].deltas);
+			memset(posts, 0, sizeof(posts));
+			n = 0;
 		}
-		free(deltas);
 	}
+	if (rc == TR_OK && n > 0)
+		rc = tr_register_post_all(db, posts, n);
+	for (size_t i = 0; i <= n && i < sizeof(posts) / sizeof(posts[0]); i++)
+		free((void *)posts[i].deltas);
 	return rc;
 }
 

@@ -494,18 +494,14 @@ find_op(struct tr_db *db, const char *op, bson_t *out, bool *found)
 	return rc;
 }
 
-/* One attempt at appending the movement after (seq, values). TR_OK with
- * *stored filled, TR_EDUPLICATE (the sequence or the op is taken),
- * TR_ELIMIT (the floor), others. */
+/* The movement that appends p after (seq, values), into *stored: TR_OK,
+ * TR_ELIMIT (the floor), TR_EINVALID (an overflow). */
 static int
-append(struct tr_db *db, const struct tr_reg_post *p, long long reverses, long long seq,
-       struct counters *values, bson_t *stored)
+build(struct tr_db *db, const struct tr_reg_post *p, long long reverses, long long seq,
+      const struct counters *values, bson_t *stored)
 {
 	bson_t d, a;
-	bson_error_t error;
 	char id[320], rb[320];
-	mongoc_collection_t *c;
-	int rc = TR_OK;
 
 	for (size_t i = 0; i < p->ndeltas; i++) {
 		int64_t now = counters_get(values, p->deltas[i].counter), after;
@@ -537,17 +533,38 @@ append(struct tr_db *db, const struct tr_reg_post *p, long long reverses, long l
 		BSON_APPEND_DOCUMENT(stored, "meta", p->meta);
 	if (reverses > 0)
 		BSON_APPEND_INT64(stored, "reverses", reverses);
-	c = tr_db_collection(db, MOVES);
-	if (!mongoc_collection_insert_one(c, stored, NULL, NULL, &error))
-		rc = tr_db_fail("insert", MOVES, &error);
-	mongoc_collection_destroy(c);
-	if (rc != TR_OK)
-		return rc;
+	return TR_OK;
+}
+
+/* The values after p. */
+static int
+advance(const struct tr_reg_post *p, struct counters *values)
+{
 	for (size_t i = 0; i < p->ndeltas; i++)
 		if (!counters_set(values, p->deltas[i].counter,
 				  counters_get(values, p->deltas[i].counter) + p->deltas[i].delta))
 			return TR_ENOMEM;
 	return TR_OK;
+}
+
+/* One attempt at appending the movement after (seq, values). TR_OK with
+ * *stored filled, TR_EDUPLICATE (the sequence or the op is taken),
+ * TR_ELIMIT (the floor), others. */
+static int
+append(struct tr_db *db, const struct tr_reg_post *p, long long reverses, long long seq,
+       struct counters *values, bson_t *stored)
+{
+	bson_error_t error;
+	mongoc_collection_t *c;
+	int rc = build(db, p, reverses, seq, values, stored);
+
+	if (rc != TR_OK)
+		return rc;
+	c = tr_db_collection(db, MOVES);
+	if (!mongoc_collection_insert_one(c, stored, NULL, NULL, &error))
+		rc = tr_db_fail("insert", MOVES, &error);
+	mongoc_collection_destroy(c);
+	return rc == TR_OK ? advance(p, values) : rc;
 }
 
 static int
@@ -634,6 +651,101 @@ int
 tr_register_post(struct tr_db *db, const struct tr_reg_post *p, bson_t *movement, bool *replayed)
 {
 	return post(db, p, 0, movement, replayed);
+}
+
+static int
+stripe_order(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (pthread_mutex_t *const *)a,
+		  y = (uintptr_t) * (pthread_mutex_t *const *)b;
+	return x < y ? -1 : x > y;
+}
+
+/* The fast path of tr_register_post_all: every register's state cached,
+ * every movement built on it, all inserted by one command (one
+ * transaction on FerretDB). False when it did not write them all: the
+ * caller posts them one by one, which finds the ones written. */
+static bool
+post_batch(struct tr_db *db, const struct tr_reg_post *p, size_t n)
+{
+	char ids[16][256];
+	pthread_mutex_t *locks[16];
+	struct counters values[16];
+	long long seqs[16];
+	bson_t docs[16];
+	const bson_t *ptrs[16];
+	size_t nlocks = 0, built = 0, loaded = 0;
+	bson_error_t error;
+	bool ok = false;
+
+	if (n > 16)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		if (!tr_register_key_ok(p[i].key) || !op_ok(p[i].op_id) || p[i].ndeltas == 0)
+			return false;
+		name_of(db, p[i].key, "", -1, ids[i], sizeof(ids[i]));
+		pthread_mutex_t *l = key_lock(ids[i]);
+		bool have = false;
+		for (size_t j = 0; j < nlocks; j++)
+			have |= locks[j] == l;
+		if (!have)
+			locks[nlocks++] = l;
+	}
+	qsort(locks, nlocks, sizeof(locks[0]), stripe_order); /* one order: no deadlock */
+	for (size_t j = 0; j < nlocks; j++)
+		pthread_mutex_lock(locks[j]);
+	for (; loaded < n; loaded++) {
+		if (!cache_get(ids[loaded], &seqs[loaded], &values[loaded]))
+			break;
+	}
+	if (loaded < n)
+		goto out;
+	for (; built < n; built++) {
+		bson_init(&docs[built]);
+		if (build(db, &p[built], 0, seqs[built], &values[built], &docs[built]) != TR_OK) {
+			bson_destroy(&docs[built]);
+			goto out;
+		}
+		ptrs[built] = &docs[built];
+	}
+	mongoc_collection_t *c = tr_db_collection(db, MOVES);
+	ok = mongoc_collection_insert_many(c, ptrs, n, NULL, NULL, &error);
+	mongoc_collection_destroy(c);
+	for (size_t i = 0; ok && i < n; i++) {
+		if (advance(&p[i], &values[i]) != TR_OK) {
+			ok = false;
+			break;
+		}
+		cache_put(ids[i], seqs[i] + 1, &values[i]);
+		if ((seqs[i] + 2) % TR_REG_BUCKET == 0)
+			store_snapshot(db, p[i].key, (seqs[i] + 2) / TR_REG_BUCKET, &values[i]);
+	}
+out:
+	for (size_t i = 0; i < built; i++)
+		bson_destroy(&docs[i]);
+	for (size_t i = 0; i < loaded; i++)
+		counters_free(&values[i]);
+	for (size_t j = nlocks; j-- > 0;)
+		pthread_mutex_unlock(locks[j]);
+	return ok;
+}
+
+int
+tr_register_post_all(struct tr_db *db, const struct tr_reg_post *posts, size_t n)
+{
+	int rc = TR_OK;
+
+	if (!db->has_tenant)
+		return TR_EINVALID;
+	if (n > 1 && post_batch(db, posts, n))
+		return TR_OK;
+	for (size_t i = 0; rc == TR_OK && i < n; i++) {
+		bson_t movement;
+		bool replayed;
+		rc = tr_register_post(db, &posts[i], &movement, &replayed);
+		bson_destroy(&movement);
+	}
+	return rc;
 }
 
 int

@@ -66,6 +66,12 @@ struct tr_reg_post {
 int tr_register_post(struct tr_db *db, const struct tr_reg_post *p, bson_t *movement,
 		     bool *replayed);
 
+/* Posts several movements, to different registers, as tr_register_post
+ * would one after the other; when this process holds the state of every
+ * one of them, they are appended by one insert (one transaction on
+ * FerretDB), and one by one only when that collides. */
+int tr_register_post_all(struct tr_db *db, const struct tr_reg_post *posts, size_t n);
+
 /* Reverses movement seq of key: the same counters, the deltas negated,
  * "reverses": seq, op_id "reverse:<key>:<seq>" (so a movement is reversed
  * once: a second call finds the first reversal, *replayed). The floor
