@@ -48,7 +48,10 @@ if [ -z "$ferretdb_bin" ] && [ -z "${TRELLIS_MONGO_URI:-}" ]; then
 	fi
 	gobin="$(go env GOPATH)/bin"
 	ferretdb_bin="$gobin/ferretdb"
-	if ! "$ferretdb_bin" --version 2>/dev/null | grep -q "version: $FERRETDB_VERSION"; then
+	# read the whole answer first: grep -q stopping early would kill the writer
+	# with SIGPIPE, and pipefail would take that for "not installed"
+	have=$("$ferretdb_bin" --version 2>/dev/null || true)
+	if ! grep -q "version: $FERRETDB_VERSION" <<<"$have"; then
 		say "building FerretDB $FERRETDB_VERSION (once; about a minute)"
 		work=$(mktemp -d)
 		trap 'chmod -R u+w "$work" 2>/dev/null; rm -rf "$work"' EXIT
@@ -61,7 +64,8 @@ if [ -z "$ferretdb_bin" ] && [ -z "${TRELLIS_MONGO_URI:-}" ]; then
 		echo "$FERRETDB_VERSION" >"$work/src/build/version/version.txt"
 		mkdir -p "$gobin"
 		(cd "$work/src" && go build -o "$ferretdb_bin" ./cmd/ferretdb)
-		"$ferretdb_bin" --version | grep -q "version: $FERRETDB_VERSION"
+		have=$("$ferretdb_bin" --version)
+		grep -q "version: $FERRETDB_VERSION" <<<"$have"
 	fi
 fi
 
