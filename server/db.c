@@ -254,6 +254,16 @@ find_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out
 	return rc;
 }
 
+int
+tr_db_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out)
+{
+	int rc = find_first(db, coll, filter, out);
+
+	if (rc != TR_OK)
+		bson_init(out);
+	return rc;
+}
+
 /* Looks the record up by _id alone and checks its tenant here: a record's
  * tenant never changes, so this answers exactly what {_id, tenant_id}
  * would, and a bare _id filter is the one FerretDB's SQLite backend pushes

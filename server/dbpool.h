@@ -61,6 +61,9 @@ const struct tr_config *tr_db_config(void);
 bool tr_db_reserved_field(const char *key);
 int tr_db_fail(const char *op, const char *coll, const bson_error_t *e);
 void tr_db_scoped_filter(struct tr_db *db, const bson_t *filter, bson_t *out);
+/* The first document of coll matching filter as given (no tenant added),
+ * into *out (initialised by the call); TR_ENOTFOUND. */
+int tr_db_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
 
 /* Worker thread: posts the effects of changes whose writer stopped
  * between its write and its effects, and clears claims of writers that

@@ -747,6 +747,32 @@ tr_db_import(struct tr_db *db, const char *coll, bson_t **docs, size_t n)
 
 /* ---- changes ---- */
 
+/* Steps 1 and 2 for a change of record id: this process's lock on the
+ * record, then the claim of its version, and the filter that writes that
+ * version only. *lock is set (and held) once the id is a valid one; the
+ * caller unlocks it. */
+static int
+begin_change(struct tr_db *db, const char *coll, const char *id, long long expected_version,
+	     enum change kind, const bson_t *set, const bson_t *unset, bson_oid_t *oid,
+	     pthread_mutex_t **lock, long long *version, struct claim *cl, bson_t *filter)
+{
+	int rc;
+
+	db->conflict_version = 0;
+	if (!db->has_tenant || !tr_is_object_id(id))
+		return TR_ENOTFOUND;
+	bson_oid_init_from_string(oid, id);
+	*lock = record_lock(coll, oid);
+	pthread_mutex_lock(*lock);
+	rc = claim_record(db, coll, id, oid, expected_version, kind, set, unset, version, cl);
+	if (rc == TR_OK) {
+		BSON_APPEND_OID(filter, "_id", oid);
+		BSON_APPEND_OID(filter, "tenant_id", &db->tenant_id);
+		BSON_APPEND_INT64(filter, "version", *version);
+	}
+	return rc;
+}
+
 int
 tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expected_version,
 	     const bson_t *set, const bson_t *unset, bson_t *out)
@@ -766,23 +792,11 @@ tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expec
 	int rc = TR_OK;
 
 	bson_init(out);
-	db->conflict_version = 0;
-	if (!db->has_tenant || !tr_is_object_id(id)) {
-		rc = TR_ENOTFOUND;
-		goto out;
-	}
-	bson_oid_init_from_string(&oid, id);
-	lock = record_lock(coll, &oid);
-	pthread_mutex_lock(lock);
-	rc = claim_record(db, coll, id, &oid, expected_version, CH_UPDATE, set, unset, &version,
-			  &cl);
+	rc = begin_change(db, coll, id, expected_version, CH_UPDATE, set, unset, &oid, &lock,
+			  &version, &cl, &query);
 	if (rc != TR_OK)
 		goto out;
 	claimed = true;
-
-	BSON_APPEND_OID(&query, "_id", &oid);
-	BSON_APPEND_OID(&query, "tenant_id", &db->tenant_id);
-	BSON_APPEND_INT64(&query, "version", version);
 	BSON_APPEND_DOCUMENT_BEGIN(&update, "$set", &child);
 	if (set && bson_iter_init(&it, set))
 		while (bson_iter_next(&it))
@@ -858,22 +872,11 @@ tr_db_delete(struct tr_db *db, const char *coll, const char *id, long long expec
 	uint64_t t0 = tr_mono_ns();
 	int rc = TR_OK;
 
-	db->conflict_version = 0;
-	if (!db->has_tenant || !tr_is_object_id(id)) {
-		rc = TR_ENOTFOUND;
-		goto out;
-	}
-	bson_oid_init_from_string(&oid, id);
-	lock = record_lock(coll, &oid);
-	pthread_mutex_lock(lock);
-	rc = claim_record(db, coll, id, &oid, expected_version, CH_DELETE, NULL, NULL, &version,
-			  &cl);
+	rc = begin_change(db, coll, id, expected_version, CH_DELETE, NULL, NULL, &oid, &lock,
+			  &version, &cl, &filter);
 	if (rc != TR_OK)
 		goto out;
 	claimed = true;
-	BSON_APPEND_OID(&filter, "_id", &oid);
-	BSON_APPEND_OID(&filter, "tenant_id", &db->tenant_id);
-	BSON_APPEND_INT64(&filter, "version", version);
 	if (!claim_fresh(&cl)) {
 		rc = TR_EUNAVAILABLE;
 		goto out;

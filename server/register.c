@@ -187,26 +187,17 @@ cache_put(const char *id, long long seq, const struct counters *values)
 static int
 find_by_id(struct tr_db *db, const char *coll, const char *id, bson_t *out, bool *found)
 {
-	bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-	const bson_t *doc;
-	bson_error_t error;
-	mongoc_collection_t *c = tr_db_collection(db, coll);
-	mongoc_cursor_t *cur;
-	int rc = TR_OK;
+	bson_t filter = BSON_INITIALIZER, doc;
+	int rc;
 
 	BSON_APPEND_UTF8(&filter, "_id", id);
-	BSON_APPEND_INT64(&opts, "limit", 1);
-	cur = mongoc_collection_find_with_opts(c, &filter, &opts, NULL);
-	*found = mongoc_cursor_next(cur, &doc);
+	rc = tr_db_first(db, coll, &filter, &doc);
+	*found = rc == TR_OK;
 	if (*found && out)
-		bson_copy_to(doc, out);
-	else if (!*found && mongoc_cursor_error(cur, &error))
-		rc = tr_db_fail("find", coll, &error);
-	mongoc_cursor_destroy(cur);
-	mongoc_collection_destroy(c);
+		bson_copy_to_excluding_noinit(&doc, out, "", NULL);
+	bson_destroy(&doc);
 	bson_destroy(&filter);
-	bson_destroy(&opts);
-	return rc;
+	return rc == TR_ENOTFOUND ? TR_OK : rc;
 }
 
 static long long
@@ -471,27 +462,18 @@ render(const bson_t *stored, bson_t *out)
 static int
 find_op(struct tr_db *db, const char *op, bson_t *out, bool *found)
 {
-	bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-	const bson_t *doc;
-	bson_error_t error;
-	mongoc_collection_t *c = tr_db_collection(db, MOVES);
-	mongoc_cursor_t *cur;
-	int rc = TR_OK;
+	bson_t filter = BSON_INITIALIZER, doc;
+	int rc;
 
 	BSON_APPEND_OID(&filter, "tenant_id", &db->tenant_id);
 	BSON_APPEND_UTF8(&filter, "op", op);
-	BSON_APPEND_INT64(&opts, "limit", 1);
-	cur = mongoc_collection_find_with_opts(c, &filter, &opts, NULL);
-	*found = mongoc_cursor_next(cur, &doc);
+	rc = tr_db_first(db, MOVES, &filter, &doc);
+	*found = rc == TR_OK;
 	if (*found)
-		render(doc, out);
-	else if (mongoc_cursor_error(cur, &error))
-		rc = tr_db_fail("find", MOVES, &error);
-	mongoc_cursor_destroy(cur);
-	mongoc_collection_destroy(c);
+		render(&doc, out);
+	bson_destroy(&doc);
 	bson_destroy(&filter);
-	bson_destroy(&opts);
-	return rc;
+	return rc == TR_ENOTFOUND ? TR_OK : rc;
 }
 
 /* The movement that appends p after (seq, values), into *stored: TR_OK,

@@ -131,26 +131,17 @@ tr_seq_of(const bson_t *doc)
 static int
 marker_exists(struct tr_db *db, const char *coll, int64_t bucket, bool *exists)
 {
-	bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER;
-	const bson_t *doc;
-	bson_error_t error;
+	bson_t filter = BSON_INITIALIZER, doc;
 	char id[128];
-	mongoc_collection_t *c = tr_db_collection(db, MARKERS);
-	mongoc_cursor_t *cur;
-	int rc = TR_OK;
+	int rc;
 
 	marker_id(db, coll, bucket, id, sizeof(id));
 	BSON_APPEND_UTF8(&filter, "_id", id);
-	BSON_APPEND_INT64(&opts, "limit", 1);
-	cur = mongoc_collection_find_with_opts(c, &filter, &opts, NULL);
-	*exists = mongoc_cursor_next(cur, &doc);
-	if (!*exists && mongoc_cursor_error(cur, &error))
-		rc = tr_db_fail("find", MARKERS, &error);
-	mongoc_cursor_destroy(cur);
-	mongoc_collection_destroy(c);
+	rc = tr_db_first(db, MARKERS, &filter, &doc);
+	*exists = rc == TR_OK;
+	bson_destroy(&doc);
 	bson_destroy(&filter);
-	bson_destroy(&opts);
-	return rc;
+	return rc == TR_ENOTFOUND ? TR_OK : rc;
 }
 
 /* Inserts the marker of bucket: TR_OK when this call opened it,
