@@ -183,6 +183,27 @@ tr_db_close(struct tr_db *db)
 	free(db);
 }
 
+struct tr_db *
+tr_db_for_tenant(const char *tenant_hex)
+{
+	bson_oid_t tenant;
+	struct tr_db *db;
+
+	if (!tenant_hex || !tr_is_object_id(tenant_hex))
+		return NULL;
+	bson_oid_init_from_string(&tenant, tenant_hex);
+	db = tr_db_open(NULL);
+	if (db)
+		tr_db_set_tenant(db, &tenant);
+	return db;
+}
+
+void
+tr_db_release(struct tr_db *db)
+{
+	tr_db_close(db);
+}
+
 void
 tr_db_set_tenant(struct tr_db *db, const bson_oid_t *tenant_id)
 {

@@ -17,6 +17,12 @@
 #include "module.h"
 #include "util.h" /* TR_E* codes */
 
+/* Job threads (handlers of jobs.h, which get no request): a handle scoped
+ * to the tenant named by hex (24 hex digits), or NULL when hex is not one
+ * or memory ran out. Release it with tr_db_release (NULL: nothing). */
+struct tr_db *tr_db_for_tenant(const char *tenant_hex);
+void tr_db_release(struct tr_db *db);
+
 /* Inserts fields as a new record (an ObjectId "_id" among the fields is
  * used as its id; other layer-owned fields are ignored) and returns the stored document in
  * *stored (initialised by the call; the caller destroys it).

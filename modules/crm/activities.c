@@ -5,7 +5,6 @@
 
 #include "crm.h"
 #include "db.h"
-#include "dbpool.h"
 #include "events.h"
 #include "json.h"
 #include "log.h"
@@ -180,7 +179,6 @@ crm_task_reminder(const struct tr_job *job, char *err, size_t errlen)
 	bson_t payload, task = BSON_INITIALIZER;
 	const char *task_hex;
 	int64_t due;
-	bson_oid_t tenant_id;
 	bson_iter_t it;
 	struct tr_db *db = NULL;
 	char perr[64], once[96];
@@ -193,14 +191,12 @@ crm_task_reminder(const struct tr_job *job, char *err, size_t errlen)
 		bson_destroy(&task);
 		return 0; /* not a reminder: nothing to do */
 	}
-	bson_oid_init_from_string(&tenant_id, job->tenant);
-	db = tr_db_open(NULL);
+	db = tr_db_for_tenant(job->tenant);
 	if (!db) {
 		snprintf(err, errlen, "out of memory");
 		rc = -1;
 		goto out;
 	}
-	tr_db_set_tenant(db, &tenant_id);
 	bson_destroy(&task);
 	drc = tr_db_get(db, "tasks", task_hex, &task);
 	if (drc == TR_ENOTFOUND)
@@ -236,7 +232,7 @@ crm_task_reminder(const struct tr_job *job, char *err, size_t errlen)
 			   owner[0] ? owner : NULL, &data);
 	bson_destroy(&data);
 out:
-	tr_db_close(db);
+	tr_db_release(db); /* NULL: nothing */
 	bson_destroy(&task);
 	bson_destroy(&payload);
 	return rc;
