@@ -9,6 +9,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 VAR="$PWD/var"
+# libmongoc's shared-memory counters (opened as the binary loads; see
+# systemd/trellis.service): not used, and a killed process leaves them behind
+export MONGOC_DISABLE_SHM=1
 DEV_MONGO_PORT="${TRELLIS_DEV_MONGO_PORT:-27117}"
 DEV_REDIS_PORT="${TRELLIS_DEV_REDIS_PORT:-6479}"
 PORT="${TRELLIS_PORT:-8080}"

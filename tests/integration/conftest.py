@@ -332,6 +332,8 @@ class Stack:
             "TRELLIS_ENV": "development",
             "TRELLIS_HEADER_TIMEOUT": str(HEADER_TIMEOUT_S),
             "TRELLIS_IDLE_TIMEOUT": str(IDLE_TIMEOUT_S),
+            # as ops/run.sh and the systemd unit: no shared-memory counters (see there)
+            "MONGOC_DISABLE_SHM": "1",
             "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0",
             "UBSAN_OPTIONS": "print_stacktrace=1:halt_on_error=1",
         })

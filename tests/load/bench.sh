@@ -269,6 +269,7 @@ start_redis() {
 server_env() {
 	SERVER_ENV=(
 		-u TRELLIS_CONFIG
+		MONGOC_DISABLE_SHM=1
 		TRELLIS_HOST=127.0.0.1
 		TRELLIS_PORT="$HTTP_PORT"
 		TRELLIS_MONGO_URI="$MONGO_URI"
@@ -1113,7 +1114,7 @@ data_bench() {
 	wait_http_200 "Trellis (data runs)" "$DATA_SERVER_PID" "http://127.0.0.1:$port/readyz"
 	log "data: Trellis pid $DATA_SERVER_PID, port $port"
 	settle
-	env TRELLIS_MONGO_URI="$MONGO_URI" TRELLIS_POSTGRESQL_URI="$TRELLIS_POSTGRESQL_URI" \
+	env MONGOC_DISABLE_SHM=1 TRELLIS_MONGO_URI="$MONGO_URI" TRELLIS_POSTGRESQL_URI="$TRELLIS_POSTGRESQL_URI" \
 		TRELLIS_REDIS_URL="$REDIS_URL" TRELLIS_LOG_LEVEL=warn \
 		"$PY" "$ROOT/tests/load/data/data_bench.py" --base-url "http://127.0.0.1:$port" \
 		--loader "$ROOT/build/load_crm" --out "$OUT" --markdown "$OUT/results.md" \
