@@ -34,6 +34,7 @@ const char *tr_method_name(enum tr_method m);
  *                  and gets no database handle.
  *   TR_JSON_BODY   the request must carry a JSON object body (415/400 otherwise).
  *   TR_IDEMPOTENT  a POST that creates: honours Idempotency-Key (see db.h).
+ *   TR_PAGED       answers a list page: takes limit, cursor and sort.
  * Other routes are authenticated (401), rate limited (429), authorized
  * against the row's permission (403), and run on a worker thread with a
  * tenant-scoped database handle. */
@@ -42,12 +43,14 @@ enum tr_route_flags {
 	TR_JSON_BODY = 1 << 1,
 	TR_IDEMPOTENT = 1 << 2,
 	TR_INLINE = 1 << 3,
+	TR_PAGED = 1 << 4,
 };
 
 #define TR_MAX_PARAMS 4
 #define TR_MAX_QUERY 32
 
 struct tr_ctx;
+struct tr_resource; /* resource.h */
 typedef void (*tr_handler_fn)(struct tr_ctx *c);
 
 struct tr_route {
@@ -57,6 +60,13 @@ struct tr_route {
 	const char *permission; /* NULL: any authenticated principal */
 	unsigned flags;
 	const char *summary; /* one line, for the OpenAPI document */
+	/* The resource the handler acts on (an action's, or one the router
+	 * made from a declaration), or NULL. */
+	const struct tr_resource *resource;
+	/* The query parameters the handler reads, space-separated ("from to"),
+	 * or NULL for none; others answer 400. TR_PAGED adds limit, cursor and
+	 * sort; a resource's list adds its filters. */
+	const char *query;
 };
 
 /* An operator command: `trellis <area> <verb> [args]`. run returns the
@@ -87,6 +97,10 @@ struct tr_module {
 	const char *name;
 	const struct tr_route *routes;
 	size_t nroutes;
+	/* Each yields its list, create, get, change and delete routes
+	 * (resource.h), served after the module's own routes. */
+	const struct tr_resource *const *resources;
+	size_t nresources;
 	const struct tr_command *commands;
 	size_t ncommands;
 	const struct tr_job_handler *jobs; /* jobs.h */

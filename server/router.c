@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "resource.h"
 
 #define MAX_SEGMENTS 12
 
@@ -41,58 +42,136 @@ tr_method_name(enum tr_method m)
 	return "?";
 }
 
+/* The routes a resource declaration yields, in made[] (owned here). */
+static struct tr_route *made;
+static char **made_strings;
+static int nmade, nmade_strings;
+
+static char *
+keep(char *s)
+{
+	if (s)
+		made_strings[nmade_strings++] = s;
+	return s;
+}
+
+static char *
+printed(const char *fmt, const char *a, const char *b)
+{
+	char *out = NULL;
+
+	if (asprintf(&out, fmt, a, b) < 0)
+		return NULL;
+	return keep(out);
+}
+
+static void
+add_made(enum tr_method method, const char *path, tr_handler_fn handler, const char *permission,
+	 unsigned flags, const char *summary, const struct tr_resource *e)
+{
+	made[nmade++] = (struct tr_route){.method = method,
+					  .path = path,
+					  .handler = handler,
+					  .permission = permission,
+					  .flags = flags,
+					  .summary = summary,
+					  .resource = e};
+}
+
+static int
+make_resource_routes(const struct tr_resource *e)
+{
+	const char *list, *item, *plural, *article = strchr("aeiou", e->name[0]) ? "an" : "a";
+
+	if (e->parent)
+		list = printed("%s/{id}/%s", e->parent->path, e->path);
+	else
+		list = e->path;
+	item = list ? printed("%s/%s", list, e->parent ? "{cid}" : "{id}") : NULL;
+	if (!list || !item)
+		return -1;
+	plural = strrchr(list, '/') + 1;
+	add_made(TR_GET, list, tr_res_list_route, e->read, TR_PAGED,
+		 printed("List %s%s", plural, ""), e);
+	if (!e->no_create)
+		add_made(TR_POST, list, tr_res_create_route, e->write, TR_JSON_BODY | TR_IDEMPOTENT,
+			 printed("Create %s %s", article, e->name), e);
+	add_made(TR_GET, item, tr_res_get_route, e->read, 0, printed("One %s%s", e->name, ""), e);
+	add_made(TR_PATCH, item, tr_res_update_route, e->write, TR_JSON_BODY,
+		 printed("Change %s %s", article, e->name), e);
+	if (e->deletable)
+		add_made(TR_DELETE, item, tr_res_delete_route, e->write, 0,
+			 printed("Delete %s %s", article, e->name), e);
+	return 0;
+}
+
+static int
+compile(struct compiled_route *cr, const struct tr_route *route, const char *module)
+{
+	char *copy = strdup(route->path);
+	char *segs[MAX_SEGMENTS];
+	int n = 0, nparams = 0;
+
+	cr->route = route;
+	cr->module = module;
+	if (!copy)
+		return -1;
+	/* split in place, then keep each segment as its own string */
+	char *tok = strtok(copy, "/");
+	for (; tok && n < MAX_SEGMENTS; tok = strtok(NULL, "/"))
+		segs[n++] = tok;
+	if (tok) {
+		tr_error("route %s has more than %d segments", route->path, MAX_SEGMENTS);
+		free(copy);
+		return -1;
+	}
+	for (int s = 0; s < n; s++) {
+		cr->segs[s] = strdup(segs[s]);
+		if (!cr->segs[s]) {
+			free(copy);
+			return -1;
+		}
+		cr->nsegs = s + 1;
+		cr->is_param[s] = segs[s][0] == '{';
+		nparams += cr->is_param[s];
+	}
+	free(copy);
+	if (nparams > TR_MAX_PARAMS) {
+		tr_error("route %s has more than %d parameters", route->path, TR_MAX_PARAMS);
+		return -1;
+	}
+	return 0;
+}
+
 int
 tr_router_init(void)
 {
-	int total = 0, i = 0;
+	int total = 0, nres = 0;
 
 	if (table)
 		tr_router_free();
-	for (size_t m = 0; m < tr_nmodules; m++)
+	for (size_t m = 0; m < tr_nmodules; m++) {
 		total += (int)tr_modules[m]->nroutes;
+		nres += (int)tr_modules[m]->nresources;
+	}
+	total += 5 * nres;
 	table = calloc((size_t)total, sizeof(*table));
-	if (!table)
+	made = calloc((size_t)(5 * nres + 1), sizeof(*made));
+	made_strings = calloc((size_t)(7 * nres + 1), sizeof(*made_strings));
+	if (!table || !made || !made_strings)
 		return -1;
 	for (size_t m = 0; m < tr_nmodules; m++) {
-		for (size_t r = 0; r < tr_modules[m]->nroutes; r++, i++) {
-			struct compiled_route *cr = &table[i];
-			char *copy = strdup(tr_modules[m]->routes[r].path);
-			char *segs[MAX_SEGMENTS];
-			int n, nparams = 0;
-
-			cr->route = &tr_modules[m]->routes[r];
-			cr->module = tr_modules[m]->name;
-			ntable = i + 1; /* so tr_router_free releases what is built */
-			if (!copy)
+		const struct tr_module *mod = tr_modules[m];
+		int first = nmade;
+		for (size_t r = 0; r < mod->nroutes; r++)
+			if (compile(&table[ntable++], &mod->routes[r], mod->name) != 0)
 				return -1;
-			/* split in place, then keep each segment as its own string */
-			n = 0;
-			char *tok = strtok(copy, "/");
-			for (; tok && n < MAX_SEGMENTS; tok = strtok(NULL, "/"))
-				segs[n++] = tok;
-			if (tok) {
-				tr_error("route %s has more than %d segments", cr->route->path,
-					 MAX_SEGMENTS);
-				free(copy);
+		for (size_t r = 0; r < mod->nresources; r++)
+			if (make_resource_routes(mod->resources[r]) != 0)
 				return -1;
-			}
-			cr->nsegs = n;
-			for (int s = 0; s < n; s++) {
-				cr->segs[s] = strdup(segs[s]);
-				if (!cr->segs[s]) {
-					free(copy);
-					return -1;
-				}
-				cr->is_param[s] = segs[s][0] == '{';
-				nparams += cr->is_param[s];
-			}
-			free(copy);
-			if (nparams > TR_MAX_PARAMS) {
-				tr_error("route %s has more than %d parameters", cr->route->path,
-					 TR_MAX_PARAMS);
+		for (int r = first; r < nmade; r++)
+			if (compile(&table[ntable++], &made[r], mod->name) != 0)
 				return -1;
-			}
-		}
 	}
 	return 0;
 }
@@ -106,6 +185,13 @@ tr_router_free(void)
 	free(table);
 	table = NULL;
 	ntable = 0;
+	for (int i = 0; i < nmade_strings; i++)
+		free(made_strings[i]);
+	free(made_strings);
+	free(made);
+	made_strings = NULL;
+	made = NULL;
+	nmade = nmade_strings = 0;
 }
 
 enum tr_match

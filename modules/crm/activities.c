@@ -19,20 +19,20 @@ static const char *const by_start[] = {"-starts_at", "starts_at", "-created_at",
 static const char *const interaction_kinds[] = {"meeting", "call_in", "call_out",
 						"sms",	   "email",   NULL};
 
-static const struct crm_field interaction_fields[] = {
-    {"client_id", CRM_REF, CRM_FILTER | CRM_NARROW | CRM_NULLABLE, 0, 0, NULL, "clients"},
-    {"deal_id", CRM_REF, CRM_FILTER | CRM_NARROW | CRM_NULLABLE, 0, 0, NULL, "deals"},
-    {"lead_id", CRM_REF, CRM_FILTER | CRM_NARROW | CRM_NULLABLE, 0, 0, NULL, "leads"},
-    {"kind", CRM_ENUM, CRM_REQUIRED | CRM_FILTER, 0, 0, interaction_kinds, NULL},
-    {"at", CRM_TIME, CRM_REQUIRED, 0, 0, NULL, NULL},
-    {"summary", CRM_TEXT, CRM_REQUIRED, 1, 5000, NULL, NULL},
-    {"user_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
+static const struct tr_field interaction_fields[] = {
+    {"client_id", TR_K_REF, TR_F_FILTER | TR_F_NARROW | TR_F_NULLABLE, 0, 0, NULL, "clients"},
+    {"deal_id", TR_K_REF, TR_F_FILTER | TR_F_NARROW | TR_F_NULLABLE, 0, 0, NULL, "deals"},
+    {"lead_id", TR_K_REF, TR_F_FILTER | TR_F_NARROW | TR_F_NULLABLE, 0, 0, NULL, "leads"},
+    {"kind", TR_K_ENUM, TR_F_REQUIRED | TR_F_FILTER, 0, 0, interaction_kinds, NULL},
+    {"at", TR_K_TIME, TR_F_REQUIRED, 0, 0, NULL, NULL},
+    {"summary", TR_K_TEXT, TR_F_REQUIRED, 1, 5000, NULL, NULL},
+    {"user_id", TR_K_REF, TR_F_FILTER, 0, 0, NULL, "users"},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
 /* Linked to at least one of client, deal or lead. */
 static bool
-linked_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+linked_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	static const char *const links[] = {"client_id", "deal_id", "lead_id"};
 	bson_iter_t it;
@@ -53,7 +53,11 @@ linked_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bso
 	return true;
 }
 
-const struct crm_entity crm_interactions = {
+const struct tr_resource crm_interactions = {
+    .name = "interaction",
+    .read = "crm.interactions.read",
+    .write = "crm.interactions.write",
+    .about = "Meetings, calls and messages with a client, deal or lead.",
     .coll = "interactions",
     .path = "/v1/crm/interactions",
     .owner_field = "user_id",
@@ -67,12 +71,12 @@ const struct crm_entity crm_interactions = {
 
 #define REMINDERS "crm.reminders"
 
-static const struct crm_field task_fields[] = {
-    {"title", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
-    {"due_at", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
-    {"assignee_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
-    {"related", CRM_OBJECT, CRM_NULLABLE, 0, 0, NULL, NULL},
-    {"done", CRM_BOOL, CRM_FILTER, 0, 0, NULL, NULL},
+static const struct tr_field task_fields[] = {
+    {"title", TR_K_LINE, TR_F_REQUIRED, 1, 200, NULL, NULL},
+    {"due_at", TR_K_TIME, TR_F_NULLABLE, 0, 0, NULL, NULL},
+    {"assignee_id", TR_K_REF, TR_F_FILTER, 0, 0, NULL, "users"},
+    {"related", TR_K_OBJECT, TR_F_NULLABLE, 0, 0, NULL, NULL},
+    {"done", TR_K_BOOL, TR_F_FILTER, 0, 0, NULL, NULL},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
@@ -104,7 +108,7 @@ related_ok(struct tr_ctx *c, bson_t *set)
 			break;
 		}
 		bson_oid_init_from_string(&id, hex);
-		if (!crm_exists(c, kinds[k].coll, &id)) {
+		if (!tr_res_exists(c, kinds[k].coll, &id)) {
 			bson_append_document_end(set, &out);
 			tr_problem_field(c, "related", "names a record that does not exist");
 			return false;
@@ -136,7 +140,7 @@ schedule_reminder(struct tr_ctx *c, const bson_t *task)
 	due = bson_iter_date_time(&it);
 	if (bson_iter_init_find(&it, task, "done") && bson_iter_as_bool(&it))
 		return;
-	if (!crm_oid_of(task, "_id", &id))
+	if (!tr_doc_oid(task, "_id", &id))
 		return;
 	bson_oid_to_string(&id, hex);
 	snprintf(payload, sizeof(payload), "{\"task_id\":\"%s\",\"due_at\":%lld}", hex,
@@ -148,7 +152,7 @@ schedule_reminder(struct tr_ctx *c, const bson_t *task)
 }
 
 static bool
-task_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+task_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	(void)e;
 	if (!related_ok(c, set))
@@ -158,7 +162,11 @@ task_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 	return true;
 }
 
-const struct crm_entity crm_tasks = {
+const struct tr_resource crm_tasks = {
+    .name = "task",
+    .read = "crm.tasks.read",
+    .write = "crm.tasks.write",
+    .about = "A task for a user; at due_at the assignee gets crm.task.due.",
     .coll = "tasks",
     .path = "/v1/crm/tasks",
     .topic = "crm.tasks",
@@ -185,8 +193,8 @@ crm_task_reminder(const struct tr_job *job, char *err, size_t errlen)
 	int rc = 0, drc;
 
 	if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) != 0 ||
-	    !(task_hex = crm_str_of(&payload, "task_id")) || !tr_is_object_id(task_hex) ||
-	    (due = crm_int_of(&payload, "due_at", -1)) < 0 || !tr_is_object_id(job->tenant)) {
+	    !(task_hex = tr_doc_str(&payload, "task_id")) || !tr_is_object_id(task_hex) ||
+	    (due = tr_doc_int(&payload, "due_at", -1)) < 0 || !tr_is_object_id(job->tenant)) {
 		bson_destroy(&payload);
 		bson_destroy(&task);
 		return 0; /* not a reminder: nothing to do */
@@ -225,7 +233,7 @@ crm_task_reminder(const struct tr_job *job, char *err, size_t errlen)
 	bson_t data = BSON_INITIALIZER;
 	bson_oid_t assignee;
 	char owner[25] = "";
-	if (crm_oid_of(&task, "assignee_id", &assignee))
+	if (tr_doc_oid(&task, "assignee_id", &assignee))
 		bson_oid_to_string(&assignee, owner);
 	tr_render_resource(&task, &data);
 	tr_emit_background(job->tenant, "crm.tasks", "crm.task.due", task_hex,
@@ -243,17 +251,21 @@ out:
 static const char *const campaign_kinds[] = {"exhibition", "seminar", "ads",
 					     "mailing",	   "other",   NULL};
 
-static const struct crm_field campaign_fields[] = {
-    {"name", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
-    {"kind", CRM_ENUM, CRM_REQUIRED | CRM_FILTER, 0, 0, campaign_kinds, NULL},
-    {"channel", CRM_LINE, CRM_NULLABLE, 1, 100, NULL, NULL},
-    {"cost", CRM_MONEY, CRM_NULLABLE, 0, 1000000000000000LL, NULL, NULL},
-    {"starts_at", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
-    {"ends_at", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
+static const struct tr_field campaign_fields[] = {
+    {"name", TR_K_LINE, TR_F_REQUIRED, 1, 200, NULL, NULL},
+    {"kind", TR_K_ENUM, TR_F_REQUIRED | TR_F_FILTER, 0, 0, campaign_kinds, NULL},
+    {"channel", TR_K_LINE, TR_F_NULLABLE, 1, 100, NULL, NULL},
+    {"cost", TR_K_MONEY, TR_F_NULLABLE, 0, 1000000000000000LL, NULL, NULL},
+    {"starts_at", TR_K_TIME, TR_F_NULLABLE, 0, 0, NULL, NULL},
+    {"ends_at", TR_K_TIME, TR_F_NULLABLE, 0, 0, NULL, NULL},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
-const struct crm_entity crm_campaigns = {
+const struct tr_resource crm_campaigns = {
+    .name = "campaign",
+    .read = "crm.campaigns.read",
+    .write = "crm.campaigns.write",
+    .about = "A marketing campaign that leads are attributed to.",
     .coll = "campaigns",
     .path = "/v1/crm/campaigns",
     .fields = campaign_fields,
@@ -265,44 +277,33 @@ const struct crm_entity crm_campaigns = {
 
 static const char *const claim_statuses[] = {"open", "in_progress", "resolved", "rejected", NULL};
 
-static const struct crm_field claim_fields[] = {
-    {"client_id", CRM_REF, CRM_REQUIRED | CRM_FILTER | CRM_NARROW, 0, 0, NULL, "clients"},
-    {"subject", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
-    {"description", CRM_TEXT, CRM_NULLABLE, 1, 10000, NULL, NULL},
-    {"status", CRM_ENUM, CRM_FILTER, 0, 0, claim_statuses, NULL},
-    {"assignee_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
+static const struct tr_field claim_fields[] = {
+    {"client_id", TR_K_REF, TR_F_REQUIRED | TR_F_FILTER | TR_F_NARROW, 0, 0, NULL, "clients"},
+    {"subject", TR_K_LINE, TR_F_REQUIRED, 1, 200, NULL, NULL},
+    {"description", TR_K_TEXT, TR_F_NULLABLE, 1, 10000, NULL, NULL},
+    {"status", TR_K_ENUM, TR_F_FILTER, 0, 0, claim_statuses, NULL},
+    {"assignee_id", TR_K_REF, TR_F_FILTER, 0, 0, NULL, "users"},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
 /* open -> in_progress -> resolved | rejected (also straight from open);
  * resolved and rejected are final. */
-static bool
-claim_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
-{
-	const char *to = crm_str_of(set, "status"), *from = old ? crm_str_of(old, "status") : NULL;
-	(void)e;
+static const struct tr_transition claim_moves[] = {
+    {NULL, "open", NULL, NULL},
+    {"open", "in_progress", NULL, NULL},
+    {"open", "resolved", NULL, NULL},
+    {"open", "rejected", NULL, NULL},
+    {"in_progress", "resolved", NULL, NULL},
+    {"in_progress", "rejected", NULL, NULL},
+    {NULL, NULL, NULL, NULL},
+};
+static const struct tr_states claim_states = {"status", claim_moves};
 
-	if (!old) {
-		if (to && strcmp(to, "open") != 0) {
-			tr_problem_field(c, "status", "a new claim starts as open");
-			return false;
-		}
-		if (!to)
-			BSON_APPEND_UTF8(set, "status", "open");
-		return true;
-	}
-	if (!to || !from || strcmp(to, from) == 0)
-		return true;
-	if (strcmp(from, "resolved") == 0 || strcmp(from, "rejected") == 0 ||
-	    strcmp(to, "open") == 0) {
-		tr_problem(c, 409, "conflict",
-			   "a claim moves open -> in_progress -> resolved or rejected");
-		return false;
-	}
-	return true;
-}
-
-const struct crm_entity crm_claims = {
+const struct tr_resource crm_claims = {
+    .name = "claim",
+    .read = "crm.claims.read",
+    .write = "crm.claims.write",
+    .about = "A client's complaint; status open -> in_progress -> resolved | rejected.",
     .coll = "claims",
     .path = "/v1/crm/claims",
     .topic = "crm.claims",
@@ -310,12 +311,6 @@ const struct crm_entity crm_claims = {
     .owner_field = "assignee_id",
     .fields = claim_fields,
     .sorts = by_created,
-    .hook = claim_hook,
+    .states = &claim_states,
     .deletable = true,
 };
-
-CRM_HANDLERS(interactions, crm_interactions)
-CRM_HANDLERS(campaigns, crm_campaigns)
-CRM_HANDLERS(claims, crm_claims)
-
-CRM_HANDLERS(tasks, crm_tasks)

@@ -15,18 +15,18 @@ static const char *const client_sorts[] = {"-created_at", "created_at", "name", 
 static const char *const by_name[] = {"name", "-created_at", "created_at", NULL};
 static const char *const by_legal_name[] = {"legal_name", "-created_at", "created_at", NULL};
 
-static const struct crm_field client_fields[] = {
-    {"name", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
-    {"kind", CRM_ENUM, CRM_REQUIRED | CRM_FILTER, 0, 0, kinds, NULL},
-    {"group_ids", CRM_REFS, 0, 0, 50, NULL, "crm_groups"},
-    {"owner_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
-    {"custom", CRM_CUSTOM, 0, 0, 0, NULL, NULL},
-    {"lead_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "leads"},
+static const struct tr_field client_fields[] = {
+    {"name", TR_K_LINE, TR_F_REQUIRED, 1, 200, NULL, NULL},
+    {"kind", TR_K_ENUM, TR_F_REQUIRED | TR_F_FILTER, 0, 0, kinds, NULL},
+    {"group_ids", TR_K_REFS, 0, 0, 50, NULL, "crm_groups"},
+    {"owner_id", TR_K_REF, TR_F_FILTER, 0, 0, NULL, "users"},
+    {"custom", TR_K_CUSTOM, 0, 0, 0, NULL, NULL},
+    {"lead_id", TR_K_REF, TR_F_SERVER, 0, 0, NULL, "leads"},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
 static bool
-client_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+client_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	bson_t empty;
 	(void)c;
@@ -49,7 +49,7 @@ client_may_delete(struct tr_ctx *c, const bson_t *stored)
 	bson_oid_t id;
 	bool ok = true;
 
-	crm_oid_of(stored, "_id", &id);
+	tr_doc_oid(stored, "_id", &id);
 	BSON_APPEND_OID(&filter, "client_id", &id);
 	for (size_t i = 0; ok && i < sizeof(referrers) / sizeof(referrers[0]); i++) {
 		long long n = 0;
@@ -68,13 +68,18 @@ client_may_delete(struct tr_ctx *c, const bson_t *stored)
 	return ok;
 }
 
-const struct crm_entity crm_clients = {
+const struct tr_resource crm_clients = {
+    .name = "client",
+    .read = "crm.clients.read",
+    .write = "crm.clients.write",
+    .about = "A company or person the tenant sells to.",
     .coll = "clients",
     .path = "/v1/crm/clients",
     .topic = "crm.clients",
     .event = "crm.client",
     .owner_field = "owner_id",
     .custom = "client",
+    .custom_defs = CRM_FIELDS,
     .fields = client_fields,
     .sorts = client_sorts,
     .hook = client_hook,
@@ -82,19 +87,19 @@ const struct crm_entity crm_clients = {
     .deletable = true,
 };
 
-static const struct crm_field counterparty_fields[] = {
-    {"legal_name", CRM_LINE, CRM_REQUIRED, 1, 300, NULL, NULL},
-    {"tax_id", CRM_LINE, CRM_NULLABLE, 1, 50, NULL, NULL},
-    {"address", CRM_TEXT, CRM_NULLABLE, 1, 1000, NULL, NULL},
-    {"active_from", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
-    {"active_to", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
-    {"client_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "clients"},
+static const struct tr_field counterparty_fields[] = {
+    {"legal_name", TR_K_LINE, TR_F_REQUIRED, 1, 300, NULL, NULL},
+    {"tax_id", TR_K_LINE, TR_F_NULLABLE, 1, 50, NULL, NULL},
+    {"address", TR_K_TEXT, TR_F_NULLABLE, 1, 1000, NULL, NULL},
+    {"active_from", TR_K_TIME, TR_F_NULLABLE, 0, 0, NULL, NULL},
+    {"active_to", TR_K_TIME, TR_F_NULLABLE, 0, 0, NULL, NULL},
+    {"client_id", TR_K_REF, TR_F_SERVER, 0, 0, NULL, "clients"},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
 /* active_from before active_to, whichever of them the change sets. */
 static bool
-period_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+period_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	bson_iter_t it;
 	int64_t from = INT64_MIN, to = INT64_MAX;
@@ -117,7 +122,11 @@ period_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bso
 	return true;
 }
 
-const struct crm_entity crm_counterparties = {
+const struct tr_resource crm_counterparties = {
+    .name = "counterparty",
+    .read = "crm.clients.read",
+    .write = "crm.clients.write",
+    .about = "A legal entity of a client, with its validity period.",
     .coll = "counterparties",
     .path = "counterparties", /* under the client's path */
     .fields = counterparty_fields,
@@ -128,16 +137,20 @@ const struct crm_entity crm_counterparties = {
     .parent_field = "client_id",
 };
 
-static const struct crm_field contact_fields[] = {
-    {"name", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
-    {"email", CRM_EMAIL, CRM_NULLABLE, 3, 254, NULL, NULL},
-    {"phone", CRM_PHONE, CRM_NULLABLE, 3, 40, NULL, NULL},
-    {"position", CRM_LINE, CRM_NULLABLE, 1, 100, NULL, NULL},
-    {"client_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "clients"},
+static const struct tr_field contact_fields[] = {
+    {"name", TR_K_LINE, TR_F_REQUIRED, 1, 200, NULL, NULL},
+    {"email", TR_K_EMAIL, TR_F_NULLABLE, 3, 254, NULL, NULL},
+    {"phone", TR_K_PHONE, TR_F_NULLABLE, 3, 40, NULL, NULL},
+    {"position", TR_K_LINE, TR_F_NULLABLE, 1, 100, NULL, NULL},
+    {"client_id", TR_K_REF, TR_F_SERVER, 0, 0, NULL, "clients"},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
-const struct crm_entity crm_contacts = {
+const struct tr_resource crm_contacts = {
+    .name = "contact",
+    .read = "crm.clients.read",
+    .write = "crm.clients.write",
+    .about = "A person at a client.",
     .coll = "contacts",
     .path = "contacts", /* under the client's path */
     .fields = contact_fields,
@@ -149,14 +162,14 @@ const struct crm_entity crm_contacts = {
 
 /* Groups: rule {"type": "static"} (clients list the group in group_ids) or
  * {"type": "filter", "kind": ..., "owner_id": ...} (a saved filter). */
-static const struct crm_field group_fields[] = {
-    {"name", CRM_LINE, CRM_REQUIRED, 1, 100, NULL, NULL},
-    {"rule", CRM_OBJECT, CRM_REQUIRED, 0, 0, NULL, NULL},
+static const struct tr_field group_fields[] = {
+    {"name", TR_K_LINE, TR_F_REQUIRED, 1, 100, NULL, NULL},
+    {"rule", TR_K_OBJECT, TR_F_REQUIRED, 0, 0, NULL, NULL},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
 static bool
-group_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+group_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	bson_iter_t it, r;
 	const char *type = NULL, *kind = NULL;
@@ -207,7 +220,11 @@ group_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson
 	return true;
 }
 
-const struct crm_entity crm_groups = {
+const struct tr_resource crm_groups = {
+    .name = "group",
+    .read = "crm.clients.read",
+    .write = "crm.clients.write",
+    .about = "A group of clients: static membership or a saved filter.",
     .coll = "crm_groups",
     .path = "/v1/crm/groups",
     .fields = group_fields,
@@ -217,16 +234,16 @@ const struct crm_entity crm_groups = {
 };
 
 /* GET /v1/crm/groups/{id}/clients: the members, by the group's rule. */
-static void
-groups_clients(struct tr_ctx *c)
+void
+crm_groups_members(struct tr_ctx *c)
 {
 	bson_t group, filter = BSON_INITIALIZER;
 	bson_iter_t it, r;
 	bson_oid_t id;
 
-	if (!crm_load(c, &crm_groups, tr_param(c, 0), &group))
+	if (!tr_res_load(c, &crm_groups, tr_param(c, 0), &group))
 		goto out;
-	crm_oid_of(&group, "_id", &id);
+	tr_doc_oid(&group, "_id", &id);
 	const char *type = "static";
 	if (bson_iter_init_find(&it, &group, "rule") && bson_iter_recurse(&it, &r) &&
 	    bson_iter_find(&r, "type") && BSON_ITER_HOLDS_UTF8(&r))
@@ -241,7 +258,7 @@ groups_clients(struct tr_ctx *c)
 	/* a rule naming no condition never means "everyone" */
 	if (bson_count_keys(&filter) == 0)
 		BSON_APPEND_BOOL(&filter, "_never", true);
-	crm_list(c, &crm_clients, &filter);
+	tr_res_list(c, &crm_clients, &filter);
 out:
 	bson_destroy(&group);
 	bson_destroy(&filter);
@@ -249,8 +266,8 @@ out:
 
 /* GET /v1/crm/clients/{id}/timeline: interactions, deals and claims,
  * newest first (the 200 newest of each). */
-static void
-clients_timeline_impl(struct tr_ctx *c)
+void
+crm_clients_timeline(struct tr_ctx *c)
 {
 	static const struct {
 		const char *coll, *type, *at, *permission, *owner;
@@ -266,9 +283,9 @@ clients_timeline_impl(struct tr_ctx *c)
 	size_t n = 0, cap = 0;
 	bson_oid_t id;
 
-	if (!crm_load(c, &crm_clients, tr_param(c, 0), &client))
+	if (!tr_res_load(c, &crm_clients, tr_param(c, 0), &client))
 		goto out;
-	crm_oid_of(&client, "_id", &id);
+	tr_doc_oid(&client, "_id", &id);
 	for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
 		struct tr_list_query q = {
 		    .sort_field = parts[p].at, .direction = -1, .limit = 200, .narrow = true};
@@ -304,8 +321,8 @@ clients_timeline_impl(struct tr_ctx *c)
 			int64_t at = 0;
 			bson_iter_document(&it, &len, &data);
 			bson_init_static(&view, data, len);
-			if ((ts = crm_str_of(&view, parts[p].at)))
-				crm_parse_time(ts, &at);
+			if ((ts = tr_doc_str(&view, parts[p].at)))
+				tr_parse_time(ts, &at);
 			if (n == cap) {
 				cap = cap ? cap * 2 : 64;
 				all = realloc(all, cap * sizeof(*all));
@@ -345,22 +362,4 @@ out:
 	bson_destroy(&client);
 	bson_destroy(&items);
 	bson_destroy(&out);
-}
-
-void
-clients_timeline(struct tr_ctx *c)
-{
-	clients_timeline_impl(c);
-}
-
-CRM_HANDLERS(clients, crm_clients)
-CRM_HANDLERS(counterparties, crm_counterparties)
-CRM_HANDLERS(contacts, crm_contacts)
-CRM_HANDLERS(groups, crm_groups)
-
-void groups_members(struct tr_ctx *c);
-void
-groups_members(struct tr_ctx *c)
-{
-	groups_clients(c);
 }

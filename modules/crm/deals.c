@@ -16,20 +16,20 @@ static const char *const statuses[] = {"open", "won", "lost", NULL};
 static const char *const sorts[] = {"-created_at",    "created_at", "-updated_at",
 				    "expected_close", "title",	    NULL};
 
-static const struct crm_field fields[] = {
-    {"client_id", CRM_REF, CRM_REQUIRED | CRM_FILTER | CRM_NARROW, 0, 0, NULL, "clients"},
-    {"title", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
-    {"amount", CRM_MONEY, CRM_NULLABLE, 0, 1000000000000000LL, NULL, NULL},
-    {"pipeline_id", CRM_REF, CRM_FIXED | CRM_FILTER, 0, 0, NULL, "pipelines"},
-    {"stage", CRM_LINE, CRM_FIXED | CRM_FILTER, 1, 40, NULL, NULL},
-    {"owner_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
-    {"expected_close", CRM_TIME, CRM_NULLABLE, 0, 0, NULL, NULL},
-    {"status", CRM_ENUM, CRM_FIXED | CRM_FILTER, 0, 0, statuses, NULL},
-    {"lost_reason", CRM_TEXT, CRM_FIXED, 1, 1000, NULL, NULL},
-    {"closed_at", CRM_TIME, CRM_FIXED, 0, 0, NULL, NULL},
-    {"custom", CRM_CUSTOM, 0, 0, 0, NULL, NULL},
-    {"lead_id", CRM_REF, CRM_SERVER | CRM_FILTER | CRM_NARROW, 0, 0, NULL, "leads"},
-    {"stage_history", CRM_ARRAY, CRM_SERVER, 0, 0, NULL, NULL},
+static const struct tr_field fields[] = {
+    {"client_id", TR_K_REF, TR_F_REQUIRED | TR_F_FILTER | TR_F_NARROW, 0, 0, NULL, "clients"},
+    {"title", TR_K_LINE, TR_F_REQUIRED, 1, 200, NULL, NULL},
+    {"amount", TR_K_MONEY, TR_F_NULLABLE, 0, 1000000000000000LL, NULL, NULL},
+    {"pipeline_id", TR_K_REF, TR_F_FIXED | TR_F_FILTER, 0, 0, NULL, "pipelines"},
+    {"stage", TR_K_LINE, TR_F_FIXED | TR_F_FILTER, 1, 40, NULL, NULL},
+    {"owner_id", TR_K_REF, TR_F_FILTER, 0, 0, NULL, "users"},
+    {"expected_close", TR_K_TIME, TR_F_NULLABLE, 0, 0, NULL, NULL},
+    {"status", TR_K_ENUM, TR_F_FIXED | TR_F_FILTER, 0, 0, statuses, NULL},
+    {"lost_reason", TR_K_TEXT, TR_F_FIXED, 1, 1000, NULL, NULL},
+    {"closed_at", TR_K_TIME, TR_F_FIXED, 0, 0, NULL, NULL},
+    {"custom", TR_K_CUSTOM, 0, 0, 0, NULL, NULL},
+    {"lead_id", TR_K_REF, TR_F_SERVER | TR_F_FILTER | TR_F_NARROW, 0, 0, NULL, "leads"},
+    {"stage_history", TR_K_ARRAY, TR_F_SERVER, 0, 0, NULL, NULL},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
@@ -65,7 +65,7 @@ crm_deal_history_start(struct tr_ctx *c, bson_t *deal, const char *stage)
 }
 
 static bool
-deal_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+deal_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	bson_t pipeline = BSON_INITIALIZER;
 	bson_oid_t pid;
@@ -77,7 +77,7 @@ deal_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 	if (old)
 		return true; /* stage, status and closing have their own actions */
 	/* copies: set moves as fields are added to it */
-	status = crm_str_of(set, "status");
+	status = tr_doc_str(set, "status");
 	status = status ? tr_arena_strdup(c->req->arena, status) : NULL;
 	if (!status) {
 		status = "open";
@@ -109,21 +109,21 @@ deal_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 				 "only a won or lost deal has closed_at or lost_reason");
 		goto out;
 	}
-	if (crm_oid_of(set, "pipeline_id", &pid)) {
+	if (tr_doc_oid(set, "pipeline_id", &pid)) {
 		char hex[25];
 		bson_oid_to_string(&pid, hex);
 		rc = tr_db_get(c->db, "pipelines", hex, &pipeline);
 	} else {
 		bson_destroy(&pipeline);
 		rc = crm_default_pipeline(c, &pipeline);
-		if (rc == TR_OK && crm_oid_of(&pipeline, "_id", &pid))
+		if (rc == TR_OK && tr_doc_oid(&pipeline, "_id", &pid))
 			BSON_APPEND_OID(set, "pipeline_id", &pid);
 	}
 	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
 		goto out;
 	}
-	stage = crm_str_of(set, "stage");
+	stage = tr_doc_str(set, "stage");
 	stage = stage ? tr_arena_strdup(c->req->arena, stage) : NULL;
 	if (!stage) {
 		bson_iter_t it, arr, f;
@@ -148,13 +148,32 @@ out:
 	return ok;
 }
 
-const struct crm_entity crm_deals = {
+/* A deal is open until won or lost, each by its action; a closed deal may
+ * be created as such only by an import (crm.deals.import, deal_hook). */
+static const struct tr_transition deal_moves[] = {
+    {NULL, "open", NULL, NULL},
+    {NULL, "won", NULL, "closed_at"},
+    {NULL, "lost", NULL, "lost_reason"},
+    {"open", "won", "won", NULL},
+    {"open", "lost", "lost", "lost_reason"},
+    {NULL, NULL, NULL, NULL},
+};
+static const struct tr_states deal_states = {"status", deal_moves};
+
+const struct tr_resource crm_deals = {
+    .name = "deal",
     .coll = DEALS,
     .path = "/v1/crm/deals",
+    .read = "crm.deals.read",
+    .write = "crm.deals.write",
+    .about = "A client's opportunity moving through a pipeline's stages; closed deals may be "
+	     "created with crm.deals.import.",
+    .states = &deal_states,
     .topic = "crm.deals",
     .event = "crm.deal",
     .owner_field = "owner_id",
     .custom = "deal",
+    .custom_defs = CRM_FIELDS,
     .fields = fields,
     .sorts = sorts,
     .hook = deal_hook,
@@ -167,9 +186,9 @@ open_deal(struct tr_ctx *c, bson_t *deal)
 {
 	const char *status;
 
-	if (!crm_load(c, &crm_deals, tr_param(c, 0), deal))
+	if (!tr_res_load(c, &crm_deals, tr_param(c, 0), deal))
 		return false;
-	status = crm_str_of(deal, "status");
+	status = tr_doc_str(deal, "status");
 	if (!status || strcmp(status, "open") != 0) {
 		tr_problem(c, 409, "conflict", "the deal is closed (won or lost)");
 		return false;
@@ -179,7 +198,7 @@ open_deal(struct tr_ctx *c, bson_t *deal)
 
 /* POST /v1/crm/deals/{id}/stage {"stage"} */
 void
-deals_stage(struct tr_ctx *c)
+crm_deals_stage(struct tr_ctx *c)
 {
 	static const char *const allowed[] = {"stage", NULL};
 	bson_t deal = BSON_INITIALIZER, pipeline = BSON_INITIALIZER, set = BSON_INITIALIZER, arr;
@@ -196,12 +215,12 @@ deals_stage(struct tr_ctx *c)
 	bson_destroy(&deal);
 	if (!open_deal(c, &deal))
 		goto out;
-	from = crm_str_of(&deal, "stage");
+	from = tr_doc_str(&deal, "stage");
 	if (from && strcmp(from, stage) == 0) {
 		tr_problem(c, 409, "conflict", "the deal is in this stage already");
 		goto out;
 	}
-	crm_oid_of(&deal, "pipeline_id", &pid);
+	tr_doc_oid(&deal, "pipeline_id", &pid);
 	bson_oid_to_string(&pid, hex);
 	bson_destroy(&pipeline);
 	if (tr_db_get(c->db, "pipelines", hex, &pipeline) != TR_OK ||
@@ -223,8 +242,8 @@ deals_stage(struct tr_ctx *c)
 	bson_uint32_to_string((uint32_t)n, &k, key, sizeof(key));
 	history_entry(c, &arr, k, stage, from);
 	bson_append_array_end(&set, &arr);
-	crm_save(c, &crm_deals, tr_param(c, 0), crm_int_of(&deal, "version", 0), &set,
-		 "crm.deal.stage_changed");
+	tr_res_save(c, &crm_deals, tr_param(c, 0), tr_doc_int(&deal, "version", 0), &set,
+		    "crm.deal.stage_changed");
 out:
 	bson_destroy(&deal);
 	bson_destroy(&pipeline);
@@ -251,52 +270,25 @@ close_deal(struct tr_ctx *c, bool won)
 	BSON_APPEND_DATE_TIME(&set, "closed_at", tr_now_ms());
 	if (reason)
 		BSON_APPEND_UTF8(&set, "lost_reason", reason);
+	if (!tr_res_move_ok(c, &crm_deals, "open", won ? "won" : "lost", won ? "won" : "lost", &set,
+			    &deal))
+		goto out;
 	crm_deal_closed_day(&set);
-	crm_save(c, &crm_deals, tr_param(c, 0), crm_int_of(&deal, "version", 0), &set,
-		 won ? "crm.deal.won" : "crm.deal.lost");
+	tr_res_save(c, &crm_deals, tr_param(c, 0), tr_doc_int(&deal, "version", 0), &set,
+		    won ? "crm.deal.won" : "crm.deal.lost");
 out:
 	bson_destroy(&deal);
 	bson_destroy(&set);
 }
 
 void
-deals_won(struct tr_ctx *c)
+crm_deals_won(struct tr_ctx *c)
 {
 	close_deal(c, true);
 }
 
 void
-deals_lost(struct tr_ctx *c)
+crm_deals_lost(struct tr_ctx *c)
 {
 	close_deal(c, false);
-}
-
-void
-deals_create(struct tr_ctx *c)
-{
-	crm_create(c, &crm_deals);
-}
-
-void
-deals_get(struct tr_ctx *c)
-{
-	crm_get(c, &crm_deals);
-}
-
-void
-deals_update(struct tr_ctx *c)
-{
-	crm_update(c, &crm_deals);
-}
-
-void
-deals_delete(struct tr_ctx *c)
-{
-	crm_delete(c, &crm_deals);
-}
-
-void
-deals_list(struct tr_ctx *c)
-{
-	crm_list(c, &crm_deals, NULL);
 }

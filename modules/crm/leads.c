@@ -19,21 +19,21 @@ static const char *const channels[] = {"web",	"phone",   "email", "referral", "a
 				       "event", "partner", "other", NULL};
 static const char *const sorts[] = {"-created_at", "created_at", "name", "-updated_at", NULL};
 
-static const struct crm_field fields[] = {
-    {"name", CRM_LINE, CRM_REQUIRED, 1, 200, NULL, NULL},
-    {"email", CRM_EMAIL, CRM_NULLABLE | CRM_FILTER | CRM_NARROW, 3, 254, NULL, NULL},
-    {"phone", CRM_PHONE, CRM_NULLABLE, 3, 40, NULL, NULL},
-    {"company", CRM_LINE, CRM_NULLABLE, 0, 200, NULL, NULL},
-    {"source", CRM_OBJECT, CRM_NULLABLE, 0, 0, NULL, NULL},
-    {"owner_id", CRM_REF, CRM_FILTER, 0, 0, NULL, "users"},
-    {"status", CRM_ENUM, CRM_FILTER, 0, 0, statuses, NULL},
-    {"lost_reason", CRM_TEXT, CRM_NULLABLE, 1, 1000, NULL, NULL},
-    {"duplicate_of", CRM_REF, CRM_SERVER | CRM_FILTER | CRM_NARROW, 0, 0, NULL, LEADS},
-    {"custom", CRM_CUSTOM, 0, 0, 0, NULL, NULL},
-    {"client_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "clients"},
-    {"contact_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "contacts"},
-    {"deal_id", CRM_REF, CRM_SERVER, 0, 0, NULL, "deals"},
-    {"converted_at", CRM_TIME, CRM_SERVER, 0, 0, NULL, NULL},
+static const struct tr_field fields[] = {
+    {"name", TR_K_LINE, TR_F_REQUIRED, 1, 200, NULL, NULL},
+    {"email", TR_K_EMAIL, TR_F_NULLABLE | TR_F_FILTER | TR_F_NARROW, 3, 254, NULL, NULL},
+    {"phone", TR_K_PHONE, TR_F_NULLABLE, 3, 40, NULL, NULL},
+    {"company", TR_K_LINE, TR_F_NULLABLE, 0, 200, NULL, NULL},
+    {"source", TR_K_OBJECT, TR_F_NULLABLE, 0, 0, NULL, NULL},
+    {"owner_id", TR_K_REF, TR_F_FILTER, 0, 0, NULL, "users"},
+    {"status", TR_K_ENUM, TR_F_FILTER, 0, 0, statuses, NULL},
+    {"lost_reason", TR_K_TEXT, TR_F_NULLABLE, 1, 1000, NULL, NULL},
+    {"duplicate_of", TR_K_REF, TR_F_SERVER | TR_F_FILTER | TR_F_NARROW, 0, 0, NULL, LEADS},
+    {"custom", TR_K_CUSTOM, 0, 0, 0, NULL, NULL},
+    {"client_id", TR_K_REF, TR_F_SERVER, 0, 0, NULL, "clients"},
+    {"contact_id", TR_K_REF, TR_F_SERVER, 0, 0, NULL, "contacts"},
+    {"deal_id", TR_K_REF, TR_F_SERVER, 0, 0, NULL, "deals"},
+    {"converted_at", TR_K_TIME, TR_F_SERVER, 0, 0, NULL, NULL},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
@@ -71,7 +71,7 @@ source_ok(struct tr_ctx *c, bson_t *set)
 			   tr_is_object_id(bson_iter_utf8(&sub, NULL))) {
 			bson_oid_init_from_string(&campaign, bson_iter_utf8(&sub, NULL));
 			has_campaign = true;
-			if (!crm_exists(c, "campaigns", &campaign)) {
+			if (!tr_res_exists(c, "campaigns", &campaign)) {
 				tr_problem_field(c, "source.campaign_id", "names no campaign");
 				return false;
 			}
@@ -92,7 +92,7 @@ source_ok(struct tr_ctx *c, bson_t *set)
 		return false;
 	}
 	bson_t s;
-	crm_remove_field(set, "source");
+	tr_doc_remove(set, "source");
 	BSON_APPEND_DOCUMENT_BEGIN(set, "source", &s);
 	BSON_APPEND_UTF8(&s, "channel", channel);
 	if (has_campaign)
@@ -114,7 +114,7 @@ after(struct tr_ctx *c, const bson_t *set, const bson_t *old, const char *field)
 	if (bson_iter_init_find(&it, set, field))
 		v = BSON_ITER_HOLDS_UTF8(&it) ? bson_iter_utf8(&it, NULL) : NULL;
 	else
-		v = crm_str_of(old, field);
+		v = tr_doc_str(old, field);
 	return v ? tr_arena_strdup(c->req->arena, v) : NULL;
 }
 
@@ -129,7 +129,7 @@ static int
 dup_visit(void *arg, const bson_t *lead)
 {
 	struct dup_search *d = arg;
-	const char *status = crm_str_of(lead, "status"), *id = crm_str_of(lead, "id");
+	const char *status = tr_doc_str(lead, "status"), *id = tr_doc_str(lead, "id");
 	bson_oid_t oid;
 
 	if (!status || !id || !tr_is_object_id(id) ||
@@ -177,57 +177,28 @@ find_duplicate(struct tr_ctx *c, const char *email, const char *phone_n, const b
 	return true;
 }
 
-/* The status flow: new -> contacted -> qualified, any open status -> lost
- * (with a reason); converted only through /convert; converted and lost are
- * final. */
-static bool
-status_ok(struct tr_ctx *c, const char *from, const char *to, const bson_t *set, const bson_t *old)
-{
-	static const char *const order[] = {"new", "contacted", "qualified", NULL};
-	int fi = -1, ti = -1;
-
-	if (strcmp(to, "converted") == 0) {
-		tr_problem(c, 409, "conflict", "a lead is converted through POST .../convert");
-		return false;
-	}
-	if (from && (strcmp(from, "converted") == 0 || strcmp(from, "lost") == 0)) {
-		if (strcmp(from, to) != 0) {
-			tr_problem(c, 409, "conflict", "the lead is closed (converted or lost)");
-			return false;
-		}
-		return true;
-	}
-	if (strcmp(to, "lost") == 0) {
-		const char *reason = after(c, set, old, "lost_reason");
-		if (!reason || !*reason) {
-			tr_problem_field(c, "lost_reason", "is required when a lead is lost");
-			return false;
-		}
-		return true;
-	}
-	for (int i = 0; order[i]; i++) {
-		if (from && strcmp(order[i], from) == 0)
-			fi = i;
-		if (strcmp(order[i], to) == 0)
-			ti = i;
-	}
-	if (from && ti < fi) {
-		tr_problem(c, 409, "conflict",
-			   "a lead's status moves forward: new, contacted, qualified");
-		return false;
-	}
-	if (!from && ti != 0) {
-		tr_problem_field(c, "status", "a new lead starts as new");
-		return false;
-	}
-	return true;
-}
+/* The status flow: new -> contacted -> qualified (steps may be skipped),
+ * any open status -> lost with a reason; converted only through /convert;
+ * converted and lost are final. */
+static const struct tr_transition lead_moves[] = {
+    {NULL, "new", NULL, NULL},
+    {"new", "contacted", NULL, NULL},
+    {"new", "qualified", NULL, NULL},
+    {"contacted", "qualified", NULL, NULL},
+    {"new", "lost", NULL, "lost_reason"},
+    {"contacted", "lost", NULL, "lost_reason"},
+    {"qualified", "lost", NULL, "lost_reason"},
+    {"new", "converted", "convert", NULL},
+    {"contacted", "converted", "convert", NULL},
+    {"qualified", "converted", "convert", NULL},
+    {NULL, NULL, NULL, NULL},
+};
+static const struct tr_states lead_states = {"status", lead_moves};
 
 static bool
-lead_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+lead_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	const char *email = after(c, set, old, "email"), *phone = after(c, set, old, "phone");
-	const char *status = bson_has_field(set, "status") ? after(c, set, NULL, "status") : NULL;
 	char phone_n[32] = "";
 	bson_oid_t self;
 	(void)e;
@@ -238,10 +209,6 @@ lead_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 		tr_problem_field(c, "email", "a lead needs an email or a phone");
 		return false;
 	}
-	if (status && !status_ok(c, old ? crm_str_of(old, "status") : NULL, status, set, old))
-		return false;
-	if (!old && !status)
-		BSON_APPEND_UTF8(set, "status", "new");
 	if (phone)
 		normalise_phone(phone, phone_n, sizeof(phone_n));
 	if (bson_has_field(set, "phone")) {
@@ -256,7 +223,7 @@ lead_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_
 		if (!bson_has_field(set, "duplicate_of"))
 			BSON_APPEND_NULL(set, "duplicate_of");
 	} else if (bson_has_field(set, "email") || bson_has_field(set, "phone")) {
-		crm_oid_of(old, "_id", &self);
+		tr_doc_oid(old, "_id", &self);
 		if (!find_duplicate(c, email, phone_n, &self, set))
 			return false;
 	}
@@ -286,7 +253,7 @@ deals_follow(struct tr_ctx *c, const bson_t *lead, bool gone)
 	char(*ids)[25] = NULL;
 	size_t n = 0;
 
-	if (!crm_oid_of(lead, "_id", &id))
+	if (!tr_doc_oid(lead, "_id", &id))
 		goto out;
 	if (gone) {
 		BSON_APPEND_NULL(&snapshot, "_lcd");
@@ -296,7 +263,7 @@ deals_follow(struct tr_ctx *c, const bson_t *lead, bool gone)
 		crm_lead_snapshot(lead, &snapshot);
 	}
 	BSON_APPEND_OID(&filter, "lead_id", &id);
-	if (crm_matching_ids(c, "deals", &filter, &ids, &n) != TR_OK) {
+	if (tr_res_matching_ids(c, "deals", &filter, &ids, &n) != TR_OK) {
 		tr_warn("crm: the deals of a lead could not be read to follow it");
 		goto out;
 	}
@@ -332,7 +299,7 @@ out:
 static bool
 may_have_deals(const bson_t *lead)
 {
-	const char *status = crm_str_of(lead, "status");
+	const char *status = tr_doc_str(lead, "status");
 	return status && strcmp(status, "converted") == 0;
 }
 
@@ -350,13 +317,20 @@ lead_removed(struct tr_ctx *c, const bson_t *lead)
 		deals_follow(c, lead, true);
 }
 
-const struct crm_entity crm_leads = {
+const struct tr_resource crm_leads = {
+    .name = "lead",
     .coll = LEADS,
     .path = "/v1/crm/leads",
+    .read = "crm.leads.read",
+    .write = "crm.leads.write",
+    .about = "Leads from users and partner API keys; a duplicate (same email or phone as an "
+	     "open lead) gets duplicate_of.",
+    .states = &lead_states,
     .topic = "crm.leads",
     .event = "crm.lead",
     .owner_field = "owner_id",
     .custom = "lead",
+    .custom_defs = CRM_FIELDS,
     .fields = fields,
     .sorts = sorts,
     .hook = lead_hook,
@@ -379,11 +353,11 @@ may(struct tr_ctx *c, const char *permission)
  * conversions exactly one wins; the rest get 409), recording the ids of
  * the client, contact and deal, which are then written. */
 void
-leads_convert(struct tr_ctx *c)
+crm_leads_convert(struct tr_ctx *c)
 {
 	static const char *const allowed[] = {"create_deal", "deal_title", "amount", NULL};
-	static const struct crm_field amount_field = {"amount",		  CRM_MONEY, 0,	  0,
-						      1000000000000000LL, NULL,	     NULL};
+	static const struct tr_field amount_field = {"amount",		 TR_K_MONEY, 0,	  0,
+						     1000000000000000LL, NULL,	     NULL};
 	bson_t lead = BSON_INITIALIZER, claim = BSON_INITIALIZER, doc = BSON_INITIALIZER;
 	bson_t client = BSON_INITIALIZER, contact = BSON_INITIALIZER, deal = BSON_INITIALIZER;
 	bson_t pipeline = BSON_INITIALIZER, extra = BSON_INITIALIZER, out = BSON_INITIALIZER;
@@ -404,7 +378,7 @@ leads_convert(struct tr_ctx *c)
 		}
 	}
 	ok &= tr_body_line(c, "deal_title", 1, 200, false, &title);
-	ok &= crm_read_field(c, &amount_field, &extra);
+	ok &= tr_res_read_field(c, &amount_field, &extra);
 	if (!ok)
 		goto out;
 	if (!may(c, "crm.clients.write") || (create_deal && !may(c, "crm.deals.write"))) {
@@ -413,11 +387,13 @@ leads_convert(struct tr_ctx *c)
 		goto out;
 	}
 	bson_destroy(&lead);
-	if (!crm_load(c, &crm_leads, tr_param(c, 0), &lead))
+	if (!tr_res_load(c, &crm_leads, tr_param(c, 0), &lead))
 		goto out;
-	status = crm_str_of(&lead, "status");
-	if (status && (strcmp(status, "converted") == 0 || strcmp(status, "lost") == 0)) {
-		tr_problem(c, 409, "conflict", "the lead is already converted or lost");
+	status = tr_doc_str(&lead, "status");
+	if (!status ||
+	    !tr_res_move_ok(c, &crm_leads, status, "converted", "convert", NULL, &lead)) {
+		if (!c->resp->status)
+			tr_problem(c, 409, "conflict", "the lead has no status");
 		goto out;
 	}
 	if (create_deal) {
@@ -428,7 +404,7 @@ leads_convert(struct tr_ctx *c)
 			goto out;
 		}
 	}
-	crm_oid_of(&lead, "_id", &lead_id);
+	tr_doc_oid(&lead, "_id", &lead_id);
 	bson_oid_init(&client_id, NULL);
 	bson_oid_init(&contact_id, NULL);
 	bson_oid_init(&deal_id, NULL);
@@ -438,7 +414,7 @@ leads_convert(struct tr_ctx *c)
 	BSON_APPEND_OID(&claim, "contact_id", &contact_id);
 	if (create_deal)
 		BSON_APPEND_OID(&claim, "deal_id", &deal_id);
-	rc = tr_db_update(c->db, LEADS, tr_param(c, 0), crm_int_of(&lead, "version", 0), &claim,
+	rc = tr_db_update(c->db, LEADS, tr_param(c, 0), tr_doc_int(&lead, "version", 0), &claim,
 			  NULL, &doc);
 	if (rc == TR_EVERSION) {
 		tr_problem(c, 409, "conflict", "the lead changed or was converted meanwhile");
@@ -448,11 +424,11 @@ leads_convert(struct tr_ctx *c)
 		tr_problem_from_err(c, rc);
 		goto out;
 	}
-	crm_emit(c, &crm_leads, "crm.lead.updated", &doc);
+	tr_res_emit(c, &crm_leads, "crm.lead.updated", &doc);
 
-	name = crm_str_of(&lead, "name");
-	company = crm_str_of(&lead, "company");
-	has_owner = crm_oid_of(&lead, "owner_id", &owner);
+	name = tr_doc_str(&lead, "name");
+	company = tr_doc_str(&lead, "company");
+	has_owner = tr_doc_oid(&lead, "owner_id", &owner);
 	/* the client */
 	bson_reinit(&doc);
 	BSON_APPEND_OID(&doc, "_id", &client_id);
@@ -467,15 +443,15 @@ leads_convert(struct tr_ctx *c)
 	rc = tr_db_insert(c->db, "clients", &doc, &client);
 	if (rc != TR_OK)
 		goto failed;
-	crm_emit(c, &crm_clients, "crm.client.created", &client);
+	tr_res_emit(c, &crm_clients, "crm.client.created", &client);
 	/* the contact */
 	bson_reinit(&doc);
 	BSON_APPEND_OID(&doc, "_id", &contact_id);
 	BSON_APPEND_OID(&doc, "client_id", &client_id);
 	BSON_APPEND_UTF8(&doc, "name", name);
-	if ((v = crm_str_of(&lead, "email")))
+	if ((v = tr_doc_str(&lead, "email")))
 		BSON_APPEND_UTF8(&doc, "email", v);
-	if ((v = crm_str_of(&lead, "phone")))
+	if ((v = tr_doc_str(&lead, "phone")))
 		BSON_APPEND_UTF8(&doc, "phone", v);
 	bson_destroy(&contact);
 	rc = tr_db_insert(c->db, "contacts", &doc, &contact);
@@ -485,7 +461,7 @@ leads_convert(struct tr_ctx *c)
 	if (create_deal) {
 		bson_iter_t st, first;
 		const char *stage = "new";
-		crm_oid_of(&pipeline, "_id", &pipeline_id);
+		tr_doc_oid(&pipeline, "_id", &pipeline_id);
 		if (bson_iter_init_find(&st, &pipeline, "stages") &&
 		    bson_iter_recurse(&st, &first) && bson_iter_next(&first) &&
 		    BSON_ITER_HOLDS_DOCUMENT(&first)) {
@@ -514,7 +490,7 @@ leads_convert(struct tr_ctx *c)
 		rc = tr_db_insert(c->db, "deals", &doc, &deal);
 		if (rc != TR_OK)
 			goto failed;
-		crm_emit(c, &crm_deals, "crm.deal.created", &deal);
+		tr_res_emit(c, &crm_deals, "crm.deal.created", &deal);
 	}
 	bson_init(&res);
 	tr_render_resource(&client, &res);
@@ -549,34 +525,4 @@ out:
 	bson_destroy(&pipeline);
 	bson_destroy(&extra);
 	bson_destroy(&out);
-}
-
-void
-leads_create(struct tr_ctx *c)
-{
-	crm_create(c, &crm_leads);
-}
-
-void
-leads_get(struct tr_ctx *c)
-{
-	crm_get(c, &crm_leads);
-}
-
-void
-leads_update(struct tr_ctx *c)
-{
-	crm_update(c, &crm_leads);
-}
-
-void
-leads_delete(struct tr_ctx *c)
-{
-	crm_delete(c, &crm_leads);
-}
-
-void
-leads_list(struct tr_ctx *c)
-{
-	crm_list(c, &crm_leads, NULL);
 }

@@ -13,10 +13,10 @@
 
 static const char *const sorts[] = {"created_at", "-created_at", "name", NULL};
 
-static const struct crm_field fields[] = {
-    {"name", CRM_LINE, CRM_REQUIRED, 1, 100, NULL, NULL},
-    {"stages", CRM_ARRAY, CRM_REQUIRED, 0, 0, NULL, NULL},
-    {"is_default", CRM_BOOL, CRM_SERVER, 0, 0, NULL, NULL},
+static const struct tr_field fields[] = {
+    {"name", TR_K_LINE, TR_F_REQUIRED, 1, 100, NULL, NULL},
+    {"stages", TR_K_ARRAY, TR_F_REQUIRED, 0, 0, NULL, NULL},
+    {"is_default", TR_K_BOOL, TR_F_SERVER, 0, 0, NULL, NULL},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
@@ -98,7 +98,7 @@ stages_ok(struct tr_ctx *c, bson_t *set)
 }
 
 static bool
-pipeline_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const bson_t *old)
+pipeline_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	(void)e;
 	if (!stages_ok(c, set))
@@ -112,12 +112,61 @@ pipeline_hook(struct tr_ctx *c, const struct crm_entity *e, bson_t *set, const b
 	return true;
 }
 
-const struct crm_entity crm_pipelines = {
+/* The default pipeline exists before anyone lists. */
+static bool
+pipelines_listing(struct tr_ctx *c)
+{
+	bson_t p;
+	int rc = crm_default_pipeline(c, &p);
+
+	bson_destroy(&p);
+	if (rc != TR_OK)
+		tr_problem_from_err(c, rc);
+	return rc == TR_OK;
+}
+
+/* The default pipeline stays; one with deals stays. */
+static bool
+pipeline_may_delete(struct tr_ctx *c, const bson_t *p)
+{
+	bson_t filter = BSON_INITIALIZER;
+	bson_oid_t id;
+	long long n = 0;
+	bson_iter_t it;
+	bool ok = false;
+	int rc;
+
+	if (bson_iter_init_find(&it, p, "is_default") && bson_iter_as_bool(&it)) {
+		tr_problem(c, 409, "conflict", "the default pipeline cannot be deleted");
+		goto out;
+	}
+	tr_doc_oid(p, "_id", &id);
+	BSON_APPEND_OID(&filter, "pipeline_id", &id);
+	rc = tr_db_count(c->db, "deals", &filter, &n);
+	if (rc != TR_OK)
+		tr_problem_from_err(c, rc);
+	else if (n > 0)
+		tr_problem(c, 409, "conflict", "the pipeline still has deals");
+	else
+		ok = true;
+out:
+	bson_destroy(&filter);
+	return ok;
+}
+
+const struct tr_resource crm_pipelines = {
+    .name = "pipeline",
     .coll = PIPELINES,
     .path = "/v1/crm/pipelines",
+    .read = "crm.deals.read",
+    .write = "crm.settings.write",
+    .about = "A sales pipeline and its stages (the default one always exists and stays); one "
+	     "with deals cannot be deleted.",
     .fields = fields,
     .sorts = sorts,
     .hook = pipeline_hook,
+    .listing = pipelines_listing,
+    .may_delete = pipeline_may_delete,
     .deletable = true,
 };
 
@@ -179,65 +228,4 @@ crm_pipeline_has_stage(const bson_t *pipeline, const char *stage)
 		    BSON_ITER_HOLDS_UTF8(&f) && strcmp(bson_iter_utf8(&f, NULL), stage) == 0)
 			return true;
 	return false;
-}
-
-void
-pipelines_list(struct tr_ctx *c)
-{
-	bson_t p;
-
-	/* the default pipeline exists before anyone lists */
-	if (crm_default_pipeline(c, &p) != TR_OK) {
-		bson_destroy(&p);
-		tr_problem_from_err(c, TR_EUNAVAILABLE);
-		return;
-	}
-	bson_destroy(&p);
-	crm_list(c, &crm_pipelines, NULL);
-}
-
-void
-pipelines_create(struct tr_ctx *c)
-{
-	crm_create(c, &crm_pipelines);
-}
-
-void
-pipelines_get(struct tr_ctx *c)
-{
-	crm_get(c, &crm_pipelines);
-}
-
-void
-pipelines_update(struct tr_ctx *c)
-{
-	crm_update(c, &crm_pipelines);
-}
-
-/* The default pipeline stays; one with deals stays. */
-void
-pipelines_delete(struct tr_ctx *c)
-{
-	bson_t p = BSON_INITIALIZER, filter = BSON_INITIALIZER;
-	bson_oid_t id;
-	long long n = 0;
-	bson_iter_t it;
-
-	bson_destroy(&p);
-	if (!crm_load(c, &crm_pipelines, tr_param(c, 0), &p))
-		goto out;
-	if (bson_iter_init_find(&it, &p, "is_default") && bson_iter_as_bool(&it)) {
-		tr_problem(c, 409, "conflict", "the default pipeline cannot be deleted");
-		goto out;
-	}
-	crm_oid_of(&p, "_id", &id);
-	BSON_APPEND_OID(&filter, "pipeline_id", &id);
-	if (tr_db_count(c->db, "deals", &filter, &n) != TR_OK || n > 0) {
-		tr_problem(c, 409, "conflict", "the pipeline still has deals");
-		goto out;
-	}
-	crm_delete(c, &crm_pipelines);
-out:
-	bson_destroy(&p);
-	bson_destroy(&filter);
 }

@@ -144,7 +144,7 @@ time_param(struct tr_ctx *c, const char *name, bool required, bool *has, int64_t
 			bad_param(c, name, "is required (an RFC 3339 time)");
 		return !required;
 	}
-	if (!crm_parse_time(v, ms)) {
+	if (!tr_parse_time(v, ms)) {
 		bad_param(c, name, "must be an RFC 3339 time like 2026-01-01T00:00:00Z");
 		return false;
 	}
@@ -223,7 +223,7 @@ own_filter(const struct tr_ctx *c, bson_t *filter)
 static bool
 rec_oid(const bson_t *rec, const char *field, bson_oid_t *out)
 {
-	const char *hex = crm_str_of(rec, field);
+	const char *hex = tr_doc_str(rec, field);
 
 	if (!hex || !tr_is_object_id(hex))
 		return false;
@@ -234,15 +234,15 @@ rec_oid(const bson_t *rec, const char *field, bson_oid_t *out)
 static bool
 rec_time(const bson_t *rec, const char *field, int64_t *ms)
 {
-	const char *s = crm_str_of(rec, field);
+	const char *s = tr_doc_str(rec, field);
 
-	return s && crm_parse_time(s, ms);
+	return s && tr_parse_time(s, ms);
 }
 
 static bool
 status_is(const bson_t *rec, const char *status)
 {
-	const char *s = crm_str_of(rec, "status");
+	const char *s = tr_doc_str(rec, "status");
 
 	return s && strcmp(s, status) == 0;
 }
@@ -649,7 +649,7 @@ report_failed(struct tr_ctx *c, int rc)
 static const char *
 arena_name(struct tr_ctx *c, const bson_t *record)
 {
-	const char *name = crm_str_of(record, "name");
+	const char *name = tr_doc_str(record, "name");
 
 	return name ? tr_arena_strdup(c->req->arena, name) : NULL;
 }
@@ -803,7 +803,7 @@ refresh_visit(void *arg, const bson_t *client)
 	struct name_refresh *r = arg;
 	uint8_t key[KEY_LEN];
 	bson_oid_t id;
-	const char *name = crm_str_of(client, "name");
+	const char *name = tr_doc_str(client, "name");
 	long i;
 
 	if (!rec_oid(client, "id", &id))
@@ -1170,7 +1170,7 @@ funnel_visit(void *arg, const bson_t *deal)
 	    !rec_time(deal, "created_at", &created) || !in_period(&f->period, created) ||
 	    !own_ok(f->c, deal))
 		return TR_OK;
-	now = stage_index(f, crm_str_of(deal, "stage"));
+	now = stage_index(f, tr_doc_str(deal, "stage"));
 	if (now >= 0)
 		entered |= 1ULL << now;
 	if (bson_iter_init_find(&it, deal, "stage_history") && BSON_ITER_HOLDS_ARRAY(&it) &&
@@ -1279,7 +1279,7 @@ funnel_pipeline(struct tr_ctx *c, bson_t *pipeline)
 
 /* GET /v1/crm/reports/funnel?pipeline_id&from&to */
 void
-reports_funnel(struct tr_ctx *c)
+crm_reports_funnel(struct tr_ctx *c)
 {
 	struct funnel *f = tr_arena_alloc(c->req->arena, sizeof(*f));
 	bson_t pipeline = BSON_INITIALIZER, filter = BSON_INITIALIZER, out = BSON_INITIALIZER;
@@ -1304,7 +1304,7 @@ reports_funnel(struct tr_ctx *c)
 	bson_destroy(&pipeline);
 	if (!funnel_pipeline(c, &pipeline))
 		goto done;
-	crm_oid_of(&pipeline, "_id", &f->pipeline_id);
+	tr_doc_oid(&pipeline, "_id", &f->pipeline_id);
 	if (bson_iter_init_find(&it, &pipeline, "stages") && bson_iter_recurse(&it, &arr))
 		while (bson_iter_next(&arr) && f->nstages < MAX_FUNNEL_STAGES) {
 			const char *key = NULL, *name = NULL;
@@ -1342,8 +1342,8 @@ reports_funnel(struct tr_ctx *c)
 	char hex[25];
 	bson_oid_to_string(&f->pipeline_id, hex);
 	BSON_APPEND_UTF8(&out, "pipeline_id", hex);
-	if (crm_str_of(&pipeline, "name"))
-		BSON_APPEND_UTF8(&out, "pipeline_name", crm_str_of(&pipeline, "name"));
+	if (tr_doc_str(&pipeline, "name"))
+		BSON_APPEND_UTF8(&out, "pipeline_name", tr_doc_str(&pipeline, "name"));
 	else
 		BSON_APPEND_NULL(&out, "pipeline_name");
 	period_append(&out, &f->period);
@@ -1536,7 +1536,7 @@ xyz_class(const int64_t *m, int n, int64_t r, u128 *cv_scaled)
 
 /* GET /v1/crm/reports/abc-xyz?from&to&currency */
 void
-reports_abc_xyz(struct tr_ctx *c)
+crm_reports_abc_xyz(struct tr_ctx *c)
 {
 	struct abc a;
 	bson_t filter = BSON_INITIALIZER, out = BSON_INITIALIZER, items, item, list;
@@ -1834,7 +1834,7 @@ owner_order(const void *a, const void *b)
 
 /* GET /v1/crm/reports/managers?from&to */
 void
-reports_managers(struct tr_ctx *c)
+crm_reports_managers(struct tr_ctx *c)
 {
 	struct managers mg;
 	bson_t leads_filter = BSON_INITIALIZER, deals_filter = BSON_INITIALIZER;
@@ -2162,7 +2162,7 @@ source_append(bson_t *row, const struct source_stats *s, const struct ledger *re
 
 /* GET /v1/crm/reports/sources?from&to */
 void
-reports_sources(struct tr_ctx *c)
+crm_reports_sources(struct tr_ctx *c)
 {
 	struct sources *sr = tr_arena_alloc(c->req->arena, sizeof(*sr));
 	bson_t leads_filter = BSON_INITIALIZER, deals_filter = BSON_INITIALIZER;

@@ -90,7 +90,7 @@ hex_or_dash(const bson_t *doc, const char *field, char out[25])
 {
 	bson_oid_t id;
 
-	if (crm_oid_of(doc, field, &id))
+	if (tr_doc_oid(doc, field, &id))
 		bson_oid_to_string(&id, out);
 	else
 		strcpy(out, "-");
@@ -122,7 +122,7 @@ money_of(const bson_t *doc, const char *field, int64_t *amount, char currency[4]
 static void
 deal_contributions(const bson_t *deal, struct out *o)
 {
-	const char *status = crm_str_of(deal, "status"), *stage = crm_str_of(deal, "stage");
+	const char *status = tr_doc_str(deal, "status"), *stage = tr_doc_str(deal, "stage");
 	char pipeline[25], owner[25], client[25], currency[4] = "", day[16], family[64];
 	char counter[160];
 	int64_t created, closed, amount = 0;
@@ -192,9 +192,9 @@ deal_contributions(const bson_t *deal, struct out *o)
 		}
 	}
 	/* a deal made from a lead: by the lead's created day */
-	const char *lcd = crm_str_of(deal, "_lcd");
+	const char *lcd = tr_doc_str(deal, "_lcd");
 	if (lcd && strlen(lcd) == 10) {
-		const char *ch = crm_str_of(deal, "_lch");
+		const char *ch = tr_doc_str(deal, "_lch");
 		char campaign[25];
 		hex_or_dash(deal, "_lk", campaign);
 		snprintf(counter, sizeof(counter), "dc:%s", ch ? ch : "-");
@@ -293,8 +293,8 @@ lead_postings(const bson_t *before, const bson_t *after, bson_t *postings)
 static int
 client_postings(const bson_t *before, const bson_t *after, bson_t *postings)
 {
-	const char *was = before ? crm_str_of(before, "name") : NULL;
-	const char *is = after ? crm_str_of(after, "name") : NULL;
+	const char *was = before ? tr_doc_str(before, "name") : NULL;
+	const char *is = after ? tr_doc_str(after, "name") : NULL;
 	char id[25], counter[40];
 	struct out o = {postings, 1, 0};
 

@@ -4,6 +4,7 @@
 #define TR_SYSTEM_H
 
 #include "module.h"
+#include "resource.h"
 
 void system_healthz(struct tr_ctx *c);
 void system_readyz(struct tr_ctx *c);
@@ -11,11 +12,7 @@ void system_metrics(struct tr_ctx *c);
 void system_openapi(struct tr_ctx *c);
 void system_ws_upgrade_required(struct tr_ctx *c);
 
-void tags_list(struct tr_ctx *c);
-void tags_create(struct tr_ctx *c);
-void tags_get(struct tr_ctx *c);
-void tags_update(struct tr_ctx *c);
-void tags_delete(struct tr_ctx *c);
+extern const struct tr_resource system_tags; /* tags.c */
 
 void balances_move(struct tr_ctx *c);
 void balances_get(struct tr_ctx *c);

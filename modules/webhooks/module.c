@@ -2,12 +2,14 @@
 
 static const struct tr_route routes[] = {
     {TR_GET, "/v1/webhooks", webhooks_list, "system.webhooks.read", 0,
-     "The tenant's webhooks (cursor pagination; no secrets)."},
+     "The tenant's webhooks (cursor pagination; no secrets).", NULL, NULL},
     {TR_POST, "/v1/webhooks", webhooks_create, "system.webhooks.write", TR_JSON_BODY,
-     "Register an endpoint for events of some topics; the signing secret is shown once."},
-    {TR_GET, "/v1/webhooks/{id}", webhooks_get, "system.webhooks.read", 0, "One webhook."},
+     "Register an endpoint for events of some topics; the signing secret is shown once.", NULL,
+     NULL},
+    {TR_GET, "/v1/webhooks/{id}", webhooks_get, "system.webhooks.read", 0, "One webhook.", NULL,
+     NULL},
     {TR_DELETE, "/v1/webhooks/{id}", webhooks_delete, "system.webhooks.write", 0,
-     "Remove a webhook: no further deliveries start."},
+     "Remove a webhook: no further deliveries start.", NULL, NULL},
 };
 
 static const struct tr_job_handler jobs[] = {

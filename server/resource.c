@@ -1,22 +1,23 @@
-/* The generic resource engine of the CRM: validation by field kind,
- * ":own" scoping, events, and the five handlers every entity shares. */
+/* The resource engine (resource.h): validation by field kind, state
+ * machines, ":own" scoping, events, and the five handlers every resource
+ * shares. */
 #include <ctype.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-#include "crm.h"
 #include "db.h"
 #include "events.h"
 #include "json.h"
+#include "resource.h"
 
 #define MAX_FIELDS 32
 
 /* ---- small helpers ---- */
 
 bool
-crm_parse_time(const char *s, int64_t *ms)
+tr_parse_time(const char *s, int64_t *ms)
 {
 	struct tm tm = {0};
 	int frac = 0, digits = 0, off = 0;
@@ -71,7 +72,7 @@ crm_parse_time(const char *s, int64_t *ms)
 }
 
 bool
-crm_oid_of(const bson_t *doc, const char *field, bson_oid_t *out)
+tr_doc_oid(const bson_t *doc, const char *field, bson_oid_t *out)
 {
 	bson_iter_t it;
 
@@ -82,7 +83,7 @@ crm_oid_of(const bson_t *doc, const char *field, bson_oid_t *out)
 }
 
 const char *
-crm_str_of(const bson_t *doc, const char *field)
+tr_doc_str(const bson_t *doc, const char *field)
 {
 	bson_iter_t it;
 
@@ -92,7 +93,7 @@ crm_str_of(const bson_t *doc, const char *field)
 }
 
 int64_t
-crm_int_of(const bson_t *doc, const char *field, int64_t dflt)
+tr_doc_int(const bson_t *doc, const char *field, int64_t dflt)
 {
 	bson_iter_t it;
 
@@ -102,7 +103,7 @@ crm_int_of(const bson_t *doc, const char *field, int64_t dflt)
 }
 
 void
-crm_remove_field(bson_t *doc, const char *field)
+tr_doc_remove(bson_t *doc, const char *field)
 {
 	bson_t rest = BSON_INITIALIZER;
 
@@ -117,13 +118,13 @@ crm_remove_field(bson_t *doc, const char *field)
 }
 
 const char *
-crm_body_str(struct tr_ctx *c, const char *field)
+tr_body_str(struct tr_ctx *c, const char *field)
 {
-	return c->req->has_body ? crm_str_of(&c->req->body, field) : NULL;
+	return c->req->has_body ? tr_doc_str(&c->req->body, field) : NULL;
 }
 
 bool
-crm_exists(struct tr_ctx *c, const char *coll, const bson_oid_t *id)
+tr_res_exists(struct tr_ctx *c, const char *coll, const bson_oid_t *id)
 {
 	char hex[25];
 	bson_t doc;
@@ -144,7 +145,7 @@ static int
 collect_id(void *arg, const bson_t *resource)
 {
 	struct id_list *l = arg;
-	const char *id = crm_str_of(resource, "id");
+	const char *id = tr_doc_str(resource, "id");
 
 	if (!id || !tr_is_object_id(id))
 		return TR_OK;
@@ -161,8 +162,8 @@ collect_id(void *arg, const bson_t *resource)
 }
 
 int
-crm_matching_ids(struct tr_ctx *c, const char *coll, const bson_t *filter, char (**ids)[25],
-		 size_t *n)
+tr_res_matching_ids(struct tr_ctx *c, const char *coll, const bson_t *filter, char (**ids)[25],
+		    size_t *n)
 {
 	struct id_list l = {NULL, 0, 0};
 	int rc = tr_db_each(c->db, coll, filter, collect_id, &l);
@@ -190,7 +191,7 @@ msg(struct tr_ctx *c, const char *fmt, long long a, long long b)
 /* ---- validation by kind ---- */
 
 static bool
-money_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *set)
+money_ok(struct tr_ctx *c, const struct tr_field *f, bson_iter_t *it, bson_t *set)
 {
 	bson_iter_t sub;
 	int64_t amount = 0;
@@ -235,7 +236,7 @@ money_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *s
 }
 
 static bool
-ref_ok(struct tr_ctx *c, const struct crm_field *f, const char *name, bson_iter_t *it,
+ref_ok(struct tr_ctx *c, const struct tr_field *f, const char *name, bson_iter_t *it,
        bson_oid_t *out)
 {
 	const char *hex = BSON_ITER_HOLDS_UTF8(it) ? bson_iter_utf8(it, NULL) : "";
@@ -245,7 +246,7 @@ ref_ok(struct tr_ctx *c, const struct crm_field *f, const char *name, bson_iter_
 		return false;
 	}
 	bson_oid_init_from_string(out, hex);
-	if (!crm_exists(c, f->ref, out)) {
+	if (!tr_res_exists(c, f->ref, out)) {
 		tr_problem_field(c, name, "names a record that does not exist");
 		return false;
 	}
@@ -271,27 +272,27 @@ chars(const char *s)
 }
 
 static bool
-field_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *set)
+field_ok(struct tr_ctx *c, const struct tr_field *f, bson_iter_t *it, bson_t *set)
 {
 	const char *s;
 
 	switch (f->kind) {
-	case CRM_LINE:
-	case CRM_TEXT:
-	case CRM_EMAIL:
-	case CRM_PHONE:
-	case CRM_ENUM: {
+	case TR_K_LINE:
+	case TR_K_TEXT:
+	case TR_K_EMAIL:
+	case TR_K_PHONE:
+	case TR_K_ENUM: {
 		if (!BSON_ITER_HOLDS_UTF8(it)) {
 			tr_problem_field(c, f->name, "must be a string");
 			return false;
 		}
 		uint32_t len;
 		s = bson_iter_utf8(it, &len);
-		if (strlen(s) != len || !line_ok(s, f->kind == CRM_TEXT)) {
+		if (strlen(s) != len || !line_ok(s, f->kind == TR_K_TEXT)) {
 			tr_problem_field(c, f->name, "must not contain control characters");
 			return false;
 		}
-		if (f->kind == CRM_ENUM) {
+		if (f->kind == TR_K_ENUM) {
 			for (const char *const *o = f->options; *o; o++)
 				if (strcmp(*o, s) == 0) {
 					BSON_APPEND_UTF8(set, f->name, s);
@@ -310,7 +311,7 @@ field_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *s
 					 msg(c, "must be %lld to %lld characters long", min, max));
 			return false;
 		}
-		if (f->kind == CRM_EMAIL) {
+		if (f->kind == TR_K_EMAIL) {
 			const char *at = strchr(s, '@');
 			if (!at || at == s || !strchr(at, '.') || strchr(at + 1, '@') ||
 			    strchr(s, ' ')) {
@@ -323,7 +324,7 @@ field_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *s
 			BSON_APPEND_UTF8(set, f->name, low);
 			return true;
 		}
-		if (f->kind == CRM_PHONE) {
+		if (f->kind == TR_K_PHONE) {
 			int digits = 0;
 			for (const char *p = s; *p; p++) {
 				if (isdigit((unsigned char)*p))
@@ -342,11 +343,11 @@ field_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *s
 		BSON_APPEND_UTF8(set, f->name, s);
 		return true;
 	}
-	case CRM_MONEY:
+	case TR_K_MONEY:
 		return money_ok(c, f, it, set);
-	case CRM_TIME: {
+	case TR_K_TIME: {
 		int64_t ms;
-		if (!BSON_ITER_HOLDS_UTF8(it) || !crm_parse_time(bson_iter_utf8(it, NULL), &ms)) {
+		if (!BSON_ITER_HOLDS_UTF8(it) || !tr_parse_time(bson_iter_utf8(it, NULL), &ms)) {
 			tr_problem_field(c, f->name,
 					 "must be an RFC 3339 time like 2026-11-22T16:20:07.123Z");
 			return false;
@@ -354,14 +355,14 @@ field_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *s
 		BSON_APPEND_DATE_TIME(set, f->name, ms);
 		return true;
 	}
-	case CRM_REF: {
+	case TR_K_REF: {
 		bson_oid_t oid;
 		if (!ref_ok(c, f, f->name, it, &oid))
 			return false;
 		BSON_APPEND_OID(set, f->name, &oid);
 		return true;
 	}
-	case CRM_REFS: {
+	case TR_K_REFS: {
 		bson_iter_t arr;
 		bson_t list;
 		int n = 0;
@@ -388,14 +389,15 @@ field_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *s
 		bson_append_array_end(set, &list);
 		return ok;
 	}
-	case CRM_BOOL:
+	case TR_K_BOOL:
 		if (!BSON_ITER_HOLDS_BOOL(it)) {
 			tr_problem_field(c, f->name, "must be true or false");
 			return false;
 		}
 		BSON_APPEND_BOOL(set, f->name, bson_iter_bool(it));
 		return true;
-	case CRM_INT: {
+	case TR_K_INT:
+	case TR_K_QUANTITY: {
 		if (!BSON_ITER_HOLDS_INT32(it) && !BSON_ITER_HOLDS_INT64(it)) {
 			tr_problem_field(c, f->name, "must be an integer");
 			return false;
@@ -409,7 +411,7 @@ field_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *s
 		BSON_APPEND_INT64(set, f->name, v);
 		return true;
 	}
-	case CRM_STRINGS: {
+	case TR_K_STRINGS: {
 		bson_iter_t arr;
 		bson_t list;
 		int n = 0;
@@ -437,32 +439,32 @@ field_ok(struct tr_ctx *c, const struct crm_field *f, bson_iter_t *it, bson_t *s
 			tr_problem_field(c, f->name, "must be an array of short one-line strings");
 		return ok;
 	}
-	case CRM_OBJECT:
+	case TR_K_OBJECT:
 		if (!BSON_ITER_HOLDS_DOCUMENT(it)) {
 			tr_problem_field(c, f->name, "must be an object");
 			return false;
 		}
 		return true; /* the entity's hook reads and stores it */
-	case CRM_ARRAY:
+	case TR_K_ARRAY:
 		if (!BSON_ITER_HOLDS_ARRAY(it)) {
 			tr_problem_field(c, f->name, "must be an array");
 			return false;
 		}
 		return true; /* the entity's hook reads and stores it */
-	case CRM_CUSTOM:
-		return true; /* crm_custom_check */
+	case TR_K_CUSTOM:
+		return true; /* tr_custom_check */
 	}
 	return false;
 }
 
 bool
-crm_read_field(struct tr_ctx *c, const struct crm_field *f, bson_t *set)
+tr_res_read_field(struct tr_ctx *c, const struct tr_field *f, bson_t *set)
 {
 	bson_iter_t it;
 
 	if (!c->req->has_body || !bson_iter_init_find(&it, &c->req->body, f->name) ||
 	    BSON_ITER_HOLDS_NULL(&it)) {
-		if (f->flags & CRM_REQUIRED) {
+		if (f->flags & TR_F_REQUIRED) {
 			tr_problem_field(c, f->name, "is required");
 			return false;
 		}
@@ -472,36 +474,36 @@ crm_read_field(struct tr_ctx *c, const struct crm_field *f, bson_t *set)
 }
 
 bool
-crm_read_fields(struct tr_ctx *c, const struct crm_entity *e, bool creating, bson_t *set)
+tr_res_read_fields(struct tr_ctx *c, const struct tr_resource *e, bool creating, bson_t *set)
 {
 	const char *allowed[MAX_FIELDS + 1];
 	int n = 0;
 	bool ok = true;
 	bson_iter_t it;
 
-	for (const struct crm_field *f = e->fields; f->name && n < MAX_FIELDS; f++)
+	for (const struct tr_field *f = e->fields; f->name && n < MAX_FIELDS; f++)
 		allowed[n++] = f->name;
 	allowed[n] = NULL;
 	ok = tr_body_only(c, allowed);
-	for (const struct crm_field *f = e->fields; f->name; f++) {
+	for (const struct tr_field *f = e->fields; f->name; f++) {
 		bool present = c->req->has_body && bson_iter_init_find(&it, &c->req->body, f->name);
-		if (present && (f->flags & CRM_SERVER)) {
+		if (present && (f->flags & TR_F_SERVER)) {
 			tr_problem_field(c, f->name, "is set by the server");
 			ok = false;
 			continue;
 		}
-		if (present && !creating && (f->flags & CRM_FIXED)) {
+		if (present && !creating && (f->flags & TR_F_FIXED)) {
 			tr_problem_field(c, f->name, "cannot be changed");
 			ok = false;
 			continue;
 		}
 		if (!present || BSON_ITER_HOLDS_NULL(&it)) {
-			if (present && (f->flags & CRM_NULLABLE) && !(f->flags & CRM_REQUIRED)) {
+			if (present && (f->flags & TR_F_NULLABLE) && !(f->flags & TR_F_REQUIRED)) {
 				BSON_APPEND_NULL(set, f->name);
 			} else if (present) {
 				tr_problem_field(c, f->name, "must not be null");
 				ok = false;
-			} else if (creating && (f->flags & CRM_REQUIRED)) {
+			} else if (creating && (f->flags & TR_F_REQUIRED)) {
 				tr_problem_field(c, f->name, "is required");
 				ok = false;
 			}
@@ -512,10 +514,18 @@ crm_read_fields(struct tr_ctx *c, const struct crm_entity *e, bool creating, bso
 	return ok;
 }
 
+bool
+tr_res_read_body(struct tr_ctx *c, const struct tr_field *fields, bson_t *set)
+{
+	const struct tr_resource body = {.fields = fields};
+
+	return tr_res_read_fields(c, &body, true, set);
+}
+
 /* ---- nesting ---- */
 
 static const char *
-id_param(struct tr_ctx *c, const struct crm_entity *e)
+id_param(struct tr_ctx *c, const struct tr_resource *e)
 {
 	return tr_param(c, e->parent ? 1 : 0);
 }
@@ -523,16 +533,16 @@ id_param(struct tr_ctx *c, const struct crm_entity *e)
 /* The parent named by the path exists and the caller may see it; its id
  * goes to *id. */
 static bool
-parent_ok(struct tr_ctx *c, const struct crm_entity *e, bson_oid_t *id)
+parent_ok(struct tr_ctx *c, const struct tr_resource *e, bson_oid_t *id)
 {
 	bson_t parent;
 	bool ok;
 
 	if (!e->parent)
 		return true;
-	ok = crm_load(c, e->parent, tr_param(c, 0), &parent);
+	ok = tr_res_load(c, e->parent, tr_param(c, 0), &parent);
 	if (ok)
-		crm_oid_of(&parent, "_id", id);
+		tr_doc_oid(&parent, "_id", id);
 	bson_destroy(&parent);
 	return ok;
 }
@@ -540,24 +550,24 @@ parent_ok(struct tr_ctx *c, const struct crm_entity *e, bson_oid_t *id)
 /* ---- ownership ---- */
 
 static bool
-own_only(const struct tr_ctx *c, const struct crm_entity *e)
+own_only(const struct tr_ctx *c, const struct tr_resource *e)
 {
 	return e->owner_field && c->req->principal.own_only;
 }
 
 static bool
-visible(const struct tr_ctx *c, const struct crm_entity *e, const bson_t *doc)
+visible(const struct tr_ctx *c, const struct tr_resource *e, const bson_t *doc)
 {
 	bson_oid_t owner;
 
 	if (!own_only(c, e))
 		return true;
-	return crm_oid_of(doc, e->owner_field, &owner) &&
+	return tr_doc_oid(doc, e->owner_field, &owner) &&
 	       bson_oid_equal(&owner, &c->req->principal.user_id);
 }
 
 bool
-crm_load(struct tr_ctx *c, const struct crm_entity *e, const char *id, bson_t *out)
+tr_res_load(struct tr_ctx *c, const struct tr_resource *e, const char *id, bson_t *out)
 {
 	int rc = tr_db_get(c->db, e->coll, id, out);
 
@@ -567,7 +577,7 @@ crm_load(struct tr_ctx *c, const struct crm_entity *e, const char *id, bson_t *o
 		/* under the parent the path names, which the caller may see */
 		bson_oid_t pid, mine;
 		bson_t parent = BSON_INITIALIZER;
-		if (!tr_is_object_id(tr_param(c, 0)) || !crm_oid_of(out, e->parent_field, &mine))
+		if (!tr_is_object_id(tr_param(c, 0)) || !tr_doc_oid(out, e->parent_field, &mine))
 			rc = TR_ENOTFOUND;
 		else {
 			bson_oid_init_from_string(&pid, tr_param(c, 0));
@@ -589,11 +599,11 @@ crm_load(struct tr_ctx *c, const struct crm_entity *e, const char *id, bson_t *o
 
 /* An ":own" caller may not give a record to someone else. */
 static bool
-owner_allowed(struct tr_ctx *c, const struct crm_entity *e, const bson_t *set)
+owner_allowed(struct tr_ctx *c, const struct tr_resource *e, const bson_t *set)
 {
 	bson_oid_t owner;
 
-	if (!own_only(c, e) || !crm_oid_of(set, e->owner_field, &owner) ||
+	if (!own_only(c, e) || !tr_doc_oid(set, e->owner_field, &owner) ||
 	    bson_oid_equal(&owner, &c->req->principal.user_id))
 		return true;
 	tr_problem(c, 403, "forbidden", "you may only assign records to yourself");
@@ -603,16 +613,16 @@ owner_allowed(struct tr_ctx *c, const struct crm_entity *e, const bson_t *set)
 /* ---- events ---- */
 
 void
-crm_emit(struct tr_ctx *c, const struct crm_entity *e, const char *event, const bson_t *stored)
+tr_res_emit(struct tr_ctx *c, const struct tr_resource *e, const char *event, const bson_t *stored)
 {
 	bson_t data = BSON_INITIALIZER;
 	bson_oid_t id, owner;
 	char hex[25], owner_hex[25] = "";
 
-	if (!e->topic || !crm_oid_of(stored, "_id", &id))
+	if (!e->topic || !tr_doc_oid(stored, "_id", &id))
 		return;
 	bson_oid_to_string(&id, hex);
-	if (e->owner_field && crm_oid_of(stored, e->owner_field, &owner))
+	if (e->owner_field && tr_doc_oid(stored, e->owner_field, &owner))
 		bson_oid_to_string(&owner, owner_hex);
 	tr_render_resource(stored, &data);
 	tr_emit_data(c, e->topic, event, hex, owner_hex[0] ? owner_hex : NULL, &data);
@@ -620,31 +630,142 @@ crm_emit(struct tr_ctx *c, const struct crm_entity *e, const char *event, const 
 }
 
 static const char *
-event_name(struct tr_ctx *c, const struct crm_entity *e, const char *what)
+event_name(struct tr_ctx *c, const struct tr_resource *e, const char *what)
 {
 	char *name = tr_arena_alloc(c->req->arena, 64);
 	snprintf(name, 64, "%s.%s", e->event, what);
 	return name;
 }
 
+/* ---- state machines ---- */
+
+/* Does field hold a value after a change (set's, or old's when set has
+ * none)? null and "" do not count. */
+static bool
+has_value_after(const bson_t *set, const bson_t *old, const char *field)
+{
+	bson_iter_t it;
+	const bson_t *doc = set && bson_has_field(set, field) ? set : old;
+
+	if (!doc || !bson_iter_init_find(&it, doc, field) || BSON_ITER_HOLDS_NULL(&it))
+		return false;
+	return !BSON_ITER_HOLDS_UTF8(&it) || *bson_iter_utf8(&it, NULL);
+}
+
+static bool
+same(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* "qualified, lost" - where a record in state from may go by a PATCH. */
+static const char *
+moves_from(struct tr_ctx *c, const struct tr_resource *e, const char *from)
+{
+	char *out = tr_arena_alloc(c->req->arena, 256);
+	size_t n = 0;
+
+	if (!out)
+		return "";
+	out[0] = '\0';
+	for (const struct tr_transition *t = e->states->moves; t->to; t++)
+		if (same(t->from, from) && !t->action && n < 200)
+			n += (size_t)snprintf(out + n, 256 - n, "%s%s", n ? ", " : "", t->to);
+	return out;
+}
+
+bool
+tr_res_move_ok(struct tr_ctx *c, const struct tr_resource *e, const char *from, const char *to,
+	       const char *action, const bson_t *set, const bson_t *old)
+{
+	const char *field = e->states->field;
+	const struct tr_transition *found = NULL;
+	char *m = tr_arena_alloc(c->req->arena, 512);
+
+	for (const struct tr_transition *t = e->states->moves; t->to; t++)
+		if (same(t->from, from) && strcmp(t->to, to) == 0 &&
+		    (!found || same(t->action, action)))
+			found = t;
+	if (!m) {
+		tr_problem_from_err(c, TR_ENOMEM);
+		return false;
+	}
+	if (!found && !from) {
+		snprintf(m, 512, "a new %s starts as %s", e->name, moves_from(c, e, NULL));
+		tr_problem_field(c, field, m);
+		return false;
+	}
+	if (!found) {
+		const char *next = moves_from(c, e, from);
+		if (*next)
+			snprintf(m, 512, "a %s's %s moves from %s to %s, not to %s", e->name, field,
+				 from, next, to);
+		else
+			snprintf(m, 512, "the %s is %s, which is final", e->name, from);
+		tr_problem(c, 409, "conflict", m);
+		return false;
+	}
+	if (!same(found->action, action)) {
+		snprintf(m, 512, "a %s's %s becomes %s through POST %s/{id}/%s", e->name, field, to,
+			 e->path, found->action);
+		tr_problem(c, 409, "conflict", m);
+		return false;
+	}
+	if (found->requires) {
+		if (!has_value_after(set, old, found->requires)) {
+			snprintf(m, 512, "is required when a %s becomes %s", e->name, to);
+			tr_problem_field(c, found->requires, m);
+			return false;
+		}
+	}
+	return true;
+}
+
+/* A create or PATCH against the state machine: a new record starts in the
+ * initial state (set when not given); a change of the state field must be
+ * a move of the table. */
+static bool
+states_ok(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
+{
+	const char *field = e->states->field;
+	const char *to = tr_doc_str(set, field), *from = old ? tr_doc_str(old, field) : NULL;
+
+	if (!old && !to) {
+		for (const struct tr_transition *t = e->states->moves; t->to; t++)
+			if (!t->from && !t->action) {
+				BSON_APPEND_UTF8(set, field, t->to);
+				return true;
+			}
+		return true;
+	}
+	if (!to || (old && same(from, to)))
+		return true;
+	to = tr_arena_strdup(c->req->arena, to); /* set may grow under it */
+	return tr_res_move_ok(c, e, old ? from : NULL, to, NULL, set, old);
+}
+
 /* ---- the handlers ---- */
 
 static void
-conflict_or_error(struct tr_ctx *c, int rc)
+conflict_or_error(struct tr_ctx *c, const struct tr_resource *e, int rc)
 {
-	if (rc == TR_EDUPLICATE)
-		tr_problem(c, 409, "conflict", "a record with these values exists");
-	else
+	if (rc == TR_EDUPLICATE) {
+		char *m = tr_arena_alloc(c->req->arena, 96);
+		if (m)
+			snprintf(m, 96, "a %s with these values exists",
+				 e->name ? e->name : "record");
+		tr_problem(c, 409, "conflict", m ? m : "a record with these values exists");
+	} else
 		tr_problem_from_err(c, rc);
 }
 
 void
-crm_create(struct tr_ctx *c, const struct crm_entity *e)
+tr_res_create(struct tr_ctx *c, const struct tr_resource *e)
 {
 	bson_t set = BSON_INITIALIZER, stored = BSON_INITIALIZER;
 	int rc;
 
-	if (!crm_read_fields(c, e, true, &set))
+	if (!tr_res_read_fields(c, e, true, &set))
 		goto out;
 	if (e->parent) {
 		bson_oid_t pid;
@@ -659,7 +780,9 @@ crm_create(struct tr_ctx *c, const struct crm_entity *e)
 		BSON_APPEND_OID(&set, e->owner_field, &c->req->principal.user_id);
 	if (!owner_allowed(c, e, &set))
 		goto out;
-	if (e->custom && !crm_custom_check(c, e->custom, true, NULL, &set))
+	if (e->states && !states_ok(c, e, &set, NULL))
+		goto out;
+	if (e->custom && !tr_custom_check(c, e, true, NULL, &set))
 		goto out;
 	if (e->hook && !e->hook(c, e, &set, NULL))
 		goto out;
@@ -668,12 +791,12 @@ crm_create(struct tr_ctx *c, const struct crm_entity *e)
 	bson_destroy(&stored);
 	rc = tr_db_insert(c->db, e->coll, &set, &stored);
 	if (rc != TR_OK) {
-		conflict_or_error(c, rc);
+		conflict_or_error(c, e, rc);
 		goto out;
 	}
 	bson_oid_t id;
 	char *loc = tr_arena_alloc(c->req->arena, 160);
-	if (crm_oid_of(&stored, "_id", &id) && loc) {
+	if (tr_doc_oid(&stored, "_id", &id) && loc) {
 		char hex[25];
 		bson_oid_to_string(&id, hex);
 		if (e->parent) /* /v1/crm/clients/{id}/contacts/{cid} */
@@ -684,7 +807,7 @@ crm_create(struct tr_ctx *c, const struct crm_entity *e)
 		c->resp->location = loc;
 	}
 	if (e->event)
-		crm_emit(c, e, event_name(c, e, "created"), &stored);
+		tr_res_emit(c, e, event_name(c, e, "created"), &stored);
 	tr_reply_resource(c, 201, &stored);
 	if (e->saved)
 		e->saved(c, &stored);
@@ -694,11 +817,11 @@ out:
 }
 
 void
-crm_get(struct tr_ctx *c, const struct crm_entity *e)
+tr_res_get(struct tr_ctx *c, const struct tr_resource *e)
 {
 	bson_t stored;
 
-	if (crm_load(c, e, id_param(c, e), &stored))
+	if (tr_res_load(c, e, id_param(c, e), &stored))
 		tr_reply_resource(c, 200, &stored);
 	bson_destroy(&stored);
 }
@@ -708,7 +831,7 @@ crm_get(struct tr_ctx *c, const struct crm_entity *e)
  * nothing is answered for TR_EVERSION when quiet_version (the caller
  * retries). */
 static int
-store(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long version,
+store(struct tr_ctx *c, const struct tr_resource *e, const char *id, long long version,
       const bson_t *set, const char *event, bool quiet_version)
 {
 	bson_t stored = BSON_INITIALIZER;
@@ -719,10 +842,10 @@ store(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long ve
 	if (rc == TR_EVERSION && quiet_version) {
 		/* nothing to answer yet */
 	} else if (rc != TR_OK) {
-		conflict_or_error(c, rc);
+		conflict_or_error(c, e, rc);
 	} else {
 		if (event)
-			crm_emit(c, e, event, &stored);
+			tr_res_emit(c, e, event, &stored);
 		tr_reply_resource(c, 200, &stored);
 		if (e->saved)
 			e->saved(c, &stored);
@@ -732,8 +855,8 @@ store(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long ve
 }
 
 void
-crm_save(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long version,
-	 const bson_t *set, const char *event)
+tr_res_save(struct tr_ctx *c, const struct tr_resource *e, const char *id, long long version,
+	    const bson_t *set, const char *event)
 {
 	store(c, e, id, version, set, event, false);
 }
@@ -747,7 +870,7 @@ crm_save(struct tr_ctx *c, const struct crm_entity *e, const char *id, long long
 #define UPDATE_ATTEMPTS 50
 
 void
-crm_update(struct tr_ctx *c, const struct crm_entity *e)
+tr_res_update(struct tr_ctx *c, const struct tr_resource *e)
 {
 	bson_t set = BSON_INITIALIZER, old = BSON_INITIALIZER;
 	long long version;
@@ -756,21 +879,23 @@ crm_update(struct tr_ctx *c, const struct crm_entity *e)
 		goto out;
 	for (int attempt = 1;; attempt++) {
 		bson_reinit(&set);
-		if (!crm_read_fields(c, e, false, &set))
+		if (!tr_res_read_fields(c, e, false, &set))
 			goto out;
-		bson_destroy(&old); /* crm_load initialises it, found or not */
-		if (!crm_load(c, e, id_param(c, e), &old))
+		bson_destroy(&old); /* tr_res_load initialises it, found or not */
+		if (!tr_res_load(c, e, id_param(c, e), &old))
 			goto out;
 		if (!owner_allowed(c, e, &set))
 			goto out;
-		if (e->custom && !crm_custom_check(c, e->custom, false, &old, &set))
+		if (e->states && !states_ok(c, e, &set, &old))
+			goto out;
+		if (e->custom && !tr_custom_check(c, e, false, &old, &set))
 			goto out;
 		if (e->hook && !e->hook(c, e, &set, &old))
 			goto out;
 		if (c->resp->status)
 			goto out;
 		int rc = store(c, e, id_param(c, e),
-			       version > 0 ? version : crm_int_of(&old, "version", 0), &set,
+			       version > 0 ? version : tr_doc_int(&old, "version", 0), &set,
 			       e->event ? event_name(c, e, "updated") : NULL, version <= 0);
 		if (rc != TR_EVERSION || version > 0)
 			break;
@@ -785,7 +910,7 @@ out:
 }
 
 void
-crm_delete(struct tr_ctx *c, const struct crm_entity *e)
+tr_res_delete(struct tr_ctx *c, const struct tr_resource *e)
 {
 	bson_t old = BSON_INITIALIZER;
 	long long version;
@@ -794,19 +919,19 @@ crm_delete(struct tr_ctx *c, const struct crm_entity *e)
 	if (!tr_if_match(c, &version))
 		goto out;
 	bson_destroy(&old);
-	if (!crm_load(c, e, id_param(c, e), &old))
+	if (!tr_res_load(c, e, id_param(c, e), &old))
 		goto out;
 	if (e->may_delete && !e->may_delete(c, &old))
 		goto out;
 	if (version <= 0)
-		version = crm_int_of(&old, "version", 0);
+		version = tr_doc_int(&old, "version", 0);
 	rc = tr_db_delete(c->db, e->coll, id_param(c, e), version);
 	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
 		goto out;
 	}
 	if (e->event)
-		crm_emit(c, e, event_name(c, e, "deleted"), &old);
+		tr_res_emit(c, e, event_name(c, e, "deleted"), &old);
 	tr_reply_empty(c, 204);
 	if (e->removed)
 		e->removed(c, &old);
@@ -814,13 +939,17 @@ out:
 	bson_destroy(&old);
 }
 
-/* Lists filter on fields marked CRM_FILTER (?status=new&owner_id=...). */
+/* Lists filter on fields marked TR_F_FILTER (?status=new&owner_id=...). */
 void
-crm_list(struct tr_ctx *c, const struct crm_entity *e, const bson_t *extra_filter)
+tr_res_list(struct tr_ctx *c, const struct tr_resource *e, const bson_t *extra_filter)
 {
 	bson_t filter = BSON_INITIALIZER;
 	bson_oid_t pid;
 
+	if (e->listing && !e->listing(c)) {
+		bson_destroy(&filter);
+		return;
+	}
 	if (extra_filter)
 		bson_concat(&filter, extra_filter);
 	if (e->parent) {
@@ -831,12 +960,12 @@ crm_list(struct tr_ctx *c, const struct crm_entity *e, const bson_t *extra_filte
 		BSON_APPEND_OID(&filter, e->parent_field, &pid);
 	}
 	bool narrow = e->parent != NULL; /* the children of one record */
-	for (const struct crm_field *f = e->fields; f->name; f++) {
+	for (const struct tr_field *f = e->fields; f->name; f++) {
 		const char *v;
-		if (!(f->flags & CRM_FILTER) || !(v = tr_query(c, f->name)))
+		if (!(f->flags & TR_F_FILTER) || !(v = tr_query(c, f->name)))
 			continue;
-		narrow |= (f->flags & CRM_NARROW) != 0;
-		if (f->kind == CRM_REF) {
+		narrow |= (f->flags & TR_F_NARROW) != 0;
+		if (f->kind == TR_K_REF) {
 			bson_oid_t oid;
 			if (!tr_is_object_id(v)) {
 				tr_problem_field(c, f->name, "must be an id");
@@ -844,13 +973,13 @@ crm_list(struct tr_ctx *c, const struct crm_entity *e, const bson_t *extra_filte
 			}
 			bson_oid_init_from_string(&oid, v);
 			BSON_APPEND_OID(&filter, f->name, &oid);
-		} else if (f->kind == CRM_BOOL) {
+		} else if (f->kind == TR_K_BOOL) {
 			if (strcmp(v, "true") && strcmp(v, "false")) {
 				tr_problem_field(c, f->name, "must be true or false");
 				continue;
 			}
 			BSON_APPEND_BOOL(&filter, f->name, strcmp(v, "true") == 0);
-		} else if (f->kind == CRM_ENUM) {
+		} else if (f->kind == TR_K_ENUM) {
 			bool known = false;
 			for (const char *const *o = f->options; *o; o++)
 				known |= strcmp(*o, v) == 0;
@@ -859,7 +988,7 @@ crm_list(struct tr_ctx *c, const struct crm_entity *e, const bson_t *extra_filte
 				continue;
 			}
 			BSON_APPEND_UTF8(&filter, f->name, v);
-		} else if (f->kind == CRM_EMAIL) { /* stored in lower case */
+		} else if (f->kind == TR_K_EMAIL) { /* stored in lower case */
 			char *low = tr_arena_strdup(c->req->arena, v);
 			for (char *p = low; p && *p; p++)
 				*p = (char)tolower((unsigned char)*p);
@@ -886,4 +1015,36 @@ crm_list(struct tr_ctx *c, const struct crm_entity *e, const bson_t *extra_filte
 		tr_list_reply_as(c, e->coll, &filter, e->sorts, narrow);
 	}
 	bson_destroy(&filter);
+}
+
+/* ---- the routes a declaration yields (the router builds them) ---- */
+
+void
+tr_res_list_route(struct tr_ctx *c)
+{
+	tr_res_list(c, c->req->route->resource, NULL);
+}
+
+void
+tr_res_create_route(struct tr_ctx *c)
+{
+	tr_res_create(c, c->req->route->resource);
+}
+
+void
+tr_res_get_route(struct tr_ctx *c)
+{
+	tr_res_get(c, c->req->route->resource);
+}
+
+void
+tr_res_update_route(struct tr_ctx *c)
+{
+	tr_res_update(c, c->req->route->resource);
+}
+
+void
+tr_res_delete_route(struct tr_ctx *c)
+{
+	tr_res_delete(c, c->req->route->resource);
 }
