@@ -84,6 +84,7 @@ static struct {
 } H;
 
 static void respond(struct exchange *ex);
+static void fail_early(struct exchange *ex, int status, const char *slug, const char *detail);
 
 static void
 exchange_free(struct exchange *ex)
@@ -181,6 +182,7 @@ read_query(struct exchange *ex)
 			return false;
 		char *eq = strchr(buf, '=');
 		struct tr_query_param *q = &ex->req.query[ex->req.nquery++];
+		q->raw_len = (size_t)len;
 		if (eq) {
 			*eq = '\0';
 			q->name = buf;
@@ -190,6 +192,68 @@ read_query(struct exchange *ex)
 			q->value = "";
 		}
 	}
+}
+
+static bool
+has_control(const char *s)
+{
+	for (; *s; s++)
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			return true;
+	return false;
+}
+
+/* A NUL byte ends the query string lws hands over, so a parameter
+ * shorter than its fragment held one. Control bytes are malformed. */
+static bool
+query_clean(struct exchange *ex)
+{
+	for (int i = 0; i < ex->req.nquery; i++) {
+		const struct tr_query_param *q = &ex->req.query[i];
+		if (has_control(q->name) || has_control(q->value) ||
+		    strlen(q->name) + strlen(q->value) + 1 < q->raw_len) {
+			fail_early(ex, 400, "malformed-request",
+				   "the query string contains control characters");
+			return false;
+		}
+	}
+	return true;
+}
+
+/* Every query parameter is one the route reads: a misspelt filter is an
+ * error, never a silent "everything". Checked once the caller is
+ * authorized (a stranger learns nothing of a path's parameters). Sets the
+ * problem and returns false. */
+static bool
+query_known(struct tr_ctx *c)
+{
+	const struct tr_route *r = c->req->route;
+	char *detail;
+	size_t n = 0;
+	int unknown = 0;
+
+	for (int i = 0; i < c->req->nquery; i++)
+		unknown += !tr_router_query_known(r, c->req->query[i].name);
+	if (!unknown)
+		return true;
+	detail = tr_arena_alloc(c->req->arena, 512);
+	if (!detail) {
+		tr_problem(c, 400, "unknown-parameter", "unknown query parameters");
+		return false;
+	}
+	n = (size_t)snprintf(detail, 512, "unknown query parameter:");
+	for (int i = 0; i < c->req->nquery; i++) {
+		const char *name = c->req->query[i].name;
+		if (tr_router_query_known(r, name))
+			continue;
+		if (n < 400)
+			n += (size_t)snprintf(detail + n, 512 - n, " %.60s", name);
+		tr_problem_field(c, name, "is not a parameter of this path");
+	}
+	if (n < 400)
+		tr_router_query_names(r, detail + n, 512 - n);
+	tr_problem(c, 400, "unknown-parameter", detail);
+	return false;
 }
 
 static enum tr_method
@@ -279,6 +343,8 @@ work_cb(uv_work_t *w)
 			goto render;
 		}
 	}
+	if (!query_known(c))
+		goto render;
 	if (c->req->route->flags & TR_IDEMPOTENT) {
 		rc = tr_idem_begin(db, c, &idem);
 		if (rc < 0)
@@ -396,7 +462,8 @@ gate_cb(void *arg, int status, const struct tr_gate *g)
 		return;
 	}
 	if (ex->req.route->flags & TR_INLINE) {
-		ex->req.route->handler(&ex->ctx);
+		if (query_known(&ex->ctx))
+			ex->req.route->handler(&ex->ctx);
 		respond(ex);
 		return;
 	}
@@ -414,7 +481,8 @@ dispatch(struct exchange *ex)
 	ex->req.raw_body_len = ex->body_len;
 	lws_set_timeout(ex->wsi, NO_PENDING_TIMEOUT, 0);
 	if ((route->flags & TR_PUBLIC) && (route->flags & TR_INLINE)) {
-		route->handler(&ex->ctx);
+		if (query_known(&ex->ctx))
+			route->handler(&ex->ctx);
 		respond(ex);
 		return;
 	}
@@ -643,6 +711,11 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 	}
 
 	if (ex->req.method == 0) {
+		/* CONNECT and the like: the path's methods are still named */
+		if (tr_router_match(0, ex->req.path, &ex->arena, &m) == TR_MATCH_BAD_METHOD) {
+			tr_router_allow_header(m.allowed, allow, sizeof(allow));
+			ex->resp.allow = tr_arena_strdup(&ex->arena, allow);
+		}
 		fail_early(ex, 405, "method-not-allowed", "this method is not supported");
 		return 0;
 	}
@@ -670,6 +743,8 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 		fail_early(ex, 400, "malformed-request", "too many query parameters");
 		return 0;
 	}
+	if (!query_clean(ex))
+		return 0;
 	ex->req.if_match = header(ex, WSI_TOKEN_HTTP_IF_MATCH);
 	ex->req.idempotency_key = custom_header(ex, "idempotency-key:");
 
@@ -801,8 +876,99 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* ---- methods lws does not parse ----
+ *
+ * lws 4.1 knows GET, POST, OPTIONS, PUT, PATCH, DELETE, CONNECT and HEAD;
+ * any other method (TRACE, PROPFIND...) stops its parser. Rather than its
+ * 403 HTML page, the connection falls back to the raw role (the vhost's
+ * listen-accept protocol below) with the bytes received, and is answered
+ * here: 405 problem+json with the path's Allow (404 for no such path),
+ * then closed, since the rest of the request cannot be framed. */
+
+#define REFUSAL_MAX 1024
+
+struct refusal {
+	char out[LWS_PRE + REFUSAL_MAX];
+	size_t len;
+};
+
+static void
+refusal_render(struct refusal *rf, const char *head, size_t len)
+{
+	char path[256] = "/", allow[64] = "", rid[48], body[384], extra[96] = "";
+	const char *sp = memchr(head, ' ', len), *end;
+	struct tr_route_match m;
+	struct tr_arena arena;
+	int status = 405, n;
+
+	/* the target, without its query: "TRACE /v1/tags?x HTTP/1.1" */
+	if (sp) {
+		sp++;
+		end = sp;
+		while ((size_t)(end - head) < len && *end != ' ' && *end != '?' && *end != '\r')
+			end++;
+		if (end > sp && (size_t)(end - sp) < sizeof(path))
+			snprintf(path, sizeof(path), "%.*s", (int)(end - sp), sp);
+	}
+	tr_arena_init(&arena);
+	switch (tr_router_match(0, path, &arena, &m)) {
+	case TR_MATCH_BAD_METHOD:
+		tr_router_allow_header(m.allowed, allow, sizeof(allow));
+		snprintf(extra, sizeof(extra), "allow: %s\r\n", allow);
+		break;
+	case TR_MATCH_OK:
+		break;
+	default:
+		status = 404;
+	}
+	tr_arena_free(&arena);
+	snprintf(rid, sizeof(rid), "%s%012llx", H.id_prefix, ++H.id_counter);
+	n = snprintf(body, sizeof(body),
+		     "{\"type\":\"https://trellis.dev/errors/%s\",\"title\":\"%s\","
+		     "\"status\":%d,\"detail\":\"%s\"}",
+		     status == 405 ? "method-not-allowed" : "not-found",
+		     status == 405 ? "Method not allowed" : "Not found", status,
+		     status == 405 ? "this method is not supported" : "no such resource");
+	rf->len = (size_t)snprintf(rf->out + LWS_PRE, REFUSAL_MAX,
+				   "HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
+				   "content-length: %d\r\nx-request-id: %s\r\n%s"
+				   "connection: close\r\n\r\n%s",
+				   status, status == 405 ? "Method Not Allowed" : "Not Found", n,
+				   rid, extra, body);
+	if (rf->len >= REFUSAL_MAX)
+		rf->len = 0;
+}
+
+static int
+refusal_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+{
+	struct refusal *rf = user;
+
+	switch (reason) {
+	case LWS_CALLBACK_RAW_RX:
+		if (rf && !rf->len && in) {
+			refusal_render(rf, in, len);
+			lws_callback_on_writable(wsi);
+		}
+		return 0;
+	case LWS_CALLBACK_RAW_WRITEABLE:
+		if (rf && rf->len)
+			lws_write(wsi, (unsigned char *)rf->out + LWS_PRE, rf->len, LWS_WRITE_RAW);
+		return -1; /* answered: close */
+	case LWS_CALLBACK_RAW_ADOPT:
+		tr_metrics_connections(1);
+		return 0;
+	case LWS_CALLBACK_RAW_CLOSE:
+		tr_metrics_connections(-1);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
 static const struct lws_protocols protocols[] = {
     {"http", http_cb, sizeof(struct conn), 0, 0, NULL, 0},
+    {"refusal", refusal_cb, sizeof(struct refusal), 0, 0, NULL, 0},
     {NULL, NULL, 0, 0, 0, NULL, 0},
 };
 
@@ -926,7 +1092,10 @@ tr_http_init(uv_loop_t *loop, const struct tr_config *cfg, char *err, size_t err
 	memset(&info, 0, sizeof(info));
 	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
 	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8;
+	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
+		       LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
+	info.listen_accept_role = "raw-skt";
+	info.listen_accept_protocol = "refusal";
 	info.foreign_loops = foreign_loops;
 	info.timeout_secs = (unsigned int)cfg->header_timeout;
 	info.timeout_secs_ah_idle = (unsigned int)cfg->header_timeout;

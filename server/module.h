@@ -124,6 +124,7 @@ struct tr_principal {
 
 struct tr_query_param {
 	const char *name, *value;
+	size_t raw_len; /* bytes of "name=value" as received (decoded) */
 };
 
 /* The request. Filled by the loop thread; read-only once the handler runs. */

@@ -275,6 +275,74 @@ tr_router_module_name(int index)
 	return table[index].module;
 }
 
+/* Calls fn for each query parameter r reads, until it returns true. */
+static bool
+each_query_name(const struct tr_route *r, bool (*fn)(const char *name, size_t len, void *arg),
+		void *arg)
+{
+	static const char *const paging[] = {"limit", "cursor", "sort"};
+
+	for (const char *p = r->query; p && *p;) {
+		size_t len = strcspn(p, " ");
+		if (len && fn(p, len, arg))
+			return true;
+		p += len;
+		p += *p == ' ';
+	}
+	if (!(r->flags & TR_PAGED))
+		return false;
+	if (r->resource)
+		for (const struct tr_field *f = r->resource->fields; f->name; f++)
+			if ((f->flags & TR_F_FILTER) && fn(f->name, strlen(f->name), arg))
+				return true;
+	for (size_t i = 0; i < sizeof(paging) / sizeof(paging[0]); i++)
+		if (fn(paging[i], strlen(paging[i]), arg))
+			return true;
+	return false;
+}
+
+static bool
+same_name(const char *name, size_t len, void *arg)
+{
+	const char *want = arg;
+	return strlen(want) == len && memcmp(want, name, len) == 0;
+}
+
+bool
+tr_router_query_known(const struct tr_route *r, const char *name)
+{
+	return each_query_name(r, same_name, (void *)name);
+}
+
+struct names_buf {
+	char *buf;
+	size_t len, n;
+};
+
+static bool
+append_name(const char *name, size_t len, void *arg)
+{
+	struct names_buf *b = arg;
+	int w = snprintf(b->buf + b->n, b->len - b->n, "%s%.*s", b->n ? ", " : "", (int)len, name);
+	if (w < 0 || (size_t)w >= b->len - b->n)
+		return true; /* full */
+	b->n += (size_t)w;
+	return false;
+}
+
+void
+tr_router_query_names(const struct tr_route *r, char *buf, size_t len)
+{
+	char names[400] = "";
+	struct names_buf b = {names, sizeof(names), 0};
+
+	each_query_name(r, append_name, &b);
+	if (b.n)
+		snprintf(buf, len, " (this path takes: %s)", names);
+	else
+		snprintf(buf, len, " (this path takes none)");
+}
+
 void
 tr_router_allow_header(unsigned methods, char *buf, size_t len)
 {

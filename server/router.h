@@ -31,6 +31,13 @@ int tr_router_count(void);
 const struct tr_route *tr_router_route(int index);
 const char *tr_router_module_name(int index);
 
+/* Does route r read query parameter name? Its declared `query`, with
+ * limit, cursor and sort for TR_PAGED routes and the filters of a paged
+ * route's resource. */
+bool tr_router_query_known(const struct tr_route *r, const char *name);
+/* " (this path takes: status, owner_id, limit, ...)" into buf. */
+void tr_router_query_names(const struct tr_route *r, char *buf, size_t len);
+
 /* "GET, POST" for a method mask into buf. */
 void tr_router_allow_header(unsigned methods, char *buf, size_t len);
 

@@ -17,7 +17,7 @@ static const struct tr_route routes[] = {
     {TR_GET, "/v1/balances/{key}", balances_get, "system.balances.read", 0,
      "A balance: {key, balance, seq} (0 before its first movement).", NULL, NULL},
     {TR_GET, "/v1/balances/{key}/movements", balances_movements, "system.balances.read", 0,
-     "A balance's movements, newest first (cursor pagination).", NULL, NULL},
+     "A balance's movements, newest first (cursor pagination).", NULL, "limit cursor"},
     {TR_POST, "/v1/balances/{key}/movements", balances_move, "system.balances.write", TR_JSON_BODY,
      "Move a balance by amount, once per operation_id; never below zero (409 "
      "insufficient-balance).",
@@ -28,7 +28,7 @@ static const struct tr_route routes[] = {
      "system.balances.write", 0, "Reverse a movement (once); the balance may not go below zero.",
      NULL, NULL},
     {TR_GET, "/v1/jobs", jobs_list, "system.jobs.read", 0,
-     "The tenant's background jobs that ran out of attempts (?state=dead).", NULL, NULL},
+     "The tenant's background jobs that ran out of attempts (?state=dead).", NULL, "state"},
     {TR_POST, "/v1/jobs/{id}/retry", jobs_retry, "system.jobs.write", 0,
      "Put a dead job back on its queue with fresh attempts.", NULL, NULL},
 };

@@ -1,7 +1,7 @@
 #include "webhooks.h"
 
 static const struct tr_route routes[] = {
-    {TR_GET, "/v1/webhooks", webhooks_list, "system.webhooks.read", 0,
+    {TR_GET, "/v1/webhooks", webhooks_list, "system.webhooks.read", TR_PAGED,
      "The tenant's webhooks (cursor pagination; no secrets).", NULL, NULL},
     {TR_POST, "/v1/webhooks", webhooks_create, "system.webhooks.write", TR_JSON_BODY,
      "Register an endpoint for events of some topics; the signing secret is shown once.", NULL,

@@ -551,8 +551,9 @@ def test_sales_may_not_read_reports_but_a_manager_may(stack):
     owner = signup(stack)
     sales = user_session(stack, owner, ["sales"])
     manager = user_session(stack, owner, ["manager"])
-    params = {"from": JAN, "to": FEB, "currency": "EUR"}
     for name in REPORTS:
+        # only abc-xyz takes a currency; the others refuse what they do not read
+        params = {"from": JAN, "to": FEB, **({"currency": "EUR"} if name == "abc-xyz" else {})}
         check_problem(stack.get(f"/v1/crm/reports/{name}", headers=sales.headers, params=params), 403)
         ok(stack.get(f"/v1/crm/reports/{name}", headers=manager.headers, params=params))
 
