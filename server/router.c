@@ -275,10 +275,9 @@ tr_router_module_name(int index)
 	return table[index].module;
 }
 
-/* Calls fn for each query parameter r reads, until it returns true. */
-static bool
-each_query_name(const struct tr_route *r, bool (*fn)(const char *name, size_t len, void *arg),
-		void *arg)
+bool
+tr_router_query_each(const struct tr_route *r, bool (*fn)(const char *name, size_t len, void *arg),
+		     void *arg)
 {
 	static const char *const paging[] = {"limit", "cursor", "sort"};
 
@@ -311,7 +310,7 @@ same_name(const char *name, size_t len, void *arg)
 bool
 tr_router_query_known(const struct tr_route *r, const char *name)
 {
-	return each_query_name(r, same_name, (void *)name);
+	return tr_router_query_each(r, same_name, (void *)name);
 }
 
 struct names_buf {
@@ -336,7 +335,7 @@ tr_router_query_names(const struct tr_route *r, char *buf, size_t len)
 	char names[400] = "";
 	struct names_buf b = {names, sizeof(names), 0};
 
-	each_query_name(r, append_name, &b);
+	tr_router_query_each(r, append_name, &b);
 	if (b.n)
 		snprintf(buf, len, " (this path takes: %s)", names);
 	else

@@ -34,6 +34,10 @@ const char *tr_router_module_name(int index);
 /* Does route r read query parameter name? Its declared `query`, with
  * limit, cursor and sort for TR_PAGED routes and the filters of a paged
  * route's resource. */
+/* Calls fn for each query parameter r reads (its `query`; for TR_PAGED
+ * its filters, limit, cursor and sort), until fn returns true. */
+bool tr_router_query_each(const struct tr_route *r,
+			  bool (*fn)(const char *name, size_t len, void *arg), void *arg);
 bool tr_router_query_known(const struct tr_route *r, const char *name);
 /* " (this path takes: status, owner_id, limit, ...)" into buf. */
 void tr_router_query_names(const struct tr_route *r, char *buf, size_t len);

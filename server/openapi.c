@@ -1,0 +1,992 @@
+/* The OpenAPI document (openapi.h). Every operation comes from a route row:
+ * its path parameters from the {name} segments, its query parameters from
+ * what the router lets through (tr_router_query_known: the row's `query`,
+ * and for TR_PAGED lists limit, cursor, sort and the resource's filters),
+ * its body and response schemas from the resource's field table (or the
+ * row's `body` table), and its problems from the checks the router and
+ * the engine make for a row with those flags. */
+#include "openapi.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "resource.h"
+#include "router.h"
+
+#define ID_PATTERN "^[0-9a-f]{24}$"
+/* What the engine's checks accept (resource.c field_ok), as patterns. */
+#define LINE_PATTERN "^[^\\x00-\\x1f]*$"
+#define TEXT_PATTERN "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]*$"
+#define PHONE_PATTERN "^[-+(). ]*([0-9][-+(). ]*){5,15}$"
+#define EMAIL_PATTERN "^[^@ \\x00-\\x1f]+@[^@ \\x00-\\x1f]*\\.[^@ \\x00-\\x1f]*$"
+/* tr_parse_time: upper-case T and Z, years 1900 to 9999. */
+#define TIME_PATTERN                                                                               \
+	"^(19|[2-9][0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?"    \
+	"(Z|[+-][0-9]{2}:[0-9]{2})$"
+#define DEFAULT_MAX_CHARS 200 /* field_ok: a string field without max */
+#define DEFAULT_MAX_ITEMS 100
+#define MAX_OPERATION_ID 128
+
+/* ---- small builders ---- */
+
+/* An array being appended to: keys "0", "1", ... */
+struct arr {
+	bson_t b;
+	uint32_t n;
+	char buf[16];
+};
+
+static const char *
+next_key(struct arr *a)
+{
+	const char *k;
+
+	bson_uint32_to_string(a->n++, &k, a->buf, sizeof(a->buf));
+	return k;
+}
+
+static void
+arr_utf8(struct arr *a, const char *s)
+{
+	BSON_APPEND_UTF8(&a->b, next_key(a), s);
+}
+
+static void
+str_array(bson_t *parent, const char *key, const char *const *items)
+{
+	struct arr a = {.n = 0};
+
+	BSON_APPEND_ARRAY_BEGIN(parent, key, &a.b);
+	for (; items && *items; items++)
+		arr_utf8(&a, *items);
+	bson_append_array_end(parent, &a.b);
+}
+
+/* "type": t, or [t, "null"]. */
+static void
+type_of(bson_t *schema, const char *t, bool nullable)
+{
+	struct arr a = {.n = 0};
+
+	if (!nullable) {
+		BSON_APPEND_UTF8(schema, "type", t);
+		return;
+	}
+	BSON_APPEND_ARRAY_BEGIN(schema, "type", &a.b);
+	arr_utf8(&a, t);
+	arr_utf8(&a, "null");
+	bson_append_array_end(schema, &a.b);
+}
+
+static void
+ref_to(bson_t *parent, const char *key, const char *kind, const char *name)
+{
+	bson_t r;
+	char path[160];
+
+	snprintf(path, sizeof(path), "#/components/%s/%s", kind, name);
+	BSON_APPEND_DOCUMENT_BEGIN(parent, key, &r);
+	BSON_APPEND_UTF8(&r, "$ref", path);
+	bson_append_document_end(parent, &r);
+}
+
+/* "lead_item" -> "LeadItem"; "/v1/crm/leads" pieces likewise. */
+static void
+camel(char *out, size_t len, const char *in, bool upper_first)
+{
+	size_t n = strlen(out);
+	bool up = upper_first;
+
+	for (; *in && n + 1 < len; in++) {
+		if (!((*in >= 'a' && *in <= 'z') || (*in >= 'A' && *in <= 'Z') ||
+		      (*in >= '0' && *in <= '9'))) {
+			up = true;
+			continue;
+		}
+		out[n++] = up && *in >= 'a' && *in <= 'z' ? (char)(*in - 'a' + 'A') : *in;
+		up = false;
+	}
+	out[n] = '\0';
+}
+
+static void
+schema_name(char *out, size_t len, const struct tr_resource *e, const char *suffix)
+{
+	out[0] = '\0';
+	camel(out, len, e->name, true);
+	camel(out, len, suffix, true);
+}
+
+/* ---- field schemas ---- */
+
+static void
+string_rules(bson_t *s, const struct tr_field *f, const char *pattern)
+{
+	long long max = f->max ? f->max : DEFAULT_MAX_CHARS;
+
+	if (f->min > 0)
+		BSON_APPEND_INT64(s, "minLength", f->min);
+	BSON_APPEND_INT64(s, "maxLength", max);
+	BSON_APPEND_UTF8(s, "pattern", pattern);
+}
+
+static void
+id_schema(bson_t *s)
+{
+	BSON_APPEND_UTF8(s, "type", "string");
+	BSON_APPEND_UTF8(s, "pattern", ID_PATTERN);
+}
+
+static void
+time_schema(bson_t *s, bool nullable, bool request)
+{
+	type_of(s, "string", nullable);
+	BSON_APPEND_UTF8(s, "format", "date-time");
+	if (request)
+		BSON_APPEND_UTF8(s, "pattern", TIME_PATTERN);
+}
+
+static void
+money_schema(bson_t *s, const struct tr_field *f, bool nullable, bool request)
+{
+	bson_t props, p;
+	static const char *const required[] = {"amount", "currency", NULL};
+
+	type_of(s, "object", nullable);
+	BSON_APPEND_DOCUMENT_BEGIN(s, "properties", &props);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "amount", &p);
+	BSON_APPEND_UTF8(&p, "type", "integer");
+	if (request && f) {
+		BSON_APPEND_INT64(&p, "minimum", f->min);
+		BSON_APPEND_INT64(&p, "maximum", f->max);
+	}
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "currency", &p);
+	BSON_APPEND_UTF8(&p, "type", "string");
+	BSON_APPEND_UTF8(&p, "pattern", "^[A-Z]{3}$");
+	bson_append_document_end(&props, &p);
+	bson_append_document_end(s, &props);
+	str_array(s, "required", required);
+	BSON_APPEND_BOOL(s, "additionalProperties", false);
+}
+
+/* The schema of one field: in a request body (the engine's rules, as far
+ * as a schema can say them) or in a response (the shape only: what is
+ * stored was checked when it was written). */
+static void
+field_schema(bson_t *props, const struct tr_field *f, bool request)
+{
+	bson_t s, items;
+	bool nullable = (f->flags & TR_F_NULLABLE) && !(request && (f->flags & TR_F_REQUIRED));
+
+	BSON_APPEND_DOCUMENT_BEGIN(props, f->name, &s);
+	switch (f->kind) {
+	case TR_K_LINE:
+	case TR_K_TEXT:
+	case TR_K_EMAIL:
+	case TR_K_PHONE:
+		type_of(&s, "string", nullable);
+		if (request)
+			string_rules(&s, f,
+				     f->kind == TR_K_TEXT    ? TEXT_PATTERN
+				     : f->kind == TR_K_EMAIL ? EMAIL_PATTERN
+				     : f->kind == TR_K_PHONE ? PHONE_PATTERN
+							     : LINE_PATTERN);
+		break;
+	case TR_K_ENUM: {
+		struct arr a = {.n = 0};
+		type_of(&s, "string", nullable);
+		BSON_APPEND_ARRAY_BEGIN(&s, "enum", &a.b);
+		for (const char *const *o = f->options; o && *o; o++)
+			arr_utf8(&a, *o);
+		if (nullable)
+			BSON_APPEND_NULL(&a.b, next_key(&a));
+		bson_append_array_end(&s, &a.b);
+		break;
+	}
+	case TR_K_MONEY:
+		money_schema(&s, f, nullable, request);
+		break;
+	case TR_K_QUANTITY:
+	case TR_K_INT:
+		type_of(&s, "integer", nullable);
+		if (request) {
+			BSON_APPEND_INT64(&s, "minimum", f->min);
+			BSON_APPEND_INT64(&s, "maximum", f->max);
+		}
+		break;
+	case TR_K_TIME:
+		time_schema(&s, nullable, request);
+		break;
+	case TR_K_REF:
+		type_of(&s, "string", nullable);
+		BSON_APPEND_UTF8(&s, "pattern", ID_PATTERN);
+		break;
+	case TR_K_REFS:
+	case TR_K_STRINGS:
+		type_of(&s, "array", nullable);
+		BSON_APPEND_DOCUMENT_BEGIN(&s, "items", &items);
+		if (f->kind == TR_K_REFS) {
+			id_schema(&items);
+		} else {
+			BSON_APPEND_UTF8(&items, "type", "string");
+			if (request) {
+				BSON_APPEND_INT32(&items, "minLength", 1);
+				BSON_APPEND_INT32(&items, "maxLength", 100);
+				BSON_APPEND_UTF8(&items, "pattern", LINE_PATTERN);
+			}
+		}
+		bson_append_document_end(&s, &items);
+		if (request)
+			BSON_APPEND_INT64(&s, "maxItems", f->max ? f->max : DEFAULT_MAX_ITEMS);
+		break;
+	case TR_K_BOOL:
+		type_of(&s, "boolean", nullable);
+		break;
+	case TR_K_OBJECT:
+	case TR_K_CUSTOM:
+		type_of(&s, "object", nullable);
+		break;
+	case TR_K_ARRAY:
+		type_of(&s, "array", nullable);
+		break;
+	}
+	bson_append_document_end(props, &s);
+}
+
+/* A request body from a field table: what the engine reads
+ * (tr_res_read_fields), which refuses members it does not know. */
+static void
+body_schema(bson_t *s, const struct tr_field *fields, bool creating)
+{
+	bson_t props;
+	struct arr req = {.n = 0};
+
+	BSON_APPEND_UTF8(s, "type", "object");
+	BSON_APPEND_DOCUMENT_BEGIN(s, "properties", &props);
+	for (const struct tr_field *f = fields; f->name; f++) {
+		if ((f->flags & TR_F_SERVER) || (!creating && (f->flags & TR_F_FIXED)))
+			continue;
+		field_schema(&props, f, true);
+	}
+	bson_append_document_end(s, &props);
+	BSON_APPEND_ARRAY_BEGIN(s, "required", &req.b);
+	for (const struct tr_field *f = fields; creating && f->name; f++)
+		if ((f->flags & TR_F_REQUIRED) && !(f->flags & TR_F_SERVER))
+			arr_utf8(&req, f->name);
+	bson_append_array_end(s, &req.b);
+	BSON_APPEND_BOOL(s, "additionalProperties", false);
+}
+
+/* A record as tr_render_resource sends it: _id as id, dates and ids as
+ * strings, internal members left out. */
+static void
+record_schema(bson_t *s, const struct tr_resource *e)
+{
+	bson_t props, p;
+	static const char *const required[] = {"id", "created_at", "updated_at", "version", NULL};
+
+	BSON_APPEND_UTF8(s, "type", "object");
+	if (e->about)
+		BSON_APPEND_UTF8(s, "description", e->about);
+	BSON_APPEND_DOCUMENT_BEGIN(s, "properties", &props);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "id", &p);
+	id_schema(&p);
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "created_at", &p);
+	time_schema(&p, false, false);
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "updated_at", &p);
+	time_schema(&p, false, false);
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "version", &p);
+	BSON_APPEND_UTF8(&p, "type", "integer");
+	BSON_APPEND_INT32(&p, "minimum", 1);
+	bson_append_document_end(&props, &p);
+	for (const struct tr_field *f = e->fields; f->name; f++)
+		field_schema(&props, f, false);
+	bson_append_document_end(s, &props);
+	str_array(s, "required", required);
+}
+
+static void
+list_schema(bson_t *s, const struct tr_resource *e)
+{
+	bson_t props, p, items;
+	char name[96];
+	static const char *const required[] = {"items", "next_cursor", NULL};
+
+	BSON_APPEND_UTF8(s, "type", "object");
+	BSON_APPEND_DOCUMENT_BEGIN(s, "properties", &props);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "items", &p);
+	BSON_APPEND_UTF8(&p, "type", "array");
+	if (e) {
+		schema_name(name, sizeof(name), e, "");
+		ref_to(&p, "items", "schemas", name);
+	} else {
+		BSON_APPEND_DOCUMENT_BEGIN(&p, "items", &items);
+		BSON_APPEND_UTF8(&items, "type", "object");
+		bson_append_document_end(&p, &items);
+	}
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "next_cursor", &p);
+	type_of(&p, "string", true);
+	bson_append_document_end(&props, &p);
+	bson_append_document_end(s, &props);
+	str_array(s, "required", required);
+}
+
+/* ---- parameters ---- */
+
+static void
+param_begin(struct arr *params, bson_t *p, const char *name, size_t len, const char *in,
+	    bool required)
+{
+	BSON_APPEND_DOCUMENT_BEGIN(&params->b, next_key(params), p);
+	bson_append_utf8(p, "name", 4, name, (int)len);
+	BSON_APPEND_UTF8(p, "in", in);
+	BSON_APPEND_BOOL(p, "required", required);
+}
+
+/* {id}, {cid}, ...: record ids; {key}: a balance key (balances.c
+ * register_key); {seq}: a position from 1; {name}: a role name. */
+static void
+path_param_schema(bson_t *s, const char *name, size_t len)
+{
+	if (len == 3 && memcmp(name, "key", 3) == 0) {
+		BSON_APPEND_UTF8(s, "type", "string");
+		BSON_APPEND_UTF8(s, "pattern", "^[a-z0-9_.:-]{1,100}$");
+	} else if (len == 3 && memcmp(name, "seq", 3) == 0) {
+		BSON_APPEND_UTF8(s, "type", "integer");
+		BSON_APPEND_INT32(s, "minimum", 1);
+	} else if (len == 4 && memcmp(name, "name", 4) == 0) {
+		BSON_APPEND_UTF8(s, "type", "string");
+		BSON_APPEND_UTF8(s, "pattern", "^[a-z0-9_-]{2,40}$");
+	} else {
+		id_schema(s);
+	}
+}
+
+static void
+path_params(struct arr *params, const char *path)
+{
+	for (const char *s = strchr(path, '{'); s; s = strchr(s + 1, '{')) {
+		const char *end = strchr(s, '}');
+		bson_t p, sch;
+		if (!end)
+			break;
+		param_begin(params, &p, s + 1, (size_t)(end - s - 1), "path", true);
+		BSON_APPEND_DOCUMENT_BEGIN(&p, "schema", &sch);
+		path_param_schema(&sch, s + 1, (size_t)(end - s - 1));
+		bson_append_document_end(&p, &sch);
+		bson_append_document_end(&params->b, &p);
+	}
+}
+
+static const struct tr_field *
+filter_field(const struct tr_route *r, const char *name)
+{
+	if (!r->resource || !(r->flags & TR_PAGED))
+		return NULL;
+	for (const struct tr_field *f = r->resource->fields; f->name; f++)
+		if ((f->flags & TR_F_FILTER) && strcmp(f->name, name) == 0)
+			return f;
+	return NULL;
+}
+
+/* The values ?sort= takes: each of the resource's sorts, either way. */
+static void
+sort_schema(bson_t *s, const struct tr_resource *e)
+{
+	struct arr a = {.n = 0};
+	char buf[80];
+
+	BSON_APPEND_UTF8(s, "type", "string");
+	if (!e || !e->sorts)
+		return;
+	BSON_APPEND_ARRAY_BEGIN(s, "enum", &a.b);
+	for (const char *const *o = e->sorts; *o; o++) {
+		const char *field = (*o)[0] == '-' ? *o + 1 : *o;
+		arr_utf8(&a, field);
+		snprintf(buf, sizeof(buf), "-%s", field);
+		arr_utf8(&a, buf);
+	}
+	bson_append_array_end(s, &a.b);
+}
+
+static void
+query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
+{
+	const struct tr_field *f = filter_field(r, name);
+	static const char *const booleans[] = {"true", "false", NULL};
+
+	if (strcmp(name, "limit") == 0) {
+		BSON_APPEND_UTF8(s, "type", "integer");
+		BSON_APPEND_INT32(s, "minimum", 1);
+		BSON_APPEND_INT32(s, "maximum", 200);
+	} else if (strcmp(name, "sort") == 0 && (r->flags & TR_PAGED)) {
+		sort_schema(s, r->resource);
+	} else if (f && (f->kind == TR_K_REF || f->kind == TR_K_REFS)) {
+		id_schema(s);
+	} else if (f && f->kind == TR_K_ENUM) {
+		BSON_APPEND_UTF8(s, "type", "string");
+		str_array(s, "enum", f->options);
+	} else if (f && f->kind == TR_K_BOOL) {
+		BSON_APPEND_UTF8(s, "type", "string");
+		str_array(s, "enum", booleans);
+	} else if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0 ||
+		   strcmp(name, "at") == 0) {
+		time_schema(s, false, true);
+	} else if (strcmp(name, "pipeline_id") == 0) {
+		id_schema(s);
+	} else {
+		BSON_APPEND_UTF8(s, "type", "string");
+	}
+}
+
+struct query_walk {
+	const struct tr_route *route;
+	struct arr *params;
+};
+
+static bool
+add_query_param(const char *name, size_t len, void *arg)
+{
+	struct query_walk *w = arg;
+	char key[64];
+	bson_t p, sch;
+
+	snprintf(key, sizeof(key), "%.*s", (int)len, name);
+	param_begin(w->params, &p, name, len, "query", false);
+	BSON_APPEND_DOCUMENT_BEGIN(&p, "schema", &sch);
+	query_param_schema(&sch, w->route, key);
+	bson_append_document_end(&p, &sch);
+	bson_append_document_end(&w->params->b, &p);
+	return false;
+}
+
+static void
+header_param(struct arr *params, const char *name, const char *pattern, const char *about)
+{
+	bson_t p, sch;
+
+	param_begin(params, &p, name, strlen(name), "header", false);
+	BSON_APPEND_UTF8(&p, "description", about);
+	BSON_APPEND_DOCUMENT_BEGIN(&p, "schema", &sch);
+	BSON_APPEND_UTF8(&sch, "type", "string");
+	BSON_APPEND_UTF8(&sch, "pattern", pattern);
+	bson_append_document_end(&p, &sch);
+	bson_append_document_end(&params->b, &p);
+}
+
+/* ---- responses ---- */
+
+/* Engine routes are known by their handler. */
+static bool
+is_resource_get(const struct tr_route *r)
+{
+	return r->resource && r->handler == tr_res_get_route;
+}
+
+static bool
+is_resource_write(const struct tr_route *r)
+{
+	return r->resource &&
+	       (r->handler == tr_res_update_route || r->handler == tr_res_delete_route);
+}
+
+/* Success answers of hand-written routes that are not the default (200;
+ * 201 for a TR_IDEMPOTENT create; 204 for a DELETE). */
+static const struct {
+	enum tr_method method;
+	const char *path;
+	int status, also; /* also: a second success answer, or 0 */
+	const char *media;
+} successes[] = {
+    {TR_POST, "/v1/signup", 201, 0, NULL},
+    {TR_POST, "/v1/auth/logout", 204, 0, NULL},
+    {TR_POST, "/v1/api-keys", 201, 0, NULL},
+    {TR_POST, "/v1/roles", 201, 0, NULL},
+    {TR_POST, "/v1/webhooks", 201, 0, NULL},
+    /* 200: the same operation_id again answers the movement it made */
+    {TR_POST, "/v1/balances/{key}/movements", 201, 200, NULL},
+    {TR_POST, "/v1/balances/{key}/movements/{seq}/reverse", 201, 200, NULL},
+    {TR_POST, "/v1/jobs/{id}/retry", 202, 0, NULL},
+    {TR_GET, "/metrics", 200, 0, "text/plain"},
+    {TR_GET, "/v1/ws", 101, 0, ""},
+};
+
+static int
+success_status(const struct tr_route *r, int *also, const char **media)
+{
+	*also = 0;
+	*media = "application/json";
+	for (size_t i = 0; i < sizeof(successes) / sizeof(successes[0]); i++)
+		if (successes[i].method == r->method && strcmp(successes[i].path, r->path) == 0) {
+			*also = successes[i].also;
+			if (successes[i].media)
+				*media = successes[i].media;
+			return successes[i].status;
+		}
+	if (r->method == TR_DELETE)
+		return 204;
+	if (r->method == TR_POST && (r->flags & TR_IDEMPOTENT))
+		return 201;
+	return 200;
+}
+
+static void
+header_doc(bson_t *headers, const char *name, bool required, const char *about)
+{
+	bson_t h, sch;
+
+	BSON_APPEND_DOCUMENT_BEGIN(headers, name, &h);
+	BSON_APPEND_UTF8(&h, "description", about);
+	BSON_APPEND_BOOL(&h, "required", required);
+	BSON_APPEND_DOCUMENT_BEGIN(&h, "schema", &sch);
+	BSON_APPEND_UTF8(&sch, "type", "string");
+	bson_append_document_end(&h, &sch);
+	bson_append_document_end(headers, &h);
+}
+
+/* The schema a route's success answer carries. */
+static void
+answer_schema(bson_t *media, const struct tr_route *r)
+{
+	char name[96];
+	bson_t s;
+
+	if (r->resource && (r->flags & TR_PAGED)) {
+		schema_name(name, sizeof(name), r->resource, "List");
+		ref_to(media, "schema", "schemas", name);
+	} else if (r->resource &&
+		   (r->handler == tr_res_create_route || r->handler == tr_res_get_route ||
+		    r->handler == tr_res_update_route)) {
+		schema_name(name, sizeof(name), r->resource, "");
+		ref_to(media, "schema", "schemas", name);
+	} else if (r->flags & TR_PAGED) {
+		ref_to(media, "schema", "schemas", "List");
+	} else {
+		BSON_APPEND_DOCUMENT_BEGIN(media, "schema", &s);
+		BSON_APPEND_UTF8(&s, "type",
+				 strcmp(r->path, "/metrics") == 0 ? "string" : "object");
+		bson_append_document_end(media, &s);
+	}
+}
+
+static void
+success_response(bson_t *responses, const struct tr_route *r, int status, const char *media)
+{
+	bson_t resp, content, m, headers;
+	char code[8];
+
+	snprintf(code, sizeof(code), "%d", status);
+	BSON_APPEND_DOCUMENT_BEGIN(responses, code, &resp);
+	BSON_APPEND_UTF8(&resp, "description",
+			 status == 201	 ? "Created."
+			 : status == 202 ? "Accepted."
+			 : status == 204 ? "Done; no body."
+			 : status == 101 ? "Switching to WebSocket."
+					 : "OK.");
+	if (status == 201 || is_resource_get(r)) {
+		BSON_APPEND_DOCUMENT_BEGIN(&resp, "headers", &headers);
+		if (status == 201 && r->resource)
+			header_doc(&headers, "Location", true, "The created record's path.");
+		if (is_resource_get(r))
+			header_doc(&headers, "ETag", true, "The record's version, quoted.");
+		bson_append_document_end(&resp, &headers);
+	}
+	if (status != 204 && status != 101 && media[0]) {
+		BSON_APPEND_DOCUMENT_BEGIN(&resp, "content", &content);
+		BSON_APPEND_DOCUMENT_BEGIN(&content, media, &m);
+		answer_schema(&m, r);
+		bson_append_document_end(&content, &m);
+		bson_append_document_end(&resp, &content);
+	}
+	bson_append_document_end(responses, &resp);
+}
+
+/* The problems a row can answer, from what is checked for its flags. */
+static unsigned
+problem_codes(const struct tr_route *r, int *codes)
+{
+	unsigned n = 0;
+	bool pub = r->flags & TR_PUBLIC, body = r->flags & TR_JSON_BODY;
+	bool reads = (r->flags & TR_PAGED) || r->query;
+
+	codes[n++] = 400; /* malformed request, unknown query parameter */
+	/* a public row with a body checks credentials of its own (login,
+	 * refresh: 401; signup switched off: 403) */
+	if (!pub || body)
+		codes[n++] = 401, codes[n++] = 403;
+	if (strchr(r->path, '{'))
+		codes[n++] = 404;
+	if (!pub && r->method != TR_GET)
+		codes[n++] = 409;
+	else if (pub && body)
+		codes[n++] = 409;
+	if (is_resource_write(r))
+		codes[n++] = 412;
+	if (body)
+		codes[n++] = 413, codes[n++] = 415;
+	if (body || reads || (r->flags & TR_IDEMPOTENT) || (!pub && r->method != TR_GET))
+		codes[n++] = 422;
+	if (strcmp(r->path, "/v1/ws") == 0)
+		codes[n++] = 426;
+	if (!pub || body)
+		codes[n++] = 429;
+	if (!(r->flags & TR_INLINE) || strcmp(r->path, "/readyz") == 0)
+		codes[n++] = 503;
+	return n;
+}
+
+static void
+responses_of(bson_t *op, const struct tr_route *r)
+{
+	bson_t responses;
+	int codes[16], also;
+	const char *media;
+	int status = success_status(r, &also, &media);
+	unsigned n = problem_codes(r, codes);
+	char code[8];
+
+	BSON_APPEND_DOCUMENT_BEGIN(op, "responses", &responses);
+	success_response(&responses, r, status, media);
+	if (also)
+		success_response(&responses, r, also, media);
+	for (unsigned i = 0; i < n; i++) {
+		char name[16];
+		snprintf(code, sizeof(code), "%d", codes[i]);
+		snprintf(name, sizeof(name), "Problem%d", codes[i]);
+		ref_to(&responses, code, "responses", name);
+	}
+	bson_append_document_end(op, &responses);
+}
+
+/* ---- operations ---- */
+
+static void
+operation_id(char *out, size_t len, const struct tr_route *r)
+{
+	const struct tr_resource *e = r->resource;
+	const char *verb = NULL;
+
+	out[0] = '\0';
+	if (e && r->handler == tr_res_list_route) {
+		const char *plural = strrchr(r->path, '/');
+		snprintf(out, len, "list");
+		camel(out, len, plural ? plural + 1 : e->name, true);
+		return;
+	}
+	if (e && r->handler == tr_res_create_route)
+		verb = "create";
+	else if (e && r->handler == tr_res_get_route)
+		verb = "get";
+	else if (e && r->handler == tr_res_update_route)
+		verb = "update";
+	else if (e && r->handler == tr_res_delete_route)
+		verb = "delete";
+	if (verb) {
+		snprintf(out, len, "%s", verb);
+		camel(out, len, e->name, true);
+		return;
+	}
+	/* others: the method and the path, "postCrmLeadsIdConvert" */
+	for (const char *m = tr_method_name(r->method); *m && strlen(out) + 1 < len; m++) {
+		size_t k = strlen(out);
+		out[k] = (char)(*m - 'A' + 'a');
+		out[k + 1] = '\0';
+	}
+	camel(out, len, strncmp(r->path, "/v1/", 4) == 0 ? r->path + 4 : r->path, true);
+}
+
+static void
+security_of(bson_t *op, const struct tr_route *r)
+{
+	struct arr sec = {.n = 0};
+	bson_t item, none;
+
+	BSON_APPEND_ARRAY_BEGIN(op, "security", &sec.b);
+	if (!(r->flags & TR_PUBLIC)) {
+		static const char *const schemes[] = {"bearer", "apiKey"};
+		for (size_t i = 0; i < 2; i++) {
+			BSON_APPEND_DOCUMENT_BEGIN(&sec.b, next_key(&sec), &item);
+			BSON_APPEND_ARRAY_BEGIN(&item, schemes[i], &none);
+			bson_append_array_end(&item, &none);
+			bson_append_document_end(&sec.b, &item);
+		}
+	}
+	bson_append_array_end(op, &sec.b);
+}
+
+static void
+request_body(bson_t *op, const struct tr_route *r)
+{
+	bson_t body, content, media, s;
+	char name[96];
+
+	if (!(r->flags & TR_JSON_BODY))
+		return;
+	BSON_APPEND_DOCUMENT_BEGIN(op, "requestBody", &body);
+	BSON_APPEND_BOOL(&body, "required", true);
+	BSON_APPEND_DOCUMENT_BEGIN(&body, "content", &content);
+	BSON_APPEND_DOCUMENT_BEGIN(&content, "application/json", &media);
+	if (r->resource && r->handler == tr_res_create_route) {
+		schema_name(name, sizeof(name), r->resource, "Create");
+		ref_to(&media, "schema", "schemas", name);
+	} else if (r->resource && r->handler == tr_res_update_route) {
+		schema_name(name, sizeof(name), r->resource, "Update");
+		ref_to(&media, "schema", "schemas", name);
+	} else {
+		BSON_APPEND_DOCUMENT_BEGIN(&media, "schema", &s);
+		BSON_APPEND_UTF8(&s, "type", "object");
+		bson_append_document_end(&media, &s);
+	}
+	bson_append_document_end(&content, &media);
+	bson_append_document_end(&body, &content);
+	bson_append_document_end(op, &body);
+}
+
+/* Operation ids seen so far, to keep them unique. */
+struct op_ids {
+	char (*ids)[MAX_OPERATION_ID];
+	int n;
+};
+
+static void
+unique_id(struct op_ids *seen, char *id, size_t len)
+{
+	size_t base = strlen(id);
+
+	for (int k = 2;; k++) {
+		bool taken = false;
+		for (int i = 0; i < seen->n && !taken; i++)
+			taken = strcmp(seen->ids[i], id) == 0;
+		if (!taken)
+			break;
+		snprintf(id + base, len - base, "%d", k);
+	}
+	snprintf(seen->ids[seen->n++], MAX_OPERATION_ID, "%s", id);
+}
+
+static void
+operation(bson_t *path_item, const struct tr_route *r, const char *module, struct op_ids *seen)
+{
+	bson_t op;
+	struct arr params = {.n = 0}, tags = {.n = 0};
+	char method[8], id[MAX_OPERATION_ID];
+	struct query_walk walk = {r, &params};
+	size_t i;
+
+	for (i = 0; tr_method_name(r->method)[i] && i < sizeof(method) - 1; i++)
+		method[i] = (char)(tr_method_name(r->method)[i] - 'A' + 'a');
+	method[i] = '\0';
+	operation_id(id, sizeof(id), r);
+	unique_id(seen, id, sizeof(id));
+	BSON_APPEND_DOCUMENT_BEGIN(path_item, method, &op);
+	BSON_APPEND_UTF8(&op, "operationId", id);
+	BSON_APPEND_UTF8(&op, "summary", r->summary ? r->summary : "");
+	BSON_APPEND_ARRAY_BEGIN(&op, "tags", &tags.b);
+	arr_utf8(&tags, module);
+	bson_append_array_end(&op, &tags.b);
+	BSON_APPEND_ARRAY_BEGIN(&op, "parameters", &params.b);
+	path_params(&params, r->path);
+	tr_router_query_each(r, add_query_param, &walk);
+	if (is_resource_write(r))
+		header_param(&params, "If-Match", "^\"?0*[1-9][0-9]{0,17}\"?$",
+			     "The version the change was made against (the ETag): 412 when the "
+			     "record moved on.");
+	if (r->flags & TR_IDEMPOTENT)
+		header_param(&params, "Idempotency-Key", "^[!-~]{1,255}$",
+			     "The same key with the same body within 24 h answers the first "
+			     "response again; with another body, 422.");
+	bson_append_array_end(&op, &params.b);
+	request_body(&op, r);
+	security_of(&op, r);
+	responses_of(&op, r);
+	bson_append_document_end(path_item, &op);
+}
+
+/* ---- components ---- */
+
+static void
+problem_schema(bson_t *schemas)
+{
+	bson_t s, props, p, items, ip, ipp;
+	static const char *const required[] = {"type", "title", "status", NULL};
+	static const char *const item_required[] = {"field", "message", NULL};
+
+	BSON_APPEND_DOCUMENT_BEGIN(schemas, "Problem", &s);
+	BSON_APPEND_UTF8(&s, "type", "object");
+	BSON_APPEND_DOCUMENT_BEGIN(&s, "properties", &props);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "type", &p);
+	BSON_APPEND_UTF8(&p, "type", "string");
+	BSON_APPEND_UTF8(&p, "format", "uri");
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "title", &p);
+	BSON_APPEND_UTF8(&p, "type", "string");
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "status", &p);
+	BSON_APPEND_UTF8(&p, "type", "integer");
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "detail", &p);
+	BSON_APPEND_UTF8(&p, "type", "string");
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "errors", &p);
+	BSON_APPEND_UTF8(&p, "type", "array");
+	BSON_APPEND_DOCUMENT_BEGIN(&p, "items", &items);
+	BSON_APPEND_UTF8(&items, "type", "object");
+	BSON_APPEND_DOCUMENT_BEGIN(&items, "properties", &ip);
+	BSON_APPEND_DOCUMENT_BEGIN(&ip, "field", &ipp);
+	BSON_APPEND_UTF8(&ipp, "type", "string");
+	bson_append_document_end(&ip, &ipp);
+	BSON_APPEND_DOCUMENT_BEGIN(&ip, "message", &ipp);
+	BSON_APPEND_UTF8(&ipp, "type", "string");
+	bson_append_document_end(&ip, &ipp);
+	bson_append_document_end(&items, &ip);
+	str_array(&items, "required", item_required);
+	bson_append_document_end(&p, &items);
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "current_version", &p);
+	BSON_APPEND_UTF8(&p, "type", "integer");
+	bson_append_document_end(&props, &p);
+	bson_append_document_end(&s, &props);
+	str_array(&s, "required", required);
+	bson_append_document_end(schemas, &s);
+}
+
+static void
+problem_responses(bson_t *comps)
+{
+	static const struct {
+		int status;
+		const char *about;
+	} problems[] = {
+	    {400, "Malformed request (bad JSON, unknown query parameter, bad header)."},
+	    {401, "No or bad credentials."},
+	    {403, "Not allowed."},
+	    {404, "Not found (also another tenant's record)."},
+	    {409, "Conflict: a duplicate, or the state does not allow it."},
+	    {412, "The record's version moved on (If-Match)."},
+	    {413, "Body too large."},
+	    {415, "The body is not JSON."},
+	    {422, "Validation failed; errors name the fields."},
+	    {426, "Upgrade required (WebSocket)."},
+	    {429, "Rate limited; Retry-After says when to come back."},
+	    {503, "A dependency is down; Retry-After says when to come back."},
+	};
+	bson_t all, r, content, media, headers;
+	char name[16];
+
+	BSON_APPEND_DOCUMENT_BEGIN(comps, "responses", &all);
+	for (size_t i = 0; i < sizeof(problems) / sizeof(problems[0]); i++) {
+		snprintf(name, sizeof(name), "Problem%d", problems[i].status);
+		BSON_APPEND_DOCUMENT_BEGIN(&all, name, &r);
+		BSON_APPEND_UTF8(&r, "description", problems[i].about);
+		if (problems[i].status == 429 || problems[i].status == 503) {
+			BSON_APPEND_DOCUMENT_BEGIN(&r, "headers", &headers);
+			header_doc(&headers, "Retry-After", problems[i].status == 429,
+				   "Seconds to wait.");
+			bson_append_document_end(&r, &headers);
+		}
+		BSON_APPEND_DOCUMENT_BEGIN(&r, "content", &content);
+		BSON_APPEND_DOCUMENT_BEGIN(&content, "application/problem+json", &media);
+		ref_to(&media, "schema", "schemas", "Problem");
+		bson_append_document_end(&content, &media);
+		bson_append_document_end(&r, &content);
+		bson_append_document_end(&all, &r);
+	}
+	bson_append_document_end(comps, &all);
+}
+
+static void
+resource_schemas(bson_t *schemas, const struct tr_resource *e)
+{
+	bson_t s;
+	char name[96];
+
+	schema_name(name, sizeof(name), e, "");
+	BSON_APPEND_DOCUMENT_BEGIN(schemas, name, &s);
+	record_schema(&s, e);
+	bson_append_document_end(schemas, &s);
+	schema_name(name, sizeof(name), e, "List");
+	BSON_APPEND_DOCUMENT_BEGIN(schemas, name, &s);
+	list_schema(&s, e);
+	bson_append_document_end(schemas, &s);
+	if (!e->no_create) {
+		schema_name(name, sizeof(name), e, "Create");
+		BSON_APPEND_DOCUMENT_BEGIN(schemas, name, &s);
+		body_schema(&s, e->fields, true);
+		bson_append_document_end(schemas, &s);
+	}
+	schema_name(name, sizeof(name), e, "Update");
+	BSON_APPEND_DOCUMENT_BEGIN(schemas, name, &s);
+	body_schema(&s, e->fields, false);
+	bson_append_document_end(schemas, &s);
+}
+
+static void
+components(bson_t *doc)
+{
+	bson_t comps, schemas, schemes, s;
+
+	BSON_APPEND_DOCUMENT_BEGIN(doc, "components", &comps);
+	BSON_APPEND_DOCUMENT_BEGIN(&comps, "schemas", &schemas);
+	problem_schema(&schemas);
+	BSON_APPEND_DOCUMENT_BEGIN(&schemas, "List", &s);
+	list_schema(&s, NULL);
+	bson_append_document_end(&schemas, &s);
+	for (size_t m = 0; m < tr_nmodules; m++)
+		for (size_t i = 0; i < tr_modules[m]->nresources; i++)
+			resource_schemas(&schemas, tr_modules[m]->resources[i]);
+	bson_append_document_end(&comps, &schemas);
+	problem_responses(&comps);
+	BSON_APPEND_DOCUMENT_BEGIN(&comps, "securitySchemes", &schemes);
+	BSON_APPEND_DOCUMENT_BEGIN(&schemes, "bearer", &s);
+	BSON_APPEND_UTF8(&s, "type", "http");
+	BSON_APPEND_UTF8(&s, "scheme", "bearer");
+	BSON_APPEND_UTF8(&s, "bearerFormat", "JWT");
+	bson_append_document_end(&schemes, &s);
+	BSON_APPEND_DOCUMENT_BEGIN(&schemes, "apiKey", &s);
+	BSON_APPEND_UTF8(&s, "type", "apiKey");
+	BSON_APPEND_UTF8(&s, "in", "header");
+	BSON_APPEND_UTF8(&s, "name", "X-API-Key");
+	bson_append_document_end(&schemes, &s);
+	bson_append_document_end(&comps, &schemes);
+	bson_append_document_end(doc, &comps);
+}
+
+void
+tr_openapi_build(bson_t *doc)
+{
+	bson_t info, paths;
+	int n = tr_router_count();
+	bool *done = calloc((size_t)n + 1, sizeof(bool));
+	struct op_ids seen = {calloc((size_t)n + 1, MAX_OPERATION_ID), 0};
+
+	BSON_APPEND_UTF8(doc, "openapi", "3.1.0");
+	BSON_APPEND_DOCUMENT_BEGIN(doc, "info", &info);
+	BSON_APPEND_UTF8(&info, "title", "Trellis API");
+	BSON_APPEND_UTF8(&info, "version", "1");
+	bson_append_document_end(doc, &info);
+	BSON_APPEND_DOCUMENT_BEGIN(doc, "paths", &paths);
+	for (int i = 0; i < n && done && seen.ids; i++) {
+		if (done[i])
+			continue;
+		bson_t item;
+		const char *path = tr_router_route(i)->path;
+		BSON_APPEND_DOCUMENT_BEGIN(&paths, path, &item);
+		for (int j = i; j < n; j++) {
+			if (strcmp(tr_router_route(j)->path, path) != 0)
+				continue;
+			operation(&item, tr_router_route(j), tr_router_module_name(j), &seen);
+			done[j] = true;
+		}
+		bson_append_document_end(&paths, &item);
+	}
+	bson_append_document_end(doc, &paths);
+	components(doc);
+	free(seen.ids);
+	free(done);
+}
