@@ -178,7 +178,10 @@ static void
 field_schema(bson_t *props, const struct tr_field *f, bool request)
 {
 	bson_t s, items;
-	bool nullable = (f->flags & TR_F_NULLABLE) && !(request && (f->flags & TR_F_REQUIRED));
+	/* a field the server sets is null where it does not apply (a lead
+	 * that duplicates nothing has "duplicate_of": null) */
+	bool nullable = request ? (f->flags & TR_F_NULLABLE) && !(f->flags & TR_F_REQUIRED)
+				: (f->flags & (TR_F_NULLABLE | TR_F_SERVER)) != 0;
 
 	BSON_APPEND_DOCUMENT_BEGIN(props, f->name, &s);
 	switch (f->kind) {
@@ -246,10 +249,14 @@ field_schema(bson_t *props, const struct tr_field *f, bool request)
 		break;
 	case TR_K_OBJECT:
 	case TR_K_CUSTOM:
+		/* checked by the resource's hook or the custom-field definitions */
 		type_of(&s, "object", nullable);
+		BSON_APPEND_BOOL(&s, "additionalProperties", true);
 		break;
 	case TR_K_ARRAY:
 		type_of(&s, "array", nullable);
+		BSON_APPEND_DOCUMENT_BEGIN(&s, "items", &items);
+		bson_append_document_end(&s, &items);
 		break;
 	}
 	bson_append_document_end(props, &s);
@@ -571,6 +578,8 @@ answer_schema(bson_t *media, const struct tr_route *r)
 		BSON_APPEND_DOCUMENT_BEGIN(media, "schema", &s);
 		BSON_APPEND_UTF8(&s, "type",
 				 strcmp(r->path, "/metrics") == 0 ? "string" : "object");
+		if (strcmp(r->path, "/metrics") != 0)
+			BSON_APPEND_BOOL(&s, "additionalProperties", true);
 		bson_append_document_end(media, &s);
 	}
 }
@@ -709,8 +718,10 @@ security_of(bson_t *op, const struct tr_route *r)
 
 	BSON_APPEND_ARRAY_BEGIN(op, "security", &sec.b);
 	if (!(r->flags & TR_PUBLIC)) {
+		/* inline rows answer from the session on the loop thread: users
+		 * only, an API key is refused (403) */
 		static const char *const schemes[] = {"bearer", "apiKey"};
-		for (size_t i = 0; i < 2; i++) {
+		for (size_t i = 0; i < ((r->flags & TR_INLINE) ? 1u : 2u); i++) {
 			BSON_APPEND_DOCUMENT_BEGIN(&sec.b, next_key(&sec), &item);
 			BSON_APPEND_ARRAY_BEGIN(&item, schemes[i], &none);
 			bson_append_array_end(&item, &none);
@@ -741,6 +752,7 @@ request_body(bson_t *op, const struct tr_route *r)
 	} else {
 		BSON_APPEND_DOCUMENT_BEGIN(&media, "schema", &s);
 		BSON_APPEND_UTF8(&s, "type", "object");
+		BSON_APPEND_BOOL(&s, "additionalProperties", true);
 		bson_append_document_end(&media, &s);
 	}
 	bson_append_document_end(&content, &media);
@@ -794,11 +806,12 @@ operation(bson_t *path_item, const struct tr_route *r, const char *module, struc
 	path_params(&params, r->path);
 	tr_router_query_each(r, add_query_param, &walk);
 	if (is_resource_write(r))
-		header_param(&params, "If-Match", "^\"?0*[1-9][0-9]{0,17}\"?$",
+		/* quoted or bare; an empty header counts as absent */
+		header_param(&params, "If-Match", "^(\"0*[1-9][0-9]{0,17}\"|0*[1-9][0-9]{0,17}|)$",
 			     "The version the change was made against (the ETag): 412 when the "
 			     "record moved on.");
 	if (r->flags & TR_IDEMPOTENT)
-		header_param(&params, "Idempotency-Key", "^[!-~]{1,255}$",
+		header_param(&params, "Idempotency-Key", "^([!-~]{1,255}|)$",
 			     "The same key with the same body within 24 h answers the first "
 			     "response again; with another body, 422.");
 	bson_append_array_end(&op, &params.b);
