@@ -5,13 +5,14 @@
 #     nginx for benchmarks)
 #   - FerretDB v1.24 (the embedded MongoDB-compatible database), built from its Go module
 #   - the Python test virtualenv in .venv from tests/requirements.txt
+#   - the TypeScript client check's packages (tests/openapi-ts, from its lock file)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FERRETDB_VERSION=v1.24.0
 PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-dev
       libhiredis-dev libsodium-dev libcmocka-dev libcurl4-openssl-dev libpq-dev postgresql-15
-      redis-server wrk nginx clang-format)
+      redis-server wrk nginx clang-format nodejs npm)
 
 say() { printf 'deps: %s\n' "$*"; }
 
@@ -75,4 +76,13 @@ if [ ! -x .venv/bin/python ] || ! cmp -s tests/requirements.txt .venv/.requireme
 	python3 -m venv .venv
 	.venv/bin/pip install -q --disable-pip-version-check -r tests/requirements.txt
 	cp tests/requirements.txt .venv/.requirements
+fi
+
+# TypeScript client check (tests/integration/test_openapi_typescript.py):
+# exactly the versions in the lock file.
+if [ ! -f tests/openapi-ts/node_modules/.package-lock.json ] ||
+	! cmp -s tests/openapi-ts/package-lock.json tests/openapi-ts/node_modules/.lock-copy; then
+	say "installing tests/openapi-ts from its lock file"
+	(cd tests/openapi-ts && CI=true npm ci --no-audit --no-fund --silent)
+	cp tests/openapi-ts/package-lock.json tests/openapi-ts/node_modules/.lock-copy
 fi
