@@ -18,6 +18,9 @@ SRCS     := $(wildcard server/*.c) $(wildcard modules/*/*.c)
 LIB_SRCS := $(filter-out server/main.c,$(SRCS))
 HDRS     := $(wildcard server/*.h) $(wildcard modules/*/*.h)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+LOAD_SRCS := $(wildcard tests/load/*.c)
+# every C file of the tree: what `make fmt` rewrites is what `make fmt-check` checks
+FMT_SRCS  := $(SRCS) $(HDRS) $(UNIT_SRCS) $(LOAD_SRCS)
 
 REL_CFLAGS  := $(CSTD) $(WARN) -O2 -g $(INCS)
 ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
@@ -91,10 +94,10 @@ bench: deps build build/load_crm
 	@bash tests/load/bench.sh
 
 fmt:
-	clang-format -i $(SRCS) $(HDRS) $(UNIT_SRCS) tests/load/*.c
+	clang-format -i $(FMT_SRCS)
 
 fmt-check:
-	clang-format --dry-run --Werror $(SRCS) $(HDRS) $(UNIT_SRCS)
+	clang-format --dry-run --Werror $(FMT_SRCS)
 
 clean:
 	rm -rf build
