@@ -34,6 +34,12 @@ def errors_of(body):
 def expect_403(r):
     return check_problem(r, 403, "forbidden")
 
+def expect_422(r, *fields):
+    """A 422 problem naming (one of) the fields."""
+    body = check_problem(r, 422)
+    assert errors_of(body) & set(fields), f"expected a field error on {fields}: {body}"
+    return body
+
 def with_fields(base, fields):
     """base updated by fields; a value of ... removes the key."""
     body = dict(base)
@@ -51,6 +57,11 @@ def created(r, what="record"):
 def get_ok(stack, who, path):
     r = stack.get(path, headers=hdr(who))
     assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:500]}"
+    return r.json()
+
+def patch_ok(stack, who, path, body, **h):
+    r = stack.patch(path, json=body, headers=hdr(who, **h))
+    assert r.status_code == 200, f"PATCH {path} {body}: {r.status_code} {r.text[:500]}"
     return r.json()
 
 def list_page(stack, who, path, **params):
@@ -73,6 +84,22 @@ def list_all(stack, who, path, **params):
         if not cursor:
             return items
     pytest.fail(f"{path}: more than 100 pages")
+
+def walk(stack, who, path, limit, **params):
+    """(items of every page of `limit`, number of pages)."""
+    pages, seen, cursor = 0, [], None
+    while True:
+        p = dict(params, limit=limit)
+        if cursor:
+            p["cursor"] = cursor
+        body = list_page(stack, who, path, **p)
+        assert len(body["items"]) <= limit, body
+        seen += body["items"]
+        pages += 1
+        cursor = body["next_cursor"]
+        if not cursor:
+            return seen, pages
+        assert pages < 20, "pagination does not end"
 
 def ids(items):
     return [i["id"] for i in items]

@@ -15,8 +15,8 @@ import pytest
 
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
-    ID_RE, TS_RE, hdr, uniq, errors_of, expect_403, with_fields, created, get_ok, list_page,
-    list_all, ids, assert_shape, RetryingStack, stack, Team, team, other)
+    ID_RE, TS_RE, hdr, uniq, expect_403, expect_422, with_fields, created, get_ok, patch_ok,
+    list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other)
 
 
 # ---------------------------------------------------------------------------
@@ -26,36 +26,6 @@ from crm_support import (  # noqa: F401 (fixtures among them)
 
 def uniq_email(prefix="user"):
     return f"{prefix}.{secrets.token_hex(5)}@example.com"
-
-
-def expect_422(r, *fields):
-    """A 422 problem naming (one of) the fields."""
-    body = check_problem(r, 422)
-    assert errors_of(body) & set(fields), f"expected a field error on {fields}: {body}"
-    return body
-
-
-def patch_ok(stack, who, path, body, **h):
-    r = stack.patch(path, json=body, headers=hdr(who, **h))
-    assert r.status_code == 200, f"PATCH {path} {body}: {r.status_code} {r.text[:500]}"
-    return r.json()
-
-
-def walk(stack, who, path, limit, **params):
-    """(items of every page of `limit`, number of pages)."""
-    pages, seen, cursor = 0, [], None
-    while True:
-        p = dict(params, limit=limit)
-        if cursor:
-            p["cursor"] = cursor
-        body = list_page(stack, who, path, **p)
-        assert len(body["items"]) <= limit, body
-        seen += body["items"]
-        pages += 1
-        cursor = body["next_cursor"]
-        if not cursor:
-            return seen, pages
-        assert pages < 20, "pagination does not end"
 
 
 CRM = "/v1/crm"

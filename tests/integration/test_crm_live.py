@@ -16,8 +16,8 @@ from websockets.sync.client import connect
 
 from conftest import DEFAULT_PASSWORD, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
-    ID_RE, TS_RE, hdr, uniq, with_fields, created, get_ok, RetryingStack, stack, Team, team,
-    other, CLIENTS)
+    ID_RE, TS_RE, hdr, uniq, with_fields, created, get_ok, patch_ok, RetryingStack, stack, Team,
+    team, other, CLIENTS)
 
 
 # ---------------------------------------------------------------------------
@@ -27,12 +27,6 @@ from crm_support import (  # noqa: F401 (fixtures among them)
 
 def uniq_email(prefix="user"):
     return f"{prefix}.{secrets.token_hex(5)}@example.com"
-
-
-def patch_ok(stack, who, path, body, **h):
-    r = stack.patch(path, json=body, headers=hdr(who, **h))
-    assert r.status_code == 200, f"PATCH {path} {body}: {r.status_code} {r.text[:500]}"
-    return r.json()
 
 
 def make_key(stack, owner, permissions):
