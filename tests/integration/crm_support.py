@@ -14,6 +14,10 @@ ID_RE = re.compile(r"^[0-9a-f]{24}$")
 
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
+def iso(dt):
+    """A datetime as the API writes times (TS_RE)."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
 def hdr(who, **extra):
     """Headers of an Account (or a plain header dict), plus extra ones
     (if_match=3 -> If-Match: "3", idem="k" -> Idempotency-Key: k)."""
@@ -27,6 +31,9 @@ def hdr(who, **extra):
 
 def uniq(prefix="x"):
     return f"{prefix} {secrets.token_hex(4)}"
+
+def uniq_email(prefix="user"):
+    return f"{prefix}.{secrets.token_hex(5)}@example.com"
 
 def errors_of(body):
     return {e["field"] for e in body.get("errors", [])}
@@ -199,3 +206,17 @@ def other(stack):
     return signup(stack)
 
 CLIENTS = "/v1/crm/clients"
+LEADS = "/v1/crm/leads"
+DEALS = "/v1/crm/deals"
+TASKS = "/v1/crm/tasks"
+CLAIMS = "/v1/crm/claims"
+DEFAULT_STAGES = ["new", "qualified", "proposal", "negotiation", "closing"]
+
+def make_client(stack, who, **fields):
+    body = with_fields({"name": uniq("Client"), "kind": "company"}, fields)
+    return created(stack.post(CLIENTS, json=body, headers=hdr(who)), "client")
+
+@pytest.fixture(scope="module")
+def client(stack, team):
+    """A client of the team's owner."""
+    return make_client(stack, team.owner)

@@ -15,8 +15,9 @@ import pytest
 
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
-    ID_RE, TS_RE, hdr, uniq, expect_403, expect_422, with_fields, created, get_ok, patch_ok,
-    list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other)
+    ID_RE, TS_RE, hdr, uniq, uniq_email, expect_403, expect_422, with_fields, created, get_ok,
+    patch_ok, list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other,
+    TASKS, CLAIMS, make_client, client)
 
 
 # ---------------------------------------------------------------------------
@@ -24,21 +25,10 @@ from crm_support import (  # noqa: F401 (fixtures among them)
 # ---------------------------------------------------------------------------
 
 
-def uniq_email(prefix="user"):
-    return f"{prefix}.{secrets.token_hex(5)}@example.com"
-
-
 CRM = "/v1/crm"
 INTERACTIONS = "/v1/crm/interactions"
-TASKS = "/v1/crm/tasks"
 CAMPAIGNS = "/v1/crm/campaigns"
-CLAIMS = "/v1/crm/claims"
 FIELDS = "/v1/crm/fields"
-
-
-def make_client(stack, who, **fields):
-    body = with_fields({"name": uniq("Client"), "kind": "company"}, fields)
-    return created(stack.post("/v1/crm/clients", json=body, headers=hdr(who)), "client")
 
 
 def post(stack, who, path, base, fields, headers=None):
@@ -65,11 +55,6 @@ def post_campaign(stack, who, **fields):
 
 def rec_path(path, rec_id):
     return f"{path}/{rec_id}"
-
-
-@pytest.fixture(scope="module")
-def client(stack, team):
-    return make_client(stack, team.owner)
 
 
 def crud_roundtrip(stack, who, path, r, change):

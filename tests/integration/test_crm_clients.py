@@ -16,7 +16,7 @@ import requests
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
     ID_RE, TS_RE, hdr, uniq, expect_403, expect_422, with_fields, created, get_ok, patch_ok,
-    list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other, CLIENTS)
+    list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other, CLIENTS, client)
 
 
 # ---------------------------------------------------------------------------
@@ -58,11 +58,6 @@ def make_group(stack, who, rule, name=None):
     g = created(r, "group")
     assert r.headers.get("Location") == f"{GROUPS}/{g['id']}", r.headers
     return g
-
-
-@pytest.fixture(scope="module")
-def client(stack, team):
-    return make_client(stack, team.owner)
 
 
 # ---------------------------------------------------------------------------

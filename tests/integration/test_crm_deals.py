@@ -16,7 +16,8 @@ import requests
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
     ID_RE, TS_RE, hdr, uniq, expect_403, expect_422, with_fields, created, get_ok, patch_ok,
-    list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other, CLIENTS)
+    list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other, iso, CLIENTS,
+    DEALS, DEFAULT_STAGES, make_client, client)
 
 
 # ---------------------------------------------------------------------------
@@ -24,13 +25,7 @@ from crm_support import (  # noqa: F401 (fixtures among them)
 # ---------------------------------------------------------------------------
 
 
-DEALS = "/v1/crm/deals"
 PIPES = "/v1/crm/pipelines"
-DEFAULT_STAGES = ["new", "qualified", "proposal", "negotiation", "closing"]
-
-
-def iso(dt):
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def parse_ts(s):
@@ -39,11 +34,6 @@ def parse_ts(s):
 
 def utcnow():
     return datetime.now(timezone.utc)
-
-
-def make_client(stack, who, **fields):
-    body = with_fields({"name": uniq("Client"), "kind": "company"}, fields)
-    return created(stack.post(CLIENTS, json=body, headers=hdr(who)), "client")
 
 
 def post_deal(stack, who, cid, headers=None, **fields):
@@ -87,12 +77,6 @@ def default_pipeline(stack, who):
     defaults = [p for p in items if p.get("is_default")]
     assert len(defaults) == 1, f"expected exactly one default pipeline: {items}"
     return defaults[0]
-
-
-@pytest.fixture(scope="module")
-def client(stack, team):
-    """A client of the team's owner."""
-    return make_client(stack, team.owner)
 
 
 # ---------------------------------------------------------------------------
