@@ -131,7 +131,7 @@ tsan: deps
 		echo "tsan: TSan cannot map its memory under this kernel's ASLR; running with setarch -R"; \
 		noaslr="setarch $$(uname -m) -R"; \
 	fi; \
-	echo "TRELLIS_BIN=build/tsan/trellis $$noaslr pytest $(TSAN_TESTS)"; \
+	echo "TRELLIS_BIN=build/tsan/trellis $${noaslr:+$$noaslr }pytest $(TSAN_TESTS)"; \
 	TRELLIS_BIN=$(CURDIR)/build/tsan/trellis TSAN_OPTIONS="$(TSAN_RUN_OPTIONS)" \
 	  $$noaslr $(PYTHON) -m pytest -q -p no:cacheprovider $(TSAN_TESTS)
 
