@@ -47,10 +47,4 @@ typedef void (*tr_gate_cb)(void *arg, int status, const struct tr_gate *g);
  * call. Same contract as tr_redis_command. */
 int tr_auth_gate(const struct tr_principal *p, tr_gate_cb cb, void *arg);
 
-/* Resolves an X-API-Key into c->req->principal on a worker thread and
- * applies the key's rate limits: 0, or -1 with the problem set. Implemented
- * by the identity module (modules/identity/apikeys.c). */
-struct tr_db;
-int tr_apikey_authenticate(struct tr_db *db, struct tr_ctx *c, const char *key);
-
 #endif

@@ -308,6 +308,17 @@ fail_early(struct exchange *ex, int status, const char *slug, const char *detail
 
 /* ---- worker phase ---- */
 
+/* X-API-Key, through the module that offers keys (tr_module hook). */
+static int
+authenticate_key(struct tr_db *db, struct tr_ctx *c)
+{
+	for (size_t m = 0; m < tr_nmodules; m++)
+		if (tr_modules[m]->authenticate_key)
+			return tr_modules[m]->authenticate_key(db, c, c->req->api_key);
+	tr_problem(c, 401, "unauthorized", "API keys are not accepted here");
+	return -1;
+}
+
 static void
 work_cb(uv_work_t *w)
 {
@@ -335,7 +346,7 @@ work_cb(uv_work_t *w)
 	c->db = db;
 	if (c->req->api_key) {
 		bool own;
-		if (tr_apikey_authenticate(db, c, c->req->api_key) != 0)
+		if (authenticate_key(db, c) != 0)
 			goto render;
 		const char *need = c->req->route->permission;
 		if (need && (!tr_permission_check(c->req->principal.perms, need, &own) || own)) {

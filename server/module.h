@@ -93,8 +93,36 @@ struct tr_effects {
 	int (*postings)(const bson_t *before, const bson_t *after, bson_t *postings);
 };
 
+/* A permission a module owns ("crm.leads.read") and the built-in roles
+ * that hold it. owner and admin hold every permission; `roles` names the
+ * others, space-separated, a role written "sales:own" holding only the
+ * ":own" form. perm.c builds the catalogue and the roles from these. */
+struct tr_permission {
+	const char *name;
+	const char *roles;
+};
+
+/* An event topic a module publishes and the permissions reading it needs,
+ * space-separated, all of them (their ":own" form is enough: delivery then
+ * filters records by owner). At most 32 topics in all. */
+struct tr_topic {
+	const char *name;
+	const char *needs;
+};
+
+struct tr_db;
+
 struct tr_module {
 	const char *name;
+	const struct tr_permission *permissions;
+	size_t npermissions;
+	const struct tr_topic *topics;
+	size_t ntopics;
+	/* Hooks the platform calls (NULL: the module offers none; at most one
+	 * module offers each). */
+	/* Resolves an X-API-Key into c->req->principal (tenant, perms) on a
+	 * worker; sets the problem (401/503) and returns non-zero when not. */
+	int (*authenticate_key)(struct tr_db *db, struct tr_ctx *c, const char *key);
 	const struct tr_route *routes;
 	size_t nroutes;
 	/* Each yields its list, create, get, change and delete routes

@@ -1,106 +1,141 @@
 #include "perm.h"
 
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
-/* The catalogue. CRM, ERP and BPM names exist before their modules so that
- * roles can be defined once. */
-const char *const tr_permissions[] = {
-    "system.users.read",     "system.users.write",    "system.roles.read",
-    "system.roles.write",    "system.api_keys.read",  "system.api_keys.write",
-    "system.audit.read",     "system.tags.read",      "system.tags.write",
-    "system.jobs.read",	     "system.jobs.write",     "system.webhooks.read",
-    "system.webhooks.write", "system.balances.read",  "system.balances.write",
-    "crm.leads.read",	     "crm.leads.write",	      "crm.clients.read",
-    "crm.clients.write",     "crm.deals.read",	      "crm.deals.write",
-    "crm.deals.import",	     "crm.interactions.read", "crm.interactions.write",
-    "crm.tasks.read",	     "crm.tasks.write",	      "crm.campaigns.read",
-    "crm.campaigns.write",   "crm.claims.read",	      "crm.claims.write",
-    "crm.reports.read",	     "crm.settings.write",    "erp.products.read",
-    "erp.products.write",    "erp.stock.read",	      "erp.stock.write",
-    "erp.orders.read",	     "erp.orders.write",      "erp.invoices.read",
-    "erp.invoices.write",    "erp.payments.read",     "erp.payments.write",
-    "erp.shipments.read",    "erp.shipments.write",   "erp.ledger.read",
-    "erp.ledger.write",	     "erp.purchasing.read",   "erp.purchasing.write",
-    "erp.hr.read",	     "erp.hr.write",	      "bpm.processes.read",
-    "bpm.processes.write",   "bpm.instances.read",    "bpm.instances.write",
-    "bpm.tasks.read",	     "bpm.tasks.write",	      NULL};
+#include "log.h"
+#include "module.h"
 
-static const char *const manager[] = {"system.users.read",
-				      "system.tags.read",
-				      "system.tags.write",
-				      "crm.leads.read",
-				      "crm.leads.write",
-				      "crm.clients.read",
-				      "crm.clients.write",
-				      "crm.deals.read",
-				      "crm.deals.write",
-				      "crm.interactions.read",
-				      "crm.interactions.write",
-				      "crm.tasks.read",
-				      "crm.tasks.write",
-				      "crm.campaigns.read",
-				      "crm.campaigns.write",
-				      "crm.claims.read",
-				      "crm.claims.write",
-				      "crm.reports.read",
-				      "erp.products.read",
-				      "erp.stock.read",
-				      "erp.orders.read",
-				      "erp.invoices.read",
-				      "erp.payments.read",
-				      "erp.shipments.read",
-				      "bpm.processes.read",
-				      "bpm.processes.write",
-				      "bpm.instances.read",
-				      "bpm.instances.write",
-				      "bpm.tasks.read",
-				      "bpm.tasks.write",
-				      NULL};
-static const char *const sales[] = {"system.tags.read",
-				    "crm.leads.read:own",
-				    "crm.leads.write:own",
-				    "crm.clients.read",
-				    "crm.clients.write:own",
-				    "crm.deals.read:own",
-				    "crm.deals.write:own",
-				    "crm.interactions.read:own",
-				    "crm.interactions.write:own",
-				    "crm.tasks.read:own",
-				    "crm.tasks.write:own",
-				    "crm.campaigns.read",
-				    "crm.claims.read:own",
-				    "crm.claims.write:own",
-				    "bpm.tasks.read:own",
-				    "bpm.tasks.write:own",
-				    NULL};
-static const char *const warehouse[] = {"system.tags.read",    "erp.products.read",
-					"erp.stock.read",      "erp.stock.write",
-					"erp.orders.read",     "erp.shipments.read",
-					"erp.shipments.write", "bpm.tasks.read:own",
-					"bpm.tasks.write:own", NULL};
-static const char *const accountant[] = {"system.tags.read",	"crm.clients.read",
-					 "crm.reports.read",	"erp.orders.read",
-					 "erp.invoices.read",	"erp.invoices.write",
-					 "erp.payments.read",	"erp.payments.write",
-					 "erp.ledger.read",	"erp.ledger.write",
-					 "erp.purchasing.read", "bpm.tasks.read:own",
-					 "bpm.tasks.write:own", NULL};
-static const char *const employee[] = {"system.tags.read", "crm.clients.read", "bpm.tasks.read:own",
-				       "bpm.tasks.write:own", NULL};
+/* The catalogue, the built-in roles' permissions and the topics, built
+ * once from what the modules declare (module.h: tr_permission, tr_topic).
+ * Built on first use by whichever thread asks first; read-only after. */
 
-const struct tr_builtin_role tr_builtin_roles[] = {
-    {"owner", NULL},	    {"admin", NULL},	      {"manager", manager},
-    {"sales", sales},	    {"warehouse", warehouse}, {"accountant", accountant},
-    {"employee", employee},
+#define MAX_PERMISSIONS 256
+#define MAX_TOPICS 32
+#define MAX_TOPIC_NEEDS 3
+
+static const char *catalogue[MAX_PERMISSIONS + 1];
+static size_t ncatalogue;
+
+/* owner and admin hold everything (NULL); the others what modules grant */
+static const char *role_grants[5][MAX_PERMISSIONS + 1];
+static size_t ngranted[5];
+static char *own_forms[MAX_PERMISSIONS]; /* "x:own" strings, owned here */
+static size_t nown_forms;
+
+static struct tr_builtin_role roles[] = {
+    {"owner", NULL},
+    {"admin", NULL},
+    {"manager", role_grants[0]},
+    {"sales", role_grants[1]},
+    {"warehouse", role_grants[2]},
+    {"accountant", role_grants[3]},
+    {"employee", role_grants[4]},
 };
-const size_t tr_nbuiltin_roles = sizeof(tr_builtin_roles) / sizeof(tr_builtin_roles[0]);
+
+static struct topic {
+	const char *name;
+	char needs[MAX_TOPIC_NEEDS][64];
+	int nneeds;
+} topics[MAX_TOPICS];
+static int ntopics;
+
+static pthread_once_t built = PTHREAD_ONCE_INIT;
+
+static void
+grant(const char *permission, const char *word, size_t len)
+{
+	bool own = len > 4 && memcmp(word + len - 4, ":own", 4) == 0;
+	size_t rlen = own ? len - 4 : len;
+
+	for (size_t r = 2; r < sizeof(roles) / sizeof(roles[0]); r++) {
+		size_t i = r - 2;
+		if (strlen(roles[r].name) != rlen || memcmp(roles[r].name, word, rlen) != 0)
+			continue;
+		if (ngranted[i] == MAX_PERMISSIONS)
+			return;
+		if (own) {
+			char *p = malloc(strlen(permission) + 5);
+			if (!p || nown_forms == MAX_PERMISSIONS) {
+				free(p);
+				return;
+			}
+			strcpy(p, permission);
+			strcat(p, ":own");
+			own_forms[nown_forms++] = p;
+			role_grants[i][ngranted[i]++] = p;
+		} else {
+			role_grants[i][ngranted[i]++] = permission;
+		}
+		return;
+	}
+	tr_error("permission %s grants an unknown role %.*s", permission, (int)len, word);
+}
+
+static void
+build(void)
+{
+	for (size_t m = 0; m < tr_nmodules; m++) {
+		const struct tr_module *mod = tr_modules[m];
+		for (size_t i = 0; i < mod->npermissions && ncatalogue < MAX_PERMISSIONS; i++) {
+			const struct tr_permission *p = &mod->permissions[i];
+			catalogue[ncatalogue++] = p->name;
+			for (const char *w = p->roles; w && *w;) {
+				size_t len = strcspn(w, " ");
+				if (len)
+					grant(p->name, w, len);
+				w += len;
+				w += *w == ' ';
+			}
+		}
+		for (size_t i = 0; i < mod->ntopics && ntopics < MAX_TOPICS; i++) {
+			struct topic *t = &topics[ntopics++];
+			t->name = mod->topics[i].name;
+			for (const char *w = mod->topics[i].needs; w && *w;) {
+				size_t len = strcspn(w, " ");
+				if (len && t->nneeds < MAX_TOPIC_NEEDS && len < sizeof(t->needs[0]))
+					memcpy(t->needs[t->nneeds++], w, len);
+				w += len;
+				w += *w == ' ';
+			}
+		}
+	}
+}
+
+static void
+ensure_built(void)
+{
+	pthread_once(&built, build);
+}
+
+const char *const *
+tr_permission_list(void)
+{
+	ensure_built();
+	return catalogue;
+}
+
+size_t
+tr_builtin_role_count(void)
+{
+	return sizeof(roles) / sizeof(roles[0]);
+}
+
+const struct tr_builtin_role *
+tr_builtin_role_at(size_t i)
+{
+	ensure_built();
+	return i < tr_builtin_role_count() ? &roles[i] : NULL;
+}
 
 const struct tr_builtin_role *
 tr_builtin_role(const char *name)
 {
-	for (size_t i = 0; i < tr_nbuiltin_roles; i++)
-		if (strcmp(tr_builtin_roles[i].name, name) == 0)
-			return &tr_builtin_roles[i];
+	ensure_built();
+	for (size_t i = 0; i < tr_builtin_role_count(); i++)
+		if (strcmp(roles[i].name, name) == 0)
+			return &roles[i];
 	return NULL;
 }
 
@@ -109,9 +144,10 @@ tr_permission_valid(const char *p)
 {
 	size_t n = strlen(p);
 
+	ensure_built();
 	if (n > 4 && strcmp(p + n - 4, ":own") == 0)
 		n -= 4;
-	for (const char *const *k = tr_permissions; *k; k++)
+	for (const char *const *k = catalogue; *k; k++)
 		if (strlen(*k) == n && strncmp(*k, p, n) == 0)
 			return true;
 	return false;
@@ -152,42 +188,26 @@ tr_role_name_valid(const char *name)
 	return true;
 }
 
-/* Event topics and the permissions reading each needs (the ":own" form of
- * a permission is enough: delivery then filters records by owner).
- * admin.users carries user, role and API key changes. */
-static const struct topic {
-	const char *name;
-	const char *permissions[3];
-} topics[] = {
-    {"admin.users", {"system.users.read", "system.roles.read", "system.api_keys.read"}},
-    {"crm.leads", {"crm.leads.read"}},
-    {"crm.deals", {"crm.deals.read"}},
-    {"crm.clients", {"crm.clients.read"}},
-    {"crm.tasks", {"crm.tasks.read"}},
-    {"crm.claims", {"crm.claims.read"}},
-    {"erp.orders", {"erp.orders.read"}},
-    {"erp.stock", {"erp.stock.read"}},
-    {"erp.invoices", {"erp.invoices.read"}},
-    {"erp.shipments", {"erp.shipments.read"}},
-    {"bpm.tasks", {"bpm.tasks.read"}},
-};
-
 int
 tr_topic_find(const char *name, size_t len)
 {
-	for (size_t i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
+	ensure_built();
+	for (int i = 0; i < ntopics; i++)
 		if (strlen(topics[i].name) == len && memcmp(topics[i].name, name, len) == 0)
-			return (int)i;
+			return i;
 	return -1;
 }
 
 bool
 tr_topic_may_read(const char *perms, int topic, bool *own_only)
 {
+	ensure_built();
 	*own_only = false;
-	for (int i = 0; i < 3 && topics[topic].permissions[i]; i++) {
+	if (topic < 0 || topic >= ntopics)
+		return false;
+	for (int i = 0; i < topics[topic].nneeds; i++) {
 		bool own;
-		if (!tr_permission_check(perms, topics[topic].permissions[i], &own))
+		if (!tr_permission_check(perms, topics[topic].needs[i], &own))
 			return false;
 		*own_only |= own;
 	}

@@ -1,7 +1,9 @@
 /* Permissions and roles. A permission is "module.resource.action",
- * optionally with ":own" to limit it to records the user owns. Roles are
- * named sets of permissions: seven built in (below, documented in README),
- * plus a tenant's own. Pure functions, any thread. */
+ * optionally with ":own" to limit it to records the user owns. Modules
+ * declare the permissions they own, the built-in roles holding each, and
+ * their event topics (module.h); this file names no module. Roles are
+ * named sets of permissions: seven built in (documented in README), plus
+ * a tenant's own. Any thread. */
 #ifndef TR_PERM_H
 #define TR_PERM_H
 
@@ -9,14 +11,15 @@
 #include <stddef.h>
 
 /* Every permission Trellis knows, NULL-terminated. */
-extern const char *const tr_permissions[];
+const char *const *tr_permission_list(void);
 
 struct tr_builtin_role {
 	const char *name;
 	const char *const *permissions; /* NULL-terminated; NULL: all permissions */
 };
-extern const struct tr_builtin_role tr_builtin_roles[];
-extern const size_t tr_nbuiltin_roles;
+size_t tr_builtin_role_count(void);
+/* The i-th built-in role (0 <= i < tr_builtin_role_count()). */
+const struct tr_builtin_role *tr_builtin_role_at(size_t i);
 
 const struct tr_builtin_role *tr_builtin_role(const char *name);
 

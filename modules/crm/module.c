@@ -44,8 +44,41 @@ static const struct tr_job_handler jobs[] = {
     {"crm.reminders", crm_task_reminder},
 };
 
+/* The permissions this module owns and the built-in roles holding each
+ * (owner and admin hold all; "sales:own" holds the ":own" form). */
+static const struct tr_permission permissions[] = {
+    {"crm.leads.read", "manager sales:own"},
+    {"crm.leads.write", "manager sales:own"},
+    {"crm.clients.read", "manager sales accountant employee"},
+    {"crm.clients.write", "manager sales:own"},
+    {"crm.deals.read", "manager sales:own"},
+    {"crm.deals.write", "manager sales:own"},
+    {"crm.deals.import", ""},
+    {"crm.interactions.read", "manager sales:own"},
+    {"crm.interactions.write", "manager sales:own"},
+    {"crm.tasks.read", "manager sales:own"},
+    {"crm.tasks.write", "manager sales:own"},
+    {"crm.campaigns.read", "manager sales"},
+    {"crm.campaigns.write", "manager"},
+    {"crm.claims.read", "manager sales:own"},
+    {"crm.claims.write", "manager sales:own"},
+    {"crm.reports.read", "manager accountant"},
+    {"crm.settings.write", ""},
+};
+
+/* Its event topics and what reading each needs. */
+static const struct tr_topic topics[] = {
+    {"crm.leads", "crm.leads.read"},	 {"crm.deals", "crm.deals.read"},
+    {"crm.clients", "crm.clients.read"}, {"crm.tasks", "crm.tasks.read"},
+    {"crm.claims", "crm.claims.read"},
+};
+
 const struct tr_module tr_crm_module = {
     .name = "crm",
+    .permissions = permissions,
+    .npermissions = sizeof(permissions) / sizeof(permissions[0]),
+    .topics = topics,
+    .ntopics = sizeof(topics) / sizeof(topics[0]),
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .resources = resources,

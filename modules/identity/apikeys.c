@@ -81,7 +81,7 @@ joined(struct tr_ctx *c, const bson_t *doc, const char *field)
 }
 
 int
-tr_apikey_authenticate(struct tr_db *db, struct tr_ctx *c, const char *key)
+identity_authenticate_key(struct tr_db *db, struct tr_ctx *c, const char *key)
 {
 	char id[25], hash[65], bucket[96], tbucket[64], r1[16], b1[16], r2[16], b2[16];
 	const char *secret;

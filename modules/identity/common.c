@@ -116,7 +116,7 @@ identity_permissions(struct tr_db *db, const bson_t *user, char **perms)
 			const struct tr_builtin_role *b = tr_builtin_role(name);
 			if (b) {
 				const char *const *list =
-				    b->permissions ? b->permissions : tr_permissions;
+				    b->permissions ? b->permissions : tr_permission_list();
 				for (; *list; list++)
 					add(&set, *list);
 				continue;

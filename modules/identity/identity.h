@@ -24,6 +24,9 @@ void users_get(struct tr_ctx *c);
 void users_update(struct tr_ctx *c);
 void users_delete(struct tr_ctx *c);
 
+/* The platform's API-key hook (tr_module.authenticate_key): resolves
+ * X-API-Key into the principal, or sets 401/503 and returns non-zero. */
+int identity_authenticate_key(struct tr_db *db, struct tr_ctx *c, const char *key);
 void apikeys_create(struct tr_ctx *c);
 void apikeys_list(struct tr_ctx *c);
 void apikeys_delete(struct tr_ctx *c);

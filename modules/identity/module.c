@@ -47,8 +47,26 @@ static const struct tr_command commands[] = {
     {"user", "reset-password", cli_user_reset_password, "--tenant SLUG --email E < password"},
 };
 
+/* The permissions this module owns and the built-in roles holding each
+ * (owner and admin hold all; "sales:own" holds the ":own" form). */
+static const struct tr_permission permissions[] = {
+    {"system.users.read", "manager"}, {"system.users.write", ""},   {"system.roles.read", ""},
+    {"system.roles.write", ""},	      {"system.api_keys.read", ""}, {"system.api_keys.write", ""},
+    {"system.audit.read", ""},
+};
+
+/* Its event topics and what reading each needs. */
+static const struct tr_topic topics[] = {
+    {"admin.users", "system.users.read system.roles.read system.api_keys.read"},
+};
+
 const struct tr_module tr_identity_module = {
     .name = "identity",
+    .authenticate_key = identity_authenticate_key,
+    .permissions = permissions,
+    .npermissions = sizeof(permissions) / sizeof(permissions[0]),
+    .topics = topics,
+    .ntopics = sizeof(topics) / sizeof(topics[0]),
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .commands = commands,

@@ -82,15 +82,15 @@ roles_list(struct tr_ctx *c)
 	int rc;
 
 	BSON_APPEND_ARRAY_BEGIN(&doc, "items", &items);
-	for (size_t b = 0; b < tr_nbuiltin_roles; b++) {
+	for (size_t b = 0; b < tr_builtin_role_count(); b++) {
+		const struct tr_builtin_role *role = tr_builtin_role_at(b);
 		char key[16];
 		const char *k;
 		bson_uint32_to_string((uint32_t)b, &k, key, sizeof(key));
 		BSON_APPEND_DOCUMENT_BEGIN(&items, k, &item);
-		BSON_APPEND_UTF8(&item, "name", tr_builtin_roles[b].name);
-		append_permissions(&item, tr_builtin_roles[b].permissions
-					      ? tr_builtin_roles[b].permissions
-					      : tr_permissions);
+		BSON_APPEND_UTF8(&item, "name", role->name);
+		append_permissions(&item,
+				   role->permissions ? role->permissions : tr_permission_list());
 		BSON_APPEND_BOOL(&item, "builtin", true);
 		bson_append_document_end(&items, &item);
 	}

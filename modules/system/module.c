@@ -35,8 +35,21 @@ static const struct tr_route routes[] = {
 
 static const struct tr_resource *const resources[] = {&system_tags};
 
+/* The permissions this module owns and the built-in roles holding each
+ * (owner and admin hold all; "sales:own" holds the ":own" form). */
+static const struct tr_permission permissions[] = {
+    {"system.tags.read", "manager sales warehouse accountant employee"},
+    {"system.tags.write", "manager"},
+    {"system.jobs.read", ""},
+    {"system.jobs.write", ""},
+    {"system.balances.read", ""},
+    {"system.balances.write", ""},
+};
+
 const struct tr_module tr_system_module = {
     .name = "system",
+    .permissions = permissions,
+    .npermissions = sizeof(permissions) / sizeof(permissions[0]),
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .resources = resources,

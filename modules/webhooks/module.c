@@ -16,8 +16,17 @@ static const struct tr_job_handler jobs[] = {
     {"webhooks", webhooks_deliver},
 };
 
+/* The permissions this module owns and the built-in roles holding each
+ * (owner and admin hold all; "sales:own" holds the ":own" form). */
+static const struct tr_permission permissions[] = {
+    {"system.webhooks.read", ""},
+    {"system.webhooks.write", ""},
+};
+
 const struct tr_module tr_webhooks_module = {
     .name = "webhooks",
+    .permissions = permissions,
+    .npermissions = sizeof(permissions) / sizeof(permissions[0]),
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .jobs = jobs,

@@ -5,9 +5,12 @@ redis-server, a private PostgreSQL 15 cluster (ops/pg.sh, Unix socket only),
 FerretDB on it (PostgreSQL backend) and the server binary
 (AddressSanitizer build by default) on free loopback ports.  Tests talk to the
 server over HTTP only and look at MongoDB / Redis directly to check effects.
+A sanitizer report (ASan, UBSan, LSan, TSan) in the output of the session's
+server or of a process run through the `trellis` fixture fails the test.
 
 Environment knobs:
-  TRELLIS_BIN           server binary (default <repo>/build/asan/trellis)
+  TRELLIS_BIN           server binary (default <repo>/build/asan/trellis;
+                        `make tsan` sets <repo>/build/tsan/trellis)
   TRELLIS_FERRETDB_BIN  FerretDB binary (default ~/go/bin/ferretdb)
   TRELLIS_REDIS_BIN     redis-server binary (default: redis-server on PATH)
   KEEP_TMP=1            keep the temporary directory (logs, data) afterwards
@@ -42,7 +45,7 @@ BODY_LIMIT = 1048576
 DB_NAME = "trellis_test"
 
 PROBLEM_TYPE_PREFIX = "https://trellis.dev/errors/"
-SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
 
 READY_TIMEOUT_S = 30.0
 HTTP_TIMEOUT_S = 10.0
@@ -856,6 +859,7 @@ class TrellisLauncher:
     def __init__(self, stack):
         self.stack = stack
         self.started = []
+        self.runs = []
         self.databases = []
         self.workdir = tempfile.mkdtemp(prefix="extra-", dir=stack.tmpdir)
 
@@ -897,10 +901,13 @@ class TrellisLauncher:
             proc = subprocess.run([self.stack.server_bin] + list(args), cwd=cwd, env=env,
                                   stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
         except subprocess.TimeoutExpired as e:  # subprocess.run has killed it
-            return TrellisRun(list(args), None, (e.stdout or b"").decode("utf-8", "replace"),
-                              (e.stderr or b"").decode("utf-8", "replace"), time.monotonic() - t0)
-        return TrellisRun(list(args), proc.returncode, proc.stdout.decode("utf-8", "replace"),
-                          proc.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+            run = TrellisRun(list(args), None, (e.stdout or b"").decode("utf-8", "replace"),
+                             (e.stderr or b"").decode("utf-8", "replace"), time.monotonic() - t0)
+        else:
+            run = TrellisRun(list(args), proc.returncode, proc.stdout.decode("utf-8", "replace"),
+                             proc.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+        self.runs.append(run)
+        return run
 
     def start(self, *args, env, cwd=REPO_ROOT, port=None):
         """Start `trellis *args` in the background; `port` is where it is
@@ -919,15 +926,36 @@ class TrellisLauncher:
             except Exception:
                 pass
 
+    def sanitizer_reports(self):
+        """What every process run or started here printed of a sanitizer
+        report, one entry per process (empty when all were clean).  A test
+        need not look itself: a report in any of them fails the test."""
+        reports = []
+        for r in self.runs:
+            hits = sanitizer_hits(r.output)
+            if hits:
+                reports.append(f"`trellis {' '.join(r.args)}` reported {hits}:\n{r.output[-4000:]}")
+        for p in self.started:
+            hits = sanitizer_hits(p.output())
+            if hits:
+                reports.append(f"{p.log_path} reports {hits}:\n{p.output_tail(80)}")
+        return reports
+
 
 @pytest.fixture
 def trellis(stack):
-    """Launcher for extra trellis processes; kills whatever it started."""
+    """Launcher for extra trellis processes; kills whatever it started, then
+    fails the test if any of them printed a sanitizer report (a test checks
+    the processes it stops itself; this catches the ones it only kills)."""
     launcher = TrellisLauncher(stack)
     try:
         yield launcher
     finally:
         launcher.close()
+    reports = launcher.sanitizer_reports()
+    if reports:
+        pytest.fail("sanitizer report in a trellis process started by the test:\n"
+                    + "\n".join(reports), pytrace=False)
 
 
 # ---------------------------------------------------------------------------

@@ -14,6 +14,10 @@ ID_RE = re.compile(r"^[0-9a-f]{24}$")
 
 TS_RE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
 
+def iso(dt):
+    """A datetime as the API writes times (TS_RE)."""
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
 def hdr(who, **extra):
     """Headers of an Account (or a plain header dict), plus extra ones
     (if_match=3 -> If-Match: "3", idem="k" -> Idempotency-Key: k)."""
@@ -28,11 +32,20 @@ def hdr(who, **extra):
 def uniq(prefix="x"):
     return f"{prefix} {secrets.token_hex(4)}"
 
+def uniq_email(prefix="user"):
+    return f"{prefix}.{secrets.token_hex(5)}@example.com"
+
 def errors_of(body):
     return {e["field"] for e in body.get("errors", [])}
 
 def expect_403(r):
     return check_problem(r, 403, "forbidden")
+
+def expect_422(r, *fields):
+    """A 422 problem naming (one of) the fields."""
+    body = check_problem(r, 422)
+    assert errors_of(body) & set(fields), f"expected a field error on {fields}: {body}"
+    return body
 
 def with_fields(base, fields):
     """base updated by fields; a value of ... removes the key."""
@@ -51,6 +64,11 @@ def created(r, what="record"):
 def get_ok(stack, who, path):
     r = stack.get(path, headers=hdr(who))
     assert r.status_code == 200, f"GET {path}: {r.status_code} {r.text[:500]}"
+    return r.json()
+
+def patch_ok(stack, who, path, body, **h):
+    r = stack.patch(path, json=body, headers=hdr(who, **h))
+    assert r.status_code == 200, f"PATCH {path} {body}: {r.status_code} {r.text[:500]}"
     return r.json()
 
 def list_page(stack, who, path, **params):
@@ -73,6 +91,22 @@ def list_all(stack, who, path, **params):
         if not cursor:
             return items
     pytest.fail(f"{path}: more than 100 pages")
+
+def walk(stack, who, path, limit, **params):
+    """(items of every page of `limit`, number of pages)."""
+    pages, seen, cursor = 0, [], None
+    while True:
+        p = dict(params, limit=limit)
+        if cursor:
+            p["cursor"] = cursor
+        body = list_page(stack, who, path, **p)
+        assert len(body["items"]) <= limit, body
+        seen += body["items"]
+        pages += 1
+        cursor = body["next_cursor"]
+        if not cursor:
+            return seen, pages
+        assert pages < 20, "pagination does not end"
 
 def ids(items):
     return [i["id"] for i in items]
@@ -172,3 +206,17 @@ def other(stack):
     return signup(stack)
 
 CLIENTS = "/v1/crm/clients"
+LEADS = "/v1/crm/leads"
+DEALS = "/v1/crm/deals"
+TASKS = "/v1/crm/tasks"
+CLAIMS = "/v1/crm/claims"
+DEFAULT_STAGES = ["new", "qualified", "proposal", "negotiation", "closing"]
+
+def make_client(stack, who, **fields):
+    body = with_fields({"name": uniq("Client"), "kind": "company"}, fields)
+    return created(stack.post(CLIENTS, json=body, headers=hdr(who)), "client")
+
+@pytest.fixture(scope="module")
+def client(stack, team):
+    """A client of the team's owner."""
+    return make_client(stack, team.owner)

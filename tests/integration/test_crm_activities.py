@@ -15,8 +15,9 @@ import pytest
 
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
-    ID_RE, TS_RE, hdr, uniq, errors_of, expect_403, with_fields, created, get_ok, list_page,
-    list_all, ids, assert_shape, RetryingStack, stack, Team, team, other)
+    ID_RE, TS_RE, hdr, uniq, uniq_email, expect_403, expect_422, with_fields, created, get_ok,
+    patch_ok, list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other,
+    TASKS, CLAIMS, make_client, client)
 
 
 # ---------------------------------------------------------------------------
@@ -24,51 +25,10 @@ from crm_support import (  # noqa: F401 (fixtures among them)
 # ---------------------------------------------------------------------------
 
 
-def uniq_email(prefix="user"):
-    return f"{prefix}.{secrets.token_hex(5)}@example.com"
-
-
-def expect_422(r, *fields):
-    """A 422 problem naming (one of) the fields."""
-    body = check_problem(r, 422)
-    assert errors_of(body) & set(fields), f"expected a field error on {fields}: {body}"
-    return body
-
-
-def patch_ok(stack, who, path, body, **h):
-    r = stack.patch(path, json=body, headers=hdr(who, **h))
-    assert r.status_code == 200, f"PATCH {path} {body}: {r.status_code} {r.text[:500]}"
-    return r.json()
-
-
-def walk(stack, who, path, limit, **params):
-    """(items of every page of `limit`, number of pages)."""
-    pages, seen, cursor = 0, [], None
-    while True:
-        p = dict(params, limit=limit)
-        if cursor:
-            p["cursor"] = cursor
-        body = list_page(stack, who, path, **p)
-        assert len(body["items"]) <= limit, body
-        seen += body["items"]
-        pages += 1
-        cursor = body["next_cursor"]
-        if not cursor:
-            return seen, pages
-        assert pages < 20, "pagination does not end"
-
-
 CRM = "/v1/crm"
 INTERACTIONS = "/v1/crm/interactions"
-TASKS = "/v1/crm/tasks"
 CAMPAIGNS = "/v1/crm/campaigns"
-CLAIMS = "/v1/crm/claims"
 FIELDS = "/v1/crm/fields"
-
-
-def make_client(stack, who, **fields):
-    body = with_fields({"name": uniq("Client"), "kind": "company"}, fields)
-    return created(stack.post("/v1/crm/clients", json=body, headers=hdr(who)), "client")
 
 
 def post(stack, who, path, base, fields, headers=None):
@@ -95,11 +55,6 @@ def post_campaign(stack, who, **fields):
 
 def rec_path(path, rec_id):
     return f"{path}/{rec_id}"
-
-
-@pytest.fixture(scope="module")
-def client(stack, team):
-    return make_client(stack, team.owner)
 
 
 def crud_roundtrip(stack, who, path, r, change):

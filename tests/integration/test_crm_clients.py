@@ -15,43 +15,13 @@ import requests
 
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
-    ID_RE, TS_RE, hdr, uniq, errors_of, expect_403, with_fields, created, get_ok, list_page,
-    list_all, ids, assert_shape, RetryingStack, stack, Team, team, other, CLIENTS)
+    ID_RE, TS_RE, hdr, uniq, expect_403, expect_422, with_fields, created, get_ok, patch_ok,
+    list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other, CLIENTS, client)
 
 
 # ---------------------------------------------------------------------------
 # helpers (the shared ones are in crm_support.py)
 # ---------------------------------------------------------------------------
-
-
-def expect_422(r, *fields):
-    """A 422 problem naming (one of) the fields."""
-    body = check_problem(r, 422)
-    assert errors_of(body) & set(fields), f"expected a field error on {fields}: {body}"
-    return body
-
-
-def patch_ok(stack, who, path, body, **h):
-    r = stack.patch(path, json=body, headers=hdr(who, **h))
-    assert r.status_code == 200, f"PATCH {path} {body}: {r.status_code} {r.text[:500]}"
-    return r.json()
-
-
-def walk(stack, who, path, limit, **params):
-    """(items of every page of `limit`, number of pages)."""
-    pages, seen, cursor = 0, [], None
-    while True:
-        p = dict(params, limit=limit)
-        if cursor:
-            p["cursor"] = cursor
-        body = list_page(stack, who, path, **p)
-        assert len(body["items"]) <= limit, body
-        seen += body["items"]
-        pages += 1
-        cursor = body["next_cursor"]
-        if not cursor:
-            return seen, pages
-        assert pages < 20, "pagination does not end"
 
 
 GROUPS = "/v1/crm/groups"
@@ -88,11 +58,6 @@ def make_group(stack, who, rule, name=None):
     g = created(r, "group")
     assert r.headers.get("Location") == f"{GROUPS}/{g['id']}", r.headers
     return g
-
-
-@pytest.fixture(scope="module")
-def client(stack, team):
-    return make_client(stack, team.owner)
 
 
 # ---------------------------------------------------------------------------

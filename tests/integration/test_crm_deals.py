@@ -15,8 +15,9 @@ import requests
 
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
-    ID_RE, TS_RE, hdr, uniq, errors_of, expect_403, with_fields, created, get_ok, list_page,
-    list_all, ids, assert_shape, RetryingStack, stack, Team, team, other, CLIENTS)
+    ID_RE, TS_RE, hdr, uniq, expect_403, expect_422, with_fields, created, get_ok, patch_ok,
+    list_all, walk, ids, assert_shape, RetryingStack, stack, Team, team, other, iso, CLIENTS,
+    DEALS, DEFAULT_STAGES, make_client, client)
 
 
 # ---------------------------------------------------------------------------
@@ -24,43 +25,7 @@ from crm_support import (  # noqa: F401 (fixtures among them)
 # ---------------------------------------------------------------------------
 
 
-def expect_422(r, *fields):
-    """A 422 problem naming (one of) the fields."""
-    body = check_problem(r, 422)
-    assert errors_of(body) & set(fields), f"expected a field error on {fields}: {body}"
-    return body
-
-
-def patch_ok(stack, who, path, body, **h):
-    r = stack.patch(path, json=body, headers=hdr(who, **h))
-    assert r.status_code == 200, f"PATCH {path} {body}: {r.status_code} {r.text[:500]}"
-    return r.json()
-
-
-def walk(stack, who, path, limit, **params):
-    """(items of every page of `limit`, number of pages)."""
-    pages, seen, cursor = 0, [], None
-    while True:
-        p = dict(params, limit=limit)
-        if cursor:
-            p["cursor"] = cursor
-        body = list_page(stack, who, path, **p)
-        assert len(body["items"]) <= limit, body
-        seen += body["items"]
-        pages += 1
-        cursor = body["next_cursor"]
-        if not cursor:
-            return seen, pages
-        assert pages < 20, "pagination does not end"
-
-
-DEALS = "/v1/crm/deals"
 PIPES = "/v1/crm/pipelines"
-DEFAULT_STAGES = ["new", "qualified", "proposal", "negotiation", "closing"]
-
-
-def iso(dt):
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
 def parse_ts(s):
@@ -69,11 +34,6 @@ def parse_ts(s):
 
 def utcnow():
     return datetime.now(timezone.utc)
-
-
-def make_client(stack, who, **fields):
-    body = with_fields({"name": uniq("Client"), "kind": "company"}, fields)
-    return created(stack.post(CLIENTS, json=body, headers=hdr(who)), "client")
 
 
 def post_deal(stack, who, cid, headers=None, **fields):
@@ -117,12 +77,6 @@ def default_pipeline(stack, who):
     defaults = [p for p in items if p.get("is_default")]
     assert len(defaults) == 1, f"expected exactly one default pipeline: {items}"
     return defaults[0]
-
-
-@pytest.fixture(scope="module")
-def client(stack, team):
-    """A client of the team's owner."""
-    return make_client(stack, team.owner)
 
 
 # ---------------------------------------------------------------------------

@@ -20,11 +20,10 @@ from bson import ObjectId
 
 from conftest import (DB_NAME, REPO_ROOT, TrellisLauncher, free_port, login, login_request,
                       sanitizer_hits, unique_slug)
+from crm_support import CLIENTS, DEALS, DEFAULT_STAGES, LEADS
 
 USAGE_ERROR = 2
 UNAVAILABLE = 1
-LEADS, CLIENTS, DEALS = "/v1/crm/leads", "/v1/crm/clients", "/v1/crm/deals"
-DEFAULT_STAGES = ["new", "qualified", "proposal", "negotiation", "closing"]
 ROLES = ["owner", "admin", "manager", "sales", "sales", "sales", "warehouse", "accountant",
          "employee"]
 LOGINS = ["owner", "admin", "manager", "sales1", "sales2", "sales3", "warehouse", "accountant",

@@ -17,9 +17,7 @@ import requests
 from conftest import DEFAULT_PASSWORD, check_problem, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
     ID_RE, TS_RE, hdr, uniq, errors_of, expect_403, get_ok, list_page, list_all, ids,
-    RetryingStack, stack, Team, team, other)
-
-LEADS = "/v1/crm/leads"
+    RetryingStack, stack, Team, team, other, LEADS)
 
 
 # ---------------------------------------------------------------------------

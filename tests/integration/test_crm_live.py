@@ -16,23 +16,13 @@ from websockets.sync.client import connect
 
 from conftest import DEFAULT_PASSWORD, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
-    ID_RE, TS_RE, hdr, uniq, with_fields, created, get_ok, RetryingStack, stack, Team, team,
-    other, CLIENTS)
+    ID_RE, TS_RE, iso, uniq, uniq_email, created, get_ok, patch_ok, RetryingStack, stack, Team,
+    team, other, CLIENTS, LEADS, DEALS, TASKS, CLAIMS, make_client)
 
 
 # ---------------------------------------------------------------------------
 # helpers (the shared ones are in crm_support.py)
 # ---------------------------------------------------------------------------
-
-
-def uniq_email(prefix="user"):
-    return f"{prefix}.{secrets.token_hex(5)}@example.com"
-
-
-def patch_ok(stack, who, path, body, **h):
-    r = stack.patch(path, json=body, headers=hdr(who, **h))
-    assert r.status_code == 200, f"PATCH {path} {body}: {r.status_code} {r.text[:500]}"
-    return r.json()
 
 
 def make_key(stack, owner, permissions):
@@ -42,10 +32,6 @@ def make_key(stack, owner, permissions):
     return {"X-API-Key": r.json()["key"]}
 
 
-LEADS = "/v1/crm/leads"
-DEALS = "/v1/crm/deals"
-TASKS = "/v1/crm/tasks"
-CLAIMS = "/v1/crm/claims"
 RECV_S = 10.0
 
 
@@ -127,11 +113,6 @@ class subscribed:
     def __exit__(self, *exc):
         self.ws.close()
         return False
-
-
-def make_client(stack, who, **fields):
-    body = with_fields({"name": uniq("Client"), "kind": "company"}, fields)
-    return created(stack.post(CLIENTS, json=body, headers=hdr(who)), "client")
 
 
 # ---------------------------------------------------------------------------
@@ -254,10 +235,6 @@ def test_client_events_and_conversion_events(stack, team):
 # ---------------------------------------------------------------------------
 # task reminders
 # ---------------------------------------------------------------------------
-
-def iso(dt):
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
 
 @pytest.fixture(scope="module")
 def reminders(stack, team):

@@ -76,13 +76,13 @@ static void
 test_builtin_roles_are_seven_and_owner_has_everything(void **state)
 {
 	(void)state;
-	assert_int_equal(tr_nbuiltin_roles, 7);
+	assert_int_equal(tr_builtin_role_count(), 7);
 	assert_null(tr_builtin_role("owner")->permissions);
 	assert_null(tr_builtin_role("admin")->permissions);
 	assert_non_null(tr_builtin_role("sales")->permissions);
 	assert_null(tr_builtin_role("superuser"));
-	for (size_t i = 0; i < tr_nbuiltin_roles; i++)
-		for (const char *const *p = tr_builtin_roles[i].permissions; p && *p; p++)
+	for (size_t i = 0; i < tr_builtin_role_count(); i++)
+		for (const char *const *p = tr_builtin_role_at(i)->permissions; p && *p; p++)
 			assert_true(tr_permission_valid(*p));
 }
 

@@ -9,6 +9,7 @@
 
 #include <string.h>
 
+#include "resource.h"
 #include "router.h"
 
 #define ALL_METHODS (TR_GET | TR_HEAD | TR_POST | TR_PUT | TR_PATCH | TR_DELETE | TR_OPTIONS)
@@ -86,17 +87,51 @@ test_init_flattens_every_registry_route(void **state)
 	size_t total = 0;
 
 	(void)state;
-	for (size_t i = 0; i < tr_nmodules; i++)
+	/* each module's rows, and each resource's list, get and change, its
+	 * create unless records come from actions only, its delete if any */
+	for (size_t i = 0; i < tr_nmodules; i++) {
 		total += tr_modules[i]->nroutes;
+		for (size_t r = 0; r < tr_modules[i]->nresources; r++) {
+			const struct tr_resource *e = tr_modules[i]->resources[r];
+			total += 3 + !e->no_create + e->deletable;
+		}
+	}
 	assert_int_equal(tr_router_count(), (int)total);
 	assert_true(total > tr_modules[0]->nroutes); /* system and at least one more module */
+}
+
+static void
+test_a_resource_declaration_yields_its_routes(void **state)
+{
+	struct tr_route_match m;
+	struct tr_arena a;
+
+	(void)state;
+	tr_arena_init(&a);
+	assert_int_equal(tr_router_match(TR_GET, "/v1/tags", &a, &m), TR_MATCH_OK);
+	const struct tr_route *list = tr_router_route(m.index);
+	assert_non_null(list->resource);
+	assert_string_equal(list->resource->path, "/v1/tags");
+	assert_true(list->flags & TR_PAGED);
+	assert_string_equal(list->permission, list->resource->read);
+	assert_int_equal(tr_router_match(TR_POST, "/v1/tags", &a, &m), TR_MATCH_OK);
+	assert_true(tr_router_route(m.index)->flags & TR_IDEMPOTENT);
+	assert_string_equal(tr_router_route(m.index)->permission, list->resource->write);
+	assert_int_equal(tr_router_match(TR_PATCH, "/v1/crm/clients/abc/contacts/def", &a, &m),
+			 TR_MATCH_OK);
+	assert_non_null(tr_router_route(m.index)->resource->parent);
+	assert_int_equal(m.nparams, 2);
+	assert_true(tr_router_query_known(list, "name"));   /* a filter */
+	assert_true(tr_router_query_known(list, "cursor")); /* paging */
+	assert_false(tr_router_query_known(list, "color")); /* not a filter */
+	tr_arena_free(&a);
 }
 
 static void
 test_routes_keep_registry_order_and_module_name(void **state)
 {
 	(void)state;
-	const struct tr_module *last = tr_modules[tr_nmodules - 1];
+	size_t li = tr_nmodules - 1;
 
 	assert_string_equal(tr_router_route(0)->path, "/healthz");
 	assert_string_equal(tr_router_module_name(0), "system");
@@ -104,10 +139,19 @@ test_routes_keep_registry_order_and_module_name(void **state)
 	int last_system = (int)tr_modules[0]->nroutes - 1;
 	assert_ptr_equal(tr_router_route(last_system), &tr_modules[0]->routes[last_system]);
 	assert_string_equal(tr_router_module_name(last_system), "system");
-	assert_string_equal(tr_router_module_name(last_system + 1), tr_modules[1]->name);
-	/* the last row is the last module's last row */
-	assert_ptr_equal(tr_router_route(tr_router_count() - 1), &last->routes[last->nroutes - 1]);
-	assert_string_equal(tr_router_module_name(tr_router_count() - 1), last->name);
+	/* then the routes of its resources, then the next module's */
+	int made = 0;
+	for (size_t r = 0; r < tr_modules[0]->nresources; r++)
+		made += 3 + !tr_modules[0]->resources[r]->no_create +
+			tr_modules[0]->resources[r]->deletable;
+	assert_true(made > 0);
+	assert_ptr_equal(tr_router_route(last_system + 1)->resource, tr_modules[0]->resources[0]);
+	assert_string_equal(tr_router_module_name(last_system + made), "system");
+	assert_string_equal(tr_router_module_name(last_system + made + 1), tr_modules[1]->name);
+	/* the last row belongs to the last module with routes */
+	while (li > 0 && tr_modules[li]->nroutes == 0 && tr_modules[li]->nresources == 0)
+		li--;
+	assert_string_equal(tr_router_module_name(tr_router_count() - 1), tr_modules[li]->name);
 }
 
 /* ---- matches ---- */
@@ -443,6 +487,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 	    T(test_init_flattens_every_registry_route),
 	    T(test_routes_keep_registry_order_and_module_name),
+	    T(test_a_resource_declaration_yields_its_routes),
 	    T(test_public_paths_reach_their_routes),
 	    T(test_same_path_different_methods_reach_different_routes),
 	    T(test_match_reports_the_methods_the_path_allows),
