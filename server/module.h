@@ -64,9 +64,14 @@ struct tr_route {
 	 * made from a declaration), or NULL. */
 	const struct tr_resource *resource;
 	/* The query parameters the handler reads, space-separated ("from to"),
-	 * or NULL for none; others answer 400. TR_PAGED adds limit, cursor and
+	 * a trailing "!" on those it requires ("state!"), or NULL for none;
+	 * others answer 400. TR_PAGED adds limit, cursor and
 	 * sort; a resource's list adds its filters. */
 	const char *query;
+	/* The values ?sort= takes on a TR_PAGED route without a resource
+	 * (handlers pass them to tr_list_reply), NULL-terminated; a resource's
+	 * list uses the resource's. */
+	const char *const *sorts;
 };
 
 /* An operator command: `trellis <area> <verb> [args]`. run returns the

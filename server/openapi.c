@@ -14,7 +14,8 @@
 #include "resource.h"
 #include "router.h"
 
-#define ID_PATTERN "^[0-9a-f]{24}$"
+/* ids go out in lower case; the API accepts either case (util.c) */
+#define ID_PATTERN "^[0-9a-fA-F]{24}$"
 /* What the engine's checks accept (resource.c field_ok), as patterns. */
 #define LINE_PATTERN "^[^\\x00-\\x1f]*$"
 #define TEXT_PATTERN "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]*$"
@@ -402,19 +403,26 @@ filter_field(const struct tr_route *r, const char *name)
 	return NULL;
 }
 
-/* The values ?sort= takes: each of the resource's sorts, either way. */
+/* The values ?sort= takes: each of the list's sorts (the resource's, or
+ * the route's), either way. */
 static void
-sort_schema(bson_t *s, const struct tr_resource *e)
+sort_schema(bson_t *s, const struct tr_route *r)
 {
+	const char *const *sorts = r->resource ? r->resource->sorts : r->sorts;
 	struct arr a = {.n = 0};
 	char buf[80];
 
 	BSON_APPEND_UTF8(s, "type", "string");
-	if (!e || !e->sorts)
+	if (!sorts)
 		return;
 	BSON_APPEND_ARRAY_BEGIN(s, "enum", &a.b);
-	for (const char *const *o = e->sorts; *o; o++) {
+	for (const char *const *o = sorts; *o; o++) {
 		const char *field = (*o)[0] == '-' ? *o + 1 : *o;
+		bool seen = false;
+		for (const char *const *q = sorts; q < o; q++)
+			seen |= strcmp((*q)[0] == '-' ? *q + 1 : *q, field) == 0;
+		if (seen) /* "-created_at" and "created_at": once */
+			continue;
 		arr_utf8(&a, field);
 		snprintf(buf, sizeof(buf), "-%s", field);
 		arr_utf8(&a, buf);
@@ -433,7 +441,7 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 		BSON_APPEND_INT32(s, "minimum", 1);
 		BSON_APPEND_INT32(s, "maximum", 200);
 	} else if (strcmp(name, "sort") == 0 && (r->flags & TR_PAGED)) {
-		sort_schema(s, r->resource);
+		sort_schema(s, r);
 	} else if (f && (f->kind == TR_K_REF || f->kind == TR_K_REFS)) {
 		id_schema(s);
 	} else if (f && f->kind == TR_K_ENUM) {
@@ -447,8 +455,23 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 		time_schema(s, false, true);
 	} else if (strcmp(name, "pipeline_id") == 0) {
 		id_schema(s);
-	} else {
+	} else if (strcmp(name, "cursor") == 0) {
+		/* opaque: next_cursor of the previous page, base64url (dblist.c);
+		 * one the server did not make is 400 */
 		BSON_APPEND_UTF8(s, "type", "string");
+		BSON_APPEND_UTF8(s, "pattern", "^[A-Za-z0-9_-]+$");
+		BSON_APPEND_INT32(s, "maxLength", 1024);
+	} else if (strcmp(name, "currency") == 0) {
+		BSON_APPEND_UTF8(s, "type", "string");
+		BSON_APPEND_UTF8(s, "pattern", "^[A-Z]{3}$");
+	} else if (strcmp(name, "state") == 0) { /* /v1/jobs: only the dead are listed */
+		static const char *const states[] = {"dead", NULL};
+		BSON_APPEND_UTF8(s, "type", "string");
+		str_array(s, "enum", states);
+	} else {
+		/* free text: the query may not carry control bytes (http.c) */
+		BSON_APPEND_UTF8(s, "type", "string");
+		BSON_APPEND_UTF8(s, "pattern", LINE_PATTERN);
 	}
 }
 
@@ -465,7 +488,8 @@ add_query_param(const char *name, size_t len, void *arg)
 	bson_t p, sch;
 
 	snprintf(key, sizeof(key), "%.*s", (int)len, name);
-	param_begin(w->params, &p, name, len, "query", false);
+	param_begin(w->params, &p, name, len, "query",
+		    tr_router_query_required(w->route, name, len));
 	BSON_APPEND_DOCUMENT_BEGIN(&p, "schema", &sch);
 	query_param_schema(&sch, w->route, key);
 	bson_append_document_end(&p, &sch);
@@ -629,7 +653,8 @@ problem_codes(const struct tr_route *r, int *codes)
 	 * refresh: 401; signup switched off: 403) */
 	if (!pub || body)
 		codes[n++] = 401, codes[n++] = 403;
-	if (strchr(r->path, '{'))
+	/* a record named in the path, or by a query parameter (?pipeline_id) */
+	if (strchr(r->path, '{') || (r->query && strstr(r->query, "_id")))
 		codes[n++] = 404;
 	if (!pub && r->method != TR_GET)
 		codes[n++] = 409;
@@ -807,7 +832,8 @@ operation(bson_t *path_item, const struct tr_route *r, const char *module, struc
 	tr_router_query_each(r, add_query_param, &walk);
 	if (is_resource_write(r))
 		/* quoted or bare; an empty header counts as absent */
-		header_param(&params, "If-Match", "^(\"0*[1-9][0-9]{0,17}\"|0*[1-9][0-9]{0,17}|)$",
+		header_param(&params, "If-Match",
+			     "^[ \t]*(\"0*[1-9][0-9]{0,17}\"|0*[1-9][0-9]{0,17}|\\*|)[ \t]*$",
 			     "The version the change was made against (the ETag): 412 when the "
 			     "record moved on.");
 	if (r->flags & TR_IDEMPOTENT)

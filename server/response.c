@@ -187,6 +187,50 @@ tr_problem_from_err(struct tr_ctx *c, int err)
 }
 
 /* Renders the body with LWS_PRE bytes of headroom in front. */
+/* Appends text as key, valid UTF-8 whatever it holds: a problem's detail
+ * and field errors quote what the client sent, cut to a length by bytes
+ * (a field name "custom.<key>" of 64 bytes may end inside a character).
+ * Each byte that does not start a valid sequence becomes U+FFFD. */
+static void
+append_text(bson_t *doc, const char *key, const char *text)
+{
+	size_t n = strlen(text), o = 0;
+	char *clean;
+
+	if (bson_utf8_validate(text, n, false)) {
+		BSON_APPEND_UTF8(doc, key, text);
+		return;
+	}
+	clean = malloc(n * 3 + 1);
+	if (!clean) {
+		BSON_APPEND_UTF8(doc, key, "(unprintable)");
+		return;
+	}
+	for (size_t i = 0; i < n;) {
+		size_t len = 1;
+		unsigned char c = (unsigned char)text[i];
+		if (c >= 0xc2 && c <= 0xdf)
+			len = 2;
+		else if (c >= 0xe0 && c <= 0xef)
+			len = 3;
+		else if (c >= 0xf0 && c <= 0xf4)
+			len = 4;
+		if (c < 0x80 ||
+		    (len > 1 && i + len <= n && bson_utf8_validate(text + i, len, false))) {
+			memcpy(clean + o, text + i, len);
+			o += len;
+			i += len;
+		} else {
+			memcpy(clean + o, "\xef\xbf\xbd", 3);
+			o += 3;
+			i++;
+		}
+	}
+	clean[o] = '\0';
+	BSON_APPEND_UTF8(doc, key, clean);
+	free(clean);
+}
+
 char *
 tr_resp_render(const struct tr_resp *r, size_t pre, size_t *len)
 {
@@ -201,8 +245,8 @@ tr_resp_render(const struct tr_resp *r, size_t pre, size_t *len)
 		BSON_APPEND_UTF8(&doc, "type", type);
 		BSON_APPEND_UTF8(&doc, "title", r->problem_title);
 		BSON_APPEND_INT32(&doc, "status", r->status);
-		BSON_APPEND_UTF8(&doc, "detail",
-				 r->problem_detail ? r->problem_detail : r->problem_title);
+		append_text(&doc, "detail",
+			    r->problem_detail ? r->problem_detail : r->problem_title);
 		if (r->problem_version > 0)
 			BSON_APPEND_INT64(&doc, "current_version", r->problem_version);
 		if (r->problem_member)
@@ -216,8 +260,8 @@ tr_resp_render(const struct tr_resp *r, size_t pre, size_t *len)
 				const char *k;
 				bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
 				BSON_APPEND_DOCUMENT_BEGIN(&arr, k, &item);
-				BSON_APPEND_UTF8(&item, "field", f->field);
-				BSON_APPEND_UTF8(&item, "message", f->message);
+				append_text(&item, "field", f->field);
+				append_text(&item, "message", f->message);
 				bson_append_document_end(&arr, &item);
 			}
 			bson_append_array_end(&doc, &arr);

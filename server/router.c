@@ -283,9 +283,9 @@ tr_router_query_each(const struct tr_route *r, bool (*fn)(const char *name, size
 
 	for (const char *p = r->query; p && *p;) {
 		size_t len = strcspn(p, " ");
-		if (len && fn(p, len, arg))
-			return true;
 		p += len;
+		if (len && fn(p - len, len - (p[-1] == '!'), arg))
+			return true;
 		p += *p == ' ';
 	}
 	if (!(r->flags & TR_PAGED))
@@ -305,6 +305,19 @@ same_name(const char *name, size_t len, void *arg)
 {
 	const char *want = arg;
 	return strlen(want) == len && memcmp(want, name, len) == 0;
+}
+
+bool
+tr_router_query_required(const struct tr_route *r, const char *name, size_t len)
+{
+	for (const char *p = r->query; p && *p;) {
+		size_t n = strcspn(p, " ");
+		if (n == len + 1 && p[len] == '!' && memcmp(p, name, len) == 0)
+			return true;
+		p += n;
+		p += *p == ' ';
+	}
+	return false;
 }
 
 bool

@@ -38,6 +38,10 @@ const char *tr_router_module_name(int index);
  * its filters, limit, cursor and sort), until fn returns true. */
 bool tr_router_query_each(const struct tr_route *r,
 			  bool (*fn)(const char *name, size_t len, void *arg), void *arg);
+/* Is query parameter name (len bytes) one the route requires (declared
+ * with a trailing "!", "from! to!")? The handler checks it; this tells the
+ * OpenAPI document. */
+bool tr_router_query_required(const struct tr_route *r, const char *name, size_t len);
 bool tr_router_query_known(const struct tr_route *r, const char *name);
 /* " (this path takes: status, owner_id, limit, ...)" into buf. */
 void tr_router_query_names(const struct tr_route *r, char *buf, size_t len);

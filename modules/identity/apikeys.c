@@ -259,9 +259,8 @@ out:
 void
 apikeys_list(struct tr_ctx *c)
 {
-	static const char *const sorts[] = {"-created_at", "created_at", "name", NULL};
 
-	tr_list_reply(c, KEYS, NULL, sorts);
+	tr_list_reply(c, KEYS, NULL, c->req->route->sorts);
 }
 
 /* Revocation is deletion: the next request with the key finds nothing. */

@@ -36,12 +36,11 @@ identity_audit(struct tr_ctx *c, const char *action, const char *target_type, co
 void
 audit_list(struct tr_ctx *c)
 {
-	static const char *const sorts[] = {"-created_at", "created_at", NULL};
 	bson_t filter = BSON_INITIALIZER;
 	const char *action = tr_query(c, "action");
 
 	if (action)
 		BSON_APPEND_UTF8(&filter, "action", action);
-	tr_list_reply(c, AUDIT, &filter, sorts);
+	tr_list_reply(c, AUDIT, &filter, c->req->route->sorts);
 	bson_destroy(&filter);
 }

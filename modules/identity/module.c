@@ -1,41 +1,46 @@
 /* The identity module's surface, one row per endpoint (CONTRACT.md "Auth"). */
 #include "identity.h"
 
+/* The orders of the lists below (their handlers sort by the route's). */
+static const char *const by_created[] = {"-created_at", "created_at", NULL};
+static const char *const by_created_or_email[] = {"-created_at", "created_at", "email", NULL};
+static const char *const by_created_or_name[] = {"-created_at", "created_at", "name", NULL};
+
 static const struct tr_route routes[] = {
     {TR_POST, "/v1/signup", identity_signup, NULL, TR_PUBLIC | TR_JSON_BODY,
-     "Create a tenant and its owner; returns tokens.", NULL, NULL},
+     "Create a tenant and its owner; returns tokens.", NULL, NULL, NULL},
     {TR_POST, "/v1/auth/login", identity_login, NULL, TR_PUBLIC | TR_JSON_BODY,
-     "Sign in with tenant slug, email and password.", NULL, NULL},
+     "Sign in with tenant slug, email and password.", NULL, NULL, NULL},
     {TR_POST, "/v1/auth/refresh", identity_refresh, NULL, TR_PUBLIC | TR_JSON_BODY,
-     "Exchange a refresh token for a new pair (the old one stops working).", NULL, NULL},
-    {TR_POST, "/v1/auth/logout", identity_logout, NULL, 0, "End this session.", NULL, NULL},
+     "Exchange a refresh token for a new pair (the old one stops working).", NULL, NULL, NULL},
+    {TR_POST, "/v1/auth/logout", identity_logout, NULL, 0, "End this session.", NULL, NULL, NULL},
     {TR_GET, "/v1/me", identity_me, NULL, TR_INLINE, "The caller, their tenant and permissions.",
-     NULL, NULL},
+     NULL, NULL, NULL},
     {TR_GET, "/v1/users", users_list, "system.users.read", TR_PAGED, "List the tenant's users.",
-     NULL, NULL},
+     NULL, NULL, by_created_or_email},
     {TR_POST, "/v1/users", users_create, "system.users.write", TR_JSON_BODY | TR_IDEMPOTENT,
-     "Create an active user.", NULL, NULL},
-    {TR_GET, "/v1/users/{id}", users_get, "system.users.read", 0, "One user.", NULL, NULL},
+     "Create an active user.", NULL, NULL, NULL},
+    {TR_GET, "/v1/users/{id}", users_get, "system.users.read", 0, "One user.", NULL, NULL, NULL},
     {TR_PATCH, "/v1/users/{id}", users_update, "system.users.write", TR_JSON_BODY,
-     "Change name, roles, active or password.", NULL, NULL},
+     "Change name, roles, active or password.", NULL, NULL, NULL},
     {TR_DELETE, "/v1/users/{id}", users_delete, "system.users.write", 0,
-     "Deactivate a user and end their sessions.", NULL, NULL},
+     "Deactivate a user and end their sessions.", NULL, NULL, NULL},
     {TR_POST, "/v1/api-keys", apikeys_create, "system.api_keys.write", TR_JSON_BODY,
-     "Create an API key; the key is in this response only.", NULL, NULL},
+     "Create an API key; the key is in this response only.", NULL, NULL, NULL},
     {TR_GET, "/v1/api-keys", apikeys_list, "system.api_keys.read", TR_PAGED,
-     "List API keys (no secrets).", NULL, NULL},
+     "List API keys (no secrets).", NULL, NULL, by_created_or_name},
     {TR_DELETE, "/v1/api-keys/{id}", apikeys_delete, "system.api_keys.write", 0,
-     "Revoke an API key.", NULL, NULL},
+     "Revoke an API key.", NULL, NULL, NULL},
     {TR_GET, "/v1/audit", audit_list, "system.audit.read", TR_PAGED,
-     "Who changed users, roles and API keys, newest first (?action).", NULL, "action"},
+     "Who changed users, roles and API keys, newest first (?action).", NULL, "action", by_created},
     {TR_GET, "/v1/roles", roles_list, "system.roles.read", 0, "Built-in and custom roles.", NULL,
-     NULL},
+     NULL, NULL},
     {TR_POST, "/v1/roles", roles_create, "system.roles.write", TR_JSON_BODY,
-     "Create a custom role.", NULL, NULL},
+     "Create a custom role.", NULL, NULL, NULL},
     {TR_PATCH, "/v1/roles/{name}", roles_update, "system.roles.write", TR_JSON_BODY,
-     "Change a custom role's permissions.", NULL, NULL},
+     "Change a custom role's permissions.", NULL, NULL, NULL},
     {TR_DELETE, "/v1/roles/{name}", roles_delete, "system.roles.write", 0,
-     "Delete a custom role no user holds.", NULL, NULL},
+     "Delete a custom role no user holds.", NULL, NULL, NULL},
 };
 
 /* Passwords are read from standard input, never from argv. */

@@ -11,8 +11,6 @@
 #include "json.h"
 #include "log.h"
 
-static const char *const sorts[] = {"-created_at", "created_at", "email", NULL};
-
 /* Is the caller an owner? Only owners may touch owners or grant the role. */
 static int
 caller_is_owner(struct tr_ctx *c, bool *owner)
@@ -34,7 +32,7 @@ roles_name_owner(const bson_t *fields)
 void
 users_list(struct tr_ctx *c)
 {
-	tr_list_reply(c, USERS, NULL, sorts);
+	tr_list_reply(c, USERS, NULL, c->req->route->sorts);
 }
 
 void

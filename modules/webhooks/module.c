@@ -1,15 +1,17 @@
 #include "webhooks.h"
 
+static const char *const by_created[] = {"-created_at", "created_at", NULL};
+
 static const struct tr_route routes[] = {
     {TR_GET, "/v1/webhooks", webhooks_list, "system.webhooks.read", TR_PAGED,
-     "The tenant's webhooks (cursor pagination; no secrets).", NULL, NULL},
+     "The tenant's webhooks (cursor pagination; no secrets).", NULL, NULL, by_created},
     {TR_POST, "/v1/webhooks", webhooks_create, "system.webhooks.write", TR_JSON_BODY,
      "Register an endpoint for events of some topics; the signing secret is shown once.", NULL,
-     NULL},
+     NULL, NULL},
     {TR_GET, "/v1/webhooks/{id}", webhooks_get, "system.webhooks.read", 0, "One webhook.", NULL,
-     NULL},
+     NULL, NULL},
     {TR_DELETE, "/v1/webhooks/{id}", webhooks_delete, "system.webhooks.write", 0,
-     "Remove a webhook: no further deliveries start.", NULL, NULL},
+     "Remove a webhook: no further deliveries start.", NULL, NULL, NULL},
 };
 
 static const struct tr_job_handler jobs[] = {

@@ -190,9 +190,8 @@ out:
 void
 webhooks_list(struct tr_ctx *c)
 {
-	static const char *const sorts[] = {"-created_at", "created_at", NULL};
 
-	tr_list_reply(c, WEBHOOKS, NULL, sorts);
+	tr_list_reply(c, WEBHOOKS, NULL, c->req->route->sorts);
 }
 
 void

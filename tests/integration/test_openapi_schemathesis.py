@@ -35,6 +35,10 @@ def test_schemathesis_finds_nothing(stack, tmp_path):
         # Authorization scheme parameters besides would send a random key
         # next to the valid token, a request outside the document's either-or.
         "--generation-with-security-parameters", "false",
+        # A NUL byte in the URI never reaches Trellis: libwebsockets 4.1's
+        # URI decoder closes the connection inside its parser, before any
+        # callback (a known limit, in README). Every other byte is fuzzed.
+        "--generation-allow-x00", "false",
         # Logging out ends the session this run authenticates with; every
         # later request would be 401. Logout has its own tests.
         "--exclude-path", "/v1/auth/logout",
