@@ -109,6 +109,49 @@ def test_openapi_document_describes_tag_routes(stack):
         assert method in paths["/v1/tags"], f"/v1/tags lacks {method}"
 
 
+
+def test_openapi_document_is_generated_from_the_tables(stack):
+    doc = stack.get("/v1/openapi.json").json()
+
+    def deref(node):
+        while isinstance(node, dict) and "$ref" in node:
+            target = doc
+            for part in node["$ref"].lstrip("#/").split("/"):
+                target = target[part]
+            node = target
+        return node
+
+    operation_ids = []
+    for path, item in doc["paths"].items():
+        for method, op in item.items():
+            operation_ids.append(op["operationId"])
+            params = [deref(p) for p in op.get("parameters", []) + item.get("parameters", [])]
+            named = {p["name"] for p in params if p["in"] == "path"}
+            for segment in path.split("/"):
+                if segment.startswith("{"):
+                    assert segment[1:-1] in named, f"{method} {path}: {segment} undocumented"
+    assert len(operation_ids) == len(set(operation_ids)), "operationIds repeat"
+
+    create = deref(doc["paths"]["/v1/crm/leads"]["post"]["requestBody"]["content"]["application/json"]["schema"])
+    assert "name" in create["required"] and create["additionalProperties"] is False
+    assert "duplicate_of" not in create["properties"]  # set by the server only
+    status = deref(create["properties"]["status"])
+    assert set(status["enum"]) == {"new", "contacted", "qualified", "converted", "lost"}
+
+    listing = doc["paths"]["/v1/crm/leads"]["get"]
+    query = {p["name"]: p for p in map(deref, listing["parameters"]) if p["in"] == "query"}
+    assert {"status", "owner_id", "email", "limit", "cursor", "sort"} <= set(query)
+    assert "-created_at" in query["sort"]["schema"]["enum"]
+    assert query["limit"]["schema"]["maximum"] == 200
+
+    users = doc["paths"]["/v1/users"]["get"]
+    user_sort = [deref(p) for p in users["parameters"] if deref(p)["name"] == "sort"][0]
+    assert set(user_sort["schema"]["enum"]) == {"created_at", "-created_at", "email", "-email"}
+    abc = doc["paths"]["/v1/crm/reports/abc-xyz"]["get"]
+    required = {deref(p)["name"] for p in abc["parameters"] if deref(p).get("required")}
+    assert required == {"from", "to", "currency"}
+
+
 @pytest.mark.parametrize("method,path,needs_auth", [
     ("GET", "/healthz", False),
     ("GET", "/readyz", False),
