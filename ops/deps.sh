@@ -12,7 +12,11 @@ cd "$(dirname "$0")/.."
 FERRETDB_VERSION=v1.24.0
 PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-dev
       libhiredis-dev libsodium-dev libcmocka-dev libcurl4-openssl-dev libpq-dev postgresql-15
-      redis-server wrk nginx clang-format nodejs npm)
+      redis-server wrk nginx clang-format)
+# Node and npm for the TypeScript client check: Debian's packages when no
+# npm is on PATH (a machine may carry another build of Node, whose own npm
+# conflicts with Debian's npm package).
+command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 
 say() { printf 'deps: %s\n' "$*"; }
 
