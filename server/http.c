@@ -887,6 +887,36 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
 }
 
+/* A whole HTTP/1.1 problem response with connection: close, for answers
+ * written outside the request pipeline (a WebSocket upgrade refused, a
+ * method lws does not parse): status 404, 405 or 503, its own request id,
+ * extra header lines ("allow: GET\r\n") or "". Returns the length in
+ * out, or 0 when it does not fit. */
+static size_t
+canned_problem(char *out, size_t cap, int status, const char *slug, const char *detail,
+	       const char *extra)
+{
+	const char *reason = status == 404   ? "Not Found"
+			     : status == 405 ? "Method Not Allowed"
+					     : "Service Unavailable";
+	const char *title = status == 404   ? "Not found"
+			    : status == 405 ? "Method not allowed"
+					    : "Service unavailable";
+	char body[512], rid[48];
+	int n, len;
+
+	snprintf(rid, sizeof(rid), "%s%012llx", H.id_prefix, ++H.id_counter);
+	n = snprintf(body, sizeof(body),
+		     "{\"type\":\"https://trellis.dev/errors/%s\",\"title\":\"%s\","
+		     "\"status\":%d,\"detail\":\"%s\"}",
+		     slug, title, status, detail);
+	len = snprintf(out, cap,
+		       "HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
+		       "content-length: %d\r\nx-request-id: %s\r\n%sconnection: close\r\n\r\n%s",
+		       status, reason, n, rid, extra, body);
+	return len > 0 && (size_t)len < cap ? (size_t)len : 0;
+}
+
 /* ---- methods lws does not parse ----
  *
  * lws 4.1 knows GET, POST, OPTIONS, PUT, PATCH, DELETE, CONNECT and HEAD;
@@ -906,11 +936,11 @@ struct refusal {
 static void
 refusal_render(struct refusal *rf, const char *head, size_t len)
 {
-	char path[256] = "/", allow[64] = "", rid[48], body[384], extra[96] = "";
+	char path[256] = "/", allow[64] = "", extra[96] = "";
 	const char *sp = memchr(head, ' ', len), *end;
 	struct tr_route_match m;
 	struct tr_arena arena;
-	int status = 405, n;
+	int status = 405;
 
 	/* the target, without its query: "TRACE /v1/tags?x HTTP/1.1" */
 	if (sp) {
@@ -933,21 +963,10 @@ refusal_render(struct refusal *rf, const char *head, size_t len)
 		status = 404;
 	}
 	tr_arena_free(&arena);
-	snprintf(rid, sizeof(rid), "%s%012llx", H.id_prefix, ++H.id_counter);
-	n = snprintf(body, sizeof(body),
-		     "{\"type\":\"https://trellis.dev/errors/%s\",\"title\":\"%s\","
-		     "\"status\":%d,\"detail\":\"%s\"}",
-		     status == 405 ? "method-not-allowed" : "not-found",
-		     status == 405 ? "Method not allowed" : "Not found", status,
-		     status == 405 ? "this method is not supported" : "no such resource");
-	rf->len = (size_t)snprintf(rf->out + LWS_PRE, REFUSAL_MAX,
-				   "HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
-				   "content-length: %d\r\nx-request-id: %s\r\n%s"
-				   "connection: close\r\n\r\n%s",
-				   status, status == 405 ? "Method Not Allowed" : "Not Found", n,
-				   rid, extra, body);
-	if (rf->len >= REFUSAL_MAX)
-		rf->len = 0;
+	rf->len = canned_problem(
+	    rf->out + LWS_PRE, REFUSAL_MAX, status,
+	    status == 405 ? "method-not-allowed" : "not-found",
+	    status == 405 ? "this method is not supported" : "no such resource", extra);
 }
 
 static int
@@ -987,19 +1006,13 @@ int
 tr_http_refuse(struct lws *wsi, int status, const char *slug, const char *detail)
 {
 	unsigned char buf[LWS_PRE + 1024];
-	char body[512];
-	int n = snprintf(body, sizeof(body),
-			 "{\"type\":\"https://trellis.dev/errors/%s\",\"title\":\"%s\","
-			 "\"status\":%d,\"detail\":\"%s\"}",
-			 slug, status == 404 ? "Not found" : "Service unavailable", status, detail);
 	/* Written whole, as HTTP/1.1: at this stage of an upgrade lws would
 	 * answer HTTP/1.0, which WebSocket clients refuse to read. */
-	int len = snprintf((char *)buf + LWS_PRE, sizeof(buf) - LWS_PRE,
-			   "HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
-			   "content-length: %d\r\nconnection: close\r\n\r\n%s",
-			   status, status == 404 ? "Not Found" : "Service Unavailable", n, body);
-	if (len > 0 && (size_t)len < sizeof(buf) - LWS_PRE)
-		lws_write(wsi, buf + LWS_PRE, (size_t)len, LWS_WRITE_HTTP_HEADERS);
+	size_t len =
+	    canned_problem((char *)buf + LWS_PRE, sizeof(buf) - LWS_PRE, status, slug, detail, "");
+
+	if (len)
+		lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_HEADERS);
 	return -1;
 }
 
