@@ -1,5 +1,6 @@
 #include "router.h"
 
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,14 +56,19 @@ keep(char *s)
 	return s;
 }
 
+static char *printed(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
 static char *
-printed(const char *fmt, const char *a, const char *b)
+printed(const char *fmt, ...)
 {
 	char *out = NULL;
+	va_list ap;
+	int n;
 
-	if (asprintf(&out, fmt, a, b) < 0)
-		return NULL;
-	return keep(out);
+	va_start(ap, fmt);
+	n = vasprintf(&out, fmt, ap);
+	va_end(ap);
+	return n < 0 ? NULL : keep(out);
 }
 
 static void
@@ -91,12 +97,11 @@ make_resource_routes(const struct tr_resource *e)
 	if (!list || !item)
 		return -1;
 	plural = strrchr(list, '/') + 1;
-	add_made(TR_GET, list, tr_res_list_route, e->read, TR_PAGED,
-		 printed("List %s%s", plural, ""), e);
+	add_made(TR_GET, list, tr_res_list_route, e->read, TR_PAGED, printed("List %s", plural), e);
 	if (!e->no_create)
 		add_made(TR_POST, list, tr_res_create_route, e->write, TR_JSON_BODY | TR_IDEMPOTENT,
 			 printed("Create %s %s", article, e->name), e);
-	add_made(TR_GET, item, tr_res_get_route, e->read, 0, printed("One %s%s", e->name, ""), e);
+	add_made(TR_GET, item, tr_res_get_route, e->read, 0, printed("One %s", e->name), e);
 	add_made(TR_PATCH, item, tr_res_update_route, e->write, TR_JSON_BODY,
 		 printed("Change %s %s", article, e->name), e);
 	if (e->deletable)
