@@ -13,337 +13,7 @@
 
 #include "resource.h"
 #include "router.h"
-
-/* ids go out in lower case; the API accepts either case (util.c) */
-#define ID_PATTERN "^[0-9a-fA-F]{24}$"
-/* What the engine's checks accept (resource.c field_ok), as patterns. */
-#define LINE_PATTERN "^[^\\x00-\\x1f]*$"
-#define TEXT_PATTERN "^[^\\x00-\\x08\\x0b\\x0c\\x0e-\\x1f]*$"
-#define PHONE_PATTERN "^[-+(). ]*([0-9][-+(). ]*){5,15}$"
-#define EMAIL_PATTERN "^[^@ \\x00-\\x1f]+@[^@ \\x00-\\x1f]*\\.[^@ \\x00-\\x1f]*$"
-/* tr_parse_time: upper-case T and Z, years 1900 to 9999. */
-#define TIME_PATTERN                                                                               \
-	"^(19|[2-9][0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?"    \
-	"(Z|[+-][0-9]{2}:[0-9]{2})$"
-#define DEFAULT_MAX_CHARS 200 /* field_ok: a string field without max */
-#define DEFAULT_MAX_ITEMS 100
-#define MAX_OPERATION_ID 128
-
-/* ---- small builders ---- */
-
-/* An array being appended to: keys "0", "1", ... */
-struct arr {
-	bson_t b;
-	uint32_t n;
-	char buf[16];
-};
-
-static const char *
-next_key(struct arr *a)
-{
-	const char *k;
-
-	bson_uint32_to_string(a->n++, &k, a->buf, sizeof(a->buf));
-	return k;
-}
-
-static void
-arr_utf8(struct arr *a, const char *s)
-{
-	BSON_APPEND_UTF8(&a->b, next_key(a), s);
-}
-
-static void
-str_array(bson_t *parent, const char *key, const char *const *items)
-{
-	struct arr a = {.n = 0};
-
-	BSON_APPEND_ARRAY_BEGIN(parent, key, &a.b);
-	for (; items && *items; items++)
-		arr_utf8(&a, *items);
-	bson_append_array_end(parent, &a.b);
-}
-
-/* "type": t, or [t, "null"]. */
-static void
-type_of(bson_t *schema, const char *t, bool nullable)
-{
-	struct arr a = {.n = 0};
-
-	if (!nullable) {
-		BSON_APPEND_UTF8(schema, "type", t);
-		return;
-	}
-	BSON_APPEND_ARRAY_BEGIN(schema, "type", &a.b);
-	arr_utf8(&a, t);
-	arr_utf8(&a, "null");
-	bson_append_array_end(schema, &a.b);
-}
-
-static void
-ref_to(bson_t *parent, const char *key, const char *kind, const char *name)
-{
-	bson_t r;
-	char path[160];
-
-	snprintf(path, sizeof(path), "#/components/%s/%s", kind, name);
-	BSON_APPEND_DOCUMENT_BEGIN(parent, key, &r);
-	BSON_APPEND_UTF8(&r, "$ref", path);
-	bson_append_document_end(parent, &r);
-}
-
-/* "lead_item" -> "LeadItem"; "/v1/crm/leads" pieces likewise. */
-static void
-camel(char *out, size_t len, const char *in, bool upper_first)
-{
-	size_t n = strlen(out);
-	bool up = upper_first;
-
-	for (; *in && n + 1 < len; in++) {
-		if (!((*in >= 'a' && *in <= 'z') || (*in >= 'A' && *in <= 'Z') ||
-		      (*in >= '0' && *in <= '9'))) {
-			up = true;
-			continue;
-		}
-		out[n++] = up && *in >= 'a' && *in <= 'z' ? (char)(*in - 'a' + 'A') : *in;
-		up = false;
-	}
-	out[n] = '\0';
-}
-
-static void
-schema_name(char *out, size_t len, const struct tr_resource *e, const char *suffix)
-{
-	out[0] = '\0';
-	camel(out, len, e->name, true);
-	camel(out, len, suffix, true);
-}
-
-/* ---- field schemas ---- */
-
-static void
-string_rules(bson_t *s, const struct tr_field *f, const char *pattern)
-{
-	long long max = f->max ? f->max : DEFAULT_MAX_CHARS;
-
-	if (f->min > 0)
-		BSON_APPEND_INT64(s, "minLength", f->min);
-	BSON_APPEND_INT64(s, "maxLength", max);
-	BSON_APPEND_UTF8(s, "pattern", pattern);
-}
-
-static void
-id_schema(bson_t *s)
-{
-	BSON_APPEND_UTF8(s, "type", "string");
-	BSON_APPEND_UTF8(s, "pattern", ID_PATTERN);
-}
-
-static void
-time_schema(bson_t *s, bool nullable, bool request)
-{
-	type_of(s, "string", nullable);
-	BSON_APPEND_UTF8(s, "format", "date-time");
-	if (request)
-		BSON_APPEND_UTF8(s, "pattern", TIME_PATTERN);
-}
-
-static void
-money_schema(bson_t *s, const struct tr_field *f, bool nullable, bool request)
-{
-	bson_t props, p;
-	static const char *const required[] = {"amount", "currency", NULL};
-
-	type_of(s, "object", nullable);
-	BSON_APPEND_DOCUMENT_BEGIN(s, "properties", &props);
-	BSON_APPEND_DOCUMENT_BEGIN(&props, "amount", &p);
-	BSON_APPEND_UTF8(&p, "type", "integer");
-	if (request && f) {
-		BSON_APPEND_INT64(&p, "minimum", f->min);
-		BSON_APPEND_INT64(&p, "maximum", f->max);
-	}
-	bson_append_document_end(&props, &p);
-	BSON_APPEND_DOCUMENT_BEGIN(&props, "currency", &p);
-	BSON_APPEND_UTF8(&p, "type", "string");
-	BSON_APPEND_UTF8(&p, "pattern", "^[A-Z]{3}$");
-	bson_append_document_end(&props, &p);
-	bson_append_document_end(s, &props);
-	str_array(s, "required", required);
-	BSON_APPEND_BOOL(s, "additionalProperties", false);
-}
-
-/* The schema of one field: in a request body (the engine's rules, as far
- * as a schema can say them) or in a response (the shape only: what is
- * stored was checked when it was written). */
-static void
-field_schema(bson_t *props, const struct tr_field *f, bool request)
-{
-	bson_t s, items;
-	/* a field the server sets is null where it does not apply (a lead
-	 * that duplicates nothing has "duplicate_of": null) */
-	bool nullable = request ? (f->flags & TR_F_NULLABLE) && !(f->flags & TR_F_REQUIRED)
-				: (f->flags & (TR_F_NULLABLE | TR_F_SERVER)) != 0;
-
-	BSON_APPEND_DOCUMENT_BEGIN(props, f->name, &s);
-	switch (f->kind) {
-	case TR_K_LINE:
-	case TR_K_TEXT:
-	case TR_K_EMAIL:
-	case TR_K_PHONE:
-		type_of(&s, "string", nullable);
-		if (request)
-			string_rules(&s, f,
-				     f->kind == TR_K_TEXT    ? TEXT_PATTERN
-				     : f->kind == TR_K_EMAIL ? EMAIL_PATTERN
-				     : f->kind == TR_K_PHONE ? PHONE_PATTERN
-							     : LINE_PATTERN);
-		break;
-	case TR_K_ENUM: {
-		struct arr a = {.n = 0};
-		type_of(&s, "string", nullable);
-		BSON_APPEND_ARRAY_BEGIN(&s, "enum", &a.b);
-		for (const char *const *o = f->options; o && *o; o++)
-			arr_utf8(&a, *o);
-		if (nullable)
-			BSON_APPEND_NULL(&a.b, next_key(&a));
-		bson_append_array_end(&s, &a.b);
-		break;
-	}
-	case TR_K_MONEY:
-		money_schema(&s, f, nullable, request);
-		break;
-	case TR_K_QUANTITY:
-	case TR_K_INT:
-		type_of(&s, "integer", nullable);
-		if (request) {
-			BSON_APPEND_INT64(&s, "minimum", f->min);
-			BSON_APPEND_INT64(&s, "maximum", f->max);
-		}
-		break;
-	case TR_K_TIME:
-		time_schema(&s, nullable, request);
-		break;
-	case TR_K_REF:
-		type_of(&s, "string", nullable);
-		BSON_APPEND_UTF8(&s, "pattern", ID_PATTERN);
-		break;
-	case TR_K_REFS:
-	case TR_K_STRINGS:
-		type_of(&s, "array", nullable);
-		BSON_APPEND_DOCUMENT_BEGIN(&s, "items", &items);
-		if (f->kind == TR_K_REFS) {
-			id_schema(&items);
-		} else {
-			BSON_APPEND_UTF8(&items, "type", "string");
-			if (request) {
-				BSON_APPEND_INT32(&items, "minLength", 1);
-				BSON_APPEND_INT32(&items, "maxLength", 100);
-				BSON_APPEND_UTF8(&items, "pattern", LINE_PATTERN);
-			}
-		}
-		bson_append_document_end(&s, &items);
-		if (request)
-			BSON_APPEND_INT64(&s, "maxItems", f->max ? f->max : DEFAULT_MAX_ITEMS);
-		break;
-	case TR_K_BOOL:
-		type_of(&s, "boolean", nullable);
-		break;
-	case TR_K_OBJECT:
-	case TR_K_CUSTOM:
-		/* checked by the resource's hook or the custom-field definitions */
-		type_of(&s, "object", nullable);
-		BSON_APPEND_BOOL(&s, "additionalProperties", true);
-		break;
-	case TR_K_ARRAY:
-		type_of(&s, "array", nullable);
-		BSON_APPEND_DOCUMENT_BEGIN(&s, "items", &items);
-		bson_append_document_end(&s, &items);
-		break;
-	}
-	bson_append_document_end(props, &s);
-}
-
-/* A request body from a field table: what the engine reads
- * (tr_res_read_fields), which refuses members it does not know. */
-static void
-body_schema(bson_t *s, const struct tr_field *fields, bool creating)
-{
-	bson_t props;
-	struct arr req = {.n = 0};
-
-	BSON_APPEND_UTF8(s, "type", "object");
-	BSON_APPEND_DOCUMENT_BEGIN(s, "properties", &props);
-	for (const struct tr_field *f = fields; f->name; f++) {
-		if ((f->flags & TR_F_SERVER) || (!creating && (f->flags & TR_F_FIXED)))
-			continue;
-		field_schema(&props, f, true);
-	}
-	bson_append_document_end(s, &props);
-	BSON_APPEND_ARRAY_BEGIN(s, "required", &req.b);
-	for (const struct tr_field *f = fields; creating && f->name; f++)
-		if ((f->flags & TR_F_REQUIRED) && !(f->flags & TR_F_SERVER))
-			arr_utf8(&req, f->name);
-	bson_append_array_end(s, &req.b);
-	BSON_APPEND_BOOL(s, "additionalProperties", false);
-}
-
-/* A record as tr_render_resource sends it: _id as id, dates and ids as
- * strings, internal members left out. */
-static void
-record_schema(bson_t *s, const struct tr_resource *e)
-{
-	bson_t props, p;
-	static const char *const required[] = {"id", "created_at", "updated_at", "version", NULL};
-
-	BSON_APPEND_UTF8(s, "type", "object");
-	if (e->about)
-		BSON_APPEND_UTF8(s, "description", e->about);
-	BSON_APPEND_DOCUMENT_BEGIN(s, "properties", &props);
-	BSON_APPEND_DOCUMENT_BEGIN(&props, "id", &p);
-	id_schema(&p);
-	bson_append_document_end(&props, &p);
-	BSON_APPEND_DOCUMENT_BEGIN(&props, "created_at", &p);
-	time_schema(&p, false, false);
-	bson_append_document_end(&props, &p);
-	BSON_APPEND_DOCUMENT_BEGIN(&props, "updated_at", &p);
-	time_schema(&p, false, false);
-	bson_append_document_end(&props, &p);
-	BSON_APPEND_DOCUMENT_BEGIN(&props, "version", &p);
-	BSON_APPEND_UTF8(&p, "type", "integer");
-	BSON_APPEND_INT32(&p, "minimum", 1);
-	bson_append_document_end(&props, &p);
-	for (const struct tr_field *f = e->fields; f->name; f++)
-		field_schema(&props, f, false);
-	bson_append_document_end(s, &props);
-	str_array(s, "required", required);
-}
-
-static void
-list_schema(bson_t *s, const struct tr_resource *e)
-{
-	bson_t props, p, items;
-	char name[96];
-	static const char *const required[] = {"items", "next_cursor", NULL};
-
-	BSON_APPEND_UTF8(s, "type", "object");
-	BSON_APPEND_DOCUMENT_BEGIN(s, "properties", &props);
-	BSON_APPEND_DOCUMENT_BEGIN(&props, "items", &p);
-	BSON_APPEND_UTF8(&p, "type", "array");
-	if (e) {
-		schema_name(name, sizeof(name), e, "");
-		ref_to(&p, "items", "schemas", name);
-	} else {
-		BSON_APPEND_DOCUMENT_BEGIN(&p, "items", &items);
-		BSON_APPEND_UTF8(&items, "type", "object");
-		bson_append_document_end(&p, &items);
-	}
-	bson_append_document_end(&props, &p);
-	BSON_APPEND_DOCUMENT_BEGIN(&props, "next_cursor", &p);
-	type_of(&p, "string", true);
-	bson_append_document_end(&props, &p);
-	bson_append_document_end(s, &props);
-	str_array(s, "required", required);
-}
+#include "openapi_schema.h"
 
 /* ---- parameters ---- */
 
@@ -351,7 +21,7 @@ static void
 param_begin(struct arr *params, bson_t *p, const char *name, size_t len, const char *in,
 	    bool required)
 {
-	BSON_APPEND_DOCUMENT_BEGIN(&params->b, next_key(params), p);
+	BSON_APPEND_DOCUMENT_BEGIN(&params->b, tr_openapi_next_key(params), p);
 	bson_append_utf8(p, "name", 4, name, (int)len);
 	BSON_APPEND_UTF8(p, "in", in);
 	BSON_APPEND_BOOL(p, "required", required);
@@ -372,7 +42,7 @@ path_param_schema(bson_t *s, const char *name, size_t len)
 		BSON_APPEND_UTF8(s, "type", "string");
 		BSON_APPEND_UTF8(s, "pattern", "^[a-z0-9_-]{2,40}$");
 	} else {
-		id_schema(s);
+		tr_openapi_id_schema(s);
 	}
 }
 
@@ -423,9 +93,9 @@ sort_schema(bson_t *s, const struct tr_route *r)
 			seen |= strcmp((*q)[0] == '-' ? *q + 1 : *q, field) == 0;
 		if (seen) /* "-created_at" and "created_at": once */
 			continue;
-		arr_utf8(&a, field);
+		tr_openapi_arr_utf8(&a, field);
 		snprintf(buf, sizeof(buf), "-%s", field);
-		arr_utf8(&a, buf);
+		tr_openapi_arr_utf8(&a, buf);
 	}
 	bson_append_array_end(s, &a.b);
 }
@@ -443,18 +113,18 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 	} else if (strcmp(name, "sort") == 0 && (r->flags & TR_PAGED)) {
 		sort_schema(s, r);
 	} else if (f && (f->kind == TR_K_REF || f->kind == TR_K_REFS)) {
-		id_schema(s);
+		tr_openapi_id_schema(s);
 	} else if (f && f->kind == TR_K_ENUM) {
 		BSON_APPEND_UTF8(s, "type", "string");
-		str_array(s, "enum", f->options);
+		tr_openapi_str_array(s, "enum", f->options);
 	} else if (f && f->kind == TR_K_BOOL) {
 		BSON_APPEND_UTF8(s, "type", "string");
-		str_array(s, "enum", booleans);
+		tr_openapi_str_array(s, "enum", booleans);
 	} else if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0 ||
 		   strcmp(name, "at") == 0) {
-		time_schema(s, false, true);
+		tr_openapi_time_schema(s, false, true);
 	} else if (strcmp(name, "pipeline_id") == 0) {
-		id_schema(s);
+		tr_openapi_id_schema(s);
 	} else if (strcmp(name, "cursor") == 0) {
 		/* opaque: next_cursor of the previous page, base64url (dblist.c);
 		 * one the server did not make is 400 */
@@ -467,7 +137,7 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 	} else if (strcmp(name, "state") == 0) { /* /v1/jobs: only the dead are listed */
 		static const char *const states[] = {"dead", NULL};
 		BSON_APPEND_UTF8(s, "type", "string");
-		str_array(s, "enum", states);
+		tr_openapi_str_array(s, "enum", states);
 	} else {
 		/* free text: the query may not carry control bytes (http.c) */
 		BSON_APPEND_UTF8(s, "type", "string");
@@ -589,15 +259,15 @@ answer_schema(bson_t *media, const struct tr_route *r)
 	bson_t s;
 
 	if (r->resource && (r->flags & TR_PAGED)) {
-		schema_name(name, sizeof(name), r->resource, "List");
-		ref_to(media, "schema", "schemas", name);
+		tr_openapi_schema_name(name, sizeof(name), r->resource, "List");
+		tr_openapi_ref_to(media, "schema", "schemas", name);
 	} else if (r->resource &&
 		   (r->handler == tr_res_create_route || r->handler == tr_res_get_route ||
 		    r->handler == tr_res_update_route)) {
-		schema_name(name, sizeof(name), r->resource, "");
-		ref_to(media, "schema", "schemas", name);
+		tr_openapi_schema_name(name, sizeof(name), r->resource, "");
+		tr_openapi_ref_to(media, "schema", "schemas", name);
 	} else if (r->flags & TR_PAGED) {
-		ref_to(media, "schema", "schemas", "List");
+		tr_openapi_ref_to(media, "schema", "schemas", "List");
 	} else {
 		BSON_APPEND_DOCUMENT_BEGIN(media, "schema", &s);
 		BSON_APPEND_UTF8(&s, "type",
@@ -693,7 +363,7 @@ responses_of(bson_t *op, const struct tr_route *r)
 		char name[16];
 		snprintf(code, sizeof(code), "%d", codes[i]);
 		snprintf(name, sizeof(name), "Problem%d", codes[i]);
-		ref_to(&responses, code, "responses", name);
+		tr_openapi_ref_to(&responses, code, "responses", name);
 	}
 	bson_append_document_end(op, &responses);
 }
@@ -710,7 +380,7 @@ operation_id(char *out, size_t len, const struct tr_route *r)
 	if (e && r->handler == tr_res_list_route) {
 		const char *plural = strrchr(r->path, '/');
 		snprintf(out, len, "list");
-		camel(out, len, plural ? plural + 1 : e->name, true);
+		tr_openapi_camel(out, len, plural ? plural + 1 : e->name, true);
 		return;
 	}
 	if (e && r->handler == tr_res_create_route)
@@ -723,7 +393,7 @@ operation_id(char *out, size_t len, const struct tr_route *r)
 		verb = "delete";
 	if (verb) {
 		snprintf(out, len, "%s", verb);
-		camel(out, len, e->name, true);
+		tr_openapi_camel(out, len, e->name, true);
 		return;
 	}
 	/* others: the method and the path, "postCrmLeadsIdConvert" */
@@ -732,7 +402,7 @@ operation_id(char *out, size_t len, const struct tr_route *r)
 		out[k] = (char)(*m - 'A' + 'a');
 		out[k + 1] = '\0';
 	}
-	camel(out, len, strncmp(r->path, "/v1/", 4) == 0 ? r->path + 4 : r->path, true);
+	tr_openapi_camel(out, len, strncmp(r->path, "/v1/", 4) == 0 ? r->path + 4 : r->path, true);
 }
 
 static void
@@ -747,7 +417,7 @@ security_of(bson_t *op, const struct tr_route *r)
 		 * only, an API key is refused (403) */
 		static const char *const schemes[] = {"bearer", "apiKey"};
 		for (size_t i = 0; i < ((r->flags & TR_INLINE) ? 1u : 2u); i++) {
-			BSON_APPEND_DOCUMENT_BEGIN(&sec.b, next_key(&sec), &item);
+			BSON_APPEND_DOCUMENT_BEGIN(&sec.b, tr_openapi_next_key(&sec), &item);
 			BSON_APPEND_ARRAY_BEGIN(&item, schemes[i], &none);
 			bson_append_array_end(&item, &none);
 			bson_append_document_end(&sec.b, &item);
@@ -769,11 +439,11 @@ request_body(bson_t *op, const struct tr_route *r)
 	BSON_APPEND_DOCUMENT_BEGIN(&body, "content", &content);
 	BSON_APPEND_DOCUMENT_BEGIN(&content, "application/json", &media);
 	if (r->resource && r->handler == tr_res_create_route) {
-		schema_name(name, sizeof(name), r->resource, "Create");
-		ref_to(&media, "schema", "schemas", name);
+		tr_openapi_schema_name(name, sizeof(name), r->resource, "Create");
+		tr_openapi_ref_to(&media, "schema", "schemas", name);
 	} else if (r->resource && r->handler == tr_res_update_route) {
-		schema_name(name, sizeof(name), r->resource, "Update");
-		ref_to(&media, "schema", "schemas", name);
+		tr_openapi_schema_name(name, sizeof(name), r->resource, "Update");
+		tr_openapi_ref_to(&media, "schema", "schemas", name);
 	} else {
 		BSON_APPEND_DOCUMENT_BEGIN(&media, "schema", &s);
 		BSON_APPEND_UTF8(&s, "type", "object");
@@ -825,7 +495,7 @@ operation(bson_t *path_item, const struct tr_route *r, const char *module, struc
 	BSON_APPEND_UTF8(&op, "operationId", id);
 	BSON_APPEND_UTF8(&op, "summary", r->summary ? r->summary : "");
 	BSON_APPEND_ARRAY_BEGIN(&op, "tags", &tags.b);
-	arr_utf8(&tags, module);
+	tr_openapi_arr_utf8(&tags, module);
 	bson_append_array_end(&op, &tags.b);
 	BSON_APPEND_ARRAY_BEGIN(&op, "parameters", &params.b);
 	path_params(&params, r->path);
@@ -884,14 +554,14 @@ problem_schema(bson_t *schemas)
 	BSON_APPEND_UTF8(&ipp, "type", "string");
 	bson_append_document_end(&ip, &ipp);
 	bson_append_document_end(&items, &ip);
-	str_array(&items, "required", item_required);
+	tr_openapi_str_array(&items, "required", item_required);
 	bson_append_document_end(&p, &items);
 	bson_append_document_end(&props, &p);
 	BSON_APPEND_DOCUMENT_BEGIN(&props, "current_version", &p);
 	BSON_APPEND_UTF8(&p, "type", "integer");
 	bson_append_document_end(&props, &p);
 	bson_append_document_end(&s, &props);
-	str_array(&s, "required", required);
+	tr_openapi_str_array(&s, "required", required);
 	bson_append_document_end(schemas, &s);
 }
 
@@ -931,7 +601,7 @@ problem_responses(bson_t *comps)
 		}
 		BSON_APPEND_DOCUMENT_BEGIN(&r, "content", &content);
 		BSON_APPEND_DOCUMENT_BEGIN(&content, "application/problem+json", &media);
-		ref_to(&media, "schema", "schemas", "Problem");
+		tr_openapi_ref_to(&media, "schema", "schemas", "Problem");
 		bson_append_document_end(&content, &media);
 		bson_append_document_end(&r, &content);
 		bson_append_document_end(&all, &r);
@@ -945,23 +615,23 @@ resource_schemas(bson_t *schemas, const struct tr_resource *e)
 	bson_t s;
 	char name[96];
 
-	schema_name(name, sizeof(name), e, "");
+	tr_openapi_schema_name(name, sizeof(name), e, "");
 	BSON_APPEND_DOCUMENT_BEGIN(schemas, name, &s);
-	record_schema(&s, e);
+	tr_openapi_record_schema(&s, e);
 	bson_append_document_end(schemas, &s);
-	schema_name(name, sizeof(name), e, "List");
+	tr_openapi_schema_name(name, sizeof(name), e, "List");
 	BSON_APPEND_DOCUMENT_BEGIN(schemas, name, &s);
-	list_schema(&s, e);
+	tr_openapi_list_schema(&s, e);
 	bson_append_document_end(schemas, &s);
 	if (!e->no_create) {
-		schema_name(name, sizeof(name), e, "Create");
+		tr_openapi_schema_name(name, sizeof(name), e, "Create");
 		BSON_APPEND_DOCUMENT_BEGIN(schemas, name, &s);
-		body_schema(&s, e->fields, true);
+		tr_openapi_body_schema(&s, e->fields, true);
 		bson_append_document_end(schemas, &s);
 	}
-	schema_name(name, sizeof(name), e, "Update");
+	tr_openapi_schema_name(name, sizeof(name), e, "Update");
 	BSON_APPEND_DOCUMENT_BEGIN(schemas, name, &s);
-	body_schema(&s, e->fields, false);
+	tr_openapi_body_schema(&s, e->fields, false);
 	bson_append_document_end(schemas, &s);
 }
 
@@ -974,7 +644,7 @@ components(bson_t *doc)
 	BSON_APPEND_DOCUMENT_BEGIN(&comps, "schemas", &schemas);
 	problem_schema(&schemas);
 	BSON_APPEND_DOCUMENT_BEGIN(&schemas, "List", &s);
-	list_schema(&s, NULL);
+	tr_openapi_list_schema(&s, NULL);
 	bson_append_document_end(&schemas, &s);
 	for (size_t m = 0; m < tr_nmodules; m++)
 		for (size_t i = 0; i < tr_modules[m]->nresources; i++)
