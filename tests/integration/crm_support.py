@@ -92,8 +92,8 @@ def list_all(stack, who, path, **params):
             return items
     pytest.fail(f"{path}: more than 100 pages")
 
-def walk(stack, who, path, limit, **params):
-    """(items of every page of `limit`, number of pages)."""
+def walk(stack, who, path, limit, max_pages=20, **params):
+    """(items of every page of `limit`, number of pages; fewer than max_pages)."""
     pages, seen, cursor = 0, [], None
     while True:
         p = dict(params, limit=limit)
@@ -106,7 +106,7 @@ def walk(stack, who, path, limit, **params):
         cursor = body["next_cursor"]
         if not cursor:
             return seen, pages
-        assert pages < 20, "pagination does not end"
+        assert pages < max_pages, "pagination does not end"
 
 def ids(items):
     return [i["id"] for i in items]

@@ -18,6 +18,7 @@ from conftest import DEFAULT_PASSWORD, check_problem, login, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
     ID_RE, TS_RE, hdr, uniq, errors_of, expect_403, get_ok, list_page, list_all, ids,
     RetryingStack, stack, Team, team, other, LEADS)
+from crm_support import walk as walk_list
 
 
 # ---------------------------------------------------------------------------
@@ -175,19 +176,7 @@ def five(stack):
 
 
 def walk(stack, who, limit, **params):
-    pages, seen, cursor = 0, [], None
-    while True:
-        p = dict(params, limit=limit)
-        if cursor:
-            p["cursor"] = cursor
-        body = list_page(stack, who, LEADS, **p)
-        assert len(body["items"]) <= limit, body
-        seen += body["items"]
-        pages += 1
-        cursor = body["next_cursor"]
-        if not cursor:
-            return seen, pages
-        assert pages < 10, "pagination does not end"
+    return walk_list(stack, who, LEADS, limit, max_pages=10, **params)
 
 
 def test_pages_of_two_give_every_lead_once_newest_first(stack, five):
