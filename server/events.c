@@ -11,7 +11,7 @@
 #include "health.h"
 #include "jobs.h"
 #include "json.h"
-#include "kv.h"
+#include "kvconn.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"

@@ -13,7 +13,7 @@
 
 #include "events.h"
 #include "json.h"
-#include "kv.h"
+#include "kvconn.h"
 #include "log.h"
 #include "metrics.h"
 #include "module.h"
