@@ -10,6 +10,7 @@
 
 #include <bson/bson.h>
 #include <sodium.h>
+#include <uv.h>
 
 #include "events.h"
 #include "json.h"
