@@ -8,7 +8,7 @@
  * Delivery is at least once: a handler may see a job again (a worker died
  * after the work, before the acknowledgement), so handlers are idempotent.
  * Handlers run on job threads, never on the loop thread; they may block and
- * use MongoDB (tr_dbpool_pop). */
+ * use MongoDB through a tenant's handle (db.h, tr_db_for_tenant). */
 #ifndef TR_JOBS_H
 #define TR_JOBS_H
 
