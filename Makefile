@@ -1,7 +1,8 @@
 # Trellis - build, run and test.
 #
 #   make run     install what is missing, build, start FerretDB + Redis + the server
-#   make test    install what is missing, build with ASan/UBSan, unit + integration tests
+#   make test    install what is missing, check module boundaries, build with ASan/UBSan,
+#                unit + integration tests
 #   make tsan    the concurrency tests against a ThreadSanitizer build (build/tsan/trellis)
 #   make bench   benchmarks (tests/load/), numbers printed and written to build/bench/
 #
@@ -43,7 +44,7 @@ VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 
 .PHONY: all deps build build-asan build-tsan run test unit integration tsan bench fmt fmt-check \
-	clean migrate
+	clean migrate boundaries
 
 all: build
 
@@ -101,7 +102,14 @@ unit: $(UNIT_BINS)
 integration: build-asan
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
+# Modules include only the platform's public headers and call no driver
+# (ARCHITECTURE.md, "Modules"); the self-test proves the check can fail.
+boundaries:
+	@CC="$(CC)" CHECK_CFLAGS="$(CSTD) $(INCS) $(PKG_CFLAGS)" bash tests/check_module_boundaries.sh --self-test
+	@CC="$(CC)" CHECK_CFLAGS="$(CSTD) $(INCS) $(PKG_CFLAGS)" bash tests/check_module_boundaries.sh modules
+
 test: deps
+	@$(MAKE) --no-print-directory boundaries
 	@$(MAKE) --no-print-directory build-asan
 	@$(MAKE) --no-print-directory unit
 	@$(MAKE) --no-print-directory integration

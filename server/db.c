@@ -165,12 +165,16 @@ tr_db_open(const struct tr_principal *principal)
 		return NULL;
 	db->client = tr_dbpool_pop();
 	db->database = tr_dbpool_database(db->client);
-	db->principal = principal;
-	if (principal) {
-		db->has_tenant = true;
-		bson_oid_copy(&principal->tenant_id, &db->tenant_id);
-	}
+	if (principal)
+		tr_db_act_for(db, principal);
 	return db;
+}
+
+void
+tr_db_act_for(struct tr_db *db, const struct tr_principal *principal)
+{
+	db->principal = principal;
+	tr_db_set_tenant(db, &principal->tenant_id);
 }
 
 void
@@ -218,6 +222,33 @@ tr_db_find_global(struct tr_db *db, const char *coll, const bson_t *filter, bson
 
 	if (rc != TR_OK)
 		bson_init(out);
+	return rc;
+}
+
+int
+tr_db_each_global(struct tr_db *db, const char *coll, const bson_t *filter, const char *sort_field,
+		  int (*visit)(void *arg, const bson_t *doc), void *arg)
+{
+	bson_t opts = BSON_INITIALIZER, sort;
+	bson_error_t error;
+	const bson_t *doc;
+	mongoc_collection_t *c = tr_db_collection(db, coll);
+	mongoc_cursor_t *cur = NULL;
+	uint64_t t0 = tr_mono_ns();
+	int rc = TR_OK;
+
+	BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
+	BSON_APPEND_INT32(&sort, sort_field, 1);
+	bson_append_document_end(&opts, &sort);
+	cur = mongoc_collection_find_with_opts(c, filter, &opts, NULL);
+	while (rc == TR_OK && mongoc_cursor_next(cur, &doc))
+		rc = visit(arg, doc);
+	if (rc == TR_OK && mongoc_cursor_error(cur, &error))
+		rc = tr_db_fail("find", coll, &error);
+	mongoc_cursor_destroy(cur);
+	mongoc_collection_destroy(c);
+	bson_destroy(&opts);
+	db->elapsed_ns += tr_mono_ns() - t0;
 	return rc;
 }
 

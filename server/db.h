@@ -23,6 +23,30 @@
 struct tr_db *tr_db_for_tenant(const char *tenant_hex);
 void tr_db_release(struct tr_db *db);
 
+/* ---- Platform code: identity and operator commands ----
+ * Tenants themselves (the "tenants" collection: each tenant's record has
+ * its own id as tenant_id) are found and created before any tenant is
+ * known. These calls serve that work - signup, login, API keys, the
+ * `trellis tenant|user|demo` commands - and no other module uses them. */
+
+/* Worker thread or command: a handle for one piece of work; NULL
+ * principal gives a handle that refuses tenant data until
+ * tr_db_set_tenant. NULL when memory ran out. Close it with tr_db_close. */
+struct tr_db *tr_db_open(const struct tr_principal *principal);
+void tr_db_close(struct tr_db *db);
+/* Points the handle at a tenant, e.g. the one being created by signup or
+ * found by login. */
+void tr_db_set_tenant(struct tr_db *db, const bson_oid_t *tenant_id);
+/* The first stored document matching filter across tenants (the tenant of
+ * a login slug), or TR_ENOTFOUND; *out is initialised either way. */
+int tr_db_find_global(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
+/* Calls visit with every stored document of coll matching filter across
+ * tenants, in ascending order of sort_field (`trellis tenant list`). A
+ * non-zero return of visit stops the walk and is returned. */
+int tr_db_each_global(struct tr_db *db, const char *coll, const bson_t *filter,
+		      const char *sort_field, int (*visit)(void *arg, const bson_t *doc),
+		      void *arg);
+
 /* Inserts fields as a new record (an ObjectId "_id" among the fields is
  * used as its id; other layer-owned fields are ignored) and returns the stored document in
  * *stored (initialised by the call; the caller destroys it).
@@ -36,6 +60,11 @@ int tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_
  * each doc. Not a path for requests: nothing is validated, claimed or
  * emitted. */
 int tr_db_import(struct tr_db *db, const char *coll, bson_t **docs, size_t n);
+
+/* Deletes every record of the handle's tenant in coll at once: the undo of
+ * tr_db_import when a seed fails halfway. Like tr_db_import, not a path for
+ * requests: no claims, no effects, no events. */
+int tr_db_purge(struct tr_db *db, const char *coll);
 
 /* Marks key (any string of 1..200 bytes) as done once for the tenant:
  * TR_OK the first time, in any process, TR_EDUPLICATE every time after -

@@ -1,6 +1,6 @@
-/* The platform side of the data layer: the mongoc client pool, handles for
- * workers, the idempotency store, health and maintenance. Module code uses
- * db.h instead. */
+/* The platform side of the data layer: the mongoc client pool, what a
+ * handle holds, the idempotency store, health and maintenance. Module code
+ * uses db.h instead, and never includes this header (make test checks). */
 #ifndef TR_DBPOOL_H
 #define TR_DBPOOL_H
 
@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "config.h"
+#include "db.h"
 #include "module.h"
 
 /* Creates the pool (thread-safe, size = workers). Main thread, at start. */
@@ -26,16 +27,10 @@ struct tr_db {
 	long long conflict_version; /* what a refused write found (TR_EVERSION, TR_EBUSY) */
 };
 
-/* Worker thread: a tenant-scoped handle for one handler call; NULL
- * principal gives a handle that refuses tenant data (for public work). */
-struct tr_db *tr_db_open(const struct tr_principal *principal);
-void tr_db_close(struct tr_db *db);
-/* Platform code (identity) only: points the handle at a tenant, e.g. the
- * one being created by signup or found by login. */
-void tr_db_set_tenant(struct tr_db *db, const bson_oid_t *tenant_id);
-/* Platform code only: the first document matching filter across tenants
- * (the tenant of a login slug). */
-int tr_db_find_global(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
+/* The framework, once a module's authenticate_key hook resolved an API
+ * key into principal: the handle now acts for it (its tenant, and its user
+ * for idempotency keys). principal must outlive the handle. */
+void tr_db_act_for(struct tr_db *db, const struct tr_principal *principal);
 
 /* Seconds spent in MongoDB through this handle, and whether any call found
  * MongoDB unavailable. */

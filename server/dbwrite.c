@@ -745,6 +745,29 @@ tr_db_import(struct tr_db *db, const char *coll, bson_t **docs, size_t n)
 	return rc;
 }
 
+int
+tr_db_purge(struct tr_db *db, const char *coll)
+{
+	bson_t filter = BSON_INITIALIZER;
+	bson_error_t error;
+	mongoc_collection_t *c = NULL;
+	uint64_t t0 = tr_mono_ns();
+	int rc = TR_EINVALID;
+
+	if (!db->has_tenant)
+		goto out;
+	BSON_APPEND_OID(&filter, "tenant_id", &db->tenant_id);
+	c = tr_db_collection(db, coll);
+	rc = mongoc_collection_delete_many(c, &filter, NULL, NULL, &error)
+		 ? TR_OK
+		 : tr_db_fail("delete", coll, &error);
+out:
+	mongoc_collection_destroy(c);
+	bson_destroy(&filter);
+	db->elapsed_ns += tr_mono_ns() - t0;
+	return rc;
+}
+
 /* ---- changes ---- */
 
 /* Steps 1 and 2 for a change of record id: this process's lock on the

@@ -5,13 +5,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <uv.h>
 
 #include "auth.h"
 #include "dbpool.h"
 #include "health.h"
 #include "jobs.h"
 #include "json.h"
-#include "kv.h"
+#include "kvconn.h"
 #include "log.h"
 #include "metrics.h"
 #include "redis.h"

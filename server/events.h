@@ -14,10 +14,13 @@
 
 #include <bson/bson.h>
 #include <stdbool.h>
-#include <uv.h>
 
 #include "config.h"
 #include "module.h"
+
+/* libuv's loop (uv_loop_t), named here without <uv.h> so that modules
+ * including this header do not see libuv: only main.c passes one. */
+struct uv_loop_s;
 
 /* Records an event of the record `stored` (as the data layer returned it;
  * data is the record rendered as GET renders it, owner its "owner_id").
@@ -58,7 +61,7 @@ struct tr_event_out {
 void tr_events_register(const struct tr_config *cfg);
 /* Loop thread, after tr_redis_init: subscribes to the event and revocation
  * channels and starts the relay timer. */
-void tr_events_start(uv_loop_t *loop);
+void tr_events_start(struct uv_loop_s *loop);
 void tr_events_stop(void);
 /* Loop thread: publishes a finished request's events (takes the list). */
 void tr_events_publish(struct tr_event_out *list);

@@ -1,6 +1,7 @@
 #include "health.h"
 
 #include <stdlib.h>
+#include <uv.h>
 
 #include "dbpool.h"
 #include "log.h"

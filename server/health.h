@@ -5,11 +5,14 @@
 #define TR_HEALTH_H
 
 #include <stdbool.h>
-#include <uv.h>
 
 #include "config.h"
 
-void tr_health_init(uv_loop_t *loop, const struct tr_config *cfg, bool migrations_done);
+/* libuv's loop (uv_loop_t), named here without <uv.h> so that modules
+ * including this header do not see libuv: only main.c passes one. */
+struct uv_loop_s;
+
+void tr_health_init(struct uv_loop_s *loop, const struct tr_config *cfg, bool migrations_done);
 void tr_health_close(void);
 
 bool tr_health_db_up(void);

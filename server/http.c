@@ -348,6 +348,7 @@ work_cb(uv_work_t *w)
 		bool own;
 		if (authenticate_key(db, c) != 0)
 			goto render;
+		tr_db_act_for(db, &c->req->principal);
 		const char *need = c->req->route->permission;
 		if (need && (!tr_permission_check(c->req->principal.perms, need, &own) || own)) {
 			tr_problem(c, 403, "forbidden", "this API key does not allow this");

@@ -10,10 +10,11 @@
 
 #include <bson/bson.h>
 #include <sodium.h>
+#include <uv.h>
 
 #include "events.h"
 #include "json.h"
-#include "kv.h"
+#include "kvconn.h"
 #include "log.h"
 #include "metrics.h"
 #include "module.h"

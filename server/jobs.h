@@ -8,15 +8,18 @@
  * Delivery is at least once: a handler may see a job again (a worker died
  * after the work, before the acknowledgement), so handlers are idempotent.
  * Handlers run on job threads, never on the loop thread; they may block and
- * use MongoDB (tr_dbpool_pop). */
+ * use MongoDB through a tenant's handle (db.h, tr_db_for_tenant). */
 #ifndef TR_JOBS_H
 #define TR_JOBS_H
 
 #include <stddef.h>
 #include <stdint.h>
-#include <uv.h>
 
 #include "config.h"
+
+/* libuv's loop (uv_loop_t), named here without <uv.h> so that modules
+ * including this header do not see libuv: only main.c passes one. */
+struct uv_loop_s;
 
 struct tr_job {
 	const char *queue;
@@ -49,7 +52,7 @@ int tr_job_enqueue(const char *queue, const char *tenant_hex, const char *payloa
 void tr_jobs_register(void);
 /* Start-up (main thread): the handlers of every module; job threads start
  * when the process has the worker role. */
-int tr_jobs_start(uv_loop_t *loop, const struct tr_config *cfg);
+int tr_jobs_start(struct uv_loop_s *loop, const struct tr_config *cfg);
 /* Stops the job threads (waits for running handlers) and the stats timer. */
 void tr_jobs_stop(void);
 

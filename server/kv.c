@@ -1,4 +1,4 @@
-#include "kv.h"
+#include "kvconn.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "log.h"
+#include "util.h"
 
 struct kvconn {
 	redisContext *ctx;
@@ -150,18 +151,20 @@ tr_kv_command_wait(int argc, const char **argv, const size_t *lens, int timeout_
 	return r;
 }
 
-redisReply *
-tr_kv_commandf(const char *fmt, ...)
+/* One printf-style command; a closed connection is retried once, as in
+ * tr_kv_command. */
+static redisReply *
+command_v(const char *fmt, va_list ap)
 {
 	for (int attempt = 0; attempt < 2; attempt++) {
 		bool fresh = !mine || !mine->ctx;
 		redisContext *c = connection();
-		va_list ap;
+		va_list again;
 		if (!c)
 			return NULL;
-		va_start(ap, fmt);
-		redisReply *r = redisvCommand(c, fmt, ap);
-		va_end(ap);
+		va_copy(again, ap);
+		redisReply *r = redisvCommand(c, fmt, again);
+		va_end(again);
 		if (r)
 			return r;
 		bool retry = !fresh && closed_by_peer(c);
@@ -170,4 +173,47 @@ tr_kv_commandf(const char *fmt, ...)
 			break;
 	}
 	return NULL;
+}
+
+redisReply *
+tr_kv_commandf(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	redisReply *r = command_v(fmt, ap);
+	va_end(ap);
+	return r;
+}
+
+/* The integer of reply r, which it frees. */
+static int
+integer_of(redisReply *r, long long *out)
+{
+	int rc = TR_EUNAVAILABLE;
+
+	if (r) {
+		rc = r->type == REDIS_REPLY_INTEGER ? TR_OK : TR_EINTERNAL;
+		if (rc == TR_OK)
+			*out = r->integer;
+		freeReplyObject(r);
+	}
+	return rc;
+}
+
+int
+tr_kv_integer(long long *out, int argc, const char **argv, const size_t *lens)
+{
+	return integer_of(tr_kv_command(argc, argv, lens), out);
+}
+
+int
+tr_kv_integerf(long long *out, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	redisReply *r = command_v(fmt, ap);
+	va_end(ap);
+	return integer_of(r, out);
 }

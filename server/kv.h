@@ -1,27 +1,21 @@
-/* Synchronous Redis for worker threads. Each worker thread has its own
- * connection (connected lazily, dropped and reopened after any error), with
- * dep_timeout_ms as connect and command timeout. Never call it on the loop
- * thread: it blocks. The loop thread uses redis.h instead. */
+/* Synchronous Redis for worker threads, in the terms module code needs:
+ * commands whose reply is an integer (counters, limits, EVAL of a script
+ * that returns one). Each worker thread has its own connection (connected
+ * lazily, dropped and reopened after any error), with dep_timeout_ms as
+ * connect and command timeout. Never call it on the loop thread: it
+ * blocks. The platform's raw replies are in kvconn.h; the loop thread
+ * uses redis.h. */
 #ifndef TR_KV_H
 #define TR_KV_H
 
-#include <hiredis/hiredis.h>
 #include <stddef.h>
 
-#include "config.h"
-
-void tr_kv_init(const struct tr_config *cfg);
-/* Closes every thread's connection; call once the workers are idle. */
-void tr_kv_close_all(void);
-
-/* Runs one command. NULL when Redis is unreachable or too slow (the caller
- * answers 503); otherwise the reply, which the caller frees with
- * freeReplyObject. An error reply is returned as such. */
-redisReply *tr_kv_command(int argc, const char **argv, const size_t *lens);
-/* The same for a command that blocks on purpose (XREADGROUP BLOCK): the
- * reply may take up to timeout_ms. Not retried. */
-redisReply *tr_kv_command_wait(int argc, const char **argv, const size_t *lens, int timeout_ms);
-/* Printf-style, for commands without binary arguments. */
-redisReply *tr_kv_commandf(const char *fmt, ...);
+/* Runs one command whose reply is an integer and stores it in *out.
+ * TR_OK; TR_EUNAVAILABLE when Redis is unreachable or too slow;
+ * TR_EINTERNAL when it answered anything but an integer (an error reply,
+ * a script that returned something else). *out is left alone on failure. */
+int tr_kv_integer(long long *out, int argc, const char **argv, const size_t *lens);
+/* The same, printf-style, for commands without binary arguments. */
+int tr_kv_integerf(long long *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 #endif

@@ -21,7 +21,7 @@
 #include "health.h"
 #include "http.h"
 #include "jobs.h"
-#include "kv.h"
+#include "kvconn.h"
 #include "pwhash.h"
 #include "log.h"
 #include "metrics.h"

@@ -126,7 +126,8 @@ struct tr_module {
 	/* Hooks the platform calls (NULL: the module offers none; at most one
 	 * module offers each). */
 	/* Resolves an X-API-Key into c->req->principal (tenant, perms) on a
-	 * worker; sets the problem (401/503) and returns non-zero when not. */
+	 * worker; sets the problem (401/503) and returns non-zero when not.
+	 * On success the platform then points db at that principal. */
 	int (*authenticate_key)(struct tr_db *db, struct tr_ctx *c, const char *key);
 	const struct tr_route *routes;
 	size_t nroutes;

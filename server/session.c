@@ -6,7 +6,7 @@
 #include <string.h>
 
 #include "auth.h"
-#include "kv.h"
+#include "kvconn.h"
 #include "util.h"
 
 #define SECRET_BYTES 32

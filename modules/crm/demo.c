@@ -8,16 +8,17 @@
  *
  * Everything is planned in memory first (plan_*), from a PRNG with a fixed
  * seed, so every demo tenant holds the same story told relative to "now";
- * then each collection is written with one insert_many. Records are
+ * then the tenant and each collection are written with tr_db_import. Records are
  * written in the shape the API stores (db.c, the entity files): _id,
  * tenant_id, the fields, created_at, updated_at, version 1, references as
  * ObjectIds, dates as BSON dates, money as {amount (int64 minor units),
  * currency}. Dates lie in the past except due tasks and planned meetings;
  * updated_at is the record's last change (a status, a stage, closing).
  *
- * The writes bypass the data layer on purpose: it stamps created_at with
+ * The writes go round tr_db_insert on purpose: it stamps created_at with
  * the current time and writes one record per call, and a demo needs both a
- * history and speed. No events are emitted (nobody is subscribed to a
+ * history and speed. A failed run is undone with tr_db_purge. No events
+ * are emitted (nobody is subscribed to a
  * tenant that does not exist yet); reminders of open tasks due in the
  * future are queued as the API would queue them.
  *
@@ -31,7 +32,6 @@
 
 #include "crm.h"
 #include "db.h"
-#include "dbpool.h"
 #include "identity/identity.h"
 #include "jobs.h"
 
@@ -363,7 +363,7 @@ static const char *const coll_names[C_COUNT] = {
     "users",	"pipelines",	  "campaigns", "crm_groups",   "leads", "clients",
     "contacts", "counterparties", "deals",     "interactions", "tasks", "claims"};
 
-/* The documents of one collection, written with one insert_many. */
+/* The documents of one collection, written with one tr_db_import. */
 struct batch {
 	bson_t **docs;
 	size_t n, cap;
@@ -1428,29 +1428,24 @@ by_created_at(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Writes every batch; on failure removes what this run wrote (best
- * effort: the database may be gone) and returns the TR_E* code. */
+/* Writes the tenant, then every batch; on failure removes what this run
+ * wrote (best effort: the database may be gone) and returns the TR_E*
+ * code. The tenant goes first so that a slug taken meanwhile
+ * (TR_EDUPLICATE) stops the run before anything else is written. */
 static int
-write_all(struct demo *d, const bson_t *tenant)
+write_all(struct demo *d, bson_t *tenant)
 {
-	mongoc_client_t *client = tr_dbpool_pop();
-	mongoc_database_t *database = tr_dbpool_database(client);
-	mongoc_collection_t *coll = NULL;
-	bson_error_t error;
-	bson_t filter = BSON_INITIALIZER;
+	struct tr_db *db = tr_db_open(NULL);
 	int rc = TR_OK, written = -1;
 
-	coll = mongoc_database_get_collection(database, "tenants");
-	if (!mongoc_collection_insert_one(coll, tenant, NULL, NULL, &error)) {
-		rc = tr_db_err_from_mongoc(&error);
-		goto out;
-	}
-	struct tr_db *db = tr_db_open(NULL);
 	if (!db) {
 		rc = TR_ENOMEM;
 		goto out;
 	}
 	tr_db_set_tenant(db, &d->tenant_id);
+	rc = tr_db_import(db, TENANTS, &tenant, 1);
+	if (rc != TR_OK)
+		goto out;
 	for (int c = 0; c < C_COUNT && rc == TR_OK; c++) {
 		struct batch *b = &d->batches[c];
 		written = c;
@@ -1461,24 +1456,14 @@ write_all(struct demo *d, const bson_t *tenant)
 			fprintf(stderr, "trellis: writing %s failed: %s\n", coll_names[c],
 				tr_strerror(rc));
 	}
-	tr_db_close(db);
 	if (rc == TR_OK)
 		goto out;
 	/* undo: this tenant's records, then the tenant */
-	BSON_APPEND_OID(&filter, "tenant_id", &d->tenant_id);
-	for (int c = 0; c <= written; c++) {
-		mongoc_collection_destroy(coll);
-		coll = mongoc_database_get_collection(database, coll_names[c]);
-		mongoc_collection_delete_many(coll, &filter, NULL, NULL, NULL);
-	}
-	mongoc_collection_destroy(coll);
-	coll = mongoc_database_get_collection(database, "tenants");
-	mongoc_collection_delete_many(coll, &filter, NULL, NULL, NULL);
+	for (int c = 0; c <= written; c++)
+		tr_db_purge(db, coll_names[c]);
+	tr_db_purge(db, TENANTS);
 out:
-	bson_destroy(&filter);
-	mongoc_collection_destroy(coll);
-	mongoc_database_destroy(database);
-	tr_dbpool_push(client);
+	tr_db_close(db);
 	return rc;
 }
 

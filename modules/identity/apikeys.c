@@ -9,8 +9,6 @@
 
 #include "events.h"
 #include "db.h"
-#include "auth.h"
-#include "dbpool.h"
 #include "identity.h"
 #include "json.h"
 #include "kv.h"
@@ -126,8 +124,7 @@ identity_authenticate_key(struct tr_db *db, struct tr_ctx *c, const char *key)
 	snprintf(p->session_id, sizeof(p->session_id), "apikey");
 	p->perms = joined(c, &rec, "permissions");
 	c->req->authenticated = true;
-	tr_db_set_tenant(db, &p->tenant_id);
-	db->principal = p;
+	tr_db_set_tenant(db, &p->tenant_id); /* for last_used_at below */
 
 	/* Rate limits: the key's own bucket, then the tenant's. */
 	snprintf(bucket, sizeof(bucket), "t:%s:rl:k:%s", p->tenant_hex, id);
@@ -137,16 +134,12 @@ identity_authenticate_key(struct tr_db *db, struct tr_ctx *c, const char *key)
 	snprintf(r2, sizeof(r2), "%d", tr_cfg->rate_limit_rps);
 	snprintf(b2, sizeof(b2), "%d", tr_cfg->rate_limit_burst);
 	const char *argv[] = {"EVAL", buckets_lua, "2", bucket, tbucket, r1, b1, r2, b2};
-	redisReply *r = tr_kv_command(9, argv, NULL);
-	if (!r || r->type != REDIS_REPLY_INTEGER) {
-		if (r)
-			freeReplyObject(r);
+	long long wait = 0;
+	if (tr_kv_integer(&wait, 9, argv, NULL) != TR_OK) {
 		bson_destroy(&rec);
 		tr_problem_from_err(c, TR_EUNAVAILABLE);
 		return -1;
 	}
-	long long wait = r->integer;
-	freeReplyObject(r);
 	if (wait > 0) {
 		bson_destroy(&rec);
 		tr_problem(c, 429, "rate-limited", "too many requests for this API key; slow down");

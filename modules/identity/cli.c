@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "db.h"
-#include "dbpool.h"
 #include "identity.h"
 #include "perm.h"
 #include "session.h"
@@ -155,15 +154,30 @@ cli_tenant_create(int argc, char **argv)
 	return 0;
 }
 
+/* One line of `trellis tenant list`: id, slug and name. */
+static int
+print_tenant(void *arg, const bson_t *tenant)
+{
+	bson_iter_t it;
+	char hex[25] = "";
+	const char *slug = "", *name = "";
+	(void)arg;
+
+	if (bson_iter_init_find(&it, tenant, "_id") && BSON_ITER_HOLDS_OID(&it))
+		bson_oid_to_string(bson_iter_oid(&it), hex);
+	if (bson_iter_init_find(&it, tenant, "slug") && BSON_ITER_HOLDS_UTF8(&it))
+		slug = bson_iter_utf8(&it, NULL);
+	if (bson_iter_init_find(&it, tenant, "name") && BSON_ITER_HOLDS_UTF8(&it))
+		name = bson_iter_utf8(&it, NULL);
+	printf("%s\t%s\t%s\n", hex, slug, name);
+	return TR_OK;
+}
+
 int
 cli_tenant_list(int argc, char **argv)
 {
-	mongoc_client_t *client = tr_dbpool_pop();
-	mongoc_database_t *database = tr_dbpool_database(client);
-	mongoc_collection_t *coll = mongoc_database_get_collection(database, TENANTS);
-	bson_t filter = BSON_INITIALIZER, opts = BSON_INITIALIZER, sort;
-	const bson_t *doc;
-	bson_error_t error;
+	struct tr_db *db = NULL;
+	bson_t filter = BSON_INITIALIZER;
 	int rc = 0;
 	(void)argv;
 
@@ -172,33 +186,15 @@ cli_tenant_list(int argc, char **argv)
 		rc = 2;
 		goto out;
 	}
-	BSON_APPEND_DOCUMENT_BEGIN(&opts, "sort", &sort);
-	BSON_APPEND_INT32(&sort, "slug", 1);
-	bson_append_document_end(&opts, &sort);
-	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, &filter, &opts, NULL);
-	while (mongoc_cursor_next(cur, &doc)) {
-		bson_iter_t it;
-		char hex[25] = "";
-		const char *slug = "", *name = "";
-		if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
-			bson_oid_to_string(bson_iter_oid(&it), hex);
-		if (bson_iter_init_find(&it, doc, "slug") && BSON_ITER_HOLDS_UTF8(&it))
-			slug = bson_iter_utf8(&it, NULL);
-		if (bson_iter_init_find(&it, doc, "name") && BSON_ITER_HOLDS_UTF8(&it))
-			name = bson_iter_utf8(&it, NULL);
-		printf("%s\t%s\t%s\n", hex, slug, name);
-	}
-	if (mongoc_cursor_error(cur, &error)) {
-		fprintf(stderr, "trellis: tenant list: %s\n", error.message);
+	db = tr_db_open(NULL);
+	rc = db ? tr_db_each_global(db, TENANTS, &filter, "slug", print_tenant, NULL) : TR_ENOMEM;
+	if (rc != TR_OK) {
+		fprintf(stderr, "trellis: tenant list: %s\n", tr_strerror(rc));
 		rc = 1;
 	}
-	mongoc_cursor_destroy(cur);
 out:
 	bson_destroy(&filter);
-	bson_destroy(&opts);
-	mongoc_collection_destroy(coll);
-	mongoc_database_destroy(database);
-	tr_dbpool_push(client);
+	tr_db_close(db);
 	return rc;
 }
 

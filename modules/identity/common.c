@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "db.h"
-#include "dbpool.h"
 #include "identity.h"
 #include "json.h"
 #include "perm.h"

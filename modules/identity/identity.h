@@ -1,6 +1,7 @@
 /* Identity: signup, login, sessions, users and roles (CONTRACT.md "Auth").
- * Platform code: it creates tenants and finds them by slug, so besides
- * db.h it uses the platform calls of dbpool.h and the session store. */
+ * Platform code: it creates tenants and finds them by slug, so besides the
+ * tenant-scoped calls it uses db.h's platform section (tr_db_open,
+ * tr_db_set_tenant, tr_db_find_global, ...) and the session store. */
 #ifndef TR_IDENTITY_H
 #define TR_IDENTITY_H
 

@@ -7,7 +7,6 @@
 
 #include "config.h"
 #include "db.h"
-#include "dbpool.h"
 #include "identity.h"
 #include "json.h"
 #include "kv.h"
@@ -193,24 +192,14 @@ count_attempt(const char *acct, const char *addr)
 	int wait = 0;
 
 	for (int i = 0; i < 2; i++) {
-		redisReply *r = tr_kv_commandf("INCR %s", keys[i]);
-		if (!r || r->type != REDIS_REPLY_INTEGER) {
-			if (r)
-				freeReplyObject(r);
+		long long n = 0, ignored, ttl = 1;
+		if (tr_kv_integerf(&n, "INCR %s", keys[i]) != TR_OK)
 			return -1;
-		}
-		long long n = r->integer;
-		freeReplyObject(r);
-		if (n == 1) {
-			r = tr_kv_commandf("EXPIRE %s %d", keys[i], tr_cfg->login_failure_window);
-			if (r)
-				freeReplyObject(r);
-		}
+		if (n == 1)
+			tr_kv_integerf(&ignored, "EXPIRE %s %d", keys[i],
+				       tr_cfg->login_failure_window);
 		if (n > limits[i] && wait == 0) {
-			r = tr_kv_commandf("TTL %s", keys[i]);
-			long long ttl = r && r->type == REDIS_REPLY_INTEGER ? r->integer : 1;
-			if (r)
-				freeReplyObject(r);
+			tr_kv_integerf(&ttl, "TTL %s", keys[i]); /* 1 when unknown */
 			wait = ttl > 0 ? (int)ttl : 1;
 		}
 	}
@@ -222,12 +211,10 @@ count_attempt(const char *acct, const char *addr)
 static void
 forgive(const char *acct, const char *addr)
 {
-	redisReply *r = tr_kv_commandf("DEL %s", acct);
-	if (r)
-		freeReplyObject(r);
-	r = tr_kv_commandf("DECR %s", addr);
-	if (r)
-		freeReplyObject(r);
+	long long ignored;
+
+	tr_kv_integerf(&ignored, "DEL %s", acct);
+	tr_kv_integerf(&ignored, "DECR %s", addr);
 }
 
 void

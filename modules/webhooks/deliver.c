@@ -10,7 +10,7 @@
 #include <time.h>
 
 #include "config.h"
-#include "dbpool.h"
+#include "db.h"
 #include "json.h"
 #include "log.h"
 #include "util.h"
@@ -24,38 +24,30 @@ curl_start(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* The webhook, if it still exists for this tenant and is active. */
+/* The webhook, if it still exists for the job's tenant and is active.
+ * Any failure to read it counts as "gone", as it always has. */
 static bool
 load_hook(const char *id, const char *tenant, char *url, size_t ulen, char *secret, size_t slen)
 {
-	mongoc_client_t *client = tr_dbpool_pop();
-	mongoc_database_t *db = tr_dbpool_database(client);
-	mongoc_collection_t *coll = mongoc_database_get_collection(db, WEBHOOKS);
-	bson_oid_t oid, tid;
-	bson_t *filter;
-	const bson_t *doc;
-	mongoc_cursor_t *cur;
+	struct tr_db *db = tr_db_for_tenant(tenant);
+	bson_t hook = BSON_INITIALIZER;
 	bson_iter_t it;
 	bool found = false;
+	int rc = TR_ENOMEM;
 
-	bson_oid_init_from_string(&oid, id);
-	bson_oid_init_from_string(&tid, tenant);
-	filter = BCON_NEW("_id", BCON_OID(&oid));
-	cur = mongoc_collection_find_with_opts(coll, filter, NULL, NULL);
-	if (mongoc_cursor_next(cur, &doc) && bson_iter_init_find(&it, doc, "tenant_id") &&
-	    BSON_ITER_HOLDS_OID(&it) && bson_oid_equal(bson_iter_oid(&it), &tid) &&
-	    bson_iter_init_find(&it, doc, "active") && bson_iter_as_bool(&it)) {
-		if (bson_iter_init_find(&it, doc, "url") && BSON_ITER_HOLDS_UTF8(&it))
+	if (db) {
+		bson_destroy(&hook);
+		rc = tr_db_get(db, WEBHOOKS, id, &hook); /* initialises hook */
+	}
+	if (rc == TR_OK && bson_iter_init_find(&it, &hook, "active") && bson_iter_as_bool(&it)) {
+		if (bson_iter_init_find(&it, &hook, "url") && BSON_ITER_HOLDS_UTF8(&it))
 			snprintf(url, ulen, "%s", bson_iter_utf8(&it, NULL));
-		if (bson_iter_init_find(&it, doc, "_secret") && BSON_ITER_HOLDS_UTF8(&it))
+		if (bson_iter_init_find(&it, &hook, "_secret") && BSON_ITER_HOLDS_UTF8(&it))
 			snprintf(secret, slen, "%s", bson_iter_utf8(&it, NULL));
 		found = url[0] && secret[0];
 	}
-	mongoc_cursor_destroy(cur);
-	bson_destroy(filter);
-	mongoc_collection_destroy(coll);
-	mongoc_database_destroy(db);
-	tr_dbpool_push(client);
+	bson_destroy(&hook);
+	tr_db_release(db);
 	return found;
 }
 
