@@ -24,31 +24,34 @@ curl_start(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* The webhook, if it still exists for the job's tenant and is active.
- * Any failure to read it counts as "gone", as it always has. */
-static bool
+/* The webhook, if it still exists for the job's tenant and is active:
+ * TR_OK with url and secret, TR_ENOTFOUND when it was removed or paused
+ * (no delivery), or the data layer's error when it could not be read (the
+ * job is retried: a database outage must not drop deliveries). */
+static int
 load_hook(const char *id, const char *tenant, char *url, size_t ulen, char *secret, size_t slen)
 {
 	struct tr_db *db = tr_db_for_tenant(tenant);
 	bson_t hook = BSON_INITIALIZER;
 	bson_iter_t it;
-	bool found = false;
 	int rc = TR_ENOMEM;
 
 	if (db) {
 		bson_destroy(&hook);
 		rc = tr_db_get(db, WEBHOOKS, id, &hook); /* initialises hook */
 	}
-	if (rc == TR_OK && bson_iter_init_find(&it, &hook, "active") && bson_iter_as_bool(&it)) {
-		if (bson_iter_init_find(&it, &hook, "url") && BSON_ITER_HOLDS_UTF8(&it))
-			snprintf(url, ulen, "%s", bson_iter_utf8(&it, NULL));
-		if (bson_iter_init_find(&it, &hook, "_secret") && BSON_ITER_HOLDS_UTF8(&it))
-			snprintf(secret, slen, "%s", bson_iter_utf8(&it, NULL));
-		found = url[0] && secret[0];
+	if (rc == TR_OK) {
+		if (bson_iter_init_find(&it, &hook, "active") && bson_iter_as_bool(&it)) {
+			if (bson_iter_init_find(&it, &hook, "url") && BSON_ITER_HOLDS_UTF8(&it))
+				snprintf(url, ulen, "%s", bson_iter_utf8(&it, NULL));
+			if (bson_iter_init_find(&it, &hook, "_secret") && BSON_ITER_HOLDS_UTF8(&it))
+				snprintf(secret, slen, "%s", bson_iter_utf8(&it, NULL));
+		}
+		rc = url[0] && secret[0] ? TR_OK : TR_ENOTFOUND;
 	}
 	bson_destroy(&hook);
 	tr_db_release(db);
-	return found;
+	return rc;
 }
 
 /* Resolves the URL's host once and checks every address, so that a name
@@ -133,9 +136,14 @@ webhooks_deliver(const struct tr_job *job, char *err, size_t errlen)
 	bson_destroy(&payload);
 	if (!body)
 		return 0;
-	if (!load_hook(hook, job->tenant, url, sizeof(url), secret, sizeof(secret))) {
+	int found = load_hook(hook, job->tenant, url, sizeof(url), secret, sizeof(secret));
+	if (found == TR_ENOTFOUND) {
 		rc = 0; /* removed or paused meanwhile: no delivery */
 		goto out;
+	}
+	if (found != TR_OK) {
+		snprintf(err, errlen, "the webhook could not be read: %s", tr_strerror(found));
+		goto out; /* retried */
 	}
 	if (!resolve_pin(url, pin, sizeof(pin), err, errlen))
 		goto out;

@@ -271,3 +271,32 @@ def test_a_worker_killed_mid_job_has_its_job_finished_by_another(trellis, receiv
     # a worker-only process does not serve the API
     r = requests.get(b.url("/v1/me"), headers=owner.headers, timeout=HTTP_TIMEOUT_S)
     assert r.status_code == 503, r.text
+
+
+def test_a_delivery_due_while_the_database_is_down_is_retried_not_dropped(trellis, stack, receiver):
+    # The first attempt fails at the receiver; the retry comes while the
+    # database is down and cannot read the webhook. That once counted as
+    # "webhook gone" and finished the job: the event was never delivered.
+    proc, _ = start_server(trellis, job_backoff_ms=6000, job_backoff_max_ms=6000, job_max_attempts=8)
+    api = Api(proc)
+    owner = signup(api)
+    rec = receiver(plan=(500, 200))
+    hook(api, owner, rec.url)
+    create_user(api, owner, ["sales"])
+    rec.wait_calls(1)
+    stack.stop_ferretdb()
+    try:
+        time.sleep(7.0)  # past the retry's backoff (3 to 6 s): it runs against no database
+    finally:
+        stack.start_ferretdb()
+    stack.wait_ready(60)
+    first = rec.calls[0]["headers"]["X-Trellis-Delivery"]
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        with rec.lock:
+            again = [c for c in rec.calls[1:] if c["headers"]["X-Trellis-Delivery"] == first]
+        if again:
+            break
+        time.sleep(0.1)
+    assert again, f"the failed delivery {first} never came again: {len(rec.calls)} calls"
+    assert dead_jobs(api, owner) == []
