@@ -26,11 +26,12 @@
 #define DELETE_BATCH 256
 
 /* KEYS[1] the tenant's stream, KEYS[2] the outbox record's dedupe key,
- * KEYS[3] the webhooks queue. ARGV: max length, min id ("0": none), topic,
- * owner, tail, tenant, dedupe ttl, then the ids of webhooks to deliver to.
+ * KEYS[3] the event sink's job queue. ARGV: max length, min id ("0": none),
+ * topic, owner, tail, tenant, dedupe ttl, the sink's id field, then the ids
+ * of the sink's subscribers to deliver to.
  * Appends, trims, remembers the outbox id, publishes "tenant \n topic \n
- * owner \n id \n tail", and enqueues one delivery job per webhook (job id
- * derived from event and webhook); an outbox id already published returns
+ * owner \n id \n tail", and enqueues one delivery job per subscriber (job id
+ * derived from event and subscriber); an outbox id already published returns
  * its event id and does nothing. */
 static const char publish_lua[] =
     "local prev = redis.call('GET', KEYS[2])\n"
@@ -41,10 +42,11 @@ static const char publish_lua[] =
     "redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"
     "redis.call('PUBLISH', '" EVENTS_CHANNEL "',\n"
     "  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
-    "for i = 8, #ARGV do\n"
+    "for i = 9, #ARGV do\n"
     "  redis.call('XADD', KEYS[3], '*', 'id', string.sub(redis.sha1hex(id .. ARGV[i]), 1, 32),\n"
     "    'tenant', ARGV[6], 'attempt', '0', 'payload',\n"
-    "    '{\"webhook_id\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. id .. '\",' .. ARGV[5] .. "
+    "    '{\"' .. ARGV[8] .. '\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. id .. '\",' .. "
+    "ARGV[5] .. "
     "'}')\n"
     "end\n"
     "return id\n";
@@ -63,7 +65,8 @@ static struct {
 	int ndeleting;
 	unsigned long long published;
 	atomic_ullong relayed;
-	char webhook_queue[200];
+	const struct tr_event_sink *sink; /* the module that offers one, or NULL */
+	char sink_queue[200];
 } E;
 
 /* ---- ids ---- */
@@ -119,28 +122,24 @@ owner_of(const bson_t *stored, char owner[25])
 		memcpy(owner, bson_iter_utf8(&it, NULL), 25);
 }
 
-/* The tenant's active webhooks on the event's topic (the webhooks module's
- * collection): the same call that publishes the event enqueues their
- * deliveries. */
+/* The event sink's subscribers to the event in db's tenant: the same call
+ * that publishes the event enqueues their deliveries. A sink that cannot
+ * answer leaves the event without deliveries (logged): the event itself
+ * is still published. */
 static void
-find_hooks(mongoc_database_t *database, const bson_oid_t *tenant, struct tr_event_out *ev)
+find_subscribers(struct tr_db *db, struct tr_event_out *ev)
 {
-	mongoc_collection_t *coll = mongoc_database_get_collection(database, "webhooks");
-	bson_t *filter = BCON_NEW("tenant_id", BCON_OID(tenant), "topics", BCON_UTF8(ev->topic),
-				  "active", BCON_BOOL(true));
-	bson_t *opts = BCON_NEW("projection", "{", "_id", BCON_INT32(1), "}", "limit",
-				BCON_INT64(TR_MAX_WEBHOOKS));
-	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(coll, filter, opts, NULL);
-	const bson_t *doc;
-	bson_iter_t it;
+	int n;
 
-	while (ev->nhooks < TR_MAX_WEBHOOKS && mongoc_cursor_next(cur, &doc))
-		if (bson_iter_init_find(&it, doc, "_id") && BSON_ITER_HOLDS_OID(&it))
-			bson_oid_to_string(bson_iter_oid(&it), ev->hooks[ev->nhooks++]);
-	mongoc_cursor_destroy(cur);
-	bson_destroy(filter);
-	bson_destroy(opts);
-	mongoc_collection_destroy(coll);
+	if (!E.sink || !db)
+		return;
+	n = E.sink->subscribers(db, ev->topic, ev->subscribers, TR_MAX_SUBSCRIBERS);
+	if (n < 0) {
+		tr_warn("events: subscribers to %s not read (%s); no deliveries for this event",
+			ev->topic, tr_strerror(n));
+		n = 0;
+	}
+	ev->nsubscribers = n < TR_MAX_SUBSCRIBERS ? n : TR_MAX_SUBSCRIBERS;
 }
 
 int
@@ -173,14 +172,14 @@ outbox_record(const struct tr_event_out *ev, const bson_oid_t *id, const bson_oi
 	BSON_APPEND_UTF8(rec, "topic", ev->topic);
 	BSON_APPEND_UTF8(rec, "owner", ev->owner);
 	BSON_APPEND_UTF8(rec, "tail", ev->tail);
-	if (ev->nhooks) {
+	if (ev->nsubscribers) {
 		bson_t arr;
 		char key[8];
 		const char *k;
 		BSON_APPEND_ARRAY_BEGIN(rec, "hooks", &arr);
-		for (int i = 0; i < ev->nhooks; i++) {
+		for (int i = 0; i < ev->nsubscribers; i++) {
 			bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
-			BSON_APPEND_UTF8(&arr, k, ev->hooks[i]);
+			BSON_APPEND_UTF8(&arr, k, ev->subscribers[i]);
 		}
 		bson_append_array_end(rec, &arr);
 	}
@@ -240,7 +239,9 @@ tr_emit_background(const char *tenant_hex, const char *topic, const char *event,
 	client = tr_dbpool_pop();
 	db = tr_dbpool_database(client);
 	bson_oid_init_from_string(&tid, tenant_hex);
-	find_hooks(db, &tid, &ev);
+	struct tr_db *tdb = tr_db_for_tenant(tenant_hex);
+	find_subscribers(tdb, &ev);
+	tr_db_release(tdb);
 	bson_oid_init(&oid, NULL);
 	bson_oid_to_string(&oid, ev.outbox_id);
 	outbox_record(&ev, &oid, &tid, now, &rec);
@@ -290,7 +291,7 @@ tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char 
 	if (owner && tr_is_object_id(owner))
 		memcpy(ev->owner, owner, 25);
 
-	find_hooks(c->db->database, &p->tenant_id, ev);
+	find_subscribers(c->db, ev);
 
 	/* The outbox record, before the response is sent. */
 	bson_oid_init(&oid, NULL);
@@ -371,7 +372,7 @@ published_cb(void *arg, const redisReply *r, int status)
 }
 
 /* The publish script's keys and arguments into argv (at least
- * 11 + TR_MAX_WEBHOOKS); returns their count. */
+ * 12 + TR_MAX_SUBSCRIBERS); returns their count. */
 static int
 publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], char minid[32],
 	     char ttl[16], const char **argv, size_t *lens)
@@ -381,7 +382,7 @@ publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 	publish_args(ev, keys, maxlen, minid, ttl);
 	argv[n++] = keys[0];
 	argv[n++] = keys[1];
-	argv[n++] = E.webhook_queue;
+	argv[n++] = E.sink_queue;
 	argv[n++] = maxlen;
 	argv[n++] = minid;
 	argv[n++] = ev->topic;
@@ -389,8 +390,9 @@ publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 	argv[n++] = ev->tail;
 	argv[n++] = ev->tenant;
 	argv[n++] = ttl;
-	for (int i = 0; i < ev->nhooks; i++)
-		argv[n++] = ev->hooks[i];
+	argv[n++] = E.sink ? E.sink->id_field : "subscriber_id";
+	for (int i = 0; i < ev->nsubscribers; i++)
+		argv[n++] = ev->subscribers[i];
 	for (int i = 0; i < n; i++)
 		lens[i] = argv[i] == ev->tail ? ev->tail_len : strlen(argv[i]);
 	return n;
@@ -400,8 +402,8 @@ static int
 publish_async(struct tr_event_out *ev)
 {
 	char keys[2][96], maxlen[24], minid[32], ttl[16];
-	const char *argv[12 + TR_MAX_WEBHOOKS];
-	size_t lens[12 + TR_MAX_WEBHOOKS];
+	const char *argv[13 + TR_MAX_SUBSCRIBERS];
+	size_t lens[13 + TR_MAX_SUBSCRIBERS];
 	int n = publish_argv(ev, keys, maxlen, minid, ttl, argv, lens);
 
 	return tr_redis_script_call(E.script, published_cb, ev, 3, n, argv, lens);
@@ -487,8 +489,8 @@ static bool
 relay_publish_sync(const struct tr_event_out *ev)
 {
 	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[] = "3";
-	const char *argv[16 + TR_MAX_WEBHOOKS] = {"EVAL", publish_lua, nk};
-	size_t lens[16 + TR_MAX_WEBHOOKS];
+	const char *argv[17 + TR_MAX_SUBSCRIBERS] = {"EVAL", publish_lua, nk};
+	size_t lens[17 + TR_MAX_SUBSCRIBERS];
 	redisReply *r;
 	bool ok;
 	int n = publish_argv(ev, keys, maxlen, minid, ttl, argv + 3, lens + 3);
@@ -539,11 +541,11 @@ relay_work_cb(uv_work_t *w)
 		bson_iter_t arr;
 		if (bson_iter_init_find(&it, doc, "hooks") && BSON_ITER_HOLDS_ARRAY(&it) &&
 		    bson_iter_recurse(&it, &arr))
-			while (ev.nhooks < TR_MAX_WEBHOOKS && bson_iter_next(&arr))
+			while (ev.nsubscribers < TR_MAX_SUBSCRIBERS && bson_iter_next(&arr))
 				if (BSON_ITER_HOLDS_UTF8(&arr) &&
 				    tr_is_object_id(bson_iter_utf8(&arr, NULL)))
-					memcpy(ev.hooks[ev.nhooks++], bson_iter_utf8(&arr, NULL),
-					       25);
+					memcpy(ev.subscribers[ev.nsubscribers++],
+					       bson_iter_utf8(&arr, NULL), 25);
 		if (!ev.outbox_id[0] || !ev.tenant[0] || !ev.topic[0] || !tail)
 			continue; /* not written by tr_emit */
 		ev.tail = (char *)tail;
@@ -624,7 +626,10 @@ tr_events_register(const struct tr_config *cfg)
 {
 	E.cfg = cfg;
 	E.script = tr_redis_script_register(publish_lua);
-	tr_job_key(E.webhook_queue, sizeof(E.webhook_queue), "webhooks", "");
+	for (size_t m = 0; m < tr_nmodules && !E.sink; m++)
+		E.sink = tr_modules[m]->event_sink;
+	/* without a sink the queue key is never used: no ids follow */
+	tr_job_key(E.sink_queue, sizeof(E.sink_queue), E.sink ? E.sink->queue : "none", "");
 }
 
 void

@@ -36,8 +36,9 @@ int tr_emit(struct tr_ctx *c, const char *topic, const char *event, const char *
 int tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char *entity_id,
 		 const char *owner, const bson_t *data);
 
-/* Webhooks a tenant may have (each gets the events of its topics). */
-#define TR_MAX_WEBHOOKS 10
+/* Subscribers of the event sink one event may go to (a tenant may have this
+ * many webhooks). */
+#define TR_MAX_SUBSCRIBERS 10
 
 /* For background work (job threads): records the event in the outbox
  * and publishes it at once (the relay does if Redis is away). */
@@ -52,8 +53,8 @@ struct tr_event_out {
 	char owner[25];
 	char *tail; /* the event frame after its id: "\"topic\":...}" */
 	size_t tail_len;
-	char hooks[TR_MAX_WEBHOOKS][25]; /* webhooks that get the event */
-	int nhooks;
+	char subscribers[TR_MAX_SUBSCRIBERS][25]; /* of the event sink, who get the event */
+	int nsubscribers;
 	struct tr_event_out *next;
 };
 

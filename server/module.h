@@ -117,6 +117,19 @@ struct tr_topic {
 
 struct tr_db;
 
+/* A module's subscribers to events, served as jobs (the webhooks module's
+ * endpoints). For an event on topic in db's tenant, subscribers writes the
+ * ids of those that must receive it into ids (at most max) and returns how
+ * many, or a negative TR_E* code (then none get it). Each becomes one job
+ * on `queue`, payload {"<id_field>": id, "event": {...}}, enqueued by the
+ * same Redis call that publishes the event, so a published event is never
+ * without its deliveries. */
+struct tr_event_sink {
+	const char *queue;
+	const char *id_field;
+	int (*subscribers)(struct tr_db *db, const char *topic, char (*ids)[25], int max);
+};
+
 struct tr_module {
 	const char *name;
 	const struct tr_permission *permissions;
@@ -129,6 +142,7 @@ struct tr_module {
 	 * worker; sets the problem (401/503) and returns non-zero when not.
 	 * On success the platform then points db at that principal. */
 	int (*authenticate_key)(struct tr_db *db, struct tr_ctx *c, const char *key);
+	const struct tr_event_sink *event_sink;
 	const struct tr_route *routes;
 	size_t nroutes;
 	/* Each yields its list, create, get, change and delete routes

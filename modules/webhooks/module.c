@@ -25,12 +25,16 @@ static const struct tr_permission permissions[] = {
     {"system.webhooks.write", ""},
 };
 
+/* Every event on a webhook's topics becomes one delivery job. */
+static const struct tr_event_sink sink = {"webhooks", "webhook_id", webhooks_subscribers};
+
 const struct tr_module tr_webhooks_module = {
     .name = "webhooks",
     .permissions = permissions,
     .npermissions = sizeof(permissions) / sizeof(permissions[0]),
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
+    .event_sink = &sink,
     .jobs = jobs,
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
 };

@@ -160,7 +160,7 @@ webhooks_create(struct tr_ctx *c)
 		tr_problem_from_err(c, rc);
 		goto out;
 	}
-	if (count >= TR_MAX_WEBHOOKS) {
+	if (count >= TR_MAX_SUBSCRIBERS) {
 		tr_problem(c, 409, "conflict", "a tenant may have at most 10 webhooks");
 		goto out;
 	}
@@ -216,4 +216,39 @@ webhooks_delete(struct tr_ctx *c)
 		tr_reply_empty(c, 204);
 	else
 		tr_problem_from_err(c, rc);
+}
+
+/* ---- the event sink ---- */
+
+struct found {
+	char (*ids)[25];
+	int n, max;
+};
+
+static int
+collect(void *arg, const bson_t *hook)
+{
+	struct found *f = arg;
+	bson_iter_t it;
+
+	if (f->n == f->max)
+		return 1; /* enough: stop */
+	if (bson_iter_init_find(&it, hook, "id") && BSON_ITER_HOLDS_UTF8(&it) &&
+	    tr_is_object_id(bson_iter_utf8(&it, NULL)))
+		snprintf(f->ids[f->n++], 25, "%s", bson_iter_utf8(&it, NULL));
+	return 0;
+}
+
+int
+webhooks_subscribers(struct tr_db *db, const char *topic, char (*ids)[25], int max)
+{
+	bson_t filter = BSON_INITIALIZER;
+	struct found f = {ids, 0, max};
+	int rc;
+
+	BSON_APPEND_UTF8(&filter, "topics", topic);
+	BSON_APPEND_BOOL(&filter, "active", true);
+	rc = tr_db_each(db, WEBHOOKS, &filter, collect, &f);
+	bson_destroy(&filter);
+	return rc < 0 ? rc : f.n;
 }

@@ -21,6 +21,9 @@ void webhooks_get(struct tr_ctx *c);
 void webhooks_delete(struct tr_ctx *c);
 
 /* The delivery job (job thread). */
+/* The event sink (tr_module.event_sink): the tenant's active webhooks on a
+ * topic. */
+int webhooks_subscribers(struct tr_db *db, const char *topic, char (*ids)[25], int max);
 int webhooks_deliver(const struct tr_job *job, char *err, size_t errlen);
 
 /* Is this a literal address webhooks may not reach (loopback, private,
