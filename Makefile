@@ -12,13 +12,18 @@ CC      ?= gcc
 PKGS    := libwebsockets libuv libmongoc-1.0 libbson-1.0 libjwt hiredis libsodium libcurl libpq
 WARN    := -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow
 CSTD    := -std=c11 -D_GNU_SOURCE
-INCS    := -Iserver -Imodules
+# server/ by concern: net (HTTP, WebSocket, routing, responses, OpenAPI),
+# data (database, registers, resources, Redis), events (events, jobs),
+# identity (tokens, sessions, permissions); the process and shared
+# utilities at its root. Every folder is on the include path.
+SERVER_DIRS := server server/net server/data server/events server/identity
+INCS    := $(addprefix -I,$(SERVER_DIRS)) -Imodules
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 
-SRCS     := $(wildcard server/*.c) $(wildcard modules/*/*.c)
+SRCS     := $(foreach d,$(SERVER_DIRS),$(wildcard $(d)/*.c)) $(wildcard modules/*/*.c)
 LIB_SRCS := $(filter-out server/main.c,$(SRCS))
-HDRS     := $(wildcard server/*.h) $(wildcard modules/*/*.h)
+HDRS     := $(foreach d,$(SERVER_DIRS),$(wildcard $(d)/*.h)) $(wildcard modules/*/*.h)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 LOAD_SRCS := $(wildcard tests/load/*.c)
 # every C file of the tree: what `make fmt` rewrites is what `make fmt-check` checks

@@ -25,7 +25,8 @@ cd "$(dirname "$0")/.." || exit 2
 
 CC=${CC:-gcc}
 if [ -z "${CHECK_CFLAGS:-}" ]; then
-	CHECK_CFLAGS="-std=c11 -D_GNU_SOURCE -Iserver -Imodules $(pkg-config --cflags \
+	CHECK_CFLAGS="-std=c11 -D_GNU_SOURCE -Iserver -Iserver/net -Iserver/data -Iserver/events \
+		-Iserver/identity -Imodules $(pkg-config --cflags \
 		libwebsockets libuv libmongoc-1.0 libbson-1.0 hiredis libpq 2>/dev/null)"
 fi
 
@@ -35,7 +36,7 @@ INCLUDE_RE='#[[:space:]]*include[[:space:]]*[<"]([^>"]*/)?(mongoc|hiredis|libweb
 IDENT_RE='\b(mongoc_[a-z_]+|redis[A-Z][A-Za-z]*|freeReplyObject|lws_[a-z_]+|uv_[a-z_]+|PQ[a-z][A-Za-z]*|tr_dbpool_[a-z_]+)\b'
 # A header the compiler opened for a module (path as gcc -H prints it).
 # bson's own headers are what bson.h is made of, so they are not refused here.
-OPENED_RE='(/mongoc/|/hiredis/|/libwebsockets\.h$|/libwebsockets/|/uv\.h$|/uv/|/libpq-fe\.h$|(^|/)server/(dbpool|kvconn|redis|pg|http|ws)\.h$)'
+OPENED_RE='(/mongoc/|/hiredis/|/libwebsockets\.h$|/libwebsockets/|/uv\.h$|/uv/|/libpq-fe\.h$|(^|/)server/([a-z]+/)?(dbpool|kvconn|redis|pg|http|ws)\.h$)'
 
 # Pass 1: prints file:line: text for each hit; returns 1 if any.
 check_source() {
@@ -129,7 +130,7 @@ self_test() {
 	EOF
 	report=$(check "$tmp" 2>&1)
 	for expect in "fake/broken.c:1:" "fake/broken.c:2:" "fake/broken.c:5:" "fake/fake.h:1:" \
-		"fake/broken.c: opens server/dbpool.h" "/uv.h (through $tmp/fake/fake.h)"; do
+		"fake/broken.c: opens server/data/dbpool.h" "/uv.h (through $tmp/fake/fake.h)"; do
 		if ! grep -qF -- "$expect" <<<"$report"; then
 			echo "self-test: the check did not report $expect; it said:"
 			printf '%s\n' "$report"

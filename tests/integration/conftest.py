@@ -572,7 +572,7 @@ class Stack:
         return jwt.encode(claims, key if key is not None else self.secret, algorithm=algorithm, headers=h)
 
     def create_session(self, tenant_id, session_id, user_id, perms="system.tags.read system.tags.write"):
-        # The shape the server's session store writes (server/session.c):
+        # The shape the server's session store writes (server/identity/session.c):
         # uid, space-separated perms, and the /v1/me document.
         me = json.dumps({"user": {"id": user_id}, "tenant": {"id": tenant_id},
                          "permissions": perms.split()})

@@ -2,7 +2,7 @@
 every check (--checks all), generated requests and stateful sequences
 through the document's links, authenticated as a tenant owner. It must find
 nothing: a finding is a server bug (fix the server, with a regression test)
-or a wrong document (fix server/openapi.c)."""
+or a wrong document (fix server/net/openapi.c)."""
 
 import os
 import subprocess

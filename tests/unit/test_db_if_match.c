@@ -1,4 +1,4 @@
-/* If-Match parsing (tr_if_match_version in server/db.c): a positive version
+/* If-Match parsing (tr_if_match_version in server/data/db.c): a positive version
  * when the header names one, -1 when the write is unconditional (no header,
  * or "*"), 0 when the header is malformed and the caller answers 400. */
 #include <stdarg.h>

@@ -1,4 +1,4 @@
-// unit-under-test: server/jobs.c
+// unit-under-test: server/events/jobs.c
 /* Event ids (their order decides resume and de-duplication), retry
  * backoff, and the addresses webhooks may not reach. */
 #include <setjmp.h>
@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "../../server/jobs.c"
+#include "../../server/events/jobs.c"
 #include "webhooks/webhooks.h"
 #include <arpa/inet.h>
 

@@ -1,4 +1,4 @@
-/* JSON in and out (server/json.c): what tr_json_parse lets through to
+/* JSON in and out (server/net/json.c): what tr_json_parse lets through to
  * handlers (a plain JSON object, nothing libbson's extended JSON could turn
  * into a typed value or an operator), the exact compact text
  * tr_json_render writes, and how tr_render_resource turns a stored record

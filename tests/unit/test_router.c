@@ -1,4 +1,4 @@
-/* The router (server/router.c) over the real registry (server/registry.c):
+/* The router (server/net/router.c) over the real registry (server/registry.c):
  * which route a method and path reach, which parameters they carry, and
  * which paths are 404, 405 or refused outright as 400. */
 #include <stdarg.h>
