@@ -1,18 +1,9 @@
+/* The webhooks module's surface: the webhooks resource (a table, served
+ * by the engine), the delivery job, and the event sink that turns events
+ * into deliveries. */
 #include "webhooks.h"
 
-static const char *const by_created[] = {"-created_at", "created_at", NULL};
-
-static const struct tr_route routes[] = {
-    {TR_GET, "/v1/webhooks", webhooks_list, "system.webhooks.read", TR_PAGED,
-     "The tenant's webhooks (cursor pagination; no secrets).", NULL, NULL, by_created},
-    {TR_POST, "/v1/webhooks", webhooks_create, "system.webhooks.write", TR_JSON_BODY,
-     "Register an endpoint for events of some topics; the signing secret is shown once.", NULL,
-     NULL, NULL},
-    {TR_GET, "/v1/webhooks/{id}", webhooks_get, "system.webhooks.read", 0, "One webhook.", NULL,
-     NULL, NULL},
-    {TR_DELETE, "/v1/webhooks/{id}", webhooks_delete, "system.webhooks.write", 0,
-     "Remove a webhook: no further deliveries start.", NULL, NULL, NULL},
-};
+static const struct tr_resource *const resources[] = {&webhooks_resource};
 
 static const struct tr_job_handler jobs[] = {
     {"webhooks", webhooks_deliver},
@@ -32,8 +23,8 @@ const struct tr_module tr_webhooks_module = {
     .name = "webhooks",
     .permissions = permissions,
     .npermissions = sizeof(permissions) / sizeof(permissions[0]),
-    .routes = routes,
-    .nroutes = sizeof(routes) / sizeof(routes[0]),
+    .resources = resources,
+    .nresources = sizeof(resources) / sizeof(resources[0]),
     .event_sink = &sink,
     .jobs = jobs,
     .njobs = sizeof(jobs) / sizeof(jobs[0]),

@@ -12,6 +12,7 @@
 #include "events.h"
 #include "json.h"
 #include "perm.h"
+#include "resource.h"
 #include "webhooks.h"
 
 #define URL_MAX 2000
@@ -85,41 +86,34 @@ url_ok(struct tr_ctx *c, const char *url)
 }
 
 /* topics: 1..n known topic names, each readable in full by the caller (a
- * webhook gets every record of its topics, so ":own" is not enough). */
+ * webhook gets every record of its topics, so ":own" is not enough);
+ * repeats are dropped. */
 static bool
 topics_ok(struct tr_ctx *c, bson_t *set)
 {
 	bson_iter_t it, arr;
-	bson_t list;
+	bson_t list = BSON_INITIALIZER;
 	unsigned seen = 0;
 	int n = 0;
-	char key[8];
-	const char *k;
+	bool ok = false;
 
-	if (!bson_iter_init_find(&it, &c->req->body, "topics")) {
-		tr_problem_field(c, "topics", "is required");
-		return false;
-	}
-	if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &arr)) {
-		tr_problem_field(c, "topics", "must be an array of topic names");
-		return false;
-	}
-	BSON_APPEND_ARRAY_BEGIN(set, "topics", &list);
+	if (!bson_iter_init_find(&it, set, "topics") || !bson_iter_recurse(&it, &arr))
+		return true; /* not changed */
 	while (bson_iter_next(&arr)) {
 		uint32_t len = 0;
-		const char *name = BSON_ITER_HOLDS_UTF8(&arr) ? bson_iter_utf8(&arr, &len) : "";
-		int t = tr_topic_find(name, len);
+		const char *name = bson_iter_utf8(&arr, &len);
+		char key[8];
+		const char *k;
 		bool own;
+		int t = tr_topic_find(name, len);
 		if (t < 0) {
-			bson_append_array_end(set, &list);
 			tr_problem_field(c, "topics", "names a topic that does not exist");
-			return false;
+			goto out;
 		}
 		if (!tr_topic_may_read(c->req->principal.perms, t, &own) || own) {
-			bson_append_array_end(set, &list);
 			tr_problem(c, 403, "forbidden",
 				   "you may not read every record of these topics");
-			return false;
+			goto out;
 		}
 		if (seen & (1u << t))
 			continue;
@@ -127,96 +121,90 @@ topics_ok(struct tr_ctx *c, bson_t *set)
 		bson_uint32_to_string((uint32_t)n++, &k, key, sizeof(key));
 		BSON_APPEND_UTF8(&list, k, name);
 	}
-	bson_append_array_end(set, &list);
 	if (n == 0) {
 		tr_problem_field(c, "topics", "must name at least one topic");
-		return false;
+		goto out;
 	}
-	return true;
+	tr_doc_remove(set, "topics");
+	BSON_APPEND_ARRAY(set, "topics", &list);
+	ok = true;
+out:
+	bson_destroy(&list);
+	return ok;
 }
 
-void
-webhooks_create(struct tr_ctx *c)
+/* A new webhook is active, gets its signing secret, and the tenant stays
+ * within TR_MAX_SUBSCRIBERS of them. */
+static bool
+webhook_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
-	static const char *const fields[] = {"url", "topics", "description", NULL};
-	const char *url = NULL, *description = NULL;
-	bson_t set = BSON_INITIALIZER, stored = BSON_INITIALIZER, out = BSON_INITIALIZER;
+	const char *url = tr_doc_str(set, "url");
 	unsigned char raw[24];
 	char secret[64];
 	long long count;
 	int rc;
+	(void)e;
 
-	bool ok = tr_body_only(c, fields);
-	ok &= tr_body_string(c, "url", 10, URL_MAX, true, &url);
-	ok &= tr_body_line(c, "description", 0, 200, false, &description);
 	if (url && !url_ok(c, url))
-		ok = false;
-	if (!ok)
-		goto out;
-	if (!topics_ok(c, &set))
-		goto out;
+		return false;
+	if (!topics_ok(c, set))
+		return false;
+	if (old)
+		return true;
 	rc = tr_db_count(c->db, WEBHOOKS, NULL, &count);
 	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
-		goto out;
+		return false;
 	}
 	if (count >= TR_MAX_SUBSCRIBERS) {
 		tr_problem(c, 409, "conflict", "a tenant may have at most 10 webhooks");
-		goto out;
+		return false;
 	}
+	if (!bson_has_field(set, "active"))
+		BSON_APPEND_BOOL(set, "active", true);
 	randombytes_buf(raw, sizeof(raw));
 	memcpy(secret, "whsec_", 6);
 	sodium_bin2hex(secret + 6, sizeof(secret) - 6, raw, sizeof(raw));
-	BSON_APPEND_UTF8(&set, "url", url);
-	if (description)
-		BSON_APPEND_UTF8(&set, "description", description);
-	BSON_APPEND_BOOL(&set, "active", true);
-	BSON_APPEND_UTF8(&set, "_secret", secret);
-	rc = tr_db_insert(c->db, WEBHOOKS, &set, &stored);
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
-		goto out;
-	}
-	tr_render_resource(&stored, &out);
-	BSON_APPEND_UTF8(&out, "secret", secret); /* shown once, never again */
-	tr_reply_json(c, 201, &out);
-out:
+	BSON_APPEND_UTF8(set, "_secret", secret);
 	sodium_memzero(secret, sizeof(secret));
-	bson_destroy(&set);
-	bson_destroy(&stored);
-	bson_destroy(&out);
+	return true;
 }
 
-void
-webhooks_list(struct tr_ctx *c)
+/* The secret is in the create's answer only. */
+static void
+webhook_created(struct tr_ctx *c, const bson_t *stored, bson_t *answer)
 {
+	const char *secret = tr_doc_str(stored, "_secret");
+	(void)c;
 
-	tr_list_reply(c, WEBHOOKS, NULL, c->req->route->sorts);
+	if (secret)
+		BSON_APPEND_UTF8(answer, "secret", secret);
 }
 
-void
-webhooks_get(struct tr_ctx *c)
-{
-	bson_t stored;
-	int rc = tr_db_get(c->db, WEBHOOKS, tr_param(c, 0), &stored);
+static const char *const sorts[] = {"-created_at", "created_at", NULL};
 
-	if (rc == TR_OK)
-		tr_reply_resource(c, 200, &stored);
-	else
-		tr_problem_from_err(c, rc);
-	bson_destroy(&stored);
-}
+static const struct tr_field fields[] = {
+    {"url", TR_K_LINE, TR_F_REQUIRED, 10, URL_MAX, NULL, NULL},
+    {"topics", TR_K_STRINGS, TR_F_REQUIRED, 0, TR_MAX_SUBSCRIBERS, NULL, NULL},
+    {"description", TR_K_LINE, TR_F_NULLABLE, 0, 200, NULL, NULL},
+    {"active", TR_K_BOOL, TR_F_FILTER, 0, 0, NULL, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
 
-void
-webhooks_delete(struct tr_ctx *c)
-{
-	int rc = tr_db_delete(c->db, WEBHOOKS, tr_param(c, 0), -1);
-
-	if (rc == TR_OK)
-		tr_reply_empty(c, 204);
-	else
-		tr_problem_from_err(c, rc);
-}
+const struct tr_resource webhooks_resource = {
+    .name = "webhook",
+    .coll = WEBHOOKS,
+    .path = "/v1/webhooks",
+    .read = "system.webhooks.read",
+    .write = "system.webhooks.write",
+    .about = "An endpoint that receives the tenant's events of some topics, signed with a "
+	     "secret shown once; active false pauses its deliveries.",
+    .fields = fields,
+    .sorts = sorts,
+    .hook = webhook_hook,
+    .created = webhook_created,
+    .deletable = true,
+};
 
 /* ---- the event sink ---- */
 

@@ -15,10 +15,9 @@
 
 #define WEBHOOKS "webhooks"
 
-void webhooks_list(struct tr_ctx *c);
-void webhooks_create(struct tr_ctx *c);
-void webhooks_get(struct tr_ctx *c);
-void webhooks_delete(struct tr_ctx *c);
+/* The webhooks resource (/v1/webhooks): url, topics, description, active. */
+struct tr_resource;
+extern const struct tr_resource webhooks_resource;
 
 /* The delivery job (job thread). */
 /* The event sink (tr_module.event_sink): the tenant's active webhooks on a

@@ -297,7 +297,16 @@ tr_res_create(struct tr_ctx *c, const struct tr_resource *e)
 	}
 	if (e->event)
 		tr_res_emit(c, e, event_name(c, e, "created"), &stored);
-	tr_reply_resource(c, 201, &stored);
+	if (e->created) {
+		bson_t answer = BSON_INITIALIZER;
+		tr_render_resource(&stored, &answer);
+		e->created(c, &stored, &answer);
+		c->resp->etag_version = tr_doc_int(&stored, "version", 0);
+		tr_reply_json(c, 201, &answer);
+		bson_destroy(&answer);
+	} else {
+		tr_reply_resource(c, 201, &stored);
+	}
 	if (e->saved)
 		e->saved(c, &stored);
 out:

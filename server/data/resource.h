@@ -97,6 +97,9 @@ struct tr_resource {
 	/* Before a list is read (e.g. a default record that must exist).
 	 * Sets the problem and returns false to refuse. */
 	bool (*listing)(struct tr_ctx *c);
+	/* Adds members to the 201 answer of a create, from the record as
+	 * stored (a secret shown once, never again). */
+	void (*created)(struct tr_ctx *c, const bson_t *stored, bson_t *answer);
 	/* After a create or change is stored (e.g. to schedule a job). */
 	void (*saved)(struct tr_ctx *c, const bson_t *stored);
 	/* May this record go? Sets the problem (409) and returns false. */

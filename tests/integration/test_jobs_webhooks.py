@@ -300,3 +300,53 @@ def test_a_delivery_due_while_the_database_is_down_is_retried_not_dropped(trelli
         time.sleep(0.1)
     assert again, f"the failed delivery {first} never came again: {len(rec.calls)} calls"
     assert dead_jobs(api, owner) == []
+
+
+def patch(api, acct, path, body, **headers):
+    return requests.patch(api.base_url + path, json=body, headers={**acct.headers, **headers},
+                          timeout=HTTP_TIMEOUT_S)
+
+
+def test_a_paused_webhook_gets_nothing_and_a_resumed_one_gets_what_follows(trellis, receiver):
+    proc, _ = start_server(trellis)
+    api = Api(proc)
+    owner = signup(api)
+    rec = receiver()
+    wh = hook(api, owner, rec.url)
+    r = patch(api, owner, f"/v1/webhooks/{wh['id']}", {"active": False})
+    assert r.status_code == 200 and r.json()["active"] is False and "secret" not in r.json(), r.text
+    create_user(api, owner, ["sales"], name="Unheard")
+    time.sleep(1.5)
+    assert rec.calls == [], "a paused webhook got a delivery"
+    r = patch(api, owner, f"/v1/webhooks/{wh['id']}", {"active": True}, **{"If-Match": '"2"'})
+    assert r.status_code == 200 and r.json()["active"] is True, r.text
+    heard = create_user(api, owner, ["sales"], name="Heard")
+    event = json.loads(rec.wait_calls(1)[0]["body"])
+    assert event["data"]["id"] == heard["id"]
+
+
+def test_changing_a_webhook_is_checked_like_creating_one(trellis):
+    proc, _ = start_server(trellis, webhook_allow_private=0)
+    api = Api(proc)
+    owner = signup(api)
+    wh = hook(api, owner, "https://example.com/x")
+    path = f"/v1/webhooks/{wh['id']}"
+    for body, field in [({"url": "ftp://example.com/x"}, "url"),
+                        ({"url": "http://10.1.2.3/x"}, "url"),
+                        ({"topics": ["nope"]}, "topics"),
+                        ({"topics": []}, "topics"),
+                        ({"active": "no"}, "active"),
+                        ({"secret": "whsec_mine"}, "secret")]:
+        r = patch(api, owner, path, body)
+        assert r.status_code == 422, (body, r.text)
+        assert field in [e["field"] for e in r.json()["errors"]], (body, r.text)
+    r = patch(api, owner, path, {"topics": ["crm.leads", "crm.leads"]})
+    assert r.status_code == 200 and r.json()["topics"] == ["crm.leads"], r.text
+    assert patch(api, owner, path, {"active": False}, **{"If-Match": '"1"'}).status_code == 412
+    from conftest import user_session
+    manager = user_session(api, owner, ["manager"])
+    assert patch(api, manager, path, {"active": False}).status_code == 403
+    other = signup(api)
+    assert patch(api, other, path, {"active": False}).status_code == 404
+    stored = api.get(owner, path).json()
+    assert stored["active"] is True and stored["version"] == 2 and "secret" not in stored
