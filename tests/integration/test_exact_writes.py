@@ -355,3 +355,43 @@ def test_a_writer_killed_between_write_and_effects_has_them_posted_once(trio, ow
     assert (totals["won"], totals["open"], totals["won_amounts"]) == (
         1, 0, [{"amount": 777, "currency": "EUR"}])
     assert trio.mongo["_claims"].count_documents({}) == 0
+
+
+def test_a_state_machine_race_over_three_processes_settles_on_one_final_state(trio, owner):
+    """Half of fifty writers close a claim as resolved, half as rejected,
+    with no If-Match, the id spelled three ways over three processes. Both
+    moves are allowed from open and both states are final: whichever lands
+    first decides, every writer of the other state is refused 409, and no
+    answer ever shows the other state."""
+    r = requests.post(trio.url(0, "/v1/crm/clients"), json={"name": "Racer", "kind": "company"},
+                      headers=owner.headers, timeout=HTTP_TIMEOUT_S)
+    assert r.status_code == 201, r.text
+    r = requests.post(trio.url(1, "/v1/crm/claims"),
+                      json={"client_id": r.json()["id"], "subject": "Late delivery"},
+                      headers=owner.headers, timeout=HTTP_TIMEOUT_S)
+    assert r.status_code == 201 and r.json()["status"] == "open", r.text
+    names = spellings(r.json()["id"])
+    targets = ["resolved", "rejected"]
+
+    def close(i):
+        return lambda: requests.patch(trio.url(i, f"/v1/crm/claims/{names[i % 3]}"),
+                                      json={"status": targets[i % 2]}, headers=owner.headers,
+                                      timeout=60)
+
+    got = race([close(i) for i in range(RACERS)])
+    ok = [(i, r) for i, r in enumerate(got) if isinstance(r, requests.Response) and r.status_code == 200]
+    assert ok, statuses(got)
+    final = {r.json()["status"] for _, r in ok}
+    assert len(final) == 1, final
+    final = final.pop()
+    for i, r in enumerate(got):
+        assert isinstance(r, requests.Response), r
+        if targets[i % 2] != final:
+            assert r.status_code == 409, (i, r.status_code, r.text)
+            check_problem(r, 409)
+        else:
+            assert r.status_code in (200, 409), (i, r.status_code, r.text)  # 409: record busy
+    stored = requests.get(trio.url(2, f"/v1/crm/claims/{names[1]}"), headers=owner.headers,
+                          timeout=HTTP_TIMEOUT_S).json()
+    assert stored["status"] == final
+    assert stored["version"] == 1 + len(ok)
