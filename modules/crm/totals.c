@@ -6,7 +6,7 @@
  * and after each change, with the change and exactly once (module.h,
  * struct tr_effects). A report adds up the registers of the whole days and
  * months of its period and reads the records of a period's partial first
- * and last day itself (reports.c).
+ * and last day itself (report_period.c).
  *
  *   crm.f/<pipeline>/<period>   deals of the pipeline by created_at (funnel):
  *       n (deals), o, w, x (open, won, lost), e:<stage> (deals that entered
@@ -289,7 +289,7 @@ lead_postings(const bson_t *before, const bson_t *after, bson_t *postings)
 /* crm.names: a change count per client ("c:<id>"), moved by every change
  * of a client's name (its creation and deletion too). A process that keeps
  * client names can tell from this one register which of them changed
- * since it read them, in any process (reports.c). */
+ * since it read them, in any process (report_names.c). */
 static int
 client_postings(const bson_t *before, const bson_t *after, bson_t *postings)
 {

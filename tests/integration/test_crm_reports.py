@@ -1,8 +1,9 @@
 """CRM reports (CONTRACT.md "Reports"; the exact definitions are in the
-comment at the top of modules/crm/reports.c): funnel, abc-xyz, managers and
-sources over small fixed data sets whose expected values are worked out by
-hand below, the borders of the ABC and XYZ classes, periods, currencies,
-bad input, permissions and tenant isolation.
+comments at the top of modules/crm/reports.h and of each report's file,
+modules/crm/report_*.c): funnel, abc-xyz, managers and sources over small
+fixed data sets whose expected values are worked out by hand below, the
+borders of the ABC and XYZ classes, periods, currencies, bad input,
+permissions and tenant isolation.
 
 Every test signs up its own tenant, so data sets never mix. Closed deals with
 a past closed_at are imported (crm.deals.import, the owner has it); leads and
