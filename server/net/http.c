@@ -1,16 +1,14 @@
-#include "http.h"
+/* The request pipeline (http.h, http_int.h): a request's head is parsed
+ * (route, limits, content type), its caller authenticated (JWT, CPU only),
+ * gated (session + rate limit, one async Redis call), authorized, and its
+ * handler run on a worker thread (public and inline routes on the loop);
+ * then http_write.c answers. Every phase can end the request with a
+ * problem+json response. */
+#include "http_int.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <libwebsockets.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "auth.h"
 #include "perm.h"
@@ -26,68 +24,12 @@
 #include "util.h"
 #include "ws.h"
 
-#define HEADER_BUF 4096
-#define ONE_WRITE_MAX (64 * 1024) /* bodies up to this go out with the headers */
-#define DISCARD_FACTOR 8	  /* drain at most this many times the limit before closing */
+#define DISCARD_FACTOR 8 /* drain at most this many times the limit before closing */
 
-enum phase {
-	PH_READING,    /* head parsed, body arriving */
-	PH_GATE,       /* waiting on Redis */
-	PH_WORKING,    /* on a worker thread */
-	PH_RESPONDING, /* response ready, waiting for WRITEABLE */
-	PH_BODY,       /* headers sent, body next */
-};
-
-/* One request and its response. Owned by the loop thread, except between
- * uv_queue_work and its after-callback, when the worker owns req/resp.
- * If the connection closes while Redis or a worker holds the exchange, wsi
- * is cleared and whoever finishes last frees it. */
-struct exchange {
-	struct lws *wsi;
-	struct tr_arena arena;
-	struct tr_req req;
-	struct tr_resp resp;
-	struct tr_ctx ctx;
-	enum phase phase;
-	bool waiting;	    /* Redis or a worker holds it */
-	bool error_pending; /* an error answer waits for the body to be drained */
-	bool close_after;
-	char *body;
-	size_t body_len, body_cap, drained;
-	long long content_length;
-	char *out; /* rendered body, LWS_PRE headroom */
-	size_t out_len;
-	uint64_t start_ns;
-	double db_seconds;
-	bool db_unavailable;
-	uv_work_t work;
-};
-
-/* Per connection (lws per-session data). */
-struct conn {
-	struct exchange *ex;
-	void *ws; /* struct ws_conn, for an upgraded connection (ws.c) */
-};
-
-static struct {
-	uv_loop_t *loop;
-	const struct tr_config *cfg;
-	struct lws_context *lws;
-	struct lws_vhost *vhost;
-	int listen_fd;
-	uv_poll_t listen_poll;
-	uv_timer_t accept_pause;
-	bool listening;
-	int inflight;
-	char id_prefix[21]; /* random per process: ids are unique across processes */
-	unsigned long long id_counter;
-} H;
-
-static void respond(struct exchange *ex);
 static void fail_early(struct exchange *ex, int status, const char *slug, const char *detail);
 
-static void
-exchange_free(struct exchange *ex)
+void
+tr_http_exchange_free(struct exchange *ex)
 {
 	H.inflight--;
 	if (ex->req.has_body)
@@ -303,7 +245,7 @@ fail_early(struct exchange *ex, int status, const char *slug, const char *detail
 		lws_set_timeout(ex->wsi, PENDING_TIMEOUT_HTTP_CONTENT, H.cfg->body_timeout);
 		return;
 	}
-	respond(ex);
+	tr_http_respond(ex);
 }
 
 /* ---- worker phase ---- */
@@ -396,7 +338,7 @@ after_work_cb(uv_work_t *w, int status)
 	if (ex->db_unavailable)
 		tr_health_report_db_down();
 	if (!ex->wsi) {
-		exchange_free(ex);
+		tr_http_exchange_free(ex);
 		return;
 	}
 	ex->phase = PH_RESPONDING;
@@ -411,7 +353,7 @@ run_on_worker(struct exchange *ex)
 		tr_problem(&ex->ctx, 503, "dependency-unavailable",
 			   "the database is unavailable; retry shortly");
 		ex->resp.retry_after = 1;
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	ex->phase = PH_WORKING;
@@ -421,7 +363,7 @@ run_on_worker(struct exchange *ex)
 		ex->waiting = false;
 		tr_problem(&ex->ctx, 503, "overloaded", "the server is overloaded; retry shortly");
 		ex->resp.retry_after = 1;
-		respond(ex);
+		tr_http_respond(ex);
 	}
 }
 
@@ -434,19 +376,19 @@ gate_cb(void *arg, int status, const struct tr_gate *g)
 
 	ex->waiting = false;
 	if (!ex->wsi) {
-		exchange_free(ex);
+		tr_http_exchange_free(ex);
 		return;
 	}
 	if (status != TR_OK) {
 		tr_problem(&ex->ctx, 503, "dependency-unavailable",
 			   "the session store is unavailable; retry shortly");
 		ex->resp.retry_after = 1;
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	if (!g->session_alive) {
 		tr_problem(&ex->ctx, 401, "unauthorized", "the session has ended; sign in again");
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	if (!g->allowed) {
@@ -455,12 +397,12 @@ gate_cb(void *arg, int status, const struct tr_gate *g)
 		ex->resp.retry_after = (g->retry_after_ms + 999) / 1000;
 		if (ex->resp.retry_after < 1)
 			ex->resp.retry_after = 1;
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	if (strcmp(g->user_id, ex->req.principal.user_hex) != 0) {
 		tr_problem(&ex->ctx, 401, "unauthorized", "the token does not match its session");
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	ex->req.principal.perms = tr_arena_strdup(&ex->arena, g->perms);
@@ -470,13 +412,13 @@ gate_cb(void *arg, int status, const struct tr_gate *g)
 	if (need &&
 	    !tr_permission_check(ex->req.principal.perms, need, &ex->req.principal.own_only)) {
 		tr_problem(&ex->ctx, 403, "forbidden", "your role does not allow this");
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	if (ex->req.route->flags & TR_INLINE) {
 		if (query_known(&ex->ctx))
 			ex->req.route->handler(&ex->ctx);
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	run_on_worker(ex);
@@ -495,13 +437,13 @@ dispatch(struct exchange *ex)
 	if ((route->flags & TR_PUBLIC) && (route->flags & TR_INLINE)) {
 		if (query_known(&ex->ctx))
 			route->handler(&ex->ctx);
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	if (!H.cfg->role_api) { /* a WebSocket or worker process: operations only */
 		tr_problem(&ex->ctx, 503, "dependency-unavailable",
 			   "this server does not serve the API (see its roles setting)");
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	if (route->flags & TR_PUBLIC) {
@@ -512,7 +454,7 @@ dispatch(struct exchange *ex)
 		if (route->flags & TR_INLINE) {
 			tr_problem(&ex->ctx, 403, "forbidden",
 				   "this endpoint is for users, not API keys");
-			respond(ex);
+			tr_http_respond(ex);
 			return;
 		}
 		run_on_worker(ex);
@@ -522,7 +464,7 @@ dispatch(struct exchange *ex)
 		tr_problem(&ex->ctx, 503, "dependency-unavailable",
 			   "the session store is unavailable; retry shortly");
 		ex->resp.retry_after = 1;
-		respond(ex);
+		tr_http_respond(ex);
 		return;
 	}
 	ex->phase = PH_GATE;
@@ -533,148 +475,8 @@ dispatch(struct exchange *ex)
 		tr_problem(&ex->ctx, 503, "dependency-unavailable",
 			   "the session store is unavailable; retry shortly");
 		ex->resp.retry_after = 1;
-		respond(ex);
+		tr_http_respond(ex);
 	}
-}
-
-/* ---- respond phase ---- */
-
-static void
-respond(struct exchange *ex)
-{
-	if (!ex->out) {
-		ex->out = tr_resp_render(&ex->resp, LWS_PRE, &ex->out_len);
-		if (!ex->out)
-			ex->close_after = true;
-	}
-	ex->phase = PH_RESPONDING;
-	lws_callback_on_writable(ex->wsi);
-}
-
-static int
-add_header(struct exchange *ex, const char *name, const char *value, unsigned char **p,
-	   unsigned char *end)
-{
-	return lws_add_http_header_by_name(ex->wsi, (const unsigned char *)name,
-					   (const unsigned char *)value, (int)strlen(value), p,
-					   end);
-}
-
-static void
-log_and_count(struct exchange *ex)
-{
-	double secs = (double)(tr_mono_ns() - ex->start_ns) / 1e9;
-	struct tr_access_entry e = {
-	    .request_id = ex->req.request_id,
-	    .method = ex->req.method ? tr_method_name(ex->req.method) : "-",
-	    .route = ex->req.route ? ex->req.route->path : "-",
-	    .path = ex->req.path ? ex->req.path : "-",
-	    .tenant = ex->req.authenticated ? ex->req.principal.tenant_hex : NULL,
-	    .status = ex->resp.status,
-	    .duration_ms = secs * 1000,
-	};
-	tr_log_access(&e);
-	tr_metrics_http_observe(ex->req.route_index, ex->req.method ? ex->req.method : TR_GET,
-				ex->resp.status, secs);
-}
-
-/* Returns -1 to close the connection. */
-static int
-write_headers(struct exchange *ex)
-{
-	unsigned char buf[LWS_PRE + HEADER_BUF], *start = buf + LWS_PRE, *p = start,
-						 *end = buf + sizeof(buf) - 1;
-	char num[32];
-	struct tr_resp *r = &ex->resp;
-	const char *ctype = tr_resp_content_type(r);
-
-	if (r->status == 0)
-		r->status = 500;
-	if (!H.listening)
-		ex->close_after = true; /* draining: move keep-alive clients elsewhere */
-	if (lws_add_http_common_headers(ex->wsi, (unsigned int)r->status,
-					r->status == 204 ? NULL : ctype, ex->out_len, &p, end))
-		return -1;
-	if (add_header(ex, "x-request-id:", ex->req.request_id, &p, end) ||
-	    add_header(ex, "cache-control:", "no-store", &p, end))
-		return -1;
-	if (r->etag_version > 0) {
-		snprintf(num, sizeof(num), "\"%lld\"", r->etag_version);
-		if (add_header(ex, "etag:", num, &p, end))
-			return -1;
-	}
-	if (r->location && add_header(ex, "location:", r->location, &p, end))
-		return -1;
-	if (r->allow && add_header(ex, "allow:", r->allow, &p, end))
-		return -1;
-	if (r->retry_after > 0) {
-		snprintf(num, sizeof(num), "%d", r->retry_after);
-		if (add_header(ex, "retry-after:", num, &p, end))
-			return -1;
-	}
-	if (r->replayed && add_header(ex, "idempotent-replayed:", "true", &p, end))
-		return -1;
-	if (ex->close_after && add_header(ex, "connection:", "close", &p, end))
-		return -1;
-	if (lws_finalize_http_header(ex->wsi, &p, end))
-		return -1;
-	size_t hlen = (size_t)(p - start);
-	if (ex->out_len > 0 && ex->out_len <= ONE_WRITE_MAX) {
-		/* HTTP/1.1: headers and body in one write, one packet. */
-		unsigned char *one = malloc(LWS_PRE + hlen + ex->out_len);
-		if (!one)
-			return -1;
-		memcpy(one + LWS_PRE, start, hlen);
-		memcpy(one + LWS_PRE + hlen, ex->out + LWS_PRE, ex->out_len);
-		int n =
-		    lws_write(ex->wsi, one + LWS_PRE, hlen + ex->out_len, LWS_WRITE_HTTP_HEADERS);
-		free(one);
-		if (n < 0)
-			return -1;
-		ex->out_len = 0; /* sent */
-		return 0;
-	}
-	if (lws_write(ex->wsi, start, hlen, LWS_WRITE_HTTP_HEADERS) < 0)
-		return -1;
-	return 0;
-}
-
-/* WRITEABLE: headers first, then the body in the next callback. */
-static int
-on_writeable(struct conn *conn)
-{
-	struct exchange *ex = conn->ex;
-	bool close_after;
-
-	if (!ex || (ex->phase != PH_RESPONDING && ex->phase != PH_BODY))
-		return 0;
-	if (ex->phase == PH_RESPONDING) {
-		if (write_headers(ex))
-			goto close;
-		if (ex->out_len > 0) {
-			ex->phase = PH_BODY;
-			lws_callback_on_writable(ex->wsi);
-			return 0;
-		}
-	} else if (lws_write(ex->wsi, (unsigned char *)ex->out + LWS_PRE, ex->out_len,
-			     LWS_WRITE_HTTP_FINAL) < (int)ex->out_len) {
-		goto close;
-	}
-	log_and_count(ex);
-	close_after = ex->close_after;
-	struct lws *wsi = ex->wsi;
-	conn->ex = NULL;
-	exchange_free(ex);
-	if (close_after)
-		return -1;
-	if (lws_http_transaction_completed(wsi))
-		return -1;
-	return 0;
-close:
-	log_and_count(ex);
-	conn->ex = NULL;
-	exchange_free(ex);
-	return -1;
 }
 
 /* ---- lws callbacks ---- */
@@ -804,7 +606,7 @@ on_body(struct exchange *ex, const char *in, size_t len)
 		if (ex->drained > (size_t)H.cfg->body_limit * DISCARD_FACTOR) {
 			ex->close_after = true;
 			ex->error_pending = false;
-			respond(ex);
+			tr_http_respond(ex);
 		}
 		return 0;
 	}
@@ -831,8 +633,8 @@ on_body(struct exchange *ex, const char *in, size_t len)
 	return 0;
 }
 
-static int
-http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
+int
+tr_http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
 {
 	struct conn *conn = user;
 
@@ -852,13 +654,13 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 			return 0;
 		if (conn->ex->error_pending) {
 			conn->ex->error_pending = false;
-			respond(conn->ex);
+			tr_http_respond(conn->ex);
 		} else {
 			dispatch(conn->ex);
 		}
 		return 0;
 	case LWS_CALLBACK_HTTP_WRITEABLE:
-		return conn ? on_writeable(conn) : 0;
+		return conn ? tr_http_on_writeable(conn) : 0;
 	case LWS_CALLBACK_CLOSED_HTTP:
 		if (conn && conn->ex) {
 			struct exchange *ex = conn->ex;
@@ -866,7 +668,7 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 			if (ex->waiting)
 				ex->wsi = NULL; /* the callback that holds it frees it */
 			else
-				exchange_free(ex);
+				tr_http_exchange_free(ex);
 		}
 		break;
 	case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
@@ -886,292 +688,4 @@ http_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in,
 		break;
 	}
 	return lws_callback_http_dummy(wsi, reason, user, in, len);
-}
-
-/* A whole HTTP/1.1 problem response with connection: close, for answers
- * written outside the request pipeline (a WebSocket upgrade refused, a
- * method lws does not parse): status 404, 405 or 503, its own request id,
- * extra header lines ("allow: GET\r\n") or "". Returns the length in
- * out, or 0 when it does not fit. */
-static size_t
-canned_problem(char *out, size_t cap, int status, const char *slug, const char *detail,
-	       const char *extra)
-{
-	const char *reason = status == 404   ? "Not Found"
-			     : status == 405 ? "Method Not Allowed"
-					     : "Service Unavailable";
-	const char *title = status == 404   ? "Not found"
-			    : status == 405 ? "Method not allowed"
-					    : "Service unavailable";
-	char body[512], rid[48];
-	int n, len;
-
-	snprintf(rid, sizeof(rid), "%s%012llx", H.id_prefix, ++H.id_counter);
-	n = snprintf(body, sizeof(body),
-		     "{\"type\":\"https://trellis.dev/errors/%s\",\"title\":\"%s\","
-		     "\"status\":%d,\"detail\":\"%s\"}",
-		     slug, title, status, detail);
-	len = snprintf(out, cap,
-		       "HTTP/1.1 %d %s\r\ncontent-type: application/problem+json\r\n"
-		       "content-length: %d\r\nx-request-id: %s\r\n%sconnection: close\r\n\r\n%s",
-		       status, reason, n, rid, extra, body);
-	return len > 0 && (size_t)len < cap ? (size_t)len : 0;
-}
-
-/* ---- methods lws does not parse ----
- *
- * lws 4.1 knows GET, POST, OPTIONS, PUT, PATCH, DELETE, CONNECT and HEAD;
- * any other method (TRACE, PROPFIND...) stops its parser. Rather than its
- * 403 HTML page, the connection falls back to the raw role (the vhost's
- * listen-accept protocol below) with the bytes received, and is answered
- * here: 405 problem+json with the path's Allow (404 for no such path),
- * then closed, since the rest of the request cannot be framed. */
-
-#define REFUSAL_MAX 1024
-
-struct refusal {
-	char out[LWS_PRE + REFUSAL_MAX];
-	size_t len;
-};
-
-static void
-refusal_render(struct refusal *rf, const char *head, size_t len)
-{
-	char path[256] = "/", allow[64] = "", extra[96] = "";
-	const char *sp = memchr(head, ' ', len), *end;
-	struct tr_route_match m;
-	struct tr_arena arena;
-	int status = 405;
-
-	/* the target, without its query: "TRACE /v1/tags?x HTTP/1.1" */
-	if (sp) {
-		sp++;
-		end = sp;
-		while ((size_t)(end - head) < len && *end != ' ' && *end != '?' && *end != '\r')
-			end++;
-		if (end > sp && (size_t)(end - sp) < sizeof(path))
-			snprintf(path, sizeof(path), "%.*s", (int)(end - sp), sp);
-	}
-	tr_arena_init(&arena);
-	switch (tr_router_match(0, path, &arena, &m)) {
-	case TR_MATCH_BAD_METHOD:
-		tr_router_allow_header(m.allowed, allow, sizeof(allow));
-		snprintf(extra, sizeof(extra), "allow: %s\r\n", allow);
-		break;
-	case TR_MATCH_OK:
-		break;
-	default:
-		status = 404;
-	}
-	tr_arena_free(&arena);
-	rf->len = canned_problem(
-	    rf->out + LWS_PRE, REFUSAL_MAX, status,
-	    status == 405 ? "method-not-allowed" : "not-found",
-	    status == 405 ? "this method is not supported" : "no such resource", extra);
-}
-
-static int
-refusal_cb(struct lws *wsi, enum lws_callback_reasons reason, void *user, void *in, size_t len)
-{
-	struct refusal *rf = user;
-
-	switch (reason) {
-	case LWS_CALLBACK_RAW_RX:
-		if (rf && !rf->len && in) {
-			refusal_render(rf, in, len);
-			lws_callback_on_writable(wsi);
-		}
-		return 0;
-	case LWS_CALLBACK_RAW_WRITEABLE:
-		if (rf && rf->len)
-			lws_write(wsi, (unsigned char *)rf->out + LWS_PRE, rf->len, LWS_WRITE_RAW);
-		return -1; /* answered: close */
-	case LWS_CALLBACK_RAW_ADOPT:
-		tr_metrics_connections(1);
-		return 0;
-	case LWS_CALLBACK_RAW_CLOSE:
-		tr_metrics_connections(-1);
-		return 0;
-	default:
-		return 0;
-	}
-}
-
-static const struct lws_protocols protocols[] = {
-    {"http", http_cb, sizeof(struct conn), 0, 0, NULL, 0},
-    {"refusal", refusal_cb, sizeof(struct refusal), 0, 0, NULL, 0},
-    {NULL, NULL, 0, 0, 0, NULL, 0},
-};
-
-int
-tr_http_refuse(struct lws *wsi, int status, const char *slug, const char *detail)
-{
-	unsigned char buf[LWS_PRE + 1024];
-	/* Written whole, as HTTP/1.1: at this stage of an upgrade lws would
-	 * answer HTTP/1.0, which WebSocket clients refuse to read. */
-	size_t len =
-	    canned_problem((char *)buf + LWS_PRE, sizeof(buf) - LWS_PRE, status, slug, detail, "");
-
-	if (len)
-		lws_write(wsi, buf + LWS_PRE, len, LWS_WRITE_HTTP_HEADERS);
-	return -1;
-}
-
-/* ---- listener ---- */
-
-static void listen_cb(uv_poll_t *h, int status, int events);
-
-static void
-resume_accept(uv_timer_t *t)
-{
-	(void)t;
-	if (H.listening)
-		uv_poll_start(&H.listen_poll, UV_READABLE, listen_cb);
-}
-
-static void
-listen_cb(uv_poll_t *h, int status, int events)
-{
-	(void)h;
-	(void)events;
-	if (status < 0 || !H.listening)
-		return;
-	for (int i = 0; i < 256; i++) {
-		int fd = accept4(H.listen_fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
-				/* out of descriptors: pause rather than spin */
-				tr_warn("accept: %s; pausing 100 ms", strerror(errno));
-				uv_poll_stop(&H.listen_poll);
-				uv_timer_start(&H.accept_pause, resume_accept, 100, 0);
-			}
-			return;
-		}
-		/* Responses go out as headers then body: without NODELAY the
-		 * body waits for the client's delayed ACK (~40 ms). */
-		int one = 1;
-		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-		if (!lws_adopt_socket_vhost(H.vhost, fd))
-			close(fd);
-	}
-}
-
-static int
-open_listener(const struct tr_config *cfg, char *err, size_t errlen)
-{
-	struct addrinfo hints = {0}, *res = NULL;
-	char port[8];
-	int fd = -1, one = 1, rc;
-
-	hints.ai_family = AF_UNSPEC;
-	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-	snprintf(port, sizeof(port), "%d", cfg->port);
-	rc = getaddrinfo(cfg->host, port, &hints, &res);
-	if (rc != 0) {
-		snprintf(err, errlen, "host \"%s\": %s", cfg->host, gai_strerror(rc));
-		return -1;
-	}
-	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-	    bind(fd, res->ai_addr, res->ai_addrlen) != 0 || listen(fd, 1024) != 0) {
-		snprintf(err, errlen, "cannot listen on %s:%d: %s", cfg->host, cfg->port,
-			 strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		freeaddrinfo(res);
-		return -1;
-	}
-	freeaddrinfo(res);
-	return fd;
-}
-
-static void
-lws_log_emit(int level, const char *line)
-{
-	size_t n = strlen(line);
-	char buf[512];
-
-	snprintf(buf, sizeof(buf), "%.*s", (int)(n && line[n - 1] == '\n' ? n - 1 : n), line);
-	if (level & LLL_ERR)
-		tr_error("lws: %s", buf);
-	else
-		tr_warn("lws: %s", buf);
-}
-
-int
-tr_http_init(uv_loop_t *loop, const struct tr_config *cfg, char *err, size_t errlen)
-{
-	struct lws_context_creation_info info;
-	void *foreign_loops[1] = {loop};
-
-	H.loop = loop;
-	H.cfg = cfg;
-	tr_random_hex(H.id_prefix, 10);
-	H.listen_fd = open_listener(cfg, err, errlen);
-	if (H.listen_fd < 0)
-		return -1;
-
-	lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_emit);
-	memset(&info, 0, sizeof(info));
-	info.port = CONTEXT_PORT_NO_LISTEN_SERVER;
-	info.protocols = protocols;
-	info.options = LWS_SERVER_OPTION_LIBUV | LWS_SERVER_OPTION_VALIDATE_UTF8 |
-		       LWS_SERVER_OPTION_FALLBACK_TO_APPLY_LISTEN_ACCEPT_CONFIG;
-	info.listen_accept_role = "raw-skt";
-	info.listen_accept_protocol = "refusal";
-	info.foreign_loops = foreign_loops;
-	info.timeout_secs = (unsigned int)cfg->header_timeout;
-	info.timeout_secs_ah_idle = (unsigned int)cfg->header_timeout;
-	info.keepalive_timeout = cfg->idle_timeout;
-	info.max_http_header_data = 8192;
-	info.max_http_header_pool = 256;
-	info.fd_limit_per_thread = (unsigned int)cfg->max_connections + 64;
-	info.vhost_name = "default";
-	H.lws = lws_create_context(&info);
-	if (!H.lws) {
-		snprintf(err, errlen, "libwebsockets: cannot create the server context");
-		close(H.listen_fd);
-		return -1;
-	}
-	H.vhost = lws_get_vhost_by_name(H.lws, "default");
-	if (!H.vhost) {
-		snprintf(err, errlen, "libwebsockets: no default vhost");
-		return -1;
-	}
-	uv_timer_init(loop, &H.accept_pause);
-	uv_poll_init(loop, &H.listen_poll, H.listen_fd);
-	uv_poll_start(&H.listen_poll, UV_READABLE, listen_cb);
-	H.listening = true;
-	return 0;
-}
-
-void
-tr_http_stop_accepting(void)
-{
-	if (!H.listening)
-		return;
-	H.listening = false;
-	uv_poll_stop(&H.listen_poll);
-	uv_timer_stop(&H.accept_pause);
-	uv_close((uv_handle_t *)&H.listen_poll, NULL);
-	uv_close((uv_handle_t *)&H.accept_pause, NULL);
-	close(H.listen_fd);
-	H.listen_fd = -1;
-}
-
-int
-tr_http_inflight(void)
-{
-	return H.inflight;
-}
-
-void
-tr_http_destroy(void)
-{
-	tr_http_stop_accepting();
-	if (H.lws)
-		lws_context_destroy(H.lws);
-	H.lws = NULL;
 }
