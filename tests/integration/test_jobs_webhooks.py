@@ -290,6 +290,7 @@ def test_a_delivery_due_while_the_database_is_down_is_retried_not_dropped(trelli
     finally:
         stack.start_ferretdb()
     stack.wait_ready(60)
+    proc.wait_ready(60)  # this process too sees the database again (slower under TSan)
     first = rec.calls[0]["headers"]["X-Trellis-Delivery"]
     deadline = time.monotonic() + 40
     while time.monotonic() < deadline:
