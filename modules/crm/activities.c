@@ -128,13 +128,14 @@ related_ok(struct tr_ctx *c, bson_t *set)
  * that the task is still open and still due then (so moving or finishing
  * a task needs no cancellation). */
 static void
-schedule_reminder(struct tr_ctx *c, const bson_t *task)
+schedule_reminder(struct tr_ctx *c, const bson_t *task, const bson_t *old)
 {
 	bson_iter_t it;
 	bson_oid_t id;
 	char hex[25], payload[96];
 	int64_t due;
 
+	(void)old;
 	if (!bson_iter_init_find(&it, task, "due_at") || !BSON_ITER_HOLDS_DATE_TIME(&it))
 		return;
 	due = bson_iter_date_time(&it);

@@ -242,8 +242,7 @@ crm_deals_stage(struct tr_ctx *c)
 	bson_uint32_to_string((uint32_t)n, &k, key, sizeof(key));
 	history_entry(c, &arr, k, stage, from);
 	bson_append_array_end(&set, &arr);
-	tr_res_save(c, &crm_deals, tr_param(c, 0), tr_doc_int(&deal, "version", 0), &set,
-		    "crm.deal.stage_changed");
+	tr_res_save(c, &crm_deals, tr_param(c, 0), &deal, &set, "crm.deal.stage_changed");
 out:
 	bson_destroy(&deal);
 	bson_destroy(&pipeline);
@@ -274,7 +273,7 @@ close_deal(struct tr_ctx *c, bool won)
 			    &deal))
 		goto out;
 	crm_deal_closed_day(&set);
-	tr_res_save(c, &crm_deals, tr_param(c, 0), tr_doc_int(&deal, "version", 0), &set,
+	tr_res_save(c, &crm_deals, tr_param(c, 0), &deal, &set,
 		    won ? "crm.deal.won" : "crm.deal.lost");
 out:
 	bson_destroy(&deal);

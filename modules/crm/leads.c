@@ -304,8 +304,9 @@ may_have_deals(const bson_t *lead)
 }
 
 static void
-lead_saved(struct tr_ctx *c, const bson_t *lead)
+lead_saved(struct tr_ctx *c, const bson_t *lead, const bson_t *old)
 {
+	(void)old;
 	if (may_have_deals(lead))
 		deals_follow(c, lead, false);
 }

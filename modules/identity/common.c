@@ -222,55 +222,34 @@ identity_refresh_sessions(struct tr_db *db, const bson_t *user)
 }
 
 bool
-identity_roles(struct tr_ctx *c, bson_t *out, bool *present)
+identity_roles_known(struct tr_ctx *c, const bson_t *set)
 {
 	bson_iter_t it, arr;
-	bson_t list;
-	int i = 0;
 	bool ok = true;
 
-	*present = false;
-	if (!c->req->has_body || !bson_iter_init_find(&it, &c->req->body, "roles"))
+	if (!bson_iter_init_find(&it, set, "roles") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+	    !bson_iter_recurse(&it, &arr))
 		return true;
-	*present = true;
-	if (!BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &arr)) {
-		tr_problem_field(c, "roles", "must be an array of role names");
-		return false;
-	}
-	BSON_APPEND_ARRAY_BEGIN(out, "roles", &list);
 	while (bson_iter_next(&arr)) {
-		if (!BSON_ITER_HOLDS_UTF8(&arr) || i >= 20) {
-			tr_problem_field(c, "roles", "must be an array of at most 20 role names");
-			ok = false;
-			break;
-		}
 		const char *name = bson_iter_utf8(&arr, NULL);
-		if (!tr_builtin_role(name)) {
-			bson_t filter = BSON_INITIALIZER, role;
-			BSON_APPEND_UTF8(&filter, "name", name);
-			int rc = tr_role_name_valid(name)
-				     ? tr_db_find_one(c->db, ROLES, &filter, &role)
-				     : (bson_init(&role), TR_ENOTFOUND);
-			bson_destroy(&filter);
-			bson_destroy(&role);
-			if (rc == TR_EUNAVAILABLE) {
-				tr_problem_from_err(c, rc);
-				ok = false;
-				break;
-			}
-			if (rc != TR_OK) {
-				char *msg = tr_arena_alloc(c->req->arena, 120);
-				snprintf(msg, 120, "no role named \"%.60s\"", name);
-				tr_problem_field(c, "roles", msg);
-				ok = false;
-				continue;
-			}
+		if (tr_builtin_role(name))
+			continue;
+		bson_t filter = BSON_INITIALIZER, role;
+		BSON_APPEND_UTF8(&filter, "name", name);
+		int rc = tr_role_name_valid(name) ? tr_db_find_one(c->db, ROLES, &filter, &role)
+						  : (bson_init(&role), TR_ENOTFOUND);
+		bson_destroy(&filter);
+		bson_destroy(&role);
+		if (rc == TR_EUNAVAILABLE) {
+			tr_problem_from_err(c, rc);
+			return false;
 		}
-		char key[16];
-		const char *k;
-		bson_uint32_to_string((uint32_t)i++, &k, key, sizeof(key));
-		BSON_APPEND_UTF8(&list, k, name);
+		if (rc != TR_OK) {
+			char *msg = tr_arena_alloc(c->req->arena, 120);
+			snprintf(msg, 120, "no role named \"%.60s\"", name);
+			tr_problem_field(c, "roles", msg);
+			ok = false;
+		}
 	}
-	bson_append_array_end(out, &list);
 	return ok;
 }

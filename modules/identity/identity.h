@@ -19,11 +19,8 @@ void identity_refresh(struct tr_ctx *c);
 void identity_logout(struct tr_ctx *c);
 void identity_me(struct tr_ctx *c);
 
-void users_list(struct tr_ctx *c);
-void users_create(struct tr_ctx *c);
-void users_get(struct tr_ctx *c);
-void users_update(struct tr_ctx *c);
-void users_delete(struct tr_ctx *c);
+struct tr_resource;
+extern const struct tr_resource identity_users; /* users.c */
 
 /* The platform's API-key hook (tr_module.authenticate_key): resolves
  * X-API-Key into the principal, or sets 401/503 and returns non-zero. */
@@ -66,9 +63,9 @@ char *identity_me_json(const bson_t *user, const bson_t *tenant, const char *per
 /* Recomputes and stores the permissions and /v1/me of a user's sessions,
  * or ends them when the user is inactive. */
 int identity_refresh_sessions(struct tr_db *db, const bson_t *user);
-/* Reads "roles" from the body: an array of role names that exist (built in
- * or the tenant's own). Appends them to `out` as an array; adds field errors. */
-bool identity_roles(struct tr_ctx *c, bson_t *out, bool *present);
+/* Does every name in set's "roles" (strings, when there) name a role that
+ * exists, built in or the tenant's own? Adds field errors. */
+bool identity_roles_known(struct tr_ctx *c, const bson_t *set);
 /* True when the user document holds the role. */
 bool identity_has_role(const bson_t *user, const char *role);
 

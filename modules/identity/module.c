@@ -1,9 +1,9 @@
 /* The identity module's surface, one row per endpoint (CONTRACT.md "Auth"). */
 #include "identity.h"
+#include "resource.h"
 
 /* The orders of the lists below (their handlers sort by the route's). */
 static const char *const by_created[] = {"-created_at", "created_at", NULL};
-static const char *const by_created_or_email[] = {"-created_at", "created_at", "email", NULL};
 static const char *const by_created_or_name[] = {"-created_at", "created_at", "name", NULL};
 
 static const struct tr_route routes[] = {
@@ -16,15 +16,6 @@ static const struct tr_route routes[] = {
     {TR_POST, "/v1/auth/logout", identity_logout, NULL, 0, "End this session.", NULL, NULL, NULL},
     {TR_GET, "/v1/me", identity_me, NULL, TR_INLINE, "The caller, their tenant and permissions.",
      NULL, NULL, NULL},
-    {TR_GET, "/v1/users", users_list, "system.users.read", TR_PAGED, "List the tenant's users.",
-     NULL, NULL, by_created_or_email},
-    {TR_POST, "/v1/users", users_create, "system.users.write", TR_JSON_BODY | TR_IDEMPOTENT,
-     "Create an active user.", NULL, NULL, NULL},
-    {TR_GET, "/v1/users/{id}", users_get, "system.users.read", 0, "One user.", NULL, NULL, NULL},
-    {TR_PATCH, "/v1/users/{id}", users_update, "system.users.write", TR_JSON_BODY,
-     "Change name, roles, active or password.", NULL, NULL, NULL},
-    {TR_DELETE, "/v1/users/{id}", users_delete, "system.users.write", 0,
-     "Deactivate a user and end their sessions.", NULL, NULL, NULL},
     {TR_POST, "/v1/api-keys", apikeys_create, "system.api_keys.write", TR_JSON_BODY,
      "Create an API key; the key is in this response only.", NULL, NULL, NULL},
     {TR_GET, "/v1/api-keys", apikeys_list, "system.api_keys.read", TR_PAGED,
@@ -65,6 +56,8 @@ static const struct tr_topic topics[] = {
     {"admin.users", "system.users.read system.roles.read system.api_keys.read"},
 };
 
+static const struct tr_resource *const resources[] = {&identity_users};
+
 const struct tr_module tr_identity_module = {
     .name = "identity",
     .authenticate_key = identity_authenticate_key,
@@ -74,6 +67,8 @@ const struct tr_module tr_identity_module = {
     .ntopics = sizeof(topics) / sizeof(topics[0]),
     .routes = routes,
     .nroutes = sizeof(routes) / sizeof(routes[0]),
+    .resources = resources,
+    .nresources = sizeof(resources) / sizeof(resources[0]),
     .commands = commands,
     .ncommands = sizeof(commands) / sizeof(commands[0]),
 };

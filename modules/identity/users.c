@@ -1,15 +1,16 @@
-/* Users of a tenant: list, create, read, change, deactivate. Changes to a
- * user's roles, name or state reach their live sessions at once. */
+/* Users of a tenant, on the resource engine: list, create, read, change,
+ * deactivate (DELETE keeps the record: audit, ownership and history refer
+ * to it). The password is write-only and stored as its hash. What the
+ * table cannot say is here: only owners touch owners, nobody locks
+ * themselves out, and changes reach the user's live sessions at once. */
 #include <sodium.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
-#include "events.h"
 #include "db.h"
 #include "identity.h"
-#include "json.h"
 #include "log.h"
+#include "resource.h"
 
 /* Is the caller an owner? Only owners may touch owners or grant the role. */
 static int
@@ -23,205 +24,124 @@ caller_is_owner(struct tr_ctx *c, bool *owner)
 	return rc == TR_ENOTFOUND ? TR_OK : rc;
 }
 
+/* Does doc hold field as false? */
 static bool
-roles_name_owner(const bson_t *fields)
+turns_false(const bson_t *doc, const char *field)
 {
-	return identity_has_role(fields, "owner");
+	bson_iter_t it;
+
+	return bson_iter_init_find(&it, doc, field) && BSON_ITER_HOLDS_BOOL(&it) &&
+	       !bson_iter_bool(&it);
 }
 
-void
-users_list(struct tr_ctx *c)
+/* The rules of a create (old NULL) or change, then the password's hash in
+ * place of the password. */
+static bool
+user_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
-	tr_list_reply(c, USERS, NULL, c->req->route->sorts);
-}
-
-void
-users_create(struct tr_ctx *c)
-{
-	static const char *const fields[] = {"email", "name", "roles", "password", NULL};
-	const char *email_raw, *name, *password;
-	char *email = NULL, hash[crypto_pwhash_STRBYTES];
-	bson_t set = BSON_INITIALIZER, stored = BSON_INITIALIZER;
-	bool present, owner;
+	const char *email = tr_doc_str(set, "email");
+	/* a copy: set grows below, which moves what tr_doc_str pointed into */
+	char *password = tr_doc_str(set, "password")
+			     ? tr_arena_strdup(c->req->arena, tr_doc_str(set, "password"))
+			     : NULL;
+	char hash[crypto_pwhash_STRBYTES];
+	bool owner;
 	int rc;
 
-	bool ok = tr_body_only(c, fields);
-	ok &= tr_body_string(c, "email", 3, 254, true, &email_raw);
-	ok &= tr_body_line(c, "name", 1, 100, true, &name);
-	ok &= identity_password(c, "password", true, &password);
-	if (email_raw && !(email = identity_email(c, email_raw))) {
+	(void)e;
+	if (email && !identity_email(c, email)) {
 		tr_problem_field(c, "email", "is not an email address");
-		ok = false;
+		return false;
 	}
-	if (ok)
-		BSON_APPEND_UTF8(&set, "email", email);
-	ok &= identity_roles(c, &set, &present);
-	if (ok && !present)
-		tr_problem_field(c, "roles", "is required"), ok = false;
-	if (!ok)
-		goto out;
+	if (!identity_roles_known(c, set))
+		return false;
 	rc = caller_is_owner(c, &owner);
 	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
-		goto out;
+		return false;
 	}
-	if (roles_name_owner(&set) && !owner) {
-		tr_problem(c, 403, "forbidden", "only an owner may grant the owner role");
-		goto out;
-	}
-	if (!identity_hash_password(password, hash)) {
-		tr_problem_from_err(c, TR_ENOMEM);
-		goto out;
-	}
-	BSON_APPEND_UTF8(&set, "name", name);
-	BSON_APPEND_BOOL(&set, "active", true);
-	BSON_APPEND_UTF8(&set, "_password", hash);
-	sodium_memzero(hash, sizeof(hash));
-	bson_destroy(&stored);
-	rc = tr_db_insert(c->db, USERS, &set, &stored);
-	if (rc == TR_EDUPLICATE)
-		tr_problem(c, 409, "conflict", "a user with this email exists in the tenant");
-	else if (rc != TR_OK)
-		tr_problem_from_err(c, rc);
-	else {
-		bson_iter_t it;
-		char *loc = tr_arena_alloc(c->req->arena, 48);
-		char hex[25];
-		bson_iter_init_find(&it, &stored, "_id");
-		bson_oid_to_string(bson_iter_oid(&it), hex);
-		snprintf(loc, 48, "/v1/users/%s", hex);
-		c->resp->location = loc;
-		identity_audit(c, "user.created", "user", hex);
-		tr_emit(c, "admin.users", "system.user.created", hex, &stored);
-		tr_reply_resource(c, 201, &stored);
-	}
-out:
-	bson_destroy(&set);
-	bson_destroy(&stored);
-}
-
-void
-users_get(struct tr_ctx *c)
-{
-	bson_t stored;
-	int rc = tr_db_get(c->db, USERS, tr_param(c, 0), &stored);
-
-	if (rc == TR_OK)
-		tr_reply_resource(c, 200, &stored);
-	else
-		tr_problem_from_err(c, rc);
-	bson_destroy(&stored);
-}
-
-/* Applies `set` to a user after the owner and self rules; used by PATCH
- * and DELETE (which is PATCH active=false). */
-static void
-change_user(struct tr_ctx *c, bson_t *set, long long version, int ok_status)
-{
-	bson_t target, stored = BSON_INITIALIZER;
-	bson_iter_t it;
-	bool owner;
-	int rc = tr_db_get(c->db, USERS, tr_param(c, 0), &target);
-
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
-		goto out;
-	}
-	rc = caller_is_owner(c, &owner);
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
-		goto out;
-	}
-	bool touches_owner = identity_has_role(&target, "owner") || identity_has_role(set, "owner");
-	if (touches_owner && !owner) {
+	if (((old && identity_has_role(old, "owner")) || identity_has_role(set, "owner")) &&
+	    !owner) {
 		tr_problem(c, 403, "forbidden",
-			   "only an owner may change an owner or grant the owner role");
-		goto out;
+			   old ? "only an owner may change an owner or grant the owner role"
+			       : "only an owner may grant the owner role");
+		return false;
 	}
-	bool self = strcmp(tr_param(c, 0), c->req->principal.user_hex) == 0;
-	if (self && bson_iter_init_find(&it, set, "active") && !bson_iter_bool(&it)) {
+	/* the record's id, not the path's spelling of it */
+	bson_oid_t id;
+	bool self =
+	    old && tr_doc_oid(old, "_id", &id) && bson_oid_equal(&id, &c->req->principal.user_id);
+	if (self && turns_false(set, "active")) {
 		tr_problem(c, 409, "conflict", "you cannot deactivate yourself");
-		goto out;
+		return false;
 	}
-	if (self && bson_iter_init_find(&it, set, "roles") && identity_has_role(&target, "owner") &&
+	if (self && bson_has_field(set, "roles") && identity_has_role(old, "owner") &&
 	    !identity_has_role(set, "owner")) {
 		tr_problem(c, 409, "conflict", "you cannot remove your own owner role");
-		goto out;
+		return false;
 	}
-	bson_destroy(&stored);
-	rc = tr_db_update(c->db, USERS, tr_param(c, 0), version, set, NULL, &stored);
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
-		goto out;
-	}
-	/* Sessions see the change at once: new permissions, or none. */
-	rc = identity_refresh_sessions(c->db, &stored);
-	tr_sessions_changed(c, c->req->principal.tenant_hex, tr_param(c, 0), NULL);
-	if (rc != TR_OK)
-		tr_warn("users: sessions of %s not refreshed: %s", tr_param(c, 0), tr_strerror(rc));
-	bool deactivated = bson_iter_init_find(&it, set, "active") && !bson_iter_bool(&it);
-	identity_audit(c, deactivated ? "user.deactivated" : "user.updated", "user",
-		       tr_param(c, 0));
-	tr_emit(c, "admin.users", deactivated ? "system.user.deactivated" : "system.user.updated",
-		tr_param(c, 0), &stored);
-	if (ok_status == 204)
-		tr_reply_empty(c, 204);
-	else
-		tr_reply_resource(c, 200, &stored);
-out:
-	bson_destroy(&target);
-	bson_destroy(&stored);
-}
-
-void
-users_update(struct tr_ctx *c)
-{
-	static const char *const fields[] = {"name", "roles", "active", "password", NULL};
-	const char *name, *password;
-	char hash[crypto_pwhash_STRBYTES];
-	bson_t set = BSON_INITIALIZER;
-	bson_iter_t it;
-	long long version;
-	bool present;
-
-	bool ok = tr_body_only(c, fields);
-	ok &= tr_body_line(c, "name", 1, 100, false, &name);
-	ok &= identity_password(c, "password", false, &password);
-	ok &= identity_roles(c, &set, &present);
-	if (bson_iter_init_find(&it, &c->req->body, "active")) {
-		if (!BSON_ITER_HOLDS_BOOL(&it))
-			tr_problem_field(c, "active", "must be true or false"), ok = false;
-		else
-			BSON_APPEND_BOOL(&set, "active", bson_iter_bool(&it));
-	}
-	if (!ok || !tr_if_match(c, &version))
-		goto out;
-	if (name)
-		BSON_APPEND_UTF8(&set, "name", name);
+	if (!old && !bson_has_field(set, "active"))
+		BSON_APPEND_BOOL(set, "active", true);
 	if (password) {
 		if (!identity_hash_password(password, hash)) {
 			tr_problem_from_err(c, TR_ENOMEM);
-			goto out;
+			return false;
 		}
-		BSON_APPEND_UTF8(&set, "_password", hash);
+		BSON_APPEND_UTF8(set, "_password", hash);
 		sodium_memzero(hash, sizeof(hash));
+		sodium_memzero(password, strlen(password));
 	}
-	change_user(c, &set, version, 200);
-out:
-	bson_destroy(&set);
+	return true;
 }
 
-/* DELETE deactivates: the record stays (its history, audit and ownership
- * of CRM records refer to it), its sessions end, it cannot log in. */
-void
-users_delete(struct tr_ctx *c)
+/* Audit, and the user's sessions: new permissions, or none. */
+static void
+user_saved(struct tr_ctx *c, const bson_t *stored, const bson_t *old)
 {
-	bson_t set = BSON_INITIALIZER;
-	long long version;
+	bson_oid_t id;
+	char hex[25];
+	bool was_active = !old || !turns_false(old, "active"),
+	     active = !turns_false(stored, "active");
 
-	if (tr_if_match(c, &version)) {
-		BSON_APPEND_BOOL(&set, "active", false);
-		change_user(c, &set, version, 204);
+	if (!tr_doc_oid(stored, "_id", &id))
+		return;
+	bson_oid_to_string(&id, hex);
+	if (!old) {
+		identity_audit(c, "user.created", "user", hex);
+		return;
 	}
-	bson_destroy(&set);
+	int rc = identity_refresh_sessions(c->db, stored);
+	tr_sessions_changed(c, c->req->principal.tenant_hex, hex, NULL);
+	if (rc != TR_OK)
+		tr_warn("users: sessions of %s not refreshed: %s", hex, tr_strerror(rc));
+	identity_audit(c, was_active && !active ? "user.deactivated" : "user.updated", "user", hex);
 }
+
+static const char *const user_sorts[] = {"-created_at", "created_at", "email", NULL};
+
+static const struct tr_field user_fields[] = {
+    {"email", TR_K_EMAIL, TR_F_REQUIRED | TR_F_FIXED | TR_F_FILTER | TR_F_NARROW, 3, 254, NULL,
+     NULL},
+    {"name", TR_K_LINE, TR_F_REQUIRED, 1, 100, NULL, NULL},
+    {"roles", TR_K_STRINGS, TR_F_REQUIRED, 0, 20, NULL, NULL},
+    {"active", TR_K_BOOL, TR_F_FILTER, 0, 0, NULL, NULL},
+    {"password", TR_K_TEXT, TR_F_REQUIRED | TR_F_SECRET, 10, 256, NULL, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+const struct tr_resource identity_users = {
+    .name = "user",
+    .coll = USERS,
+    .path = "/v1/users",
+    .read = "system.users.read",
+    .write = "system.users.write",
+    .about = "A person who signs in to the tenant. DELETE deactivates: the record stays, "
+	     "its sessions end and it cannot sign in; PATCH active=true brings it back.",
+    .topic = "admin.users",
+    .event = "system.user",
+    .fields = user_fields,
+    .sorts = user_sorts,
+    .hook = user_hook,
+    .saved = user_saved,
+    .retire = "active",
+};

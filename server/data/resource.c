@@ -235,6 +235,28 @@ states_ok(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson
 
 /* ---- the handlers ---- */
 
+/* Write-only fields leave set once the hook has read them. */
+static void
+drop_secrets(const struct tr_resource *e, bson_t *set)
+{
+	for (const struct tr_field *f = e->fields; f->name; f++)
+		if (f->flags & TR_F_SECRET)
+			tr_doc_remove(set, f->name);
+}
+
+/* Does this change turn the retire field false (a deactivation)? */
+static bool
+retires(const struct tr_resource *e, const bson_t *set, const bson_t *old)
+{
+	bson_iter_t it;
+
+	if (!e->retire || !bson_iter_init_find(&it, set, e->retire) || !BSON_ITER_HOLDS_BOOL(&it) ||
+	    bson_iter_bool(&it))
+		return false;
+	return !bson_iter_init_find(&it, old, e->retire) || !BSON_ITER_HOLDS_BOOL(&it) ||
+	       bson_iter_bool(&it);
+}
+
 static void
 conflict_or_error(struct tr_ctx *c, const struct tr_resource *e, int rc)
 {
@@ -277,6 +299,7 @@ tr_res_create(struct tr_ctx *c, const struct tr_resource *e)
 		goto out;
 	if (c->resp->status) /* a hook answered */
 		goto out;
+	drop_secrets(e, &set);
 	bson_destroy(&stored);
 	rc = tr_db_insert(c->db, e->coll, &set, &stored);
 	if (rc != TR_OK) {
@@ -308,7 +331,7 @@ tr_res_create(struct tr_ctx *c, const struct tr_resource *e)
 		tr_reply_resource(c, 201, &stored);
 	}
 	if (e->saved)
-		e->saved(c, &stored);
+		e->saved(c, &stored, NULL);
 out:
 	bson_destroy(&set);
 	bson_destroy(&stored);
@@ -324,13 +347,13 @@ tr_res_get(struct tr_ctx *c, const struct tr_resource *e)
 	bson_destroy(&stored);
 }
 
-/* Stores set on record id at version (> 0: only if still there); on
- * success emits event and replies 200. Returns the data layer's code;
- * nothing is answered for TR_EVERSION when quiet_version (the caller
- * retries). */
+/* Stores set on record id (old, as loaded) at version (> 0: only if
+ * still there); on success emits event and replies ok_status (200 with
+ * the record, or 204). Returns the data layer's code; nothing is answered
+ * for TR_EVERSION when quiet_version (the caller retries). */
 static int
-store(struct tr_ctx *c, const struct tr_resource *e, const char *id, long long version,
-      const bson_t *set, const char *event, bool quiet_version)
+store(struct tr_ctx *c, const struct tr_resource *e, const char *id, const bson_t *old,
+      long long version, const bson_t *set, const char *event, bool quiet_version, int ok_status)
 {
 	bson_t stored = BSON_INITIALIZER;
 	int rc;
@@ -344,19 +367,22 @@ store(struct tr_ctx *c, const struct tr_resource *e, const char *id, long long v
 	} else {
 		if (event)
 			tr_res_emit(c, e, event, &stored);
-		tr_reply_resource(c, 200, &stored);
+		if (ok_status == 204)
+			tr_reply_empty(c, 204);
+		else
+			tr_reply_resource(c, 200, &stored);
 		if (e->saved)
-			e->saved(c, &stored);
+			e->saved(c, &stored, old);
 	}
 	bson_destroy(&stored);
 	return rc;
 }
 
 void
-tr_res_save(struct tr_ctx *c, const struct tr_resource *e, const char *id, long long version,
+tr_res_save(struct tr_ctx *c, const struct tr_resource *e, const char *id, const bson_t *old,
 	    const bson_t *set, const char *event)
 {
-	store(c, e, id, version, set, event, false);
+	store(c, e, id, old, tr_doc_int(old, "version", 0), set, event, false, 200);
 }
 
 /* A PATCH is checked against the record as it is stored (hooks read the
@@ -367,8 +393,10 @@ tr_res_save(struct tr_ctx *c, const struct tr_resource *e, const char *id, long 
  * 409 record-busy, never 412 to a client that named no version. */
 #define UPDATE_ATTEMPTS 50
 
-void
-tr_res_update(struct tr_ctx *c, const struct tr_resource *e)
+/* A PATCH, or (fixed: the values it sets) the DELETE of a resource that
+ * retires its records, answering ok_status. */
+static void
+change(struct tr_ctx *c, const struct tr_resource *e, const bson_t *fixed, int ok_status)
 {
 	bson_t set = BSON_INITIALIZER, old = BSON_INITIALIZER;
 	long long version;
@@ -377,7 +405,9 @@ tr_res_update(struct tr_ctx *c, const struct tr_resource *e)
 		goto out;
 	for (int attempt = 1;; attempt++) {
 		bson_reinit(&set);
-		if (!tr_res_read_fields(c, e, false, &set))
+		if (fixed)
+			bson_concat(&set, fixed);
+		else if (!tr_res_read_fields(c, e, false, &set))
 			goto out;
 		bson_destroy(&old); /* tr_res_load initialises it, found or not */
 		if (!tr_res_load(c, e, id_param(c, e), &old))
@@ -392,9 +422,14 @@ tr_res_update(struct tr_ctx *c, const struct tr_resource *e)
 			goto out;
 		if (c->resp->status)
 			goto out;
-		int rc = store(c, e, id_param(c, e),
-			       version > 0 ? version : tr_doc_int(&old, "version", 0), &set,
-			       e->event ? event_name(c, e, "updated") : NULL, version <= 0);
+		drop_secrets(e, &set);
+		const char *event =
+		    !e->event
+			? NULL
+			: event_name(c, e, retires(e, &set, &old) ? "deactivated" : "updated");
+		int rc = store(c, e, id_param(c, e), &old,
+			       version > 0 ? version : tr_doc_int(&old, "version", 0), &set, event,
+			       version <= 0, ok_status);
 		if (rc != TR_EVERSION || version > 0)
 			break;
 		if (attempt == UPDATE_ATTEMPTS) {
@@ -408,12 +443,24 @@ out:
 }
 
 void
+tr_res_update(struct tr_ctx *c, const struct tr_resource *e)
+{
+	change(c, e, NULL, 200);
+}
+
+void
 tr_res_delete(struct tr_ctx *c, const struct tr_resource *e)
 {
 	bson_t old = BSON_INITIALIZER;
 	long long version;
 	int rc;
 
+	if (e->retire) {
+		BSON_APPEND_BOOL(&old, e->retire, false);
+		change(c, e, &old, 204);
+		bson_destroy(&old);
+		return;
+	}
 	if (!tr_if_match(c, &version))
 		goto out;
 	bson_destroy(&old);

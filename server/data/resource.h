@@ -46,6 +46,10 @@ enum tr_field_kind {
 #define TR_F_NARROW                                                                                \
 	0x20 /* few records share a value: filtering by it reads the                               \
 		matches, not the tenant's list page by page (db.h) */
+/* Write-only (a password): checked by its kind and handed to the hook in
+ * `set`, which stores what it makes of it (a hash); the engine drops it
+ * from `set` after the hook, so it is never stored or shown as sent. */
+#define TR_F_SECRET 0x40
 
 struct tr_field {
 	const char *name;
@@ -100,13 +104,19 @@ struct tr_resource {
 	/* Adds members to the 201 answer of a create, from the record as
 	 * stored (a secret shown once, never again). */
 	void (*created)(struct tr_ctx *c, const bson_t *stored, bson_t *answer);
-	/* After a create or change is stored (e.g. to schedule a job). */
-	void (*saved)(struct tr_ctx *c, const bson_t *stored);
+	/* After a create or change is stored (e.g. to schedule a job); old is
+	 * the record before a change, NULL after a create. */
+	void (*saved)(struct tr_ctx *c, const bson_t *stored, const bson_t *old);
 	/* May this record go? Sets the problem (409) and returns false. */
 	bool (*may_delete)(struct tr_ctx *c, const bson_t *stored);
 	/* After a record was deleted (the record as it was). */
 	void (*removed)(struct tr_ctx *c, const bson_t *old);
 	bool deletable;
+	/* A boolean field ("active") that DELETE sets to false instead of
+	 * removing the record (others refer to it: a user's history). Such a
+	 * DELETE is a change: hooks run, it answers 204. A change that turns
+	 * the field false emits <event>.deactivated instead of .updated. */
+	const char *retire;
 	bool no_create; /* records are made by actions only */
 	/* A nested resource (/clients/{id}/contacts/{cid}): the parent resource
 	 * and the field naming it; the path's first id is the parent's. */
@@ -133,9 +143,10 @@ void tr_res_list(struct tr_ctx *c, const struct tr_resource *e, const bson_t *ex
 /* The record by id, honouring ":own" (404 for a record the caller may not
  * see). Sets the problem and returns false. */
 bool tr_res_load(struct tr_ctx *c, const struct tr_resource *e, const char *id, bson_t *out);
-/* Stores a change made by an action (version-checked when version > 0),
- * emits event (e.g. "crm.deal.won") and replies 200 with the record. */
-void tr_res_save(struct tr_ctx *c, const struct tr_resource *e, const char *id, long long version,
+/* Stores a change made by an action to the record old (as loaded: the
+ * write is on its version), emits event (e.g. "crm.deal.won") and
+ * replies 200 with the record. */
+void tr_res_save(struct tr_ctx *c, const struct tr_resource *e, const char *id, const bson_t *old,
 		 const bson_t *set, const char *event);
 /* Emits an event for a stored record of e. */
 void tr_res_emit(struct tr_ctx *c, const struct tr_resource *e, const char *event,

@@ -154,6 +154,8 @@ field_schema(bson_t *props, const struct tr_field *f, bool request)
 				: (f->flags & (TR_F_NULLABLE | TR_F_SERVER)) != 0;
 
 	BSON_APPEND_DOCUMENT_BEGIN(props, f->name, &s);
+	if (f->flags & TR_F_SECRET)
+		BSON_APPEND_BOOL(&s, "writeOnly", true);
 	switch (f->kind) {
 	case TR_K_LINE:
 	case TR_K_TEXT:
@@ -282,7 +284,8 @@ tr_openapi_record_schema(bson_t *s, const struct tr_resource *e)
 	BSON_APPEND_INT32(&p, "minimum", 1);
 	bson_append_document_end(&props, &p);
 	for (const struct tr_field *f = e->fields; f->name; f++)
-		field_schema(&props, f, false);
+		if (!(f->flags & TR_F_SECRET))
+			field_schema(&props, f, false);
 	bson_append_document_end(s, &props);
 	tr_openapi_str_array(s, "required", required);
 }

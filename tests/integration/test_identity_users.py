@@ -596,3 +596,66 @@ def test_other_tenants_list_does_not_show_the_user(stack, other, sales):
     ids = {u["id"] for u in items}
     assert sales.user_id not in ids
     assert other.user_id in ids
+
+
+# ---------------------------------------------------------------------------
+# users on the resource engine: filters, ids spelled either way, the
+# password write-only in the API description too
+# ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("spell", [str.upper, lambda s: s[:12] + s[12:].upper()])
+def test_nobody_deactivates_themselves_by_spelling_their_id_another_way(stack, spell):
+    acct = signup(stack)
+    r = stack.delete(f"/v1/users/{spell(acct.user_id)}", headers=acct.headers)
+    check_problem(r, 409, "conflict")
+    r = stack.patch(f"/v1/users/{spell(acct.user_id)}", json={"active": False}, headers=acct.headers)
+    check_problem(r, 409, "conflict")
+    assert user_doc(stack, acct.user_id)["active"] is True
+    assert me(stack, acct).status_code == 200
+
+
+def test_delete_with_an_upper_case_id_deactivates_that_user(stack, owner):
+    acct = user_session(stack, owner, ["sales"])
+    r = stack.delete(f"/v1/users/{acct.user_id.upper()}", headers=owner.headers)
+    assert r.status_code == 204, r.text
+    assert user_doc(stack, acct.user_id)["active"] is False
+    check_problem(me(stack, acct), 401, "unauthorized")
+
+
+def test_list_users_filters_by_active_and_by_email(stack):
+    boss = signup(stack)
+    kept = create_user(stack, boss, ["sales"])
+    gone = create_user(stack, boss, ["sales"])
+    assert stack.delete(f"/v1/users/{gone['id']}", headers=boss.headers).status_code == 204
+    r = stack.get("/v1/users", params={"active": "false"}, headers=boss.headers)
+    assert r.status_code == 200, r.text
+    assert [u["id"] for u in r.json()["items"]] == [gone["id"]]
+    r = stack.get("/v1/users", params={"active": "true"}, headers=boss.headers)
+    assert {u["id"] for u in r.json()["items"]} == {boss.user_id, kept["id"]}
+    r = stack.get("/v1/users", params={"email": kept["email"].upper()}, headers=boss.headers)
+    assert [u["id"] for u in r.json()["items"]] == [kept["id"]]
+    check_problem(stack.get("/v1/users", params={"active": "maybe"}, headers=boss.headers), 422,
+                  "validation-failed")
+
+
+def test_deactivating_by_patch_or_delete_is_one_event_named_so(stack):
+    boss = signup(stack)
+    a, b = create_user(stack, boss, ["sales"]), create_user(stack, boss, ["sales"])
+    assert stack.patch(f"/v1/users/{a['id']}", json={"active": False}, headers=boss.headers).status_code == 200
+    assert stack.delete(f"/v1/users/{b['id']}", headers=boss.headers).status_code == 204
+    audit = stack.get("/v1/audit", params={"action": "user.deactivated"}, headers=boss.headers).json()
+    assert {e["target"]["id"] for e in audit["items"]} == {a["id"], b["id"]}, audit
+
+
+def test_the_api_description_keeps_the_password_write_only(stack):
+    doc = stack.get("/v1/openapi.json").json()
+    schemas = doc["components"]["schemas"]
+    record = [s for n, s in schemas.items() if n.lower() == "user"]
+    assert record and "password" not in record[0]["properties"], list(schemas)
+    create = doc["paths"]["/v1/users"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    while "$ref" in create:
+        create = schemas[create["$ref"].rsplit("/", 1)[1]]
+    assert create["properties"]["password"]["writeOnly"] is True
+    assert {"email", "name", "roles", "password"} <= set(create["required"])
+    delete = doc["paths"]["/v1/users/{id}"]["delete"]
+    assert "Deactivate" in delete["summary"], delete
