@@ -493,3 +493,9 @@ tr_register_movements(struct tr_db *db, const char *key, long long before, int l
 	}
 	return TR_OK;
 }
+
+int64_t
+tr_reg_value(const struct tr_reg_state *s, const char *counter)
+{
+	return counters_get((const struct counters *)(const void *)s, counter);
+}

@@ -46,6 +46,11 @@ struct tr_reg_delta {
 	int64_t delta;
 };
 
+/* The counters a movement would follow (opaque), and one of them (0 when
+ * absent). */
+struct tr_reg_state;
+int64_t tr_reg_value(const struct tr_reg_state *s, const char *counter);
+
 struct tr_reg_post {
 	const char *key;
 	const char *op_id; /* the operation's id, unique in the tenant: 1..400 chars */
@@ -54,6 +59,15 @@ struct tr_reg_post {
 	bool has_floor; /* no counter the movement changes may end below floor */
 	int64_t floor;
 	const bson_t *meta; /* stored with the movement as "meta" (reason, document), or NULL */
+	/* Deltas that depend on the state the movement follows (stock leaving
+	 * at its moving-average cost), or NULL. Called on every attempt with
+	 * that state, it sets the delta of each of the n counters `deltas`
+	 * names (their deltas here are ignored). The movement is appended only
+	 * right after the state it was reckoned on, so the answer is exact
+	 * under any number of writers. tr_register_post only. */
+	void (*reckon)(void *arg, const struct tr_reg_state *state, struct tr_reg_delta *deltas,
+		       size_t n);
+	void *reckon_arg;
 };
 
 /* Posts one movement. On TR_OK *movement (initialised by the call) is the
@@ -83,6 +97,10 @@ int tr_register_reverse(struct tr_db *db, const char *key, long long seq, bool h
 /* The register's state: {key, seq (0: nothing posted), values: {counter:
  * value}}, values 0 left out. */
 int tr_register_read(struct tr_db *db, const char *key, bson_t *state);
+
+/* The movement posted under op_id, as tr_register_post answers it, into
+ * *out (initialised by the call); *found false when there is none. */
+int tr_register_find_op(struct tr_db *db, const char *op_id, bson_t *out, bool *found);
 
 /* Movement seq of key, as stored; TR_ENOTFOUND. */
 int tr_register_movement(struct tr_db *db, const char *key, long long seq, bson_t *out);

@@ -20,6 +20,7 @@
 
 #define ATTEMPTS 400
 #define STRIPES 64
+#define MAX_DELTAS 64
 
 /* ---- names ---- */
 
@@ -70,6 +71,16 @@ find_op(struct tr_db *db, const char *op, bson_t *out, bool *found)
 	bson_destroy(&doc);
 	bson_destroy(&filter);
 	return rc == TR_ENOTFOUND ? TR_OK : rc;
+}
+
+int
+tr_register_find_op(struct tr_db *db, const char *op_id, bson_t *out, bool *found)
+{
+	bson_init(out);
+	*found = false;
+	if (!db->has_tenant || !op_ok(op_id))
+		return TR_EINVALID;
+	return find_op(db, op_id, out, found);
 }
 
 /* The movement that appends p after (seq, values), into *stored: TR_OK,
@@ -154,10 +165,13 @@ post(struct tr_db *db, const struct tr_reg_post *p, long long reverses, bson_t *
 	pthread_mutex_t *lock;
 	long long seq = 0;
 	int rc = TR_EBUSY;
+	struct tr_reg_delta reckoned[MAX_DELTAS];
+	struct tr_reg_post now = *p; /* with the reckoned deltas */
 
 	bson_init(movement);
 	*replayed = false;
-	if (!db->has_tenant || !tr_register_key_ok(p->key) || !op_ok(p->op_id) || p->ndeltas == 0)
+	if (!db->has_tenant || !tr_register_key_ok(p->key) || !op_ok(p->op_id) || p->ndeltas == 0 ||
+	    p->ndeltas > MAX_DELTAS)
 		return TR_EINVALID;
 	for (size_t i = 0; i < p->ndeltas; i++) {
 		if (!counter_ok(p->deltas[i].counter))
@@ -183,7 +197,13 @@ post(struct tr_db *db, const struct tr_reg_post *p, long long reverses, bson_t *
 		if ((rc = reg_read_state_as(db, p->key, cache_id, attempt == 0, &seq, &values)) !=
 		    TR_OK)
 			break;
-		rc = append(db, p, reverses, seq, &values, &stored);
+		if (p->reckon) {
+			memcpy(reckoned, p->deltas, p->ndeltas * sizeof(*reckoned));
+			p->reckon(p->reckon_arg, (const struct tr_reg_state *)(const void *)&values,
+				  reckoned, p->ndeltas);
+			now.deltas = reckoned;
+		}
+		rc = append(db, &now, reverses, seq, &values, &stored);
 		if (rc == TR_OK) {
 			reg_render(&stored, movement);
 			reg_cache_put(cache_id, seq + 1, &values);
@@ -259,7 +279,8 @@ post_batch(struct tr_db *db, const struct tr_reg_post *p, size_t n)
 	if (n > 16)
 		return false;
 	for (size_t i = 0; i < n; i++) {
-		if (!tr_register_key_ok(p[i].key) || !op_ok(p[i].op_id) || p[i].ndeltas == 0)
+		if (!tr_register_key_ok(p[i].key) || !op_ok(p[i].op_id) || p[i].ndeltas == 0 ||
+		    p[i].reckon)
 			return false;
 		reg_name_of(db, p[i].key, "", -1, ids[i], sizeof(ids[i]));
 		pthread_mutex_t *l = key_lock(ids[i]);
@@ -332,7 +353,7 @@ tr_register_reverse(struct tr_db *db, const char *key, long long seq, bool has_f
 {
 	bson_t original;
 	bson_iter_t it, sub;
-	struct tr_reg_delta deltas[64];
+	struct tr_reg_delta deltas[MAX_DELTAS];
 	char op[256];
 	size_t n = 0;
 	int rc = tr_register_movement(db, key, seq, &original);

@@ -318,7 +318,9 @@ tr_res_create(struct tr_ctx *c, const struct tr_resource *e)
 			snprintf(loc, 160, "%s/%s", e->path, hex);
 		c->resp->location = loc;
 	}
-	if (e->event)
+	if (e->create_event)
+		tr_res_emit(c, e, e->create_event, &stored);
+	else if (e->event)
 		tr_res_emit(c, e, event_name(c, e, "created"), &stored);
 	if (e->created) {
 		bson_t answer = BSON_INITIALIZER;

@@ -112,6 +112,11 @@ struct tr_resource {
 	/* After a record was deleted (the record as it was). */
 	void (*removed)(struct tr_ctx *c, const bson_t *old);
 	bool deletable;
+	/* Records are never changed or deleted (stock moves, journal
+	 * entries): no PATCH or DELETE route; corrections are new records. */
+	bool immutable;
+	/* The event a create emits instead of <event>.created, or NULL. */
+	const char *create_event;
 	/* A boolean field ("active") that DELETE sets to false instead of
 	 * removing the record (others refer to it: a user's history). Such a
 	 * DELETE is a change: hooks run, it answers 204. A change that turns

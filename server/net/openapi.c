@@ -123,8 +123,8 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 	} else if (strcmp(name, "from") == 0 || strcmp(name, "to") == 0 ||
 		   strcmp(name, "at") == 0) {
 		tr_openapi_time_schema(s, false, true);
-	} else if (strcmp(name, "pipeline_id") == 0) {
-		tr_openapi_id_schema(s);
+	} else if (strlen(name) > 3 && strcmp(name + strlen(name) - 3, "_id") == 0) {
+		tr_openapi_id_schema(s); /* ?pipeline_id, ?product_id: a record's id */
 	} else if (strcmp(name, "cursor") == 0) {
 		/* opaque: next_cursor of the previous page, base64url (dblist.c);
 		 * one the server did not make is 400 */

@@ -102,9 +102,10 @@ make_resource_routes(const struct tr_resource *e)
 		add_made(TR_POST, list, tr_res_create_route, e->write, TR_JSON_BODY | TR_IDEMPOTENT,
 			 printed("Create %s %s", article, e->name), e);
 	add_made(TR_GET, item, tr_res_get_route, e->read, 0, printed("One %s", e->name), e);
-	add_made(TR_PATCH, item, tr_res_update_route, e->write, TR_JSON_BODY,
-		 printed("Change %s %s", article, e->name), e);
-	if (e->deletable || e->retire)
+	if (!e->immutable)
+		add_made(TR_PATCH, item, tr_res_update_route, e->write, TR_JSON_BODY,
+			 printed("Change %s %s", article, e->name), e);
+	if (!e->immutable && (e->deletable || e->retire))
 		add_made(TR_DELETE, item, tr_res_delete_route, e->write, 0,
 			 printed("%s %s %s", e->retire ? "Deactivate" : "Delete", article, e->name),
 			 e);
