@@ -256,6 +256,8 @@ main(int argc, char **argv)
 		const struct tr_command *command = find_command(argv[1], argv[2]);
 		if (command)
 			return tr_command_run(command->run, argc - 3, argv + 3);
+		fprintf(stderr, "trellis: unknown command: %s%s%s\n", argv[1],
+			argv[2][0] == '-' ? "" : " ", argv[2][0] == '-' ? "" : argv[2]);
 		usage();
 		commands_usage();
 		return 2;
@@ -274,6 +276,12 @@ main(int argc, char **argv)
 		tr_config_print_example();
 		return 0;
 	}
+	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
+		fprintf(stderr, "trellis: unknown command: %s\n", cmd);
+		usage();
+		commands_usage();
+		return 2;
+	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "trellis: libsodium failed to initialise\n");
 		return 1;
@@ -286,8 +294,5 @@ main(int argc, char **argv)
 	tr_cfg = &M.cfg;
 	if (strcmp(cmd, "serve") == 0)
 		return serve();
-	if (strcmp(cmd, "migrate") == 0)
-		return migrate_cmd();
-	usage();
-	return 2;
+	return migrate_cmd();
 }
