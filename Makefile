@@ -1,5 +1,6 @@
 # Trellis - build, run and test.
 #
+#   make build   the server (build/trellis) and the tools beside it (build/trellis-demo)
 #   make run     install what is missing, build, start FerretDB + Redis + the server
 #   make test    install what is missing, check module boundaries, build with ASan/UBSan,
 #                unit + integration tests
@@ -24,10 +25,14 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lpthread -lm
 SRCS     := $(foreach d,$(SERVER_DIRS),$(wildcard $(d)/*.c)) $(wildcard modules/*/*.c)
 LIB_SRCS := $(filter-out server/main.c,$(SRCS))
 HDRS     := $(foreach d,$(SERVER_DIRS),$(wildcard $(d)/*.h)) $(wildcard modules/*/*.h)
+# tools/: programs of their own beside the server, linked with its library
+# objects; trellis-demo (tools/demo) writes the demo data.
+DEMO_SRCS := $(wildcard tools/demo/*.c)
+DEMO_HDRS := $(wildcard tools/demo/*.h)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 LOAD_SRCS := $(wildcard tests/load/*.c)
 # every C file of the tree: what `make fmt` rewrites is what `make fmt-check` checks
-FMT_SRCS  := $(SRCS) $(HDRS) $(UNIT_SRCS) $(LOAD_SRCS)
+FMT_SRCS  := $(SRCS) $(HDRS) $(DEMO_SRCS) $(DEMO_HDRS) $(UNIT_SRCS) $(LOAD_SRCS)
 
 REL_CFLAGS  := $(CSTD) $(WARN) -O2 -g $(INCS)
 ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
@@ -44,6 +49,10 @@ ASAN_OBJS := $(SRCS:%.c=build/asan/obj/%.o)
 ASAN_LIB_OBJS := $(LIB_SRCS:%.c=build/asan/obj/%.o)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=build/asan/unit/%)
 TSAN_OBJS := $(SRCS:%.c=build/tsan/obj/%.o)
+TSAN_LIB_OBJS := $(LIB_SRCS:%.c=build/tsan/obj/%.o)
+REL_DEMO_OBJS  := $(DEMO_SRCS:%.c=build/obj/%.o)
+ASAN_DEMO_OBJS := $(DEMO_SRCS:%.c=build/asan/obj/%.o)
+TSAN_DEMO_OBJS := $(DEMO_SRCS:%.c=build/tsan/obj/%.o)
 
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
@@ -56,9 +65,9 @@ all: build
 deps:
 	@bash ops/deps.sh
 
-build: build/trellis
-build-asan: build/asan/trellis
-build-tsan: build/tsan/trellis
+build: build/trellis build/trellis-demo
+build-asan: build/asan/trellis build/asan/trellis-demo
+build-tsan: build/tsan/trellis build/tsan/trellis-demo
 
 build/trellis: $(REL_OBJS)
 	$(CC) -o $@ $^ $(PKG_LIBS)
@@ -72,6 +81,19 @@ build/asan/trellis: $(ASAN_OBJS)
 
 build/tsan/trellis: $(TSAN_OBJS)
 	$(CC) -fsanitize=thread -pie -o $@ $^ $(PKG_LIBS)
+
+# Each tool beside each server binary: its own objects and the server's
+# without server/main.c.
+build/trellis-demo: $(REL_DEMO_OBJS) $(REL_LIB_OBJS)
+	$(CC) -o $@ $^ $(PKG_LIBS)
+
+build/asan/trellis-demo: $(ASAN_DEMO_OBJS) $(ASAN_LIB_OBJS)
+	$(CC) -fsanitize=address,undefined -o $@ $^ $(PKG_LIBS)
+
+build/tsan/trellis-demo: $(TSAN_DEMO_OBJS) $(TSAN_LIB_OBJS)
+	$(CC) -fsanitize=thread -pie -o $@ $^ $(PKG_LIBS)
+
+$(REL_DEMO_OBJS) $(ASAN_DEMO_OBJS) $(TSAN_DEMO_OBJS): $(DEMO_HDRS)
 
 build/obj/%.o: %.c $(HDRS) Makefile
 	@mkdir -p $(dir $@)
@@ -107,11 +129,12 @@ unit: $(UNIT_BINS)
 integration: build-asan
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/integration
 
-# Modules include only the platform's public headers and call no driver
-# (ARCHITECTURE.md, "Modules"); the self-test proves the check can fail.
+# Modules, and the tools beside the server, include only the platform's
+# public headers and call no driver (ARCHITECTURE.md, "Modules"); the
+# self-test proves the check can fail.
 boundaries:
 	@CC="$(CC)" CHECK_CFLAGS="$(CSTD) $(INCS) $(PKG_CFLAGS)" bash tests/check_module_boundaries.sh --self-test
-	@CC="$(CC)" CHECK_CFLAGS="$(CSTD) $(INCS) $(PKG_CFLAGS)" bash tests/check_module_boundaries.sh modules
+	@CC="$(CC)" CHECK_CFLAGS="$(CSTD) $(INCS) $(PKG_CFLAGS)" bash tests/check_module_boundaries.sh modules tools
 
 test: deps
 	@$(MAKE) --no-print-directory boundaries

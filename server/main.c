@@ -15,6 +15,7 @@
 #include <uv.h>
 
 #include "auth.h"
+#include "command.h"
 #include "config.h"
 #include "dbpool.h"
 #include "events.h"
@@ -218,39 +219,18 @@ migrate_cmd(void)
 	return 0;
 }
 
-/* `trellis <area> <verb> ...`: a command from a module's table. */
-static int
-module_command(int argc, char **argv, bool *found)
+/* `trellis <area> <verb> ...`: the command of a module's table with that
+ * area and verb, or NULL. */
+static const struct tr_command *
+find_command(const char *area, const char *verb)
 {
-	char err[512];
-
-	*found = false;
-	for (size_t m = 0; m < tr_nmodules; m++) {
+	for (size_t m = 0; m < tr_nmodules; m++)
 		for (size_t i = 0; i < tr_modules[m]->ncommands; i++) {
 			const struct tr_command *cmd = &tr_modules[m]->commands[i];
-			if (argc < 3 || strcmp(argv[1], cmd->area) != 0 ||
-			    strcmp(argv[2], cmd->verb) != 0)
-				continue;
-			*found = true;
-			if (tr_pwhash_start() != 0) {
-				fprintf(stderr,
-					"trellis: cannot start the password hashing processes\n");
-				return 1;
-			}
-			if (tr_dbpool_init(&M.cfg, err, sizeof(err)) != 0) {
-				fprintf(stderr, "trellis: %s\n", err);
-				return 2;
-			}
-			tr_kv_init(&M.cfg);
-			tr_session_init(&M.cfg);
-			int rc = cmd->run(argc - 3, argv + 3);
-			tr_kv_close_all();
-			tr_pwhash_shutdown();
-			tr_dbpool_free();
-			return rc;
+			if (strcmp(area, cmd->area) == 0 && strcmp(verb, cmd->verb) == 0)
+				return cmd;
 		}
-	}
-	return 2;
+	return NULL;
 }
 
 static void
@@ -270,19 +250,14 @@ main(int argc, char **argv)
 	char err[512];
 
 	/* Module commands take their own arguments; configuration comes from
-	 * TRELLIS_CONFIG and the environment. */
+	 * TRELLIS_CONFIG and the environment (command.h). */
 	if (argc >= 3 && strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "migrate") != 0 &&
 	    argv[1][0] != '-') {
-		bool found;
-		if (sodium_init() < 0 || tr_config_load(&M.cfg, NULL, err, sizeof(err)) != 0) {
-			fprintf(stderr, "trellis: invalid configuration: %s\n", err);
-			return 2;
-		}
-		tr_log_set_level(TR_LOG_WARN);
-		tr_cfg = &M.cfg;
-		int rc = module_command(argc, argv, &found);
-		if (found)
-			return rc;
+		const struct tr_command *command = find_command(argv[1], argv[2]);
+		if (command)
+			return tr_command_run(command->run, argc - 3, argv + 3);
+		fprintf(stderr, "trellis: unknown command: %s%s%s\n", argv[1],
+			argv[2][0] == '-' ? "" : " ", argv[2][0] == '-' ? "" : argv[2]);
 		usage();
 		commands_usage();
 		return 2;
@@ -301,6 +276,12 @@ main(int argc, char **argv)
 		tr_config_print_example();
 		return 0;
 	}
+	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
+		fprintf(stderr, "trellis: unknown command: %s\n", cmd);
+		usage();
+		commands_usage();
+		return 2;
+	}
 	if (sodium_init() < 0) {
 		fprintf(stderr, "trellis: libsodium failed to initialise\n");
 		return 1;
@@ -313,8 +294,5 @@ main(int argc, char **argv)
 	tr_cfg = &M.cfg;
 	if (strcmp(cmd, "serve") == 0)
 		return serve();
-	if (strcmp(cmd, "migrate") == 0)
-		return migrate_cmd();
-	usage();
-	return 2;
+	return migrate_cmd();
 }

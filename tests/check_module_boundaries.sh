@@ -3,20 +3,24 @@
 # "Modules"): never mongoc, hiredis, libwebsockets, libuv or libpq, and
 # none of the platform's own driver-side headers (dbpool.h, kvconn.h,
 # redis.h, pg.h, http.h, ws.h). bson.h and its data API are allowed: records
-# are bson_t.
+# are bson_t. The programs in tools/ (tools/demo: trellis-demo) keep the
+# same rules: they reach the platform as a module does, and command.h
+# starts what they use.
 #
-#   tests/check_module_boundaries.sh [DIR]     check DIR (default: modules)
+#   tests/check_module_boundaries.sh [DIR...]  check each DIR (default: modules)
 #   tests/check_module_boundaries.sh --self-test
 #
+# DIR holds one folder per module or tool (modules/crm, tools/demo).
 # Two passes, each failure named as file:line or file: header chain:
 #   1. the source: #include lines and identifiers of the drivers
 #      (mongoc_*, redisReply, lws_*, uv_*, PQ*) in DIR's .c and .h files;
 #   2. what the compiler opens: every DIR/*/*.c preprocessed with the
 #      project's include path (gcc -H), so that a public header which
 #      pulls in a driver header is caught too.
-# The self-test writes a module that breaks each rule into a directory of
-# its own and fails unless every break is reported: a check that cannot
-# fail would be worse than none.
+# The self-test writes a module that keeps the rules and, in a second
+# directory, one that breaks each rule, checks both in one run and fails
+# unless every break is reported: a check that cannot fail would be worse
+# than none, and one that stopped after its first directory would be too.
 # CC and CHECK_CFLAGS (include flags) come from the Makefile; run alone,
 # the script asks pkg-config.
 set -u
@@ -95,42 +99,54 @@ check_opened() {
 check() {
 	local dir=$1 status=0 report
 	if ! report=$(check_source "$dir"); then
-		echo "module code names a driver or a platform-only header:"
+		echo "module or tool code names a driver or a platform-only header:"
 		printf '%s\n' "$report"
 		status=1
 	fi
 	if ! report=$(check_opened "$dir"); then
-		echo "module code brings in a driver or a platform-only header:"
+		echo "module or tool code brings in a driver or a platform-only header:"
 		printf '%s\n' "$report"
 		status=1
 	fi
 	return $status
 }
 
-# A fake module that breaks every rule once; each break must be reported.
+# Every DIR given, each reported on its own; returns 1 if any broke a rule.
+check_all() {
+	local dir status=0
+	for dir in "$@"; do
+		check "$dir" || status=1
+	done
+	return $status
+}
+
+# A fake module that keeps the rules, then a fake tool that breaks every
+# rule once, checked in one run as `make boundaries` checks modules and
+# tools; each break must be reported.
 self_test() {
 	local tmp report status=0 expect
 	tmp=$(mktemp -d "${TMPDIR:-/tmp}/trellis-boundaries.XXXXXX") || return 2
-	mkdir -p "$tmp/fake"
-	cat >"$tmp/fake/clean.c" <<-'EOF'
+	mkdir -p "$tmp/modules/fake" "$tmp/tools/fake"
+	cat >"$tmp/modules/fake/clean.c" <<-'EOF'
 		#include <bson/bson.h>
 		#include "db.h"
 		int fake_clean(void);
 		int fake_clean(void) { return 0; }
 	EOF
-	cat >"$tmp/fake/fake.h" <<-'EOF'
+	cat >"$tmp/tools/fake/fake.h" <<-'EOF'
 		#include <uv.h>
 	EOF
-	cat >"$tmp/fake/broken.c" <<-'EOF'
+	cat >"$tmp/tools/fake/broken.c" <<-'EOF'
 		#include "dbpool.h"
 		#include <hiredis/hiredis.h>
 		#include "fake.h"
 		int fake_broken(void);
 		int fake_broken(void) { redisReply *r = 0; return r != 0; }
 	EOF
-	report=$(check "$tmp" 2>&1)
-	for expect in "fake/broken.c:1:" "fake/broken.c:2:" "fake/broken.c:5:" "fake/fake.h:1:" \
-		"fake/broken.c: opens server/data/dbpool.h" "/uv.h (through $tmp/fake/fake.h)"; do
+	report=$(check_all "$tmp/modules" "$tmp/tools" 2>&1)
+	for expect in "tools/fake/broken.c:1:" "tools/fake/broken.c:2:" "tools/fake/broken.c:5:" \
+		"tools/fake/fake.h:1:" "tools/fake/broken.c: opens server/data/dbpool.h" \
+		"/uv.h (through $tmp/tools/fake/fake.h)"; do
 		if ! grep -qF -- "$expect" <<<"$report"; then
 			echo "self-test: the check did not report $expect; it said:"
 			printf '%s\n' "$report"
@@ -150,10 +166,10 @@ if [ "${1:-}" = "--self-test" ]; then
 	self_test && echo "module boundaries: the check reports every break of the self-test"
 	exit $?
 fi
-dir=${1:-modules}
-if check "$dir"; then
-	echo "module boundaries: $dir includes only the platform's public headers"
+[ $# -gt 0 ] || set -- modules
+if check_all "$@"; then
+	echo "module boundaries: $* include only the platform's public headers"
 	exit 0
 fi
-echo "(modules use db.h, kv.h, events.h, jobs.h and the other public headers; see ARCHITECTURE.md)"
+echo "(modules and tools use db.h, kv.h, events.h, jobs.h and the other public headers; see ARCHITECTURE.md)"
 exit 1

@@ -28,8 +28,6 @@ void crm_reports_funnel(struct tr_ctx *c);
 void crm_reports_abc_xyz(struct tr_ctx *c);
 void crm_reports_managers(struct tr_ctx *c);
 void crm_reports_sources(struct tr_ctx *c);
-/* `trellis demo seed --tenant SLUG` (demo.c). */
-int crm_demo_seed(int argc, char **argv);
 bool crm_pipeline_has_stage(const bson_t *pipeline, const char *stage);
 int crm_task_reminder(const struct tr_job *job, char *err, size_t errlen);
 

@@ -36,10 +36,6 @@ static const struct tr_route routes[] = {
      "Per channel and campaign: leads, deals, revenue, cost per lead.", NULL, "from to", NULL},
 };
 
-static const struct tr_command commands[] = {
-    {"demo", "seed", crm_demo_seed, "--tenant SLUG   (a realistic CRM tenant to explore)"},
-};
-
 static const struct tr_job_handler jobs[] = {
     {"crm.reminders", crm_task_reminder},
 };
@@ -83,8 +79,6 @@ const struct tr_module tr_crm_module = {
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .resources = resources,
     .nresources = sizeof(resources) / sizeof(resources[0]),
-    .commands = commands,
-    .ncommands = sizeof(commands) / sizeof(commands[0]),
     .jobs = jobs,
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
     .effects = crm_effects,

@@ -11,6 +11,8 @@ server or of a process run through the `trellis` fixture fails the test.
 Environment knobs:
   TRELLIS_BIN           server binary (default <repo>/build/asan/trellis;
                         `make tsan` sets <repo>/build/tsan/trellis)
+  TRELLIS_DEMO_BIN      the demo tool, tools/demo (default: trellis-demo in the
+                        directory of the server binary, built by the same target)
   TRELLIS_FERRETDB_BIN  FerretDB binary (default ~/go/bin/ferretdb)
   TRELLIS_REDIS_BIN     redis-server binary (default: redis-server on PATH)
   KEEP_TMP=1            keep the temporary directory (logs, data) afterwards
@@ -277,6 +279,9 @@ class Stack:
     def __init__(self):
         self.tmpdir = tempfile.mkdtemp(prefix="trellis-it-")
         self.server_bin = os.environ.get("TRELLIS_BIN") or os.path.join(REPO_ROOT, "build", "asan", "trellis")
+        # the tools are built beside the server binary, with the same sanitizer
+        self.demo_bin = os.environ.get("TRELLIS_DEMO_BIN") or os.path.join(
+            os.path.dirname(self.server_bin), "trellis-demo")
         self.ferretdb_bin = os.environ.get("TRELLIS_FERRETDB_BIN") or os.path.expanduser("~/go/bin/ferretdb")
         self.redis_bin = os.environ.get("TRELLIS_REDIS_BIN") or shutil.which("redis-server") or "/usr/bin/redis-server"
 
@@ -755,9 +760,11 @@ def sanitizer_hits(text):
 
 
 class TrellisRun:
-    """Outcome of a one-shot `trellis ...` invocation."""
+    """Outcome of a one-shot `trellis ...` invocation (or of a tool's:
+    `program` names the binary run)."""
 
-    def __init__(self, args, returncode, stdout, stderr, elapsed):
+    def __init__(self, args, returncode, stdout, stderr, elapsed, program="trellis"):
+        self.program = program
         self.args = args
         self.returncode = returncode
         self.stdout = stdout
@@ -773,7 +780,8 @@ class TrellisRun:
 
     def __repr__(self):
         outcome = "still running, killed" if self.returncode is None else self.returncode
-        return (f"TrellisRun({' '.join(self.args)!r} -> {outcome} after {self.elapsed:.1f}s, "
+        return (f"TrellisRun({' '.join([self.program] + self.args)!r} -> {outcome} "
+                f"after {self.elapsed:.1f}s, "
                 f"stdout={self.stdout[-1500:]!r}, stderr={self.stderr[-1500:]!r})")
 
 
@@ -893,19 +901,26 @@ class TrellisLauncher:
         """The environment without any TRELLIS_* variable (sanitizer options kept)."""
         return {k: v for k, v in self.stack.server_env().items() if not k.startswith("TRELLIS_")}
 
-    def run(self, *args, env, cwd=REPO_ROOT, timeout=120.0):
-        """Run `trellis *args` to completion.  A process still running after
-        `timeout` seconds is killed and reported with returncode None."""
+    def run(self, *args, env, cwd=REPO_ROOT, timeout=120.0, binary=None, stdin=None):
+        """Run `trellis *args` to completion, or the tool `binary`
+        (stack.demo_bin) with them; `stdin` (bytes) is its standard input,
+        none by default.  A process still running after `timeout` seconds is
+        killed and reported with returncode None."""
+        binary = binary or self.stack.server_bin
+        program = os.path.basename(binary)
+        feed = {"stdin": subprocess.DEVNULL} if stdin is None else {"input": stdin}
         t0 = time.monotonic()
         try:
-            proc = subprocess.run([self.stack.server_bin] + list(args), cwd=cwd, env=env,
-                                  stdin=subprocess.DEVNULL, capture_output=True, timeout=timeout)
+            proc = subprocess.run([binary] + list(args), cwd=cwd, env=env, capture_output=True,
+                                  timeout=timeout, **feed)
         except subprocess.TimeoutExpired as e:  # subprocess.run has killed it
             run = TrellisRun(list(args), None, (e.stdout or b"").decode("utf-8", "replace"),
-                             (e.stderr or b"").decode("utf-8", "replace"), time.monotonic() - t0)
+                             (e.stderr or b"").decode("utf-8", "replace"), time.monotonic() - t0,
+                             program)
         else:
             run = TrellisRun(list(args), proc.returncode, proc.stdout.decode("utf-8", "replace"),
-                             proc.stderr.decode("utf-8", "replace"), time.monotonic() - t0)
+                             proc.stderr.decode("utf-8", "replace"), time.monotonic() - t0,
+                             program)
         self.runs.append(run)
         return run
 
@@ -934,7 +949,8 @@ class TrellisLauncher:
         for r in self.runs:
             hits = sanitizer_hits(r.output)
             if hits:
-                reports.append(f"`trellis {' '.join(r.args)}` reported {hits}:\n{r.output[-4000:]}")
+                reports.append(f"`{' '.join([r.program] + r.args)}` reported {hits}:\n"
+                               f"{r.output[-4000:]}")
         for p in self.started:
             hits = sanitizer_hits(p.output())
             if hits:
@@ -944,9 +960,10 @@ class TrellisLauncher:
 
 @pytest.fixture
 def trellis(stack):
-    """Launcher for extra trellis processes; kills whatever it started, then
-    fails the test if any of them printed a sanitizer report (a test checks
-    the processes it stops itself; this catches the ones it only kills)."""
+    """Launcher for extra trellis processes and tool runs; kills whatever it
+    started, then fails the test if any of them printed a sanitizer report
+    (a test checks the processes it stops itself; this catches the ones it
+    only kills)."""
     launcher = TrellisLauncher(stack)
     try:
         yield launcher

@@ -624,3 +624,15 @@ def test_unknown_subcommand_exits_2(stack):
         run = cli(stack, *args)
         assert run.returncode == USAGE_ERROR, run
 
+
+
+@pytest.mark.parametrize("args", [["demo", "seed", "--tenant", "demo"], ["tenant", "delete"],
+                                  ["frobnicate"], ["frobnicate", "--slug", "x"]],
+                         ids=["moved-demo-seed", "unknown-verb", "unknown-area", "area-and-option"])
+def test_an_unknown_command_is_named_and_the_commands_listed(stack, args):
+    run = cli(stack, *args)
+    assert run.returncode == USAGE_ERROR, run
+    named = " ".join(a for a in args[:2] if not a.startswith("-"))
+    assert f"trellis: unknown command: {named}\n" in run.stderr, run
+    assert "trellis tenant create" in run.stderr and "trellis user create" in run.stderr, run
+    assert run.stdout == ""

@@ -1,6 +1,7 @@
-"""`trellis demo seed --tenant SLUG < password`: a demo tenant for newcomers.
+"""`trellis-demo seed --tenant SLUG < password`: a demo tenant for newcomers.
 
-The command runs against the session stack's own database, so the session
+The tool (tools/demo, built beside the server binary; TRELLIS_DEMO_BIN
+overrides it) runs against the session stack's own database, so the session
 server (stack.base_url) serves the seeded tenant; its users log in over HTTP
 and the CRM API must read the seeded records like its own: 2,000 leads paged
 by a manager, only their own for a sales user, the default pipeline, 500
@@ -8,17 +9,17 @@ clients with contacts and legal entities, deals in every stage and status
 with a consistent stage history, interactions of the five kinds, tasks
 (done, overdue, due later, with reminders queued), claims and campaigns.
 Failure modes: the slug taken (exit 2, nothing changed), a bad password or
-slug (exit 2, nothing created), the database away (exit 1)."""
+slug (exit 2, nothing created), the database away (exit 1), no or another
+command (exit 2); `trellis demo seed` is no command of the server's."""
 
 import datetime
 import re
 import secrets
-import subprocess
 
 import pytest
 from bson import ObjectId
 
-from conftest import (DB_NAME, REPO_ROOT, TrellisLauncher, free_port, login, login_request,
+from conftest import (DB_NAME, TrellisLauncher, free_port, login, login_request,
                       sanitizer_hits, unique_slug)
 from crm_support import CLIENTS, DEALS, DEFAULT_STAGES, LEADS
 
@@ -36,30 +37,18 @@ SEEDED = ["users", "pipelines", "campaigns", "crm_groups", "leads", "clients", "
 SEED_TIMEOUT_S = 180
 
 
-def seed(stack, launcher, slug, stdin, env=None, extra=()):
-    """Run `trellis demo seed --tenant slug` (no --tenant for None) on the
-    session's database with `stdin` (str) as standard input. The launcher's
-    own run() gives the process no stdin, hence subprocess here."""
+def seed(stack, launcher, slug, stdin, env=None, extra=(), command=("seed",)):
+    """Run `trellis-demo seed --tenant slug` (no --tenant for None) on the
+    session's database with `stdin` (str) as standard input, through the
+    launcher: a sanitizer report fails the test here and again in the
+    `trellis` fixture, as for the server's own commands."""
     env = env or launcher.env(db=DB_NAME)
-    args = ["demo", "seed"] + (["--tenant", slug] if slug else []) + list(extra)
-    proc = subprocess.run([stack.server_bin] + args, input=stdin.encode(), capture_output=True,
-                          env=env, cwd=REPO_ROOT, timeout=SEED_TIMEOUT_S)
-    run = Outcome(args, proc)
-    hits = sanitizer_hits(run.stdout + run.stderr)
+    args = list(command) + (["--tenant", slug] if slug else []) + list(extra)
+    run = launcher.run(*args, env=env, binary=stack.demo_bin, stdin=stdin.encode(),
+                       timeout=SEED_TIMEOUT_S)
+    hits = sanitizer_hits(run.output)
     assert not hits, f"sanitizer report from the seed: {hits}\n{run!r}"
     return run
-
-
-class Outcome:
-    def __init__(self, args, proc):
-        self.args = args
-        self.returncode = proc.returncode
-        self.stdout = proc.stdout.decode("utf-8", "replace")
-        self.stderr = proc.stderr.decode("utf-8", "replace")
-
-    def __repr__(self):
-        return (f"Outcome({' '.join(self.args)!r} -> {self.returncode}, "
-                f"stdout={self.stdout[-1500:]!r}, stderr={self.stderr[-1500:]!r})")
 
 
 def email_of(slug, who):
@@ -437,6 +426,27 @@ def test_unknown_options_exit_2_and_create_nothing(stack, trellis):
     run = seed(stack, trellis, slug, "long-enough-password\n", extra=["--force"])
     assert run.returncode == USAGE_ERROR, run
     assert "--force" in run.stderr, run
+    assert tenant_doc(stack, slug) is None
+
+
+@pytest.mark.parametrize("command", [(), ("sow",)], ids=["no-command", "unknown-command"])
+def test_no_command_or_another_exits_2_with_the_usage(stack, trellis, command):
+    slug = unique_slug("demo")
+    run = seed(stack, trellis, slug if command else None, "long-enough-password\n",
+               command=command)
+    assert run.returncode == USAGE_ERROR, run
+    assert "usage: trellis-demo seed --tenant SLUG" in run.stderr, run
+    if command:
+        assert "unknown command: sow" in run.stderr, run
+    assert run.stdout == ""
+    assert tenant_doc(stack, slug) is None
+
+
+def test_the_server_has_no_demo_seed_command(stack, trellis):
+    slug = unique_slug("demo")
+    run = trellis.run("demo", "seed", "--tenant", slug, env=trellis.env(db=DB_NAME))
+    assert run.returncode == USAGE_ERROR, run
+    assert "trellis: unknown command: demo seed" in run.stderr, run
     assert tenant_doc(stack, slug) is None
 
 

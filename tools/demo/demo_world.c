@@ -1,4 +1,4 @@
-/* The world of `trellis demo seed` (demo.h): the people, companies and
+/* The world of `trellis-demo seed` (demo.h): the people, companies and
  * countries the demo tenant's story is told with, the default pipeline's
  * stages and the campaigns of the year; the deterministic PRNG every draw
  * comes from; the set of emails and phones already given out; the times
@@ -49,8 +49,8 @@ const struct country crm_demo_countries[DEMO_NCOUNTRIES] = {
     {"Austria", "ATU", "+43", "1", "GmbH", "Wien", "1070", "Mariahilfer Straße"},
 };
 
-/* The default pipeline, as crm_default_pipeline (pipelines.c) writes it:
- * keep the two in step. */
+/* The default pipeline, as crm_default_pipeline (modules/crm/pipelines.c)
+ * writes it: keep the two in step. */
 const struct demo_stage crm_demo_stages[NSTAGES] = {{"new", "New", 10},
 						    {"qualified", "Qualified", 25},
 						    {"proposal", "Proposal", 50},

@@ -1,4 +1,4 @@
-/* `trellis demo seed --tenant SLUG < password`: a CRM tenant that looks
+/* `trellis-demo seed --tenant SLUG < password`: a CRM tenant that looks
  * lived in, for a newcomer to explore after `make run`.
  *
  * It creates the tenant ("Demo Company"), one user per built-in role (three
@@ -9,7 +9,7 @@
  * Everything is planned in memory first (plan_*), from a PRNG with a fixed
  * seed, so every demo tenant holds the same story told relative to "now";
  * then the tenant and each collection are written with tr_db_import. Records are
- * written in the shape the API stores (db.c, the entity files): _id,
+ * written in the shape the API stores (db.c, modules/crm): _id,
  * tenant_id, the fields, created_at, updated_at, version 1, references as
  * ObjectIds, dates as BSON dates, money as {amount (int64 minor units),
  * currency}. Dates lie in the past except due tasks and planned meetings;
@@ -275,8 +275,8 @@ out:
 }
 
 /* Queues the reminders of open tasks due in the future, as tasks created
- * through the API get (activities.c). Without Redis the seed still
- * stands; the reminders are missing and that is said. */
+ * through the API get (modules/crm/activities.c). Without Redis the seed
+ * still stands; the reminders are missing and that is said. */
 static size_t
 queue_reminders(struct demo *d)
 {
@@ -336,10 +336,10 @@ read_password(char *buf, size_t len)
 	return true;
 }
 
-static void
-usage(void)
+void
+crm_demo_usage(void)
 {
-	fprintf(stderr, "usage: trellis demo seed --tenant SLUG < password\n"
+	fprintf(stderr, "usage: trellis-demo seed --tenant SLUG < password\n"
 			"       (a new tenant of a-z, 0-9 and -, 3 to 40 characters; the\n"
 			"       password, one line of at least 10 characters, is every demo "
 			"user's)\n");
@@ -422,14 +422,14 @@ crm_demo_seed(int argc, char **argv)
 			slug = argv[++i];
 		} else {
 			fprintf(stderr, "trellis: unexpected argument %s\n", argv[i]);
-			usage();
+			crm_demo_usage();
 			goto out;
 		}
 	}
 	if (!slug || !slug_ok(slug)) {
 		if (slug)
 			fprintf(stderr, "trellis: --tenant must be 3 to 40 of a-z, 0-9 and -\n");
-		usage();
+		crm_demo_usage();
 		goto out;
 	}
 	if (!read_password(password, sizeof(password)))

@@ -1,4 +1,4 @@
-/* `trellis demo seed` (demo.h): the leads, the clients with their
+/* `trellis-demo seed` (demo.h): the leads, the clients with their
  * contacts and counterparties, and the deals - planned from the PRNG, then
  * written in the shape the API stores them. */
 #include <math.h>
@@ -549,7 +549,7 @@ crm_demo_write_deal(struct demo *d, const struct deal_plan *deal)
 	}
 	crm_demo_append_empty_doc(doc, "custom");
 	if (deal->lead >= 0) {
-		/* what the conversion keeps of the lead (totals.c) */
+		/* what the conversion keeps of the lead (modules/crm/totals.c) */
 		const struct lead_plan *l = &d->leads[deal->lead];
 		char day[16];
 		BSON_APPEND_OID(doc, "lead_id", &l->id);

@@ -1,17 +1,18 @@
-/* Internal to `trellis demo seed` (modules/crm): what its files share.
- * demo.c runs the command and writes everything, demo_world.c holds the
- * world the story is told in (names, companies, countries, the pipeline,
- * campaigns) with the deterministic PRNG and the names drawn from it,
- * demo_plan.c plans leads, clients and deals and writes their records,
- * demo_activity.c the interactions, claims and tasks around them.
+/* Internal to `trellis-demo seed` (tools/demo): what its files share.
+ * main.c is the program, demo.c runs the command and writes everything,
+ * demo_world.c holds the world the story is told in (names, companies,
+ * countries, the pipeline, campaigns) with the deterministic PRNG and the
+ * names drawn from it, demo_plan.c plans leads, clients and deals and
+ * writes their records, demo_activity.c the interactions, claims and
+ * tasks around them.
  *
  * One seeding run is a struct demo: the plan, then the records in batches.
  * Every draw comes from d->rng in a fixed order, so the same seed tells
  * the same story; calls that draw must keep their order. */
-#ifndef TR_CRM_DEMO_H
-#define TR_CRM_DEMO_H
+#ifndef TR_DEMO_H
+#define TR_DEMO_H
 
-#include "crm.h"
+#include "crm/crm.h"
 #include "db.h"
 
 #define DEMO_SEED 0x7e11150de11aULL
@@ -198,6 +199,14 @@ struct demo {
 	struct string_set taken;
 	struct batch batches[C_COUNT];
 };
+
+/* ---- the command (demo.c) ---- */
+
+/* `trellis-demo seed` with the arguments after "seed": the process's exit
+ * code (see demo.c). main.c runs it through tr_command_run (command.h). */
+int crm_demo_seed(int argc, char **argv);
+/* Prints the command's usage to stderr. */
+void crm_demo_usage(void);
 
 /* ---- records in the stored shape (demo.c) ---- */
 

@@ -1,4 +1,4 @@
-/* `trellis demo seed` (demo.h): what happens around the leads, clients
+/* `trellis-demo seed` (demo.h): what happens around the leads, clients
  * and deals - interactions, claims and tasks (with the reminders of tasks
  * still to do) - drawn and written in one go. */
 #include <stdio.h>
