@@ -155,6 +155,13 @@ struct tr_module {
 	size_t njobs;
 	const struct tr_effects *effects;
 	size_t neffects;
+	/* The folder of the module's migrations ("modules/crm/migrations"),
+	 * relative to the working directory as migrations_dir is (the
+	 * repository, or the install root), or NULL for none. Its
+	 * NNNN_name.json files are applied after the platform's, module by
+	 * module in registry order, and recorded as "<module>/<NNNN_name>"
+	 * (migrate.h). */
+	const char *migrations;
 };
 
 /* The authenticated caller. Tenant and user come from a verified token,
