@@ -111,6 +111,69 @@ has_pg_steps(const bson_t *file)
 	return false;
 }
 
+/* Runs one database command; 0, or -1 with err filled. */
+static int
+run_command(mongoc_database_t *db, const bson_t *cmd, const char *name, int i, char *err,
+	    size_t errlen)
+{
+	bson_t reply;
+	bson_error_t error;
+	bson_iter_t w;
+
+	bool ok = mongoc_database_command_simple(db, cmd, NULL, &reply, &error);
+	/* Write commands answer ok: 1 and list their failures. */
+	bool write_failed = ok && (bson_iter_init_find(&w, &reply, "writeErrors") ||
+				   bson_iter_init_find(&w, &reply, "writeConcernError"));
+	bson_destroy(&reply);
+	if (!ok) {
+		snprintf(err, errlen, "migration %s: command %d failed: %s", name, i,
+			 error.message);
+		return -1;
+	}
+	if (write_failed) {
+		snprintf(err, errlen, "migration %s: command %d reported write errors", name, i);
+		return -1;
+	}
+	return 0;
+}
+
+/* Runs one database step of a migration. A createIndexes naming several
+ * indexes is sent one index at a time: FerretDB v1.24 drops the connection
+ * (its handler panics) on a createIndexes naming two or more indexes that
+ * exist already, which is what running a step again does - a claim taken
+ * over from a process that died, or a moved step whose old migration a
+ * database had applied. One index that exists is a no-op on FerretDB and
+ * MongoDB alike, so steps stay safe to run twice. */
+static int
+run_step(mongoc_database_t *db, const bson_t *cmd, const char *name, int i, char *err,
+	 size_t errlen)
+{
+	bson_iter_t it, indexes;
+	uint32_t n = 0;
+	int rc = 0;
+
+	if (!bson_iter_init(&it, cmd) || !bson_iter_next(&it) ||
+	    strcmp(bson_iter_key(&it), "createIndexes") != 0 ||
+	    !bson_iter_init_find(&it, cmd, "indexes") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+	    !bson_iter_recurse(&it, &indexes))
+		return run_command(db, cmd, name, i, err, errlen);
+	while (bson_iter_next(&indexes))
+		n++;
+	if (n < 2)
+		return run_command(db, cmd, name, i, err, errlen);
+	bson_iter_recurse(&it, &indexes);
+	while (rc == 0 && bson_iter_next(&indexes)) {
+		bson_t one = BSON_INITIALIZER, list;
+		bson_copy_to_excluding_noinit(cmd, &one, "indexes", NULL);
+		BSON_APPEND_ARRAY_BEGIN(&one, "indexes", &list);
+		BSON_APPEND_VALUE(&list, "0", bson_iter_value(&indexes));
+		bson_append_array_end(&one, &list);
+		rc = run_command(db, &one, name, i, err, errlen);
+		bson_destroy(&one);
+	}
+	return rc;
+}
+
 /* Runs the commands of one migration, in order: the database commands, or
  * (pg_only) the PostgreSQL steps. */
 static int
@@ -128,8 +191,7 @@ apply(const struct tr_config *cfg, mongoc_database_t *db, const char *name, cons
 	while (bson_iter_next(&cmds)) {
 		const uint8_t *data;
 		uint32_t len;
-		bson_t cmd, reply;
-		bson_error_t error;
+		bson_t cmd;
 
 		if (!BSON_ITER_HOLDS_DOCUMENT(&cmds)) {
 			snprintf(err, errlen, "migration %s: command %d is not an object", name, i);
@@ -149,23 +211,7 @@ apply(const struct tr_config *cfg, mongoc_database_t *db, const char *name, cons
 					 i, why);
 				return -1;
 			}
-			i++;
-			continue;
-		}
-		bool ok = mongoc_database_command_simple(db, &cmd, NULL, &reply, &error);
-		bson_iter_t w;
-		/* Write commands answer ok: 1 and list their failures. */
-		bool write_failed = ok && (bson_iter_init_find(&w, &reply, "writeErrors") ||
-					   bson_iter_init_find(&w, &reply, "writeConcernError"));
-		bson_destroy(&reply);
-		if (!ok) {
-			snprintf(err, errlen, "migration %s: command %d failed: %s", name, i,
-				 error.message);
-			return -1;
-		}
-		if (write_failed) {
-			snprintf(err, errlen, "migration %s: command %d reported write errors",
-				 name, i);
+		} else if (run_step(db, &cmd, name, i, err, errlen) != 0) {
 			return -1;
 		}
 		i++;

@@ -17,9 +17,9 @@
  * "applying"}): the unique _id lets one process apply it while others wait
  * for state "done". A claim older than a minute belonged to a process that
  * died and is taken over. Commands must be safe to run twice
- * (createIndexes is; inserts of reference data use upserts). An applied
- * migration whose file changed stops start-up. Blocking: worker or main
- * thread only. */
+ * (createIndexes is, sent one index at a time for FerretDB's sake; inserts
+ * of reference data use upserts). An applied migration whose file changed
+ * stops start-up. Blocking: worker or main thread only. */
 #ifndef TR_MIGRATE_H
 #define TR_MIGRATE_H
 

@@ -270,3 +270,21 @@ def test_failed_migration_is_not_recorded_and_succeeds_once_fixed(stack, trellis
     assert db["scratch_fixed"].count_documents({"_id": "fixed"}) == 1
     for p in migration_files(mig_dir):
         assert_done_record(db["_migrations"].find_one({"_id": migration_id(p)}), p)
+
+
+def test_a_step_creating_indexes_that_exist_is_a_no_op(stack, trellis, mig_dir):
+    # Running a step again (a claim taken over from a process that died) is
+    # harmless: FerretDB v1.24 drops the connection on a createIndexes that
+    # names two or more existing indexes, so they are created one by one.
+    with open(os.path.join(mig_dir, "0001_platform.json")) as f:
+        tags = next(c for c in json.load(f)["commands"] if c.get("createIndexes") == "tags")
+    assert len(tags["indexes"]) >= 2
+    path = write_json(os.path.join(mig_dir, "0900_tags_again.json"), {
+        "description": "test: the tags indexes 0001_platform creates, once more",
+        "commands": [tags],
+    })
+    env, db = private(trellis, mig_dir)
+    run = migrate(trellis, env)
+    assert run.returncode == 0, run
+    assert_done_record(db["_migrations"].find_one({"_id": "0900_tags_again"}), path)
+    assert {i["name"] for i in tags["indexes"]} <= set(db["tags"].index_information())
