@@ -119,7 +119,9 @@ static const struct key keys[] = {
     INT(debug_effects_delay_ms, "0", 0, 60000,
 	"Fault testing only: pause between a write and its effects on registers (refused in "
 	"production)."),
-    STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),
+    STR(migrations_dir, "migrations",
+	"Folder of the platform's NNNN_name.json migrations. Modules' are in "
+	"modules/<module>/migrations, relative to the working directory."),
     STR(log_level, "info", "debug, info, warn or error."),
 };
 

@@ -76,4 +76,5 @@ const struct tr_module tr_identity_module = {
     .nroutes = sizeof(routes) / sizeof(routes[0]),
     .commands = commands,
     .ncommands = sizeof(commands) / sizeof(commands[0]),
+    .migrations = "modules/identity/migrations",
 };

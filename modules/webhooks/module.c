@@ -28,4 +28,5 @@ const struct tr_module tr_webhooks_module = {
     .event_sink = &sink,
     .jobs = jobs,
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
+    .migrations = "modules/webhooks/migrations",
 };
