@@ -7,29 +7,26 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "module.h"
+
 const struct tr_config *tr_cfg;
 
-enum key_type { K_STR, K_INT };
-
-/* One row per key: the whole configuration surface in one table. */
+/* One row per platform key: its declaration and the field of struct
+ * tr_config that holds its value. Modules declare theirs in tr_module. */
 struct key {
-	const char *name;
-	enum key_type type;
+	struct tr_config_key decl;
 	size_t offset;
 	size_t size; /* buffer size for strings */
-	const char *def;
-	long min, max; /* bounds for integers */
-	const char *doc;
 };
 
 #define STR(f, d, doc)                                                                             \
 	{                                                                                          \
-#f, K_STR, offsetof(struct tr_config, f), sizeof(((struct tr_config *)0)->f), d,   \
-		    0, 0, doc                                                                      \
+		{#f, TR_CONFIG_STR, d, 0, 0, doc}, offsetof(struct tr_config, f),                  \
+		    sizeof(((struct tr_config *)0)->f)                                             \
 	}
 #define INT(f, d, lo, hi, doc)                                                                     \
 	{                                                                                          \
-#f, K_INT, offsetof(struct tr_config, f), 0, d, lo, hi, doc                        \
+		{#f, TR_CONFIG_INT, d, lo, hi, doc}, offsetof(struct tr_config, f), 0              \
 	}
 
 static const struct key keys[] = {
@@ -56,7 +53,6 @@ static const struct key keys[] = {
 	"Lifetime of a session (its refresh token) in seconds."),
     INT(session_cache_ms, "1000", 0, 10000,
 	"How long a process may reuse what Redis said about a session (0: ask every time)."),
-    INT(signup_enabled, "1", 0, 1, "1: POST /v1/signup creates tenants; 0: it answers 403."),
     INT(body_limit, "1048576", 1024, 64L * 1024 * 1024,
 	"Largest request body in bytes (larger: 413)."),
     INT(workers, "4", 1, 64, "Worker threads for MongoDB work; also the MongoDB pool size."),
@@ -72,13 +68,6 @@ static const struct key keys[] = {
     INT(rate_limit_burst, "400", 1, 10000000, "Bucket size of the per-tenant rate limit."),
     INT(rate_limit_user_rps, "50", 1, 1000000, "Requests per second one user may make."),
     INT(rate_limit_user_burst, "100", 1, 10000000, "Bucket size of the per-user rate limit."),
-    INT(rate_limit_key_rps, "100", 1, 1000000, "Requests per second one API key may make."),
-    INT(rate_limit_key_burst, "200", 1, 10000000, "Bucket size of the per-API-key rate limit."),
-    INT(login_max_account_failures, "10", 1, 1000,
-	"Failed logins for one account within the window before 429."),
-    INT(login_max_address_failures, "50", 1, 100000,
-	"Failed logins from one address within the window before 429."),
-    INT(login_failure_window, "900", 10, 86400, "Seconds failed logins are counted for."),
     INT(ws_auth_timeout, "10", 1, 300,
 	"Seconds a WebSocket client has to send its auth frame (4008)."),
     INT(ws_max_frame, "65536", 256, 16777216,
@@ -101,9 +90,6 @@ static const struct key keys[] = {
     INT(job_max_attempts, "5", 1, 100, "Runs of a failing job before it is dead-lettered."),
     INT(job_backoff_ms, "1000", 1, 3600000, "Delay before a job's first retry; doubles each time."),
     INT(job_backoff_max_ms, "300000", 1, 86400000, "Longest delay between retries."),
-    INT(webhook_allow_private, "0", 0, 1,
-	"1 lets webhooks reach loopback and private addresses (development, tests)."),
-    INT(webhook_timeout_ms, "5000", 100, 60000, "How long a webhook receiver may take to answer."),
     INT(max_connections, "20000", 64, 1000000, "Most simultaneous client connections."),
     INT(list_scan_buckets, "32", 1, 100000,
 	"Buckets of 64 list positions one list page may read (a rare filter answers a short "
@@ -119,23 +105,26 @@ static const struct key keys[] = {
     INT(debug_effects_delay_ms, "0", 0, 60000,
 	"Fault testing only: pause between a write and its effects on registers (refused in "
 	"production)."),
-    STR(migrations_dir, "migrations", "Folder of NNNN_name.json migrations."),
+    STR(migrations_dir, "migrations",
+	"Folder of the platform's NNNN_name.json migrations. Modules' are in "
+	"modules/<module>/migrations, relative to the working directory."),
     STR(log_level, "info", "debug, info, warn or error."),
 };
 
-static int
-set_key(struct tr_config *cfg, const struct key *k, const char *value, char *err, int errlen,
-	const char *origin)
-{
-	char *field = (char *)cfg + k->offset;
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-	if (k->type == K_STR) {
-		if (strlen(value) >= k->size) {
+/* Checks value against k's type and bounds (size: a string's buffer);
+ * *num gets an integer's value. -1 with err naming origin and key. */
+static int
+check_value(const struct tr_config_key *k, size_t size, const char *value, long *num, char *err,
+	    int errlen, const char *origin)
+{
+	if (k->type == TR_CONFIG_STR) {
+		if (strlen(value) >= size) {
 			snprintf(err, errlen, "%s: %s is too long (at most %zu bytes)", origin,
-				 k->name, k->size - 1);
+				 k->name, size - 1);
 			return -1;
 		}
-		strcpy(field, value);
 		return 0;
 	}
 	char *end = NULL;
@@ -146,20 +135,106 @@ set_key(struct tr_config *cfg, const struct key *k, const char *value, char *err
 			 origin, k->name, k->min, k->max, value);
 		return -1;
 	}
-	if (k->offset == offsetof(struct tr_config, body_limit))
+	*num = v;
+	return 0;
+}
+
+static int
+set_key(struct tr_config *cfg, const struct key *k, const char *value, char *err, int errlen,
+	const char *origin)
+{
+	char *field = (char *)cfg + k->offset;
+	long v = 0;
+
+	if (check_value(&k->decl, k->size, value, &v, err, errlen, origin) != 0)
+		return -1;
+	if (k->decl.type == TR_CONFIG_STR)
+		strcpy(field, value);
+	else if (k->offset == offsetof(struct tr_config, body_limit))
 		*(long *)field = v;
 	else
 		*(int *)field = (int)v;
 	return 0;
 }
 
+static int
+set_module_key(struct tr_config_value *mv, const char *value, char *err, int errlen,
+	       const char *origin)
+{
+	long v = 0;
+
+	if (check_value(mv->key, sizeof(mv->str), value, &v, err, errlen, origin) != 0)
+		return -1;
+	if (mv->key->type == TR_CONFIG_STR)
+		strcpy(mv->str, value);
+	else
+		mv->num = v;
+	return 0;
+}
+
 static const struct key *
 find_key(const char *name)
 {
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strcmp(keys[i].name, name) == 0)
+	for (size_t i = 0; i < NKEYS; i++)
+		if (strcmp(keys[i].decl.name, name) == 0)
 			return &keys[i];
 	return NULL;
+}
+
+/* The index of a module's key in cfg->module_values, or -1. */
+static int
+module_key_index(const struct tr_config *cfg, const char *name)
+{
+	for (size_t i = 0; i < cfg->nmodule_values; i++)
+		if (strcmp(cfg->module_values[i].key->name, name) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* Sets the key named name, the platform's or a module's; -1 with err
+ * filled for an unknown key or a bad value. */
+static int
+set_named(struct tr_config *cfg, const char *name, const char *value, char *err, int errlen,
+	  const char *origin)
+{
+	const struct key *k = find_key(name);
+	int m = module_key_index(cfg, name);
+
+	if (k)
+		return set_key(cfg, k, value, err, errlen, origin);
+	if (m >= 0)
+		return set_module_key(&cfg->module_values[m], value, err, errlen, origin);
+	snprintf(err, errlen, "%s: unknown key \"%s\"", origin, name);
+	return -1;
+}
+
+/* Makes a slot for every key the modules declare, holding its default.
+ * Two declarations of one name are a bug, reported like a bad value. */
+static int
+module_defaults(struct tr_config *cfg, char *err, int errlen)
+{
+	for (size_t m = 0; m < tr_nmodules; m++) {
+		for (size_t i = 0; i < tr_modules[m]->nconfig; i++) {
+			const struct tr_config_key *k = &tr_modules[m]->config[i];
+			struct tr_config_value *mv;
+			if (find_key(k->name) || module_key_index(cfg, k->name) >= 0) {
+				snprintf(err, errlen, "module %s: key %s is declared twice",
+					 tr_modules[m]->name, k->name);
+				return -1;
+			}
+			if (cfg->nmodule_values == TR_CONFIG_MODULE_KEYS) {
+				snprintf(err, errlen,
+					 "module %s: more than %d module configuration keys",
+					 tr_modules[m]->name, TR_CONFIG_MODULE_KEYS);
+				return -1;
+			}
+			mv = &cfg->module_values[cfg->nmodule_values++];
+			mv->key = k;
+			if (set_module_key(mv, k->def, err, errlen, "default") != 0)
+				return -1;
+		}
+	}
+	return 0;
 }
 
 static char *
@@ -199,14 +274,7 @@ load_file(struct tr_config *cfg, const char *path, char *err, int errlen)
 			break;
 		}
 		*eq = '\0';
-		char *name = trim(s), *value = trim(eq + 1);
-		const struct key *k = find_key(name);
-		if (!k) {
-			snprintf(err, errlen, "%s: unknown key \"%s\"", origin, name);
-			rc = -1;
-			break;
-		}
-		if (set_key(cfg, k, value, err, errlen, origin) != 0) {
+		if (set_named(cfg, trim(s), trim(eq + 1), err, errlen, origin) != 0) {
 			rc = -1;
 			break;
 		}
@@ -342,28 +410,43 @@ parse_roles(struct tr_config *cfg, char *err, int errlen)
 	return 0;
 }
 
+/* The value of TRELLIS_<NAME> (name upper-cased), or NULL; envname gets
+ * the variable's name. */
+static const char *
+env_value(const char *name, char *envname, size_t size)
+{
+	snprintf(envname, size, "TRELLIS_%s", name);
+	for (size_t j = 8; envname[j]; j++)
+		if (envname[j] >= 'a' && envname[j] <= 'z')
+			envname[j] = (char)(envname[j] - 'a' + 'A');
+	return getenv(envname);
+}
+
 int
 tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 {
 	char envname[128];
+	const char *v;
 	size_t i;
 
 	memset(cfg, 0, sizeof(*cfg));
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (set_key(cfg, &keys[i], keys[i].def, err, errlen, "default") != 0)
+	for (i = 0; i < NKEYS; i++)
+		if (set_key(cfg, &keys[i], keys[i].decl.def, err, errlen, "default") != 0)
 			return -1;
+	if (module_defaults(cfg, err, errlen) != 0)
+		return -1;
 	if (!path)
 		path = getenv("TRELLIS_CONFIG");
 	if (path && *path && load_file(cfg, path, err, errlen) != 0)
 		return -1;
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		size_t j;
-		snprintf(envname, sizeof(envname), "TRELLIS_%s", keys[i].name);
-		for (j = 8; envname[j]; j++)
-			if (envname[j] >= 'a' && envname[j] <= 'z')
-				envname[j] = (char)(envname[j] - 'a' + 'A');
-		const char *v = getenv(envname);
+	for (i = 0; i < NKEYS; i++) {
+		v = env_value(keys[i].decl.name, envname, sizeof(envname));
 		if (v && set_key(cfg, &keys[i], v, err, errlen, envname) != 0)
+			return -1;
+	}
+	for (i = 0; i < cfg->nmodule_values; i++) {
+		v = env_value(cfg->module_values[i].key->name, envname, sizeof(envname));
+		if (v && set_module_key(&cfg->module_values[i], v, err, errlen, envname) != 0)
 			return -1;
 	}
 	if (strcmp(cfg->env, "development") != 0 && strcmp(cfg->env, "production") != 0) {
@@ -424,6 +507,41 @@ tr_config_print_example(void)
 	printf("# Trellis configuration. Every key is optional; the value shown is the default.\n"
 	       "# Environment variables TRELLIS_<KEY> (upper case) override this file.\n"
 	       "# Point the server at it with --config FILE or TRELLIS_CONFIG=FILE.\n");
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		printf("\n# %s\n%s = %s\n", keys[i].doc, keys[i].name, keys[i].def);
+	for (size_t i = 0; i < NKEYS; i++)
+		printf("\n# %s\n%s = %s\n", keys[i].decl.doc, keys[i].decl.name, keys[i].decl.def);
+	for (size_t m = 0; m < tr_nmodules; m++) {
+		if (tr_modules[m]->nconfig == 0)
+			continue;
+		printf("\n\n# ---- the %s module ----\n", tr_modules[m]->name);
+		for (size_t i = 0; i < tr_modules[m]->nconfig; i++) {
+			const struct tr_config_key *k = &tr_modules[m]->config[i];
+			printf("\n# %s\n%s = %s\n", k->doc, k->name, k->def);
+		}
+	}
+}
+
+/* The running configuration's value of a module's key, of type t. */
+static const struct tr_config_value *
+module_value(const char *name, enum tr_config_type t)
+{
+	int i = tr_cfg ? module_key_index(tr_cfg, name) : -1;
+
+	if (i < 0 || tr_cfg->module_values[i].key->type != t) {
+		fprintf(stderr, "trellis: no module declares the %s configuration key \"%s\"\n",
+			t == TR_CONFIG_INT ? "integer" : "string", name);
+		abort();
+	}
+	return &tr_cfg->module_values[i];
+}
+
+long
+tr_config_int(const char *name)
+{
+	return module_value(name, TR_CONFIG_INT)->num;
+}
+
+const char *
+tr_config_str(const char *name)
+{
+	return module_value(name, TR_CONFIG_STR)->str;
 }

@@ -1,10 +1,41 @@
 /* Configuration: documented defaults, then the file named by --config or
  * TRELLIS_CONFIG, then TRELLIS_* environment variables. Read once at start
- * by the main thread; read-only afterwards (any thread may read it). */
+ * by the main thread; read-only afterwards (any thread may read it).
+ *
+ * The platform's keys are fields of struct tr_config (config.c has their
+ * table). A module declares its own keys in its tr_module (module.h) and
+ * reads them with tr_config_int / tr_config_str; they are set, checked and
+ * documented exactly as the platform's: same file syntax, TRELLIS_<KEY>
+ * variable, bounds and messages. */
 #ifndef TR_CONFIG_H
 #define TR_CONFIG_H
 
 #include <stdbool.h>
+#include <stddef.h>
+
+enum tr_config_type { TR_CONFIG_STR, TR_CONFIG_INT };
+
+/* One configuration key: its name (also TRELLIS_<NAME> upper-cased), type,
+ * default (as written in the file), bounds (integers) and the line that
+ * documents it in `trellis config-example`. */
+struct tr_config_key {
+	const char *name;
+	enum tr_config_type type;
+	const char *def;
+	long min, max;
+	const char *doc;
+};
+
+/* Room for the keys modules declare, and for each string value. */
+#define TR_CONFIG_MODULE_KEYS 32
+#define TR_CONFIG_MODULE_STR 256
+
+/* The value of a key a module declares. */
+struct tr_config_value {
+	const struct tr_config_key *key;
+	long num;			/* TR_CONFIG_INT */
+	char str[TR_CONFIG_MODULE_STR]; /* TR_CONFIG_STR */
+};
 
 struct tr_config {
 	char host[256];
@@ -27,15 +58,9 @@ struct tr_config {
 	char jwt_audience[128];
 	int access_ttl;	 /* seconds */
 	int refresh_ttl; /* seconds */
-	int signup_enabled;
 	int session_cache_ms;
 	int rate_limit_user_rps;
 	int rate_limit_user_burst;
-	int rate_limit_key_rps;
-	int rate_limit_key_burst;
-	int login_max_account_failures;
-	int login_max_address_failures;
-	int login_failure_window; /* seconds */
 	long body_limit;
 	int workers;
 	int header_timeout; /* seconds */
@@ -62,8 +87,6 @@ struct tr_config {
 	int job_max_attempts;
 	int job_backoff_ms;
 	int job_backoff_max_ms;
-	int webhook_timeout_ms;
-	int webhook_allow_private;  /* deliver to loopback/private addresses */
 	int list_scan_buckets;	    /* position buckets one list page may read */
 	int claim_lease_ms;	    /* lease of a record writer's claim */
 	int claim_wait_ms;	    /* wait for another writer before TR_EBUSY */
@@ -71,6 +94,9 @@ struct tr_config {
 	int debug_effects_delay_ms; /* fault tests: pause between write and effects */
 	char migrations_dir[512];
 	char log_level[16];
+	/* the modules' keys, module by module in registry order */
+	struct tr_config_value module_values[TR_CONFIG_MODULE_KEYS];
+	size_t nmodule_values;
 };
 
 /* The running configuration: set once by main before serving, read-only
@@ -87,7 +113,14 @@ int tr_config_load(struct tr_config *cfg, const char *path, char *err, int errle
 /* 0 when s names a log level. */
 int tr_log_level_check(const char *s);
 
-/* Prints every key with its default and documentation (the example file). */
+/* Prints every key with its default and documentation (the example file):
+ * the platform's, then each module's under its name. */
 void tr_config_print_example(void);
+
+/* The value of a key a module declares (tr_module.config), from the
+ * running configuration (tr_cfg). A name no module declares, or of the
+ * other type, is a bug: it aborts saying so. Any thread. */
+long tr_config_int(const char *name);
+const char *tr_config_str(const char *name);
 
 #endif

@@ -2,10 +2,14 @@
  * and the tenant-scoped data API (db.h). Modules never touch libwebsockets,
  * libuv, hiredis or mongoc types.
  *
- * A module is one `const struct tr_module` listing its routes. The router
- * checks everything a route row declares - method, authentication, body
- * shape and size, content type, rate limits - before the handler runs, so
- * handlers assume it. Adding an endpoint is adding a row. */
+ * A module is one `const struct tr_module` declaring what it owns: routes,
+ * resources, permissions with their built-in role grants, topics, jobs,
+ * register effects, operator commands, configuration keys, migrations and
+ * the hooks the platform calls. The server calls a module only through
+ * what it declared. The router checks everything a route row declares -
+ * method, authentication, body shape and size, content type, rate limits -
+ * before the handler runs, so handlers assume it. Adding an endpoint is
+ * adding a row. */
 #ifndef TR_MODULE_H
 #define TR_MODULE_H
 
@@ -14,6 +18,7 @@
 #include <stddef.h>
 
 #include "arena.h"
+#include "config.h"
 
 enum tr_method {
 	TR_GET = 1 << 0,
@@ -155,6 +160,18 @@ struct tr_module {
 	size_t njobs;
 	const struct tr_effects *effects;
 	size_t neffects;
+	/* The configuration keys the module owns, read with tr_config_int and
+	 * tr_config_str (config.h): set like the platform's, from the file and
+	 * TRELLIS_<KEY>, and listed under the module in config-example. */
+	const struct tr_config_key *config;
+	size_t nconfig;
+	/* The folder of the module's migrations ("modules/crm/migrations"),
+	 * relative to the working directory as migrations_dir is (the
+	 * repository, or the install root), or NULL for none. Its
+	 * NNNN_name.json files are applied after the platform's, module by
+	 * module in registry order, and recorded as "<module>/<NNNN_name>"
+	 * (migrate.h). */
+	const char *migrations;
 };
 
 /* The authenticated caller. Tenant and user come from a verified token,

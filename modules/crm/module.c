@@ -83,4 +83,5 @@ const struct tr_module tr_crm_module = {
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
     .effects = crm_effects,
     .neffects = CRM_NEFFECTS,
+    .migrations = "modules/crm/migrations",
 };

@@ -129,8 +129,8 @@ identity_authenticate_key(struct tr_db *db, struct tr_ctx *c, const char *key)
 	/* Rate limits: the key's own bucket, then the tenant's. */
 	snprintf(bucket, sizeof(bucket), "t:%s:rl:k:%s", p->tenant_hex, id);
 	snprintf(tbucket, sizeof(tbucket), "t:%s:rl:tenant", p->tenant_hex);
-	snprintf(r1, sizeof(r1), "%d", tr_cfg->rate_limit_key_rps);
-	snprintf(b1, sizeof(b1), "%d", tr_cfg->rate_limit_key_burst);
+	snprintf(r1, sizeof(r1), "%ld", tr_config_int("rate_limit_key_rps"));
+	snprintf(b1, sizeof(b1), "%ld", tr_config_int("rate_limit_key_burst"));
 	snprintf(r2, sizeof(r2), "%d", tr_cfg->rate_limit_rps);
 	snprintf(b2, sizeof(b2), "%d", tr_cfg->rate_limit_burst);
 	const char *argv[] = {"EVAL", buckets_lua, "2", bucket, tbucket, r1, b1, r2, b2};

@@ -58,6 +58,23 @@ static const struct tr_topic topics[] = {
 
 static const struct tr_resource *const resources[] = {&identity_users};
 
+/* Its configuration keys (config.h): signup, login throttling and the
+ * per-API-key rate limit (the tenant's and users' are the platform's). */
+static const struct tr_config_key config[] = {
+    {"signup_enabled", TR_CONFIG_INT, "1", 0, 1,
+     "1: POST /v1/signup creates tenants; 0: it answers 403."},
+    {"rate_limit_key_rps", TR_CONFIG_INT, "100", 1, 1000000,
+     "Requests per second one API key may make."},
+    {"rate_limit_key_burst", TR_CONFIG_INT, "200", 1, 10000000,
+     "Bucket size of the per-API-key rate limit."},
+    {"login_max_account_failures", TR_CONFIG_INT, "10", 1, 1000,
+     "Failed logins for one account within the window before 429."},
+    {"login_max_address_failures", TR_CONFIG_INT, "50", 1, 100000,
+     "Failed logins from one address within the window before 429."},
+    {"login_failure_window", TR_CONFIG_INT, "900", 10, 86400,
+     "Seconds failed logins are counted for."},
+};
+
 const struct tr_module tr_identity_module = {
     .name = "identity",
     .authenticate_key = identity_authenticate_key,
@@ -71,4 +88,7 @@ const struct tr_module tr_identity_module = {
     .nresources = sizeof(resources) / sizeof(resources[0]),
     .commands = commands,
     .ncommands = sizeof(commands) / sizeof(commands[0]),
+    .config = config,
+    .nconfig = sizeof(config) / sizeof(config[0]),
+    .migrations = "modules/identity/migrations",
 };

@@ -85,7 +85,7 @@ identity_signup(struct tr_ctx *c)
 	bson_oid_t tid;
 	int rc;
 
-	if (!tr_cfg->signup_enabled) {
+	if (!tr_config_int("signup_enabled")) {
 		tr_problem(c, 403, "signup-disabled", "signup is switched off on this server");
 		goto out;
 	}
@@ -188,7 +188,8 @@ static int
 count_attempt(const char *acct, const char *addr)
 {
 	const char *keys[2] = {acct, addr};
-	int limits[2] = {tr_cfg->login_max_account_failures, tr_cfg->login_max_address_failures};
+	long limits[2] = {tr_config_int("login_max_account_failures"),
+			  tr_config_int("login_max_address_failures")};
 	int wait = 0;
 
 	for (int i = 0; i < 2; i++) {
@@ -196,8 +197,8 @@ count_attempt(const char *acct, const char *addr)
 		if (tr_kv_integerf(&n, "INCR %s", keys[i]) != TR_OK)
 			return -1;
 		if (n == 1)
-			tr_kv_integerf(&ignored, "EXPIRE %s %d", keys[i],
-				       tr_cfg->login_failure_window);
+			tr_kv_integerf(&ignored, "EXPIRE %s %ld", keys[i],
+				       tr_config_int("login_failure_window"));
 		if (n > limits[i] && wait == 0) {
 			tr_kv_integerf(&ttl, "TTL %s", keys[i]); /* 1 when unknown */
 			wait = ttl > 0 ? (int)ttl : 1;

@@ -81,7 +81,8 @@ resolve_pin(const char *url, char *pin, size_t plen, char *err, size_t errlen)
 		return false;
 	}
 	for (ai = res; ai; ai = ai->ai_next) {
-		if (!tr_cfg->webhook_allow_private && webhooks_address_blocked(ai->ai_addr)) {
+		if (!tr_config_int("webhook_allow_private") &&
+		    webhooks_address_blocked(ai->ai_addr)) {
 			freeaddrinfo(res);
 			snprintf(err, errlen, "%s resolves to a private address", name);
 			return false;
@@ -178,7 +179,7 @@ webhooks_deliver(const struct tr_job *job, char *err, size_t errlen)
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
 	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
 	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)blen);
-	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, (long)tr_cfg->webhook_timeout_ms);
+	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, tr_config_int("webhook_timeout_ms"));
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");

@@ -19,6 +19,14 @@ static const struct tr_permission permissions[] = {
 /* Every event on a webhook's topics becomes one delivery job. */
 static const struct tr_event_sink sink = {"webhooks", "webhook_id", webhooks_subscribers};
 
+/* Its configuration keys (config.h). */
+static const struct tr_config_key config[] = {
+    {"webhook_allow_private", TR_CONFIG_INT, "0", 0, 1,
+     "1 lets webhooks reach loopback and private addresses (development, tests)."},
+    {"webhook_timeout_ms", TR_CONFIG_INT, "5000", 100, 60000,
+     "How long a webhook receiver may take to answer."},
+};
+
 const struct tr_module tr_webhooks_module = {
     .name = "webhooks",
     .permissions = permissions,
@@ -28,4 +36,7 @@ const struct tr_module tr_webhooks_module = {
     .event_sink = &sink,
     .jobs = jobs,
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
+    .config = config,
+    .nconfig = sizeof(config) / sizeof(config[0]),
+    .migrations = "modules/webhooks/migrations",
 };

@@ -41,7 +41,7 @@ webhooks_address_blocked(const struct sockaddr *sa)
 }
 
 /* http(s)://host[:port][/path]: no credentials, no fragment; a literal
- * address must not be internal unless webhook_allow_private. */
+ * address must not be internal unless webhook_allow_private (module.c). */
 static bool
 url_ok(struct tr_ctx *c, const char *url)
 {
@@ -73,7 +73,7 @@ url_ok(struct tr_ctx *c, const char *url)
 			return false;
 		}
 	}
-	if (!tr_cfg->webhook_allow_private) {
+	if (!tr_config_int("webhook_allow_private")) {
 		struct sockaddr_in v4 = {.sin_family = AF_INET};
 		if (strcmp(hbuf, "localhost") == 0 ||
 		    (inet_pton(AF_INET, hbuf, &v4.sin_addr) == 1 &&

@@ -1,14 +1,25 @@
-/* Migrations: migrations/NNNN_name.json, each {"description": "...",
- * "commands": [<database command>, ...]}, applied once each, in name order,
- * recorded in the `_migrations` collection with a SHA-256 of the file.
+/* Migrations: NNNN_name.json files, each {"description": "...",
+ * "commands": [<database command>, ...]}, applied once each, recorded in
+ * the `_migrations` collection with a SHA-256 of the file. The platform's
+ * are in migrations_dir (migrations/) and recorded by name
+ * ("0001_platform"); a module's are in the folder its tr_module declares
+ * (modules/crm/migrations) and recorded as "<module>/<name>"
+ * ("crm/0001_crm"). Order: the platform's, then each module's in registry
+ * order, each folder in name order.
+ *
+ * Steps for the PostgreSQL behind FerretDB ({"postgresqlIndexes": ...},
+ * pg.h) run only when postgresql_uri is set, recorded as
+ * "<name>@postgresql". A migration whose steps were moved out of ones
+ * already applied names them in "replaces" and is recorded without running
+ * on a database that has them all (migrate.c, replaced_done).
  *
  * A migration is claimed by inserting its record ({_id: name, state:
  * "applying"}): the unique _id lets one process apply it while others wait
  * for state "done". A claim older than a minute belonged to a process that
  * died and is taken over. Commands must be safe to run twice
- * (createIndexes is; inserts of reference data use upserts). An applied
- * migration whose file changed stops start-up. Blocking: worker or main
- * thread only. */
+ * (createIndexes is, sent one index at a time for FerretDB's sake; inserts
+ * of reference data use upserts). An applied migration whose file changed
+ * stops start-up. Blocking: worker or main thread only. */
 #ifndef TR_MIGRATE_H
 #define TR_MIGRATE_H
 

@@ -16,7 +16,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import free_port, port_open, sanitizer_hits
+from conftest import DEFAULT_PASSWORD, REPO_ROOT, free_port, port_open, sanitizer_hits
 
 INVALID_CONFIG_PREFIX = "trellis: invalid configuration:"
 CONFIG_ERROR_WITHIN_S = 15.0   # an invalid configuration is reported (ASan start-up included) this fast
@@ -214,6 +214,64 @@ def test_env_var_overrides_config_file_port(stack, trellis):
         assert server.port == env_port
         assert r.json() == {"status": "ok"}
         assert not port_open(file_port), f"the config file's port {file_port} is open although TRELLIS_PORT overrides it"
+        stop_and_check_exit(server)
+    finally:
+        server.kill()
+
+
+# ---------------------------------------------------------------------------
+# keys a module declares (tr_module.config)
+# ---------------------------------------------------------------------------
+
+# A key of each module that declares some, and one of the platform's.
+MODULE_KEYS = {"identity": "signup_enabled", "webhooks": "webhook_timeout_ms"}
+EXAMPLE_PATH = os.path.join(REPO_ROOT, "config", "trellis.conf.example")
+
+
+def test_config_example_lists_module_keys_under_their_module(stack, trellis):
+    text = example_config(trellis)
+    last_platform_key = text.index("\nlog_level = ")
+    for module, key in MODULE_KEYS.items():
+        header = text.index(f"# ---- the {module} module ----")
+        line = text.index(f"\n{key} = ")
+        assert last_platform_key < header < line, f"{key} is not listed under the {module} module:\n{text}"
+        later = [text.index(f"# ---- the {m} module ----") for m in MODULE_KEYS if m != module]
+        assert not any(header < h < line for h in later), f"{key} is listed under another module"
+    assert example_value(text, "signup_enabled") == "1"
+    assert example_value(text, "webhook_timeout_ms") == "5000"
+
+
+def test_checked_in_example_is_what_config_example_prints(stack, trellis):
+    with open(EXAMPLE_PATH) as f:
+        assert f.read() == example_config(trellis), (
+            "config/trellis.conf.example is stale: regenerate it with `build/trellis config-example`")
+
+
+@pytest.mark.parametrize("value", ["99", "60001", "soon"])
+def test_module_key_out_of_range_exits_2_naming_it(stack, trellis, value):
+    env = trellis.env(webhook_timeout_ms=value)
+    run = trellis.run("serve", env=env, timeout=CONFIG_ERROR_WITHIN_S)
+    line = assert_invalid_configuration(run, "TRELLIS_WEBHOOK_TIMEOUT_MS", "webhook_timeout_ms",
+                                        f'"{value}"')
+    assert "from 100 to 60000" in line, line
+
+
+def test_module_key_from_config_file_is_used(stack, trellis):
+    port = free_port()
+    values = file_config(trellis, stack, port)
+    values["signup_enabled"] = "0"
+    path = write_config(os.path.join(trellis.workdir, "signup-off.conf"), values)
+    run = trellis.run("migrate", "--config", path, env=trellis.bare_env())
+    assert run.returncode == 0, run
+    server = trellis.start("serve", "--config", path, env=trellis.bare_env(), port=port)
+    try:
+        server.wait_ready()
+        r = requests.post(server.url("/v1/signup"), timeout=10,
+                          json={"tenant_name": "Off Ltd", "tenant_slug": f"off-{uuid.uuid4().hex[:8]}",
+                                "email": f"off-{uuid.uuid4().hex[:8]}@example.com",
+                                "password": DEFAULT_PASSWORD, "name": "Off Owner"})
+        assert r.status_code == 403, r.text
+        assert r.json()["type"].endswith("/signup-disabled"), r.text
         stop_and_check_exit(server)
     finally:
         server.kill()

@@ -4,20 +4,21 @@ that expression serves. Migrations build one for every field the API filters
 on by equality; these tests read PostgreSQL's catalog and FerretDB's own
 `explain` to see that they exist and that the planner uses them."""
 
+import glob
 import json
 import os
 
 from conftest import REPO_ROOT, signup
 
-MIGRATIONS = os.path.join(REPO_ROOT, "migrations")
+# The platform's migrations and the modules' (modules/<module>/migrations).
+MIGRATIONS = [os.path.join(REPO_ROOT, "migrations")] + sorted(
+    glob.glob(os.path.join(REPO_ROOT, "modules", "*", "migrations")))
 
 
 def declared_equality_fields():
     out = {}
-    for name in sorted(os.listdir(MIGRATIONS)):
-        if not name.endswith(".json"):
-            continue
-        with open(os.path.join(MIGRATIONS, name)) as f:
+    for path in sorted(p for d in MIGRATIONS for p in glob.glob(os.path.join(d, "*.json"))):
+        with open(path) as f:
             for cmd in json.load(f)["commands"]:
                 if "postgresqlIndexes" in cmd:
                     out.setdefault(cmd["postgresqlIndexes"], set()).update(cmd["equality"])
@@ -34,7 +35,7 @@ def table_of(stack, coll):
 
 def test_every_declared_equality_field_has_a_valid_gin_index(stack):
     fields = declared_equality_fields()
-    assert {"leads", "deals", "users", "_claims"} <= set(fields)
+    assert {"leads", "deals", "users", "webhooks", "_claims"} <= set(fields)
     for coll, names in fields.items():
         table = table_of(stack, coll)
         rows = stack.psql(

@@ -68,6 +68,8 @@ config_teardown(void **state)
 
 	if (f->path[0])
 		unlink(f->path);
+	if (tr_cfg == &f->cfg)
+		tr_cfg = NULL;
 	free(f);
 	clear_trellis_env();
 	return 0;
@@ -541,6 +543,96 @@ test_bad_redis_url_error_does_not_reveal_the_password(void **state)
 	assert_null(strstr(f->err, "topsecretpw"));
 }
 
+/* ---- keys a module declares (tr_module.config) ---- */
+
+/* Loads, then makes f's configuration the running one, which
+ * tr_config_int reads. */
+static int
+load_running(struct fixture *f, const char *path)
+{
+	int rc = load(f, path);
+
+	tr_cfg = &f->cfg;
+	return rc;
+}
+
+static void
+test_module_keys_have_their_defaults(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(load_running(f, NULL), 0);
+	assert_int_equal(tr_config_int("signup_enabled"), 1);
+	assert_int_equal(tr_config_int("login_failure_window"), 900);
+	assert_int_equal(tr_config_int("rate_limit_key_rps"), 100);
+	assert_int_equal(tr_config_int("webhook_timeout_ms"), 5000);
+	assert_int_equal(tr_config_int("webhook_allow_private"), 0);
+}
+
+static void
+test_module_key_is_read_from_the_file(void **state)
+{
+	struct fixture *f = *state;
+	const char *path = write_config(f, "port = 9000\n"
+					   "webhook_timeout_ms = 7000\n"
+					   "  signup_enabled =   0 \n");
+
+	assert_int_equal(load_running(f, path), 0);
+	assert_int_equal(f->cfg.port, 9000);
+	assert_int_equal(tr_config_int("webhook_timeout_ms"), 7000);
+	assert_int_equal(tr_config_int("signup_enabled"), 0);
+}
+
+static void
+test_module_key_env_overrides_the_file(void **state)
+{
+	struct fixture *f = *state;
+	const char *path = write_config(f, "webhook_timeout_ms = 7000\n");
+
+	setenv("TRELLIS_WEBHOOK_TIMEOUT_MS", "8000", 1);
+	setenv("TRELLIS_LOGIN_MAX_ACCOUNT_FAILURES", "3", 1);
+	assert_int_equal(load_running(f, path), 0);
+	assert_int_equal(tr_config_int("webhook_timeout_ms"), 8000);
+	assert_int_equal(tr_config_int("login_max_account_failures"), 3);
+}
+
+static void
+test_module_key_out_of_bounds_in_env_is_refused_as_a_platform_key_is(void **state)
+{
+	struct fixture *f = *state;
+
+	setenv("TRELLIS_WEBHOOK_TIMEOUT_MS", "99", 1);
+	assert_int_equal(load(f, NULL), -1);
+	assert_string_equal(f->err, "TRELLIS_WEBHOOK_TIMEOUT_MS: webhook_timeout_ms must be an "
+				    "integer from 100 to 60000, got \"99\"");
+}
+
+static void
+test_module_key_that_is_not_a_number_in_file_is_refused_naming_file_and_line(void **state)
+{
+	struct fixture *f = *state;
+	const char *path = write_config(f, "# throttling\nlogin_failure_window = soon\n");
+	char want[256];
+
+	assert_int_equal(load(f, path), -1);
+	snprintf(want, sizeof(want),
+		 "%s:2: login_failure_window must be an integer from 10 to 86400, got \"soon\"",
+		 path);
+	assert_string_equal(f->err, want);
+}
+
+static void
+test_unknown_key_is_still_refused_beside_module_keys(void **state)
+{
+	struct fixture *f = *state;
+	const char *path = write_config(f, "signup_enabled = 1\nwebhook_timeout = 7000\n");
+	char want[256];
+
+	assert_int_equal(load(f, path), -1);
+	snprintf(want, sizeof(want), "%s:2: unknown key \"webhook_timeout\"", path);
+	assert_string_equal(f->err, want);
+}
+
 /* ---- jwt_secret ---- */
 
 static void
@@ -670,6 +762,12 @@ main(void)
 	    T(test_redis_url_with_db_outside_0_to_15_is_refused),
 	    T(test_redis_url_without_host_is_refused),
 	    T(test_bad_redis_url_error_does_not_reveal_the_password),
+	    T(test_module_keys_have_their_defaults),
+	    T(test_module_key_is_read_from_the_file),
+	    T(test_module_key_env_overrides_the_file),
+	    T(test_module_key_out_of_bounds_in_env_is_refused_as_a_platform_key_is),
+	    T(test_module_key_that_is_not_a_number_in_file_is_refused_naming_file_and_line),
+	    T(test_unknown_key_is_still_refused_beside_module_keys),
 	    T(test_production_refuses_the_example_secret),
 	    T(test_production_refuses_the_example_secret_set_explicitly),
 	    T(test_production_accepts_a_strong_secret),
