@@ -1,7 +1,45 @@
-/* The ERP (CONTRACT.md "ERP") module. So far it declares what it owns - its permissions, with
- * the built-in roles that hold them, and its event topics - so that roles
- * and API keys can be defined before its resources are served. */
-#include "module.h"
+/* The ERP (CONTRACT.md "ERP") module: what it owns and serves. So far the
+ * inventory: products, warehouses, stock moves and the stock they leave
+ * (catalog.c, stock.c); its other permissions and topics are declared so
+ * that roles and API keys can name them before they are served. */
+#include "erp.h"
+#include "jobs.h"
+
+static const struct tr_route routes[] = {
+    {TR_GET, "/v1/erp/stock", erp_stock_list, "erp.stock.read", 0,
+     "Stock per product and warehouse: on hand, reserved, available and value, of a "
+     "product, a warehouse, both, or (up to 1000 pairs) everything.",
+     NULL, "product_id warehouse_id", NULL},
+    {TR_POST, "/v1/erp/stock/moves/{id}/reverse", erp_move_reverse, "erp.stock.write", 0,
+     "Post the move that reverses this one, dated now (once).", &erp_moves, NULL, NULL},
+    {TR_GET, "/v1/erp/journal", erp_journal_list, "erp.ledger.read", 0,
+     "Journal entries, newest first (cursor: the next_cursor of the page before).", NULL,
+     "limit cursor", NULL},
+    {TR_POST, "/v1/erp/journal", erp_journal_create, "erp.ledger.write",
+     TR_JSON_BODY | TR_IDEMPOTENT,
+     "Post a journal entry: debits equal credits (422 otherwise), never changed afterwards.", NULL,
+     NULL, NULL},
+    {TR_GET, "/v1/erp/journal/{id}", erp_journal_get, "erp.ledger.read", 0,
+     "One journal entry, with its seq and hash.", NULL, NULL, NULL},
+    {TR_POST, "/v1/erp/journal/{id}/reverse", erp_journal_reverse, "erp.ledger.write", 0,
+     "Post the entry that reverses this one, dated today (once).", NULL, NULL, NULL},
+    {TR_GET, "/v1/erp/ledger/verify", erp_ledger_verify, "erp.ledger.read", 0,
+     "Recompute the hash chain: ok, entries, head, or the first seq that breaks.", NULL, NULL,
+     NULL},
+    {TR_POST, "/v1/erp/periods/{period}/close", erp_period_close, "erp.ledger.write", 0,
+     "Close a month that has ended: no entry may be dated in it or before it afterwards.", NULL,
+     NULL, NULL},
+    {TR_GET, "/v1/erp/reports/trial-balance", erp_trial_balance, "erp.ledger.read", 0,
+     "Debit and credit balance per account at a date (default today), in one currency.", NULL,
+     "at currency", NULL},
+};
+
+static const struct tr_resource *const resources[] = {&erp_products, &erp_warehouses, &erp_moves,
+						      &erp_accounts};
+
+static const struct tr_job_handler jobs[] = {
+    {ERP_SETTLE_QUEUE, erp_settle_run},
+};
 
 /* The permissions this module owns and the built-in roles holding each
  * (owner and admin hold all; "sales:own" holds the ":own" form). */
@@ -28,10 +66,10 @@ static const struct tr_permission permissions[] = {
 
 /* Its event topics and what reading each needs. */
 static const struct tr_topic topics[] = {
-    {"erp.orders", "erp.orders.read"},
-    {"erp.stock", "erp.stock.read"},
-    {"erp.invoices", "erp.invoices.read"},
-    {"erp.shipments", "erp.shipments.read"},
+    {"erp.orders", "erp.orders.read"},	   {"erp.stock", "erp.stock.read"},
+    {"erp.invoices", "erp.invoices.read"}, {"erp.shipments", "erp.shipments.read"},
+    {"erp.payments", "erp.payments.read"}, {"erp.purchasing", "erp.purchasing.read"},
+    {"erp.ledger", "erp.ledger.read"},
 };
 
 const struct tr_module tr_erp_module = {
@@ -40,4 +78,11 @@ const struct tr_module tr_erp_module = {
     .npermissions = sizeof(permissions) / sizeof(permissions[0]),
     .topics = topics,
     .ntopics = sizeof(topics) / sizeof(topics[0]),
+    .routes = routes,
+    .nroutes = sizeof(routes) / sizeof(routes[0]),
+    .resources = resources,
+    .nresources = sizeof(resources) / sizeof(resources[0]),
+    .jobs = jobs,
+    .njobs = sizeof(jobs) / sizeof(jobs[0]),
+    .migrations = "modules/erp/migrations",
 };

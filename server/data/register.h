@@ -62,10 +62,12 @@ struct tr_reg_post {
 	/* Deltas that depend on the state the movement follows (stock leaving
 	 * at its moving-average cost), or NULL. Called on every attempt with
 	 * that state, it sets the delta of each of the n counters `deltas`
-	 * names (their deltas here are ignored). The movement is appended only
-	 * right after the state it was reckoned on, so the answer is exact
-	 * under any number of writers. tr_register_post only. */
-	void (*reckon)(void *arg, const struct tr_reg_state *state, struct tr_reg_delta *deltas,
+	 * names (their deltas here are ignored), or returns false to refuse
+	 * the movement on that state (TR_ELIMIT, as a floor does). The
+	 * movement is appended only right after the state it was reckoned on,
+	 * so the answer is exact under any number of writers.
+	 * tr_register_post only. */
+	bool (*reckon)(void *arg, const struct tr_reg_state *state, struct tr_reg_delta *deltas,
 		       size_t n);
 	void *reckon_arg;
 };

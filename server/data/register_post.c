@@ -199,11 +199,14 @@ post(struct tr_db *db, const struct tr_reg_post *p, long long reverses, bson_t *
 			break;
 		if (p->reckon) {
 			memcpy(reckoned, p->deltas, p->ndeltas * sizeof(*reckoned));
-			p->reckon(p->reckon_arg, (const struct tr_reg_state *)(const void *)&values,
-				  reckoned, p->ndeltas);
 			now.deltas = reckoned;
 		}
-		rc = append(db, &now, reverses, seq, &values, &stored);
+		if (p->reckon &&
+		    !p->reckon(p->reckon_arg, (const struct tr_reg_state *)(const void *)&values,
+			       reckoned, p->ndeltas))
+			rc = TR_ELIMIT;
+		else
+			rc = append(db, &now, reverses, seq, &values, &stored);
 		if (rc == TR_OK) {
 			reg_render(&stored, movement);
 			reg_cache_put(cache_id, seq + 1, &values);

@@ -87,13 +87,15 @@ test_init_flattens_every_registry_route(void **state)
 	size_t total = 0;
 
 	(void)state;
-	/* each module's rows, and each resource's list, get and change, its
-	 * create unless records come from actions only, its delete if any */
+	/* each module's rows, and each resource's list and get, its change
+	 * unless its records are immutable, its create unless records come
+	 * from actions only, its delete (or deactivation) if any */
 	for (size_t i = 0; i < tr_nmodules; i++) {
 		total += tr_modules[i]->nroutes;
 		for (size_t r = 0; r < tr_modules[i]->nresources; r++) {
 			const struct tr_resource *e = tr_modules[i]->resources[r];
-			total += 3 + !e->no_create + e->deletable;
+			total += 2 + !e->immutable + !e->no_create +
+				 (!e->immutable && (e->deletable || e->retire));
 		}
 	}
 	assert_int_equal(tr_router_count(), (int)total);

@@ -1,0 +1,92 @@
+"""ERP stock exact across processes: three server processes on one
+database and one Redis, writing off one product's stock at once with its
+ids spelled every way the API accepts."""
+
+import requests
+from bson import ObjectId
+
+from conftest import check_problem, signup
+from erp_support import assert_inventory_invariants, make_product, make_warehouse, receive, stock
+from test_exact_writes import race, spellings, statuses, trio  # noqa: F401 (fixture)
+
+
+class At:
+    """One of the trio's processes as a target of the erp_support helpers."""
+
+    def __init__(self, proc):
+        self.base_url = proc.url("").rstrip("/")
+
+
+def test_200_write_offs_of_one_against_100_in_stock_exactly_100_land(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    product, warehouse = make_product(at[0], owner), make_warehouse(at[1], owner)
+    receive(at[2], owner, product, warehouse, 100, 37)
+    pids, wids = spellings(product["id"]), spellings(warehouse["id"])
+
+    def write_off(i):
+        body = {"kind": "write_off", "product_id": pids[i % 3], "warehouse_id": wids[(i // 3) % 3],
+                "quantity": 1, "reason": f"racer {i}"}
+        return lambda: requests.post(trio.url(i, "/v1/erp/stock/moves"), json=body,
+                                     headers=owner.headers, timeout=120)
+
+    got = race([write_off(i) for i in range(200)])
+    codes = statuses(got)
+    assert codes.count(201) == 100, codes
+    assert codes.count(409) == 100, codes
+    for r in got:
+        if r.status_code == 409:
+            check_problem(r, 409, "insufficient-stock")
+    s = stock(at[0], owner, product, warehouse)
+    assert (s["on_hand"], s["available"], s["value"]["amount"]) == (0, 0, 0), s
+    # every cost came from the state it left: they add up to the receipt exactly
+    assert sum(-r.json()["value"]["amount"] for r in got if r.status_code == 201) == 3700
+    key = f"erp.stock/{product['id']}/{warehouse['id']}"
+    rows = list(trio.mongo["register_moves"].find({"tenant_id": ObjectId(owner.tenant_id), "key": key}))
+    assert len(rows) == 101, len(rows)
+    assert all(row["a"].get("available", 0) >= 0 for row in rows)
+    assert sorted(row["seq"] for row in rows) == list(range(1, 102))
+    assert_inventory_invariants(at[1], owner)
+
+
+def test_sixty_entries_at_once_over_three_processes_chain_without_gap_or_fork(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    today = __import__("datetime").date.today().isoformat()
+
+    def post(i):
+        body = {"date": today, "memo": f"racer {i}", "currency": "EUR",
+                "lines": [{"account_code": "1100", "debit": 100 + i},
+                          {"account_code": "3000", "credit": 100 + i}]}
+        return lambda: requests.post(trio.url(i, "/v1/erp/journal"), json=body,
+                                     headers=owner.headers, timeout=120)
+
+    got = race([post(i) for i in range(60)])
+    assert statuses(got) == [201] * 60, statuses(got)
+    entries = [r.json() for r in got]
+    assert sorted(e["seq"] for e in entries) == list(range(1, 61))
+    by_seq = {e["seq"]: e for e in entries}
+    for seq in range(2, 61):  # one chain: each follows the hash of the one before
+        assert by_seq[seq]["prev_hash"] == by_seq[seq - 1]["hash"], seq
+    v = requests.get(trio.url(1, "/v1/erp/ledger/verify"), headers=owner.headers, timeout=60).json()
+    assert v == {"ok": True, "entries": 60, "head": by_seq[60]["hash"]}, v
+    tb = requests.get(trio.url(2, "/v1/erp/reports/trial-balance"), headers=owner.headers,
+                      timeout=60).json()
+    assert tb["total_debit"] == tb["total_credit"] == sum(100 + i for i in range(60))
+
+
+def test_one_entry_reversed_by_thirty_requests_at_once_is_reversed_once(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    today = __import__("datetime").date.today().isoformat()
+    r = requests.post(trio.url(0, "/v1/erp/journal"), headers=owner.headers, timeout=30, json={
+        "date": today, "memo": "to reverse", "currency": "EUR",
+        "lines": [{"account_code": "6000", "debit": 5}, {"account_code": "1000", "credit": 5}]})
+    assert r.status_code == 201, r.text
+    names = spellings(r.json()["id"])
+    got = race([lambda i=i: requests.post(trio.url(i, f"/v1/erp/journal/{names[i % 3]}/reverse"),
+                                          headers=owner.headers, timeout=120) for i in range(30)])
+    codes = statuses(got)
+    assert codes.count(201) == 1 and codes.count(409) == 29, codes
+    v = requests.get(trio.url(1, "/v1/erp/ledger/verify"), headers=owner.headers, timeout=60).json()
+    assert v["ok"] is True and v["entries"] == 2, v
