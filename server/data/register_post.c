@@ -20,7 +20,7 @@
 
 #define ATTEMPTS 400
 #define STRIPES 64
-#define MAX_DELTAS 64
+#define MAX_DELTAS 64 /* of a reckoned movement, or a reversed one */
 
 /* ---- names ---- */
 
@@ -171,7 +171,7 @@ post(struct tr_db *db, const struct tr_reg_post *p, long long reverses, bson_t *
 	bson_init(movement);
 	*replayed = false;
 	if (!db->has_tenant || !tr_register_key_ok(p->key) || !op_ok(p->op_id) || p->ndeltas == 0 ||
-	    p->ndeltas > MAX_DELTAS)
+	    (p->reckon && p->ndeltas > MAX_DELTAS))
 		return TR_EINVALID;
 	for (size_t i = 0; i < p->ndeltas; i++) {
 		if (!counter_ok(p->deltas[i].counter))
