@@ -54,14 +54,17 @@ static const struct {
 };
 
 /* The default chart exists in the tenant (each account once: the code is
- * unique per tenant, so processes racing to make it make it once). */
+ * unique per tenant, so processes racing to make it make it once). Its
+ * accounts are made in order and the last is looked for: whoever made
+ * the last one had made, or found, all those before it. */
 int
 erp_chart_ensure(struct tr_db *db)
 {
 	bson_t filter = BSON_INITIALIZER, found;
+	size_t n = sizeof(default_chart) / sizeof(default_chart[0]);
 	int rc;
 
-	BSON_APPEND_UTF8(&filter, "code", default_chart[0].code);
+	BSON_APPEND_UTF8(&filter, "code", default_chart[n - 1].code);
 	rc = tr_db_find_one(db, ERP_ACCOUNTS, &filter, &found);
 	bson_destroy(&filter);
 	bson_destroy(&found);
