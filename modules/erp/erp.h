@@ -3,7 +3,10 @@
  * catalog.c: products and warehouses, declarations on the resource engine.
  * stock.c: stock moves on registers, the stock they leave, reversals, and
  * the settling of moves whose writer died halfway.
- * ledger.c: the chart of accounts and the journal, a hash-chained register.
+ * ledger.c: the chart of accounts and the journal, a hash-chained register;
+ * ledger_check.c its verify, period close and trial balance.
+ * checks.c: the invariants, computed afresh (GET /v1/erp/checks).
+ * orders.c: sales orders, priced exactly, confirmed all or nothing.
  *
  * Stock lives in one register per product and warehouse,
  * "erp.stock/<product>/<warehouse>", with the counters on_hand, reserved,
@@ -27,11 +30,23 @@
 #define ERP_MOVES "erp_stock_moves"
 #define ERP_SLOTS "erp_stock_slots" /* which (product, warehouse) pairs hold stock */
 #define ERP_ACCOUNTS "erp_accounts"
+#define ERP_ORDERS "erp_orders"
+#define ERP_INVOICES "erp_invoices"
 #define ERP_LEDGER_KEY "erp.ledger" /* the journal's register (ledger.c) */
 #define ERP_MAX_LINES 40
 #define ERP_SETTLE_QUEUE "erp.stock.settle"
 
-extern const struct tr_resource erp_products, erp_warehouses, erp_moves, erp_accounts;
+extern const struct tr_resource erp_products, erp_warehouses, erp_moves, erp_accounts, erp_orders;
+
+/* A priced order line (orders.c). */
+struct erp_order_line {
+	bson_oid_t product;
+	int64_t quantity, unit_price, discount_bp, tax_rate_bp, scale;
+	int64_t net, tax, total;
+};
+
+void erp_order_confirm(struct tr_ctx *c);
+void erp_order_cancel(struct tr_ctx *c);
 
 /* A journal entry to post: debits equal credits, at least two lines. */
 struct erp_line {
@@ -76,6 +91,7 @@ void erp_journal_reverse(struct tr_ctx *c);
 void erp_ledger_verify(struct tr_ctx *c);
 void erp_period_close(struct tr_ctx *c);
 void erp_trial_balance(struct tr_ctx *c);
+void erp_checks(struct tr_ctx *c); /* checks.c */
 
 /* q * num / den rounded half to even, for exact money from quantities;
  * false when the result does not fit (or den is 0). */

@@ -29,13 +29,22 @@ static const struct tr_route routes[] = {
     {TR_POST, "/v1/erp/periods/{period}/close", erp_period_close, "erp.ledger.write", 0,
      "Close a month that has ended: no entry may be dated in it or before it afterwards.", NULL,
      NULL, NULL},
+    {TR_POST, "/v1/erp/orders/{id}/confirm", erp_order_confirm, "erp.orders.write", 0,
+     "Reserve every line, or none (409 insufficient-stock naming the lines).", &erp_orders, NULL,
+     NULL},
+    {TR_POST, "/v1/erp/orders/{id}/cancel", erp_order_cancel, "erp.orders.write", 0,
+     "Cancel a draft or confirmed order, releasing what it reserved.", &erp_orders, NULL, NULL},
+    {TR_GET, "/v1/erp/checks", erp_checks, "erp.ledger.read", 0,
+     "The ERP's invariants, recomputed: ledger balanced, stock equal to the fold of its "
+     "movements and to the inventory account, no forbidden negative stock.",
+     NULL, NULL, NULL},
     {TR_GET, "/v1/erp/reports/trial-balance", erp_trial_balance, "erp.ledger.read", 0,
      "Debit and credit balance per account at a date (default today), in one currency.", NULL,
      "at currency", NULL},
 };
 
 static const struct tr_resource *const resources[] = {&erp_products, &erp_warehouses, &erp_moves,
-						      &erp_accounts};
+						      &erp_accounts, &erp_orders};
 
 static const struct tr_job_handler jobs[] = {
     {ERP_SETTLE_QUEUE, erp_settle_run},

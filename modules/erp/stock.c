@@ -180,6 +180,48 @@ product_currency(const bson_t *product, char out[4])
 	return true;
 }
 
+/* ---- the ledger ---- */
+
+/* The journal entry of a move that changed the stock's value by v at its
+ * warehouse: inventory (1300) against payables (2000) for a receipt and
+ * against expenses (6000) for the rest, either way round by the sign; none
+ * for a transfer (it stays in inventory) or a move worth nothing. Posted
+ * once, under the move's id, which is the entry's. */
+static int
+post_entry(struct tr_db *db, const char *move_hex, const char *kind, int64_t v,
+	   const char *currency)
+{
+	struct erp_entry *en;
+	bson_t mv;
+	bool replayed;
+	char op[64];
+	const char *other = strcmp(kind, "receipt") == 0 ? "2000" : "6000";
+	int64_t a = v > 0 ? v : -v;
+	int rc;
+
+	if (strcmp(kind, "transfer") == 0 || v == 0)
+		return TR_OK;
+	if ((rc = erp_chart_ensure(db)) != TR_OK)
+		return rc;
+	if (!(en = calloc(1, sizeof(*en))))
+		return TR_ENOMEM;
+	snprintf(en->id, sizeof(en->id), "%s", move_hex);
+	erp_today(en->date);
+	snprintf(en->memo, sizeof(en->memo), "stock %s, move %s", kind, move_hex);
+	snprintf(en->currency, sizeof(en->currency), "%s", currency);
+	snprintf(en->source, sizeof(en->source), "stock.%s", kind);
+	en->nlines = 2;
+	en->lines[0] = (struct erp_line){.debit = a};
+	en->lines[1] = (struct erp_line){.credit = a};
+	snprintf(en->lines[0].account, sizeof(en->lines[0].account), "%s", v > 0 ? "1300" : other);
+	snprintf(en->lines[1].account, sizeof(en->lines[1].account), "%s", v > 0 ? other : "1300");
+	snprintf(op, sizeof(op), "erp.entry:%s", move_hex);
+	rc = erp_ledger_post(db, en, op, &mv, &replayed);
+	bson_destroy(&mv);
+	free(en);
+	return rc;
+}
+
 /* ---- slots: which pairs hold stock, for listing ---- */
 
 static int
@@ -446,6 +488,11 @@ move_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson
 			goto done;
 		}
 	}
+	rc = post_entry(c->db, p.id_hex, p.kind, member(&out, "deltas", "value"), p.currency);
+	if (rc != TR_OK) { /* the settle job posts it */
+		tr_problem_from_err(c, rc);
+		goto done;
+	}
 	finish_record(set, p.currency, &out, p.transfer ? &in : NULL);
 	ok = true;
 done:
@@ -620,6 +667,12 @@ erp_move_reverse(struct tr_ctx *c)
 		    bson_iter_find_descendant(&it, "value.currency", &sub))
 			snprintf(cur, sizeof(cur), "%s", bson_iter_utf8(&sub, NULL));
 		finish_record(&set, cur, &mv[0], n == 2 ? &mv[1] : NULL);
+		rc = post_entry(c->db, id_hex, tr_doc_str(&move, "kind"),
+				member(&mv[0], "deltas", "value"), cur);
+		if (rc != TR_OK) {
+			tr_problem_from_err(c, rc);
+			goto free_mv;
+		}
 	}
 	bson_destroy(&stored);
 	rc = tr_db_insert(c->db, ERP_MOVES, &set, &stored);
@@ -818,6 +871,10 @@ settle_move(struct tr_db *db, const char *tenant, const char *id, const char *ke
 	if (bson_iter_init(&it, &out) && bson_iter_find_descendant(&it, "meta.currency", &sub) &&
 	    BSON_ITER_HOLDS_UTF8(&sub))
 		cur = bson_iter_utf8(&sub, NULL);
+	rc = post_entry(db, id, tr_doc_str(&move, "kind") ? tr_doc_str(&move, "kind") : "",
+			member(&out, "deltas", "value"), cur ? cur : "");
+	if (rc != TR_OK)
+		goto out;
 	finish_record(&doc, cur ? cur : "", &out, to_key ? &in : NULL);
 	bson_destroy(&stored);
 	rc = tr_db_insert(db, ERP_MOVES, &doc, &stored);

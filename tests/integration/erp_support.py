@@ -75,10 +75,24 @@ def all_moves(target, acct, **params):
     raise AssertionError("too many pages")
 
 
+def assert_erp_checks(target, acct):
+    """GET /v1/erp/checks: every invariant holds."""
+    r = call(target, acct, "GET", "/v1/erp/checks")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["ok"] is True and all(c["ok"] for c in body["checks"]), body
+    assert {c["name"] for c in body["checks"]} == {
+        "ledger_balanced", "stock_folds_movements", "inventory_matches_ledger",
+        "no_negative_available"}, body
+    return body
+
+
 def assert_inventory_invariants(target, acct):
     """Every stock balance of the tenant equals the fold of its moves
     (quantity and value), available = on_hand - reserved, and no available
-    is below zero in a warehouse that does not allow it."""
+    is below zero in a warehouse that does not allow it; and the server's
+    own checks agree (ledger balanced, stock = inventory account)."""
+    assert_erp_checks(target, acct)
     moves = all_moves(target, acct)
     expected = {}
 

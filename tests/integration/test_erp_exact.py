@@ -90,3 +90,37 @@ def test_one_entry_reversed_by_thirty_requests_at_once_is_reversed_once(trio):
     assert codes.count(201) == 1 and codes.count(409) == 29, codes
     v = requests.get(trio.url(1, "/v1/erp/ledger/verify"), headers=owner.headers, timeout=60).json()
     assert v["ok"] is True and v["entries"] == 2, v
+
+
+def test_fifty_orders_confirmed_at_once_reserve_only_what_the_stock_allows(trio):
+    """Each order wants 1 of A and 2 of B; A has 30, B has 40: 20 orders
+    fit, the other 30 are refused and reserve nothing."""
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    w = make_warehouse(at[0], owner)
+    a, b = make_product(at[1], owner), make_product(at[2], owner)
+    receive(at[0], owner, a, w, 30, 10)
+    receive(at[1], owner, b, w, 40, 10)
+    ids = []
+    for i in range(50):
+        r = requests.post(trio.url(i, "/v1/erp/orders"), headers=owner.headers, timeout=30, json={
+            "warehouse_id": w["id"], "currency": "EUR",
+            "lines": [{"product_id": a["id"], "quantity": 1, "unit_price": {"amount": 100, "currency": "EUR"}},
+                      {"product_id": b["id"], "quantity": 2, "unit_price": {"amount": 100, "currency": "EUR"}}]})
+        assert r.status_code == 201, r.text
+        ids.append(r.json()["id"])
+    got = race([lambda i=i: requests.post(
+        trio.url(i, f"/v1/erp/orders/{spellings(ids[i])[i % 3]}/confirm"), headers=owner.headers,
+        timeout=120) for i in range(50)])
+    codes = statuses(got)
+    assert codes.count(200) == 20 and codes.count(409) == 30, codes
+    for r in got:
+        if r.status_code == 409:
+            check_problem(r, 409, "insufficient-stock")
+    sa, sb = stock(at[0], owner, a, w), stock(at[0], owner, b, w)
+    assert (sa["reserved"], sa["available"]) == (20, 10), sa
+    assert (sb["reserved"], sb["available"]) == (40, 0), sb
+    statuses_now = [requests.get(trio.url(0, f"/v1/erp/orders/{oid}"), headers=owner.headers,
+                                 timeout=30).json()["status"] for oid in ids]
+    assert statuses_now.count("confirmed") == 20 and statuses_now.count("draft") == 30
+    assert_inventory_invariants(at[2], owner)

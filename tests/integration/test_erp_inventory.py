@@ -372,3 +372,60 @@ def test_movements_in_the_database_never_show_negative_available(stack, owner, p
     rows = list(stack.mongo["register_moves"].find({"tenant_id": ObjectId(owner.tenant_id),
                                                      "key": key}))
     assert rows and all(r["a"].get("available", 0) >= 0 for r in rows), json.dumps(rows, default=str)
+
+
+# ---------------------------------------------------------------------------
+# the ledger follows the stock
+# ---------------------------------------------------------------------------
+
+def entry_lines(stack, acct, entry_id):
+    r = call(stack, acct, "GET", f"/v1/erp/journal/{entry_id}")
+    assert r.status_code == 200, r.text
+    return [(l["account_code"], l["debit"], l["credit"]) for l in r.json()["lines"]]
+
+
+def test_moves_post_their_value_to_the_ledger_once(stack, owner, pw):
+    p, w = pw
+    rec = receive(stack, owner, p, w, 4, 250)
+    assert entry_lines(stack, owner, rec["id"]) == [("1300", 1000, 0), ("2000", 0, 1000)]
+    off = move_ok(stack, owner, kind="write_off", product_id=p["id"], warehouse_id=w["id"],
+                  quantity=1, reason="dropped")
+    assert entry_lines(stack, owner, off["id"]) == [("6000", 250, 0), ("1300", 0, 250)]
+    up = move_ok(stack, owner, kind="adjustment", product_id=p["id"], warehouse_id=w["id"],
+                 quantity=1)
+    assert entry_lines(stack, owner, up["id"]) == [("1300", 250, 0), ("6000", 0, 250)]
+    rev = call(stack, owner, "POST", f"/v1/erp/stock/moves/{off['id']}/reverse").json()
+    assert entry_lines(stack, owner, rev["id"]) == [("1300", 250, 0), ("6000", 0, 250)]
+    other = make_warehouse(stack, owner)
+    t = move_ok(stack, owner, kind="transfer", product_id=p["id"], warehouse_id=w["id"],
+                to_warehouse_id=other["id"], quantity=2)
+    check_problem(call(stack, owner, "GET", f"/v1/erp/journal/{t['id']}"), 404)  # stays in 1300
+    tb = call(stack, owner, "GET", "/v1/erp/reports/trial-balance").json()
+    rows = {a["code"]: a["debit"] - a["credit"] for a in tb["accounts"]}
+    # 1000 received, 250 written off, 250 found, the write-off reversed: 1250
+    assert rows["1300"] == 1250 and tb["total_debit"] == tb["total_credit"], tb
+    assert_inventory_invariants(stack, owner)
+
+
+def test_the_checks_notice_a_movement_edited_in_the_database(stack, owner, pw):
+    p, w = pw
+    receive(stack, owner, p, w, 3, 10)
+    move_ok(stack, owner, kind="write_off", product_id=p["id"], warehouse_id=w["id"], quantity=1,
+            reason="x")
+    key = f"erp.stock/{p['id']}/{w['id']}"
+    moves = stack.mongo["register_moves"]
+    row = moves.find_one({"tenant_id": ObjectId(owner.tenant_id), "key": key, "seq": 2})
+    moves.update_one({"_id": row["_id"]}, {"$set": {"d.on_hand": -2}})
+    body = call(stack, owner, "GET", "/v1/erp/checks").json()
+    bad = {c["name"]: c for c in body["checks"] if not c["ok"]}
+    assert body["ok"] is False and set(bad) == {"stock_folds_movements"}, body
+    assert key in bad["stock_folds_movements"]["detail"]
+    moves.update_one({"_id": row["_id"]}, {"$set": {"d.on_hand": -1}})
+    assert call(stack, owner, "GET", "/v1/erp/checks").json()["ok"] is True
+
+
+def test_checks_need_the_ledger_permission(stack, owner):
+    keeper = user_session(stack, owner, ["warehouse"])
+    check_problem(call(stack, keeper, "GET", "/v1/erp/checks"), 403)
+    accountant = user_session(stack, owner, ["accountant"])
+    assert call(stack, accountant, "GET", "/v1/erp/checks").json()["ok"] is True

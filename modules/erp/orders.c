@@ -1,0 +1,594 @@
+/* Sales orders (CONTRACT.md "ERP", Sales): lines whose net, tax and total
+ * are exact integers, confirmed by reserving every line or none, cancelled
+ * by releasing what was reserved.
+ *
+ * A line's net is quantity x unit price x (1 - discount), in minor units,
+ * rounded half to even once per line; its tax is net x the product's tax
+ * rate, rounded the same way; the order's sums are the lines' sums.
+ *
+ * Confirming moves the order to "confirming" first (a version-checked
+ * write: one confirmation at a time, in any process), then reserves line
+ * after line on the stock registers under operation ids of that attempt;
+ * a line that does not fit releases those reserved before it and the
+ * order goes back to draft. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "db.h"
+#include "erp.h"
+#include "events.h"
+#include "json.h"
+#include "log.h"
+#include "register.h"
+
+#define MAX_ORDER_LINES 100
+#define QTY_MAX 1000000000000LL
+#define PRICE_MAX 1000000000000LL
+
+static const char *const statuses[] = {"draft",	  "confirming", "confirmed", "invoiced", "paid",
+				       "shipped", "completed",	"cancelled", NULL};
+static const char *const order_sorts[] = {"-created_at", "created_at", NULL};
+
+static const struct tr_transition order_moves[] = {
+    {NULL, "draft", NULL, NULL},
+    {"draft", "confirming", "confirm", NULL},
+    {"confirming", "confirmed", "confirm", NULL},
+    {"confirming", "draft", "confirm", NULL},
+    {"draft", "cancelled", "cancel", NULL},
+    {"confirmed", "cancelled", "cancel", NULL},
+    {"confirmed", "invoiced", "invoice", NULL},
+    {"invoiced", "paid", "pay", NULL},
+    {NULL, NULL, NULL, NULL},
+};
+
+static const struct tr_states order_states = {"status", order_moves};
+
+static const struct tr_field order_fields[] = {
+    {"client_id", TR_K_REF, TR_F_FILTER | TR_F_NULLABLE, 0, 0, NULL, "clients"},
+    {"counterparty_id", TR_K_REF, TR_F_NULLABLE, 0, 0, NULL, "counterparties"},
+    {"deal_id", TR_K_REF, TR_F_FILTER | TR_F_NARROW | TR_F_FIXED, 0, 0, NULL, "deals"},
+    {"warehouse_id", TR_K_REF, TR_F_REQUIRED | TR_F_FILTER, 0, 0, NULL, ERP_WAREHOUSES},
+    {"currency", TR_K_LINE, TR_F_REQUIRED | TR_F_FIXED, 3, 3, NULL, NULL},
+    {"lines", TR_K_ARRAY, TR_F_REQUIRED, 0, 0, NULL, NULL},
+    {"owner_id", TR_K_REF, TR_F_FILTER, 0, 0, NULL, "users"},
+    {"status", TR_K_ENUM, TR_F_SERVER | TR_F_FILTER, 0, 0, statuses, NULL},
+    {"net", TR_K_MONEY, TR_F_SERVER, 0, 0, NULL, NULL},
+    {"tax", TR_K_MONEY, TR_F_SERVER, 0, 0, NULL, NULL},
+    {"total", TR_K_MONEY, TR_F_SERVER, 0, 0, NULL, NULL},
+    {"invoice_id", TR_K_REF, TR_F_SERVER, 0, 0, NULL, ERP_INVOICES},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+/* ---- lines ---- */
+
+static bool
+currency_ok(const char *s)
+{
+	return s && strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 3;
+}
+
+/* Reads one line of the body into *l (the product looked up in the
+ * tenant), adding field errors as lines[i].<field>. */
+static bool
+read_line(struct tr_ctx *c, bson_iter_t *it, int i, const char *currency, struct erp_order_line *l)
+{
+	bson_iter_t sub, m;
+	char f[48];
+	bool ok = true;
+	int seen = 0;
+
+	memset(l, 0, sizeof(*l));
+#define LINE_ERR(field, msg)                                                                       \
+	do {                                                                                       \
+		snprintf(f, sizeof(f), "lines[%d].%s", i, field);                                  \
+		tr_problem_field(c, tr_arena_strdup(c->req->arena, f), msg);                       \
+		ok = false;                                                                        \
+	} while (0)
+	if (!BSON_ITER_HOLDS_DOCUMENT(it) || !bson_iter_recurse(it, &sub)) {
+		snprintf(f, sizeof(f), "lines[%d]", i);
+		tr_problem_field(c, tr_arena_strdup(c->req->arena, f),
+				 "must be {\"product_id\", \"quantity\", \"unit_price\", "
+				 "\"discount_bp\"}");
+		return false;
+	}
+	while (bson_iter_next(&sub)) {
+		const char *k = bson_iter_key(&sub);
+		if (strcmp(k, "product_id") == 0) {
+			const char *v =
+			    BSON_ITER_HOLDS_UTF8(&sub) ? bson_iter_utf8(&sub, NULL) : "";
+			if (!tr_is_object_id(v)) {
+				LINE_ERR("product_id", "must be an id");
+				continue;
+			}
+			bson_oid_init_from_string(&l->product, v);
+			seen |= 1;
+		} else if (strcmp(k, "quantity") == 0) {
+			if (!(BSON_ITER_HOLDS_INT32(&sub) || BSON_ITER_HOLDS_INT64(&sub)) ||
+			    bson_iter_as_int64(&sub) <= 0 || bson_iter_as_int64(&sub) > QTY_MAX) {
+				LINE_ERR("quantity", "must be a whole number above 0 (in the "
+						     "product's smallest unit)");
+				continue;
+			}
+			l->quantity = bson_iter_as_int64(&sub);
+			seen |= 2;
+		} else if (strcmp(k, "unit_price") == 0) {
+			const char *cur = NULL;
+			int64_t amount = -1;
+			bool shape = BSON_ITER_HOLDS_DOCUMENT(&sub) && bson_iter_recurse(&sub, &m);
+			while (shape && bson_iter_next(&m)) {
+				if (strcmp(bson_iter_key(&m), "amount") == 0 &&
+				    (BSON_ITER_HOLDS_INT32(&m) || BSON_ITER_HOLDS_INT64(&m)))
+					amount = bson_iter_as_int64(&m);
+				else if (strcmp(bson_iter_key(&m), "currency") == 0 &&
+					 BSON_ITER_HOLDS_UTF8(&m))
+					cur = bson_iter_utf8(&m, NULL);
+				else
+					shape = false;
+			}
+			if (!shape || amount < 0 || amount > PRICE_MAX || !currency_ok(cur)) {
+				LINE_ERR("unit_price", "must be {\"amount\": <minor units, 0 or "
+						       "more>, \"currency\": \"EUR\"}");
+				continue;
+			}
+			if (currency && strcmp(cur, currency) != 0) {
+				LINE_ERR("unit_price", "must be in the order's currency");
+				continue;
+			}
+			l->unit_price = amount;
+			seen |= 4;
+		} else if (strcmp(k, "discount_bp") == 0) {
+			if (!(BSON_ITER_HOLDS_INT32(&sub) || BSON_ITER_HOLDS_INT64(&sub)) ||
+			    bson_iter_as_int64(&sub) < 0 || bson_iter_as_int64(&sub) > 10000) {
+				LINE_ERR("discount_bp", "must be 0 to 10000 (basis points)");
+				continue;
+			}
+			l->discount_bp = bson_iter_as_int64(&sub);
+		} else {
+			LINE_ERR(k, "is not a field of a line");
+		}
+	}
+	if (ok && (seen & 1) == 0)
+		LINE_ERR("product_id", "is required");
+	if (ok && (seen & 2) == 0)
+		LINE_ERR("quantity", "is required");
+	if (ok && (seen & 4) == 0)
+		LINE_ERR("unit_price", "is required");
+	if (!ok)
+		return false;
+	/* the product: its unit's scale and tax rate, as they are now */
+	bson_t product;
+	char hex[25];
+	bson_oid_to_string(&l->product, hex);
+	int rc = tr_db_get(c->db, ERP_PRODUCTS, hex, &product);
+	if (rc == TR_ENOTFOUND)
+		LINE_ERR("product_id", "names a product that does not exist");
+	else if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		ok = false;
+	} else {
+		l->scale = tr_doc_int(&product, "uom_scale", 0);
+		l->tax_rate_bp = tr_doc_int(&product, "tax_rate_bp", 0);
+	}
+	bson_destroy(&product);
+	if (!ok)
+		return false;
+	/* net = q x price x (10000 - discount) / (10000 x 10^scale) */
+	if (!erp_muldiv_half_even(l->quantity, l->unit_price * (10000 - l->discount_bp),
+				  10000 * erp_scale_factor(l->scale), &l->net) ||
+	    !erp_muldiv_half_even(l->net, l->tax_rate_bp, 10000, &l->tax) ||
+	    __builtin_add_overflow(l->net, l->tax, &l->total)) {
+		LINE_ERR("quantity", "times the unit price is too large");
+		return false;
+	}
+#undef LINE_ERR
+	return true;
+}
+
+static void
+append_money(bson_t *doc, const char *name, int64_t amount, const char *currency)
+{
+	bson_t m;
+
+	BSON_APPEND_DOCUMENT_BEGIN(doc, name, &m);
+	BSON_APPEND_INT64(&m, "amount", amount);
+	BSON_APPEND_UTF8(&m, "currency", currency);
+	bson_append_document_end(doc, &m);
+}
+
+/* The lines of the body, priced, into set ("lines", "net", "tax", "total"). */
+static bool
+price_lines(struct tr_ctx *c, const char *currency, bson_t *set)
+{
+	bson_iter_t it, arr;
+	struct erp_order_line l;
+	int64_t net = 0, tax = 0, total = 0;
+	int i = 0;
+	bool ok = true;
+	bson_t lines, line;
+	char hex[25];
+
+	if (!bson_iter_init_find(&it, &c->req->body, "lines") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+	    !bson_iter_recurse(&it, &arr)) {
+		tr_problem_field(c, "lines", "must be an array of 1 to 100 lines");
+		return false;
+	}
+	BSON_APPEND_ARRAY_BEGIN(set, "lines", &lines);
+	while (bson_iter_next(&arr)) {
+		if (i == MAX_ORDER_LINES) {
+			tr_problem_field(c, "lines", "must be an array of 1 to 100 lines");
+			ok = false;
+			break;
+		}
+		if (!read_line(c, &arr, i, currency, &l)) {
+			ok = false;
+			i++;
+			continue;
+		}
+		ok &= !__builtin_add_overflow(net, l.net, &net) &&
+		      !__builtin_add_overflow(tax, l.tax, &tax) &&
+		      !__builtin_add_overflow(total, l.total, &total);
+		char key[16];
+		const char *k;
+		bson_uint32_to_string((uint32_t)i++, &k, key, sizeof(key));
+		BSON_APPEND_DOCUMENT_BEGIN(&lines, k, &line);
+		bson_oid_to_string(&l.product, hex);
+		BSON_APPEND_OID(&line, "product_id", &l.product);
+		BSON_APPEND_INT64(&line, "quantity", l.quantity);
+		append_money(&line, "unit_price", l.unit_price, currency);
+		BSON_APPEND_INT64(&line, "discount_bp", l.discount_bp);
+		BSON_APPEND_INT64(&line, "tax_rate_bp", l.tax_rate_bp);
+		append_money(&line, "net", l.net, currency);
+		append_money(&line, "tax", l.tax, currency);
+		append_money(&line, "total", l.total, currency);
+		BSON_APPEND_INT64(&line, "shipped", 0);
+		bson_append_document_end(&lines, &line);
+	}
+	bson_append_array_end(set, &lines);
+	if (ok && i == 0) {
+		tr_problem_field(c, "lines", "must be an array of 1 to 100 lines");
+		ok = false;
+	}
+	if (!ok)
+		return false;
+	append_money(set, "net", net, currency);
+	append_money(set, "tax", tax, currency);
+	append_money(set, "total", total, currency);
+	return true;
+}
+
+/* Create and change (drafts only): the client from the deal, the lines
+ * priced. */
+static bool
+order_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
+{
+	const char *currency = old ? tr_doc_str(old, "currency") : tr_doc_str(set, "currency");
+	bson_oid_t deal_id;
+
+	(void)e;
+	if (old &&
+	    strcmp(tr_doc_str(old, "status") ? tr_doc_str(old, "status") : "", "draft") != 0) {
+		tr_problem(c, 409, "conflict", "only a draft order is changed; cancel it instead");
+		return false;
+	}
+	if (!currency_ok(currency)) {
+		tr_problem_field(c, "currency", "must be an ISO 4217 code like EUR");
+		return false;
+	}
+	currency = tr_arena_strdup(c->req->arena, currency); /* set grows below */
+	if (!old && tr_doc_oid(set, "deal_id", &deal_id)) {
+		bson_t deal;
+		char hex[25];
+		bson_oid_t client, given;
+		bson_oid_to_string(&deal_id, hex);
+		int rc = tr_db_get(c->db, "deals", hex, &deal);
+		bool has = rc == TR_OK && tr_doc_oid(&deal, "client_id", &client);
+		bson_destroy(&deal);
+		if (rc != TR_OK) {
+			tr_problem_from_err(c, rc);
+			return false;
+		}
+		if (has && tr_doc_oid(set, "client_id", &given) &&
+		    !bson_oid_equal(&given, &client)) {
+			tr_problem_field(c, "client_id", "differs from the deal's client");
+			return false;
+		}
+		if (has && !bson_has_field(set, "client_id"))
+			BSON_APPEND_OID(set, "client_id", &client);
+	}
+	if (!old || (c->req->has_body && bson_has_field(&c->req->body, "lines"))) {
+		tr_doc_remove(set, "lines");
+		if (!price_lines(c, currency, set))
+			return false;
+	}
+	return true;
+}
+
+const struct tr_resource erp_orders = {
+    .name = "order",
+    .coll = ERP_ORDERS,
+    .path = "/v1/erp/orders",
+    .read = "erp.orders.read",
+    .write = "erp.orders.write",
+    .about = "A sales order. Each line's net (quantity x unit price x (1 - discount)), tax "
+	     "(net x the product's rate) and total are integers rounded half to even per line. "
+	     "Drafts change; confirm reserves every line or none.",
+    .topic = "erp.orders",
+    .event = "erp.order",
+    .owner_field = "owner_id",
+    .fields = order_fields,
+    .sorts = order_sorts,
+    .states = &order_states,
+    .hook = order_hook,
+};
+
+/* ---- confirm and cancel ---- */
+
+struct reservation {
+	char key[96];
+	long long seq;
+	bool done;
+};
+
+/* The order's lines: product and quantity each (lines[] of the record). */
+static int
+order_lines(const bson_t *order, bson_oid_t *products, int64_t *qty, int64_t *shipped, int max)
+{
+	bson_iter_t it, arr, line;
+	int n = 0;
+
+	if (!bson_iter_init_find(&it, order, "lines") || !bson_iter_recurse(&it, &arr))
+		return 0;
+	while (n < max && bson_iter_next(&arr)) {
+		if (!bson_iter_recurse(&arr, &line))
+			continue;
+		shipped[n] = 0;
+		while (bson_iter_next(&line)) {
+			const char *k = bson_iter_key(&line);
+			if (strcmp(k, "product_id") == 0 && BSON_ITER_HOLDS_OID(&line))
+				bson_oid_copy(bson_iter_oid(&line), &products[n]);
+			else if (strcmp(k, "quantity") == 0)
+				qty[n] = bson_iter_as_int64(&line);
+			else if (strcmp(k, "shipped") == 0)
+				shipped[n] = bson_iter_as_int64(&line);
+		}
+		n++;
+	}
+	return n;
+}
+
+static bool
+warehouse_allows_negative(struct tr_db *db, const bson_oid_t *wid)
+{
+	bson_t wh;
+	bson_iter_t it;
+	char hex[25];
+	bool yes;
+
+	bson_oid_to_string(wid, hex);
+	yes = tr_db_get(db, ERP_WAREHOUSES, hex, &wh) == TR_OK &&
+	      bson_iter_init_find(&it, &wh, "allow_negative") && BSON_ITER_HOLDS_BOOL(&it) &&
+	      bson_iter_bool(&it);
+	bson_destroy(&wh);
+	return yes;
+}
+
+/* Releases the reservations made (reversing their movements, once). */
+static int
+release(struct tr_db *db, struct reservation *r, int n)
+{
+	int rc = TR_OK;
+
+	for (int i = 0; i < n; i++) {
+		bson_t mv;
+		bool replayed;
+		if (!r[i].done)
+			continue;
+		int one =
+		    tr_register_reverse(db, r[i].key, r[i].seq, false, 0, NULL, &mv, &replayed);
+		bson_destroy(&mv);
+		if (one != TR_OK)
+			rc = one;
+	}
+	return rc;
+}
+
+static void
+store_reservations(bson_t *set, const struct reservation *r, int n)
+{
+	bson_t arr, item;
+
+	BSON_APPEND_ARRAY_BEGIN(set, "_reservations", &arr);
+	for (int i = 0; i < n; i++) {
+		char key[16];
+		const char *k;
+		bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+		BSON_APPEND_DOCUMENT_BEGIN(&arr, k, &item);
+		BSON_APPEND_UTF8(&item, "key", r[i].key);
+		BSON_APPEND_INT64(&item, "seq", r[i].seq);
+		bson_append_document_end(&arr, &item);
+	}
+	bson_append_array_end(set, &arr);
+}
+
+/* Sets the order's status (and more) on the version it was read at; the
+ * stored order goes to *out. */
+static int
+set_status(struct tr_ctx *c, const char *id, const bson_t *order, const char *status,
+	   const bson_t *more, bson_t *out)
+{
+	bson_t set = BSON_INITIALIZER;
+	int rc;
+
+	BSON_APPEND_UTF8(&set, "status", status);
+	if (more)
+		bson_concat(&set, more);
+	rc = tr_db_update(c->db, ERP_ORDERS, id, tr_doc_int(order, "version", 0), &set, NULL, out);
+	bson_destroy(&set);
+	return rc;
+}
+
+void
+erp_order_confirm(struct tr_ctx *c)
+{
+	bson_t order = BSON_INITIALIZER, confirming = BSON_INITIALIZER, done = BSON_INITIALIZER,
+	       more = BSON_INITIALIZER;
+	bson_oid_t products[MAX_ORDER_LINES], wid, oid;
+	int64_t qty[MAX_ORDER_LINES], shipped[MAX_ORDER_LINES];
+	struct reservation *r = NULL;
+	char id[25], op[128];
+	int n, rc, short_lines = 0;
+
+	bson_destroy(&order);
+	if (!tr_res_load(c, &erp_orders, tr_param(c, 0), &order))
+		goto out;
+	if (!tr_res_move_ok(c, &erp_orders, tr_doc_str(&order, "status"), "confirming", "confirm",
+			    NULL, &order))
+		goto out;
+	tr_doc_oid(&order, "_id", &oid);
+	bson_oid_to_string(&oid, id);
+	tr_doc_oid(&order, "warehouse_id", &wid);
+	n = order_lines(&order, products, qty, shipped, MAX_ORDER_LINES);
+	r = calloc((size_t)(n ? n : 1), sizeof(*r));
+	if (!r) {
+		tr_problem_from_err(c, TR_ENOMEM);
+		goto out;
+	}
+	/* one confirmation at a time, in any process */
+	bson_destroy(&confirming);
+	rc = set_status(c, id, &order, "confirming", NULL, &confirming);
+	if (rc != TR_OK) {
+		if (rc == TR_EVERSION)
+			tr_problem(c, 409, "conflict",
+				   "the order changed meanwhile; read it again");
+		else
+			tr_problem_from_err(c, rc);
+		goto out;
+	}
+	bool floor = !warehouse_allows_negative(c->db, &wid);
+	long long attempt = tr_doc_int(&confirming, "version", 0);
+	for (int i = 0; i < n; i++) {
+		struct tr_reg_delta d[] = {{"reserved", qty[i]}, {"available", -qty[i]}};
+		bson_t mv;
+		bool replayed;
+		char p[25], w[25];
+		bson_oid_to_string(&products[i], p);
+		bson_oid_to_string(&wid, w);
+		snprintf(r[i].key, sizeof(r[i].key), "erp.stock/%s/%s", p, w);
+		snprintf(op, sizeof(op), "erp.reserve:%s:%lld:%d", id, attempt, i);
+		struct tr_reg_post post = {
+		    .key = r[i].key, .op_id = op, .deltas = d, .ndeltas = 2, .has_floor = floor};
+		rc = tr_register_post(c->db, &post, &mv, &replayed);
+		if (rc == TR_ELIMIT) {
+			bson_iter_t it, sub;
+			int64_t available = 0;
+			if (bson_iter_init(&it, &mv) &&
+			    bson_iter_find_descendant(&it, "values.available", &sub))
+				available = bson_iter_as_int64(&sub);
+			char *f = tr_arena_alloc(c->req->arena, 32),
+			     *m = tr_arena_alloc(c->req->arena, 96);
+			snprintf(f, 32, "lines[%d]", i);
+			snprintf(m, 96, "needs %lld, the warehouse has %lld available",
+				 (long long)qty[i], (long long)available);
+			tr_problem_field(c, f, m);
+			short_lines++;
+		} else if (rc != TR_OK) {
+			bson_destroy(&mv);
+			break;
+		} else {
+			r[i].seq = tr_doc_int(&mv, "seq", 0);
+			r[i].done = true;
+		}
+		bson_destroy(&mv);
+	}
+	if (rc == TR_OK && short_lines == 0) {
+		store_reservations(&more, r, n);
+		bson_destroy(&done);
+		rc = set_status(c, id, &confirming, "confirmed", &more, &done);
+		if (rc == TR_OK) {
+			tr_res_emit(c, &erp_orders, "erp.order.confirmed", &done);
+			tr_reply_resource(c, 200, &done);
+			goto out;
+		}
+	}
+	/* none, then: what was reserved is released, the order is a draft again */
+	int rrc = release(c->db, r, n);
+	bson_t back = BSON_INITIALIZER;
+	int brc = set_status(c, id, &confirming, "draft", NULL, &back);
+	bson_destroy(&back);
+	if (rrc != TR_OK || brc != TR_OK)
+		tr_warn("erp: order %s left confirming (release %s, status %s)", id,
+			tr_strerror(rrc), tr_strerror(brc));
+	if (short_lines) {
+		c->resp->status = 409;
+		c->resp->problem_slug = "insufficient-stock";
+		c->resp->problem_title = "Insufficient stock";
+		c->resp->problem_detail = "not every line can be reserved: nothing was";
+	} else {
+		tr_problem_from_err(c, rc);
+	}
+out:
+	free(r);
+	bson_destroy(&order);
+	bson_destroy(&confirming);
+	bson_destroy(&done);
+	bson_destroy(&more);
+}
+
+void
+erp_order_cancel(struct tr_ctx *c)
+{
+	bson_t order = BSON_INITIALIZER, stored = BSON_INITIALIZER;
+	bson_oid_t oid;
+	char id[25];
+	bson_iter_t it, arr, item;
+	int rc = TR_OK;
+
+	bson_destroy(&order);
+	if (!tr_res_load(c, &erp_orders, tr_param(c, 0), &order))
+		goto out;
+	const char *status = tr_doc_str(&order, "status");
+	if (!tr_res_move_ok(c, &erp_orders, status, "cancelled", "cancel", NULL, &order))
+		goto out;
+	tr_doc_oid(&order, "_id", &oid);
+	bson_oid_to_string(&oid, id);
+	/* what is reserved goes back (each reversal once, by its own id) */
+	if (bson_iter_init_find(&it, &order, "_reservations") && bson_iter_recurse(&it, &arr))
+		while (rc == TR_OK && bson_iter_next(&arr)) {
+			const char *key = NULL;
+			long long seq = 0;
+			bson_t mv;
+			bool replayed;
+			if (!bson_iter_recurse(&arr, &item))
+				continue;
+			while (bson_iter_next(&item)) {
+				if (strcmp(bson_iter_key(&item), "key") == 0)
+					key = bson_iter_utf8(&item, NULL);
+				else if (strcmp(bson_iter_key(&item), "seq") == 0)
+					seq = bson_iter_as_int64(&item);
+			}
+			if (!key)
+				continue;
+			rc = tr_register_reverse(c->db, key, seq, false, 0, NULL, &mv, &replayed);
+			bson_destroy(&mv);
+		}
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc); /* asking again finishes it */
+		goto out;
+	}
+	bson_destroy(&stored);
+	rc = set_status(c, id, &order, "cancelled", NULL, &stored);
+	if (rc != TR_OK) {
+		if (rc == TR_EVERSION)
+			tr_problem(c, 409, "conflict",
+				   "the order changed meanwhile; read it again");
+		else
+			tr_problem_from_err(c, rc);
+		goto out;
+	}
+	tr_res_emit(c, &erp_orders, "erp.order.cancelled", &stored);
+	tr_reply_resource(c, 200, &stored);
+out:
+	bson_destroy(&order);
+	bson_destroy(&stored);
+}

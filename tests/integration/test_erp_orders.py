@@ -1,0 +1,185 @@
+"""ERP sales orders: exact line amounts (hand-worked below), the client from
+a won deal, confirm reserving every line or none, cancel releasing; bad
+input, roles and other tenants. Tests that reserve stock end by checking
+the inventory invariants."""
+
+import pytest
+
+from conftest import check_problem, signup, user_session
+from erp_support import (assert_inventory_invariants, call, make_product, make_warehouse, money,
+                         receive, stock)
+
+
+@pytest.fixture
+def owner(stack):
+    return signup(stack)
+
+
+def line(product, quantity, price, discount_bp=None, currency="EUR"):
+    out = {"product_id": product["id"], "quantity": quantity, "unit_price": money(price, currency)}
+    if discount_bp is not None:
+        out["discount_bp"] = discount_bp
+    return out
+
+
+def make_order(stack, acct, warehouse, lines, **fields):
+    body = {"warehouse_id": warehouse["id"], "currency": "EUR", "lines": lines}
+    body.update(fields)
+    r = call(stack, acct, "POST", "/v1/erp/orders", json=body)
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def act(stack, acct, order, action):
+    return call(stack, acct, "POST", f"/v1/erp/orders/{order['id']}/{action}")
+
+
+def test_line_amounts_are_exact_and_rounded_half_to_even_per_line(stack, owner):
+    w = make_warehouse(stack, owner)
+    vat20 = make_product(stack, owner, tax_rate_bp=2000)
+    kg7 = make_product(stack, owner, uom="kg", uom_scale=3, tax_rate_bp=700)
+    odd = make_product(stack, owner, tax_rate_bp=1950)
+    untaxed = make_product(stack, owner)
+    order = make_order(stack, owner, w, [
+        # 3 x 9.99 less 12.5% = 26.22375 -> 26.22; 20% tax = 5.244 -> 5.24
+        line(vat20, 3, 999, 1250),
+        # 1.250 kg x 19.99 = 24.9875 -> 24.99; 7% = 1.7493 -> 1.75
+        line(kg7, 1250, 1999),
+        # 0.10 x 19.5% = 0.0195 -> 0.02
+        line(odd, 1, 10),
+        # 0.05 less 50% = 0.025 -> 0.02 (half: to even); 0.07 less 50% = 0.035 -> 0.04
+        line(untaxed, 1, 5, 5000),
+        line(untaxed, 1, 7, 5000),
+    ])
+    got = [(l["net"]["amount"], l["tax"]["amount"], l["total"]["amount"]) for l in order["lines"]]
+    assert got == [(2622, 524, 3146), (2499, 175, 2674), (10, 2, 12), (2, 0, 2), (4, 0, 4)], got
+    assert order["net"] == money(2622 + 2499 + 10 + 2 + 4)
+    assert order["tax"] == money(524 + 175 + 2)
+    assert order["total"] == money(3146 + 2674 + 12 + 2 + 4)
+    assert order["status"] == "draft" and order["owner_id"] == owner.user_id
+
+
+@pytest.mark.parametrize("bad,field", [
+    ({"quantity": 1.5}, "lines[0].quantity"),
+    ({"quantity": 0}, "lines[0].quantity"),
+    ({"unit_price": money(100, "USD")}, "lines[0].unit_price"),
+    ({"unit_price": money(-1)}, "lines[0].unit_price"),
+    ({"unit_price": {"amount": 1.25, "currency": "EUR"}}, "lines[0].unit_price"),
+    ({"discount_bp": 10001}, "lines[0].discount_bp"),
+    ({"product_id": "0" * 24}, "lines[0].product_id"),
+    ({"colour": "red"}, "lines[0].colour"),
+])
+def test_a_bad_line_is_422_naming_it_and_nothing_is_stored(stack, owner, bad, field):
+    w, p = make_warehouse(stack, owner), make_product(stack, owner)
+    l = line(p, 2, 100)
+    l.update(bad)
+    r = call(stack, owner, "POST", "/v1/erp/orders",
+             json={"warehouse_id": w["id"], "currency": "EUR", "lines": [l]})
+    assert field in [e["field"] for e in check_problem(r, 422)["errors"]]
+    assert call(stack, owner, "GET", "/v1/erp/orders").json()["items"] == []
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"lines": []}, "lines"), ({"lines": "x"}, "lines"), ({"currency": "euro"}, "currency"),
+    ({"warehouse_id": None}, "warehouse_id"), ({"status": "paid"}, "status"),
+])
+def test_bad_order_fields_are_422(stack, owner, body, field):
+    w, p = make_warehouse(stack, owner), make_product(stack, owner)
+    full = {"warehouse_id": w["id"], "currency": "EUR", "lines": [line(p, 1, 1)]}
+    for k, v in body.items():
+        if v is None:
+            full.pop(k)
+        else:
+            full[k] = v
+    r = call(stack, owner, "POST", "/v1/erp/orders", json=full)
+    assert field in [e["field"] for e in check_problem(r, 422)["errors"]]
+
+
+def test_an_order_for_a_deal_takes_the_deals_client(stack, owner):
+    client = call(stack, owner, "POST", "/v1/crm/clients", json={"name": "Acme", "kind": "company"}).json()
+    deal = call(stack, owner, "POST", "/v1/crm/deals", json={"client_id": client["id"], "title": "Big"}).json()
+    w, p = make_warehouse(stack, owner), make_product(stack, owner)
+    order = make_order(stack, owner, w, [line(p, 1, 100)], deal_id=deal["id"])
+    assert order["client_id"] == client["id"] and order["deal_id"] == deal["id"]
+    other = call(stack, owner, "POST", "/v1/crm/clients", json={"name": "Other", "kind": "company"}).json()
+    r = call(stack, owner, "POST", "/v1/erp/orders", json={
+        "warehouse_id": w["id"], "currency": "EUR", "lines": [line(p, 1, 100)],
+        "deal_id": deal["id"], "client_id": other["id"]})
+    assert "client_id" in [e["field"] for e in check_problem(r, 422)["errors"]]
+
+
+def test_confirm_reserves_every_line_or_none(stack, owner):
+    w = make_warehouse(stack, owner)
+    a, b = make_product(stack, owner), make_product(stack, owner)
+    receive(stack, owner, a, w, 10, 100)
+    receive(stack, owner, b, w, 1, 100)
+    order = make_order(stack, owner, w, [line(a, 4, 150), line(b, 2, 150)])
+    r = act(stack, owner, order, "confirm")
+    problem = check_problem(r, 409, "insufficient-stock")
+    assert [e["field"] for e in problem["errors"]] == ["lines[1]"], problem
+    assert "1 available" in problem["errors"][0]["message"]
+    assert (stock(stack, owner, a, w)["reserved"], stock(stack, owner, a, w)["available"]) == (0, 10)
+    assert call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()["status"] == "draft"
+    receive(stack, owner, b, w, 1, 100)
+    r = act(stack, owner, order, "confirm")
+    assert r.status_code == 200 and r.json()["status"] == "confirmed", r.text
+    sa, sb = stock(stack, owner, a, w), stock(stack, owner, b, w)
+    assert (sa["on_hand"], sa["reserved"], sa["available"]) == (10, 4, 6)
+    assert (sb["on_hand"], sb["reserved"], sb["available"]) == (2, 2, 0)
+    check_problem(act(stack, owner, order, "confirm"), 409, "conflict")
+    # reserved stock cannot be written off
+    r = call(stack, owner, "POST", "/v1/erp/stock/moves", json={
+        "kind": "write_off", "product_id": b["id"], "warehouse_id": w["id"], "quantity": 1, "reason": "x"})
+    assert check_problem(r, 409, "insufficient-stock")["available"] == 0
+    assert_inventory_invariants(stack, owner)
+
+
+def test_cancel_releases_what_was_reserved_once(stack, owner):
+    w, p = make_warehouse(stack, owner), make_product(stack, owner)
+    receive(stack, owner, p, w, 5, 100)
+    order = make_order(stack, owner, w, [line(p, 5, 120)])
+    assert act(stack, owner, order, "confirm").status_code == 200
+    assert stock(stack, owner, p, w)["available"] == 0
+    r = act(stack, owner, order, "cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    s = stock(stack, owner, p, w)
+    assert (s["reserved"], s["available"]) == (0, 5)
+    check_problem(act(stack, owner, order, "cancel"), 409, "conflict")
+    check_problem(act(stack, owner, order, "confirm"), 409, "conflict")
+    draft = make_order(stack, owner, w, [line(p, 1, 1)])
+    assert act(stack, owner, draft, "cancel").json()["status"] == "cancelled"
+    assert_inventory_invariants(stack, owner)
+
+
+def test_only_a_draft_changes_and_is_priced_again(stack, owner):
+    w, p = make_warehouse(stack, owner), make_product(stack, owner, tax_rate_bp=1000)
+    receive(stack, owner, p, w, 5, 100)
+    order = make_order(stack, owner, w, [line(p, 1, 100)])
+    r = call(stack, owner, "PATCH", f"/v1/erp/orders/{order['id']}", json={"lines": [line(p, 3, 100)]})
+    assert r.status_code == 200 and r.json()["total"] == money(330), r.text
+    assert act(stack, owner, order, "confirm").status_code == 200
+    r = call(stack, owner, "PATCH", f"/v1/erp/orders/{order['id']}", json={"lines": [line(p, 1, 100)]})
+    check_problem(r, 409, "conflict")
+    check_problem(call(stack, owner, "PATCH", f"/v1/erp/orders/{order['id']}",
+                       json={"status": "paid"}), 422)
+    assert stock(stack, owner, p, w)["reserved"] == 3
+    assert_inventory_invariants(stack, owner)
+
+
+def test_roles_and_other_tenants(stack, owner):
+    w, p = make_warehouse(stack, owner), make_product(stack, owner)
+    order = make_order(stack, owner, w, [line(p, 1, 100)])
+    keeper = user_session(stack, owner, ["warehouse"])
+    sales = user_session(stack, owner, ["sales"])
+    assert call(stack, keeper, "GET", f"/v1/erp/orders/{order['id']}").status_code == 200
+    check_problem(act(stack, keeper, order, "confirm"), 403)
+    check_problem(call(stack, sales, "GET", "/v1/erp/orders"), 403)
+    other = signup(stack)
+    check_problem(call(stack, other, "GET", f"/v1/erp/orders/{order['id']}"), 404)
+    check_problem(act(stack, other, order, "confirm"), 404)
+    check_problem(act(stack, other, order, "cancel"), 404)
+    theirs = make_warehouse(stack, other)
+    r = call(stack, other, "POST", "/v1/erp/orders", json={
+        "warehouse_id": theirs["id"], "currency": "EUR", "lines": [line(p, 1, 100)]})
+    assert "lines[0].product_id" in [e["field"] for e in check_problem(r, 422)["errors"]]
+    assert call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()["status"] == "draft"
