@@ -7,6 +7,7 @@
  * ledger_check.c its verify, period close and trial balance.
  * checks.c: the invariants, computed afresh (GET /v1/erp/checks).
  * orders.c: sales orders, priced exactly, confirmed all or nothing.
+ * billing.c: invoices numbered without gaps, payments never beyond the total.
  *
  * Stock lives in one register per product and warehouse,
  * "erp.stock/<product>/<warehouse>", with the counters on_hand, reserved,
@@ -32,11 +33,13 @@
 #define ERP_ACCOUNTS "erp_accounts"
 #define ERP_ORDERS "erp_orders"
 #define ERP_INVOICES "erp_invoices"
+#define ERP_PAYMENTS "erp_payments"
 #define ERP_LEDGER_KEY "erp.ledger" /* the journal's register (ledger.c) */
 #define ERP_MAX_LINES 40
 #define ERP_SETTLE_QUEUE "erp.stock.settle"
 
-extern const struct tr_resource erp_products, erp_warehouses, erp_moves, erp_accounts, erp_orders;
+extern const struct tr_resource erp_products, erp_warehouses, erp_moves, erp_accounts, erp_orders,
+    erp_invoices, erp_payments;
 
 /* A priced order line (orders.c). */
 struct erp_order_line {
@@ -47,6 +50,8 @@ struct erp_order_line {
 
 void erp_order_confirm(struct tr_ctx *c);
 void erp_order_cancel(struct tr_ctx *c);
+void erp_order_invoice(struct tr_ctx *c); /* billing.c */
+void erp_order_pay(struct tr_ctx *c);
 
 /* A journal entry to post: debits equal credits, at least two lines. */
 struct erp_line {

@@ -34,6 +34,14 @@ static const struct tr_route routes[] = {
      NULL},
     {TR_POST, "/v1/erp/orders/{id}/cancel", erp_order_cancel, "erp.orders.write", 0,
      "Cancel a draft or confirmed order, releasing what it reserved.", &erp_orders, NULL, NULL},
+    {TR_POST, "/v1/erp/orders/{id}/invoice", erp_order_invoice, "erp.invoices.write", 0,
+     "Invoice a confirmed order: INV-<year>-<n>, numbered without gaps per tenant and year.",
+     &erp_orders, NULL, NULL},
+    {TR_POST, "/v1/erp/orders/{id}/payments", erp_order_pay, "erp.payments.write",
+     TR_JSON_BODY | TR_IDEMPOTENT,
+     "Pay an invoiced order in part or whole (more than what is open: 409); the payment "
+     "that closes it publishes erp.order.paid.",
+     &erp_orders, NULL, NULL},
     {TR_GET, "/v1/erp/checks", erp_checks, "erp.ledger.read", 0,
      "The ERP's invariants, recomputed: ledger balanced, stock equal to the fold of its "
      "movements and to the inventory account, no forbidden negative stock.",
@@ -44,7 +52,8 @@ static const struct tr_route routes[] = {
 };
 
 static const struct tr_resource *const resources[] = {&erp_products, &erp_warehouses, &erp_moves,
-						      &erp_accounts, &erp_orders};
+						      &erp_accounts, &erp_orders,     &erp_invoices,
+						      &erp_payments};
 
 static const struct tr_job_handler jobs[] = {
     {ERP_SETTLE_QUEUE, erp_settle_run},

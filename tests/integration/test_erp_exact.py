@@ -124,3 +124,61 @@ def test_fifty_orders_confirmed_at_once_reserve_only_what_the_stock_allows(trio)
                                  timeout=30).json()["status"] for oid in ids]
     assert statuses_now.count("confirmed") == 20 and statuses_now.count("draft") == 30
     assert_inventory_invariants(at[2], owner)
+
+
+def _confirmed_orders(trio, at, owner, n):
+    w = make_warehouse(at[0], owner)
+    p = make_product(at[1], owner)
+    receive(at[2], owner, p, w, n, 10)
+    ids = []
+    for i in range(n):
+        r = requests.post(trio.url(i, "/v1/erp/orders"), headers=owner.headers, timeout=30, json={
+            "warehouse_id": w["id"], "currency": "EUR",
+            "lines": [{"product_id": p["id"], "quantity": 1, "unit_price": {"amount": 500, "currency": "EUR"}}]})
+        assert r.status_code == 201, r.text
+        c = requests.post(trio.url(i, f"/v1/erp/orders/{r.json()['id']}/confirm"),
+                          headers=owner.headers, timeout=30)
+        assert c.status_code == 200, c.text
+        ids.append(r.json()["id"])
+    return ids
+
+
+def test_fifty_invoices_at_once_are_numbered_without_gap_or_duplicate(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    ids = _confirmed_orders(trio, at, owner, 50)
+    got = race([lambda i=i: requests.post(
+        trio.url(i, f"/v1/erp/orders/{spellings(ids[i])[i % 3]}/invoice"), headers=owner.headers,
+        timeout=120) for i in range(50)])
+    assert statuses(got) == [201] * 50, statuses(got)
+    year = __import__("datetime").date.today().year
+    numbers = sorted(r.json()["number"] for r in got)
+    assert numbers == [f"INV-{year}-{n:06d}" for n in range(1, 51)], numbers
+    assert_inventory_invariants(at[1], owner)
+
+
+def test_one_payment_sent_twenty_times_at_once_is_one_payment(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    [oid] = _confirmed_orders(trio, at, owner, 1)
+    assert requests.post(trio.url(0, f"/v1/erp/orders/{oid}/invoice"), headers=owner.headers,
+                         timeout=30).status_code == 201
+    names = spellings(oid)
+    headers = dict(owner.headers, **{"Idempotency-Key": "the-one-payment"})
+    got = race([lambda i=i: requests.post(
+        trio.url(i, f"/v1/erp/orders/{names[i % 3]}/payments"), headers=headers, timeout=120,
+        json={"amount": {"amount": 500, "currency": "EUR"}, "method": "card"}) for i in range(20)])
+    codes = statuses(got)
+    # one is made; the others answer with it, or 409 while it is still being made
+    assert set(codes) <= {201, 409} and codes.count(201) >= 1, codes
+    assert len({r.json()["id"] for r in got if r.status_code == 201}) == 1
+    pays = requests.get(trio.url(1, "/v1/erp/payments"), headers=owner.headers, timeout=30).json()
+    assert len(pays["items"]) == 1, pays
+    order = requests.get(trio.url(2, f"/v1/erp/orders/{oid}"), headers=owner.headers, timeout=30).json()
+    assert order["status"] == "paid"
+    import time
+    time.sleep(0.5)  # published once the response is out
+    stream = trio.trellis.stack.redis.xrange(f"t:{owner.tenant_id}:events")
+    paid = [f for _, f in stream if '"event":"erp.order.paid"' in f.get("b", "")]
+    assert len(paid) == 1, [f for _, f in stream][:3]
+    assert_inventory_invariants(at[0], owner)

@@ -183,3 +183,114 @@ def test_roles_and_other_tenants(stack, owner):
         "warehouse_id": theirs["id"], "currency": "EUR", "lines": [line(p, 1, 100)]})
     assert "lines[0].product_id" in [e["field"] for e in check_problem(r, 422)["errors"]]
     assert call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()["status"] == "draft"
+
+
+# ---------------------------------------------------------------------------
+# invoices and payments
+# ---------------------------------------------------------------------------
+
+def confirmed_order(stack, acct, total_qty=2, price=1000, tax_bp=2000):
+    w, p = make_warehouse(stack, acct), make_product(stack, acct, tax_rate_bp=tax_bp)
+    receive(stack, acct, p, w, total_qty, 400)
+    order = make_order(stack, acct, w, [line(p, total_qty, price)])
+    assert act(stack, acct, order, "confirm").status_code == 200
+    return order
+
+
+def pay(stack, acct, order, amount, method="bank", key=None):
+    import requests
+    h = dict(acct.headers)
+    if key:
+        h["Idempotency-Key"] = key
+    return requests.post(f"{stack.base_url}/v1/erp/orders/{order['id']}/payments", headers=h,
+                         json={"amount": money(amount), "method": method}, timeout=30)
+
+
+def test_an_invoice_is_numbered_and_posts_receivables_against_sales_and_tax(stack, owner):
+    order = confirmed_order(stack, owner)  # 2 x 10.00 + 20% = 24.00
+    r = act(stack, owner, order, "invoice")
+    assert r.status_code == 201, r.text
+    inv = r.json()
+    year = __import__("datetime").date.today().year
+    assert inv["number"] == f"INV-{year}-000001" and inv["total"] == money(2400)
+    assert inv["status"] == "open" and inv["paid"] == money(0) and inv["order_id"] == order["id"]
+    assert call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()["status"] == "invoiced"
+    entry = call(stack, owner, "GET", f"/v1/erp/journal/{inv['id']}").json()
+    assert [(l["account_code"], l["debit"], l["credit"]) for l in entry["lines"]] == [
+        ("1200", 2400, 0), ("4000", 0, 2000), ("2100", 0, 400)]
+    check_problem(act(stack, owner, order, "invoice"), 409, "conflict")
+    second = confirmed_order(stack, owner)
+    assert act(stack, owner, second, "invoice").json()["number"] == f"INV-{year}-000002"
+    draft = make_order(stack, owner, make_warehouse(stack, owner), [line(make_product(stack, owner), 1, 1)])
+    check_problem(act(stack, owner, draft, "invoice"), 409, "conflict")
+    assert_inventory_invariants(stack, owner)
+
+
+def test_partial_payments_then_paid_once_and_never_more(stack, owner):
+    order = confirmed_order(stack, owner)
+    check_problem(pay(stack, owner, order, 100), 409, "conflict")  # not invoiced yet
+    inv = act(stack, owner, order, "invoice").json()
+    first = pay(stack, owner, order, 1000, method="cash")
+    assert first.status_code == 201 and first.json()["open_after"] == money(1400), first.text
+    got = call(stack, owner, "GET", f"/v1/erp/invoices/{inv['id']}").json()
+    assert (got["status"], got["paid"]) == ("partially_paid", money(1000))
+    over = pay(stack, owner, order, 1401)
+    assert check_problem(over, 409, "overpayment")["open"] == 1400
+    last = pay(stack, owner, order, 1400)
+    assert last.status_code == 201 and last.json()["open_after"] == money(0)
+    assert call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()["status"] == "paid"
+    got = call(stack, owner, "GET", f"/v1/erp/invoices/{inv['id']}").json()
+    assert (got["status"], got["paid"]) == ("paid", money(2400))
+    check_problem(pay(stack, owner, order, 1), 409, "conflict")
+    cash = call(stack, owner, "GET", f"/v1/erp/journal/{first.json()['id']}").json()
+    assert [(l["account_code"], l["debit"], l["credit"]) for l in cash["lines"]] == [
+        ("1000", 1000, 0), ("1200", 0, 1000)]
+    tb = call(stack, owner, "GET", "/v1/erp/reports/trial-balance").json()
+    rows = {a["code"]: a["debit"] - a["credit"] for a in tb["accounts"]}
+    assert rows.get("1200", 0) == 0 and rows["1000"] == 1000 and rows["1100"] == 1400
+    assert_inventory_invariants(stack, owner)
+
+
+@pytest.mark.parametrize("body,field", [
+    ({"amount": money(10, "USD"), "method": "bank"}, "amount"),
+    ({"amount": {"amount": 1.5, "currency": "EUR"}, "method": "bank"}, "amount"),
+    ({"amount": money(0), "method": "bank"}, "amount"),
+    ({"amount": money(10), "method": "barter"}, "method"),
+    ({"amount": money(10)}, "method"),
+    ({"amount": money(10), "method": "bank", "tip": 1}, "tip"),
+])
+def test_a_bad_payment_is_422_and_changes_nothing(stack, owner, body, field):
+    order = confirmed_order(stack, owner)
+    act(stack, owner, order, "invoice")
+    r = call(stack, owner, "POST", f"/v1/erp/orders/{order['id']}/payments", json=body)
+    assert field in [e["field"] for e in check_problem(r, 422)["errors"]]
+    assert call(stack, owner, "GET", "/v1/erp/payments").json()["items"] == []
+
+
+def test_order_paid_is_pushed_live_once(stack, owner):
+    from test_events_live import auth, events, no_event, until_type, ws_open
+    order = confirmed_order(stack, owner)
+    act(stack, owner, order, "invoice")
+    accountant = user_session(stack, owner, ["accountant"])
+    with ws_open(stack) as ws:
+        auth(ws, accountant, topics=["erp.orders"])
+        until_type(ws, "subscribed")
+        assert pay(stack, accountant, order, 2400, key="pay-all").status_code == 201
+        ev = events(ws, 1)[0]
+        assert (ev["event"], ev["entity_id"], ev["data"]["status"]) == ("erp.order.paid", order["id"], "paid")
+        assert pay(stack, accountant, order, 2400, key="pay-all").status_code == 201  # a replay
+        no_event(ws)
+
+
+def test_billing_roles_and_other_tenants(stack, owner):
+    order = confirmed_order(stack, owner)
+    keeper = user_session(stack, owner, ["warehouse"])
+    check_problem(act(stack, keeper, order, "invoice"), 403)
+    accountant = user_session(stack, owner, ["accountant"])
+    inv = act(stack, accountant, order, "invoice")
+    assert inv.status_code == 201, inv.text
+    check_problem(pay(stack, keeper, order, 1), 403)
+    other = signup(stack)
+    check_problem(pay(stack, other, order, 1), 404)
+    check_problem(call(stack, other, "GET", f"/v1/erp/invoices/{inv.json()['id']}"), 404)
+    assert pay(stack, accountant, order, 2400).status_code == 201

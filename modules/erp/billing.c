@@ -1,0 +1,450 @@
+/* Invoices and payments of sales orders (CONTRACT.md "ERP", Sales).
+ *
+ * Invoicing a confirmed order takes the next number of the tenant's year
+ * from a register ("erp.invoice-numbers/<year>": a number per order, by
+ * the order's id, so numbers have no gap and no duplicate however many
+ * invoice at once), opens the order's receivable ("erp.receivable/<order>",
+ * counter open = what is still owed), posts receivables against sales and
+ * tax, and writes the invoice, whose id is derived from the order's.
+ * Every step is idempotent: invoicing again after a failure finishes it.
+ *
+ * A payment takes its amount off open with a floor of zero, so no order is
+ * ever paid beyond its total, in any process; its operation is named by
+ * the request's Idempotency-Key (or a fresh id), so a retried request is
+ * the same payment. The payment that brings open to zero marks the order
+ * paid and publishes erp.order.paid, once. */
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "db.h"
+#include "erp.h"
+#include "events.h"
+#include "json.h"
+#include "log.h"
+#include "register.h"
+
+#define DUE_DAYS 30
+#define DAY_MS (24LL * 3600 * 1000)
+
+static const char *const invoice_statuses[] = {"open", "partially_paid", "paid", "void", NULL};
+static const char *const invoice_sorts[] = {"-created_at", "created_at", "number", NULL};
+
+static const struct tr_field invoice_fields[] = {
+    {"order_id", TR_K_REF, TR_F_SERVER | TR_F_FILTER | TR_F_NARROW, 0, 0, NULL, ERP_ORDERS},
+    {"number", TR_K_LINE, TR_F_SERVER | TR_F_FILTER | TR_F_NARROW, 0, 0, NULL, NULL},
+    {"total", TR_K_MONEY, TR_F_SERVER, 0, 0, NULL, NULL},
+    {"paid", TR_K_MONEY, TR_F_SERVER, 0, 0, NULL, NULL},
+    {"due_at", TR_K_TIME, TR_F_SERVER, 0, 0, NULL, NULL},
+    {"status", TR_K_ENUM, TR_F_SERVER | TR_F_FILTER, 0, 0, invoice_statuses, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+const struct tr_resource erp_invoices = {
+    .name = "invoice",
+    .coll = ERP_INVOICES,
+    .path = "/v1/erp/invoices",
+    .read = "erp.invoices.read",
+    .write = "erp.invoices.write",
+    .about = "The invoice of a sales order (POST /v1/erp/orders/{id}/invoice), numbered "
+	     "INV-<year>-<n> without gaps per tenant and year.",
+    .topic = "erp.invoices",
+    .event = "erp.invoice",
+    .fields = invoice_fields,
+    .sorts = invoice_sorts,
+    .no_create = true,
+    .immutable = true,
+};
+
+static const char *const methods[] = {"card", "bank", "cash", NULL};
+static const char *const payment_sorts[] = {"-created_at", "created_at", NULL};
+
+static const struct tr_field payment_fields[] = {
+    {"order_id", TR_K_REF, TR_F_SERVER | TR_F_FILTER | TR_F_NARROW, 0, 0, NULL, ERP_ORDERS},
+    {"amount", TR_K_MONEY, TR_F_REQUIRED, 1, 100000000000000LL, NULL, NULL},
+    {"method", TR_K_ENUM, TR_F_REQUIRED | TR_F_FILTER, 0, 0, methods, NULL},
+    {"reference", TR_K_LINE, 0, 1, 200, NULL, NULL},
+    {"open_after", TR_K_MONEY, TR_F_SERVER, 0, 0, NULL, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+const struct tr_resource erp_payments = {
+    .name = "payment",
+    .coll = ERP_PAYMENTS,
+    .path = "/v1/erp/payments",
+    .read = "erp.payments.read",
+    .write = "erp.payments.write",
+    .about = "A payment of an order (POST /v1/erp/orders/{id}/payments).",
+    .topic = "erp.payments",
+    .event = "erp.payment",
+    .fields = payment_fields,
+    .sorts = payment_sorts,
+    .no_create = true,
+    .immutable = true,
+};
+
+/* ---- helpers ---- */
+
+/* A 24-hex id derived from a seed: the same seed, the same id. */
+static void
+derived_id(const char *seed, char out[25])
+{
+	uint8_t digest[32];
+
+	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
+	sodium_bin2hex(out, 25, digest, 12);
+}
+
+static int64_t
+money_of(const bson_t *doc, const char *field)
+{
+	bson_iter_t it, sub;
+	char path[64];
+
+	snprintf(path, sizeof(path), "%s.amount", field);
+	if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &sub) &&
+	    BSON_ITER_HOLDS_NUMBER(&sub))
+		return bson_iter_as_int64(&sub);
+	return 0;
+}
+
+static int64_t
+after(const bson_t *mv, const char *counter)
+{
+	bson_iter_t it, sub;
+
+	if (bson_iter_init_find(&it, mv, "after") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+	    bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, counter) &&
+	    BSON_ITER_HOLDS_NUMBER(&sub))
+		return bson_iter_as_int64(&sub);
+	return 0;
+}
+
+static void
+append_money(bson_t *doc, const char *name, int64_t amount, const char *currency)
+{
+	bson_t m;
+
+	BSON_APPEND_DOCUMENT_BEGIN(doc, name, &m);
+	BSON_APPEND_INT64(&m, "amount", amount);
+	BSON_APPEND_UTF8(&m, "currency", currency);
+	bson_append_document_end(doc, &m);
+}
+
+/* Posts a two- or three-line entry under id, once. */
+static int
+post_lines(struct tr_db *db, const char *id, const char *memo, const char *currency,
+	   const char *source, const struct erp_line *lines, int n)
+{
+	struct erp_entry *en = calloc(1, sizeof(*en));
+	bson_t mv;
+	bool replayed;
+	char op[64];
+	int rc;
+
+	if (!en)
+		return TR_ENOMEM;
+	if ((rc = erp_chart_ensure(db)) != TR_OK) {
+		free(en);
+		return rc;
+	}
+	snprintf(en->id, sizeof(en->id), "%s", id);
+	erp_today(en->date);
+	snprintf(en->memo, sizeof(en->memo), "%s", memo);
+	snprintf(en->currency, sizeof(en->currency), "%s", currency);
+	snprintf(en->source, sizeof(en->source), "%s", source);
+	for (int i = 0; i < n; i++)
+		if (lines[i].debit || lines[i].credit)
+			en->lines[en->nlines++] = lines[i];
+	snprintf(op, sizeof(op), "erp.entry:%s", id);
+	rc = en->nlines >= 2 ? erp_ledger_post(db, en, op, &mv, &replayed) : TR_OK;
+	if (en->nlines >= 2)
+		bson_destroy(&mv);
+	free(en);
+	return rc;
+}
+
+/* Changes the order (status and more) on its current version, reading it
+ * again when another writer changed it meanwhile. */
+static int
+update_order(struct tr_db *db, const char *id, const char *status, const bson_t *more, bson_t *out)
+{
+	int rc = TR_EVERSION;
+
+	for (int attempt = 0; attempt < 20 && rc == TR_EVERSION; attempt++) {
+		bson_t order, set = BSON_INITIALIZER;
+		if ((rc = tr_db_get(db, ERP_ORDERS, id, &order)) == TR_OK) {
+			BSON_APPEND_UTF8(&set, "status", status);
+			if (more)
+				bson_concat(&set, more);
+			bson_destroy(out);
+			rc = tr_db_update(db, ERP_ORDERS, id, tr_doc_int(&order, "version", 0),
+					  &set, NULL, out);
+		}
+		bson_destroy(&order);
+		bson_destroy(&set);
+	}
+	return rc;
+}
+
+/* ---- invoice ---- */
+
+void
+erp_order_invoice(struct tr_ctx *c)
+{
+	bson_t order = BSON_INITIALIZER, mv, doc = BSON_INITIALIZER, stored = BSON_INITIALIZER,
+	       more = BSON_INITIALIZER, updated = BSON_INITIALIZER;
+	char id[25], inv[25], seed[48], op[96], key[64], number[32], memo[96], year[5];
+	const char *currency;
+	bool replayed;
+	bson_oid_t oid, inv_oid;
+	int rc;
+
+	bson_destroy(&order);
+	if (!tr_res_load(c, &erp_orders, tr_param(c, 0), &order))
+		goto out;
+	if (!tr_res_move_ok(c, &erp_orders, tr_doc_str(&order, "status"), "invoiced", "invoice",
+			    NULL, &order))
+		goto out;
+	tr_doc_oid(&order, "_id", &oid);
+	bson_oid_to_string(&oid, id);
+	currency = tr_arena_strdup(c->req->arena, tr_doc_str(&order, "currency"));
+	int64_t net = money_of(&order, "net"), tax = money_of(&order, "tax"),
+		total = money_of(&order, "total");
+	snprintf(seed, sizeof(seed), "invoice:%s", id);
+	derived_id(seed, inv);
+	bson_oid_init_from_string(&inv_oid, inv);
+
+	/* the number: the year's next, once per order */
+	char today[11];
+	erp_today(today);
+	snprintf(year, sizeof(year), "%.4s", today);
+	snprintf(key, sizeof(key), "erp.invoice-numbers/%s", year);
+	snprintf(op, sizeof(op), "erp.invoice:%s", id);
+	struct tr_reg_delta next[] = {{"n", 1}};
+	struct tr_reg_post number_post = {.key = key, .op_id = op, .deltas = next, .ndeltas = 1};
+	rc = tr_register_post(c->db, &number_post, &mv, &replayed);
+	long long n = after(&mv, "n");
+	bson_destroy(&mv);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	snprintf(number, sizeof(number), "INV-%s-%06lld", year, n);
+
+	/* what is owed */
+	char rkey[64];
+	snprintf(rkey, sizeof(rkey), "erp.receivable/%s", id);
+	snprintf(op, sizeof(op), "erp.open:%s", id);
+	struct tr_reg_delta open[] = {{"open", total}};
+	struct tr_reg_post open_post = {.key = rkey, .op_id = op, .deltas = open, .ndeltas = 1};
+	rc = tr_register_post(c->db, &open_post, &mv, &replayed);
+	bson_destroy(&mv);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+
+	/* receivables against sales and tax */
+	struct erp_line lines[3] = {{"1200", total, 0}, {"4000", 0, net}, {"2100", 0, tax}};
+	snprintf(memo, sizeof(memo), "invoice %s, order %s", number, id);
+	if ((rc = post_lines(c->db, inv, memo, currency, "invoice", lines, 3)) != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+
+	BSON_APPEND_OID(&doc, "_id", &inv_oid);
+	BSON_APPEND_OID(&doc, "order_id", &oid);
+	BSON_APPEND_UTF8(&doc, "number", number);
+	append_money(&doc, "total", total, currency);
+	append_money(&doc, "paid", 0, currency);
+	BSON_APPEND_DATE_TIME(&doc, "due_at", tr_now_ms() + DUE_DAYS * DAY_MS);
+	BSON_APPEND_UTF8(&doc, "status", total > 0 ? "open" : "paid");
+	rc = tr_db_insert(c->db, ERP_INVOICES, &doc, &stored);
+	if (rc == TR_EDUPLICATE) { /* written by an earlier attempt */
+		bson_destroy(&stored);
+		rc = tr_db_get(c->db, ERP_INVOICES, inv, &stored);
+	}
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	BSON_APPEND_OID(&more, "invoice_id", &inv_oid);
+	rc = update_order(c->db, id, "invoiced", &more, &updated);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	char *loc = tr_arena_alloc(c->req->arena, 64);
+	snprintf(loc, 64, "/v1/erp/invoices/%s", inv);
+	c->resp->location = loc;
+	tr_res_emit(c, &erp_invoices, "erp.invoice.created", &stored);
+	tr_reply_resource(c, 201, &stored);
+out:
+	bson_destroy(&order);
+	bson_destroy(&doc);
+	bson_destroy(&stored);
+	bson_destroy(&more);
+	bson_destroy(&updated);
+}
+
+/* ---- payments ---- */
+
+static const struct tr_field payment_body[] = {
+    {"amount", TR_K_MONEY, TR_F_REQUIRED, 1, 100000000000000LL, NULL, NULL},
+    {"method", TR_K_ENUM, TR_F_REQUIRED, 0, 0, methods, NULL},
+    {"reference", TR_K_LINE, 0, 1, 200, NULL, NULL},
+    {NULL, 0, 0, 0, 0, NULL, NULL},
+};
+
+/* The invoice's paid amount and status follow what is still open (only
+ * ever upwards: a payment read late never lowers what a later one wrote). */
+static void
+follow_invoice(struct tr_db *db, const char *inv, int64_t total, int64_t open, const char *cur)
+{
+	for (int attempt = 0; attempt < 20; attempt++) {
+		bson_t invoice, set = BSON_INITIALIZER, out = BSON_INITIALIZER;
+		int rc = tr_db_get(db, ERP_INVOICES, inv, &invoice);
+		int64_t paid = total - open;
+		if (rc != TR_OK || money_of(&invoice, "paid") >= paid) {
+			bson_destroy(&invoice);
+			bson_destroy(&set);
+			bson_destroy(&out);
+			return;
+		}
+		append_money(&set, "paid", paid, cur);
+		BSON_APPEND_UTF8(&set, "status", open == 0 ? "paid" : "partially_paid");
+		bson_destroy(&out);
+		rc = tr_db_update(db, ERP_INVOICES, inv, tr_doc_int(&invoice, "version", 0), &set,
+				  NULL, &out);
+		bson_destroy(&invoice);
+		bson_destroy(&set);
+		bson_destroy(&out);
+		if (rc != TR_EVERSION)
+			return;
+	}
+}
+
+void
+erp_order_pay(struct tr_ctx *c)
+{
+	bson_t order = BSON_INITIALIZER, set = BSON_INITIALIZER, mv = BSON_INITIALIZER,
+	       stored = BSON_INITIALIZER, paid_order = BSON_INITIALIZER;
+	char id[25], pid[25], seed[160], op[96], rkey[64], inv[25] = "", memo[96];
+	bool replayed;
+	bson_oid_t oid, poid, inv_oid;
+	int rc;
+
+	if (!tr_res_read_body(c, payment_body, &set))
+		goto out;
+	bson_destroy(&order);
+	if (!tr_res_load(c, &erp_orders, tr_param(c, 0), &order))
+		goto out;
+	const char *status = tr_doc_str(&order, "status");
+	if (!status || (strcmp(status, "invoiced") != 0)) {
+		tr_problem(c, 409, "conflict",
+			   status && strcmp(status, "paid") == 0
+			       ? "the order is paid already"
+			       : "only an invoiced order takes payments");
+		goto out;
+	}
+	const char *currency = tr_arena_strdup(c->req->arena, tr_doc_str(&order, "currency"));
+	bson_iter_t it, sub;
+	if (!bson_iter_init(&it, &set) ||
+	    !bson_iter_find_descendant(&it, "amount.currency", &sub) ||
+	    strcmp(bson_iter_utf8(&sub, NULL), currency) != 0) {
+		tr_problem_field(c, "amount", "must be in the order's currency");
+		goto out;
+	}
+	int64_t amount = money_of(&set, "amount"), total = money_of(&order, "total");
+	const char *method = tr_arena_strdup(c->req->arena, tr_doc_str(&set, "method"));
+	tr_doc_oid(&order, "_id", &oid);
+	bson_oid_to_string(&oid, id);
+	if (tr_doc_oid(&order, "invoice_id", &inv_oid))
+		bson_oid_to_string(&inv_oid, inv);
+
+	/* one payment per Idempotency-Key: a retried request is the same one */
+	if (c->req->idempotency_key)
+		snprintf(seed, sizeof(seed), "payment:%s:%.100s", id, c->req->idempotency_key);
+	else {
+		bson_oid_t fresh;
+		char hex[25];
+		bson_oid_init(&fresh, NULL);
+		bson_oid_to_string(&fresh, hex);
+		snprintf(seed, sizeof(seed), "payment:%s", hex);
+	}
+	derived_id(seed, pid);
+	bson_oid_init_from_string(&poid, pid);
+	snprintf(rkey, sizeof(rkey), "erp.receivable/%s", id);
+	snprintf(op, sizeof(op), "erp.payment:%s", pid);
+	struct tr_reg_delta d[] = {{"open", -amount}};
+	struct tr_reg_post post = {
+	    .key = rkey, .op_id = op, .deltas = d, .ndeltas = 1, .has_floor = true, .floor = 0};
+	bson_destroy(&mv);
+	rc = tr_register_post(c->db, &post, &mv, &replayed);
+	if (rc == TR_ELIMIT) {
+		bson_iter_t vit, vsub;
+		int64_t open = 0;
+		if (bson_iter_init(&vit, &mv) &&
+		    bson_iter_find_descendant(&vit, "values.open", &vsub))
+			open = bson_iter_as_int64(&vsub);
+		char *m = tr_arena_alloc(c->req->arena, 96);
+		snprintf(m, 96, "%lld is open on the order: no more can be paid", (long long)open);
+		tr_problem(c, 409, "overpayment", m);
+		tr_problem_member(c, "open", open);
+		goto out;
+	}
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	int64_t open_after = after(&mv, "open");
+
+	/* bank or cash against receivables */
+	struct erp_line lines[2] = {{"", amount, 0}, {"1200", 0, amount}};
+	snprintf(lines[0].account, sizeof(lines[0].account), "%s",
+		 strcmp(method, "cash") == 0 ? "1000" : "1100");
+	snprintf(memo, sizeof(memo), "payment of order %s", id);
+	if ((rc = post_lines(c->db, pid, memo, currency, "payment", lines, 2)) != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	BSON_APPEND_OID(&set, "_id", &poid);
+	BSON_APPEND_OID(&set, "order_id", &oid);
+	append_money(&set, "open_after", open_after, currency);
+	rc = tr_db_insert(c->db, ERP_PAYMENTS, &set, &stored);
+	if (rc == TR_EDUPLICATE) {
+		bson_destroy(&stored);
+		rc = tr_db_get(c->db, ERP_PAYMENTS, pid, &stored);
+	}
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
+	if (*inv)
+		follow_invoice(c->db, inv, total, open_after, currency);
+	if (open_after == 0) {
+		/* the one payment that closed it: the order is paid, once */
+		rc = update_order(c->db, id, "paid", NULL, &paid_order);
+		char once[64];
+		snprintf(once, sizeof(once), "erp.order.paid:%s", id);
+		if (rc == TR_OK && tr_db_once(c->db, once) == TR_OK)
+			tr_res_emit(c, &erp_orders, "erp.order.paid", &paid_order);
+		else if (rc != TR_OK)
+			tr_warn("erp: order %s fully paid but not marked: %s", id, tr_strerror(rc));
+	}
+	char *loc = tr_arena_alloc(c->req->arena, 64);
+	snprintf(loc, 64, "/v1/erp/payments/%s", pid);
+	c->resp->location = loc;
+	if (!replayed)
+		tr_res_emit(c, &erp_payments, "erp.payment.created", &stored);
+	tr_reply_resource(c, 201, &stored);
+out:
+	bson_destroy(&order);
+	bson_destroy(&set);
+	bson_destroy(&mv);
+	bson_destroy(&stored);
+	bson_destroy(&paid_order);
+}
