@@ -427,7 +427,11 @@ erp_order_pay(struct tr_ctx *c)
 		follow_invoice(c->db, inv, total, open_after, currency);
 	if (open_after == 0) {
 		/* the one payment that closed it: the order is paid, once */
-		rc = update_order(c->db, id, "paid", NULL, &paid_order);
+		bson_t now = BSON_INITIALIZER;
+		bool shipped = tr_db_get(c->db, ERP_ORDERS, id, &now) == TR_OK &&
+			       erp_order_fully_shipped(&now);
+		bson_destroy(&now);
+		rc = update_order(c->db, id, shipped ? "completed" : "paid", NULL, &paid_order);
 		char once[64];
 		snprintf(once, sizeof(once), "erp.order.paid:%s", id);
 		if (rc == TR_OK && tr_db_once(c->db, once) == TR_OK)

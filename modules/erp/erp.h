@@ -8,6 +8,7 @@
  * checks.c: the invariants, computed afresh (GET /v1/erp/checks).
  * orders.c: sales orders, priced exactly, confirmed all or nothing.
  * billing.c: invoices numbered without gaps, payments never beyond the total.
+ * shipping.c: shipments from reservations at moving-average cost.
  *
  * Stock lives in one register per product and warehouse,
  * "erp.stock/<product>/<warehouse>", with the counters on_hand, reserved,
@@ -20,6 +21,7 @@
 #define TR_ERP_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <bson/bson.h>
@@ -34,12 +36,13 @@
 #define ERP_ORDERS "erp_orders"
 #define ERP_INVOICES "erp_invoices"
 #define ERP_PAYMENTS "erp_payments"
+#define ERP_SHIPMENTS "erp_shipments"
 #define ERP_LEDGER_KEY "erp.ledger" /* the journal's register (ledger.c) */
 #define ERP_MAX_LINES 40
 #define ERP_SETTLE_QUEUE "erp.stock.settle"
 
 extern const struct tr_resource erp_products, erp_warehouses, erp_moves, erp_accounts, erp_orders,
-    erp_invoices, erp_payments;
+    erp_invoices, erp_payments, erp_shipments;
 
 /* A priced order line (orders.c). */
 struct erp_order_line {
@@ -52,6 +55,9 @@ void erp_order_confirm(struct tr_ctx *c);
 void erp_order_cancel(struct tr_ctx *c);
 void erp_order_invoice(struct tr_ctx *c); /* billing.c */
 void erp_order_pay(struct tr_ctx *c);
+void erp_order_ship(struct tr_ctx *c); /* shipping.c */
+/* Has every line of the order shipped in full? */
+bool erp_order_fully_shipped(const bson_t *order);
 
 /* A journal entry to post: debits equal credits, at least two lines. */
 struct erp_line {
@@ -101,6 +107,18 @@ void erp_checks(struct tr_ctx *c); /* checks.c */
 /* q * num / den rounded half to even, for exact money from quantities;
  * false when the result does not fit (or den is 0). */
 bool erp_muldiv_half_even(int64_t q, int64_t num, int64_t den, int64_t *out);
+
+/* Stock moving at the average of the register state it is appended to
+ * (a tr_reg_post reckon): q > 0 leaves, taking value x q / on_hand (all
+ * of it when q takes all), q < 0 arrives at the same rate; every counter
+ * but "value" moves by -q. */
+struct erp_reckoning {
+	int64_t q;
+};
+struct tr_reg_state;
+struct tr_reg_delta;
+bool erp_at_average(void *arg, const struct tr_reg_state *state, struct tr_reg_delta *deltas,
+		    size_t n);
 
 /* 10^scale for a product's uom_scale (0..6). */
 int64_t erp_scale_factor(int64_t scale);

@@ -42,6 +42,11 @@ static const struct tr_route routes[] = {
      "Pay an invoiced order in part or whole (more than what is open: 409); the payment "
      "that closes it publishes erp.order.paid.",
      &erp_orders, NULL, NULL},
+    {TR_POST, "/v1/erp/orders/{id}/shipments", erp_order_ship, "erp.shipments.write",
+     TR_JSON_BODY | TR_IDEMPOTENT,
+     "Ship part or all of a confirmed order: reserved stock leaves at its moving-average "
+     "cost (more than remains: 409).",
+     &erp_orders, NULL, NULL},
     {TR_GET, "/v1/erp/checks", erp_checks, "erp.ledger.read", 0,
      "The ERP's invariants, recomputed: ledger balanced, stock equal to the fold of its "
      "movements and to the inventory account, no forbidden negative stock.",
@@ -53,7 +58,7 @@ static const struct tr_route routes[] = {
 
 static const struct tr_resource *const resources[] = {&erp_products, &erp_warehouses, &erp_moves,
 						      &erp_accounts, &erp_orders,     &erp_invoices,
-						      &erp_payments};
+						      &erp_payments, &erp_shipments};
 
 static const struct tr_job_handler jobs[] = {
     {ERP_SETTLE_QUEUE, erp_settle_run},

@@ -38,6 +38,7 @@ static const struct tr_transition order_moves[] = {
     {"draft", "cancelled", "cancel", NULL},
     {"confirmed", "cancelled", "cancel", NULL},
     {"confirmed", "invoiced", "invoice", NULL},
+    {"shipped", "invoiced", "invoice", NULL},
     {"invoiced", "paid", "pay", NULL},
     {NULL, NULL, NULL, NULL},
 };
@@ -324,6 +325,43 @@ const struct tr_resource erp_orders = {
 
 /* ---- confirm and cancel ---- */
 
+static bool
+shipped_test(const bson_t *order, bool all)
+{
+	bson_iter_t it, arr, line;
+
+	if (!bson_iter_init_find(&it, order, "lines") || !bson_iter_recurse(&it, &arr))
+		return false;
+	while (bson_iter_next(&arr)) {
+		int64_t q = 0, shipped = 0;
+		if (!bson_iter_recurse(&arr, &line))
+			continue;
+		while (bson_iter_next(&line)) {
+			if (strcmp(bson_iter_key(&line), "quantity") == 0)
+				q = bson_iter_as_int64(&line);
+			else if (strcmp(bson_iter_key(&line), "shipped") == 0)
+				shipped = bson_iter_as_int64(&line);
+		}
+		if (all && shipped < q)
+			return false;
+		if (!all && shipped > 0)
+			return true;
+	}
+	return all;
+}
+
+bool
+erp_order_fully_shipped(const bson_t *order)
+{
+	return shipped_test(order, true);
+}
+
+static bool
+erp_order_any_shipped(const bson_t *order)
+{
+	return shipped_test(order, false);
+}
+
 struct reservation {
 	char key[96];
 	long long seq;
@@ -550,6 +588,11 @@ erp_order_cancel(struct tr_ctx *c)
 	const char *status = tr_doc_str(&order, "status");
 	if (!tr_res_move_ok(c, &erp_orders, status, "cancelled", "cancel", NULL, &order))
 		goto out;
+	if (erp_order_any_shipped(&order)) {
+		tr_problem(c, 409, "conflict",
+			   "part of the order has shipped: it is not cancelled");
+		goto out;
+	}
 	tr_doc_oid(&order, "_id", &oid);
 	bson_oid_to_string(&oid, id);
 	/* what is reserved goes back (each reversal once, by its own id) */

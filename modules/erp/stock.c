@@ -100,14 +100,10 @@ stock_key(char *out, size_t len, const bson_oid_t *product, const bson_oid_t *wa
  * on_hand n worth v costs v * q / n (all of v when q takes it all, none
  * when there is none). Arriving at the average (a positive adjustment):
  * the same rate. */
-struct reckoning {
-	int64_t q; /* > 0 leaves, < 0 arrives */
-};
-
-static bool
-at_average(void *arg, const struct tr_reg_state *state, struct tr_reg_delta *deltas, size_t n)
+bool
+erp_at_average(void *arg, const struct tr_reg_state *state, struct tr_reg_delta *deltas, size_t n)
 {
-	const struct reckoning *r = arg;
+	const struct erp_reckoning *r = arg;
 	int64_t on_hand = tr_reg_value(state, "on_hand"), value = tr_reg_value(state, "value");
 	int64_t q = r->q < 0 ? -r->q : r->q, cost = 0;
 
@@ -451,7 +447,7 @@ move_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson
 	char op[64];
 	snprintf(op, sizeof(op), "erp.move:%s", p.id_hex);
 	struct tr_reg_delta d[] = {{"on_hand", 0}, {"available", 0}, {"value", 0}};
-	struct reckoning r = {.q = p.quantity};
+	struct erp_reckoning r = {.q = p.quantity};
 	struct tr_reg_post post = {
 	    .key = p.key, .op_id = op, .deltas = d, .ndeltas = 3, .meta = &meta};
 	if (strcmp(p.kind, "receipt") == 0) {
@@ -466,7 +462,7 @@ move_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson
 	} else {
 		/* stock leaving (or an adjustment either way) at the average */
 		r.q = strcmp(p.kind, "adjustment") == 0 ? -p.quantity : p.quantity;
-		post.reckon = at_average;
+		post.reckon = erp_at_average;
 		post.reckon_arg = &r;
 		post.has_floor = p.floor;
 	}

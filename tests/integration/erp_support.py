@@ -61,12 +61,16 @@ def stock(target, acct, product, warehouse):
 
 
 def all_moves(target, acct, **params):
+    return all_pages(target, acct, "/v1/erp/stock/moves", **params)
+
+
+def all_pages(target, acct, path, **params):
     out, cursor = [], None
     for _ in range(1000):
         q = dict(params, limit=200)
         if cursor:
             q["cursor"] = cursor
-        r = call(target, acct, "GET", "/v1/erp/stock/moves", params=q)
+        r = call(target, acct, "GET", path, params=q)
         assert r.status_code == 200, r.text
         out += r.json()["items"]
         cursor = r.json()["next_cursor"]
@@ -88,8 +92,8 @@ def assert_erp_checks(target, acct):
 
 
 def assert_inventory_invariants(target, acct):
-    """Every stock balance of the tenant equals the fold of its moves
-    (quantity and value), available = on_hand - reserved, and no available
+    """Every stock balance of the tenant equals the fold of its moves and
+    shipments (quantity and value), available = on_hand - reserved, and no available
     is below zero in a warehouse that does not allow it; and the server's
     own checks agree (ledger balanced, stock = inventory account)."""
     assert_erp_checks(target, acct)
@@ -113,6 +117,14 @@ def assert_inventory_invariants(target, acct):
         elif m["kind"] == "transfer":
             add(p, w, -sign * q, v)
             add(p, m["to_warehouse_id"], sign * q, -v)
+    # shipments take stock out of their order's warehouse at its cost
+    orders = {}
+    for sh in all_pages(target, acct, "/v1/erp/shipments"):
+        if sh["order_id"] not in orders:
+            orders[sh["order_id"]] = call(target, acct, "GET", f"/v1/erp/orders/{sh['order_id']}").json()
+        w = orders[sh["order_id"]]["warehouse_id"]
+        for line in sh["lines"]:
+            add(line["product_id"], w, -line["quantity"], -line["cost"]["amount"])
     warehouses = {}
     r = call(target, acct, "GET", "/v1/erp/warehouses", params={"limit": 200})
     for wh in r.json()["items"]:

@@ -182,3 +182,28 @@ def test_one_payment_sent_twenty_times_at_once_is_one_payment(trio):
     paid = [f for _, f in stream if '"event":"erp.order.paid"' in f.get("b", "")]
     assert len(paid) == 1, [f for _, f in stream][:3]
     assert_inventory_invariants(at[0], owner)
+
+
+def test_twenty_shipments_of_one_against_ten_ordered_ship_exactly_ten(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    w = make_warehouse(at[0], owner)
+    p = make_product(at[1], owner)
+    receive(at[2], owner, p, w, 12, 50)
+    r = requests.post(trio.url(0, "/v1/erp/orders"), headers=owner.headers, timeout=30, json={
+        "warehouse_id": w["id"], "currency": "EUR",
+        "lines": [{"product_id": p["id"], "quantity": 10, "unit_price": {"amount": 90, "currency": "EUR"}}]})
+    oid = r.json()["id"]
+    assert requests.post(trio.url(1, f"/v1/erp/orders/{oid}/confirm"), headers=owner.headers,
+                         timeout=30).status_code == 200
+    names, pids = spellings(oid), spellings(p["id"])
+    got = race([lambda i=i: requests.post(
+        trio.url(i, f"/v1/erp/orders/{names[i % 3]}/shipments"), headers=owner.headers, timeout=120,
+        json={"lines": [{"product_id": pids[(i // 3) % 3], "quantity": 1}]}) for i in range(20)])
+    codes = statuses(got)
+    assert codes.count(201) == 10 and codes.count(409) == 10, codes
+    s = stock(at[0], owner, p, w)
+    assert (s["on_hand"], s["reserved"], s["available"]) == (2, 0, 2), s
+    order = requests.get(trio.url(2, f"/v1/erp/orders/{oid}"), headers=owner.headers, timeout=30).json()
+    assert order["lines"][0]["shipped"] == 10 and order["status"] == "shipped", order
+    assert_inventory_invariants(at[1], owner)

@@ -294,3 +294,81 @@ def test_billing_roles_and_other_tenants(stack, owner):
     check_problem(pay(stack, other, order, 1), 404)
     check_problem(call(stack, other, "GET", f"/v1/erp/invoices/{inv.json()['id']}"), 404)
     assert pay(stack, accountant, order, 2400).status_code == 201
+
+
+# ---------------------------------------------------------------------------
+# shipments
+# ---------------------------------------------------------------------------
+
+def ship(stack, acct, order, lines, key=None):
+    import requests
+    h = dict(acct.headers)
+    if key:
+        h["Idempotency-Key"] = key
+    return requests.post(f"{stack.base_url}/v1/erp/orders/{order['id']}/shipments", headers=h,
+                         json={"lines": lines}, timeout=30)
+
+
+def test_partial_shipments_consume_reservations_at_average_cost(stack, owner):
+    w, p = make_warehouse(stack, owner), make_product(stack, owner)
+    receive(stack, owner, p, w, 2, 101)
+    receive(stack, owner, p, w, 1, 100)  # 3 worth 302
+    order = make_order(stack, owner, w, [line(p, 3, 500)])
+    check_problem(ship(stack, owner, order, [{"product_id": p["id"], "quantity": 1}]), 409)  # draft
+    assert act(stack, owner, order, "confirm").status_code == 200
+    first = ship(stack, owner, order, [{"product_id": p["id"], "quantity": 1}])
+    assert first.status_code == 201, first.text
+    assert first.json()["cost"] == money(101)  # 302 / 3 = 100.67 -> 101
+    s = stock(stack, owner, p, w)
+    assert (s["on_hand"], s["reserved"], s["available"], s["value"]) == (2, 2, 0, money(201))
+    over = ship(stack, owner, order, [{"product_id": p["id"], "quantity": 3}])
+    assert "2 remains" in check_problem(over, 409, "conflict")["errors"][0]["message"]
+    check_problem(act(stack, owner, order, "cancel"), 409, "conflict")  # part has shipped
+    rest = ship(stack, owner, order, [{"product_id": p["id"], "quantity": 2}])
+    assert rest.status_code == 201 and rest.json()["cost"] == money(201), rest.text
+    got = call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()
+    assert got["status"] == "shipped" and got["lines"][0]["shipped"] == 3
+    cogs = call(stack, owner, "GET", f"/v1/erp/journal/{first.json()['id']}").json()
+    assert [(l["account_code"], l["debit"], l["credit"]) for l in cogs["lines"]] == [
+        ("5000", 101, 0), ("1300", 0, 101)]
+    # invoiced and paid after shipping: completed
+    inv = act(stack, owner, order, "invoice")
+    assert inv.status_code == 201, inv.text
+    assert pay(stack, owner, order, 1500).status_code == 201
+    assert call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()["status"] == "completed"
+    assert_inventory_invariants(stack, owner)
+
+
+def test_a_retried_shipment_ships_once(stack, owner):
+    order = confirmed_order(stack, owner, total_qty=4)
+    product_id = order["lines"][0]["product_id"]
+    a = ship(stack, owner, order, [{"product_id": product_id, "quantity": 1}], key="ship-1")
+    b = ship(stack, owner, order, [{"product_id": product_id, "quantity": 1}], key="ship-1")
+    assert a.status_code == b.status_code == 201 and a.json()["id"] == b.json()["id"]
+    got = call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()
+    assert got["lines"][0]["shipped"] == 1
+    assert len(call(stack, owner, "GET", "/v1/erp/shipments").json()["items"]) == 1
+    assert_inventory_invariants(stack, owner)
+
+
+@pytest.mark.parametrize("lines,field", [
+    ([{"product_id": "0" * 24, "quantity": 1}], "lines[0]"),
+    ([{"quantity": 1}], "lines[0]"),
+    ("x", "lines"),
+    ([], "lines"),
+])
+def test_a_bad_shipment_is_422_and_ships_nothing(stack, owner, lines, field):
+    order = confirmed_order(stack, owner, total_qty=2)
+    product_id = order["lines"][0]["product_id"]
+    if lines and isinstance(lines, list) and "product_id" not in lines[0]:
+        pass
+    for bad in ([{"product_id": product_id, "quantity": 1.5}], [{"product_id": product_id, "quantity": 0}]):
+        assert "lines[0]" in [e["field"] for e in check_problem(ship(stack, owner, order, bad), 422)["errors"]]
+    r = ship(stack, owner, order, lines)
+    assert field in [e["field"] for e in check_problem(r, 422)["errors"]]
+    assert call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()["lines"][0]["shipped"] == 0
+    keeper = user_session(stack, owner, ["warehouse"])
+    assert ship(stack, keeper, order, [{"product_id": product_id, "quantity": 1}]).status_code == 201
+    other = signup(stack)
+    check_problem(ship(stack, other, order, [{"product_id": product_id, "quantity": 1}]), 404)
+    assert_inventory_invariants(stack, owner)
