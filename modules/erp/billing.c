@@ -97,42 +97,6 @@ derived_id(const char *seed, char out[25])
 	sodium_bin2hex(out, 25, digest, 12);
 }
 
-static int64_t
-money_of(const bson_t *doc, const char *field)
-{
-	bson_iter_t it, sub;
-	char path[64];
-
-	snprintf(path, sizeof(path), "%s.amount", field);
-	if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &sub) &&
-	    BSON_ITER_HOLDS_NUMBER(&sub))
-		return bson_iter_as_int64(&sub);
-	return 0;
-}
-
-static int64_t
-after(const bson_t *mv, const char *counter)
-{
-	bson_iter_t it, sub;
-
-	if (bson_iter_init_find(&it, mv, "after") && BSON_ITER_HOLDS_DOCUMENT(&it) &&
-	    bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, counter) &&
-	    BSON_ITER_HOLDS_NUMBER(&sub))
-		return bson_iter_as_int64(&sub);
-	return 0;
-}
-
-static void
-append_money(bson_t *doc, const char *name, int64_t amount, const char *currency)
-{
-	bson_t m;
-
-	BSON_APPEND_DOCUMENT_BEGIN(doc, name, &m);
-	BSON_APPEND_INT64(&m, "amount", amount);
-	BSON_APPEND_UTF8(&m, "currency", currency);
-	bson_append_document_end(doc, &m);
-}
-
 /* Posts a two- or three-line entry under id, once. */
 static int
 post_lines(struct tr_db *db, const char *id, const char *memo, const char *currency,
@@ -211,8 +175,8 @@ erp_order_invoice(struct tr_ctx *c)
 	tr_doc_oid(&order, "_id", &oid);
 	bson_oid_to_string(&oid, id);
 	currency = tr_arena_strdup(c->req->arena, tr_doc_str(&order, "currency"));
-	int64_t net = money_of(&order, "net"), tax = money_of(&order, "tax"),
-		total = money_of(&order, "total");
+	int64_t net = erp_money_amount(&order, "net"), tax = erp_money_amount(&order, "tax"),
+		total = erp_money_amount(&order, "total");
 	snprintf(seed, sizeof(seed), "invoice:%s", id);
 	derived_id(seed, inv);
 	bson_oid_init_from_string(&inv_oid, inv);
@@ -226,7 +190,7 @@ erp_order_invoice(struct tr_ctx *c)
 	struct tr_reg_delta next[] = {{"n", 1}};
 	struct tr_reg_post number_post = {.key = key, .op_id = op, .deltas = next, .ndeltas = 1};
 	rc = tr_register_post(c->db, &number_post, &mv, &replayed);
-	long long n = after(&mv, "n");
+	long long n = erp_after(&mv, "n");
 	bson_destroy(&mv);
 	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
@@ -258,8 +222,8 @@ erp_order_invoice(struct tr_ctx *c)
 	BSON_APPEND_OID(&doc, "_id", &inv_oid);
 	BSON_APPEND_OID(&doc, "order_id", &oid);
 	BSON_APPEND_UTF8(&doc, "number", number);
-	append_money(&doc, "total", total, currency);
-	append_money(&doc, "paid", 0, currency);
+	erp_append_money(&doc, "total", total, currency);
+	erp_append_money(&doc, "paid", 0, currency);
 	BSON_APPEND_DATE_TIME(&doc, "due_at", tr_now_ms() + DUE_DAYS * DAY_MS);
 	BSON_APPEND_UTF8(&doc, "status", total > 0 ? "open" : "paid");
 	rc = tr_db_insert(c->db, ERP_INVOICES, &doc, &stored);
@@ -308,13 +272,13 @@ follow_invoice(struct tr_db *db, const char *inv, int64_t total, int64_t open, c
 		bson_t invoice, set = BSON_INITIALIZER, out = BSON_INITIALIZER;
 		int rc = tr_db_get(db, ERP_INVOICES, inv, &invoice);
 		int64_t paid = total - open;
-		if (rc != TR_OK || money_of(&invoice, "paid") >= paid) {
+		if (rc != TR_OK || erp_money_amount(&invoice, "paid") >= paid) {
 			bson_destroy(&invoice);
 			bson_destroy(&set);
 			bson_destroy(&out);
 			return;
 		}
-		append_money(&set, "paid", paid, cur);
+		erp_append_money(&set, "paid", paid, cur);
 		BSON_APPEND_UTF8(&set, "status", open == 0 ? "paid" : "partially_paid");
 		bson_destroy(&out);
 		rc = tr_db_update(db, ERP_INVOICES, inv, tr_doc_int(&invoice, "version", 0), &set,
@@ -358,7 +322,8 @@ erp_order_pay(struct tr_ctx *c)
 		tr_problem_field(c, "amount", "must be in the order's currency");
 		goto out;
 	}
-	int64_t amount = money_of(&set, "amount"), total = money_of(&order, "total");
+	int64_t amount = erp_money_amount(&set, "amount"),
+		total = erp_money_amount(&order, "total");
 	const char *method = tr_arena_strdup(c->req->arena, tr_doc_str(&set, "method"));
 	tr_doc_oid(&order, "_id", &oid);
 	bson_oid_to_string(&oid, id);
@@ -400,7 +365,7 @@ erp_order_pay(struct tr_ctx *c)
 		tr_problem_from_err(c, rc);
 		goto out;
 	}
-	int64_t open_after = after(&mv, "open");
+	int64_t open_after = erp_after(&mv, "open");
 
 	/* bank or cash against receivables */
 	struct erp_line lines[2] = {{"", amount, 0}, {"1200", 0, amount}};
@@ -413,7 +378,7 @@ erp_order_pay(struct tr_ctx *c)
 	}
 	BSON_APPEND_OID(&set, "_id", &poid);
 	BSON_APPEND_OID(&set, "order_id", &oid);
-	append_money(&set, "open_after", open_after, currency);
+	erp_append_money(&set, "open_after", open_after, currency);
 	rc = tr_db_insert(c->db, ERP_PAYMENTS, &set, &stored);
 	if (rc == TR_EDUPLICATE) {
 		bson_destroy(&stored);

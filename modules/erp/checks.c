@@ -48,18 +48,6 @@ currency(struct audit *a, const char *code)
 	return p;
 }
 
-static int64_t
-value_of(const bson_t *doc, const char *sub, const char *name)
-{
-	bson_iter_t it, child;
-
-	if (bson_iter_init_find(&it, doc, sub) && BSON_ITER_HOLDS_DOCUMENT(&it) &&
-	    bson_iter_recurse(&it, &child) && bson_iter_find(&child, name) &&
-	    BSON_ITER_HOLDS_NUMBER(&child))
-		return bson_iter_as_int64(&child);
-	return 0;
-}
-
 /* The ledger's accounts, from the journal register's state. */
 static int
 read_ledger(struct audit *a)
@@ -110,7 +98,7 @@ fold(struct tr_db *db, const char *key, const char *counter, int64_t *sum)
 					continue;
 				bson_iter_document(&it, &len, &data);
 				if (bson_init_static(&mv, data, len))
-					*sum += value_of(&mv, "deltas", counter);
+					*sum += erp_counter(&mv, "deltas", counter);
 			}
 		bson_destroy(&items);
 		before = next;
@@ -139,7 +127,7 @@ check_pair(void *arg, const bson_t *slot)
 		int64_t sum;
 		if ((a->rc = fold(a->c->db, key, counters[i], &sum)) != TR_OK)
 			goto out;
-		if (sum != value_of(&state, "values", counters[i]) && a->unfolded++ == 0)
+		if (sum != erp_counter(&state, "values", counters[i]) && a->unfolded++ == 0)
 			snprintf(a->first_unfolded, sizeof(a->first_unfolded), "%s %s", key,
 				 counters[i]);
 	}
@@ -150,12 +138,12 @@ check_pair(void *arg, const bson_t *slot)
 		snprintf(code, sizeof(code), "%s", bson_iter_utf8(&sub, NULL));
 	struct per_currency *p = currency(a, code);
 	if (p)
-		p->stock_value += value_of(&state, "values", "value");
+		p->stock_value += erp_counter(&state, "values", "value");
 	bson_destroy(&wh);
 	bool floor = !(tr_db_get(a->c->db, ERP_WAREHOUSES, ws, &wh) == TR_OK &&
 		       bson_iter_init_find(&it, &wh, "allow_negative") &&
 		       BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it));
-	if (floor && value_of(&state, "values", "available") < 0 && a->negative++ == 0)
+	if (floor && erp_counter(&state, "values", "available") < 0 && a->negative++ == 0)
 		snprintf(a->first_negative, sizeof(a->first_negative), "%s", key);
 out:
 	bson_destroy(&state);

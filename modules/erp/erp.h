@@ -9,6 +9,9 @@
  * orders.c: sales orders, priced exactly, confirmed all or nothing.
  * billing.c: invoices numbered without gaps, payments never beyond the total.
  * shipping.c: shipments from reservations at moving-average cost.
+ * purchasing.c: suppliers, purchase orders and their receipts.
+ * parts.c: lines fulfilled in parts (shipments, receipts), claimed exactly.
+ * reports.c: stock valuation and receivables ageing.
  *
  * Stock lives in one register per product and warehouse,
  * "erp.stock/<product>/<warehouse>", with the counters on_hand, reserved,
@@ -37,12 +40,14 @@
 #define ERP_INVOICES "erp_invoices"
 #define ERP_PAYMENTS "erp_payments"
 #define ERP_SHIPMENTS "erp_shipments"
+#define ERP_SUPPLIERS "erp_suppliers"
+#define ERP_PURCHASE_ORDERS "erp_purchase_orders"
 #define ERP_LEDGER_KEY "erp.ledger" /* the journal's register (ledger.c) */
 #define ERP_MAX_LINES 40
 #define ERP_SETTLE_QUEUE "erp.stock.settle"
 
 extern const struct tr_resource erp_products, erp_warehouses, erp_moves, erp_accounts, erp_orders,
-    erp_invoices, erp_payments, erp_shipments;
+    erp_invoices, erp_payments, erp_shipments, erp_suppliers, erp_purchase_orders;
 
 /* A priced order line (orders.c). */
 struct erp_order_line {
@@ -56,6 +61,33 @@ void erp_order_cancel(struct tr_ctx *c);
 void erp_order_invoice(struct tr_ctx *c); /* billing.c */
 void erp_order_pay(struct tr_ctx *c);
 void erp_order_ship(struct tr_ctx *c); /* shipping.c */
+void erp_po_receive(struct tr_ctx *c); /* purchasing.c */
+/* Parts of records with lines (parts.c): a shipment of an order, a receipt
+ * of a purchase order. */
+#define ERP_MAX_DOC_LINES 100
+struct erp_claim {
+	int index; /* of the record's line */
+	bson_oid_t product;
+	int64_t quantity, cost;
+};
+/* The record's lines: product, quantity and what is done (done_field). */
+int erp_lines_of(const bson_t *doc, const char *done_field, bson_oid_t *products, int64_t *qty,
+		 int64_t *done);
+/* The body's {"lines": [{"product_id", "quantity"}]}, each matched to the
+ * record's line of that product; -1 after field errors. */
+int erp_read_claim(struct tr_ctx *c, const bson_oid_t *products, int n, struct erp_claim *out);
+/* Adds the part's quantities to the lines' done_field and names part sid
+ * in pending_field, on the record's version (read again when it moved);
+ * TR_ELIMIT after a 409 when more than remains. *doc becomes the record as
+ * stored. A part already pending is claimed already: TR_OK. */
+int erp_claim_lines(struct tr_ctx *c, const char *coll, const char *id, const char *done_field,
+		    const char *pending_field, const char *sid, const struct erp_claim *sl, int m,
+		    bson_t *doc);
+/* The record without part sid pending, and the status status_of says
+ * (NULL: unchanged); *out the record as stored. */
+int erp_unpend(struct tr_db *db, const char *coll, const char *id, const char *pending_field,
+	       const char *sid, const char *(*status_of)(const bson_t *doc), bson_t *out);
+
 /* Has every line of the order shipped in full? */
 bool erp_order_fully_shipped(const bson_t *order);
 
@@ -102,7 +134,18 @@ void erp_journal_reverse(struct tr_ctx *c);
 void erp_ledger_verify(struct tr_ctx *c);
 void erp_period_close(struct tr_ctx *c);
 void erp_trial_balance(struct tr_ctx *c);
-void erp_checks(struct tr_ctx *c); /* checks.c */
+void erp_checks(struct tr_ctx *c);	    /* checks.c */
+void erp_stock_valuation(struct tr_ctx *c); /* reports.c */
+void erp_ar_aging(struct tr_ctx *c);
+
+/* Helpers (util.c). A counter of a movement or register state: sub is
+ * "deltas", "after" or "values"; 0 when absent. */
+int64_t erp_counter(const bson_t *doc, const char *sub, const char *name);
+int64_t erp_after(const bson_t *movement, const char *counter);
+/* field.amount of a record (a money field), 0 when absent. */
+int64_t erp_money_amount(const bson_t *doc, const char *field);
+/* {"amount", "currency"} as doc.name. */
+void erp_append_money(bson_t *doc, const char *name, int64_t amount, const char *currency);
 
 /* q * num / den rounded half to even, for exact money from quantities;
  * false when the result does not fit (or den is 0). */
@@ -122,6 +165,16 @@ bool erp_at_average(void *arg, const struct tr_reg_state *state, struct tr_reg_d
 
 /* 10^scale for a product's uom_scale (0..6). */
 int64_t erp_scale_factor(int64_t scale);
+
+/* A receipt into stock under a given move id (the same id again: the
+ * move made the first time), as POST /v1/erp/stock/moves would make it;
+ * sets the problem and returns non-zero when it cannot. */
+struct erp_receipt {
+	bson_oid_t id, product, warehouse;
+	int64_t quantity, unit_cost;
+	const char *currency, *reference;
+};
+int erp_stock_receive(struct tr_ctx *c, const struct erp_receipt *r, bson_t *stored);
 
 void erp_stock_list(struct tr_ctx *c);
 void erp_move_reverse(struct tr_ctx *c);

@@ -239,7 +239,6 @@ accounts_exist(struct tr_ctx *c, const struct erp_entry *en)
 
 /* ---- entries: the chain ---- */
 
-static int64_t counter(const bson_t *movement, const char *doc, const char *name);
 static void bytes_of(const int64_t w[8], uint8_t h[32]);
 static const char *const hword[8];
 
@@ -277,9 +276,9 @@ erp_chain_words(const bson_t *movement, bool before, uint8_t out[32])
 	int64_t w[8];
 
 	for (int k = 0; k < 8; k++) {
-		w[k] = counter(movement, "after", hword[k]);
+		w[k] = erp_counter(movement, "after", hword[k]);
 		if (before)
-			w[k] -= counter(movement, "deltas", hword[k]);
+			w[k] -= erp_counter(movement, "deltas", hword[k]);
 	}
 	bytes_of(w, out);
 }
@@ -451,18 +450,6 @@ entry_of(const bson_t *movement, bson_t *scratch)
 	return bson_init_static(scratch, data, len) ? scratch : NULL;
 }
 
-static int64_t
-counter(const bson_t *movement, const char *doc, const char *name)
-{
-	bson_iter_t it, sub;
-
-	if (bson_iter_init_find(&it, movement, doc) && BSON_ITER_HOLDS_DOCUMENT(&it) &&
-	    bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, name) &&
-	    BSON_ITER_HOLDS_NUMBER(&sub))
-		return bson_iter_as_int64(&sub);
-	return 0;
-}
-
 bool
 erp_entry_of(const bson_t *movement, struct erp_entry *en)
 {
@@ -520,14 +507,14 @@ render_entry(const bson_t *movement, bson_t *out)
 	if (!en)
 		return false;
 	for (int k = 0; k < 8; k++) {
-		after[k] = counter(movement, "after", hword[k]);
-		before[k] = after[k] - counter(movement, "deltas", hword[k]);
+		after[k] = erp_counter(movement, "after", hword[k]);
+		before[k] = after[k] - erp_counter(movement, "deltas", hword[k]);
 	}
 	hex_of(after, hash);
 	hex_of(before, prev);
 	static const char *const copied[] = {"date", "memo", "currency", "lines", "source", NULL};
 	BSON_APPEND_UTF8(out, "id", tr_doc_str(en, "id"));
-	BSON_APPEND_INT64(out, "seq", counter(movement, "after", "n"));
+	BSON_APPEND_INT64(out, "seq", erp_counter(movement, "after", "n"));
 	for (const char *const *f = copied; *f; f++)
 		if (bson_iter_init_find(&it, en, *f))
 			bson_append_iter(out, *f, -1, &it);

@@ -43,18 +43,6 @@ each_movement(struct tr_db *db, int (*visit)(void *arg, const bson_t *mv), void 
 	return rc;
 }
 
-static int64_t
-counter(const bson_t *mv, const char *doc, const char *name)
-{
-	bson_iter_t it, sub;
-
-	if (bson_iter_init_find(&it, mv, doc) && BSON_ITER_HOLDS_DOCUMENT(&it) &&
-	    bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, name) &&
-	    BSON_ITER_HOLDS_NUMBER(&sub))
-		return bson_iter_as_int64(&sub);
-	return 0;
-}
-
 /* ---- verify ---- */
 
 struct verify {
@@ -80,7 +68,7 @@ verify_one(void *arg, const bson_t *mv)
 	struct verify *v = arg;
 	struct erp_entry en;
 	uint8_t before[32], after[32], want[32];
-	long long seq = counter(mv, "after", "n");
+	long long seq = erp_counter(mv, "after", "n");
 	int64_t debits = 0, credits = 0;
 
 	if (!erp_entry_of(mv, &en))
@@ -106,7 +94,7 @@ verify_one(void *arg, const bson_t *mv)
 		for (int j = 0; j < en.nlines; j++)
 			if (strcmp(en.lines[j].account, en.lines[i].account) == 0)
 				sum += en.lines[j].debit - en.lines[j].credit;
-		if (counter(mv, "deltas", name) != sum)
+		if (erp_counter(mv, "deltas", name) != sum)
 			broke(v, seq);
 	}
 	if (debits != credits || en.nlines < 2)

@@ -47,18 +47,31 @@ static const struct tr_route routes[] = {
      "Ship part or all of a confirmed order: reserved stock leaves at its moving-average "
      "cost (more than remains: 409).",
      &erp_orders, NULL, NULL},
+    {TR_POST, "/v1/erp/purchase-orders/{id}/receive", erp_po_receive, "erp.purchasing.write",
+     TR_JSON_BODY | TR_IDEMPOTENT,
+     "Receive part or all of a purchase order as stock receipts at its unit costs (more than "
+     "ordered: 409).",
+     &erp_purchase_orders, NULL, NULL},
     {TR_GET, "/v1/erp/checks", erp_checks, "erp.ledger.read", 0,
      "The ERP's invariants, recomputed: ledger balanced, stock equal to the fold of its "
      "movements and to the inventory account, no forbidden negative stock.",
      NULL, NULL, NULL},
+    {TR_GET, "/v1/erp/reports/stock-valuation", erp_stock_valuation, "erp.ledger.read", 0,
+     "The stock's value per product and warehouse, with its total beside the inventory "
+     "account (1300) per currency: they are equal.",
+     NULL, NULL, NULL},
+    {TR_GET, "/v1/erp/reports/ar-aging", erp_ar_aging, "erp.invoices.read", 0,
+     "What invoices still have open at a date (default now), by days past due: current, "
+     "1-30, 31-60, 61-90, 90+.",
+     NULL, "at currency", NULL},
     {TR_GET, "/v1/erp/reports/trial-balance", erp_trial_balance, "erp.ledger.read", 0,
      "Debit and credit balance per account at a date (default today), in one currency.", NULL,
      "at currency", NULL},
 };
 
-static const struct tr_resource *const resources[] = {&erp_products, &erp_warehouses, &erp_moves,
-						      &erp_accounts, &erp_orders,     &erp_invoices,
-						      &erp_payments, &erp_shipments};
+static const struct tr_resource *const resources[] = {
+    &erp_products, &erp_warehouses, &erp_moves,	    &erp_accounts,  &erp_orders,
+    &erp_invoices, &erp_payments,   &erp_shipments, &erp_suppliers, &erp_purchase_orders};
 
 static const struct tr_job_handler jobs[] = {
     {ERP_SETTLE_QUEUE, erp_settle_run},

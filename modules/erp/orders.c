@@ -22,7 +22,7 @@
 #include "log.h"
 #include "register.h"
 
-#define MAX_ORDER_LINES 100
+#define MAX_ORDER_LINES ERP_MAX_DOC_LINES
 #define QTY_MAX 1000000000000LL
 #define PRICE_MAX 1000000000000LL
 
@@ -186,17 +186,6 @@ read_line(struct tr_ctx *c, bson_iter_t *it, int i, const char *currency, struct
 	return true;
 }
 
-static void
-append_money(bson_t *doc, const char *name, int64_t amount, const char *currency)
-{
-	bson_t m;
-
-	BSON_APPEND_DOCUMENT_BEGIN(doc, name, &m);
-	BSON_APPEND_INT64(&m, "amount", amount);
-	BSON_APPEND_UTF8(&m, "currency", currency);
-	bson_append_document_end(doc, &m);
-}
-
 /* The lines of the body, priced, into set ("lines", "net", "tax", "total"). */
 static bool
 price_lines(struct tr_ctx *c, const char *currency, bson_t *set)
@@ -236,12 +225,12 @@ price_lines(struct tr_ctx *c, const char *currency, bson_t *set)
 		bson_oid_to_string(&l.product, hex);
 		BSON_APPEND_OID(&line, "product_id", &l.product);
 		BSON_APPEND_INT64(&line, "quantity", l.quantity);
-		append_money(&line, "unit_price", l.unit_price, currency);
+		erp_append_money(&line, "unit_price", l.unit_price, currency);
 		BSON_APPEND_INT64(&line, "discount_bp", l.discount_bp);
 		BSON_APPEND_INT64(&line, "tax_rate_bp", l.tax_rate_bp);
-		append_money(&line, "net", l.net, currency);
-		append_money(&line, "tax", l.tax, currency);
-		append_money(&line, "total", l.total, currency);
+		erp_append_money(&line, "net", l.net, currency);
+		erp_append_money(&line, "tax", l.tax, currency);
+		erp_append_money(&line, "total", l.total, currency);
 		BSON_APPEND_INT64(&line, "shipped", 0);
 		bson_append_document_end(&lines, &line);
 	}
@@ -252,9 +241,9 @@ price_lines(struct tr_ctx *c, const char *currency, bson_t *set)
 	}
 	if (!ok)
 		return false;
-	append_money(set, "net", net, currency);
-	append_money(set, "tax", tax, currency);
-	append_money(set, "total", total, currency);
+	erp_append_money(set, "net", net, currency);
+	erp_append_money(set, "tax", tax, currency);
+	erp_append_money(set, "total", total, currency);
 	return true;
 }
 
@@ -368,33 +357,6 @@ struct reservation {
 	bool done;
 };
 
-/* The order's lines: product and quantity each (lines[] of the record). */
-static int
-order_lines(const bson_t *order, bson_oid_t *products, int64_t *qty, int64_t *shipped, int max)
-{
-	bson_iter_t it, arr, line;
-	int n = 0;
-
-	if (!bson_iter_init_find(&it, order, "lines") || !bson_iter_recurse(&it, &arr))
-		return 0;
-	while (n < max && bson_iter_next(&arr)) {
-		if (!bson_iter_recurse(&arr, &line))
-			continue;
-		shipped[n] = 0;
-		while (bson_iter_next(&line)) {
-			const char *k = bson_iter_key(&line);
-			if (strcmp(k, "product_id") == 0 && BSON_ITER_HOLDS_OID(&line))
-				bson_oid_copy(bson_iter_oid(&line), &products[n]);
-			else if (strcmp(k, "quantity") == 0)
-				qty[n] = bson_iter_as_int64(&line);
-			else if (strcmp(k, "shipped") == 0)
-				shipped[n] = bson_iter_as_int64(&line);
-		}
-		n++;
-	}
-	return n;
-}
-
 static bool
 warehouse_allows_negative(struct tr_db *db, const bson_oid_t *wid)
 {
@@ -471,8 +433,8 @@ erp_order_confirm(struct tr_ctx *c)
 {
 	bson_t order = BSON_INITIALIZER, confirming = BSON_INITIALIZER, done = BSON_INITIALIZER,
 	       more = BSON_INITIALIZER;
-	bson_oid_t products[MAX_ORDER_LINES], wid, oid;
-	int64_t qty[MAX_ORDER_LINES], shipped[MAX_ORDER_LINES];
+	bson_oid_t products[ERP_MAX_DOC_LINES], wid, oid;
+	int64_t qty[ERP_MAX_DOC_LINES], shipped[ERP_MAX_DOC_LINES];
 	struct reservation *r = NULL;
 	char id[25], op[128];
 	int n, rc, short_lines = 0;
@@ -486,7 +448,7 @@ erp_order_confirm(struct tr_ctx *c)
 	tr_doc_oid(&order, "_id", &oid);
 	bson_oid_to_string(&oid, id);
 	tr_doc_oid(&order, "warehouse_id", &wid);
-	n = order_lines(&order, products, qty, shipped, MAX_ORDER_LINES);
+	n = erp_lines_of(&order, "shipped", products, qty, shipped);
 	r = calloc((size_t)(n ? n : 1), sizeof(*r));
 	if (!r) {
 		tr_problem_from_err(c, TR_ENOMEM);

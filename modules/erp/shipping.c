@@ -22,8 +22,6 @@
 #include "json.h"
 #include "register.h"
 
-#define MAX_SHIP_LINES 100
-
 static const char *const shipment_sorts[] = {"-created_at", "created_at", NULL};
 
 static const struct tr_field shipment_fields[] = {
@@ -49,245 +47,18 @@ const struct tr_resource erp_shipments = {
     .immutable = true,
 };
 
-struct ship_line {
-	int index; /* of the order's line */
-	bson_oid_t product;
-	int64_t quantity, cost;
-};
-
-/* The order's lines as {product, quantity, shipped}. */
-static int
-lines_of(const bson_t *order, bson_oid_t *products, int64_t *qty, int64_t *shipped)
+/* An order's status once a shipment is done: shipped in full, it is
+ * completed when paid, shipped when only confirmed. */
+static const char *
+order_status_after(const bson_t *order)
 {
-	bson_iter_t it, arr, line;
-	int n = 0;
+	const char *status = tr_doc_str(order, "status");
 
-	if (!bson_iter_init_find(&it, order, "lines") || !bson_iter_recurse(&it, &arr))
-		return 0;
-	while (n < MAX_SHIP_LINES && bson_iter_next(&arr)) {
-		qty[n] = shipped[n] = 0;
-		if (!bson_iter_recurse(&arr, &line))
-			continue;
-		while (bson_iter_next(&line)) {
-			const char *k = bson_iter_key(&line);
-			if (strcmp(k, "product_id") == 0 && BSON_ITER_HOLDS_OID(&line))
-				bson_oid_copy(bson_iter_oid(&line), &products[n]);
-			else if (strcmp(k, "quantity") == 0)
-				qty[n] = bson_iter_as_int64(&line);
-			else if (strcmp(k, "shipped") == 0)
-				shipped[n] = bson_iter_as_int64(&line);
-		}
-		n++;
-	}
-	return n;
-}
-
-/* The body's lines, each matched to the first order line of its product. */
-static int
-read_lines(struct tr_ctx *c, const bson_oid_t *products, int n, struct ship_line *out)
-{
-	bson_iter_t it, arr, line;
-	int m = 0;
-	bool ok = true;
-	static const char *const fields[] = {"lines", NULL};
-
-	if (!tr_body_only(c, fields))
-		return -1;
-	if (!bson_iter_init_find(&it, &c->req->body, "lines") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-	    !bson_iter_recurse(&it, &arr)) {
-		tr_problem_field(c, "lines", "must be an array of {\"product_id\", \"quantity\"}");
-		return -1;
-	}
-	while (bson_iter_next(&arr)) {
-		char f[32];
-		const char *pid = NULL;
-		int64_t q = 0;
-		bool good = m < MAX_SHIP_LINES && BSON_ITER_HOLDS_DOCUMENT(&arr) &&
-			    bson_iter_recurse(&arr, &line);
-		while (good && bson_iter_next(&line)) {
-			const char *k = bson_iter_key(&line);
-			if (strcmp(k, "product_id") == 0 && BSON_ITER_HOLDS_UTF8(&line))
-				pid = bson_iter_utf8(&line, NULL);
-			else if (strcmp(k, "quantity") == 0 &&
-				 (BSON_ITER_HOLDS_INT32(&line) || BSON_ITER_HOLDS_INT64(&line)))
-				q = bson_iter_as_int64(&line);
-			else
-				good = false;
-		}
-		snprintf(f, sizeof(f), "lines[%d]", m);
-		if (!good || !pid || !tr_is_object_id(pid) || q <= 0) {
-			tr_problem_field(
-			    c, tr_arena_strdup(c->req->arena, f),
-			    "must be {\"product_id\", \"quantity\" (a whole number above "
-			    "0)}");
-			ok = false;
-			m++;
-			continue;
-		}
-		bson_oid_t oid;
-		bson_oid_init_from_string(&oid, pid);
-		int i;
-		for (i = 0; i < n && !bson_oid_equal(&products[i], &oid); i++)
-			;
-		if (i == n) {
-			tr_problem_field(c, tr_arena_strdup(c->req->arena, f),
-					 "names a product the order does not have");
-			ok = false;
-			m++;
-			continue;
-		}
-		for (int j = 0; j < m; j++)
-			if (ok && out[j].index == i) {
-				tr_problem_field(c, tr_arena_strdup(c->req->arena, f),
-						 "names a product twice");
-				ok = false;
-			}
-		out[m++] = (struct ship_line){.index = i, .product = oid, .quantity = q};
-	}
-	if (ok && m == 0) {
-		tr_problem_field(c, "lines", "must name at least one product");
-		ok = false;
-	}
-	return ok ? m : -1;
-}
-
-/* Adds the shipment's quantities to the order's lines and names it pending,
- * on the order's version; 409 when more than remains. */
-static int
-claim(struct tr_ctx *c, const char *id, const char *sid, struct ship_line *sl, int m, bson_t *order)
-{
-	for (int attempt = 0; attempt < 20; attempt++) {
-		bson_oid_t products[MAX_SHIP_LINES];
-		int64_t qty[MAX_SHIP_LINES], shipped[MAX_SHIP_LINES];
-		bson_t set = BSON_INITIALIZER, lines, line, pending, out = BSON_INITIALIZER;
-		bson_iter_t it, arr, field;
-		int n = lines_of(order, products, qty, shipped), rc;
-
-		/* a retry of this shipment: claimed already */
-		if (bson_iter_init_find(&it, order, "_pending_shipments") &&
-		    bson_iter_recurse(&it, &arr))
-			while (bson_iter_next(&arr))
-				if (BSON_ITER_HOLDS_UTF8(&arr) &&
-				    strcmp(bson_iter_utf8(&arr, NULL), sid) == 0) {
-					bson_destroy(&set);
-					bson_destroy(&out);
-					return TR_OK;
-				}
-		for (int j = 0; j < m; j++)
-			if (sl[j].quantity > qty[sl[j].index] - shipped[sl[j].index]) {
-				char *f = tr_arena_alloc(c->req->arena, 32),
-				     *msg = tr_arena_alloc(c->req->arena, 96);
-				snprintf(f, 32, "lines[%d]", j);
-				snprintf(msg, 96, "%lld remains to ship",
-					 (long long)(qty[sl[j].index] - shipped[sl[j].index]));
-				tr_problem(c, 409, "conflict", "more than remains to ship");
-				tr_problem_field(c, f, msg);
-				bson_destroy(&set);
-				bson_destroy(&out);
-				return TR_ELIMIT;
-			}
-		/* the lines again, with what ships now added */
-		BSON_APPEND_ARRAY_BEGIN(&set, "lines", &lines);
-		int i = 0;
-		if (bson_iter_init_find(&it, order, "lines") && bson_iter_recurse(&it, &arr))
-			while (bson_iter_next(&arr)) {
-				char key[16];
-				const char *k;
-				int64_t add = 0;
-				for (int j = 0; j < m; j++)
-					if (sl[j].index == i)
-						add = sl[j].quantity;
-				bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
-				BSON_APPEND_DOCUMENT_BEGIN(&lines, k, &line);
-				bool more = bson_iter_recurse(&arr, &field);
-				while (more && bson_iter_next(&field)) {
-					if (strcmp(bson_iter_key(&field), "shipped") == 0)
-						BSON_APPEND_INT64(&line, "shipped",
-								  bson_iter_as_int64(&field) + add);
-					else
-						bson_append_iter(&line, NULL, 0, &field);
-				}
-				bson_append_document_end(&lines, &line);
-				i++;
-			}
-		bson_append_array_end(&set, &lines);
-		BSON_APPEND_ARRAY_BEGIN(&set, "_pending_shipments", &pending);
-		int np = 0;
-		if (bson_iter_init_find(&it, order, "_pending_shipments") &&
-		    bson_iter_recurse(&it, &arr))
-			while (bson_iter_next(&arr)) {
-				char key[16];
-				const char *k;
-				bson_uint32_to_string((uint32_t)np++, &k, key, sizeof(key));
-				bson_append_iter(&pending, k, -1, &arr);
-			}
-		char key[16];
-		const char *k;
-		bson_uint32_to_string((uint32_t)np, &k, key, sizeof(key));
-		BSON_APPEND_UTF8(&pending, k, sid);
-		bson_append_array_end(&set, &pending);
-		rc = tr_db_update(c->db, ERP_ORDERS, id, tr_doc_int(order, "version", 0), &set,
-				  NULL, &out);
-		bson_destroy(&set);
-		(void)n;
-		if (rc != TR_EVERSION) {
-			if (rc == TR_OK) {
-				bson_destroy(order);
-				bson_copy_to(&out, order);
-			}
-			bson_destroy(&out);
-			return rc;
-		}
-		bson_destroy(&out);
-		bson_destroy(order);
-		if ((rc = tr_db_get(c->db, ERP_ORDERS, id, order)) != TR_OK)
-			return rc;
-	}
-	return TR_EBUSY;
-}
-
-/* The order without the shipment pending, and its status once all has
- * shipped. */
-static int
-settle_order(struct tr_db *db, const char *id, const char *sid, bson_t *out)
-{
-	for (int attempt = 0; attempt < 20; attempt++) {
-		bson_t order, set = BSON_INITIALIZER, pending;
-		bson_iter_t it, arr;
-		int np = 0, rc = tr_db_get(db, ERP_ORDERS, id, &order);
-		if (rc != TR_OK) {
-			bson_destroy(&order);
-			bson_destroy(&set);
-			return rc;
-		}
-		BSON_APPEND_ARRAY_BEGIN(&set, "_pending_shipments", &pending);
-		if (bson_iter_init_find(&it, &order, "_pending_shipments") &&
-		    bson_iter_recurse(&it, &arr))
-			while (bson_iter_next(&arr))
-				if (!BSON_ITER_HOLDS_UTF8(&arr) ||
-				    strcmp(bson_iter_utf8(&arr, NULL), sid) != 0) {
-					char key[16];
-					const char *k;
-					bson_uint32_to_string((uint32_t)np++, &k, key, sizeof(key));
-					bson_append_iter(&pending, k, -1, &arr);
-				}
-		bson_append_array_end(&set, &pending);
-		const char *status = tr_doc_str(&order, "status");
-		if (status && erp_order_fully_shipped(&order)) {
-			if (strcmp(status, "paid") == 0)
-				BSON_APPEND_UTF8(&set, "status", "completed");
-			else if (strcmp(status, "confirmed") == 0)
-				BSON_APPEND_UTF8(&set, "status", "shipped");
-		}
-		bson_destroy(out);
-		rc = tr_db_update(db, ERP_ORDERS, id, tr_doc_int(&order, "version", 0), &set, NULL,
-				  out);
-		bson_destroy(&order);
-		bson_destroy(&set);
-		if (rc != TR_EVERSION)
-			return rc;
-	}
-	return TR_EBUSY;
+	if (!status || !erp_order_fully_shipped(order))
+		return NULL;
+	if (strcmp(status, "paid") == 0)
+		return "completed";
+	return strcmp(status, "confirmed") == 0 ? "shipped" : NULL;
 }
 
 void
@@ -295,9 +66,9 @@ erp_order_ship(struct tr_ctx *c)
 {
 	bson_t order = BSON_INITIALIZER, doc = BSON_INITIALIZER, stored = BSON_INITIALIZER,
 	       settled = BSON_INITIALIZER, lines;
-	bson_oid_t products[MAX_SHIP_LINES], oid, wid, soid;
-	int64_t qty[MAX_SHIP_LINES], shipped[MAX_SHIP_LINES], total_cost = 0;
-	struct ship_line *sl = tr_arena_alloc(c->req->arena, MAX_SHIP_LINES * sizeof(*sl));
+	bson_oid_t products[ERP_MAX_DOC_LINES], oid, wid, soid;
+	int64_t qty[ERP_MAX_DOC_LINES], shipped[ERP_MAX_DOC_LINES], total_cost = 0;
+	struct erp_claim *sl = tr_arena_alloc(c->req->arena, ERP_MAX_DOC_LINES * sizeof(*sl));
 	char id[25], sid[25], wh[25], seed[160], op[96];
 	int m, rc;
 
@@ -314,8 +85,8 @@ erp_order_ship(struct tr_ctx *c)
 		tr_problem(c, 409, "conflict", "only a confirmed order ships");
 		goto out;
 	}
-	int n = lines_of(&order, products, qty, shipped);
-	if ((m = read_lines(c, products, n, sl)) < 0)
+	int n = erp_lines_of(&order, "shipped", products, qty, shipped);
+	if ((m = erp_read_claim(c, products, n, sl)) < 0)
 		goto out;
 	tr_doc_oid(&order, "_id", &oid);
 	bson_oid_to_string(&oid, id);
@@ -335,7 +106,8 @@ erp_order_ship(struct tr_ctx *c)
 	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
 	sodium_bin2hex(sid, sizeof(sid), digest, 12);
 
-	if ((rc = claim(c, id, sid, sl, m, &order)) != TR_OK) {
+	if ((rc = erp_claim_lines(c, ERP_ORDERS, id, "shipped", "_pending_shipments", sid, sl, m,
+				  &order)) != TR_OK) {
 		if (rc != TR_ELIMIT)
 			tr_problem_from_err(c, rc);
 		goto out;
@@ -423,7 +195,8 @@ erp_order_ship(struct tr_ctx *c)
 		rc = tr_db_get(c->db, ERP_SHIPMENTS, sid, &stored);
 	}
 	if (rc == TR_OK)
-		rc = settle_order(c->db, id, sid, &settled);
+		rc = erp_unpend(c->db, ERP_ORDERS, id, "_pending_shipments", sid,
+				order_status_after, &settled);
 	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
 		goto out;

@@ -122,19 +122,6 @@ erp_at_average(void *arg, const struct tr_reg_state *state, struct tr_reg_delta 
 	return true;
 }
 
-/* The counters of a movement (deltas or after), by name. */
-static int64_t
-member(const bson_t *movement, const char *doc, const char *counter)
-{
-	bson_iter_t it, sub;
-
-	if (bson_iter_init_find(&it, movement, doc) && BSON_ITER_HOLDS_DOCUMENT(&it) &&
-	    bson_iter_recurse(&it, &sub) && bson_iter_find(&sub, counter) &&
-	    BSON_ITER_HOLDS_NUMBER(&sub))
-		return bson_iter_as_int64(&sub);
-	return 0;
-}
-
 /* ---- the record ---- */
 
 /* Completes a move record from its movements: the value change and the
@@ -146,12 +133,12 @@ finish_record(bson_t *doc, const char *currency, const bson_t *out, const bson_t
 	bson_t m, legs, leg;
 
 	BSON_APPEND_DOCUMENT_BEGIN(doc, "value", &m);
-	BSON_APPEND_INT64(&m, "amount", member(out, "deltas", "value"));
+	BSON_APPEND_INT64(&m, "amount", erp_counter(out, "deltas", "value"));
 	BSON_APPEND_UTF8(&m, "currency", currency);
 	bson_append_document_end(doc, &m);
-	BSON_APPEND_INT64(doc, "on_hand_after", member(out, "after", "on_hand"));
+	BSON_APPEND_INT64(doc, "on_hand_after", erp_counter(out, "after", "on_hand"));
 	if (in)
-		BSON_APPEND_INT64(doc, "to_on_hand_after", member(in, "after", "on_hand"));
+		BSON_APPEND_INT64(doc, "to_on_hand_after", erp_counter(in, "after", "on_hand"));
 	BSON_APPEND_ARRAY_BEGIN(doc, "_legs", &legs);
 	for (int i = 0; i < (in ? 2 : 1); i++) {
 		const bson_t *mv = i ? in : out;
@@ -264,7 +251,7 @@ post_arrival(struct tr_db *db, const struct plan *p, const bson_t *out, const bs
 {
 	char op[64];
 	bool replayed;
-	int64_t q = p->quantity, cost = -member(out, "deltas", "value");
+	int64_t q = p->quantity, cost = -erp_counter(out, "deltas", "value");
 	struct tr_reg_delta d[] = {{"on_hand", q}, {"available", q}, {"value", cost}};
 
 	snprintf(op, sizeof(op), "erp.move:%s:in", p->id_hex);
@@ -277,7 +264,7 @@ static void
 insufficient(struct tr_ctx *c, const bson_t *state)
 {
 	char *m = tr_arena_alloc(c->req->arena, 160);
-	int64_t available = member(state, "values", "available");
+	int64_t available = erp_counter(state, "values", "available");
 
 	snprintf(m, 160, "the warehouse has %lld available", (long long)available);
 	tr_problem(c, 409, "insufficient-stock", m);
@@ -395,16 +382,16 @@ read_plan(struct tr_ctx *c, const bson_t *set, struct plan *p)
 	return ok;
 }
 
+static bool post_move(struct tr_ctx *c, struct plan *p, bson_t *set);
+
 /* The create hook of a move: checks, posts its movements and completes
  * the record the engine then inserts. */
 static bool
 move_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	struct plan p = {0};
-	bson_t product = BSON_INITIALIZER, meta = BSON_INITIALIZER, out = BSON_INITIALIZER,
-	       in = BSON_INITIALIZER;
-	bool ok = false, replayed;
-	int rc;
+	bson_t product = BSON_INITIALIZER;
+	bool ok = false;
 
 	(void)e;
 	(void)old;
@@ -427,6 +414,22 @@ move_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson
 		}
 	}
 	bson_oid_init(&p.id, NULL);
+	ok = post_move(c, &p, set);
+done:
+	bson_destroy(&product);
+	return ok;
+}
+
+/* Posts a checked move under p->id: its movements, its entry, and the
+ * record's remaining fields into set (which the caller inserts). */
+static bool
+post_move(struct tr_ctx *c, struct plan *p_, bson_t *set)
+{
+	struct plan p = *p_;
+	bson_t meta = BSON_INITIALIZER, out = BSON_INITIALIZER, in = BSON_INITIALIZER;
+	bool ok = false, replayed;
+	int rc;
+
 	bson_oid_to_string(&p.id, p.id_hex);
 	stock_key(p.key, sizeof(p.key), &p.product, &p.warehouse);
 	if (p.transfer)
@@ -484,7 +487,7 @@ move_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson
 			goto done;
 		}
 	}
-	rc = post_entry(c->db, p.id_hex, p.kind, member(&out, "deltas", "value"), p.currency);
+	rc = post_entry(c->db, p.id_hex, p.kind, erp_counter(&out, "deltas", "value"), p.currency);
 	if (rc != TR_OK) { /* the settle job posts it */
 		tr_problem_from_err(c, rc);
 		goto done;
@@ -492,11 +495,58 @@ move_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson
 	finish_record(set, p.currency, &out, p.transfer ? &in : NULL);
 	ok = true;
 done:
-	bson_destroy(&product);
 	bson_destroy(&meta);
 	bson_destroy(&out);
 	bson_destroy(&in);
 	return ok;
+}
+
+int
+erp_stock_receive(struct tr_ctx *c, const struct erp_receipt *r, bson_t *stored)
+{
+	struct plan p = {0};
+	bson_t set = BSON_INITIALIZER, product = BSON_INITIALIZER, cost;
+	char hex[25];
+	int rc = TR_OK;
+
+	bson_init(stored);
+	bson_oid_to_string(&r->id, hex);
+	bson_destroy(stored);
+	if ((rc = tr_db_get(c->db, ERP_MOVES, hex, stored)) != TR_ENOTFOUND) /* done before */
+		goto out;
+	BSON_APPEND_UTF8(&set, "kind", "receipt");
+	BSON_APPEND_OID(&set, "product_id", &r->product);
+	BSON_APPEND_OID(&set, "warehouse_id", &r->warehouse);
+	BSON_APPEND_INT64(&set, "quantity", r->quantity);
+	BSON_APPEND_DOCUMENT_BEGIN(&set, "unit_cost", &cost);
+	BSON_APPEND_INT64(&cost, "amount", r->unit_cost);
+	BSON_APPEND_UTF8(&cost, "currency", r->currency);
+	bson_append_document_end(&set, &cost);
+	if (r->reference)
+		BSON_APPEND_UTF8(&set, "reference", r->reference);
+	rc = TR_EINVALID;
+	bson_destroy(&product);
+	if (!read_plan(c, &set, &p) || !load_refs(c, &p, &product))
+		goto out;
+	if (strcmp(r->currency, p.currency) != 0) {
+		tr_problem(c, 409, "conflict", "the product's stock is valued in another currency");
+		goto out;
+	}
+	p.id = r->id;
+	if (!post_move(c, &p, &set))
+		goto out;
+	bson_destroy(stored);
+	rc = tr_db_insert(c->db, ERP_MOVES, &set, stored);
+	if (rc == TR_EDUPLICATE) {
+		bson_destroy(stored);
+		rc = tr_db_get(c->db, ERP_MOVES, hex, stored);
+	} else if (rc == TR_OK) {
+		tr_res_emit(c, &erp_moves, "erp.stock.moved", stored);
+	}
+out:
+	bson_destroy(&set);
+	bson_destroy(&product);
+	return rc;
 }
 
 const struct tr_resource erp_moves = {
@@ -664,7 +714,7 @@ erp_move_reverse(struct tr_ctx *c)
 			snprintf(cur, sizeof(cur), "%s", bson_iter_utf8(&sub, NULL));
 		finish_record(&set, cur, &mv[0], n == 2 ? &mv[1] : NULL);
 		rc = post_entry(c->db, id_hex, tr_doc_str(&move, "kind"),
-				member(&mv[0], "deltas", "value"), cur);
+				erp_counter(&mv[0], "deltas", "value"), cur);
 		if (rc != TR_OK) {
 			tr_problem_from_err(c, rc);
 			goto free_mv;
@@ -732,11 +782,11 @@ stock_item(void *arg, const bson_t *slot)
 	BSON_APPEND_DOCUMENT_BEGIN(w->items, k, &item);
 	BSON_APPEND_UTF8(&item, "product_id", phex);
 	BSON_APPEND_UTF8(&item, "warehouse_id", whex);
-	BSON_APPEND_INT64(&item, "on_hand", member(&state, "values", "on_hand"));
-	BSON_APPEND_INT64(&item, "reserved", member(&state, "values", "reserved"));
-	BSON_APPEND_INT64(&item, "available", member(&state, "values", "available"));
+	BSON_APPEND_INT64(&item, "on_hand", erp_counter(&state, "values", "on_hand"));
+	BSON_APPEND_INT64(&item, "reserved", erp_counter(&state, "values", "reserved"));
+	BSON_APPEND_INT64(&item, "available", erp_counter(&state, "values", "available"));
 	BSON_APPEND_DOCUMENT_BEGIN(&item, "value", &money);
-	BSON_APPEND_INT64(&money, "amount", member(&state, "values", "value"));
+	BSON_APPEND_INT64(&money, "amount", erp_counter(&state, "values", "value"));
 	BSON_APPEND_UTF8(&money, "currency", cur);
 	bson_append_document_end(&item, &money);
 	BSON_APPEND_INT64(&item, "seq", tr_doc_int(&state, "seq", 0));
@@ -811,7 +861,7 @@ claim_or_find(struct tr_db *db, const char *key, const char *op, bson_t *mv, boo
 	bson_destroy(mv);
 	rc = tr_register_post(db, &post, mv, &replayed);
 	/* replayed: the writer posted it after all, a moment ago */
-	*found = rc == TR_OK && replayed && member(mv, "deltas", "on_hand") != 0;
+	*found = rc == TR_OK && replayed && erp_counter(mv, "deltas", "on_hand") != 0;
 	return rc;
 }
 
@@ -868,7 +918,7 @@ settle_move(struct tr_db *db, const char *tenant, const char *id, const char *ke
 	    BSON_ITER_HOLDS_UTF8(&sub))
 		cur = bson_iter_utf8(&sub, NULL);
 	rc = post_entry(db, id, tr_doc_str(&move, "kind") ? tr_doc_str(&move, "kind") : "",
-			member(&out, "deltas", "value"), cur ? cur : "");
+			erp_counter(&out, "deltas", "value"), cur ? cur : "");
 	if (rc != TR_OK)
 		goto out;
 	finish_record(&doc, cur ? cur : "", &out, to_key ? &in : NULL);

@@ -372,3 +372,46 @@ def test_a_bad_shipment_is_422_and_ships_nothing(stack, owner, lines, field):
     other = signup(stack)
     check_problem(ship(stack, other, order, [{"product_id": product_id, "quantity": 1}]), 404)
     assert_inventory_invariants(stack, owner)
+
+
+# ---------------------------------------------------------------------------
+# reports
+# ---------------------------------------------------------------------------
+
+def test_stock_valuation_equals_the_inventory_account(stack, owner):
+    w = make_warehouse(stack, owner)
+    a, b = make_product(stack, owner), make_product(stack, owner)
+    receive(stack, owner, a, w, 3, 101)
+    receive(stack, owner, b, w, 2, 50)
+    order = make_order(stack, owner, w, [line(a, 1, 300)])
+    assert act(stack, owner, order, "confirm").status_code == 200
+    assert ship(stack, owner, order, [{"product_id": a["id"], "quantity": 1}]).status_code == 201
+    r = call(stack, owner, "GET", "/v1/erp/reports/stock-valuation")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    values = {i["product_id"]: (i["on_hand"], i["value"]["amount"]) for i in body["items"]}
+    assert values == {a["id"]: (2, 202), b["id"]: (2, 100)}, values
+    assert body["totals"] == [{"currency": "EUR", "stock": money(302), "inventory_account": money(302),
+                               "equal": True}]
+    assert_inventory_invariants(stack, owner)
+
+
+def test_receivables_age_by_days_past_due(stack, owner):
+    import datetime
+    first = confirmed_order(stack, owner)   # 24.00 open
+    inv1 = act(stack, owner, first, "invoice").json()
+    second = confirmed_order(stack, owner)
+    inv2 = act(stack, owner, second, "invoice").json()
+    assert pay(stack, owner, second, 400).status_code == 201  # 20.00 open
+    due = datetime.datetime.strptime(inv1["due_at"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    now = call(stack, owner, "GET", "/v1/erp/reports/ar-aging").json()
+    assert now["buckets"] == {"current": 4400, "1_30": 0, "31_60": 0, "61_90": 0, "90_plus": 0}
+    assert now["total"] == money(4400)
+    later = (due + datetime.timedelta(days=45)).strftime("%Y-%m-%d")
+    aged = call(stack, owner, "GET", "/v1/erp/reports/ar-aging", params={"at": later}).json()
+    assert aged["buckets"]["31_60"] == 4400, aged
+    assert {i["number"]: i["open"]["amount"] for i in aged["invoices"]} == {
+        inv1["number"]: 2400, inv2["number"]: 2000}
+    check_problem(call(stack, owner, "GET", "/v1/erp/reports/ar-aging", params={"at": "soon"}), 422)
+    keeper = user_session(stack, owner, ["warehouse"])
+    check_problem(call(stack, keeper, "GET", "/v1/erp/reports/ar-aging"), 403)

@@ -1,0 +1,47 @@
+/* Small helpers the ERP's files share (erp.h). */
+#include <stdio.h>
+#include <string.h>
+
+#include "erp.h"
+
+int64_t
+erp_counter(const bson_t *doc, const char *sub, const char *name)
+{
+	bson_iter_t it, child;
+
+	if (bson_iter_init_find(&it, doc, sub) && BSON_ITER_HOLDS_DOCUMENT(&it) &&
+	    bson_iter_recurse(&it, &child) && bson_iter_find(&child, name) &&
+	    BSON_ITER_HOLDS_NUMBER(&child))
+		return bson_iter_as_int64(&child);
+	return 0;
+}
+
+int64_t
+erp_after(const bson_t *movement, const char *counter)
+{
+	return erp_counter(movement, "after", counter);
+}
+
+int64_t
+erp_money_amount(const bson_t *doc, const char *field)
+{
+	bson_iter_t it, sub;
+	char path[64];
+
+	snprintf(path, sizeof(path), "%s.amount", field);
+	if (bson_iter_init(&it, doc) && bson_iter_find_descendant(&it, path, &sub) &&
+	    BSON_ITER_HOLDS_NUMBER(&sub))
+		return bson_iter_as_int64(&sub);
+	return 0;
+}
+
+void
+erp_append_money(bson_t *doc, const char *name, int64_t amount, const char *currency)
+{
+	bson_t m;
+
+	BSON_APPEND_DOCUMENT_BEGIN(doc, name, &m);
+	BSON_APPEND_INT64(&m, "amount", amount);
+	BSON_APPEND_UTF8(&m, "currency", currency);
+	bson_append_document_end(doc, &m);
+}
