@@ -131,15 +131,26 @@ post_lines(struct tr_db *db, const char *id, const char *memo, const char *curre
 }
 
 /* Changes the order (status and more) on its current version, reading it
- * again when another writer changed it meanwhile. */
+ * again when another writer changed it meanwhile, as long as its status is
+ * one of from (TR_ELIMIT when it is not: cancelled meanwhile, say). */
 static int
-update_order(struct tr_db *db, const char *id, const char *status, const bson_t *more, bson_t *out)
+update_order(struct tr_db *db, const char *id, const char *const *from, const char *status,
+	     const bson_t *more, bson_t *out)
 {
 	int rc = TR_EVERSION;
 
 	for (int attempt = 0; attempt < 20 && rc == TR_EVERSION; attempt++) {
 		bson_t order, set = BSON_INITIALIZER;
 		if ((rc = tr_db_get(db, ERP_ORDERS, id, &order)) == TR_OK) {
+			const char *now = tr_doc_str(&order, "status");
+			bool allowed = false;
+			for (const char *const *f = from; *f && now; f++)
+				allowed |= strcmp(*f, now) == 0;
+			if (!allowed) {
+				bson_destroy(&order);
+				bson_destroy(&set);
+				return TR_ELIMIT;
+			}
 			BSON_APPEND_UTF8(&set, "status", status);
 			if (more)
 				bson_concat(&set, more);
@@ -207,7 +218,7 @@ erp_order_invoice(struct tr_ctx *c)
 	rc = tr_register_post(c->db, &open_post, &mv, &replayed);
 	bson_destroy(&mv);
 	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
+		erp_unfinished(c, rc);
 		goto out;
 	}
 
@@ -215,7 +226,7 @@ erp_order_invoice(struct tr_ctx *c)
 	struct erp_line lines[3] = {{"1200", total, 0}, {"4000", 0, net}, {"2100", 0, tax}};
 	snprintf(memo, sizeof(memo), "invoice %s, order %s", number, id);
 	if ((rc = post_lines(c->db, inv, memo, currency, "invoice", lines, 3)) != TR_OK) {
-		tr_problem_from_err(c, rc);
+		erp_unfinished(c, rc);
 		goto out;
 	}
 
@@ -232,13 +243,18 @@ erp_order_invoice(struct tr_ctx *c)
 		rc = tr_db_get(c->db, ERP_INVOICES, inv, &stored);
 	}
 	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
+		erp_unfinished(c, rc);
 		goto out;
 	}
 	BSON_APPEND_OID(&more, "invoice_id", &inv_oid);
-	rc = update_order(c->db, id, "invoiced", &more, &updated);
+	static const char *const invoiceable[] = {"confirmed", "shipped", "invoiced", NULL};
+	rc = update_order(c->db, id, invoiceable, "invoiced", &more, &updated);
+	if (rc == TR_ELIMIT) {
+		tr_problem(c, 409, "conflict", "the order was cancelled meanwhile");
+		goto out;
+	}
 	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
+		erp_unfinished(c, rc);
 		goto out;
 	}
 	char *loc = tr_arena_alloc(c->req->arena, 64);
@@ -306,8 +322,30 @@ erp_order_pay(struct tr_ctx *c)
 	bson_destroy(&order);
 	if (!tr_res_load(c, &erp_orders, tr_param(c, 0), &order))
 		goto out;
+	tr_doc_oid(&order, "_id", &oid);
+	bson_oid_to_string(&oid, id);
+	/* one payment per Idempotency-Key (and caller): a retried request is the
+	 * same payment, and finishes it whatever the order became since */
+	if (c->req->idempotency_key)
+		snprintf(seed, sizeof(seed), "payment:%s:%s:%.100s", id, c->req->principal.user_hex,
+			 c->req->idempotency_key);
+	else {
+		bson_oid_t fresh;
+		char hex[25];
+		bson_oid_init(&fresh, NULL);
+		bson_oid_to_string(&fresh, hex);
+		snprintf(seed, sizeof(seed), "payment:%s", hex);
+	}
+	derived_id(seed, pid);
+	bson_oid_init_from_string(&poid, pid);
+	snprintf(op, sizeof(op), "erp.payment:%s", pid);
+	bson_t prior;
+	bool begun = false;
+	if (tr_register_find_op(c->db, op, &prior, &begun) != TR_OK)
+		begun = false;
+	bson_destroy(&prior);
 	const char *status = tr_doc_str(&order, "status");
-	if (!status || (strcmp(status, "invoiced") != 0)) {
+	if (!begun && (!status || strcmp(status, "invoiced") != 0)) {
 		tr_problem(c, 409, "conflict",
 			   status && strcmp(status, "paid") == 0
 			       ? "the order is paid already"
@@ -325,23 +363,9 @@ erp_order_pay(struct tr_ctx *c)
 	int64_t amount = erp_money_amount(&set, "amount"),
 		total = erp_money_amount(&order, "total");
 	const char *method = tr_arena_strdup(c->req->arena, tr_doc_str(&set, "method"));
-	tr_doc_oid(&order, "_id", &oid);
-	bson_oid_to_string(&oid, id);
 	if (tr_doc_oid(&order, "invoice_id", &inv_oid))
 		bson_oid_to_string(&inv_oid, inv);
 
-	/* one payment per Idempotency-Key: a retried request is the same one */
-	if (c->req->idempotency_key)
-		snprintf(seed, sizeof(seed), "payment:%s:%.100s", id, c->req->idempotency_key);
-	else {
-		bson_oid_t fresh;
-		char hex[25];
-		bson_oid_init(&fresh, NULL);
-		bson_oid_to_string(&fresh, hex);
-		snprintf(seed, sizeof(seed), "payment:%s", hex);
-	}
-	derived_id(seed, pid);
-	bson_oid_init_from_string(&poid, pid);
 	snprintf(rkey, sizeof(rkey), "erp.receivable/%s", id);
 	snprintf(op, sizeof(op), "erp.payment:%s", pid);
 	struct tr_reg_delta d[] = {{"open", -amount}};
@@ -373,7 +397,7 @@ erp_order_pay(struct tr_ctx *c)
 		 strcmp(method, "cash") == 0 ? "1000" : "1100");
 	snprintf(memo, sizeof(memo), "payment of order %s", id);
 	if ((rc = post_lines(c->db, pid, memo, currency, "payment", lines, 2)) != TR_OK) {
-		tr_problem_from_err(c, rc);
+		erp_unfinished(c, rc);
 		goto out;
 	}
 	BSON_APPEND_OID(&set, "_id", &poid);
@@ -385,7 +409,7 @@ erp_order_pay(struct tr_ctx *c)
 		rc = tr_db_get(c->db, ERP_PAYMENTS, pid, &stored);
 	}
 	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
+		erp_unfinished(c, rc);
 		goto out;
 	}
 	if (*inv)
@@ -396,7 +420,9 @@ erp_order_pay(struct tr_ctx *c)
 		bool shipped = tr_db_get(c->db, ERP_ORDERS, id, &now) == TR_OK &&
 			       erp_order_fully_shipped(&now);
 		bson_destroy(&now);
-		rc = update_order(c->db, id, shipped ? "completed" : "paid", NULL, &paid_order);
+		static const char *const payable[] = {"invoiced", "paid", "completed", NULL};
+		rc = update_order(c->db, id, payable, shipped ? "completed" : "paid", NULL,
+				  &paid_order);
 		char once[64];
 		snprintf(once, sizeof(once), "erp.order.paid:%s", id);
 		if (rc == TR_OK && tr_db_once(c->db, once) == TR_OK)

@@ -77,12 +77,13 @@ int erp_lines_of(const bson_t *doc, const char *done_field, bson_oid_t *products
  * record's line of that product; -1 after field errors. */
 int erp_read_claim(struct tr_ctx *c, const bson_oid_t *products, int n, struct erp_claim *out);
 /* Adds the part's quantities to the lines' done_field and names part sid
- * in pending_field, on the record's version (read again when it moved);
+ * in pending_field, on the record's version (read again when it moved),
+ * while the record's status is one of statuses;
  * TR_ELIMIT after a 409 when more than remains. *doc becomes the record as
  * stored. A part already pending is claimed already: TR_OK. */
 int erp_claim_lines(struct tr_ctx *c, const char *coll, const char *id, const char *done_field,
 		    const char *pending_field, const char *sid, const struct erp_claim *sl, int m,
-		    bson_t *doc);
+		    const char *const *statuses, bson_t *doc);
 /* The record without part sid pending, and the status status_of says
  * (NULL: unchanged); *out the record as stored. */
 int erp_unpend(struct tr_db *db, const char *coll, const char *id, const char *pending_field,
@@ -146,6 +147,11 @@ int64_t erp_after(const bson_t *movement, const char *counter);
 int64_t erp_money_amount(const bson_t *doc, const char *field);
 /* {"amount", "currency"} as doc.name. */
 void erp_append_money(bson_t *doc, const char *name, int64_t amount, const char *currency);
+
+/* A failure after the first write of a change that a retry finishes: 503
+ * with Retry-After (never stored as the key's answer, so asking again with
+ * the same Idempotency-Key runs the idempotent steps again). */
+void erp_unfinished(struct tr_ctx *c, int rc);
 
 /* q * num / den rounded half to even, for exact money from quantities;
  * false when the result does not fit (or den is 0). */

@@ -142,8 +142,10 @@ date_ok(const char *s, int *yyyymm)
 	int y, m, d;
 	char tail;
 
-	if (!s || strlen(s) != 10 || sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 ||
-	    s[4] != '-' || s[7] != '-' || y < 1900 || y > 9999 || m < 1 || m > 12 || d < 1)
+	if (!s || strlen(s) != 10 || strspn(s, "0123456789") != 4 ||
+	    strspn(s + 5, "0123456789") != 2 || strspn(s + 8, "0123456789") != 2 ||
+	    sscanf(s, "%4d-%2d-%2d%c", &y, &m, &d, &tail) != 3 || s[4] != '-' || s[7] != '-' ||
+	    y < 1900 || y > 9999 || m < 1 || m > 12 || d < 1)
 		return false;
 	static const int days[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
 	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
@@ -626,7 +628,9 @@ post_and_answer(struct tr_ctx *c, const struct erp_entry *en, const char *op)
 		char *loc = tr_arena_alloc(c->req->arena, 64);
 		snprintf(loc, 64, "/v1/erp/journal/%s", tr_doc_str(&out, "id"));
 		c->resp->location = loc;
-		tr_emit(c, "erp.ledger", "erp.journal.posted", tr_doc_str(&out, "id"), &out);
+		if (!replayed)
+			tr_emit(c, "erp.ledger", "erp.journal.posted", tr_doc_str(&out, "id"),
+				&out);
 		tr_reply_json(c, replayed ? 200 : 201, &out);
 	}
 	bson_destroy(&movement);

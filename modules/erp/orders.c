@@ -170,6 +170,13 @@ read_line(struct tr_ctx *c, bson_iter_t *it, int i, const char *currency, struct
 	} else {
 		l->scale = tr_doc_int(&product, "uom_scale", 0);
 		l->tax_rate_bp = tr_doc_int(&product, "tax_rate_bp", 0);
+		/* its stock is valued in its price's currency: the order's */
+		bson_iter_t pit, psub;
+		if (currency && (!bson_iter_init(&pit, &product) ||
+				 !bson_iter_find_descendant(&pit, "price.currency", &psub) ||
+				 !BSON_ITER_HOLDS_UTF8(&psub) ||
+				 strcmp(bson_iter_utf8(&psub, NULL), currency) != 0))
+			LINE_ERR("product_id", "names a product priced in another currency");
 	}
 	bson_destroy(&product);
 	if (!ok)
@@ -192,14 +199,15 @@ price_lines(struct tr_ctx *c, const char *currency, bson_t *set)
 {
 	bson_iter_t it, arr;
 	struct erp_order_line l;
+	bson_oid_t *seen = tr_arena_alloc(c->req->arena, MAX_ORDER_LINES * sizeof(*seen));
 	int64_t net = 0, tax = 0, total = 0;
 	int i = 0;
 	bool ok = true;
 	bson_t lines, line;
 	char hex[25];
 
-	if (!bson_iter_init_find(&it, &c->req->body, "lines") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-	    !bson_iter_recurse(&it, &arr)) {
+	if (!seen || !bson_iter_init_find(&it, &c->req->body, "lines") ||
+	    !BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &arr)) {
 		tr_problem_field(c, "lines", "must be an array of 1 to 100 lines");
 		return false;
 	}
@@ -215,6 +223,15 @@ price_lines(struct tr_ctx *c, const char *currency, bson_t *set)
 			i++;
 			continue;
 		}
+		for (int j = 0; j < i && ok; j++)
+			if (bson_oid_equal(&seen[j], &l.product)) {
+				char *f = tr_arena_alloc(c->req->arena, 32);
+				snprintf(f, 32, "lines[%d].product_id", i);
+				tr_problem_field(c, f,
+						 "is on another line already: add the quantities");
+				ok = false;
+			}
+		seen[i] = l.product;
 		ok &= !__builtin_add_overflow(net, l.net, &net) &&
 		      !__builtin_add_overflow(tax, l.tax, &tax) &&
 		      !__builtin_add_overflow(total, l.total, &total);
@@ -535,65 +552,107 @@ out:
 	bson_destroy(&more);
 }
 
+/* Releases the reservations an order names (each reversal once, by its own
+ * id, so asking again finishes what an earlier attempt left). */
+static int
+release_named(struct tr_db *db, const bson_t *order)
+{
+	bson_iter_t it, arr, item;
+	int rc = TR_OK;
+
+	if (!bson_iter_init_find(&it, order, "_reservations") || !bson_iter_recurse(&it, &arr))
+		return TR_OK;
+	while (rc == TR_OK && bson_iter_next(&arr)) {
+		const char *key = NULL;
+		long long seq = 0;
+		bson_t mv;
+		bool replayed;
+		if (!bson_iter_recurse(&arr, &item))
+			continue;
+		while (bson_iter_next(&item)) {
+			if (strcmp(bson_iter_key(&item), "key") == 0 && BSON_ITER_HOLDS_UTF8(&item))
+				key = bson_iter_utf8(&item, NULL);
+			else if (strcmp(bson_iter_key(&item), "seq") == 0)
+				seq = bson_iter_as_int64(&item);
+		}
+		if (!key)
+			continue;
+		rc = tr_register_reverse(db, key, seq, false, 0, NULL, &mv, &replayed);
+		bson_destroy(&mv);
+	}
+	return rc;
+}
+
+/* Cancelling takes the order first (a version-checked write to
+ * "cancelled", so no shipment or invoice can start after it), then
+ * releases what it reserved and notes it; a cancel asked again finishes a
+ * release an earlier attempt left halfway. */
 void
 erp_order_cancel(struct tr_ctx *c)
 {
-	bson_t order = BSON_INITIALIZER, stored = BSON_INITIALIZER;
+	bson_t order = BSON_INITIALIZER, stored = BSON_INITIALIZER, done = BSON_INITIALIZER,
+	       released = BSON_INITIALIZER;
 	bson_oid_t oid;
 	char id[25];
-	bson_iter_t it, arr, item;
-	int rc = TR_OK;
+	int rc;
 
 	bson_destroy(&order);
 	if (!tr_res_load(c, &erp_orders, tr_param(c, 0), &order))
 		goto out;
-	const char *status = tr_doc_str(&order, "status");
-	if (!tr_res_move_ok(c, &erp_orders, status, "cancelled", "cancel", NULL, &order))
-		goto out;
-	if (erp_order_any_shipped(&order)) {
-		tr_problem(c, 409, "conflict",
-			   "part of the order has shipped: it is not cancelled");
-		goto out;
-	}
 	tr_doc_oid(&order, "_id", &oid);
 	bson_oid_to_string(&oid, id);
-	/* what is reserved goes back (each reversal once, by its own id) */
-	if (bson_iter_init_find(&it, &order, "_reservations") && bson_iter_recurse(&it, &arr))
-		while (rc == TR_OK && bson_iter_next(&arr)) {
-			const char *key = NULL;
-			long long seq = 0;
-			bson_t mv;
-			bool replayed;
-			if (!bson_iter_recurse(&arr, &item))
-				continue;
-			while (bson_iter_next(&item)) {
-				if (strcmp(bson_iter_key(&item), "key") == 0)
-					key = bson_iter_utf8(&item, NULL);
-				else if (strcmp(bson_iter_key(&item), "seq") == 0)
-					seq = bson_iter_as_int64(&item);
+	const char *status = tr_doc_str(&order, "status");
+	bool unfinished = status && strcmp(status, "cancelled") == 0 &&
+			  !tr_doc_int(&order, "_released", 0) &&
+			  bson_has_field(&order, "_reservations");
+	if (!unfinished) {
+		if (!tr_res_move_ok(c, &erp_orders, status, "cancelled", "cancel", NULL, &order))
+			goto out;
+		if (erp_order_any_shipped(&order) || bson_has_field(&order, "_pending_shipments")) {
+			bson_iter_t it, arr;
+			bool pending = bson_iter_init_find(&it, &order, "_pending_shipments") &&
+				       bson_iter_recurse(&it, &arr) && bson_iter_next(&arr);
+			if (pending || erp_order_any_shipped(&order)) {
+				tr_problem(c, 409, "conflict",
+					   "part of the order has shipped: it is not cancelled");
+				goto out;
 			}
-			if (!key)
-				continue;
-			rc = tr_register_reverse(c->db, key, seq, false, 0, NULL, &mv, &replayed);
-			bson_destroy(&mv);
 		}
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc); /* asking again finishes it */
+		bson_destroy(&stored);
+		rc = set_status(c, id, &order, "cancelled", NULL, &stored);
+		if (rc != TR_OK) {
+			if (rc == TR_EVERSION)
+				tr_problem(c, 409, "conflict",
+					   "the order changed meanwhile; read it again");
+			else
+				tr_problem_from_err(c, rc);
+			goto out;
+		}
+	} else {
+		bson_destroy(&stored);
+		bson_copy_to(&order, &stored);
+	}
+	if ((rc = release_named(c->db, &stored)) != TR_OK) {
+		erp_unfinished(c, rc);
 		goto out;
 	}
-	bson_destroy(&stored);
-	rc = set_status(c, id, &order, "cancelled", NULL, &stored);
-	if (rc != TR_OK) {
-		if (rc == TR_EVERSION)
-			tr_problem(c, 409, "conflict",
-				   "the order changed meanwhile; read it again");
-		else
-			tr_problem_from_err(c, rc);
+	BSON_APPEND_INT32(&released, "_released", 1);
+	bson_destroy(&done);
+	rc = tr_db_update(c->db, ERP_ORDERS, id, tr_doc_int(&stored, "version", 0), &released, NULL,
+			  &done);
+	if (rc != TR_OK && rc != TR_EVERSION) {
+		erp_unfinished(c, rc);
+		goto out;
+	}
+	if (unfinished) {
+		tr_problem(c, 409, "conflict", "the order is cancelled");
 		goto out;
 	}
 	tr_res_emit(c, &erp_orders, "erp.order.cancelled", &stored);
-	tr_reply_resource(c, 200, &stored);
+	tr_reply_resource(c, 200, rc == TR_OK ? &done : &stored);
 out:
 	bson_destroy(&order);
 	bson_destroy(&stored);
+	bson_destroy(&done);
+	bson_destroy(&released);
 }

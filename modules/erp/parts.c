@@ -117,7 +117,7 @@ erp_read_claim(struct tr_ctx *c, const bson_oid_t *products, int n, struct erp_c
 int
 erp_claim_lines(struct tr_ctx *c, const char *coll, const char *id, const char *done_field,
 		const char *pending_field, const char *sid, const struct erp_claim *sl, int m,
-		bson_t *order)
+		const char *const *statuses, bson_t *order)
 {
 	for (int attempt = 0; attempt < 20; attempt++) {
 		bson_oid_t products[ERP_MAX_DOC_LINES];
@@ -135,6 +135,20 @@ erp_claim_lines(struct tr_ctx *c, const char *coll, const char *id, const char *
 					bson_destroy(&out);
 					return TR_OK;
 				}
+		/* in a status that takes parts, on this very version */
+		const char *status = tr_doc_str(order, "status");
+		bool allowed = false;
+		for (const char *const *st = statuses; st && *st && status; st++)
+			allowed |= strcmp(*st, status) == 0;
+		if (!allowed) {
+			char *msg = tr_arena_alloc(c->req->arena, 96);
+			snprintf(msg, 96, "the record is %s: it takes no more parts",
+				 status ? status : "gone");
+			tr_problem(c, 409, "conflict", msg);
+			bson_destroy(&set);
+			bson_destroy(&out);
+			return TR_ELIMIT;
+		}
 		for (int j = 0; j < m; j++)
 			if (sl[j].quantity > qty[sl[j].index] - done[sl[j].index]) {
 				char *f = tr_arena_alloc(c->req->arena, 32),

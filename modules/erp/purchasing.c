@@ -71,12 +71,13 @@ po_lines(struct tr_ctx *c, const char *currency, bson_t *set)
 {
 	bson_iter_t it, arr, line, m;
 	bson_t lines, out;
+	bson_oid_t *seen = tr_arena_alloc(c->req->arena, ERP_MAX_DOC_LINES * sizeof(*seen));
 	int n = 0;
 	int64_t total = 0;
 	bool ok = true;
 
-	if (!bson_iter_init_find(&it, &c->req->body, "lines") || !BSON_ITER_HOLDS_ARRAY(&it) ||
-	    !bson_iter_recurse(&it, &arr)) {
+	if (!seen || !bson_iter_init_find(&it, &c->req->body, "lines") ||
+	    !BSON_ITER_HOLDS_ARRAY(&it) || !bson_iter_recurse(&it, &arr)) {
 		tr_problem_field(c, "lines", "must be an array of 1 to 100 lines");
 		return false;
 	}
@@ -118,16 +119,33 @@ po_lines(struct tr_ctx *c, const char *currency, bson_t *set)
 		else
 			bson_init(&product);
 		int64_t scale = tr_doc_int(&product, "uom_scale", 0);
+		/* a product's stock is valued in its price's currency: the order's */
+		bson_iter_t pit, psub;
+		if (rc == TR_OK && (!bson_iter_init(&pit, &product) ||
+				    !bson_iter_find_descendant(&pit, "price.currency", &psub) ||
+				    !BSON_ITER_HOLDS_UTF8(&psub) ||
+				    strcmp(bson_iter_utf8(&psub, NULL), currency) != 0))
+			good = false;
+		bson_oid_t this_one;
+		if (rc == TR_OK) {
+			bson_oid_init_from_string(&this_one, pid);
+			for (int j = 0; j < n && good; j++)
+				good = !bson_oid_equal(&seen[j], &this_one);
+			if (n < ERP_MAX_DOC_LINES)
+				seen[n] = this_one;
+		}
 		bson_destroy(&product);
 		if (!good || !pid || q <= 0 || q > 1000000000000LL || cost < 0 ||
 		    cost > 1000000000000LL || !cur || strcmp(cur, currency) != 0 || rc != TR_OK ||
 		    !erp_muldiv_half_even(q, cost, erp_scale_factor(scale), &value) ||
 		    __builtin_add_overflow(total, value, &total)) {
-			tr_problem_field(c, tr_arena_strdup(c->req->arena, f),
-					 rc == TR_OK || !good || !pid
-					     ? "must be {\"product_id\", \"quantity\" (above 0), "
-					       "\"unit_cost\" (in the order's currency)}"
-					     : "names a product that does not exist");
+			tr_problem_field(
+			    c, tr_arena_strdup(c->req->arena, f),
+			    rc == TR_OK || !good || !pid
+				? "must be {\"product_id\" (once, a product priced in the "
+				  "order's currency), \"quantity\" (above 0), \"unit_cost\" "
+				  "(in the order's currency)}"
+				: "names a product that does not exist");
 			ok = false;
 			n++;
 			continue;
@@ -158,8 +176,11 @@ po_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t
 	const char *currency = old ? tr_doc_str(old, "currency") : tr_doc_str(set, "currency");
 
 	(void)e;
-	if (old &&
-	    strcmp(tr_doc_str(old, "status") ? tr_doc_str(old, "status") : "", "open") != 0) {
+	bson_iter_t pend, parr;
+	bool pending = old && bson_iter_init_find(&pend, old, "_pending_receipts") &&
+		       bson_iter_recurse(&pend, &parr) && bson_iter_next(&parr);
+	if (old && (pending || strcmp(tr_doc_str(old, "status") ? tr_doc_str(old, "status") : "",
+				      "open") != 0)) {
 		tr_problem(c, 409, "conflict", "a purchase order with receipts does not change");
 		return false;
 	}
@@ -237,7 +258,8 @@ erp_po_receive(struct tr_ctx *c)
 	tr_doc_oid(&po, "warehouse_id", &wid);
 	const char *currency = tr_arena_strdup(c->req->arena, tr_doc_str(&po, "currency"));
 	if (c->req->idempotency_key)
-		snprintf(seed, sizeof(seed), "receipt:%s:%.100s", id, c->req->idempotency_key);
+		snprintf(seed, sizeof(seed), "receipt:%s:%s:%.100s", id, c->req->principal.user_hex,
+			 c->req->idempotency_key);
 	else {
 		bson_oid_t fresh;
 		char hex[25];
@@ -247,8 +269,9 @@ erp_po_receive(struct tr_ctx *c)
 	}
 	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
 	sodium_bin2hex(rid, sizeof(rid), digest, 12);
+	static const char *const receivable[] = {"open", "partially_received", NULL};
 	if ((rc = erp_claim_lines(c, ERP_PURCHASE_ORDERS, id, "received", "_pending_receipts", rid,
-				  cl, m, &po)) != TR_OK) {
+				  cl, m, receivable, &po)) != TR_OK) {
 		if (rc != TR_ELIMIT)
 			tr_problem_from_err(c, rc);
 		goto out;
@@ -282,7 +305,7 @@ erp_po_receive(struct tr_ctx *c)
 		rc = erp_stock_receive(c, &r, &stored);
 		if (rc != TR_OK) { /* asking again with the same key finishes it */
 			if (!c->resp->status)
-				tr_problem_from_err(c, rc);
+				erp_unfinished(c, rc);
 			bson_destroy(&stored);
 			bson_destroy(&render);
 			goto out;
@@ -299,7 +322,7 @@ erp_po_receive(struct tr_ctx *c)
 	rc = erp_unpend(c->db, ERP_PURCHASE_ORDERS, id, "_pending_receipts", rid, po_status_after,
 			&settled);
 	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
+		erp_unfinished(c, rc);
 		goto out;
 	}
 	bson_t rendered = BSON_INITIALIZER;

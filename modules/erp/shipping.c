@@ -79,12 +79,6 @@ erp_order_ship(struct tr_ctx *c)
 	}
 	if (!tr_res_load(c, &erp_orders, tr_param(c, 0), &order))
 		goto out;
-	const char *status = tr_doc_str(&order, "status");
-	if (!status || !(strcmp(status, "confirmed") == 0 || strcmp(status, "invoiced") == 0 ||
-			 strcmp(status, "paid") == 0)) {
-		tr_problem(c, 409, "conflict", "only a confirmed order ships");
-		goto out;
-	}
 	int n = erp_lines_of(&order, "shipped", products, qty, shipped);
 	if ((m = erp_read_claim(c, products, n, sl)) < 0)
 		goto out;
@@ -94,7 +88,8 @@ erp_order_ship(struct tr_ctx *c)
 	bson_oid_to_string(&wid, wh);
 	const char *currency = tr_arena_strdup(c->req->arena, tr_doc_str(&order, "currency"));
 	if (c->req->idempotency_key)
-		snprintf(seed, sizeof(seed), "shipment:%s:%.100s", id, c->req->idempotency_key);
+		snprintf(seed, sizeof(seed), "shipment:%s:%s:%.100s", id,
+			 c->req->principal.user_hex, c->req->idempotency_key);
 	else {
 		bson_oid_t fresh;
 		char hex[25];
@@ -106,8 +101,15 @@ erp_order_ship(struct tr_ctx *c)
 	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
 	sodium_bin2hex(sid, sizeof(sid), digest, 12);
 
+	/* done before (the same request again): its shipment */
+	bson_destroy(&stored);
+	if (tr_db_get(c->db, ERP_SHIPMENTS, sid, &stored) == TR_OK) {
+		tr_reply_resource(c, 201, &stored);
+		goto out;
+	}
+	static const char *const shippable[] = {"confirmed", "invoiced", "paid", NULL};
 	if ((rc = erp_claim_lines(c, ERP_ORDERS, id, "shipped", "_pending_shipments", sid, sl, m,
-				  &order)) != TR_OK) {
+				  shippable, &order)) != TR_OK) {
 		if (rc != TR_ELIMIT)
 			tr_problem_from_err(c, rc);
 		goto out;
@@ -135,7 +137,7 @@ erp_order_ship(struct tr_ctx *c)
 			sl[j].cost = -bson_iter_as_int64(&sub);
 		bson_destroy(&mv);
 		if (rc != TR_OK) { /* asking again with the same key finishes it */
-			tr_problem_from_err(c, rc);
+			erp_unfinished(c, rc);
 			goto out;
 		}
 		total_cost += sl[j].cost;
@@ -161,7 +163,7 @@ erp_order_ship(struct tr_ctx *c)
 		if (rc == TR_OK)
 			bson_destroy(&mv);
 		if (rc != TR_OK) {
-			tr_problem_from_err(c, rc);
+			erp_unfinished(c, rc);
 			goto out;
 		}
 	}
@@ -198,7 +200,7 @@ erp_order_ship(struct tr_ctx *c)
 		rc = erp_unpend(c->db, ERP_ORDERS, id, "_pending_shipments", sid,
 				order_status_after, &settled);
 	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
+		erp_unfinished(c, rc);
 		goto out;
 	}
 	char *loc = tr_arena_alloc(c->req->arena, 64);

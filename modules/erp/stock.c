@@ -479,6 +479,19 @@ post_move(struct tr_ctx *c, struct plan *p_, bson_t *set)
 		tr_problem_from_err(c, rc);
 		goto done;
 	}
+	if (replayed) {
+		/* only this move's own movement finishes it: the settle job's
+		 * placeholder means it was given up */
+		bson_iter_t it, sub;
+		if (!bson_iter_init(&it, &out) ||
+		    !bson_iter_find_descendant(&it, "meta.move._id", &sub) ||
+		    !BSON_ITER_HOLDS_OID(&sub) || !bson_oid_equal(bson_iter_oid(&sub), &p.id)) {
+			tr_problem(c, 409, "conflict",
+				   "this move was given up after its first attempt failed; post it "
+				   "again as a new move");
+			goto done;
+		}
+	}
 	if (p.transfer) {
 		bson_destroy(&in);
 		rc = post_arrival(c->db, &p, &out, &meta, &in);
@@ -856,12 +869,21 @@ claim_or_find(struct tr_db *db, const char *key, const char *op, bson_t *mv, boo
 	bool replayed;
 	int rc = tr_register_find_op(db, op, mv, found);
 
-	if (rc != TR_OK || *found)
+	if (rc == TR_OK && *found) {
+		bson_iter_t it, sub;
+		/* a placeholder an earlier run posted: the move never happened */
+		*found =
+		    bson_iter_init(&it, mv) && bson_iter_find_descendant(&it, "meta.move", &sub);
+		return rc;
+	}
+	if (rc != TR_OK)
 		return rc;
 	bson_destroy(mv);
 	rc = tr_register_post(db, &post, mv, &replayed);
 	/* replayed: the writer posted it after all, a moment ago */
-	*found = rc == TR_OK && replayed && erp_counter(mv, "deltas", "on_hand") != 0;
+	bson_iter_t it, sub;
+	*found = rc == TR_OK && replayed && bson_iter_init(&it, mv) &&
+		 bson_iter_find_descendant(&it, "meta.move", &sub);
 	return rc;
 }
 

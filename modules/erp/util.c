@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "erp.h"
+#include "json.h"
 
 int64_t
 erp_counter(const bson_t *doc, const char *sub, const char *name)
@@ -44,4 +45,14 @@ erp_append_money(bson_t *doc, const char *name, int64_t amount, const char *curr
 	BSON_APPEND_INT64(&m, "amount", amount);
 	BSON_APPEND_UTF8(&m, "currency", currency);
 	bson_append_document_end(doc, &m);
+}
+
+void
+erp_unfinished(struct tr_ctx *c, int rc)
+{
+	(void)rc;
+	tr_problem(c, 503, "unavailable",
+		   "the change is under way but not finished: ask again with the same "
+		   "Idempotency-Key to finish it");
+	c->resp->retry_after = 1;
 }

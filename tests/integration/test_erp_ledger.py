@@ -99,6 +99,7 @@ def test_a_bad_entry_is_422_and_posts_nothing(stack, owner, lines, field):
 
 @pytest.mark.parametrize("change,field", [
     ({"date": "2026-02-30"}, "date"), ({"date": "30.11.2026"}, "date"), ({"date": None}, "date"),
+    ({"date": "2026-+1-05"}, "date"), ({"date": "2026- 1-05"}, "date"),
     ({"currency": "eur"}, "currency"), ({"extra": 1}, "extra"),
 ])
 def test_bad_entry_fields_are_422(stack, owner, change, field):

@@ -39,7 +39,7 @@ def test_line_amounts_are_exact_and_rounded_half_to_even_per_line(stack, owner):
     vat20 = make_product(stack, owner, tax_rate_bp=2000)
     kg7 = make_product(stack, owner, uom="kg", uom_scale=3, tax_rate_bp=700)
     odd = make_product(stack, owner, tax_rate_bp=1950)
-    untaxed = make_product(stack, owner)
+    untaxed, untaxed2 = make_product(stack, owner), make_product(stack, owner)
     order = make_order(stack, owner, w, [
         # 3 x 9.99 less 12.5% = 26.22375 -> 26.22; 20% tax = 5.244 -> 5.24
         line(vat20, 3, 999, 1250),
@@ -49,7 +49,7 @@ def test_line_amounts_are_exact_and_rounded_half_to_even_per_line(stack, owner):
         line(odd, 1, 10),
         # 0.05 less 50% = 0.025 -> 0.02 (half: to even); 0.07 less 50% = 0.035 -> 0.04
         line(untaxed, 1, 5, 5000),
-        line(untaxed, 1, 7, 5000),
+        line(untaxed2, 1, 7, 5000),
     ])
     got = [(l["net"]["amount"], l["tax"]["amount"], l["total"]["amount"]) for l in order["lines"]]
     assert got == [(2622, 524, 3146), (2499, 175, 2674), (10, 2, 12), (2, 0, 2), (4, 0, 4)], got
@@ -415,3 +415,25 @@ def test_receivables_age_by_days_past_due(stack, owner):
     check_problem(call(stack, owner, "GET", "/v1/erp/reports/ar-aging", params={"at": "soon"}), 422)
     keeper = user_session(stack, owner, ["warehouse"])
     check_problem(call(stack, keeper, "GET", "/v1/erp/reports/ar-aging"), 403)
+
+
+def test_lines_name_each_product_once_in_the_orders_currency(stack, owner):
+    w = make_warehouse(stack, owner)
+    p = make_product(stack, owner)
+    dollars = make_product(stack, owner, price=money(100, "USD"))
+    r = call(stack, owner, "POST", "/v1/erp/orders", json={
+        "warehouse_id": w["id"], "currency": "EUR", "lines": [line(dollars, 1, 100)]})
+    assert "lines[0].product_id" in [e["field"] for e in check_problem(r, 422)["errors"]]
+    r = call(stack, owner, "POST", "/v1/erp/orders", json={
+        "warehouse_id": w["id"], "currency": "EUR", "lines": [line(p, 1, 100), line(p, 2, 100)]})
+    assert "lines[1].product_id" in [e["field"] for e in check_problem(r, 422)["errors"]]
+
+
+def test_a_cancelled_order_neither_ships_nor_invoices(stack, owner):
+    order = confirmed_order(stack, owner)
+    product_id = order["lines"][0]["product_id"]
+    assert act(stack, owner, order, "cancel").status_code == 200
+    check_problem(ship(stack, owner, order, [{"product_id": product_id, "quantity": 1}]), 409)
+    check_problem(act(stack, owner, order, "invoice"), 409)
+    assert call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()["lines"][0]["shipped"] == 0
+    assert_inventory_invariants(stack, owner)

@@ -108,3 +108,14 @@ def test_purchasing_roles_and_other_tenants(stack, owner):
     assert call(stack, owner, "DELETE", f"/v1/erp/suppliers/{s['id']}").status_code == 204
     assert call(stack, owner, "GET", f"/v1/erp/suppliers/{s['id']}").json()["active"] is False
     assert stock(stack, owner, p, w)["on_hand"] == 0
+
+
+def test_a_purchase_order_names_each_product_once_in_its_currency(stack, owner):
+    s, w, p = make_supplier(stack, owner), make_warehouse(stack, owner), make_product(stack, owner)
+    dollars = make_product(stack, owner, price=money(100, "USD"))
+    for lines in ([{"product_id": dollars["id"], "quantity": 1, "unit_cost": money(10)}],
+                  [{"product_id": p["id"], "quantity": 1, "unit_cost": money(10)},
+                   {"product_id": p["id"], "quantity": 2, "unit_cost": money(10)}]):
+        r = call(stack, owner, "POST", "/v1/erp/purchase-orders", json={
+            "supplier_id": s["id"], "warehouse_id": w["id"], "currency": "EUR", "lines": lines})
+        check_problem(r, 422)
