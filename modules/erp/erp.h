@@ -145,6 +145,8 @@ int64_t erp_counter(const bson_t *doc, const char *sub, const char *name);
 int64_t erp_after(const bson_t *movement, const char *counter);
 /* field.amount of a record (a money field), 0 when absent. */
 int64_t erp_money_amount(const bson_t *doc, const char *field);
+/* Is s an ISO 4217 code's shape (three capital letters)? */
+bool erp_currency_ok(const char *s);
 /* {"amount", "currency"} as doc.name. */
 void erp_append_money(bson_t *doc, const char *name, int64_t amount, const char *currency);
 

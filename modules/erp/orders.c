@@ -63,12 +63,6 @@ static const struct tr_field order_fields[] = {
 
 /* ---- lines ---- */
 
-static bool
-currency_ok(const char *s)
-{
-	return s && strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 3;
-}
-
 /* Reads one line of the body into *l (the product looked up in the
  * tenant), adding field errors as lines[i].<field>. */
 static bool
@@ -127,7 +121,7 @@ read_line(struct tr_ctx *c, bson_iter_t *it, int i, const char *currency, struct
 				else
 					shape = false;
 			}
-			if (!shape || amount < 0 || amount > PRICE_MAX || !currency_ok(cur)) {
+			if (!shape || amount < 0 || amount > PRICE_MAX || !erp_currency_ok(cur)) {
 				LINE_ERR("unit_price", "must be {\"amount\": <minor units, 0 or "
 						       "more>, \"currency\": \"EUR\"}");
 				continue;
@@ -278,7 +272,7 @@ order_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bso
 		tr_problem(c, 409, "conflict", "only a draft order is changed; cancel it instead");
 		return false;
 	}
-	if (!currency_ok(currency)) {
+	if (!erp_currency_ok(currency)) {
 		tr_problem_field(c, "currency", "must be an ISO 4217 code like EUR");
 		return false;
 	}
@@ -428,6 +422,16 @@ store_reservations(bson_t *set, const struct reservation *r, int n)
 	bson_append_array_end(set, &arr);
 }
 
+/* The answer to a refused set_status: another writer changed the order. */
+static void
+status_refused(struct tr_ctx *c, int rc)
+{
+	if (rc == TR_EVERSION)
+		tr_problem(c, 409, "conflict", "the order changed meanwhile; read it again");
+	else
+		tr_problem_from_err(c, rc);
+}
+
 /* Sets the order's status (and more) on the version it was read at; the
  * stored order goes to *out. */
 static int
@@ -475,11 +479,7 @@ erp_order_confirm(struct tr_ctx *c)
 	bson_destroy(&confirming);
 	rc = set_status(c, id, &order, "confirming", NULL, &confirming);
 	if (rc != TR_OK) {
-		if (rc == TR_EVERSION)
-			tr_problem(c, 409, "conflict",
-				   "the order changed meanwhile; read it again");
-		else
-			tr_problem_from_err(c, rc);
+		status_refused(c, rc);
 		goto out;
 	}
 	bool floor = !warehouse_allows_negative(c->db, &wid);
@@ -608,24 +608,18 @@ erp_order_cancel(struct tr_ctx *c)
 	if (!unfinished) {
 		if (!tr_res_move_ok(c, &erp_orders, status, "cancelled", "cancel", NULL, &order))
 			goto out;
-		if (erp_order_any_shipped(&order) || bson_has_field(&order, "_pending_shipments")) {
-			bson_iter_t it, arr;
-			bool pending = bson_iter_init_find(&it, &order, "_pending_shipments") &&
-				       bson_iter_recurse(&it, &arr) && bson_iter_next(&arr);
-			if (pending || erp_order_any_shipped(&order)) {
-				tr_problem(c, 409, "conflict",
-					   "part of the order has shipped: it is not cancelled");
-				goto out;
-			}
+		bson_iter_t it, arr;
+		bool pending = bson_iter_init_find(&it, &order, "_pending_shipments") &&
+			       bson_iter_recurse(&it, &arr) && bson_iter_next(&arr);
+		if (pending || erp_order_any_shipped(&order)) {
+			tr_problem(c, 409, "conflict",
+				   "part of the order has shipped: it is not cancelled");
+			goto out;
 		}
 		bson_destroy(&stored);
 		rc = set_status(c, id, &order, "cancelled", NULL, &stored);
 		if (rc != TR_OK) {
-			if (rc == TR_EVERSION)
-				tr_problem(c, 409, "conflict",
-					   "the order changed meanwhile; read it again");
-			else
-				tr_problem_from_err(c, rc);
+			status_refused(c, rc);
 			goto out;
 		}
 	} else {

@@ -184,8 +184,7 @@ po_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t
 		tr_problem(c, 409, "conflict", "a purchase order with receipts does not change");
 		return false;
 	}
-	if (!currency || strlen(currency) != 3 ||
-	    strspn(currency, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") != 3) {
+	if (!erp_currency_ok(currency)) {
 		tr_problem_field(c, "currency", "must be an ISO 4217 code like EUR");
 		return false;
 	}

@@ -56,3 +56,9 @@ erp_unfinished(struct tr_ctx *c, int rc)
 		   "Idempotency-Key to finish it");
 	c->resp->retry_after = 1;
 }
+
+bool
+erp_currency_ok(const char *s)
+{
+	return s && strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 3;
+}
