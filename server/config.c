@@ -105,6 +105,10 @@ static const struct key keys[] = {
     INT(debug_effects_delay_ms, "0", 0, 60000,
 	"Fault testing only: pause between a write and its effects on registers (refused in "
 	"production)."),
+    INT(debug_step_delay_ms, "0", 0, 60000,
+	"Fault testing only: pause after each register write of a multi-step operation (an "
+	"order's confirmation or shipment), so a test can kill the process between two "
+	"(refused in production)."),
     STR(migrations_dir, "migrations",
 	"Folder of the platform's NNNN_name.json migrations. Modules' are in "
 	"modules/<module>/migrations, relative to the working directory."),
@@ -472,11 +476,16 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 			 "TRELLIS_JWT_SECRET");
 		return -1;
 	}
-	if (strcmp(cfg->env, "production") == 0 && cfg->debug_claim_delay_ms > 0) {
-		snprintf(err, errlen,
-			 "debug_claim_delay_ms is for fault tests; it must be 0 in "
-			 "production");
-		return -1;
+	if (strcmp(cfg->env, "production") == 0) {
+		const char *fault = cfg->debug_claim_delay_ms > 0     ? "debug_claim_delay_ms"
+				    : cfg->debug_effects_delay_ms > 0 ? "debug_effects_delay_ms"
+				    : cfg->debug_step_delay_ms > 0    ? "debug_step_delay_ms"
+								      : NULL;
+		if (fault) {
+			snprintf(err, errlen, "%s is for fault tests; it must be 0 in production",
+				 fault);
+			return -1;
+		}
 	}
 	if (cfg->host[0] == '\0') {
 		snprintf(err, errlen, "host must not be empty");

@@ -92,6 +92,7 @@ struct tr_config {
 	int claim_wait_ms;	    /* wait for another writer before TR_EBUSY */
 	int debug_claim_delay_ms;   /* fault tests: pause between claim and write */
 	int debug_effects_delay_ms; /* fault tests: pause between write and effects */
+	int debug_step_delay_ms;    /* fault tests: pause between register writes */
 	char migrations_dir[512];
 	char log_level[16];
 	/* the modules' keys, module by module in registry order */

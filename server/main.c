@@ -139,6 +139,9 @@ serve(void)
 		fprintf(stderr, "trellis: cannot build the route table\n");
 		return 1;
 	}
+	for (size_t m = 0; m < tr_nmodules; m++)
+		if (tr_modules[m]->metrics)
+			tr_metrics_add_source(tr_modules[m]->metrics);
 	if (tr_dbpool_init(&M.cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "trellis: %s\n", err);
 		return 2;

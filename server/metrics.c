@@ -154,7 +154,7 @@ put_histogram(struct out *o, const char *name, const char *labels, const struct 
 	put(o, "%s_count{%s} %llu\n", name, labels, h->count);
 }
 
-#define MAX_SOURCES 4
+#define MAX_SOURCES 16
 static tr_metrics_source sources[MAX_SOURCES];
 static int nsources;
 

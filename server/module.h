@@ -172,6 +172,11 @@ struct tr_module {
 	 * module in registry order, and recorded as "<module>/<NNNN_name>"
 	 * (migrate.h). */
 	const char *migrations;
+	/* The module's own Prometheus metrics for GET /metrics: malloc'd
+	 * exposition text (its # HELP and # TYPE lines included), or NULL.
+	 * Called on the loop thread for every scrape: it reads what the
+	 * module's work recorded (under its own lock) and never waits. */
+	char *(*metrics)(void);
 };
 
 /* The authenticated caller. Tenant and user come from a verified token,

@@ -225,6 +225,7 @@ erp_order_invoice(struct tr_ctx *c)
 	/* receivables against sales and tax */
 	struct erp_line lines[3] = {{"1200", total, 0}, {"4000", 0, net}, {"2100", 0, tax}};
 	snprintf(memo, sizeof(memo), "invoice %s, order %s", number, id);
+	erp_health_touch(c->req->principal.tenant_hex);
 	if ((rc = post_lines(c->db, inv, memo, currency, "invoice", lines, 3)) != TR_OK) {
 		erp_unfinished(c, rc);
 		goto out;
@@ -396,6 +397,7 @@ erp_order_pay(struct tr_ctx *c)
 	snprintf(lines[0].account, sizeof(lines[0].account), "%s",
 		 strcmp(method, "cash") == 0 ? "1000" : "1100");
 	snprintf(memo, sizeof(memo), "payment of order %s", id);
+	erp_health_touch(c->req->principal.tenant_hex);
 	if ((rc = post_lines(c->db, pid, memo, currency, "payment", lines, 2)) != TR_OK) {
 		erp_unfinished(c, rc);
 		goto out;

@@ -26,7 +26,7 @@ struct per_currency {
 };
 
 struct audit {
-	struct tr_ctx *c;
+	struct tr_db *db;
 	struct per_currency cur[MAX_CURRENCIES];
 	int ncur;
 	long long pairs, unfolded, negative;
@@ -57,7 +57,7 @@ read_ledger(struct audit *a)
 	int rc;
 
 	bson_destroy(&state);
-	rc = tr_register_read(a->c->db, ERP_LEDGER_KEY, &state);
+	rc = tr_register_read(a->db, ERP_LEDGER_KEY, &state);
 	if (rc == TR_OK && bson_iter_init_find(&it, &state, "values") &&
 	    bson_iter_recurse(&it, &vals))
 		while (bson_iter_next(&vals)) {
@@ -121,18 +121,18 @@ check_pair(void *arg, const bson_t *slot)
 	a->pairs++;
 	snprintf(key, sizeof(key), "erp.stock/%s/%s", ps, ws);
 	bson_destroy(&state);
-	if ((a->rc = tr_register_read(a->c->db, key, &state)) != TR_OK)
+	if ((a->rc = tr_register_read(a->db, key, &state)) != TR_OK)
 		goto out;
 	for (size_t i = 0; i < sizeof(counters) / sizeof(counters[0]); i++) {
 		int64_t sum;
-		if ((a->rc = fold(a->c->db, key, counters[i], &sum)) != TR_OK)
+		if ((a->rc = fold(a->db, key, counters[i], &sum)) != TR_OK)
 			goto out;
 		if (sum != erp_counter(&state, "values", counters[i]) && a->unfolded++ == 0)
 			snprintf(a->first_unfolded, sizeof(a->first_unfolded), "%s %s", key,
 				 counters[i]);
 	}
 	bson_destroy(&product);
-	if (tr_db_get(a->c->db, ERP_PRODUCTS, ps, &product) == TR_OK &&
+	if (tr_db_get(a->db, ERP_PRODUCTS, ps, &product) == TR_OK &&
 	    bson_iter_init(&it, &product) &&
 	    bson_iter_find_descendant(&it, "price.currency", &sub) && BSON_ITER_HOLDS_UTF8(&sub))
 		snprintf(code, sizeof(code), "%s", bson_iter_utf8(&sub, NULL));
@@ -140,7 +140,7 @@ check_pair(void *arg, const bson_t *slot)
 	if (p)
 		p->stock_value += erp_counter(&state, "values", "value");
 	bson_destroy(&wh);
-	bool floor = !(tr_db_get(a->c->db, ERP_WAREHOUSES, ws, &wh) == TR_OK &&
+	bool floor = !(tr_db_get(a->db, ERP_WAREHOUSES, ws, &wh) == TR_OK &&
 		       bson_iter_init_find(&it, &wh, "allow_negative") &&
 		       BSON_ITER_HOLDS_BOOL(&it) && bson_iter_bool(&it));
 	if (floor && erp_counter(&state, "values", "available") < 0 && a->negative++ == 0)
@@ -167,72 +167,91 @@ add_check(bson_t *list, int *n, const char *name, bool ok, const char *detail)
 	bson_append_document_end(list, &item);
 }
 
-void
-erp_checks(struct tr_ctx *c)
+const char *const erp_check_names[ERP_NCHECKS] = {"ledger_balanced", "stock_folds_movements",
+						  "inventory_matches_ledger",
+						  "no_negative_available"};
+
+int
+erp_checks_compute(struct tr_db *db, bson_t *body, bool ok[ERP_NCHECKS])
 {
 	struct audit *a = calloc(1, sizeof(*a));
-	bson_t body = BSON_INITIALIZER, list;
+	bson_t list;
 	char detail[512];
 	int rc, n = 0;
 	bool all = true;
 
-	if (!a) {
-		tr_problem_from_err(c, TR_ENOMEM);
-		bson_destroy(&body);
-		return;
-	}
-	a->c = c;
+	if (!a)
+		return TR_ENOMEM;
+	a->db = db;
 	a->rc = TR_OK;
 	rc = read_ledger(a);
 	if (rc == TR_OK)
-		rc = tr_db_each(c->db, ERP_SLOTS, NULL, check_pair, a);
-	if (rc != TR_OK) {
-		tr_problem_from_err(c, rc);
+		rc = tr_db_each(db, ERP_SLOTS, NULL, check_pair, a);
+	if (rc != TR_OK)
 		goto out;
-	}
-	BSON_APPEND_ARRAY_BEGIN(&body, "checks", &list);
 
 	bool balanced = true, matched = true;
-	size_t len = 0;
-	detail[0] = '\0';
 	for (int i = 0; i < a->ncur; i++) {
 		balanced &= a->cur[i].ledger_sum == 0;
+		matched &= a->cur[i].stock_value == a->cur[i].inventory_account;
+	}
+	ok[0] = balanced;
+	ok[1] = a->unfolded == 0;
+	ok[2] = matched;
+	ok[3] = a->negative == 0;
+	for (int i = 0; i < ERP_NCHECKS; i++)
+		all &= ok[i];
+	if (!body)
+		goto out;
+	BSON_APPEND_ARRAY_BEGIN(body, "checks", &list);
+
+	size_t len = 0;
+	detail[0] = '\0';
+	for (int i = 0; i < a->ncur; i++)
 		if (len < sizeof(detail) - 64)
 			len += (size_t)snprintf(detail + len, sizeof(detail) - len,
 						"%s%s: debits - credits = %lld", len ? "; " : "",
 						a->cur[i].code, (long long)a->cur[i].ledger_sum);
-	}
-	add_check(&list, &n, "ledger_balanced", balanced, a->ncur ? detail : "no entries");
-	all &= balanced;
+	add_check(&list, &n, erp_check_names[0], ok[0], a->ncur ? detail : "no entries");
 
 	snprintf(detail, sizeof(detail), "%lld product and warehouse pairs%s%s", a->pairs,
 		 a->unfolded ? "; first off: " : "", a->unfolded ? a->first_unfolded : "");
-	add_check(&list, &n, "stock_folds_movements", a->unfolded == 0, detail);
-	all &= a->unfolded == 0;
+	add_check(&list, &n, erp_check_names[1], ok[1], detail);
 
 	len = 0;
 	detail[0] = '\0';
-	for (int i = 0; i < a->ncur; i++) {
-		matched &= a->cur[i].stock_value == a->cur[i].inventory_account;
+	for (int i = 0; i < a->ncur; i++)
 		if (len < sizeof(detail) - 96)
 			len +=
 			    (size_t)snprintf(detail + len, sizeof(detail) - len,
 					     "%s%s: stock %lld, account 1300 %lld", len ? "; " : "",
 					     a->cur[i].code, (long long)a->cur[i].stock_value,
 					     (long long)a->cur[i].inventory_account);
-	}
-	add_check(&list, &n, "inventory_matches_ledger", matched, a->ncur ? detail : "no stock");
-	all &= matched;
+	add_check(&list, &n, erp_check_names[2], ok[2], a->ncur ? detail : "no stock");
 
 	snprintf(detail, sizeof(detail), "%lld below zero%s%s", a->negative,
 		 a->negative ? "; first: " : "", a->negative ? a->first_negative : "");
-	add_check(&list, &n, "no_negative_available", a->negative == 0, detail);
-	all &= a->negative == 0;
+	add_check(&list, &n, erp_check_names[3], ok[3], detail);
 
-	bson_append_array_end(&body, &list);
-	BSON_APPEND_BOOL(&body, "ok", all);
-	tr_reply_json(c, 200, &body);
+	bson_append_array_end(body, &list);
+	BSON_APPEND_BOOL(body, "ok", all);
 out:
 	free(a);
+	return rc;
+}
+
+void
+erp_checks(struct tr_ctx *c)
+{
+	bson_t body = BSON_INITIALIZER;
+	bool ok[ERP_NCHECKS];
+	int rc = erp_checks_compute(c->db, &body, ok);
+
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+	} else {
+		erp_health_record(c->req->principal.tenant_hex, ok);
+		tr_reply_json(c, 200, &body);
+	}
 	bson_destroy(&body);
 }

@@ -135,7 +135,22 @@ void erp_journal_reverse(struct tr_ctx *c);
 void erp_ledger_verify(struct tr_ctx *c);
 void erp_period_close(struct tr_ctx *c);
 void erp_trial_balance(struct tr_ctx *c);
-void erp_checks(struct tr_ctx *c);	    /* checks.c */
+void erp_checks(struct tr_ctx *c); /* checks.c */
+/* The invariants of GET /v1/erp/checks, in this order, computed afresh for
+ * db's tenant: ok[i] for each; the answer's body too when body is not NULL
+ * ({"checks": [{"name", "ok", "detail"}], "ok"}). */
+#define ERP_NCHECKS 4
+extern const char *const erp_check_names[ERP_NCHECKS];
+int erp_checks_compute(struct tr_db *db, bson_t *body, bool ok[ERP_NCHECKS]);
+/* Checked all the time (health.c): work that changes stock or money
+ * touches its tenant, which schedules a check job now and then; results
+ * (of the job and of GET /v1/erp/checks) are recorded for GET /metrics. */
+#define ERP_CHECKS_QUEUE "erp.checks"
+struct tr_job;
+void erp_health_touch(const char *tenant);
+void erp_health_record(const char *tenant, const bool ok[ERP_NCHECKS]);
+int erp_checks_run(const struct tr_job *job, char *err, size_t errlen);
+char *erp_metrics(void);
 void erp_stock_valuation(struct tr_ctx *c); /* reports.c */
 void erp_ar_aging(struct tr_ctx *c);
 
@@ -186,7 +201,27 @@ int erp_stock_receive(struct tr_ctx *c, const struct erp_receipt *r, bson_t *sto
 
 void erp_stock_list(struct tr_ctx *c);
 void erp_move_reverse(struct tr_ctx *c);
+
+/* Work a writer may leave halfway when its process dies (a stock move, an
+ * order's confirmation, a shipment) schedules a settle job before its
+ * first write, erp_settle_after_ms later; the job finishes or undoes what
+ * the writer left, and does nothing when the writer finished. Its payload
+ * names the work: {"id", "key"[, "to_key", "reverses"]} for a move,
+ * {"order", "attempt", "lines"} for a confirmation, {"order", "shipment",
+ * "warehouse", "currency", "lines": [[index, product, quantity]...]} for a
+ * shipment. */
 struct tr_job;
 int erp_settle_run(const struct tr_job *job, char *err, size_t errlen);
+int erp_confirm_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
+		       size_t errlen); /* orders.c */
+int erp_shipment_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
+			size_t errlen); /* shipping.c */
+/* When a settle job scheduled now runs (ms since the epoch), and the
+ * scheduling (TR_OK or TR_EUNAVAILABLE). */
+int64_t erp_settle_at(void);
+int erp_schedule_settle(const char *tenant, const char *payload);
+/* Fault tests: the pause debug_step_delay_ms after a register write of a
+ * multi-step operation (none in production). */
+void erp_step_pause(void);
 
 #endif

@@ -617,6 +617,8 @@ post_and_answer(struct tr_ctx *c, const struct erp_entry *en, const char *op)
 	bool replayed;
 	int rc = erp_ledger_post(c->db, en, op, &movement, &replayed);
 
+	if (rc == TR_OK)
+		erp_health_touch(c->req->principal.tenant_hex);
 	if (rc == TR_ELIMIT) {
 		tr_problem(c, 409, "period-closed",
 			   "the entry's date is in a closed period: date it in an open one");

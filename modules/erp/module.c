@@ -75,6 +75,17 @@ static const struct tr_resource *const resources[] = {
 
 static const struct tr_job_handler jobs[] = {
     {ERP_SETTLE_QUEUE, erp_settle_run},
+    {ERP_CHECKS_QUEUE, erp_checks_run},
+};
+
+/* Its configuration keys (config.h). */
+static const struct tr_config_key config[] = {
+    {"erp_settle_after_ms", TR_CONFIG_INT, "60000", 500, 86400000,
+     "A stock move, an order's confirmation or a shipment whose writer stopped halfway is "
+     "finished or undone by a job this long after it began."},
+    {"erp_checks_every_ms", TR_CONFIG_INT, "300000", 1000, 86400000,
+     "A tenant whose stock or money changed has its invariants checked (GET /metrics: "
+     "trellis_erp_invariant_ok) at most this often per process."},
 };
 
 /* The permissions this module owns and the built-in roles holding each
@@ -120,5 +131,8 @@ const struct tr_module tr_erp_module = {
     .nresources = sizeof(resources) / sizeof(resources[0]),
     .jobs = jobs,
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
+    .config = config,
+    .nconfig = sizeof(config) / sizeof(config[0]),
     .migrations = "modules/erp/migrations",
+    .metrics = erp_metrics,
 };

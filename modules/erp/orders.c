@@ -8,9 +8,14 @@
  *
  * Confirming moves the order to "confirming" first (a version-checked
  * write: one confirmation at a time, in any process), then reserves line
- * after line on the stock registers under operation ids of that attempt;
- * a line that does not fit releases those reserved before it and the
- * order goes back to draft. */
+ * after line on the stock registers under operation ids of that attempt
+ * (the version the "confirming" write gave the order); a line that does
+ * not fit releases those reserved before it and the order goes back to
+ * draft. A settle job scheduled before the first write undoes an attempt
+ * whose writer died: an order still "confirming" at that version goes
+ * back to draft (a version-checked write, so a writer that was only slow
+ * can no longer confirm it) and the attempt's reservations are released;
+ * an order confirmed by the attempt keeps them. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -475,6 +480,16 @@ erp_order_confirm(struct tr_ctx *c)
 		tr_problem_from_err(c, TR_ENOMEM);
 		goto out;
 	}
+	/* a writer that dies from here on leaves the attempt to the settle
+	 * job; the attempt is the version the "confirming" write gives */
+	long long attempt = tr_doc_int(&order, "version", 0) + 1;
+	char payload[128];
+	snprintf(payload, sizeof(payload), "{\"order\":\"%s\",\"attempt\":%lld,\"lines\":%d}", id,
+		 attempt, n);
+	if ((rc = erp_schedule_settle(c->req->principal.tenant_hex, payload)) != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
 	/* one confirmation at a time, in any process */
 	bson_destroy(&confirming);
 	rc = set_status(c, id, &order, "confirming", NULL, &confirming);
@@ -483,7 +498,6 @@ erp_order_confirm(struct tr_ctx *c)
 		goto out;
 	}
 	bool floor = !warehouse_allows_negative(c->db, &wid);
-	long long attempt = tr_doc_int(&confirming, "version", 0);
 	for (int i = 0; i < n; i++) {
 		struct tr_reg_delta d[] = {{"reserved", qty[i]}, {"available", -qty[i]}};
 		bson_t mv;
@@ -515,11 +529,13 @@ erp_order_confirm(struct tr_ctx *c)
 		} else {
 			r[i].seq = tr_doc_int(&mv, "seq", 0);
 			r[i].done = true;
+			erp_step_pause();
 		}
 		bson_destroy(&mv);
 	}
 	if (rc == TR_OK && short_lines == 0) {
 		store_reservations(&more, r, n);
+		BSON_APPEND_INT64(&more, "_confirm_attempt", attempt);
 		bson_destroy(&done);
 		rc = set_status(c, id, &confirming, "confirmed", &more, &done);
 		if (rc == TR_OK) {
@@ -550,6 +566,77 @@ out:
 	bson_destroy(&confirming);
 	bson_destroy(&done);
 	bson_destroy(&more);
+}
+
+/* The settle job of a confirmation (erp.h): an attempt left "confirming"
+ * goes back to draft, and an attempt that is not the order's confirmation
+ * has its reservations released (each reversal once, by its own id). */
+int
+erp_confirm_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
+		   size_t errlen)
+{
+	const char *id = tr_doc_str(payload, "order");
+	long long attempt = tr_doc_int(payload, "attempt", 0);
+	long long lines = tr_doc_int(payload, "lines", 0);
+	bson_t order = BSON_INITIALIZER;
+	int rc = TR_OK;
+
+	(void)tenant;
+	if (!id || !tr_is_object_id(id) || attempt <= 0 || lines < 0 || lines > ERP_MAX_DOC_LINES)
+		goto out; /* not a confirmation's: nothing to do */
+	for (int tries = 0; tries < 5; tries++) {
+		bson_destroy(&order);
+		rc = tr_db_get(db, ERP_ORDERS, id, &order);
+		if (rc != TR_OK)
+			goto out;
+		const char *status = tr_doc_str(&order, "status");
+		if (!status || strcmp(status, "confirming") != 0 ||
+		    tr_doc_int(&order, "version", 0) != attempt)
+			break;
+		/* the writer stopped halfway: the order is a draft again */
+		bson_t set = BSON_INITIALIZER, back;
+		BSON_APPEND_UTF8(&set, "status", "draft");
+		rc = tr_db_update(db, ERP_ORDERS, id, attempt, &set, NULL, &back);
+		bson_destroy(&set);
+		bson_destroy(&back);
+		if (rc == TR_OK)
+			tr_warn("erp: order %s was left confirming: it is a draft again", id);
+		if (rc != TR_EVERSION)
+			break;
+	}
+	if (rc != TR_OK)
+		goto out;
+	const char *status = tr_doc_str(&order, "status");
+	if (tr_doc_int(&order, "_confirm_attempt", 0) == attempt && status &&
+	    strcmp(status, "confirming") != 0)
+		goto out; /* the order's confirmation: its reservations stay */
+	for (long long i = 0; rc == TR_OK && i < lines; i++) {
+		char op[128];
+		bson_t mv, rv;
+		bool found = false, replayed;
+		snprintf(op, sizeof(op), "erp.reserve:%s:%lld:%lld", id, attempt, i);
+		rc = tr_register_find_op(db, op, &mv, &found);
+		if (rc == TR_OK && found && tr_doc_str(&mv, "key")) {
+			rc = tr_register_reverse(db, tr_doc_str(&mv, "key"),
+						 tr_doc_int(&mv, "seq", 0), false, 0, NULL, &rv,
+						 &replayed);
+			bson_destroy(&rv);
+			if (rc == TR_OK && !replayed)
+				tr_warn(
+				    "erp: order %s: a reservation of an unfinished confirmation "
+				    "released",
+				    id);
+		}
+		bson_destroy(&mv);
+	}
+out:
+	if (rc == TR_ENOTFOUND)
+		rc = TR_OK; /* the order is gone */
+	if (rc != TR_OK)
+		snprintf(err, errlen, "settling the confirmation of order %s: %s", id ? id : "?",
+			 tr_strerror(rc));
+	bson_destroy(&order);
+	return rc;
 }
 
 /* Releases the reservations an order names (each reversal once, by its own

@@ -10,7 +10,9 @@
  * the cost is posted, the shipment is written and the order no longer
  * names it pending. Every step is idempotent by the shipment's id, which
  * comes from the request's Idempotency-Key: a retried request finishes a
- * shipment its first attempt left halfway, never ships twice. */
+ * shipment its first attempt left halfway, never ships twice. A settle job
+ * scheduled before the claim finishes a claimed shipment whose writer died
+ * (with or without a key): a shipment is claimed and done, or not at all. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +22,7 @@
 #include "erp.h"
 #include "events.h"
 #include "json.h"
+#include "log.h"
 #include "register.h"
 
 static const char *const shipment_sorts[] = {"-created_at", "created_at", NULL};
@@ -61,15 +64,162 @@ order_status_after(const bson_t *order)
 	return strcmp(status, "confirmed") == 0 ? "shipped" : NULL;
 }
 
+/* A shipment that does not exist yet for a claimed part (the same id
+ * again: the same movements, the same entry, the record found). */
+struct ship {
+	const char *order, *sid, *warehouse, *currency;
+	struct erp_claim *lines;
+	int n;
+};
+
+/* What a claimed shipment still has to do, each step once by the
+ * shipment's id: the stock leaves at its cost, the cost of goods sold is
+ * posted against inventory, the shipment is written and the order no
+ * longer names it pending. *stored: the shipment. */
+static int
+ship_claimed(struct tr_db *db, const struct ship *s, bson_t *stored)
+{
+	bson_t doc = BSON_INITIALIZER, settled = BSON_INITIALIZER, lines, money;
+	bson_oid_t oid, soid;
+	int64_t total_cost = 0;
+	char op[96];
+	int rc = TR_OK;
+
+	for (int j = 0; j < s->n; j++) {
+		char key[96], p[25];
+		bson_t mv;
+		bool replayed;
+		bson_oid_to_string(&s->lines[j].product, p);
+		snprintf(key, sizeof(key), "erp.stock/%s/%s", p, s->warehouse);
+		snprintf(op, sizeof(op), "erp.ship:%s:%d", s->sid, s->lines[j].index);
+		struct tr_reg_delta d[] = {{"on_hand", 0}, {"reserved", 0}, {"value", 0}};
+		struct erp_reckoning r = {.q = s->lines[j].quantity};
+		struct tr_reg_post post = {.key = key,
+					   .op_id = op,
+					   .deltas = d,
+					   .ndeltas = 3,
+					   .reckon = erp_at_average,
+					   .reckon_arg = &r};
+		rc = tr_register_post(db, &post, &mv, &replayed);
+		bson_iter_t it, sub;
+		if (rc == TR_OK && bson_iter_init(&it, &mv) &&
+		    bson_iter_find_descendant(&it, "deltas.value", &sub))
+			s->lines[j].cost = -bson_iter_as_int64(&sub);
+		bson_destroy(&mv);
+		if (rc != TR_OK)
+			goto out;
+		total_cost += s->lines[j].cost;
+		erp_step_pause();
+	}
+	if (total_cost > 0) {
+		struct erp_entry *en = calloc(1, sizeof(*en));
+		bson_t mv;
+		bool replayed;
+		if (!en) {
+			rc = TR_ENOMEM;
+			goto out;
+		}
+		snprintf(en->id, sizeof(en->id), "%s", s->sid);
+		erp_today(en->date);
+		snprintf(en->memo, sizeof(en->memo), "shipment of order %s", s->order);
+		snprintf(en->currency, sizeof(en->currency), "%s", s->currency);
+		snprintf(en->source, sizeof(en->source), "shipment");
+		en->nlines = 2;
+		en->lines[0] = (struct erp_line){"5000", total_cost, 0};
+		en->lines[1] = (struct erp_line){"1300", 0, total_cost};
+		snprintf(op, sizeof(op), "erp.entry:%s", s->sid);
+		rc = erp_chart_ensure(db);
+		if (rc == TR_OK)
+			rc = erp_ledger_post(db, en, op, &mv, &replayed);
+		if (rc == TR_OK)
+			bson_destroy(&mv);
+		free(en);
+		if (rc != TR_OK)
+			goto out;
+		erp_step_pause();
+	}
+	bson_oid_init_from_string(&oid, s->order);
+	bson_oid_init_from_string(&soid, s->sid);
+	BSON_APPEND_OID(&doc, "_id", &soid);
+	BSON_APPEND_OID(&doc, "order_id", &oid);
+	BSON_APPEND_ARRAY_BEGIN(&doc, "lines", &lines);
+	for (int j = 0; j < s->n; j++) {
+		bson_t line;
+		char key[16];
+		const char *k;
+		bson_uint32_to_string((uint32_t)j, &k, key, sizeof(key));
+		BSON_APPEND_DOCUMENT_BEGIN(&lines, k, &line);
+		BSON_APPEND_OID(&line, "product_id", &s->lines[j].product);
+		BSON_APPEND_INT64(&line, "quantity", s->lines[j].quantity);
+		erp_append_money(&line, "cost", s->lines[j].cost, s->currency);
+		bson_append_document_end(&lines, &line);
+	}
+	bson_append_array_end(&doc, &lines);
+	BSON_APPEND_DOCUMENT_BEGIN(&doc, "cost", &money);
+	BSON_APPEND_INT64(&money, "amount", total_cost);
+	BSON_APPEND_UTF8(&money, "currency", s->currency);
+	bson_append_document_end(&doc, &money);
+	bson_destroy(stored);
+	rc = tr_db_insert(db, ERP_SHIPMENTS, &doc, stored);
+	if (rc == TR_EDUPLICATE) {
+		bson_destroy(stored);
+		rc = tr_db_get(db, ERP_SHIPMENTS, s->sid, stored);
+	}
+	if (rc == TR_OK)
+		rc = erp_unpend(db, ERP_ORDERS, s->order, "_pending_shipments", s->sid,
+				order_status_after, &settled);
+out:
+	bson_destroy(&doc);
+	bson_destroy(&settled);
+	return rc;
+}
+
+/* Does the order name shipment sid pending? */
+static bool
+pending(const bson_t *order, const char *sid)
+{
+	bson_iter_t it, arr;
+
+	if (bson_iter_init_find(&it, order, "_pending_shipments") && bson_iter_recurse(&it, &arr))
+		while (bson_iter_next(&arr))
+			if (BSON_ITER_HOLDS_UTF8(&arr) &&
+			    strcmp(bson_iter_utf8(&arr, NULL), sid) == 0)
+				return true;
+	return false;
+}
+
+/* The settle job's payload naming the shipment (erp.h); malloc'd. */
+static char *
+settle_payload(const struct ship *s)
+{
+	size_t len = 256 + (size_t)s->n * 64, at;
+	char *buf = malloc(len);
+
+	if (!buf)
+		return NULL;
+	at = (size_t)snprintf(buf, len,
+			      "{\"order\":\"%s\",\"shipment\":\"%s\",\"warehouse\":\"%s\","
+			      "\"currency\":\"%s\",\"lines\":[",
+			      s->order, s->sid, s->warehouse, s->currency);
+	for (int j = 0; j < s->n && at < len; j++) {
+		char p[25];
+		bson_oid_to_string(&s->lines[j].product, p);
+		at += (size_t)snprintf(buf + at, len - at, "%s[%d,\"%s\",%lld]", j ? "," : "",
+				       s->lines[j].index, p, (long long)s->lines[j].quantity);
+	}
+	if (at < len)
+		snprintf(buf + at, len - at, "]}");
+	return buf;
+}
+
 void
 erp_order_ship(struct tr_ctx *c)
 {
-	bson_t order = BSON_INITIALIZER, doc = BSON_INITIALIZER, stored = BSON_INITIALIZER,
-	       settled = BSON_INITIALIZER, lines;
-	bson_oid_t products[ERP_MAX_DOC_LINES], oid, wid, soid;
-	int64_t qty[ERP_MAX_DOC_LINES], shipped[ERP_MAX_DOC_LINES], total_cost = 0;
+	bson_t order = BSON_INITIALIZER, stored = BSON_INITIALIZER, settled = BSON_INITIALIZER;
+	bson_oid_t products[ERP_MAX_DOC_LINES], oid, wid;
+	int64_t qty[ERP_MAX_DOC_LINES], shipped[ERP_MAX_DOC_LINES];
 	struct erp_claim *sl = tr_arena_alloc(c->req->arena, ERP_MAX_DOC_LINES * sizeof(*sl));
-	char id[25], sid[25], wh[25], seed[160], op[96];
+	char id[25], sid[25], wh[25], seed[160];
 	int m, rc;
 
 	bson_destroy(&order);
@@ -100,11 +250,32 @@ erp_order_ship(struct tr_ctx *c)
 	uint8_t digest[32];
 	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
 	sodium_bin2hex(sid, sizeof(sid), digest, 12);
+	struct ship s = {.order = id,
+			 .sid = sid,
+			 .warehouse = wh,
+			 .currency = currency ? currency : "",
+			 .lines = sl,
+			 .n = m};
 
-	/* done before (the same request again): its shipment */
+	/* done before (the same request again): its shipment, the order
+	 * no longer naming it pending */
 	bson_destroy(&stored);
 	if (tr_db_get(c->db, ERP_SHIPMENTS, sid, &stored) == TR_OK) {
+		if (pending(&order, sid) &&
+		    (rc = erp_unpend(c->db, ERP_ORDERS, id, "_pending_shipments", sid,
+				     order_status_after, &settled)) != TR_OK) {
+			erp_unfinished(c, rc);
+			goto out;
+		}
 		tr_reply_resource(c, 201, &stored);
+		goto out;
+	}
+	/* a writer that dies from here on leaves the shipment to the job */
+	char *payload = settle_payload(&s);
+	rc = payload ? erp_schedule_settle(c->req->principal.tenant_hex, payload) : TR_ENOMEM;
+	free(payload);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
 		goto out;
 	}
 	static const char *const shippable[] = {"confirmed", "invoiced", "paid", NULL};
@@ -114,92 +285,8 @@ erp_order_ship(struct tr_ctx *c)
 			tr_problem_from_err(c, rc);
 		goto out;
 	}
-	/* the stock leaves, each line at its cost */
-	for (int j = 0; j < m; j++) {
-		char key[96], p[25];
-		bson_t mv;
-		bool replayed;
-		bson_oid_to_string(&sl[j].product, p);
-		snprintf(key, sizeof(key), "erp.stock/%s/%s", p, wh);
-		snprintf(op, sizeof(op), "erp.ship:%s:%d", sid, sl[j].index);
-		struct tr_reg_delta d[] = {{"on_hand", 0}, {"reserved", 0}, {"value", 0}};
-		struct erp_reckoning r = {.q = sl[j].quantity};
-		struct tr_reg_post post = {.key = key,
-					   .op_id = op,
-					   .deltas = d,
-					   .ndeltas = 3,
-					   .reckon = erp_at_average,
-					   .reckon_arg = &r};
-		rc = tr_register_post(c->db, &post, &mv, &replayed);
-		bson_iter_t it, sub;
-		if (rc == TR_OK && bson_iter_init(&it, &mv) &&
-		    bson_iter_find_descendant(&it, "deltas.value", &sub))
-			sl[j].cost = -bson_iter_as_int64(&sub);
-		bson_destroy(&mv);
-		if (rc != TR_OK) { /* asking again with the same key finishes it */
-			erp_unfinished(c, rc);
-			goto out;
-		}
-		total_cost += sl[j].cost;
-	}
-	/* cost of goods sold against inventory */
-	if (total_cost > 0) {
-		struct erp_entry *en = tr_arena_alloc(c->req->arena, sizeof(*en));
-		bson_t mv;
-		bool replayed;
-		memset(en, 0, sizeof(*en));
-		snprintf(en->id, sizeof(en->id), "%s", sid);
-		erp_today(en->date);
-		snprintf(en->memo, sizeof(en->memo), "shipment of order %s", id);
-		snprintf(en->currency, sizeof(en->currency), "%s", currency);
-		snprintf(en->source, sizeof(en->source), "shipment");
-		en->nlines = 2;
-		en->lines[0] = (struct erp_line){"5000", total_cost, 0};
-		en->lines[1] = (struct erp_line){"1300", 0, total_cost};
-		snprintf(op, sizeof(op), "erp.entry:%s", sid);
-		rc = erp_chart_ensure(c->db);
-		if (rc == TR_OK)
-			rc = erp_ledger_post(c->db, en, op, &mv, &replayed);
-		if (rc == TR_OK)
-			bson_destroy(&mv);
-		if (rc != TR_OK) {
-			erp_unfinished(c, rc);
-			goto out;
-		}
-	}
-	bson_oid_init_from_string(&soid, sid);
-	BSON_APPEND_OID(&doc, "_id", &soid);
-	BSON_APPEND_OID(&doc, "order_id", &oid);
-	BSON_APPEND_ARRAY_BEGIN(&doc, "lines", &lines);
-	for (int j = 0; j < m; j++) {
-		bson_t line, money;
-		char key[16];
-		const char *k;
-		bson_uint32_to_string((uint32_t)j, &k, key, sizeof(key));
-		BSON_APPEND_DOCUMENT_BEGIN(&lines, k, &line);
-		BSON_APPEND_OID(&line, "product_id", &sl[j].product);
-		BSON_APPEND_INT64(&line, "quantity", sl[j].quantity);
-		BSON_APPEND_DOCUMENT_BEGIN(&line, "cost", &money);
-		BSON_APPEND_INT64(&money, "amount", sl[j].cost);
-		BSON_APPEND_UTF8(&money, "currency", currency);
-		bson_append_document_end(&line, &money);
-		bson_append_document_end(&lines, &line);
-	}
-	bson_append_array_end(&doc, &lines);
-	bson_t money;
-	BSON_APPEND_DOCUMENT_BEGIN(&doc, "cost", &money);
-	BSON_APPEND_INT64(&money, "amount", total_cost);
-	BSON_APPEND_UTF8(&money, "currency", currency);
-	bson_append_document_end(&doc, &money);
-	rc = tr_db_insert(c->db, ERP_SHIPMENTS, &doc, &stored);
-	if (rc == TR_EDUPLICATE) {
-		bson_destroy(&stored);
-		rc = tr_db_get(c->db, ERP_SHIPMENTS, sid, &stored);
-	}
-	if (rc == TR_OK)
-		rc = erp_unpend(c->db, ERP_ORDERS, id, "_pending_shipments", sid,
-				order_status_after, &settled);
-	if (rc != TR_OK) {
+	if ((rc = ship_claimed(c->db, &s, &stored)) != TR_OK) {
+		/* asking again with the same key finishes it, as the job does */
 		erp_unfinished(c, rc);
 		goto out;
 	}
@@ -210,7 +297,68 @@ erp_order_ship(struct tr_ctx *c)
 	tr_reply_resource(c, 201, &stored);
 out:
 	bson_destroy(&order);
-	bson_destroy(&doc);
 	bson_destroy(&stored);
 	bson_destroy(&settled);
+}
+
+/* The settle job of a shipment (erp.h): a shipment the order still names
+ * pending is finished from the quantities the job names. */
+int
+erp_shipment_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
+		    size_t errlen)
+{
+	struct erp_claim lines[ERP_MAX_DOC_LINES];
+	bson_t order = BSON_INITIALIZER, stored = BSON_INITIALIZER;
+	bson_iter_t it, arr, item;
+	struct ship s = {.order = tr_doc_str(payload, "order"),
+			 .sid = tr_doc_str(payload, "shipment"),
+			 .warehouse = tr_doc_str(payload, "warehouse"),
+			 .currency = tr_doc_str(payload, "currency"),
+			 .lines = lines};
+	int rc = TR_OK;
+
+	if (!s.order || !tr_is_object_id(s.order) || !s.sid || !tr_is_object_id(s.sid) ||
+	    !s.warehouse || !tr_is_object_id(s.warehouse) || !s.currency)
+		goto out; /* not a shipment's: nothing to do */
+	if (bson_iter_init_find(&it, payload, "lines") && bson_iter_recurse(&it, &arr))
+		while (s.n < ERP_MAX_DOC_LINES && bson_iter_next(&arr)) {
+			const char *p = NULL;
+			int64_t v[2] = {-1, 0};
+			int k = 0;
+			if (!bson_iter_recurse(&arr, &item))
+				continue;
+			while (bson_iter_next(&item)) {
+				if (BSON_ITER_HOLDS_UTF8(&item))
+					p = bson_iter_utf8(&item, NULL);
+				else if (BSON_ITER_HOLDS_NUMBER(&item) && k < 2)
+					v[k++] = bson_iter_as_int64(&item);
+			}
+			if (!p || !tr_is_object_id(p) || v[0] < 0 || v[1] <= 0)
+				goto out;
+			lines[s.n].index = (int)v[0];
+			bson_oid_init_from_string(&lines[s.n].product, p);
+			lines[s.n].quantity = v[1];
+			lines[s.n++].cost = 0;
+		}
+	bson_destroy(&order);
+	rc = tr_db_get(db, ERP_ORDERS, s.order, &order);
+	if (rc != TR_OK || !pending(&order, s.sid))
+		goto out; /* never claimed, or finished */
+	tr_warn("erp: shipment %s of order %s was left halfway: finishing it", s.sid, s.order);
+	if ((rc = ship_claimed(db, &s, &stored)) == TR_OK) {
+		bson_t data = BSON_INITIALIZER;
+		tr_render_resource(&stored, &data);
+		tr_emit_background(tenant, erp_shipments.topic, "erp.shipment.created", s.sid, NULL,
+				   &data);
+		bson_destroy(&data);
+	}
+out:
+	if (rc == TR_ENOTFOUND)
+		rc = TR_OK; /* the order is gone */
+	if (rc != TR_OK)
+		snprintf(err, errlen, "settling shipment %s: %s", s.sid ? s.sid : "?",
+			 tr_strerror(rc));
+	bson_destroy(&order);
+	bson_destroy(&stored);
+	return rc;
 }

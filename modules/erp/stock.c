@@ -3,7 +3,8 @@
  * moves that are never changed; a reversal is a new move.
  *
  * A move is written in this order, each step idempotent:
- *   1. a settle job is scheduled for the move's id (a minute later);
+ *   1. a settle job is scheduled for the move's id (erp_settle_after_ms
+ *      later, a minute by default);
  *   2. its movements are posted under operation ids made of its id
  *      ("erp.move:<id>", "erp.move:<id>:in" for a transfer's arrival),
  *      each carrying the move in its meta;
@@ -25,7 +26,6 @@
 #include "log.h"
 #include "register.h"
 
-#define SETTLE_AFTER_MS 60000
 #define QTY_MAX 1000000000000000LL
 #define STOCK_PAIRS_MAX 1000
 
@@ -240,8 +240,7 @@ schedule_settle(const struct tr_ctx *c, const struct plan *p, const char *revers
 		 p->key, p->transfer ? ",\"to_key\":\"" : "", p->transfer ? p->to_key : "",
 		 p->transfer ? "\"" : "", reverses ? ",\"reverses\":\"" : "",
 		 reverses ? reverses : "", reverses ? "\"" : "");
-	return tr_job_enqueue(ERP_SETTLE_QUEUE, c->req->principal.tenant_hex, payload,
-			      tr_now_ms() + SETTLE_AFTER_MS, NULL);
+	return erp_schedule_settle(c->req->principal.tenant_hex, payload);
 }
 
 /* The arrival of a transfer at its destination, worth what left. */
@@ -974,8 +973,20 @@ erp_settle_run(const struct tr_job *job, char *err, size_t errlen)
 	char perr[64];
 	int rc = TR_OK;
 
-	if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) != 0 ||
-	    !(id = tr_doc_str(&payload, "id")) || !tr_is_object_id(id) ||
+	if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) == 0 &&
+	    tr_doc_str(&payload, "order") && tr_is_object_id(job->tenant)) {
+		/* an order's confirmation or shipment */
+		if ((db = tr_db_for_tenant(job->tenant))) {
+			rc = tr_doc_str(&payload, "shipment")
+				 ? erp_shipment_settle(db, job->tenant, &payload, err, errlen)
+				 : erp_confirm_settle(db, job->tenant, &payload, err, errlen);
+		} else {
+			snprintf(err, errlen, "out of memory");
+			rc = TR_ENOMEM;
+		}
+		goto out;
+	}
+	if (!(id = tr_doc_str(&payload, "id")) || !tr_is_object_id(id) ||
 	    !(key = tr_doc_str(&payload, "key")) || !tr_is_object_id(job->tenant)) {
 		bson_destroy(&payload);
 		bson_destroy(&found);

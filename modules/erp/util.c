@@ -1,9 +1,13 @@
 /* Small helpers the ERP's files share (erp.h). */
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "config.h"
 #include "erp.h"
+#include "jobs.h"
 #include "json.h"
+#include "util.h"
 
 int64_t
 erp_counter(const bson_t *doc, const char *sub, const char *name)
@@ -61,4 +65,29 @@ bool
 erp_currency_ok(const char *s)
 {
 	return s && strlen(s) == 3 && strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZ") == 3;
+}
+
+int64_t
+erp_settle_at(void)
+{
+	return tr_now_ms() + tr_config_int("erp_settle_after_ms");
+}
+
+int
+erp_schedule_settle(const char *tenant, const char *payload)
+{
+	int rc = tr_job_enqueue(ERP_SETTLE_QUEUE, tenant, payload, erp_settle_at(), NULL);
+
+	if (rc == TR_OK)
+		erp_health_touch(tenant);
+	return rc;
+}
+
+void
+erp_step_pause(void)
+{
+	int ms = tr_cfg ? tr_cfg->debug_step_delay_ms : 0;
+
+	if (ms > 0)
+		usleep((useconds_t)ms * 1000);
 }
