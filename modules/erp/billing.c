@@ -6,7 +6,10 @@
  * invoice at once), opens the order's receivable ("erp.receivable/<order>",
  * counter open = what is still owed), posts receivables against sales and
  * tax, and writes the invoice, whose id is derived from the order's.
- * Every step is idempotent: invoicing again after a failure finishes it.
+ * Every step is idempotent: invoicing again after a failure finishes it,
+ * under the number taken the first time (even in another year), and a
+ * settle job scheduled before the number is taken finishes an invoice
+ * whose writer died, so no number stays without its invoice.
  *
  * A payment takes its amount off open with a floor of zero, so no order is
  * ever paid beyond its total, in any process; its operation is named by
@@ -166,15 +169,125 @@ update_order(struct tr_db *db, const char *id, const char *const *from, const ch
 
 /* ---- invoice ---- */
 
+/* An order's invoicing, from its number on. */
+struct invoicing {
+	char order[25], inv[25], number[32], currency[4];
+	int64_t net, tax, total;
+};
+
+/* The invoice number of the order: the one it took before (in whatever
+ * year it took it), or the next of this year's. */
+static int
+take_number(struct tr_db *db, struct invoicing *iv)
+{
+	const char *prefix = "erp.invoice-numbers/";
+	char op[96], key[64], today[11];
+	bson_t mv;
+	bool found = false, replayed;
+	int rc;
+
+	snprintf(op, sizeof(op), "erp.invoice:%s", iv->order);
+	rc = tr_register_find_op(db, op, &mv, &found);
+	if (rc == TR_OK && !found) {
+		erp_today(today);
+		snprintf(key, sizeof(key), "%s%.4s", prefix, today);
+		struct tr_reg_delta next[] = {{"n", 1}};
+		struct tr_reg_post post = {.key = key, .op_id = op, .deltas = next, .ndeltas = 1};
+		bson_destroy(&mv);
+		rc = tr_register_post(db, &post, &mv, &replayed);
+	}
+	const char *k = rc == TR_OK ? tr_doc_str(&mv, "key") : NULL;
+	if (rc == TR_OK && (!k || strncmp(k, prefix, strlen(prefix)) != 0))
+		rc = TR_EINTERNAL;
+	if (rc == TR_OK)
+		snprintf(iv->number, sizeof(iv->number), "INV-%.4s-%06lld", k + strlen(prefix),
+			 (long long)erp_after(&mv, "n"));
+	bson_destroy(&mv);
+	return rc;
+}
+
+/* What follows the number, each step once: the receivable opens, the
+ * entry is posted, the invoice is written (*created when by this call),
+ * the order is invoiced (TR_ELIMIT: it was cancelled meanwhile). */
+static int
+invoice_rest(struct tr_db *db, const struct invoicing *iv, bson_t *stored, bson_t *updated,
+	     bool *created)
+{
+	bson_t mv, doc = BSON_INITIALIZER, more = BSON_INITIALIZER;
+	bson_oid_t oid, inv_oid;
+	char op[96], rkey[64], memo[96];
+	bool replayed;
+	int rc;
+
+	*created = false;
+	snprintf(rkey, sizeof(rkey), "erp.receivable/%s", iv->order);
+	snprintf(op, sizeof(op), "erp.open:%s", iv->order);
+	struct tr_reg_delta open[] = {{"open", iv->total}};
+	struct tr_reg_post open_post = {.key = rkey, .op_id = op, .deltas = open, .ndeltas = 1};
+	rc = tr_register_post(db, &open_post, &mv, &replayed);
+	bson_destroy(&mv);
+	if (rc != TR_OK)
+		goto out;
+	erp_step_pause();
+	/* receivables against sales and tax */
+	struct erp_line lines[3] = {
+	    {"1200", iv->total, 0}, {"4000", 0, iv->net}, {"2100", 0, iv->tax}};
+	snprintf(memo, sizeof(memo), "invoice %s, order %s", iv->number, iv->order);
+	if ((rc = post_lines(db, iv->inv, memo, iv->currency, "invoice", lines, 3)) != TR_OK)
+		goto out;
+	erp_step_pause();
+	bson_oid_init_from_string(&oid, iv->order);
+	bson_oid_init_from_string(&inv_oid, iv->inv);
+	BSON_APPEND_OID(&doc, "_id", &inv_oid);
+	BSON_APPEND_OID(&doc, "order_id", &oid);
+	BSON_APPEND_UTF8(&doc, "number", iv->number);
+	erp_append_money(&doc, "total", iv->total, iv->currency);
+	erp_append_money(&doc, "paid", 0, iv->currency);
+	BSON_APPEND_DATE_TIME(&doc, "due_at", tr_now_ms() + DUE_DAYS * DAY_MS);
+	BSON_APPEND_UTF8(&doc, "status", iv->total > 0 ? "open" : "paid");
+	bson_destroy(stored);
+	rc = tr_db_insert(db, ERP_INVOICES, &doc, stored);
+	*created = rc == TR_OK;
+	if (rc == TR_EDUPLICATE) { /* written by an earlier attempt */
+		bson_destroy(stored);
+		rc = tr_db_get(db, ERP_INVOICES, iv->inv, stored);
+	}
+	if (rc != TR_OK)
+		goto out;
+	BSON_APPEND_OID(&more, "invoice_id", &inv_oid);
+	static const char *const invoiceable[] = {"confirmed", "shipped", "invoiced", NULL};
+	rc = update_order(db, iv->order, invoiceable, "invoiced", &more, updated);
+out:
+	bson_destroy(&doc);
+	bson_destroy(&more);
+	return rc;
+}
+
+static void
+invoicing_of(const bson_t *order, struct invoicing *iv)
+{
+	bson_oid_t oid;
+	char seed[48];
+
+	memset(iv, 0, sizeof(*iv));
+	tr_doc_oid(order, "_id", &oid);
+	bson_oid_to_string(&oid, iv->order);
+	snprintf(iv->currency, sizeof(iv->currency), "%s",
+		 tr_doc_str(order, "currency") ? tr_doc_str(order, "currency") : "");
+	iv->net = erp_money_amount(order, "net");
+	iv->tax = erp_money_amount(order, "tax");
+	iv->total = erp_money_amount(order, "total");
+	snprintf(seed, sizeof(seed), "invoice:%s", iv->order);
+	derived_id(seed, iv->inv);
+}
+
 void
 erp_order_invoice(struct tr_ctx *c)
 {
-	bson_t order = BSON_INITIALIZER, mv, doc = BSON_INITIALIZER, stored = BSON_INITIALIZER,
-	       more = BSON_INITIALIZER, updated = BSON_INITIALIZER;
-	char id[25], inv[25], seed[48], op[96], key[64], number[32], memo[96], year[5];
-	const char *currency;
-	bool replayed;
-	bson_oid_t oid, inv_oid;
+	bson_t order = BSON_INITIALIZER, stored = BSON_INITIALIZER, updated = BSON_INITIALIZER;
+	struct invoicing iv;
+	char payload[128];
+	bool created;
 	int rc;
 
 	bson_destroy(&order);
@@ -183,73 +296,21 @@ erp_order_invoice(struct tr_ctx *c)
 	if (!tr_res_move_ok(c, &erp_orders, tr_doc_str(&order, "status"), "invoiced", "invoice",
 			    NULL, &order))
 		goto out;
-	tr_doc_oid(&order, "_id", &oid);
-	bson_oid_to_string(&oid, id);
-	currency = tr_arena_strdup(c->req->arena, tr_doc_str(&order, "currency"));
-	int64_t net = erp_money_amount(&order, "net"), tax = erp_money_amount(&order, "tax"),
-		total = erp_money_amount(&order, "total");
-	snprintf(seed, sizeof(seed), "invoice:%s", id);
-	derived_id(seed, inv);
-	bson_oid_init_from_string(&inv_oid, inv);
-
-	/* the number: the year's next, once per order */
-	char today[11];
-	erp_today(today);
-	snprintf(year, sizeof(year), "%.4s", today);
-	snprintf(key, sizeof(key), "erp.invoice-numbers/%s", year);
-	snprintf(op, sizeof(op), "erp.invoice:%s", id);
-	struct tr_reg_delta next[] = {{"n", 1}};
-	struct tr_reg_post number_post = {.key = key, .op_id = op, .deltas = next, .ndeltas = 1};
-	rc = tr_register_post(c->db, &number_post, &mv, &replayed);
-	long long n = erp_after(&mv, "n");
-	bson_destroy(&mv);
-	if (rc != TR_OK) {
+	invoicing_of(&order, &iv);
+	/* a writer that dies from here on leaves the invoice to the job:
+	 * no number is taken without its invoice */
+	snprintf(payload, sizeof(payload), "{\"order\":\"%s\",\"invoice\":\"%s\"}", iv.order,
+		 iv.inv);
+	if ((rc = erp_schedule_settle(c->req->principal.tenant_hex, payload)) != TR_OK) {
 		tr_problem_from_err(c, rc);
 		goto out;
 	}
-	snprintf(number, sizeof(number), "INV-%s-%06lld", year, n);
-
-	/* what is owed */
-	char rkey[64];
-	snprintf(rkey, sizeof(rkey), "erp.receivable/%s", id);
-	snprintf(op, sizeof(op), "erp.open:%s", id);
-	struct tr_reg_delta open[] = {{"open", total}};
-	struct tr_reg_post open_post = {.key = rkey, .op_id = op, .deltas = open, .ndeltas = 1};
-	rc = tr_register_post(c->db, &open_post, &mv, &replayed);
-	bson_destroy(&mv);
-	if (rc != TR_OK) {
-		erp_unfinished(c, rc);
+	if ((rc = take_number(c->db, &iv)) != TR_OK) {
+		tr_problem_from_err(c, rc);
 		goto out;
 	}
-
-	/* receivables against sales and tax */
-	struct erp_line lines[3] = {{"1200", total, 0}, {"4000", 0, net}, {"2100", 0, tax}};
-	snprintf(memo, sizeof(memo), "invoice %s, order %s", number, id);
-	erp_health_touch(c->req->principal.tenant_hex);
-	if ((rc = post_lines(c->db, inv, memo, currency, "invoice", lines, 3)) != TR_OK) {
-		erp_unfinished(c, rc);
-		goto out;
-	}
-
-	BSON_APPEND_OID(&doc, "_id", &inv_oid);
-	BSON_APPEND_OID(&doc, "order_id", &oid);
-	BSON_APPEND_UTF8(&doc, "number", number);
-	erp_append_money(&doc, "total", total, currency);
-	erp_append_money(&doc, "paid", 0, currency);
-	BSON_APPEND_DATE_TIME(&doc, "due_at", tr_now_ms() + DUE_DAYS * DAY_MS);
-	BSON_APPEND_UTF8(&doc, "status", total > 0 ? "open" : "paid");
-	rc = tr_db_insert(c->db, ERP_INVOICES, &doc, &stored);
-	if (rc == TR_EDUPLICATE) { /* written by an earlier attempt */
-		bson_destroy(&stored);
-		rc = tr_db_get(c->db, ERP_INVOICES, inv, &stored);
-	}
-	if (rc != TR_OK) {
-		erp_unfinished(c, rc);
-		goto out;
-	}
-	BSON_APPEND_OID(&more, "invoice_id", &inv_oid);
-	static const char *const invoiceable[] = {"confirmed", "shipped", "invoiced", NULL};
-	rc = update_order(c->db, id, invoiceable, "invoiced", &more, &updated);
+	erp_step_pause();
+	rc = invoice_rest(c->db, &iv, &stored, &updated, &created);
 	if (rc == TR_ELIMIT) {
 		tr_problem(c, 409, "conflict", "the order was cancelled meanwhile");
 		goto out;
@@ -259,16 +320,65 @@ erp_order_invoice(struct tr_ctx *c)
 		goto out;
 	}
 	char *loc = tr_arena_alloc(c->req->arena, 64);
-	snprintf(loc, 64, "/v1/erp/invoices/%s", inv);
+	snprintf(loc, 64, "/v1/erp/invoices/%s", iv.inv);
 	c->resp->location = loc;
 	tr_res_emit(c, &erp_invoices, "erp.invoice.created", &stored);
 	tr_reply_resource(c, 201, &stored);
 out:
 	bson_destroy(&order);
-	bson_destroy(&doc);
 	bson_destroy(&stored);
-	bson_destroy(&more);
 	bson_destroy(&updated);
+}
+
+/* The settle job of an invoice (erp.h): a number taken without its
+ * invoice gets it. */
+int
+erp_invoice_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
+		   size_t errlen)
+{
+	bson_t order = BSON_INITIALIZER, stored = BSON_INITIALIZER, updated = BSON_INITIALIZER,
+	       mv = BSON_INITIALIZER;
+	const char *id = tr_doc_str(payload, "order");
+	struct invoicing iv;
+	char op[96];
+	bool found = false, created = false;
+	int rc = TR_OK;
+
+	if (!id || !tr_is_object_id(id))
+		goto out; /* not an invoice's: nothing to do */
+	bson_destroy(&order);
+	if ((rc = tr_db_get(db, ERP_ORDERS, id, &order)) != TR_OK)
+		goto out;
+	if (bson_has_field(&order, "invoice_id"))
+		goto out; /* invoiced */
+	snprintf(op, sizeof(op), "erp.invoice:%s", id);
+	bson_destroy(&mv);
+	if ((rc = tr_register_find_op(db, op, &mv, &found)) != TR_OK || !found)
+		goto out; /* no number taken: nothing happened */
+	invoicing_of(&order, &iv);
+	tr_warn("erp: the invoice of order %s was left halfway: finishing it", id);
+	if ((rc = take_number(db, &iv)) == TR_OK)
+		rc = invoice_rest(db, &iv, &stored, &updated, &created);
+	if (rc == TR_ELIMIT)
+		rc = TR_OK; /* cancelled meanwhile: the invoice stays, as a request's would */
+	if (rc == TR_OK && created) {
+		bson_t data = BSON_INITIALIZER;
+		tr_render_resource(&stored, &data);
+		tr_emit_background(tenant, erp_invoices.topic, "erp.invoice.created", iv.inv, NULL,
+				   &data);
+		bson_destroy(&data);
+	}
+out:
+	if (rc == TR_ENOTFOUND)
+		rc = TR_OK;
+	if (rc != TR_OK)
+		snprintf(err, errlen, "settling the invoice of order %s: %s", id ? id : "?",
+			 tr_strerror(rc));
+	bson_destroy(&order);
+	bson_destroy(&stored);
+	bson_destroy(&updated);
+	bson_destroy(&mv);
+	return rc;
 }
 
 /* ---- payments ---- */

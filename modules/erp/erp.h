@@ -207,15 +207,18 @@ void erp_move_reverse(struct tr_ctx *c);
  * first write, erp_settle_after_ms later; the job finishes or undoes what
  * the writer left, and does nothing when the writer finished. Its payload
  * names the work: {"id", "key"[, "to_key", "reverses"]} for a move,
- * {"order", "attempt", "lines"} for a confirmation, {"order", "shipment",
+ * {"order", "attempt", "lines"} for a confirmation, {"order", "invoice"}
+ * for an invoice, {"order", "shipment",
  * "warehouse", "currency", "lines": [[index, product, quantity]...]} for a
- * shipment. */
+ * shipment. Each returns TR_OK when nothing is left to do.  */
 struct tr_job;
 int erp_settle_run(const struct tr_job *job, char *err, size_t errlen);
 int erp_confirm_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
 		       size_t errlen); /* orders.c */
 int erp_shipment_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
 			size_t errlen); /* shipping.c */
+int erp_invoice_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
+		       size_t errlen); /* billing.c */
 /* When a settle job scheduled now runs (ms since the epoch), and the
  * scheduling (TR_OK or TR_EUNAVAILABLE). */
 int64_t erp_settle_at(void);

@@ -979,6 +979,8 @@ erp_settle_run(const struct tr_job *job, char *err, size_t errlen)
 		if ((db = tr_db_for_tenant(job->tenant))) {
 			rc = tr_doc_str(&payload, "shipment")
 				 ? erp_shipment_settle(db, job->tenant, &payload, err, errlen)
+			     : tr_doc_str(&payload, "invoice")
+				 ? erp_invoice_settle(db, job->tenant, &payload, err, errlen)
 				 : erp_confirm_settle(db, job->tenant, &payload, err, errlen);
 		} else {
 			snprintf(err, errlen, "out of memory");

@@ -155,6 +155,47 @@ def test_a_shipment_killed_between_two_lines_is_finished_once(trio):
     assert_inventory_invariants(at[1], owner)
 
 
+def test_an_invoice_killed_after_taking_its_number_is_finished_without_a_gap(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    w, (a,) = setup_stock(at[0], owner, products=1)
+    orders = []
+    for i in range(2):
+        o = call(at[i], owner, "POST", "/v1/erp/orders", json={
+            "warehouse_id": w["id"], "currency": "EUR", "lines": [line(a, 1, 1000 + i)]}).json()
+        assert call(at[2], owner, "POST", f"/v1/erp/orders/{o['id']}/confirm").status_code == 200
+        orders.append(o)
+    doomed, _ = trio.start(debug_step_delay_ms=30000)
+    in_background(lambda: requests.post(doomed.url(f"/v1/erp/orders/{orders[0]['id']}/invoice"),
+                                        headers=owner.headers, timeout=60))
+    # the number is taken (a register movement), the invoice not yet written
+    numbers = trio.mongo["register_moves"]
+    wait_for("the number taken", lambda: numbers.count_documents(
+        {"tenant_id": ObjectId(owner.tenant_id), "key": {"$regex": "^erp.invoice-numbers/"}}) == 1)
+    doomed.kill()
+    second = call(at[1], owner, "POST", f"/v1/erp/orders/{orders[1]['id'].upper()}/invoice")
+    assert second.status_code == 201, second.text
+    year = second.json()["number"].split("-")[1]
+    assert second.json()["number"] == f"INV-{year}-000002"
+
+    def invoiced():
+        items = call(at[0], owner, "GET", "/v1/erp/invoices", params={"sort": "number"}).json()["items"]
+        return items if len(items) == 2 else None
+    items = wait_for("the first invoice written", invoiced, within=WITHIN_S)
+    assert [(i["number"], i["order_id"]) for i in items] == [
+        (f"INV-{year}-000001", orders[0]["id"]), (f"INV-{year}-000002", orders[1]["id"])]
+    first = order_of(at[2], owner, orders[0])
+    assert items[0]["total"] == first["total"] == money(1000), first
+    assert first["status"] == "invoiced" and first["invoice_id"] == items[0]["id"], first
+    # invoicing it again answers the same invoice
+    again = call(at[2], owner, "POST", f"/v1/erp/orders/{orders[0]['id']}/invoice")
+    check_problem(again, 409)
+    tb = call(at[0], owner, "GET", "/v1/erp/reports/trial-balance").json()
+    receivable = [x for x in tb["accounts"] if x["code"] == "1200"]
+    assert receivable and receivable[0]["debit"] == sum(i["total"]["amount"] for i in items), tb
+    assert_inventory_invariants(at[1], owner)
+
+
 def test_confirmations_racing_over_processes_leave_no_reservation_behind(trio):
     """Their settle jobs run after the race: the ones that lost had
     released already, the one that won keeps what it holds."""
