@@ -207,3 +207,39 @@ def test_twenty_shipments_of_one_against_ten_ordered_ship_exactly_ten(trio):
     order = requests.get(trio.url(2, f"/v1/erp/orders/{oid}"), headers=owner.headers, timeout=30).json()
     assert order["lines"][0]["shipped"] == 10 and order["status"] == "shipped", order
     assert_inventory_invariants(at[1], owner)
+
+
+def test_twenty_receipts_of_one_against_ten_ordered_receive_exactly_ten(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    product, warehouse = make_product(at[0], owner), make_warehouse(at[1], owner)
+    supplier = requests.post(trio.url(2, "/v1/erp/suppliers"), headers=owner.headers, timeout=30,
+                             json={"name": "Racing Parts"}).json()
+    po = requests.post(trio.url(0, "/v1/erp/purchase-orders"), headers=owner.headers, timeout=30,
+                       json={"supplier_id": supplier["id"], "warehouse_id": warehouse["id"],
+                             "currency": "EUR", "lines": [{"product_id": product["id"],
+                                                           "quantity": 10,
+                                                           "unit_cost": {"amount": 40,
+                                                                         "currency": "EUR"}}]})
+    assert po.status_code == 201, po.text
+    po = po.json()
+    pos, pids = spellings(po["id"]), spellings(product["id"])
+
+    def receipt(i):
+        body = {"lines": [{"product_id": pids[(i // 3) % 3], "quantity": 1}]}
+        return lambda: requests.post(trio.url(i, f"/v1/erp/purchase-orders/{pos[i % 3]}/receive"),
+                                     json=body, headers=owner.headers, timeout=120)
+
+    got = race([receipt(i) for i in range(20)])
+    codes = statuses(got)
+    assert codes.count(201) == 10 and codes.count(409) == 10, codes
+    s = stock(at[1], owner, product, warehouse)
+    assert (s["on_hand"], s["available"], s["value"]["amount"]) == (10, 10, 400), s
+    stored = requests.get(trio.url(2, f"/v1/erp/purchase-orders/{po['id']}"), headers=owner.headers,
+                          timeout=30).json()
+    assert stored["status"] == "received" and stored["lines"][0]["received"] == 10, stored
+    tb = requests.get(trio.url(0, "/v1/erp/reports/trial-balance"), headers=owner.headers,
+                      timeout=30).json()
+    payables = [a for a in tb["accounts"] if a["code"] == "2000"]
+    assert payables and payables[0]["credit"] == 400, tb
+    assert_inventory_invariants(at[2], owner)
