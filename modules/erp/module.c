@@ -121,4 +121,5 @@ const struct tr_module tr_erp_module = {
     .jobs = jobs,
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
     .migrations = "modules/erp/migrations",
+    .timeline = &erp_timeline,
 };
