@@ -135,6 +135,37 @@ struct tr_event_sink {
 	int (*subscribers)(struct tr_db *db, const char *topic, char (*ids)[25], int max);
 };
 
+struct tr_principal;
+struct tr_timeline_window; /* timeline.h */
+struct tr_timeline_items;
+
+/* A kind of item a module adds to a client's timeline. name is the item's
+ * "type" and the member that holds it; record: the item shows that
+ * resource's record as GET does (OpenAPI refers to its schema), or NULL: a
+ * summary of the module's choosing, an object with "id". */
+struct tr_timeline_kind {
+	const char *name;
+	const struct tr_resource *record;
+	const char *about; /* one line, for the OpenAPI document */
+};
+
+/* A module's part of a client's timeline (GET /v1/crm/clients/{id}/timeline,
+ * timeline.h: what every module records about a client, newest first, in
+ * one list with one cursor). For the client client_id of db's tenant,
+ * items adds the module's items past the window's position, at least the
+ * first w->limit of each of its kinds (tr_timeline_query and
+ * tr_timeline_add do the work), and only what the caller may read, as the
+ * module's own lists would show it: caller->perms decides, ":own" forms
+ * included (caller->own_only is the route's, not the module's). Returns 0
+ * or a negative TR_E* code, which fails the request. Worker thread. */
+struct tr_timeline {
+	const struct tr_timeline_kind *kinds;
+	size_t nkinds;
+	int (*items)(struct tr_db *db, const struct tr_principal *caller,
+		     const bson_oid_t *client_id, const struct tr_timeline_window *w,
+		     struct tr_timeline_items *out);
+};
+
 struct tr_module {
 	const char *name;
 	const struct tr_permission *permissions;
@@ -177,6 +208,10 @@ struct tr_module {
 	 * Called on the loop thread for every scrape: it reads what the
 	 * module's work recorded (under its own lock) and never waits. */
 	char *(*metrics)(void);
+	/* The module's items on a client's timeline, or NULL. Unlike the
+	 * hooks above, any number of modules offer one; each kind is one
+	 * module's. */
+	const struct tr_timeline *timeline;
 };
 
 /* The authenticated caller. Tenant and user come from a verified token,

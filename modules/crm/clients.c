@@ -1,5 +1,5 @@
 /* Clients, their counterparties (legal entities with validity periods) and
- * contacts, client groups, and a client's timeline. */
+ * contacts, client groups, and the CRM's part of a client's timeline. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -8,6 +8,7 @@
 #include "db.h"
 #include "json.h"
 #include "perm.h"
+#include "timeline.h"
 
 static const char *const kinds[] = {"company", "person", NULL};
 static const char *const client_sorts[] = {"-created_at", "created_at", "name", "-updated_at",
@@ -264,102 +265,72 @@ out:
 	bson_destroy(&filter);
 }
 
-/* GET /v1/crm/clients/{id}/timeline: interactions, deals and claims,
- * newest first (the 200 newest of each). */
-void
-crm_clients_timeline(struct tr_ctx *c)
-{
-	static const struct {
-		const char *coll, *type, *at, *permission, *owner;
-	} parts[] = {{"interactions", "interaction", "at", "crm.interactions.read", "user_id"},
-		     {"deals", "deal", "created_at", "crm.deals.read", "owner_id"},
-		     {"claims", "claim", "created_at", "crm.claims.read", "assignee_id"}};
-	bson_t client, items = BSON_INITIALIZER, out = BSON_INITIALIZER, arr;
-	struct entry {
-		int64_t at;
-		bson_t *doc;
-		const char *type;
-	} *all = NULL;
-	size_t n = 0, cap = 0;
-	bson_oid_t id;
+/* A client's interactions, deals and claims on its timeline (timeline.h),
+ * each as its own list would show it to the caller: nothing without the
+ * list's permission, only the caller's own records with its ":own" form. */
+static const struct {
+	const char *kind, *coll, *at, *permission, *owner;
+} timeline_parts[] = {{"interaction", "interactions", "at", "crm.interactions.read", "user_id"},
+		      {"deal", "deals", "created_at", "crm.deals.read", "owner_id"},
+		      {"claim", "claims", "created_at", "crm.claims.read", "assignee_id"}};
 
-	if (!tr_res_load(c, &crm_clients, tr_param(c, 0), &client))
-		goto out;
-	tr_doc_oid(&client, "_id", &id);
-	for (size_t p = 0; p < sizeof(parts) / sizeof(parts[0]); p++) {
-		struct tr_list_query q = {
-		    .sort_field = parts[p].at, .direction = -1, .limit = 200, .narrow = true};
+static int
+client_timeline(struct tr_db *db, const struct tr_principal *caller, const bson_oid_t *client_id,
+		const struct tr_timeline_window *w, struct tr_timeline_items *out)
+{
+	int rc = TR_OK;
+
+	for (size_t p = 0; rc == TR_OK && p < sizeof(timeline_parts) / sizeof(timeline_parts[0]);
+	     p++) {
 		bson_t filter = BSON_INITIALIZER, page = BSON_INITIALIZER;
+		struct tr_list_query q;
 		char *next = NULL;
 		bson_iter_t it;
 		bool own;
-		/* each part as its own list would show it to the caller */
-		if (!tr_permission_check(c->req->principal.perms, parts[p].permission, &own)) {
+
+		if (!tr_permission_check(caller->perms, timeline_parts[p].permission, &own)) {
 			bson_destroy(&filter);
 			bson_destroy(&page);
 			continue;
 		}
-		bson_init(&q.cursor_doc);
-		BSON_APPEND_OID(&filter, "client_id", &id);
+		BSON_APPEND_OID(&filter, "client_id", client_id);
 		if (own)
-			BSON_APPEND_OID(&filter, parts[p].owner, &c->req->principal.user_id);
-		int rc = tr_db_list(c->db, parts[p].coll, &filter, &q, &page, &next);
+			BSON_APPEND_OID(&filter, timeline_parts[p].owner, &caller->user_id);
+		tr_timeline_query(w, timeline_parts[p].kind, timeline_parts[p].at, &q);
+		rc = tr_db_list(db, timeline_parts[p].coll, &filter, &q, &page, &next);
 		free(next);
-		bson_destroy(&q.cursor_doc);
 		bson_destroy(&filter);
-		if (rc != TR_OK) {
-			bson_destroy(&page);
-			tr_problem_from_err(c, rc);
-			goto out;
-		}
-		bson_iter_init(&it, &page);
-		while (bson_iter_next(&it)) {
-			uint32_t len;
-			const uint8_t *data;
-			bson_t view;
-			const char *ts;
-			int64_t at = 0;
-			bson_iter_document(&it, &len, &data);
-			bson_init_static(&view, data, len);
-			if ((ts = tr_doc_str(&view, parts[p].at)))
-				tr_parse_time(ts, &at);
-			if (n == cap) {
-				cap = cap ? cap * 2 : 64;
-				all = realloc(all, cap * sizeof(*all));
+		if (rc == TR_OK && bson_iter_init(&it, &page))
+			while (rc == TR_OK && bson_iter_next(&it)) {
+				uint32_t len;
+				const uint8_t *data;
+				const char *id, *ts;
+				bson_oid_t oid;
+				int64_t at = 0;
+				bson_t record;
+				bson_iter_document(&it, &len, &data);
+				if (!bson_init_static(&record, data, len) ||
+				    !(id = tr_doc_str(&record, "id")) || !tr_is_object_id(id))
+					continue;
+				bson_oid_init_from_string(&oid, id);
+				if ((ts = tr_doc_str(&record, timeline_parts[p].at)))
+					tr_parse_time(ts, &at);
+				rc =
+				    tr_timeline_add(out, timeline_parts[p].kind, &oid, at, &record);
 			}
-			all[n].at = at;
-			all[n].doc = bson_copy(&view);
-			all[n].type = parts[p].type;
-			n++;
-		}
 		bson_destroy(&page);
 	}
-	/* newest first; insertion sort is enough for 600 */
-	for (size_t i = 1; i < n; i++)
-		for (size_t j = i; j > 0 && all[j].at > all[j - 1].at; j--) {
-			struct entry t = all[j];
-			all[j] = all[j - 1];
-			all[j - 1] = t;
-		}
-	BSON_APPEND_ARRAY_BEGIN(&out, "items", &arr);
-	for (size_t i = 0; i < n; i++) {
-		char key[16];
-		const char *k;
-		bson_t e;
-		bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
-		BSON_APPEND_DOCUMENT_BEGIN(&arr, k, &e);
-		BSON_APPEND_UTF8(&e, "type", all[i].type);
-		BSON_APPEND_DOCUMENT(&e, all[i].type, all[i].doc);
-		bson_append_document_end(&arr, &e);
-	}
-	bson_append_array_end(&out, &arr);
-	BSON_APPEND_NULL(&out, "next_cursor");
-	tr_reply_json(c, 200, &out);
-out:
-	for (size_t i = 0; i < n; i++)
-		bson_destroy(all[i].doc);
-	free(all);
-	bson_destroy(&client);
-	bson_destroy(&items);
-	bson_destroy(&out);
+	return rc;
 }
+
+static const struct tr_timeline_kind timeline_kinds[] = {
+    {"interaction", &crm_interactions, "An interaction with the client, at its time."},
+    {"deal", &crm_deals, "A deal of the client, at its creation."},
+    {"claim", &crm_claims, "A claim of the client, at its creation."},
+};
+
+const struct tr_timeline crm_timeline = {
+    .kinds = timeline_kinds,
+    .nkinds = sizeof(timeline_kinds) / sizeof(timeline_kinds[0]),
+    .items = client_timeline,
+};

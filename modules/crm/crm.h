@@ -22,7 +22,6 @@ void crm_leads_convert(struct tr_ctx *c);
 void crm_deals_stage(struct tr_ctx *c);
 void crm_deals_won(struct tr_ctx *c);
 void crm_deals_lost(struct tr_ctx *c);
-void crm_clients_timeline(struct tr_ctx *c);
 void crm_groups_members(struct tr_ctx *c);
 void crm_reports_funnel(struct tr_ctx *c);
 void crm_reports_abc_xyz(struct tr_ctx *c);
@@ -30,6 +29,10 @@ void crm_reports_managers(struct tr_ctx *c);
 void crm_reports_sources(struct tr_ctx *c);
 bool crm_pipeline_has_stage(const bson_t *pipeline, const char *stage);
 int crm_task_reminder(const struct tr_job *job, char *err, size_t errlen);
+
+/* The CRM's part of a client's timeline (clients.c): its interactions,
+ * deals and claims. */
+extern const struct tr_timeline crm_timeline;
 
 /* Resources (one file per part of the CRM). */
 extern const struct tr_resource crm_leads, crm_clients, crm_contacts, crm_counterparties,

@@ -1,4 +1,5 @@
 #include "crm.h"
+#include "timeline.h"
 
 #define J TR_JSON_BODY
 
@@ -14,8 +15,10 @@ static const struct tr_route routes[] = {
     {TR_POST, "/v1/crm/leads/{id}/convert", crm_leads_convert, "crm.leads.write", J,
      "Convert: a client, a contact and optionally a deal; once only (409 after).", &crm_leads, NULL,
      NULL},
-    {TR_GET, "/v1/crm/clients/{id}/timeline", crm_clients_timeline, "crm.clients.read", 0,
-     "Interactions, deals and claims of a client, newest first.", &crm_clients, NULL, NULL},
+    {TR_GET, "/v1/crm/clients/{id}/timeline", tr_timeline_route, "crm.clients.read", 0,
+     "What every module records about a client, newest first: the item types the caller "
+     "may read, paged by next_cursor.",
+     &crm_clients, "limit cursor", NULL},
     {TR_GET, "/v1/crm/groups/{id}/clients", crm_groups_members, "crm.clients.read", TR_PAGED,
      "The clients in a group (filters and paging as for clients).", &crm_clients, NULL, NULL},
     {TR_POST, "/v1/crm/deals/{id}/stage", crm_deals_stage, "crm.deals.write", J,
@@ -84,4 +87,5 @@ const struct tr_module tr_crm_module = {
     .effects = crm_effects,
     .neffects = CRM_NEFFECTS,
     .migrations = "modules/crm/migrations",
+    .timeline = &crm_timeline,
 };

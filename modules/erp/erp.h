@@ -12,6 +12,7 @@
  * purchasing.c: suppliers, purchase orders and their receipts.
  * parts.c: lines fulfilled in parts (shipments, receipts), claimed exactly.
  * reports.c: stock valuation and receivables ageing.
+ * timeline.c: a client's orders and invoices on its timeline (timeline.h).
  *
  * Stock lives in one register per product and warehouse,
  * "erp.stock/<product>/<warehouse>", with the counters on_hand, reserved,
@@ -48,6 +49,9 @@
 
 extern const struct tr_resource erp_products, erp_warehouses, erp_moves, erp_accounts, erp_orders,
     erp_invoices, erp_payments, erp_shipments, erp_suppliers, erp_purchase_orders;
+
+/* The ERP's part of a client's timeline (timeline.c). */
+extern const struct tr_timeline erp_timeline;
 
 /* A priced order line (orders.c). */
 struct erp_order_line {

@@ -135,4 +135,5 @@ const struct tr_module tr_erp_module = {
     .nconfig = sizeof(config) / sizeof(config[0]),
     .migrations = "modules/erp/migrations",
     .metrics = erp_metrics,
+    .timeline = &erp_timeline,
 };

@@ -14,6 +14,7 @@
 #include "resource.h"
 #include "router.h"
 #include "openapi_schema.h"
+#include "timeline.h"
 
 /* ---- parameters ---- */
 
@@ -258,7 +259,9 @@ answer_schema(bson_t *media, const struct tr_route *r)
 	char name[96];
 	bson_t s;
 
-	if (r->resource && (r->flags & TR_PAGED)) {
+	if (r->handler == tr_timeline_route) {
+		tr_openapi_ref_to(media, "schema", "schemas", "Timeline");
+	} else if (r->resource && (r->flags & TR_PAGED)) {
 		tr_openapi_schema_name(name, sizeof(name), r->resource, "List");
 		tr_openapi_ref_to(media, "schema", "schemas", name);
 	} else if (r->resource &&
@@ -635,6 +638,93 @@ resource_schemas(bson_t *schemas, const struct tr_resource *e)
 	bson_append_document_end(schemas, &s);
 }
 
+/* One item of a client's timeline (timeline.h) of kind k: its type, its
+ * time, and under the kind's name the record (a resource's, as GET shows
+ * it) or the module's summary of it. */
+static void
+timeline_item_schema(bson_t *s, const struct tr_timeline_kind *k)
+{
+	const char *const required[] = {"type", "at", k->name, NULL};
+	const char *const type[] = {k->name, NULL};
+	bson_t props, p, sprops, id;
+	char name[96];
+
+	BSON_APPEND_UTF8(s, "type", "object");
+	if (k->about)
+		BSON_APPEND_UTF8(s, "description", k->about);
+	BSON_APPEND_DOCUMENT_BEGIN(s, "properties", &props);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "type", &p);
+	BSON_APPEND_UTF8(&p, "type", "string");
+	tr_openapi_str_array(&p, "enum", type);
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "at", &p);
+	tr_openapi_time_schema(&p, false, false);
+	bson_append_document_end(&props, &p);
+	if (k->record) {
+		tr_openapi_schema_name(name, sizeof(name), k->record, "");
+		tr_openapi_ref_to(&props, k->name, "schemas", name);
+	} else {
+		static const char *const has_id[] = {"id", NULL};
+		BSON_APPEND_DOCUMENT_BEGIN(&props, k->name, &p);
+		BSON_APPEND_UTF8(&p, "type", "object");
+		BSON_APPEND_DOCUMENT_BEGIN(&p, "properties", &sprops);
+		BSON_APPEND_DOCUMENT_BEGIN(&sprops, "id", &id);
+		tr_openapi_id_schema(&id);
+		bson_append_document_end(&sprops, &id);
+		bson_append_document_end(&p, &sprops);
+		tr_openapi_str_array(&p, "required", has_id);
+		bson_append_document_end(&props, &p);
+	}
+	bson_append_document_end(s, &props);
+	tr_openapi_str_array(s, "required", required);
+	BSON_APPEND_BOOL(s, "additionalProperties", false);
+}
+
+/* A page of a client's timeline: one item schema per kind the modules
+ * declare, told apart by "type". */
+static void
+timeline_schema(bson_t *schemas)
+{
+	static const char *const required[] = {"items", "next_cursor", NULL};
+	struct arr kinds = {.n = 0}, cursor = {.n = 0};
+	bson_t s, props, p, items, k;
+	size_t declared = 0;
+
+	for (size_t m = 0; m < tr_nmodules; m++)
+		declared += tr_modules[m]->timeline ? tr_modules[m]->timeline->nkinds : 0;
+	BSON_APPEND_DOCUMENT_BEGIN(schemas, "Timeline", &s);
+	BSON_APPEND_UTF8(&s, "type", "object");
+	BSON_APPEND_DOCUMENT_BEGIN(&s, "properties", &props);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "items", &p);
+	BSON_APPEND_UTF8(&p, "type", "array");
+	BSON_APPEND_DOCUMENT_BEGIN(&p, "items", &items);
+	if (declared == 0) /* oneOf may not be empty */
+		BSON_APPEND_UTF8(&items, "type", "object");
+	else
+		BSON_APPEND_ARRAY_BEGIN(&items, "oneOf", &kinds.b);
+	for (size_t m = 0; declared && m < tr_nmodules; m++) {
+		const struct tr_timeline *t = tr_modules[m]->timeline;
+		for (size_t i = 0; t && i < t->nkinds; i++) {
+			BSON_APPEND_DOCUMENT_BEGIN(&kinds.b, tr_openapi_next_key(&kinds), &k);
+			timeline_item_schema(&k, &t->kinds[i]);
+			bson_append_document_end(&kinds.b, &k);
+		}
+	}
+	if (declared)
+		bson_append_array_end(&items, &kinds.b);
+	bson_append_document_end(&p, &items);
+	bson_append_document_end(&props, &p);
+	BSON_APPEND_DOCUMENT_BEGIN(&props, "next_cursor", &p);
+	BSON_APPEND_ARRAY_BEGIN(&p, "type", &cursor.b);
+	tr_openapi_arr_utf8(&cursor, "string");
+	tr_openapi_arr_utf8(&cursor, "null");
+	bson_append_array_end(&p, &cursor.b);
+	bson_append_document_end(&props, &p);
+	bson_append_document_end(&s, &props);
+	tr_openapi_str_array(&s, "required", required);
+	bson_append_document_end(schemas, &s);
+}
+
 static void
 components(bson_t *doc)
 {
@@ -646,6 +736,7 @@ components(bson_t *doc)
 	BSON_APPEND_DOCUMENT_BEGIN(&schemas, "List", &s);
 	tr_openapi_list_schema(&s, NULL);
 	bson_append_document_end(&schemas, &s);
+	timeline_schema(&schemas);
 	for (size_t m = 0; m < tr_nmodules; m++)
 		for (size_t i = 0; i < tr_modules[m]->nresources; i++)
 			resource_schemas(&schemas, tr_modules[m]->resources[i]);
