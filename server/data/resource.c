@@ -44,11 +44,21 @@ own_only(const struct tr_ctx *c, const struct tr_resource *e)
 	return e->owner_field && c->req->principal.own_only;
 }
 
+/* An ":own" caller reaches the records it owns: of a kind with no owner
+ * (and no parent to follow), none - its permission does not reach them. */
+static bool
+ownerless(const struct tr_ctx *c, const struct tr_resource *e)
+{
+	return c->req->principal.own_only && !e->owner_field && !e->parent;
+}
+
 static bool
 visible(const struct tr_ctx *c, const struct tr_resource *e, const bson_t *doc)
 {
 	bson_oid_t owner;
 
+	if (ownerless(c, e))
+		return false;
 	if (!own_only(c, e))
 		return true;
 	return tr_doc_oid(doc, e->owner_field, &owner) &&
@@ -92,6 +102,11 @@ owner_allowed(struct tr_ctx *c, const struct tr_resource *e, const bson_t *set)
 {
 	bson_oid_t owner;
 
+	if (ownerless(c, e)) {
+		tr_problem(c, 403, "forbidden",
+			   "an \":own\" permission does not reach records that have no owner");
+		return false;
+	}
 	if (!own_only(c, e) || !tr_doc_oid(set, e->owner_field, &owner) ||
 	    bson_oid_equal(&owner, &c->req->principal.user_id))
 		return true;
@@ -545,7 +560,10 @@ tr_res_list(struct tr_ctx *c, const struct tr_resource *e, const bson_t *extra_f
 		}
 	}
 	if (!c->resp->status) {
-		if (own_only(c, e)) {
+		if (ownerless(c, e)) {
+			bson_reinit(&filter);
+			BSON_APPEND_BOOL(&filter, "_never", true);
+		} else if (own_only(c, e)) {
 			bson_iter_t it;
 			if (!bson_iter_init_find(&it, &filter, e->owner_field))
 				BSON_APPEND_OID(&filter, e->owner_field,

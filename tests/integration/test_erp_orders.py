@@ -296,6 +296,27 @@ def test_billing_roles_and_other_tenants(stack, owner):
     assert pay(stack, accountant, order, 2400).status_code == 201
 
 
+
+def test_an_own_permission_does_not_reach_invoices_which_have_no_owner(stack, owner):
+    """A custom role holding erp.invoices.read:own: invoices have no owner,
+    so none is its own - the list is empty and each invoice 404, while a
+    full holder sees them."""
+    order = confirmed_order(stack, owner)
+    inv = act(stack, owner, order, "invoice")
+    assert inv.status_code == 201, inv.text
+    r = call(stack, owner, "POST", "/v1/roles",
+             json={"name": "own-invoices", "permissions": ["erp.invoices.read:own",
+                                                            "erp.payments.read:own"]})
+    assert r.status_code == 201, r.text
+    mine = user_session(stack, owner, ["own-invoices"])
+    got = call(stack, mine, "GET", "/v1/erp/invoices")
+    assert got.status_code == 200 and got.json()["items"] == [], got.text
+    check_problem(call(stack, mine, "GET", f"/v1/erp/invoices/{inv.json()['id']}"), 404)
+    check_problem(call(stack, mine, "GET", f"/v1/erp/invoices/{inv.json()['id'].upper()}"), 404)
+    assert call(stack, mine, "GET", "/v1/erp/payments").json()["items"] == []
+    assert [i["id"] for i in call(stack, owner, "GET", "/v1/erp/invoices").json()["items"]] == [
+        inv.json()["id"]]
+
 # ---------------------------------------------------------------------------
 # shipments
 # ---------------------------------------------------------------------------
