@@ -289,9 +289,17 @@ order_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bso
 		bson_oid_to_string(&deal_id, hex);
 		int rc = tr_db_get(c->db, "deals", hex, &deal);
 		bool has = rc == TR_OK && tr_doc_oid(&deal, "client_id", &client);
+		const char *st = rc == TR_OK ? tr_doc_str(&deal, "status") : NULL;
+		bool won = st && strcmp(st, "won") == 0;
+		char *why = tr_arena_alloc(c->req->arena, 64);
+		snprintf(why, 64, "must be a won deal; this one is %s", st ? st : "without status");
 		bson_destroy(&deal);
 		if (rc != TR_OK) {
 			tr_problem_from_err(c, rc);
+			return false;
+		}
+		if (!won) { /* an order is what a won deal becomes */
+			tr_problem_field(c, "deal_id", why);
 			return false;
 		}
 		if (has && tr_doc_oid(set, "client_id", &given) &&

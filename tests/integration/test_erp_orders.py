@@ -99,7 +99,13 @@ def test_an_order_for_a_deal_takes_the_deals_client(stack, owner):
     client = call(stack, owner, "POST", "/v1/crm/clients", json={"name": "Acme", "kind": "company"}).json()
     deal = call(stack, owner, "POST", "/v1/crm/deals", json={"client_id": client["id"], "title": "Big"}).json()
     w, p = make_warehouse(stack, owner), make_product(stack, owner)
-    order = make_order(stack, owner, w, [line(p, 1, 100)], deal_id=deal["id"])
+    r = call(stack, owner, "POST", "/v1/erp/orders", json={
+        "warehouse_id": w["id"], "currency": "EUR", "lines": [line(p, 1, 100)], "deal_id": deal["id"]})
+    assert [e["field"] for e in check_problem(r, 422)["errors"]] == ["deal_id"]  # still open
+    assert "open" in r.json()["errors"][0]["message"]
+    assert call(stack, owner, "GET", "/v1/erp/orders").json()["items"] == []
+    assert call(stack, owner, "POST", f"/v1/crm/deals/{deal['id']}/won").status_code == 200
+    order = make_order(stack, owner, w, [line(p, 1, 100)], deal_id=deal["id"].upper())
     assert order["client_id"] == client["id"] and order["deal_id"] == deal["id"]
     other = call(stack, owner, "POST", "/v1/crm/clients", json={"name": "Other", "kind": "company"}).json()
     r = call(stack, owner, "POST", "/v1/erp/orders", json={
