@@ -17,6 +17,8 @@ static const struct tr_field product_fields[] = {
     {"price", TR_K_MONEY, TR_F_REQUIRED, 0, 1000000000000LL, NULL, NULL},
     {"tax_rate_bp", TR_K_INT, 0, 0, 10000, NULL, NULL},
     {"active", TR_K_BOOL, TR_F_FILTER, 0, 0, NULL, NULL},
+    /* its active bill of materials (boms.c) */
+    {"bom_id", TR_K_REF, TR_F_SERVER, 0, 0, NULL, ERP_BOMS},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 

@@ -12,6 +12,9 @@
  * purchasing.c: suppliers, purchase orders and their receipts.
  * parts.c: lines fulfilled in parts (shipments, receipts), claimed exactly.
  * reports.c: stock valuation and receivables ageing.
+ * boms.c: bills of materials, versions, loops refused, explosion.
+ * work_orders.c: making products from components, reserved, consumed and
+ * received exactly.
  * timeline.c: a client's orders and invoices on its timeline (timeline.h).
  *
  * Stock lives in one register per product and warehouse,
@@ -43,6 +46,8 @@
 #define ERP_SHIPMENTS "erp_shipments"
 #define ERP_SUPPLIERS "erp_suppliers"
 #define ERP_PURCHASE_ORDERS "erp_purchase_orders"
+#define ERP_BOMS "erp_boms"
+#define ERP_WORK_ORDERS "erp_work_orders"
 #define ERP_LEDGER_KEY "erp.ledger" /* the journal's register (ledger.c) */
 #define ERP_MAX_LINES 40
 #define ERP_SETTLE_QUEUE "erp.stock.settle"
@@ -52,6 +57,58 @@ extern const struct tr_resource erp_products, erp_warehouses, erp_moves, erp_acc
 
 /* The ERP's part of a client's timeline (timeline.c). */
 extern const struct tr_timeline erp_timeline;
+
+/* Bills of materials (boms.c). A component of a bill: a product and its
+ * quantity in the component's smallest unit, per batch of the bill. */
+#define ERP_MAX_BOM_COMPONENTS 100
+#define ERP_BOM_DEPTH 16 /* levels of bills below a product */
+extern const struct tr_resource erp_boms, erp_work_orders;
+struct erp_component {
+	bson_oid_t product;
+	int64_t quantity;
+};
+/* The bill's components (up to ERP_MAX_BOM_COMPONENTS). */
+int erp_bom_components(const bson_t *bom, struct erp_component *out);
+/* need[i] = comp[i].quantity x made / batch for each component, when each
+ * is whole; false with *bad the first that is not. */
+bool erp_bom_scale(const struct erp_component *comp, int n, int64_t batch, int64_t made,
+		   int64_t *need, int *bad);
+/* The product's active bill into *bom (initialised); TR_ENOTFOUND when it
+ * has none. */
+int erp_active_bom(struct tr_db *db, const bson_oid_t *product, bson_t *bom);
+/* Do these components of product stay clear of it through active bills?
+ * Otherwise a 422 on field naming the loop by SKU. */
+bool erp_bom_loop_free(struct tr_ctx *c, const bson_oid_t *product,
+		       const struct erp_component *comp, int n, const char *field);
+void erp_bom_activate(struct tr_ctx *c);
+void erp_bom_explosion(struct tr_ctx *c);
+void erp_wo_release(struct tr_ctx *c); /* work_orders.c */
+void erp_wo_complete(struct tr_ctx *c);
+void erp_wo_cancel(struct tr_ctx *c);
+
+/* Reserving every line of a record or none (reserve.c): an order's
+ * confirmation, a work order's release. */
+struct erp_hold {
+	const char *coll;
+	const char *kind;		   /* "order", "work_order": names the settle job's kind */
+	const char *name;		   /* "order", "work order": in answers */
+	const char *op;			   /* operation ids: <op>:<id>:<attempt>:<line> */
+	const char *busy, *before, *after; /* statuses while, before and after */
+	const char *attempt_field;	   /* the attempt that held, on the record */
+	const char *field;		   /* of the lines, in problems: "lines" */
+};
+extern const struct erp_hold erp_order_hold, erp_wo_hold;
+/* Reserves qty[i] of products[i] in the record's warehouse_id, every line
+ * or none; true with *out the record as stored (status after, its
+ * _reservations); otherwise the problem is set (409 insufficient-stock
+ * naming the lines). */
+bool erp_hold_all(struct tr_ctx *c, const struct erp_hold *h, const bson_t *rec,
+		  const bson_oid_t *products, const int64_t *qty, int n, bson_t *out);
+/* The settle job of an attempt: {"order" (the record), "kind", "attempt",
+ * "lines"}. */
+int erp_hold_settle(struct tr_db *db, const struct erp_hold *h, const bson_t *payload, char *err,
+		    size_t errlen);
+bool erp_warehouse_allows_negative(struct tr_db *db, const bson_oid_t *wid);
 
 /* A priced order line (orders.c). */
 struct erp_order_line {
@@ -203,6 +260,9 @@ struct erp_receipt {
 };
 int erp_stock_receive(struct tr_ctx *c, const struct erp_receipt *r, bson_t *stored);
 
+/* The product and warehouse pair holds stock (listed, checked): before
+ * the first movement of its register. */
+int erp_stock_slot(struct tr_db *db, const bson_oid_t *product, const bson_oid_t *warehouse);
 void erp_stock_list(struct tr_ctx *c);
 void erp_move_reverse(struct tr_ctx *c);
 
@@ -211,18 +271,20 @@ void erp_move_reverse(struct tr_ctx *c);
  * first write, erp_settle_after_ms later; the job finishes or undoes what
  * the writer left, and does nothing when the writer finished. Its payload
  * names the work: {"id", "key"[, "to_key", "reverses"]} for a move,
- * {"order", "attempt", "lines"} for a confirmation, {"order", "invoice"}
+ * {"order", "kind", "attempt", "lines"} for an order's confirmation or a
+ * work order's release (kind "work_order"), {"order", "completion",
+ * "quantity"} for a work order's completion, {"order", "invoice"}
  * for an invoice, {"order", "shipment",
  * "warehouse", "currency", "lines": [[index, product, quantity]...]} for a
  * shipment. Each returns TR_OK when nothing is left to do.  */
 struct tr_job;
 int erp_settle_run(const struct tr_job *job, char *err, size_t errlen);
-int erp_confirm_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
-		       size_t errlen); /* orders.c */
 int erp_shipment_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
 			size_t errlen); /* shipping.c */
 int erp_invoice_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
 		       size_t errlen); /* billing.c */
+int erp_wo_completion_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
+			     size_t errlen); /* work_orders.c */
 /* When a settle job scheduled now runs (ms since the epoch), and the
  * scheduling (TR_OK or TR_EUNAVAILABLE). */
 int64_t erp_settle_at(void);

@@ -52,6 +52,24 @@ static const struct tr_route routes[] = {
      "Receive part or all of a purchase order as stock receipts at its unit costs (more than "
      "ordered: 409).",
      &erp_purchase_orders, NULL, NULL},
+    {TR_POST, "/v1/erp/boms/{id}/activate", erp_bom_activate, "erp.production.write", 0,
+     "Make this bill its product's active one again (422 when it would make a loop).", &erp_boms,
+     NULL, NULL},
+    {TR_GET, "/v1/erp/boms/{id}/explosion", erp_bom_explosion, "erp.production.read", 0,
+     "The components of making a quantity (default: the bill's) by this bill, and below each "
+     "the components of its own active bill; materials: the totals of what has no bill.",
+     &erp_boms, "quantity", NULL},
+    {TR_POST, "/v1/erp/work-orders/{id}/release", erp_wo_release, "erp.production.write", 0,
+     "Reserve every component, or none (409 insufficient-stock naming them).", &erp_work_orders,
+     NULL, NULL},
+    {TR_POST, "/v1/erp/work-orders/{id}/complete", erp_wo_complete, "erp.production.write",
+     TR_JSON_BODY | TR_IDEMPOTENT,
+     "Make part or all of the quantity: its components are consumed at their moving-average "
+     "cost and the product received at that cost plus labour (more than remains: 409).",
+     &erp_work_orders, NULL, NULL},
+    {TR_POST, "/v1/erp/work-orders/{id}/cancel", erp_wo_cancel, "erp.production.write", 0,
+     "Cancel a planned or released work order, releasing what it still holds reserved.",
+     &erp_work_orders, NULL, NULL},
     {TR_GET, "/v1/erp/checks", erp_checks, "erp.ledger.read", 0,
      "The ERP's invariants, recomputed: ledger balanced, stock equal to the fold of its "
      "movements and to the inventory account, no forbidden negative stock.",
@@ -70,8 +88,9 @@ static const struct tr_route routes[] = {
 };
 
 static const struct tr_resource *const resources[] = {
-    &erp_products, &erp_warehouses, &erp_moves,	    &erp_accounts,  &erp_orders,
-    &erp_invoices, &erp_payments,   &erp_shipments, &erp_suppliers, &erp_purchase_orders};
+    &erp_products,  &erp_warehouses,	  &erp_moves,	 &erp_accounts,
+    &erp_orders,    &erp_invoices,	  &erp_payments, &erp_shipments,
+    &erp_suppliers, &erp_purchase_orders, &erp_boms,	 &erp_work_orders};
 
 static const struct tr_job_handler jobs[] = {
     {ERP_SETTLE_QUEUE, erp_settle_run},
@@ -107,6 +126,8 @@ static const struct tr_permission permissions[] = {
     {"erp.ledger.write", "accountant"},
     {"erp.purchasing.read", "accountant"},
     {"erp.purchasing.write", ""},
+    {"erp.production.read", "manager warehouse"},
+    {"erp.production.write", "warehouse"},
     {"erp.hr.read", ""},
     {"erp.hr.write", ""},
 };
@@ -116,7 +137,7 @@ static const struct tr_topic topics[] = {
     {"erp.orders", "erp.orders.read"},	   {"erp.stock", "erp.stock.read"},
     {"erp.invoices", "erp.invoices.read"}, {"erp.shipments", "erp.shipments.read"},
     {"erp.payments", "erp.payments.read"}, {"erp.purchasing", "erp.purchasing.read"},
-    {"erp.ledger", "erp.ledger.read"},
+    {"erp.ledger", "erp.ledger.read"},	   {"erp.production", "erp.production.read"},
 };
 
 const struct tr_module tr_erp_module = {

@@ -6,16 +6,10 @@
  * rounded half to even once per line; its tax is net x the product's tax
  * rate, rounded the same way; the order's sums are the lines' sums.
  *
- * Confirming moves the order to "confirming" first (a version-checked
- * write: one confirmation at a time, in any process), then reserves line
- * after line on the stock registers under operation ids of that attempt
- * (the version the "confirming" write gave the order); a line that does
- * not fit releases those reserved before it and the order goes back to
- * draft. A settle job scheduled before the first write undoes an attempt
- * whose writer died: an order still "confirming" at that version goes
- * back to draft (a version-checked write, so a writer that was only slow
- * can no longer confirm it) and the attempt's reservations are released;
- * an order confirmed by the attempt keeps them. */
+ * Confirming holds every line or none (reserve.c): the order is
+ * "confirming" while its lines are reserved, "confirmed" when all were,
+ * a draft again when one did not fit - or when its writer died, by the
+ * settle job. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -375,66 +369,6 @@ erp_order_any_shipped(const bson_t *order)
 	return shipped_test(order, false);
 }
 
-struct reservation {
-	char key[96];
-	long long seq;
-	bool done;
-};
-
-static bool
-warehouse_allows_negative(struct tr_db *db, const bson_oid_t *wid)
-{
-	bson_t wh;
-	bson_iter_t it;
-	char hex[25];
-	bool yes;
-
-	bson_oid_to_string(wid, hex);
-	yes = tr_db_get(db, ERP_WAREHOUSES, hex, &wh) == TR_OK &&
-	      bson_iter_init_find(&it, &wh, "allow_negative") && BSON_ITER_HOLDS_BOOL(&it) &&
-	      bson_iter_bool(&it);
-	bson_destroy(&wh);
-	return yes;
-}
-
-/* Releases the reservations made (reversing their movements, once). */
-static int
-release(struct tr_db *db, struct reservation *r, int n)
-{
-	int rc = TR_OK;
-
-	for (int i = 0; i < n; i++) {
-		bson_t mv;
-		bool replayed;
-		if (!r[i].done)
-			continue;
-		int one =
-		    tr_register_reverse(db, r[i].key, r[i].seq, false, 0, NULL, &mv, &replayed);
-		bson_destroy(&mv);
-		if (one != TR_OK)
-			rc = one;
-	}
-	return rc;
-}
-
-static void
-store_reservations(bson_t *set, const struct reservation *r, int n)
-{
-	bson_t arr, item;
-
-	BSON_APPEND_ARRAY_BEGIN(set, "_reservations", &arr);
-	for (int i = 0; i < n; i++) {
-		char key[16];
-		const char *k;
-		bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
-		BSON_APPEND_DOCUMENT_BEGIN(&arr, k, &item);
-		BSON_APPEND_UTF8(&item, "key", r[i].key);
-		BSON_APPEND_INT64(&item, "seq", r[i].seq);
-		bson_append_document_end(&arr, &item);
-	}
-	bson_append_array_end(set, &arr);
-}
-
 /* The answer to a refused set_status: another writer changed the order. */
 static void
 status_refused(struct tr_ctx *c, int rc)
@@ -462,16 +396,25 @@ set_status(struct tr_ctx *c, const char *id, const bson_t *order, const char *st
 	return rc;
 }
 
+const struct erp_hold erp_order_hold = {
+    .coll = ERP_ORDERS,
+    .kind = "order",
+    .name = "order",
+    .op = "erp.reserve",
+    .busy = "confirming",
+    .before = "draft",
+    .after = "confirmed",
+    .attempt_field = "_confirm_attempt",
+    .field = "lines",
+};
+
+/* Confirming reserves every line or none (reserve.c). */
 void
 erp_order_confirm(struct tr_ctx *c)
 {
-	bson_t order = BSON_INITIALIZER, confirming = BSON_INITIALIZER, done = BSON_INITIALIZER,
-	       more = BSON_INITIALIZER;
-	bson_oid_t products[ERP_MAX_DOC_LINES], wid, oid;
+	bson_t order = BSON_INITIALIZER, done = BSON_INITIALIZER;
+	bson_oid_t products[ERP_MAX_DOC_LINES];
 	int64_t qty[ERP_MAX_DOC_LINES], shipped[ERP_MAX_DOC_LINES];
-	struct reservation *r = NULL;
-	char id[25], op[128];
-	int n, rc, short_lines = 0;
 
 	bson_destroy(&order);
 	if (!tr_res_load(c, &erp_orders, tr_param(c, 0), &order))
@@ -479,172 +422,14 @@ erp_order_confirm(struct tr_ctx *c)
 	if (!tr_res_move_ok(c, &erp_orders, tr_doc_str(&order, "status"), "confirming", "confirm",
 			    NULL, &order))
 		goto out;
-	tr_doc_oid(&order, "_id", &oid);
-	bson_oid_to_string(&oid, id);
-	tr_doc_oid(&order, "warehouse_id", &wid);
-	n = erp_lines_of(&order, "shipped", products, qty, shipped);
-	r = calloc((size_t)(n ? n : 1), sizeof(*r));
-	if (!r) {
-		tr_problem_from_err(c, TR_ENOMEM);
-		goto out;
-	}
-	/* a writer that dies from here on leaves the attempt to the settle
-	 * job; the attempt is the version the "confirming" write gives */
-	long long attempt = tr_doc_int(&order, "version", 0) + 1;
-	char payload[128];
-	snprintf(payload, sizeof(payload), "{\"order\":\"%s\",\"attempt\":%lld,\"lines\":%d}", id,
-		 attempt, n);
-	if ((rc = erp_schedule_settle(c->req->principal.tenant_hex, payload)) != TR_OK) {
-		tr_problem_from_err(c, rc);
-		goto out;
-	}
-	/* one confirmation at a time, in any process */
-	bson_destroy(&confirming);
-	rc = set_status(c, id, &order, "confirming", NULL, &confirming);
-	if (rc != TR_OK) {
-		status_refused(c, rc);
-		goto out;
-	}
-	bool floor = !warehouse_allows_negative(c->db, &wid);
-	for (int i = 0; i < n; i++) {
-		struct tr_reg_delta d[] = {{"reserved", qty[i]}, {"available", -qty[i]}};
-		bson_t mv;
-		bool replayed;
-		char p[25], w[25];
-		bson_oid_to_string(&products[i], p);
-		bson_oid_to_string(&wid, w);
-		snprintf(r[i].key, sizeof(r[i].key), "erp.stock/%s/%s", p, w);
-		snprintf(op, sizeof(op), "erp.reserve:%s:%lld:%d", id, attempt, i);
-		struct tr_reg_post post = {
-		    .key = r[i].key, .op_id = op, .deltas = d, .ndeltas = 2, .has_floor = floor};
-		rc = tr_register_post(c->db, &post, &mv, &replayed);
-		if (rc == TR_ELIMIT) {
-			bson_iter_t it, sub;
-			int64_t available = 0;
-			if (bson_iter_init(&it, &mv) &&
-			    bson_iter_find_descendant(&it, "values.available", &sub))
-				available = bson_iter_as_int64(&sub);
-			char *f = tr_arena_alloc(c->req->arena, 32),
-			     *m = tr_arena_alloc(c->req->arena, 96);
-			snprintf(f, 32, "lines[%d]", i);
-			snprintf(m, 96, "needs %lld, the warehouse has %lld available",
-				 (long long)qty[i], (long long)available);
-			tr_problem_field(c, f, m);
-			short_lines++;
-		} else if (rc != TR_OK) {
-			bson_destroy(&mv);
-			break;
-		} else {
-			r[i].seq = tr_doc_int(&mv, "seq", 0);
-			r[i].done = true;
-			erp_step_pause();
-		}
-		bson_destroy(&mv);
-	}
-	if (rc == TR_OK && short_lines == 0) {
-		store_reservations(&more, r, n);
-		BSON_APPEND_INT64(&more, "_confirm_attempt", attempt);
-		bson_destroy(&done);
-		rc = set_status(c, id, &confirming, "confirmed", &more, &done);
-		if (rc == TR_OK) {
-			tr_res_emit(c, &erp_orders, "erp.order.confirmed", &done);
-			tr_reply_resource(c, 200, &done);
-			goto out;
-		}
-	}
-	/* none, then: what was reserved is released, the order is a draft again */
-	int rrc = release(c->db, r, n);
-	bson_t back = BSON_INITIALIZER;
-	int brc = set_status(c, id, &confirming, "draft", NULL, &back);
-	bson_destroy(&back);
-	if (rrc != TR_OK || brc != TR_OK)
-		tr_warn("erp: order %s left confirming (release %s, status %s)", id,
-			tr_strerror(rrc), tr_strerror(brc));
-	if (short_lines) {
-		c->resp->status = 409;
-		c->resp->problem_slug = "insufficient-stock";
-		c->resp->problem_title = "Insufficient stock";
-		c->resp->problem_detail = "not every line can be reserved: nothing was";
-	} else {
-		tr_problem_from_err(c, rc);
+	int n = erp_lines_of(&order, "shipped", products, qty, shipped);
+	if (erp_hold_all(c, &erp_order_hold, &order, products, qty, n, &done)) {
+		tr_res_emit(c, &erp_orders, "erp.order.confirmed", &done);
+		tr_reply_resource(c, 200, &done);
 	}
 out:
-	free(r);
 	bson_destroy(&order);
-	bson_destroy(&confirming);
 	bson_destroy(&done);
-	bson_destroy(&more);
-}
-
-/* The settle job of a confirmation (erp.h): an attempt left "confirming"
- * goes back to draft, and an attempt that is not the order's confirmation
- * has its reservations released (each reversal once, by its own id). */
-int
-erp_confirm_settle(struct tr_db *db, const char *tenant, const bson_t *payload, char *err,
-		   size_t errlen)
-{
-	const char *id = tr_doc_str(payload, "order");
-	long long attempt = tr_doc_int(payload, "attempt", 0);
-	long long lines = tr_doc_int(payload, "lines", 0);
-	bson_t order = BSON_INITIALIZER;
-	int rc = TR_OK;
-
-	(void)tenant;
-	if (!id || !tr_is_object_id(id) || attempt <= 0 || lines < 0 || lines > ERP_MAX_DOC_LINES)
-		goto out; /* not a confirmation's: nothing to do */
-	for (int tries = 0; tries < 5; tries++) {
-		bson_destroy(&order);
-		rc = tr_db_get(db, ERP_ORDERS, id, &order);
-		if (rc != TR_OK)
-			goto out;
-		const char *status = tr_doc_str(&order, "status");
-		if (!status || strcmp(status, "confirming") != 0 ||
-		    tr_doc_int(&order, "version", 0) != attempt)
-			break;
-		/* the writer stopped halfway: the order is a draft again */
-		bson_t set = BSON_INITIALIZER, back;
-		BSON_APPEND_UTF8(&set, "status", "draft");
-		rc = tr_db_update(db, ERP_ORDERS, id, attempt, &set, NULL, &back);
-		bson_destroy(&set);
-		bson_destroy(&back);
-		if (rc == TR_OK)
-			tr_warn("erp: order %s was left confirming: it is a draft again", id);
-		if (rc != TR_EVERSION)
-			break;
-	}
-	if (rc != TR_OK)
-		goto out;
-	const char *status = tr_doc_str(&order, "status");
-	if (tr_doc_int(&order, "_confirm_attempt", 0) == attempt && status &&
-	    strcmp(status, "confirming") != 0)
-		goto out; /* the order's confirmation: its reservations stay */
-	for (long long i = 0; rc == TR_OK && i < lines; i++) {
-		char op[128];
-		bson_t mv, rv;
-		bool found = false, replayed;
-		snprintf(op, sizeof(op), "erp.reserve:%s:%lld:%lld", id, attempt, i);
-		rc = tr_register_find_op(db, op, &mv, &found);
-		if (rc == TR_OK && found && tr_doc_str(&mv, "key")) {
-			rc = tr_register_reverse(db, tr_doc_str(&mv, "key"),
-						 tr_doc_int(&mv, "seq", 0), false, 0, NULL, &rv,
-						 &replayed);
-			bson_destroy(&rv);
-			if (rc == TR_OK && !replayed)
-				tr_warn(
-				    "erp: order %s: a reservation of an unfinished confirmation "
-				    "released",
-				    id);
-		}
-		bson_destroy(&mv);
-	}
-out:
-	if (rc == TR_ENOTFOUND)
-		rc = TR_OK; /* the order is gone */
-	if (rc != TR_OK)
-		snprintf(err, errlen, "settling the confirmation of order %s: %s", id ? id : "?",
-			 tr_strerror(rc));
-	bson_destroy(&order);
-	return rc;
 }
 
 /* Releases the reservations an order names (each reversal once, by its own

@@ -207,8 +207,8 @@ post_entry(struct tr_db *db, const char *move_hex, const char *kind, int64_t v,
 
 /* ---- slots: which pairs hold stock, for listing ---- */
 
-static int
-note_slot(struct tr_db *db, const bson_oid_t *product, const bson_oid_t *warehouse)
+int
+erp_stock_slot(struct tr_db *db, const bson_oid_t *product, const bson_oid_t *warehouse)
 {
 	bson_t doc = BSON_INITIALIZER, stored;
 	int rc;
@@ -437,8 +437,8 @@ post_move(struct tr_ctx *c, struct plan *p_, bson_t *set)
 
 	/* before anything is posted: the pairs can be listed, and the move
 	 * will be settled if this writer dies */
-	if ((rc = note_slot(c->db, &p.product, &p.warehouse)) != TR_OK ||
-	    (p.transfer && (rc = note_slot(c->db, &p.product, &p.to_warehouse)) != TR_OK) ||
+	if ((rc = erp_stock_slot(c->db, &p.product, &p.warehouse)) != TR_OK ||
+	    (p.transfer && (rc = erp_stock_slot(c->db, &p.product, &p.to_warehouse)) != TR_OK) ||
 	    (rc = schedule_settle(c, &p, NULL)) != TR_OK) {
 		tr_problem_from_err(c, rc);
 		goto done;
@@ -964,6 +964,24 @@ out:
 	return rc;
 }
 
+/* The settle job of work on a record (erp.h): which work its payload
+ * names. */
+static int
+settle_record(struct tr_db *db, const char *tenant, const bson_t *payload, char *err, size_t errlen)
+{
+	const char *kind = tr_doc_str(payload, "kind");
+
+	if (tr_doc_str(payload, "shipment"))
+		return erp_shipment_settle(db, tenant, payload, err, errlen);
+	if (tr_doc_str(payload, "invoice"))
+		return erp_invoice_settle(db, tenant, payload, err, errlen);
+	if (tr_doc_str(payload, "completion"))
+		return erp_wo_completion_settle(db, tenant, payload, err, errlen);
+	return erp_hold_settle(
+	    db, kind && strcmp(kind, "work_order") == 0 ? &erp_wo_hold : &erp_order_hold, payload,
+	    err, errlen);
+}
+
 int
 erp_settle_run(const struct tr_job *job, char *err, size_t errlen)
 {
@@ -977,11 +995,7 @@ erp_settle_run(const struct tr_job *job, char *err, size_t errlen)
 	    tr_doc_str(&payload, "order") && tr_is_object_id(job->tenant)) {
 		/* an order's confirmation or shipment */
 		if ((db = tr_db_for_tenant(job->tenant))) {
-			rc = tr_doc_str(&payload, "shipment")
-				 ? erp_shipment_settle(db, job->tenant, &payload, err, errlen)
-			     : tr_doc_str(&payload, "invoice")
-				 ? erp_invoice_settle(db, job->tenant, &payload, err, errlen)
-				 : erp_confirm_settle(db, job->tenant, &payload, err, errlen);
+			rc = settle_record(db, job->tenant, &payload, err, errlen);
 		} else {
 			snprintf(err, errlen, "out of memory");
 			rc = TR_ENOMEM;

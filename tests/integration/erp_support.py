@@ -125,6 +125,20 @@ def assert_inventory_invariants(target, acct):
         w = orders[sh["order_id"]]["warehouse_id"]
         for line in sh["lines"]:
             add(line["product_id"], w, -line["quantity"], -line["cost"]["amount"])
+    # work orders: each completion consumed its components at their cost and
+    # brought the product in at that cost plus labour; what a released one
+    # has not consumed is still reserved
+    reserved = {}
+    for wo in all_pages(target, acct, "/v1/erp/work-orders"):
+        w = wo["warehouse_id"]
+        for done in wo["completions"]:
+            for c in done["components"]:
+                add(c["product_id"], w, -c["quantity"], -c["cost"]["amount"])
+            add(wo["product_id"], w, done["quantity"], done["cost"]["amount"])
+        if wo["status"] == "released":
+            for c in wo["components"]:
+                key = (c["product_id"], w)
+                reserved[key] = reserved.get(key, 0) + c["quantity"] - c["consumed"]
     warehouses = {}
     r = call(target, acct, "GET", "/v1/erp/warehouses", params={"limit": 200})
     for wh in r.json()["items"]:
@@ -136,5 +150,6 @@ def assert_inventory_invariants(target, acct):
         assert item["on_hand"] == q, (p, w, item, q)
         assert item["value"]["amount"] == v, (p, w, item, v)
         assert item["available"] == item["on_hand"] - item["reserved"], item
+        assert item["reserved"] >= reserved.get((p, w), 0), (item, reserved.get((p, w)))
         if w in warehouses and not warehouses[w]["allow_negative"]:
             assert item["available"] >= 0, item

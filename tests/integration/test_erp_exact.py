@@ -243,3 +243,41 @@ def test_twenty_receipts_of_one_against_ten_ordered_receive_exactly_ten(trio):
     payables = [a for a in tb["accounts"] if a["code"] == "2000"]
     assert payables and payables[0]["credit"] == 400, tb
     assert_inventory_invariants(at[2], owner)
+
+
+def test_work_orders_released_at_once_reserve_only_what_the_stock_allows(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    warehouse = make_warehouse(at[0], owner)
+    table, leg = make_product(at[1], owner), make_product(at[2], owner)
+    r = requests.post(trio.url(0, "/v1/erp/boms"), headers=owner.headers, timeout=30,
+                      json={"product_id": table["id"], "components": [{"product_id": leg["id"], "quantity": 4}]})
+    assert r.status_code == 201, r.text
+    receive(at[1], owner, leg, warehouse, 10, 100)
+    wos = []
+    for i in range(6):  # each plans fine: planning reserves nothing
+        r = requests.post(trio.url(i, "/v1/erp/work-orders"), headers=owner.headers, timeout=30,
+                          json={"product_id": table["id"], "warehouse_id": warehouse["id"], "quantity": 1})
+        assert r.status_code == 201, r.text
+        wos.append(r.json())
+    ids = [spellings(w["id"])[i % 3] for i, w in enumerate(wos)]
+    got = race([lambda i=i: requests.post(trio.url(i, f"/v1/erp/work-orders/{ids[i]}/release"),
+                                          headers=owner.headers, timeout=120) for i in range(6)])
+    codes = statuses(got)
+    assert codes.count(200) == 2 and codes.count(409) == 4, codes
+    s = stock(at[2], owner, leg, warehouse)
+    assert (s["reserved"], s["available"]) == (8, 2), s
+    released = [w for w, r in zip(wos, got) if r.status_code == 200]
+
+    # ten completions of one table against the one planned, at once
+    wo = released[0]
+    got = race([lambda i=i: requests.post(trio.url(i, f"/v1/erp/work-orders/{wo['id']}/complete"),
+                                          json={"quantity": 1}, headers=owner.headers, timeout=120)
+                for i in range(10)])
+    codes = statuses(got)
+    assert codes.count(200) == 1 and codes.count(409) == 9, codes
+    made = stock(at[0], owner, table, warehouse)
+    assert (made["on_hand"], made["value"]["amount"]) == (1, 400), made
+    s = stock(at[1], owner, leg, warehouse)
+    assert (s["on_hand"], s["reserved"], s["available"]) == (6, 4, 2), s
+    assert_inventory_invariants(at[2], owner)

@@ -196,6 +196,41 @@ def test_an_invoice_killed_after_taking_its_number_is_finished_without_a_gap(tri
     assert_inventory_invariants(at[1], owner)
 
 
+def test_a_work_order_completion_killed_between_components_is_finished_once(trio):
+    at = [At(p) for p in trio.procs]
+    owner = signup(at[0])
+    w, (a, b) = setup_stock(at[0], owner, cost=300)
+    table = make_product(at[1], owner)
+    r = call(at[1], owner, "POST", "/v1/erp/boms", json={
+        "product_id": table["id"], "components": [{"product_id": a["id"], "quantity": 2},
+                                                  {"product_id": b["id"], "quantity": 3}],
+        "labour_cost": money(50)})
+    assert r.status_code == 201, r.text
+    wo = call(at[2], owner, "POST", "/v1/erp/work-orders", json={
+        "product_id": table["id"], "warehouse_id": w["id"], "quantity": 2}).json()
+    assert call(at[0], owner, "POST", f"/v1/erp/work-orders/{wo['id']}/release").status_code == 200
+    doomed, _ = trio.start(debug_step_delay_ms=30000)
+    in_background(lambda: requests.post(doomed.url(f"/v1/erp/work-orders/{wo['id']}/complete"),
+                                        json={"quantity": 2}, headers=owner.headers, timeout=60))
+    wait_for("the first component consumed", lambda: stock(at[2], owner, a, w)["on_hand"] == 6)
+    doomed.kill()
+    assert stock(at[0], owner, b, w)["on_hand"] == 10  # the second not yet
+    check_problem(call(at[1], owner, "POST", f"/v1/erp/work-orders/{wo['id']}/complete",
+                       json={"quantity": 1}), 409)  # all of it is claimed
+
+    def finished():
+        got = call(at[1], owner, "GET", f"/v1/erp/work-orders/{wo['id']}").json()
+        return got if got["status"] == "completed" else None
+    got = wait_for("the completion finished", finished, within=WITHIN_S)
+    assert [c["cost"] for c in got["completions"]] == [money(4 * 300 + 6 * 300 + 100)]
+    made = stock(at[2], owner, table, w)
+    assert (made["on_hand"], made["value"]) == (2, money(3100)), made
+    for p, left in ((a, 6), (b, 4)):
+        s = stock(at[0], owner, p, w)
+        assert (s["on_hand"], s["reserved"], s["available"]) == (left, 0, left), s
+    assert_inventory_invariants(at[1], owner)
+
+
 def test_confirmations_racing_over_processes_leave_no_reservation_behind(trio):
     """Their settle jobs run after the race: the ones that lost had
     released already, the one that won keeps what it holds."""
