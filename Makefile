@@ -109,8 +109,9 @@ build/tsan/obj/%.o: %.c $(HDRS) Makefile
 
 # Unit tests may #include the .c file under test to reach its statics, so
 # each test links the library objects except the one it includes (listed in
-# the test's first line as "// unit-under-test: server/x.c").
-build/asan/unit/%: tests/unit/%.c $(ASAN_LIB_OBJS) $(HDRS)
+# the test's first line as "// unit-under-test: server/x.c"); a tool's
+# files are included the same way (test_demo_erp_plan.c).
+build/asan/unit/%: tests/unit/%.c $(ASAN_LIB_OBJS) $(HDRS) $(DEMO_SRCS) $(DEMO_HDRS)
 	@mkdir -p $(dir $@)
 	$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) $(shell pkg-config --cflags cmocka) -o $@ $< \
 	  $(filter-out $(patsubst %.c,build/asan/obj/%.o,$(shell sed -n '1s|^// unit-under-test: ||p' $<)),$(ASAN_LIB_OBJS)) \

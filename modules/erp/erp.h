@@ -16,6 +16,7 @@
  * work_orders.c: making products from components, reserved, consumed and
  * received exactly.
  * timeline.c: a client's orders and invoices on its timeline (timeline.h).
+ * direct.c: the routes run for callers without a request (the demo seed).
  *
  * Stock lives in one register per product and warehouse,
  * "erp.stock/<product>/<warehouse>", with the counters on_hand, reserved,
@@ -292,5 +293,23 @@ int erp_schedule_settle(const char *tenant, const char *payload);
 /* Fault tests: the pause debug_step_delay_ms after a register write of a
  * multi-step operation (none in production). */
 void erp_step_pause(void);
+
+/* The module (module.c): its route table and resources. */
+extern const struct tr_module tr_erp_module;
+
+/* Runs the ERP route named by route ("POST /v1/erp/orders/{id}/confirm",
+ * as the route table spells it; a resource's create "POST
+ * /v1/erp/orders" and get "GET /v1/erp/orders/{id}" too) on db's tenant
+ * (tenant: the same, which events and jobs name) as user, through the
+ * code the route runs (direct.c): id is the path's
+ * {id} (NULL when it has none), body the JSON body (NULL: none), key an
+ * Idempotency-Key or NULL. Returns the HTTP status the route answers, with
+ * the answer's body in *answer (initialised by the call; a problem as
+ * {status, type, detail, errors}), or TR_EINVALID (negative) for a route
+ * the module does not have. No permission is checked: for trusted callers
+ * only. Worker thread or command. */
+int erp_direct(struct tr_db *db, const bson_oid_t *tenant, const bson_oid_t *user,
+	       const char *route, const char *id, const bson_t *body, const char *key,
+	       bson_t *answer);
 
 #endif

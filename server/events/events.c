@@ -420,6 +420,16 @@ tr_events_publish(struct tr_event_out *list)
 	}
 }
 
+void
+tr_events_leave(struct tr_event_out *list)
+{
+	for (struct tr_event_out *ev = list, *next; ev; ev = next) {
+		next = ev->next;
+		free(ev->tail);
+		free(ev);
+	}
+}
+
 /* Published records leave the outbox in batches, on a worker. */
 static void
 delete_work_cb(uv_work_t *w)

@@ -66,6 +66,10 @@ void tr_events_start(struct uv_loop_s *loop);
 void tr_events_stop(void);
 /* Loop thread: publishes a finished request's events (takes the list). */
 void tr_events_publish(struct tr_event_out *list);
+/* Any thread: frees events recorded by work that has no response to
+ * publish them after (takes the list). Each stays in the outbox, where the
+ * relay of a running server publishes it as it does a crashed writer's. */
+void tr_events_leave(struct tr_event_out *list);
 
 /* Event ids are Redis Stream ids "<ms>-<seq>". */
 struct tr_evid {

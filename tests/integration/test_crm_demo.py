@@ -8,6 +8,12 @@ by a manager, only their own for a sales user, the default pipeline, 500
 clients with contacts and legal entities, deals in every stage and status
 with a consistent stage history, interactions of the five kinds, tasks
 (done, overdue, due later, with reminders queued), claims and campaigns.
+The ERP's part is made through the ERP's own code, so the ERP must agree
+with itself afterwards: every check of GET /v1/erp/checks ok, the ledger's
+chain verified, the trial balance balanced, the stock's value equal to the
+inventory account and to the fold of its moves and shipments; 200 sales
+orders of the seeded clients (many from their won deals) in every status,
+invoices numbered without a gap, payments never beyond an order's total.
 Failure modes: the slug taken (exit 2, nothing changed), a bad password or
 slug (exit 2, nothing created), the database away (exit 1), no or another
 command (exit 2); `trellis demo seed` is no command of the server's."""
@@ -22,6 +28,7 @@ from bson import ObjectId
 from conftest import (DB_NAME, TrellisLauncher, free_port, login, login_request,
                       sanitizer_hits, unique_slug)
 from crm_support import CLIENTS, DEALS, DEFAULT_STAGES, LEADS
+from erp_support import assert_erp_checks
 
 USAGE_ERROR = 2
 UNAVAILABLE = 1
@@ -33,7 +40,12 @@ SALES = ["sales1", "sales2", "sales3"]
 INTERACTION_KINDS = ["meeting", "call_in", "call_out", "sms", "email"]
 # every collection the seed writes, for cleaning up and counting
 SEEDED = ["users", "pipelines", "campaigns", "crm_groups", "leads", "clients", "contacts",
-          "counterparties", "deals", "interactions", "tasks", "claims"]
+          "counterparties", "deals", "interactions", "tasks", "claims",
+          "erp_products", "erp_warehouses", "erp_stock_moves", "erp_stock_slots",
+          "erp_accounts", "erp_orders", "erp_invoices", "erp_payments", "erp_shipments",
+          "erp_suppliers", "erp_purchase_orders"]
+ORDER_STATUSES = {"draft", "confirmed", "shipped", "invoiced", "paid", "completed", "cancelled"}
+DEMO_ORDERS = 200
 SEED_TIMEOUT_S = 180
 
 
@@ -152,6 +164,11 @@ def leads(stack, manager):
 @pytest.fixture(scope="module")
 def deals(stack, manager):
     return all_pages(stack, manager, DEALS)
+
+
+@pytest.fixture(scope="module")
+def orders(stack, manager):
+    return all_pages(stack, manager, "/v1/erp/orders")
 
 
 # ---------------------------------------------------------------------------
@@ -380,6 +397,138 @@ def test_claims_with_statuses_and_campaigns_with_costs(stack, manager):
 
 
 # ---------------------------------------------------------------------------
+# the ERP
+# ---------------------------------------------------------------------------
+
+def test_the_erp_agrees_with_itself_after_the_seed(stack, demo):
+    """Checks, the ledger's chain, the trial balance and the stock valuation."""
+    accountant = demo.account(stack, "accountant")
+    body = assert_erp_checks(stack, accountant)
+    assert body["ok"] is True
+    r = stack.get("/v1/erp/ledger/verify", headers=accountant.headers, timeout=60)
+    assert r.status_code == 200, r.text
+    verify = r.json()
+    assert verify["ok"] is True and verify["entries"] > 500 and "broken_at" not in verify, verify
+    assert f"{verify['entries']} journal entries, every ERP check ok" in demo.run.stdout
+    r = stack.get("/v1/erp/reports/trial-balance", headers=accountant.headers, timeout=60)
+    assert r.status_code == 200, r.text
+    tb = r.json()
+    assert tb["total_debit"] == tb["total_credit"] > 0, tb
+    assert sum(a["debit"] for a in tb["accounts"]) == tb["total_debit"], tb
+    used = {a["code"] for a in tb["accounts"] if a["debit"] or a["credit"]}
+    assert used >= {"1100", "1200", "1300", "2000", "2100", "4000", "5000", "6000"}, tb
+    r = stack.get("/v1/erp/reports/stock-valuation", headers=accountant.headers, timeout=60)
+    assert r.status_code == 200, r.text
+    totals = r.json()["totals"]
+    assert [t["currency"] for t in totals] == ["EUR"], totals
+    assert totals[0]["equal"] is True and totals[0]["stock"]["amount"] > 0, totals
+
+
+def test_the_stock_is_the_fold_of_its_moves_and_shipments(stack, demo, orders):
+    """What erp_support.assert_inventory_invariants checks, with a few
+    requests for the seed's hundreds of orders: every pair's quantity and
+    value are what its moves and its orders' shipments add up to."""
+    owner = demo.account(stack, "owner")
+    expected = {}
+
+    def add(p, w, q, v):
+        e = expected.setdefault((p, w), [0, 0])
+        e[0] += q
+        e[1] += v
+
+    for m in all_pages(stack, owner, "/v1/erp/stock/moves"):
+        p, w, q, v = m["product_id"], m["warehouse_id"], m["quantity"], m["value"]["amount"]
+        assert "reverses" not in m, m
+        if m["kind"] == "receipt":
+            add(p, w, q, v)
+        elif m["kind"] == "write_off":
+            add(p, w, -q, v)
+        elif m["kind"] == "transfer":
+            add(p, w, -q, v)
+            add(p, m["to_warehouse_id"], q, -v)
+        else:
+            raise AssertionError(f"the seed makes no {m['kind']}: {m}")
+    warehouse_of = {o["id"]: o["warehouse_id"] for o in orders}
+    for sh in all_pages(stack, owner, "/v1/erp/shipments"):
+        for line in sh["lines"]:
+            add(line["product_id"], warehouse_of[sh["order_id"]], -line["quantity"],
+                -line["cost"]["amount"])
+    r = stack.get("/v1/erp/stock", headers=owner.headers, timeout=60)
+    assert r.status_code == 200, r.text
+    stock = {(i["product_id"], i["warehouse_id"]): i for i in r.json()["items"]}
+    assert set(stock) == set(expected)
+    for pair, (q, v) in expected.items():
+        item = stock[pair]
+        assert (item["on_hand"], item["value"]["amount"]) == (q, v), (pair, item, q, v)
+        assert item["available"] == item["on_hand"] - item["reserved"] >= 0, item
+
+
+def test_sales_orders_in_every_status_priced_by_the_erp(orders):
+    assert len(orders) == DEMO_ORDERS
+    statuses = {}
+    for o in orders:
+        statuses[o["status"]] = statuses.get(o["status"], 0) + 1
+        assert o["currency"] == "EUR" and 1 <= len(o["lines"]) <= 4, o
+        assert o["total"]["amount"] == o["net"]["amount"] + o["tax"]["amount"] > 0, o
+        assert o["net"]["amount"] == sum(line["net"]["amount"] for line in o["lines"]), o
+    assert set(statuses) == ORDER_STATUSES, statuses
+    assert statuses["completed"] >= DEMO_ORDERS // 2, statuses
+
+
+def test_orders_are_the_seeded_clients_and_many_come_from_won_deals(stack, manager, orders,
+                                                                     deals):
+    clients = {c["id"]: c for c in all_pages(stack, manager, CLIENTS)}
+    deals_by_id = {d["id"]: d for d in deals}
+    from_deals = 0
+    for o in orders:
+        client = clients[o["client_id"]]
+        assert o.get("owner_id") == client.get("owner_id"), (o, client)
+        if o.get("deal_id"):
+            deal = deals_by_id[o["deal_id"]]
+            assert deal["status"] == "won" and deal["client_id"] == o["client_id"], (o, deal)
+            from_deals += 1
+    assert from_deals >= DEMO_ORDERS // 3 and DEMO_ORDERS - from_deals >= DEMO_ORDERS // 10
+    assert len({o["client_id"] for o in orders}) >= DEMO_ORDERS // 2
+
+
+def test_invoices_without_gaps_and_payments_within_totals(stack, manager, orders):
+    invoices = all_pages(stack, manager, "/v1/erp/invoices")
+    assert len(invoices) == sum(1 for o in orders if o.get("invoice_id"))
+    numbers = {}
+    for inv in invoices:
+        m = re.fullmatch(r"INV-(\d{4})-(\d{6})", inv["number"])
+        assert m, inv
+        numbers.setdefault(m.group(1), []).append(int(m.group(2)))
+    for year, ns in numbers.items():
+        assert sorted(ns) == list(range(1, len(ns) + 1)), (year, sorted(ns))
+    assert {i["status"] for i in invoices} >= {"open", "partially_paid", "paid"}
+    paid = {}
+    for p in all_pages(stack, manager, "/v1/erp/payments"):
+        paid[p["order_id"]] = paid.get(p["order_id"], 0) + p["amount"]["amount"]
+    assert {p for p in paid} <= {o["id"] for o in orders if o.get("invoice_id")}
+    for o in orders:
+        total = o["total"]["amount"]
+        assert paid.get(o["id"], 0) <= total, o
+        if o["status"] in ("paid", "completed"):
+            assert paid[o["id"]] == total, o
+        if o["status"] in ("shipped", "completed"):
+            assert all(line["shipped"] == line["quantity"] for line in o["lines"]), o
+        if o["status"] in ("draft", "cancelled"):
+            assert all(line["shipped"] == 0 for line in o["lines"]), o
+
+
+def test_products_warehouses_suppliers_and_purchases(stack, demo, manager):
+    products = all_pages(stack, manager, "/v1/erp/products")
+    assert len(products) == 24 and len({p["sku"] for p in products}) == 24
+    assert {p["uom_scale"] for p in products} >= {0, 1, 3}
+    assert len(all_pages(stack, manager, "/v1/erp/warehouses")) == 2
+    accountant = demo.account(stack, "accountant")
+    assert len(all_pages(stack, accountant, "/v1/erp/suppliers")) == 4
+    pos = all_pages(stack, accountant, "/v1/erp/purchase-orders")
+    assert len(pos) >= 50 and {p["status"] for p in pos} >= {"received", "open"}, pos[:3]
+
+
+# ---------------------------------------------------------------------------
 # failure modes
 # ---------------------------------------------------------------------------
 
@@ -458,6 +607,20 @@ def test_the_database_away_exits_1_and_says_so(stack, trellis):
     assert run.returncode == UNAVAILABLE, run
     assert "database" in run.stderr, run
     assert tenant_doc(stack, slug) is None
+
+
+def test_redis_away_exits_1_and_keeps_nothing(stack, trellis):
+    """The ERP's stock moves queue their settling in Redis: without it the
+    first receipt is refused, and the CRM's records written before go too."""
+    env = trellis.env(db=DB_NAME)
+    env["TRELLIS_REDIS_URL"] = f"redis://127.0.0.1:{free_port()}/0"
+    slug = unique_slug("demo")
+    run = seed(stack, trellis, slug, "long-enough-password\n", env=env)
+    assert run.returncode == UNAVAILABLE, run
+    assert "the ERP answered POST /v1/erp/purchase-orders/{id}/receive" in run.stderr, run
+    assert "nothing was kept" in run.stderr and run.stdout == "", run
+    assert tenant_doc(stack, slug) is None
+    assert stack.mongo["users"].count_documents({"email": email_of(slug, "owner")}) == 0
 
 
 def test_seeded_records_belong_to_the_tenant_only(stack, demo):

@@ -18,18 +18,30 @@
  * The writes go round tr_db_insert on purpose: it stamps created_at with
  * the current time and writes one record per call, and a demo needs both a
  * history and speed. A failed run is undone with tr_db_purge. No events
- * are emitted (nobody is subscribed to a
+ * are emitted for these records (nobody is subscribed to a
  * tenant that does not exist yet); reminders of open tasks due in the
  * future are queued as the API would queue them.
  *
+ * Then the ERP's part (demo_erp.c, demo_erp_run.c): products,
+ * warehouses, suppliers, and a year of the clients' sales orders with
+ * their shipments, invoices and payments and the purchases behind them.
+ * It goes round nothing: every step runs the ERP's own route code
+ * (erp_direct), so its stock, costs, numbers and ledger are its own - and
+ * dated by it, at the moment of seeding - and its events wait in the
+ * outbox for a running server's relay. The ERP's checks must hold after
+ * it.
+ *
  * Exit codes: 0 seeded, 2 bad arguments or password or the tenant exists,
- * 1 the database is unavailable (what was written is removed again). */
+ * 1 the database (or Redis, which the ERP's stock moves need) is
+ * unavailable or the ERP refused a step (what was written is removed
+ * again). */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "demo.h"
+#include "erp/erp.h"
 #include "identity/identity.h"
 #include "jobs.h"
 
@@ -235,15 +247,17 @@ by_created_at(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* Writes the tenant, then every batch; on failure removes what this run
- * wrote (best effort: the database may be gone) and returns the TR_E*
- * code. The tenant goes first so that a slug taken meanwhile
- * (TR_EDUPLICATE) stops the run before anything else is written. */
+/* Writes the tenant, then every batch, then makes the ERP's story; on
+ * failure removes what this run wrote (best effort: the database may be
+ * gone) and returns the TR_E* code. The tenant goes first so that a slug
+ * taken meanwhile (TR_EDUPLICATE) stops the run before anything else is
+ * written. *erp_s: the seconds the ERP's part took. */
 static int
-write_all(struct demo *d, bson_t *tenant)
+write_all(struct demo *d, bson_t *tenant, double *erp_s)
 {
 	struct tr_db *db = tr_db_open(NULL);
 	int rc = TR_OK, written = -1;
+	bool erp = false;
 
 	if (!db) {
 		rc = TR_ENOMEM;
@@ -263,11 +277,19 @@ write_all(struct demo *d, bson_t *tenant)
 			fprintf(stderr, "trellis: writing %s failed: %s\n", coll_names[c],
 				tr_strerror(rc));
 	}
+	if (rc == TR_OK) {
+		uint64_t t0 = tr_mono_ns();
+		erp = true;
+		rc = crm_demo_make_erp(d, db);
+		*erp_s = (double)(tr_mono_ns() - t0) / 1e9;
+	}
 	if (rc == TR_OK)
 		goto out;
 	/* undo: this tenant's records, then the tenant */
 	for (int c = 0; c <= written; c++)
 		tr_db_purge(db, coll_names[c]);
+	for (const char *const *c = crm_demo_erp_colls; erp && *c; c++)
+		tr_db_purge(db, *c);
 	tr_db_purge(db, TENANTS);
 out:
 	tr_db_close(db);
@@ -336,6 +358,48 @@ read_password(char *buf, size_t len)
 	return true;
 }
 
+/* The whole story for tenant slug, told up to now: the tenant's record
+ * into *tenant, the users (sharing password_hash), the CRM's records in
+ * their batches, the ERP's steps. Every draw in a fixed order, so the
+ * same now gives the same story (ids aside). */
+static void
+plan_story(struct demo *d, const char *slug, int64_t now, const char *password_hash, bson_t *tenant)
+{
+	d->rng.state = DEMO_SEED;
+	d->slug = slug;
+	d->now = now;
+	d->start = d->now - DEMO_HISTORY_DAYS * DAY_MS;
+	d->leads = bson_malloc0(DEMO_LEADS * sizeof(*d->leads));
+	d->clients = bson_malloc0(DEMO_CLIENTS * sizeof(*d->clients));
+	d->taken.slots = bson_malloc0(SET_SLOTS * sizeof(*d->taken.slots));
+	bson_oid_init(&d->tenant_id, NULL);
+	BSON_APPEND_OID(tenant, "_id", &d->tenant_id);
+	BSON_APPEND_OID(tenant, "tenant_id", &d->tenant_id);
+	BSON_APPEND_UTF8(tenant, "name", DEMO_TENANT_NAME);
+	BSON_APPEND_UTF8(tenant, "slug", slug);
+	crm_demo_record_end(tenant, d->start - DAY_MS, d->start - DAY_MS);
+
+	write_users(d, password_hash);
+	write_pipeline(d);
+	write_campaigns(d);
+	write_groups(d);
+	crm_demo_plan_leads(d);
+	crm_demo_plan_clients(d);
+	crm_demo_plan_deals(d);
+	crm_demo_plan_claims(d);
+	for (int i = 0; i < DEMO_LEADS; i++)
+		crm_demo_write_lead(d, &d->leads[i]);
+	for (size_t i = 0; i < d->nclients; i++)
+		crm_demo_write_client(d, &d->clients[i]);
+	for (size_t i = 0; i < d->ndeals; i++)
+		crm_demo_write_deal(d, &d->deals[i]);
+	crm_demo_write_interactions(d);
+	for (size_t i = 0; i < d->nclaims; i++)
+		crm_demo_write_claim(d, &d->claims[i]);
+	crm_demo_write_tasks(d);
+	crm_demo_plan_erp(d);
+}
+
 void
 crm_demo_usage(void)
 {
@@ -370,18 +434,32 @@ since(uint64_t t0)
 }
 
 static void
-print_summary(const struct demo *d, uint64_t t0, double hashing, double writing, size_t reminders)
+print_summary(const struct demo *d, uint64_t t0, double hashing, double writing, double erp_s,
+	      size_t reminders)
 {
-	printf("Seeded tenant \"%s\" (%s) in %.2f s (password hash %.2f s, writing %.2f s):\n",
-	       d->slug, DEMO_TENANT_NAME, since(t0), hashing, writing);
+	const size_t *made = d->erp.made;
+
+	printf("Seeded tenant \"%s\" (%s) in %.2f s (password hash %.2f s, writing %.2f s, of "
+	       "which the ERP %.2f s):\n",
+	       d->slug, DEMO_TENANT_NAME, since(t0), hashing, writing, erp_s);
 	printf("  %zu leads, %zu clients, %zu contacts, %zu counterparties, %zu deals,\n",
 	       d->batches[C_LEADS].n, d->batches[C_CLIENTS].n, d->batches[C_CONTACTS].n,
 	       d->batches[C_COUNTERPARTIES].n, d->batches[C_DEALS].n);
 	printf("  %zu interactions, %zu tasks (%zu reminders queued), %zu claims, %zu campaigns,\n",
 	       d->batches[C_INTERACTIONS].n, d->batches[C_TASKS].n, reminders,
 	       d->batches[C_CLAIMS].n, d->batches[C_CAMPAIGNS].n);
-	printf("  %zu client groups, the default pipeline and %d users.\n", d->batches[C_GROUPS].n,
+	printf("  %zu client groups, the default pipeline and %d users;\n", d->batches[C_GROUPS].n,
 	       NUSERS);
+	printf("  ERP: %d products in %d warehouses, %d suppliers, %zu purchase orders (%zu "
+	       "receipts),\n",
+	       DEMO_NPRODUCTS, DEMO_NWAREHOUSES, DEMO_NSUPPLIERS, made[ES_PURCHASE],
+	       made[ES_RECEIVE]);
+	printf("  %zu sales orders (%zu confirmed, %zu cancelled), %zu shipments, %zu invoices, "
+	       "%zu payments,\n",
+	       made[ES_ORDER], made[ES_CONFIRM], made[ES_CANCEL], made[ES_SHIP], made[ES_INVOICE],
+	       made[ES_PAY]);
+	printf("  %zu transfers, %zu write-offs; %lld journal entries, every ERP check ok.\n",
+	       made[ES_TRANSFER], made[ES_WRITE_OFF], d->erp.entries);
 	printf("Log in with tenant_slug \"%s\" and the password you gave:\n", d->slug);
 	for (int u = 0; u < NUSERS; u++)
 		printf("  %-11s %s@%s.example\n", cast[u].role, cast[u].login, d->slug);
@@ -403,6 +481,7 @@ demo_free(struct demo *d)
 	bson_free(d->clients);
 	bson_free(d->deals);
 	bson_free(d->reminders);
+	crm_demo_erp_free(d);
 }
 
 int
@@ -454,54 +533,24 @@ crm_demo_seed(int argc, char **argv)
 	}
 	hashing = since(t1);
 
-	d.rng.state = DEMO_SEED;
-	d.slug = slug;
-	d.now = tr_now_ms();
-	d.start = d.now - DEMO_HISTORY_DAYS * DAY_MS;
-	d.leads = bson_malloc0(DEMO_LEADS * sizeof(*d.leads));
-	d.clients = bson_malloc0(DEMO_CLIENTS * sizeof(*d.clients));
-	d.taken.slots = bson_malloc0(SET_SLOTS * sizeof(*d.taken.slots));
-	bson_oid_init(&d.tenant_id, NULL);
-	BSON_APPEND_OID(&tenant, "_id", &d.tenant_id);
-	BSON_APPEND_OID(&tenant, "tenant_id", &d.tenant_id);
-	BSON_APPEND_UTF8(&tenant, "name", DEMO_TENANT_NAME);
-	BSON_APPEND_UTF8(&tenant, "slug", slug);
-	crm_demo_record_end(&tenant, d.start - DAY_MS, d.start - DAY_MS);
-
-	write_users(&d, hash);
-	write_pipeline(&d);
-	write_campaigns(&d);
-	write_groups(&d);
-	crm_demo_plan_leads(&d);
-	crm_demo_plan_clients(&d);
-	crm_demo_plan_deals(&d);
-	crm_demo_plan_claims(&d);
-	for (int i = 0; i < DEMO_LEADS; i++)
-		crm_demo_write_lead(&d, &d.leads[i]);
-	for (size_t i = 0; i < d.nclients; i++)
-		crm_demo_write_client(&d, &d.clients[i]);
-	for (size_t i = 0; i < d.ndeals; i++)
-		crm_demo_write_deal(&d, &d.deals[i]);
-	crm_demo_write_interactions(&d);
-	for (size_t i = 0; i < d.nclaims; i++)
-		crm_demo_write_claim(&d, &d.claims[i]);
-	crm_demo_write_tasks(&d);
+	plan_story(&d, slug, tr_now_ms(), hash, &tenant);
 
 	t1 = tr_mono_ns();
-	int wrc = write_all(&d, &tenant);
+	double erp_s = 0;
+	int wrc = write_all(&d, &tenant, &erp_s);
 	double writing = since(t1);
 	if (wrc == TR_EDUPLICATE) { /* someone took the slug meanwhile */
 		fprintf(stderr, "trellis: tenant exists: %s (choose another --tenant)\n", slug);
 		goto out;
 	}
 	if (wrc != TR_OK) {
-		fprintf(stderr, "trellis: writing to the database failed (%s); nothing was kept\n",
+		fprintf(stderr, "trellis: seeding failed (%s); nothing was kept\n",
 			tr_strerror(wrc));
 		rc = 1;
 		goto out;
 	}
 	size_t reminders = queue_reminders(&d);
-	print_summary(&d, t0, hashing, writing, reminders);
+	print_summary(&d, t0, hashing, writing, erp_s, reminders);
 	rc = 0;
 out:
 	sodium_memzero(password, sizeof(password));

@@ -4,7 +4,9 @@
  * countries, the pipeline, campaigns) with the deterministic PRNG and the
  * names drawn from it, demo_plan.c plans leads, clients and deals and
  * writes their records, demo_activity.c the interactions, claims and
- * tasks around them.
+ * tasks around them. demo_erp.c plans the ERP's story (what is sold and
+ * bought, the sales orders of the clients and what became of them) and
+ * demo_erp_run.c makes it through the ERP's own routes (erp_direct).
  *
  * One seeding run is a struct demo: the plan, then the records in batches.
  * Every draw comes from d->rng in a fixed order, so the same seed tells
@@ -133,6 +135,8 @@ struct client_plan {
 	bool company, key_account;
 	int owner, company_idx, country, lead;
 	char name[96];
+	bool has_counterparty; /* the legal entity active now, once written */
+	bson_oid_t counterparty;
 };
 
 struct deal_plan {
@@ -179,6 +183,106 @@ struct batch {
 	size_t n, cap;
 };
 
+/* ---- the ERP's story (demo_erp.c plans it, demo_erp_run.c makes it) ----
+ * What the company stocks and sells, from whom it buys, and a year of sales
+ * orders of the CRM's clients (many from their won deals) with what became
+ * of them - confirmed, shipped, invoiced, paid, cancelled - and the
+ * purchases that keep the stock up. The plan is steps in the story's
+ * order; the ERP dates what each step posts itself, at the moment of
+ * seeding (README, "The CRM in five minutes"). */
+
+#define DEMO_ERP_SEED 0x5eed0e4b1a7eULL /* the ERP's draws: a stream of their own */
+#define DEMO_ORDERS 200			/* sales orders, at most */
+#define DEMO_NPRODUCTS 24
+#define DEMO_NWAREHOUSES 2
+#define DEMO_NSUPPLIERS 4
+#define DEMO_DOC_LINES 10 /* lines of a planned sales or purchase order, at most */
+
+struct demo_product {
+	const char *sku, *name, *uom;
+	int scale;		  /* uom_scale: quantities are in 1/10^scale of uom */
+	int64_t cost, price;	  /* per uom, minor units: what it costs, what it sells for */
+	int tax_bp, supplier;	  /* tax rate (basis points), who it is bought from */
+	int weight;		  /* how often it is on an order */
+	int64_t step, most, pack; /* sold in steps of, at most per line; bought in packs of */
+	bool retail;		  /* private persons buy it too */
+};
+
+struct demo_place {
+	const char *code, *name;
+};
+
+/* The catalogue, the warehouses and the suppliers (demo_erp.c). */
+extern const struct demo_product crm_demo_products[DEMO_NPRODUCTS];
+extern const struct demo_place crm_demo_warehouses[DEMO_NWAREHOUSES];
+extern const struct demo_place crm_demo_suppliers[DEMO_NSUPPLIERS];
+
+enum erp_step_kind {
+	ES_PURCHASE, /* a purchase order is placed */
+	ES_RECEIVE,  /* (part of) it arrives */
+	ES_ORDER,    /* a sales order is taken (a draft) */
+	ES_CONFIRM,  /* its stock is reserved */
+	ES_SHIP,     /* (part of) it leaves the warehouse */
+	ES_INVOICE,
+	ES_PAY, /* (part of) what it costs is paid */
+	ES_CANCEL,
+	ES_WRITE_OFF, /* damaged stock leaves */
+	ES_TRANSFER,  /* stock moves to the other warehouse */
+};
+
+/* A line of a planned document: a product, a quantity in its smallest
+ * unit, a price (sales: the unit price; purchases: the unit cost), a
+ * discount (sales). The ERP prices the lines itself. */
+struct doc_line {
+	int product;
+	int64_t quantity, price, discount_bp;
+};
+
+struct sales_plan {
+	int client, deal; /* deal -1: a repeat order of the client */
+	int warehouse, nlines;
+	int64_t created;
+	bool retail;
+	struct doc_line lines[DEMO_DOC_LINES];
+	/* as made (demo_erp_run.c): its id, its invoice's number, and what
+	 * the ERP says it costs */
+	char id[25], number[24];
+	int64_t total, paid;
+};
+
+struct purchase_plan {
+	int supplier, warehouse, nlines;
+	struct doc_line lines[DEMO_DOC_LINES];
+	char id[25];
+};
+
+/* One step of the story: what happens to which document when. */
+struct erp_step {
+	int64_t at;
+	enum erp_step_kind kind;
+	int doc;   /* the sales or purchase order (for moves: the product) */
+	int part;  /* which receipt, shipment or payment of it (1, 2) */
+	bool last; /* a payment of what is still open (else half the total) */
+	int warehouse, to_warehouse, method, reason; /* moves; payments' method */
+	int64_t qty[DEMO_DOC_LINES]; /* per line of doc: what this part takes; a move's in [0] */
+};
+
+struct erp_plan {
+	struct rng rng;
+	int64_t limit; /* nothing later than this has happened yet */
+	struct sales_plan *orders;
+	size_t norders, orders_cap;
+	struct purchase_plan *purchases;
+	size_t npurchases, purchases_cap;
+	struct erp_step *steps;
+	size_t nsteps, steps_cap;
+	/* ids as made */
+	char products[DEMO_NPRODUCTS][25], warehouses[DEMO_NWAREHOUSES][25],
+	    suppliers[DEMO_NSUPPLIERS][25];
+	size_t made[ES_TRANSFER + 1]; /* steps made, by kind */
+	long long entries;	      /* in the ledger, as its verify counts them */
+};
+
 /* Everything one seeding run plans and writes; owned by crm_demo_seed. */
 struct demo {
 	struct rng rng;
@@ -198,6 +302,7 @@ struct demo {
 	size_t nreminders, reminders_cap;
 	struct string_set taken;
 	struct batch batches[C_COUNT];
+	struct erp_plan erp;
 };
 
 /* ---- the command (demo.c) ---- */
@@ -250,7 +355,7 @@ void crm_demo_plan_clients(struct demo *d);
 void crm_demo_plan_deals(struct demo *d);
 /* The records of one planned lead, client (with contacts and counterparties), deal. */
 void crm_demo_write_lead(struct demo *d, const struct lead_plan *l);
-void crm_demo_write_client(struct demo *d, const struct client_plan *c);
+void crm_demo_write_client(struct demo *d, struct client_plan *c);
 void crm_demo_write_deal(struct demo *d, const struct deal_plan *deal);
 
 /* ---- interactions, claims, tasks (demo_activity.c) ---- */
@@ -263,5 +368,17 @@ void crm_demo_write_interactions(struct demo *d);
 void crm_demo_write_claim(struct demo *d, const struct claim_plan *claim);
 /* The tasks around deals, leads and claims, with their reminders. */
 void crm_demo_write_tasks(struct demo *d);
+
+/* ---- the ERP (demo_erp.c, demo_erp_run.c) ---- */
+
+/* Plans the ERP's story from the CRM's plan (clients, won deals). */
+void crm_demo_plan_erp(struct demo *d);
+/* Makes it on db (the tenant's, with its CRM records written) through the
+ * ERP's routes, then asks the ERP's checks: TR_OK, or a TR_E* code after
+ * saying on stderr what was refused. */
+int crm_demo_make_erp(struct demo *d, struct tr_db *db);
+/* The ERP's collections, for undoing a failed run. */
+extern const char *const crm_demo_erp_colls[];
+void crm_demo_erp_free(struct demo *d);
 
 #endif

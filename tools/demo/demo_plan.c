@@ -246,16 +246,20 @@ write_contact(struct demo *d, const struct client_plan *c, const bson_oid_t *id,
 }
 
 /* A legal entity of c, valid from `from` (to `to`, 0: still), recorded
- * at `created` (when it became the client's, or the client's start). */
+ * at `created` (when it became the client's, or the client's start); the
+ * one still valid is the client's counterparty (sales orders name it). */
 static void
-write_counterparty(struct demo *d, const struct client_plan *c, int64_t from, int64_t to,
-		   int64_t created)
+write_counterparty(struct demo *d, struct client_plan *c, int64_t from, int64_t to, int64_t created)
 {
 	const struct country *k = &crm_demo_countries[c->country];
 	char legal[160], tax[32], address[200];
 	bson_oid_t id;
 
 	bson_oid_init(&id, NULL);
+	if (!to) {
+		c->counterparty = id;
+		c->has_counterparty = true;
+	}
 	snprintf(legal, sizeof(legal), "%s %s", c->name, k->legal_form);
 	snprintf(tax, sizeof(tax), "%s%09d", k->tax_prefix,
 		 crm_demo_rng_below(&d->rng, 1000000000));
@@ -329,7 +333,7 @@ crm_demo_plan_clients(struct demo *d)
 }
 
 void
-crm_demo_write_client(struct demo *d, const struct client_plan *c)
+crm_demo_write_client(struct demo *d, struct client_plan *c)
 {
 	bson_t *doc = crm_demo_record_new(d, C_CLIENTS, &c->id), groups;
 	int64_t updated = c->created;
