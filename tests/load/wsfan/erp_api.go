@@ -25,8 +25,12 @@ type erpAPI struct {
 	hc    *http.Client
 }
 
+// The largest answer read: GET /v1/erp/stock of a warehouse with 1,000
+// products is about 150 KiB.
+const maxAnswer = 16 << 20
+
 // call sends one request (body nil: none) and returns the status and the
-// first 64 KiB of the answer; err only when no answer came.
+// answer (its first maxAnswer bytes); err only when no answer came.
 func (a *erpAPI) call(method, path string, body []byte, idempotencyKey string) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
@@ -48,7 +52,7 @@ func (a *erpAPI) call(method, path string, body []byte, idempotencyKey string) (
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	text, err := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	text, err := io.ReadAll(io.LimitReader(resp.Body, maxAnswer))
 	if err != nil {
 		return resp.StatusCode, text, err
 	}
