@@ -76,6 +76,11 @@ build/trellis: $(REL_OBJS)
 build/load_crm: tests/load/load_crm.c $(REL_LIB_OBJS) $(HDRS)
 	$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -o $@ $< $(REL_LIB_OBJS) $(PKG_LIBS)
 
+# The bench's ledger loader: journal entries through the ERP module's own
+# erp_ledger_post (tests/load/load_erp.c says why not through HTTP).
+build/load_erp: tests/load/load_erp.c $(REL_LIB_OBJS) $(HDRS)
+	$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -o $@ $< $(REL_LIB_OBJS) $(PKG_LIBS)
+
 build/asan/trellis: $(ASAN_OBJS)
 	$(CC) -fsanitize=address,undefined -o $@ $^ $(PKG_LIBS)
 
@@ -173,7 +178,7 @@ tsan: deps
 	TRELLIS_BIN=$(CURDIR)/build/tsan/trellis TSAN_OPTIONS="$(TSAN_RUN_OPTIONS)" \
 	  $$noaslr $(PYTHON) -m pytest -q -p no:cacheprovider $(TSAN_TESTS)
 
-bench: deps build build/load_crm
+bench: deps build build/load_crm build/load_erp
 	@bash tests/load/bench.sh
 
 fmt:

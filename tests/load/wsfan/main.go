@@ -9,6 +9,11 @@
 //	wsfan leads ...                               CRM intake: partners post leads
 //	                                              through an API key while
 //	                                              listeners wait for crm.leads events
+//	wsfan erp-sales ...                           ERP: orders through create, confirm,
+//	                                              invoice, pay and ship while a
+//	                                              listener waits for erp.order.paid
+//	wsfan erp-moves ...                           ERP: stock moves on one hot product
+//	                                              and spread over many, across servers
 //
 // Each mode prints one JSON object on stdout; progress goes to stderr.
 // Run `wsfan MODE -h` for the flags.
@@ -33,6 +38,10 @@ func main() {
 		err = runResume(os.Args[2:])
 	case "leads":
 		err = runLeads(os.Args[2:])
+	case "erp-sales":
+		err = runErpSales(os.Args[2:])
+	case "erp-moves":
+		err = runErpMoves(os.Args[2:])
 	default:
 		usage()
 	}
@@ -43,7 +52,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: wsfan fanout|resume|leads [flags] (wsfan MODE -h for the flags)")
+	fmt.Fprintln(os.Stderr, "usage: wsfan fanout|resume|leads|erp-sales|erp-moves [flags] (wsfan MODE -h for the flags)")
 	os.Exit(2)
 }
 
