@@ -91,6 +91,25 @@ def assert_erp_checks(target, acct):
     return body
 
 
+def fold_work_orders(work_orders, add):
+    """Adds what work orders did to the stock through add(product,
+    warehouse, quantity, value): each completion consumed its components
+    at their cost and brought the product in at that cost plus labour.
+    Returns what released ones still hold reserved, by (product, warehouse)."""
+    reserved = {}
+    for wo in work_orders:
+        w = wo["warehouse_id"]
+        for done in wo["completions"]:
+            for c in done["components"]:
+                add(c["product_id"], w, -c["quantity"], -c["cost"]["amount"])
+            add(wo["product_id"], w, done["quantity"], done["cost"]["amount"])
+        if wo["status"] == "released":
+            for c in wo["components"]:
+                key = (c["product_id"], w)
+                reserved[key] = reserved.get(key, 0) + c["quantity"] - c["consumed"]
+    return reserved
+
+
 def assert_inventory_invariants(target, acct):
     """Every stock balance of the tenant equals the fold of its moves and
     shipments (quantity and value), available = on_hand - reserved, and no available
@@ -128,17 +147,7 @@ def assert_inventory_invariants(target, acct):
     # work orders: each completion consumed its components at their cost and
     # brought the product in at that cost plus labour; what a released one
     # has not consumed is still reserved
-    reserved = {}
-    for wo in all_pages(target, acct, "/v1/erp/work-orders"):
-        w = wo["warehouse_id"]
-        for done in wo["completions"]:
-            for c in done["components"]:
-                add(c["product_id"], w, -c["quantity"], -c["cost"]["amount"])
-            add(wo["product_id"], w, done["quantity"], done["cost"]["amount"])
-        if wo["status"] == "released":
-            for c in wo["components"]:
-                key = (c["product_id"], w)
-                reserved[key] = reserved.get(key, 0) + c["quantity"] - c["consumed"]
+    reserved = fold_work_orders(all_pages(target, acct, "/v1/erp/work-orders"), add)
     warehouses = {}
     r = call(target, acct, "GET", "/v1/erp/warehouses", params={"limit": 200})
     for wh in r.json()["items"]:

@@ -28,7 +28,7 @@ from bson import ObjectId
 from conftest import (DB_NAME, TrellisLauncher, free_port, login, login_request,
                       sanitizer_hits, unique_slug)
 from crm_support import CLIENTS, DEALS, DEFAULT_STAGES, LEADS
-from erp_support import assert_erp_checks
+from erp_support import assert_erp_checks, fold_work_orders
 
 USAGE_ERROR = 2
 UNAVAILABLE = 1
@@ -453,6 +453,8 @@ def test_the_stock_is_the_fold_of_its_moves_and_shipments(stack, demo, orders):
         for line in sh["lines"]:
             add(line["product_id"], warehouse_of[sh["order_id"]], -line["quantity"],
                 -line["cost"]["amount"])
+    work_orders = all_pages(stack, owner, "/v1/erp/work-orders")
+    held = fold_work_orders(work_orders, add)
     r = stack.get("/v1/erp/stock", headers=owner.headers, timeout=60)
     assert r.status_code == 200, r.text
     stock = {(i["product_id"], i["warehouse_id"]): i for i in r.json()["items"]}
@@ -461,6 +463,15 @@ def test_the_stock_is_the_fold_of_its_moves_and_shipments(stack, demo, orders):
         item = stock[pair]
         assert (item["on_hand"], item["value"]["amount"]) == (q, v), (pair, item, q, v)
         assert item["available"] == item["on_hand"] - item["reserved"] >= 0, item
+        assert item["reserved"] >= held.get(pair, 0), (item, held.get(pair))
+    # the workstation kits: a bill of four parts, two planned, one made
+    [kit_bill] = all_pages(stack, owner, "/v1/erp/boms")
+    assert [c["quantity"] for c in kit_bill["components"]] == [1, 2, 1, 1]
+    [wo] = work_orders
+    assert (wo["status"], wo["quantity"], wo["made"]) == ("released", 2, 1), wo
+    assert wo["product_id"] == kit_bill["product_id"] and wo["bom_id"] == kit_bill["id"]
+    assert wo["completions"][0]["labour"] == {"amount": 1500, "currency": "EUR"}
+    assert stock[(wo["product_id"], wo["warehouse_id"])]["on_hand"] == 1
 
 
 def test_sales_orders_in_every_status_priced_by_the_erp(orders):
@@ -519,7 +530,9 @@ def test_invoices_without_gaps_and_payments_within_totals(stack, manager, orders
 
 def test_products_warehouses_suppliers_and_purchases(stack, demo, manager):
     products = all_pages(stack, manager, "/v1/erp/products")
-    assert len(products) == 24 and len({p["sku"] for p in products}) == 24
+    # the 24 it trades in, and the workstation kit it assembles
+    assert len(products) == 25 and len({p["sku"] for p in products}) == 25
+    assert [p["sku"] for p in products if p.get("bom_id")] == ["WS-KIT"]
     assert {p["uom_scale"] for p in products} >= {0, 1, 3}
     assert len(all_pages(stack, manager, "/v1/erp/warehouses")) == 2
     accountant = demo.account(stack, "accountant")

@@ -305,6 +305,103 @@ make_step(struct demo *d, struct tr_db *db, const struct erp_step *s)
 	return rc;
 }
 
+/* ---- production: workstation kits assembled in the first warehouse ---- */
+
+/* A kit is a 14" laptop, two 24" monitors, a dock and a keyboard set,
+ * plus 15.00 of labour; the parts for two kits arrive, two are planned,
+ * released and one is assembled (the other is still on the bench). */
+static const struct {
+	const char *sku;
+	int64_t per_kit;
+} kit_parts[] = {{"LAP-14", 1}, {"MON-24", 2}, {"DOCK-C", 1}, {"KB-SET", 1}};
+
+static int
+product_index(const char *sku)
+{
+	for (int p = 0; p < DEMO_NPRODUCTS; p++)
+		if (strcmp(crm_demo_products[p].sku, sku) == 0)
+			return p;
+	return -1;
+}
+
+static int
+make_production(struct demo *d, struct tr_db *db)
+{
+	struct erp_plan *e = &d->erp;
+	bson_t body = BSON_INITIALIZER, answer = BSON_INITIALIZER, list, item;
+	char kit[25], wo[25];
+	int rc;
+
+	BSON_APPEND_UTF8(&body, "sku", "WS-KIT");
+	BSON_APPEND_UTF8(&body, "name", "Workstation kit, assembled");
+	append_money(&body, "price", 219000);
+	BSON_APPEND_INT32(&body, "tax_rate_bp", 2000);
+	bson_destroy(&answer);
+	rc = run(d, db, U_ADMIN, "POST /v1/erp/products", NULL, &body, NULL, 201, &answer);
+	if (rc == TR_OK)
+		rc = id_of(&answer, kit);
+	for (size_t i = 0; i < N(kit_parts) && rc == TR_OK; i++) {
+		int p = product_index(kit_parts[i].sku);
+		if (p < 0)
+			return TR_EINTERNAL;
+		bson_reinit(&body);
+		BSON_APPEND_UTF8(&body, "kind", "receipt");
+		BSON_APPEND_UTF8(&body, "product_id", e->products[p]);
+		BSON_APPEND_UTF8(&body, "warehouse_id", e->warehouses[0]);
+		BSON_APPEND_INT64(&body, "quantity", 2 * kit_parts[i].per_kit);
+		append_money(&body, "unit_cost", crm_demo_products[p].cost);
+		BSON_APPEND_UTF8(&body, "reference", "parts for workstation kits");
+		bson_destroy(&answer);
+		rc = run(d, db, U_WAREHOUSE, "POST /v1/erp/stock/moves", NULL, &body, NULL, 201,
+			 &answer);
+	}
+	if (rc == TR_OK) {
+		bson_reinit(&body);
+		BSON_APPEND_UTF8(&body, "product_id", kit);
+		BSON_APPEND_ARRAY_BEGIN(&body, "components", &list);
+		for (size_t i = 0; i < N(kit_parts); i++) {
+			char k[16];
+			const char *kk;
+			bson_uint32_to_string((uint32_t)i, &kk, k, sizeof(k));
+			BSON_APPEND_DOCUMENT_BEGIN(&list, kk, &item);
+			BSON_APPEND_UTF8(&item, "product_id",
+					 e->products[product_index(kit_parts[i].sku)]);
+			BSON_APPEND_INT64(&item, "quantity", kit_parts[i].per_kit);
+			bson_append_document_end(&list, &item);
+		}
+		bson_append_array_end(&body, &list);
+		append_money(&body, "labour_cost", 1500);
+		bson_destroy(&answer);
+		rc = run(d, db, U_ADMIN, "POST /v1/erp/boms", NULL, &body, NULL, 201, &answer);
+	}
+	if (rc == TR_OK) {
+		bson_reinit(&body);
+		BSON_APPEND_UTF8(&body, "product_id", kit);
+		BSON_APPEND_UTF8(&body, "warehouse_id", e->warehouses[0]);
+		BSON_APPEND_INT64(&body, "quantity", 2);
+		bson_destroy(&answer);
+		rc = run(d, db, U_WAREHOUSE, "POST /v1/erp/work-orders", NULL, &body, NULL, 201,
+			 &answer);
+		if (rc == TR_OK)
+			rc = id_of(&answer, wo);
+	}
+	if (rc == TR_OK) {
+		bson_destroy(&answer);
+		rc = run(d, db, U_WAREHOUSE, "POST /v1/erp/work-orders/{id}/release", wo, NULL,
+			 NULL, 200, &answer);
+	}
+	if (rc == TR_OK) {
+		bson_reinit(&body);
+		BSON_APPEND_INT64(&body, "quantity", 1);
+		bson_destroy(&answer);
+		rc = run(d, db, U_WAREHOUSE, "POST /v1/erp/work-orders/{id}/complete", wo, &body,
+			 "demo-kit-1", 200, &answer);
+	}
+	bson_destroy(&body);
+	bson_destroy(&answer);
+	return rc;
+}
+
 /* ---- the ERP's own verdict ---- */
 
 /* GET /v1/erp/checks and /v1/erp/ledger/verify must both say ok. */
@@ -341,6 +438,8 @@ crm_demo_make_erp(struct demo *d, struct tr_db *db)
 
 	for (size_t i = 0; i < d->erp.nsteps && rc == TR_OK; i++)
 		rc = make_step(d, db, &d->erp.steps[i]);
+	if (rc == TR_OK)
+		rc = make_production(d, db);
 	if (rc == TR_OK)
 		rc = check(d, db);
 	return rc;
