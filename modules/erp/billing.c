@@ -58,6 +58,7 @@ const struct tr_resource erp_invoices = {
     .fields = invoice_fields,
     .sorts = invoice_sorts,
     .no_create = true,
+    .own_none = true, /* its order's owner is not its own */
     .immutable = true,
 };
 
@@ -85,6 +86,7 @@ const struct tr_resource erp_payments = {
     .fields = payment_fields,
     .sorts = payment_sorts,
     .no_create = true,
+    .own_none = true, /* its order's owner is not its own */
     .immutable = true,
 };
 

@@ -47,6 +47,7 @@ const struct tr_resource erp_shipments = {
     .fields = shipment_fields,
     .sorts = shipment_sorts,
     .no_create = true,
+    .own_none = true, /* its order's owner is not its own */
     .immutable = true,
 };
 

@@ -44,12 +44,12 @@ own_only(const struct tr_ctx *c, const struct tr_resource *e)
 	return e->owner_field && c->req->principal.own_only;
 }
 
-/* An ":own" caller reaches the records it owns: of a kind with no owner
- * (and no parent to follow), none - its permission does not reach them. */
+/* An ":own" caller reaches none of a kind that belongs to others'
+ * records (resource.h, own_none). */
 static bool
 ownerless(const struct tr_ctx *c, const struct tr_resource *e)
 {
-	return c->req->principal.own_only && !e->owner_field && !e->parent;
+	return c->req->principal.own_only && e->own_none;
 }
 
 static bool

@@ -123,6 +123,12 @@ struct tr_resource {
 	 * the field false emits <event>.deactivated instead of .updated. */
 	const char *retire;
 	bool no_create; /* records are made by actions only */
+	/* Records with no owner of their own that belong to someone else's
+	 * (an invoice is its order's): an ":own" permission reaches none of
+	 * them (list empty, each 404, no create). Without it, records that
+	 * have no owner_field are shared by every form of the permission
+	 * (custom-field definitions, pipelines). */
+	bool own_none;
 	/* A nested resource (/clients/{id}/contacts/{cid}): the parent resource
 	 * and the field naming it; the path's first id is the parent's. */
 	const struct tr_resource *parent;
