@@ -12,6 +12,8 @@
  * purchasing.c: suppliers, purchase orders and their receipts.
  * parts.c: lines fulfilled in parts (shipments, receipts), claimed exactly.
  * reports.c: stock valuation and receivables ageing.
+ * people.h: departments, employees and the org chart (people.c,
+ * people_tree.c, org_chart.c).
  *
  * Stock lives in one register per product and warehouse,
  * "erp.stock/<product>/<warehouse>", with the counters on_hand, reserved,
