@@ -179,6 +179,16 @@ struct tr_module {
 	 * On success the platform then points db at that principal. */
 	int (*authenticate_key)(struct tr_db *db, struct tr_ctx *c, const char *key);
 	const struct tr_event_sink *event_sink;
+	/* The organisation's directory, for modules that route work to people
+	 * (a BPM approval by "the requester's head of department"): the user
+	 * who heads the department of user_hex, in db's tenant, into
+	 * out_user_hex (24 hex, lower case). The one who heads their own
+	 * department gets the head of the department above; a department
+	 * without a head that can act (a user, active) passes the question up.
+	 * TR_OK, TR_ENOTFOUND when no one is found, or another TR_E* code.
+	 * Worker threads; others reach it through tr_directory_head_of
+	 * (directory.h). */
+	int (*head_of)(struct tr_db *db, const char *user_hex, char out_user_hex[25]);
 	const struct tr_route *routes;
 	size_t nroutes;
 	/* Each yields its list, create, get, change and delete routes

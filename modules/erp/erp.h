@@ -17,6 +17,8 @@
  * received exactly.
  * timeline.c: a client's orders and invoices on its timeline (timeline.h).
  * direct.c: the routes run for callers without a request (the demo seed).
+ * people.h: departments, employees and the org chart (people.c,
+ * people_tree.c, org_chart.c).
  *
  * Stock lives in one register per product and warehouse,
  * "erp.stock/<product>/<warehouse>", with the counters on_hand, reserved,

@@ -4,6 +4,7 @@
  * that roles and API keys can name them before they are served. */
 #include "erp.h"
 #include "jobs.h"
+#include "people.h"
 
 static const struct tr_route routes[] = {
     {TR_GET, "/v1/erp/stock", erp_stock_list, "erp.stock.read", 0,
@@ -85,12 +86,21 @@ static const struct tr_route routes[] = {
     {TR_GET, "/v1/erp/reports/trial-balance", erp_trial_balance, "erp.ledger.read", 0,
      "Debit and credit balance per account at a date (default today), in one currency.", NULL,
      "at currency", NULL},
+    {TR_GET, "/v1/erp/org-chart", erp_org_chart, "erp.hr.read", 0,
+     "The department tree, roots first and sub-departments nested, each in name order with "
+     "its head and its active employees; employees in no department under unassigned.",
+     NULL, NULL, NULL},
+    {TR_GET, "/v1/erp/employees/head-of", erp_head_of_route, "erp.hr.read", 0,
+     "Who heads this user's department (the head of the department above when the user "
+     "heads it; up the tree while a department has no head who can act): user_id and "
+     "employee_id, or 404.",
+     NULL, "user_id!", NULL},
 };
 
 static const struct tr_resource *const resources[] = {
-    &erp_products,  &erp_warehouses,	  &erp_moves,	 &erp_accounts,
-    &erp_orders,    &erp_invoices,	  &erp_payments, &erp_shipments,
-    &erp_suppliers, &erp_purchase_orders, &erp_boms,	 &erp_work_orders};
+    &erp_products, &erp_warehouses,  &erp_moves,       &erp_accounts,  &erp_orders,
+    &erp_invoices, &erp_payments,    &erp_shipments,   &erp_suppliers, &erp_purchase_orders,
+    &erp_boms,	   &erp_work_orders, &erp_departments, &erp_employees};
 
 static const struct tr_job_handler jobs[] = {
     {ERP_SETTLE_QUEUE, erp_settle_run},
@@ -128,16 +138,21 @@ static const struct tr_permission permissions[] = {
     {"erp.purchasing.write", ""},
     {"erp.production.read", "manager warehouse"},
     {"erp.production.write", "warehouse"},
-    {"erp.hr.read", ""},
+    {"erp.hr.read", "manager"},
     {"erp.hr.write", ""},
 };
 
 /* Its event topics and what reading each needs. */
 static const struct tr_topic topics[] = {
-    {"erp.orders", "erp.orders.read"},	   {"erp.stock", "erp.stock.read"},
-    {"erp.invoices", "erp.invoices.read"}, {"erp.shipments", "erp.shipments.read"},
-    {"erp.payments", "erp.payments.read"}, {"erp.purchasing", "erp.purchasing.read"},
-    {"erp.ledger", "erp.ledger.read"},	   {"erp.production", "erp.production.read"},
+    {"erp.orders", "erp.orders.read"},
+    {"erp.stock", "erp.stock.read"},
+    {"erp.invoices", "erp.invoices.read"},
+    {"erp.shipments", "erp.shipments.read"},
+    {"erp.payments", "erp.payments.read"},
+    {"erp.purchasing", "erp.purchasing.read"},
+    {"erp.ledger", "erp.ledger.read"},
+    {"erp.production", "erp.production.read"},
+    {"erp.hr", "erp.hr.read"},
 };
 
 const struct tr_module tr_erp_module = {
@@ -157,4 +172,5 @@ const struct tr_module tr_erp_module = {
     .migrations = "modules/erp/migrations",
     .metrics = erp_metrics,
     .timeline = &erp_timeline,
+    .head_of = erp_head_of,
 };

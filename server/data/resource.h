@@ -28,6 +28,7 @@ enum tr_field_kind {
 	TR_K_MONEY,    /* {"amount": integer minor units, "currency": "EUR"} */
 	TR_K_QUANTITY, /* an integer count of the smallest unit (min..max) */
 	TR_K_TIME,     /* RFC 3339, stored as a date */
+	TR_K_DATE,     /* a calendar day YYYY-MM-DD, stored as that string (it sorts) */
 	TR_K_REF,      /* id of a record of `ref` in the tenant (stored as ObjectId) */
 	TR_K_REFS,     /* array of such ids */
 	TR_K_BOOL,
@@ -197,6 +198,8 @@ bool tr_custom_def_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *s
 
 /* Helpers on stored documents and the request. */
 bool tr_parse_time(const char *s, int64_t *ms);
+/* Is s a calendar day YYYY-MM-DD (years 0000 to 9999)? */
+bool tr_parse_date(const char *s);
 bool tr_doc_oid(const bson_t *doc, const char *field, bson_oid_t *out);
 const char *tr_doc_str(const bson_t *doc, const char *field);
 int64_t tr_doc_int(const bson_t *doc, const char *field, int64_t dflt);

@@ -72,6 +72,27 @@ tr_parse_time(const char *s, int64_t *ms)
 }
 
 bool
+tr_parse_date(const char *s)
+{
+	static const int days[] = {31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+	int y, m, d;
+
+	/* YYYY-MM-DD, years 0000 to 9999 */
+	if (strlen(s) != 10)
+		return false;
+	for (int i = 0; i < 10; i++)
+		if ("0000-00-00"[i] == '0' ? !isdigit((unsigned char)s[i]) : s[i] != '-')
+			return false;
+	y = atoi(s);
+	m = atoi(s + 5);
+	d = atoi(s + 8);
+	if (m < 1 || m > 12 || d < 1)
+		return false;
+	bool leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+	return d <= days[m - 1] + (m == 2 && leap);
+}
+
+bool
 tr_doc_oid(const bson_t *doc, const char *field, bson_oid_t *out)
 {
 	bson_iter_t it;
@@ -355,6 +376,13 @@ field_ok(struct tr_ctx *c, const struct tr_field *f, bson_iter_t *it, bson_t *se
 		BSON_APPEND_DATE_TIME(set, f->name, ms);
 		return true;
 	}
+	case TR_K_DATE:
+		if (!BSON_ITER_HOLDS_UTF8(it) || !tr_parse_date(bson_iter_utf8(it, NULL))) {
+			tr_problem_field(c, f->name, "must be a date like 2026-11-22");
+			return false;
+		}
+		BSON_APPEND_UTF8(set, f->name, bson_iter_utf8(it, NULL));
+		return true;
 	case TR_K_REF: {
 		bson_oid_t oid;
 		if (!ref_ok(c, f, f->name, it, &oid))

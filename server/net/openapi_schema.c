@@ -194,6 +194,12 @@ field_schema(bson_t *props, const struct tr_field *f, bool request)
 	case TR_K_TIME:
 		tr_openapi_time_schema(&s, nullable, request);
 		break;
+	case TR_K_DATE:
+		type_of(&s, "string", nullable);
+		BSON_APPEND_UTF8(&s, "format", "date");
+		if (request)
+			BSON_APPEND_UTF8(&s, "pattern", DATE_PATTERN);
+		break;
 	case TR_K_REF:
 		type_of(&s, "string", nullable);
 		BSON_APPEND_UTF8(&s, "pattern", ID_PATTERN);

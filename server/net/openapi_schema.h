@@ -21,6 +21,8 @@
 #define TIME_PATTERN                                                                               \
 	"^(19|[2-9][0-9])[0-9]{2}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\\.[0-9]{1,9})?"    \
 	"(Z|[+-][0-9]{2}:[0-9]{2})$"
+/* field_ok: a calendar day (the day itself is checked too: no 2026-02-30) */
+#define DATE_PATTERN "^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
 #define DEFAULT_MAX_CHARS 200 /* field_ok: a string field without max */
 #define DEFAULT_MAX_ITEMS 100
 #define MAX_OPERATION_ID 128

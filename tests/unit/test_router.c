@@ -235,6 +235,23 @@ test_parameter_may_hold_punctuation_other_than_slash(void **state)
 	assert_string_equal(m.params[0], "a.b-c_d~e%20");
 }
 
+/* A module's own row wins over a resource's {id} route on the same path
+ * (module rows come first): GET /v1/erp/employees/head-of is the lookup,
+ * not the employee "head-of"; other methods there are the {id} routes. */
+static void
+test_a_module_row_wins_over_a_resource_id_on_its_path(void **state)
+{
+	struct tr_route_match m;
+
+	(void)state;
+	assert_int_equal(match(TR_GET, "/v1/erp/employees/head-of", &m), TR_MATCH_OK);
+	assert_null(tr_router_route(m.index)->resource);
+	assert_int_equal(m.nparams, 0);
+	assert_int_equal(match(TR_PATCH, "/v1/erp/employees/head-of", &m), TR_MATCH_OK);
+	assert_non_null(tr_router_route(m.index)->resource);
+	assert_int_equal(m.nparams, 1);
+}
+
 /* ---- 404 ---- */
 
 static void
@@ -497,6 +514,7 @@ main(void)
 	    T(test_parameter_is_copied_out_of_the_path),
 	    T(test_route_without_parameters_captures_none),
 	    T(test_parameter_may_hold_punctuation_other_than_slash),
+	    T(test_a_module_row_wins_over_a_resource_id_on_its_path),
 	    T(test_unknown_path_is_not_found),
 	    T(test_root_is_not_found),
 	    T(test_trailing_slash_is_not_found),
