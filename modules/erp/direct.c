@@ -24,24 +24,22 @@
 #include "erp.h"
 #include "events.h"
 
-/* The resource whose create ("POST <path>") or get ("GET <path>/{id}")
- * route is named, or NULL; *get tells which. */
+/* The resource whose create ("POST <path>"), get ("GET <path>/{id}") or
+ * change ("PATCH <path>/{id}") route is named, or NULL; its method tells
+ * which. */
 static const struct tr_resource *
-resource_route(enum tr_method method, const char *path, bool *get)
+resource_route(enum tr_method method, const char *path)
 {
 	for (size_t i = 0; i < tr_erp_module.nresources; i++) {
 		const struct tr_resource *e = tr_erp_module.resources[i];
 		size_t n = strlen(e->path);
 		if (strncmp(path, e->path, n) != 0)
 			continue;
-		if (method == TR_POST && path[n] == '\0' && !e->no_create) {
-			*get = false;
+		if (method == TR_POST && path[n] == '\0' && !e->no_create)
 			return e;
-		}
-		if (method == TR_GET && strcmp(path + n, "/{id}") == 0) {
-			*get = true;
+		if ((method == TR_GET || (method == TR_PATCH && !e->immutable)) &&
+		    strcmp(path + n, "/{id}") == 0)
 			return e;
-		}
 	}
 	return NULL;
 }
@@ -82,20 +80,21 @@ erp_direct(struct tr_db *db, const bson_oid_t *tenant, const bson_oid_t *user, c
 	const struct tr_resource *e = NULL;
 	enum tr_method method;
 	const char *path;
-	bool get = false;
 
 	bson_init(answer);
 	if (strncmp(route, "GET ", 4) == 0)
 		method = TR_GET, path = route + 4;
 	else if (strncmp(route, "POST ", 5) == 0)
 		method = TR_POST, path = route + 5;
+	else if (strncmp(route, "PATCH ", 6) == 0)
+		method = TR_PATCH, path = route + 6;
 	else
 		return TR_EINVALID;
 	for (size_t i = 0; i < tr_erp_module.nroutes && !row; i++)
 		if (tr_erp_module.routes[i].method == method &&
 		    strcmp(tr_erp_module.routes[i].path, path) == 0)
 			row = &tr_erp_module.routes[i];
-	if (!row && !(e = resource_route(method, path, &get)))
+	if (!row && !(e = resource_route(method, path)))
 		return TR_EINVALID;
 	if ((strstr(path, "{id}") != NULL) != (id != NULL))
 		return TR_EINVALID;
@@ -127,8 +126,10 @@ erp_direct(struct tr_db *db, const bson_oid_t *tenant, const bson_oid_t *user, c
 
 	if (row)
 		row->handler(&c);
-	else if (get)
+	else if (method == TR_GET)
 		tr_res_get(&c, e);
+	else if (method == TR_PATCH)
+		tr_res_update(&c, e);
 	else
 		tr_res_create(&c, e);
 

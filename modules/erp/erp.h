@@ -301,7 +301,8 @@ extern const struct tr_module tr_erp_module;
 
 /* Runs the ERP route named by route ("POST /v1/erp/orders/{id}/confirm",
  * as the route table spells it; a resource's create "POST
- * /v1/erp/orders" and get "GET /v1/erp/orders/{id}" too) on db's tenant
+ * /v1/erp/orders", get "GET /v1/erp/orders/{id}" and change "PATCH
+ * /v1/erp/departments/{id}" too) on db's tenant
  * (tenant: the same, which events and jobs name) as user, through the
  * code the route runs (direct.c): id is the path's
  * {id} (NULL when it has none), body the JSON body (NULL: none), key an

@@ -541,6 +541,35 @@ def test_products_warehouses_suppliers_and_purchases(stack, demo, manager):
     assert len(pos) >= 50 and {p["status"] for p in pos} >= {"received", "open"}, pos[:3]
 
 
+
+def test_the_company_has_a_department_tree_and_an_employee_per_user(stack, demo, manager):
+    chart = stack.get("/v1/erp/org-chart", headers=manager.headers, timeout=60)
+    assert chart.status_code == 200, chart.text
+
+    def walk(nodes, depth=0):
+        for n in nodes:
+            yield depth, n
+            yield from walk(n["children"], depth + 1)
+    tree = [(depth, n["name"], (n["head"] or {}).get("name")) for depth, n in walk(chart.json()["departments"])]
+    assert sorted(tree) == sorted([
+        (0, "Management", "Helen Carter"), (1, "Sales", "Maria Lopez"),
+        (1, "Finance", "Anna Kowalski"), (1, "Operations", "Adam Novak"),
+        (2, "Warehouse", "Walter Hughes")]), tree
+    employees = all_pages(stack, manager, "/v1/erp/employees")
+    users = all_pages(stack, demo.account(stack, "owner"), "/v1/users")
+    assert sorted(e["user_id"] for e in employees) == sorted(u["id"] for u in users)
+    # the requester's head of department: a rep's is the sales head, the
+    # sales head's the managing director
+    by_user = {e["user_id"]: e for e in employees}
+    sam = next(e for e in employees if e["name"] == "Sam Patel")
+    r = stack.get("/v1/erp/employees/head-of", params={"user_id": sam["user_id"]},
+                  headers=manager.headers, timeout=30)
+    assert r.status_code == 200 and by_user[r.json()["user_id"]]["name"] == "Maria Lopez", r.text
+    maria = next(e for e in employees if e["name"] == "Maria Lopez")
+    r = stack.get("/v1/erp/employees/head-of", params={"user_id": maria["user_id"]},
+                  headers=manager.headers, timeout=30)
+    assert r.status_code == 200 and by_user[r.json()["user_id"]]["name"] == "Helen Carter", r.text
+
 # ---------------------------------------------------------------------------
 # failure modes
 # ---------------------------------------------------------------------------

@@ -63,6 +63,19 @@ static const struct {
     {"employee", "Eric Dunn", "employee"},
 };
 
+const char *
+crm_demo_cast_name(int user)
+{
+	return user >= 0 && user < NUSERS ? cast[user].name : "";
+}
+
+void
+crm_demo_cast_email(const struct demo *d, int user, char *out, size_t len)
+{
+	snprintf(out, len, "%s@%s.example", user >= 0 && user < NUSERS ? cast[user].login : "",
+		 d->slug);
+}
+
 static const char *const coll_names[C_COUNT] = {
     "users",	"pipelines",	  "campaigns", "crm_groups",   "leads", "clients",
     "contacts", "counterparties", "deals",     "interactions", "tasks", "claims"};

@@ -377,6 +377,12 @@ void crm_demo_plan_erp(struct demo *d);
  * ERP's routes, then asks the ERP's checks: TR_OK, or a TR_E* code after
  * saying on stderr what was refused. */
 int crm_demo_make_erp(struct demo *d, struct tr_db *db);
+/* The company's departments and an employee for each demo user, through
+ * the ERP's routes (demo_people.c). */
+int crm_demo_make_people(struct demo *d, struct tr_db *db);
+/* A demo user's name and e-mail address (demo.c). */
+const char *crm_demo_cast_name(int user);
+void crm_demo_cast_email(const struct demo *d, int user, char *out, size_t len);
 /* The ERP's collections, for undoing a failed run. */
 extern const char *const crm_demo_erp_colls[];
 void crm_demo_erp_free(struct demo *d);

@@ -15,12 +15,27 @@
 
 #include "demo.h"
 #include "erp/erp.h"
+#include "erp/people.h"
 
 #define CURRENCY DEMO_CURRENCY
 
-const char *const crm_demo_erp_colls[] = {
-    ERP_PRODUCTS, ERP_WAREHOUSES, ERP_MOVES,	 ERP_SLOTS,	ERP_ACCOUNTS,	     ERP_ORDERS,
-    ERP_INVOICES, ERP_PAYMENTS,	  ERP_SHIPMENTS, ERP_SUPPLIERS, ERP_PURCHASE_ORDERS, NULL};
+const char *const crm_demo_erp_colls[] = {ERP_PRODUCTS,
+					  ERP_WAREHOUSES,
+					  ERP_MOVES,
+					  ERP_SLOTS,
+					  ERP_ACCOUNTS,
+					  ERP_ORDERS,
+					  ERP_INVOICES,
+					  ERP_PAYMENTS,
+					  ERP_SHIPMENTS,
+					  ERP_SUPPLIERS,
+					  ERP_PURCHASE_ORDERS,
+					  ERP_BOMS,
+					  ERP_WORK_ORDERS,
+					  ERP_DEPARTMENTS,
+					  ERP_EMPLOYEES,
+					  ERP_HR_TREES,
+					  NULL};
 
 static const char *const methods[] = {"bank", "card", "cash"};
 static const char *const write_off_reasons[] = {"Damaged in transit", "Water damage in storage",
@@ -440,6 +455,8 @@ crm_demo_make_erp(struct demo *d, struct tr_db *db)
 		rc = make_step(d, db, &d->erp.steps[i]);
 	if (rc == TR_OK)
 		rc = make_production(d, db);
+	if (rc == TR_OK)
+		rc = crm_demo_make_people(d, db);
 	if (rc == TR_OK)
 		rc = check(d, db);
 	return rc;
