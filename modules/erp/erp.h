@@ -227,4 +227,8 @@ int erp_schedule_settle(const char *tenant, const char *payload);
  * multi-step operation (none in production). */
 void erp_step_pause(void);
 
+/* Reorder planning (reorder.c, planning.c, drafts.c). */
+void erp_po_approve(struct tr_ctx *c); /* drafts.c */
+void erp_po_cancel(struct tr_ctx *c);
+
 #endif

@@ -52,6 +52,13 @@ static const struct tr_route routes[] = {
      "Receive part or all of a purchase order as stock receipts at its unit costs (more than "
      "ordered: 409).",
      &erp_purchase_orders, NULL, NULL},
+    {TR_POST, "/v1/erp/purchase-orders/{id}/approve", erp_po_approve, "erp.purchasing.write", 0,
+     "Approve a draft purchase order (one planning drafted): it becomes open, to be received.",
+     &erp_purchase_orders, NULL, NULL},
+    {TR_POST, "/v1/erp/purchase-orders/{id}/cancel", erp_po_cancel, "erp.purchasing.write", 0,
+     "Cancel a draft purchase order: it no longer counts as on order, so the next planning run "
+     "may draft its shortfall again.",
+     &erp_purchase_orders, NULL, NULL},
     {TR_GET, "/v1/erp/checks", erp_checks, "erp.ledger.read", 0,
      "The ERP's invariants, recomputed: ledger balanced, stock equal to the fold of its "
      "movements and to the inventory account, no forbidden negative stock.",
