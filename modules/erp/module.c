@@ -59,6 +59,11 @@ static const struct tr_route routes[] = {
      "Cancel a draft purchase order: it no longer counts as on order, so the next planning run "
      "may draft its shortfall again.",
      &erp_purchase_orders, NULL, NULL},
+    {TR_POST, "/v1/erp/planning/run", erp_planning_run_route, "erp.purchasing.write", 0,
+     "Run reorder planning now: a draft purchase order per supplier (and warehouse and "
+     "currency) for every reorder rule whose available stock plus what is on order is below "
+     "its point, never twice for one shortfall. Answers {\"drafts\", \"short\"}.",
+     NULL, NULL, NULL},
     {TR_GET, "/v1/erp/checks", erp_checks, "erp.ledger.read", 0,
      "The ERP's invariants, recomputed: ledger balanced, stock equal to the fold of its "
      "movements and to the inventory account, no forbidden negative stock.",
@@ -77,12 +82,14 @@ static const struct tr_route routes[] = {
 };
 
 static const struct tr_resource *const resources[] = {
-    &erp_products, &erp_warehouses, &erp_moves,	    &erp_accounts,  &erp_orders,
-    &erp_invoices, &erp_payments,   &erp_shipments, &erp_suppliers, &erp_purchase_orders};
+    &erp_products,  &erp_warehouses,	  &erp_moves,	     &erp_accounts,
+    &erp_orders,    &erp_invoices,	  &erp_payments,     &erp_shipments,
+    &erp_suppliers, &erp_purchase_orders, &erp_reorder_rules};
 
 static const struct tr_job_handler jobs[] = {
     {ERP_SETTLE_QUEUE, erp_settle_run},
     {ERP_CHECKS_QUEUE, erp_checks_run},
+    {ERP_PLANNING_QUEUE, erp_planning_job},
 };
 
 /* Its configuration keys (config.h). */
@@ -93,6 +100,9 @@ static const struct tr_config_key config[] = {
     {"erp_checks_every_ms", TR_CONFIG_INT, "300000", 1000, 86400000,
      "A tenant whose stock or money changed has its invariants checked (GET /metrics: "
      "trellis_erp_invariant_ok) at most this often per process."},
+    {"erp_planning_every_ms", TR_CONFIG_INT, "86400000", 1000, 2592000000L,
+     "Reorder planning runs by itself for each tenant with reorder rules at every multiple of "
+     "this since the epoch (the default: daily at 00:00 UTC)."},
 };
 
 /* The permissions this module owns and the built-in roles holding each
