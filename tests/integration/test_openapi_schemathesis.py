@@ -29,6 +29,9 @@ def test_schemathesis_finds_nothing(stack, tmp_path):
         "--max-examples", str(MAX_EXAMPLES),
         "--seed", "20261202",
         "--workers", "1",
+        # One caller: a run faster than the stack's per-user rate limit
+        # (rate_limit_user_rps, 50 by default) is rightly answered 429.
+        "--rate-limit", "45/s",
         "--no-color",
         "--generation-database", "none",
         # The caller authenticates with -H; generating the X-API-Key and
