@@ -57,13 +57,13 @@
  * draft is not); it is never published twice.
  *
  * The daily job (queue ERP_PLANNING_QUEUE). A tenant's runs are due at the
- * multiples of erp_planning_every_ms since the epoch (slots; daily: at
- * 00:00 UTC). The planning record names the tenant's chain, {"slot",
- * "token", "by"}: the slot of the next run, a token that only that run's
- * job carries, and the queue id of the job that named it. A job runs only
- * while its token is the chain's: it runs planning, names the next slot's
- * job (a new token, by a version-checked write while its own token is
- * still named) and then enqueues it. Naming comes before enqueuing, so a
+ * multiples of erp_planning_every_ms since the epoch (daily: at 00:00
+ * UTC). The planning record names the tenant's chain, {"at", "token",
+ * "by"}: when the next run is due, a token that only that run's job
+ * carries, and the queue id of the job that named it. A job runs only
+ * while its token is the chain's: it runs planning, names the job of the
+ * next multiple after now (a new token, by a version-checked write while
+ * its own token is still named) and then enqueues it. Naming comes before enqueuing, so a
  * job never finds itself not yet named; a job whose enqueue failed is
  * retried by the queue and, finding the chain named "by" itself, enqueues
  * the job it named. Any other job - a duplicate delivery, one a newer
@@ -73,12 +73,14 @@
  * which is exact anyway, and only one of them names a successor.
  *
  * Creating a rule, and POST .../run, start a chain when the tenant has
- * none, or when the chain's slot is a whole period overdue (its job was
+ * none, or when the chain's run is a whole period overdue (its job was
  * lost: dead after its attempts, or never enqueued); the job they replace,
- * if it still comes, finds its token gone. A chain ends at a slot whose
- * tenant has no rules left. (Not a once-mark per slot with tr_db_once: a
- * mark taken before an enqueue that fails, or by a job that is retried,
- * leaves the slot marked and no job to run it - the chain would stop.) */
+ * if it still comes, finds its token gone. A chain ends at a run whose
+ * tenant has no rules left. (Not a once-mark per due time with
+ * tr_db_once: a mark taken before an enqueue that fails, or by a job that
+ * is retried, leaves the time marked and no job to run it - the chain
+ * would stop.) The chain keeps times, not period numbers, so a changed
+ * erp_planning_every_ms applies from the run after the one already due. */
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -702,7 +704,7 @@ erp_planning_run(struct tr_db *db, struct tr_ctx *c, const char *tenant, bson_t 
 /* ---- the daily job ---- */
 
 struct chain {
-	int64_t slot;
+	int64_t at;		/* when its run is due (ms since the epoch) */
 	char token[33], by[33]; /* "" when none */
 };
 
@@ -712,9 +714,9 @@ chain_of(const bson_t *rec, struct chain *ch)
 	bson_iter_t it, sub;
 
 	memset(ch, 0, sizeof(*ch));
-	if (bson_iter_init(&it, rec) && bson_iter_find_descendant(&it, "chain.slot", &sub) &&
+	if (bson_iter_init(&it, rec) && bson_iter_find_descendant(&it, "chain.at", &sub) &&
 	    BSON_ITER_HOLDS_NUMBER(&sub))
-		ch->slot = bson_iter_as_int64(&sub);
+		ch->at = bson_iter_as_int64(&sub);
 	if (bson_iter_init(&it, rec) && bson_iter_find_descendant(&it, "chain.token", &sub) &&
 	    BSON_ITER_HOLDS_UTF8(&sub))
 		snprintf(ch->token, sizeof(ch->token), "%s", bson_iter_utf8(&sub, NULL));
@@ -729,11 +731,11 @@ period_ms(void)
 	return tr_config_int("erp_planning_every_ms");
 }
 
-/* Is there a chain whose slot is not a whole period overdue? */
+/* Is there a chain whose run is not a whole period overdue? */
 static bool
 chain_alive(const struct chain *ch)
 {
-	return ch->token[0] && tr_now_ms() < (ch->slot + 1) * period_ms();
+	return ch->token[0] && tr_now_ms() < ch->at + period_ms();
 }
 
 static int
@@ -741,21 +743,30 @@ enqueue(const char *tenant, const struct chain *ch)
 {
 	char payload[96];
 
-	snprintf(payload, sizeof(payload), "{\"slot\":%lld,\"token\":\"%s\"}", (long long)ch->slot,
+	snprintf(payload, sizeof(payload), "{\"at\":%lld,\"token\":\"%s\"}", (long long)ch->at,
 		 ch->token);
-	return tr_job_enqueue(ERP_PLANNING_QUEUE, tenant, payload, ch->slot * period_ms(), NULL);
+	return tr_job_enqueue(ERP_PLANNING_QUEUE, tenant, payload, ch->at, NULL);
 }
 
-/* Names the job of slot as the chain's on the planning record rec (read
+/* The first multiple of the period after both now and after (ms). */
+static int64_t
+next_run(int64_t after)
+{
+	int64_t now = tr_now_ms(), period = period_ms();
+
+	return ((now > after ? now : after) / period + 1) * period;
+}
+
+/* Names the job due at `at` as the chain's on the planning record rec (read
  * again while others write it) and enqueues it - while the chain is still
  * the one the caller found: the job holding token `from`, or (from NULL)
  * none alive. by: the queue id of the job handing over, or "". Nothing is
  * done when the chain moved on. */
 static int
 name_next(struct tr_db *db, const char *tenant, const char *rid, bson_t *rec, const char *from,
-	  const char *by, int64_t slot)
+	  const char *by, int64_t at)
 {
-	struct chain next = {.slot = slot};
+	struct chain next = {.at = at};
 
 	snprintf(next.by, sizeof(next.by), "%s", by);
 	tr_random_hex(next.token, 16);
@@ -770,7 +781,7 @@ name_next(struct tr_db *db, const char *tenant, const char *rid, bson_t *rec, co
 			return TR_OK; /* someone else's chain now */
 		}
 		BSON_APPEND_DOCUMENT_BEGIN(&set, "chain", &ch);
-		BSON_APPEND_INT64(&ch, "slot", next.slot);
+		BSON_APPEND_INT64(&ch, "at", next.at);
 		BSON_APPEND_UTF8(&ch, "token", next.token);
 		BSON_APPEND_UTF8(&ch, "by", next.by);
 		bson_append_document_end(&set, &ch);
@@ -797,7 +808,7 @@ erp_planning_ensure_job(struct tr_db *db, const char *tenant)
 	int rc = planning_record(db, tenant, rid, &rec);
 
 	if (rc == TR_OK)
-		rc = name_next(db, tenant, rid, &rec, NULL, "", tr_now_ms() / period_ms() + 1);
+		rc = name_next(db, tenant, rid, &rec, NULL, "", next_run(0));
 	bson_destroy(&rec);
 	return rc;
 }
@@ -840,13 +851,13 @@ erp_planning_job(const struct tr_job *job, char *err, size_t errlen)
 	const char *t;
 	long long rules = 0;
 	size_t nrules;
-	int64_t slot;
+	int64_t at;
 	int rc = TR_OK;
 
 	bson_destroy(&payload);
 	if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) != 0 ||
 	    !(t = tr_doc_str(&payload, "token")) || strlen(t) != 32 ||
-	    (slot = tr_doc_int(&payload, "slot", -1)) < 0 || !tr_is_object_id(job->tenant))
+	    (at = tr_doc_int(&payload, "at", -1)) < 0 || !tr_is_object_id(job->tenant))
 		goto out; /* not a planning job: nothing to do */
 	snprintf(token, sizeof(token), "%s", t);
 	if (!(db = tr_db_for_tenant(job->tenant))) {
@@ -875,8 +886,7 @@ erp_planning_job(const struct tr_job *job, char *err, size_t errlen)
 	bson_destroy(&rec);
 	if ((rc = tr_db_get(db, ERP_PLANNING, rid, &rec)) != TR_OK)
 		goto out;
-	int64_t next = tr_now_ms() / period_ms() + 1;
-	rc = name_next(db, job->tenant, rid, &rec, token, job->id, next > slot ? next : slot + 1);
+	rc = name_next(db, job->tenant, rid, &rec, token, job->id, next_run(at));
 out:
 	if (rc != TR_OK)
 		snprintf(err, errlen, "planning of tenant %s: %s", job->tenant, tr_strerror(rc));
