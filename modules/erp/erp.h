@@ -19,6 +19,9 @@
  * direct.c: the routes run for callers without a request (the demo seed).
  * people.h: departments, employees and the org chart (people.c,
  * people_tree.c, org_chart.c).
+ * reorder.c, planning.c, drafts.c: reorder rules, the planning runs that
+ * draft purchase orders for what fell below them (and the daily job), and
+ * the drafts' approval or cancellation.
  *
  * Stock lives in one register per product and warehouse,
  * "erp.stock/<product>/<warehouse>", with the counters on_hand, reserved,
@@ -314,5 +317,25 @@ extern const struct tr_module tr_erp_module;
 int erp_direct(struct tr_db *db, const bson_oid_t *tenant, const bson_oid_t *user,
 	       const char *route, const char *id, const bson_t *body, const char *key,
 	       bson_t *answer);
+/* Reorder planning (reorder.c, planning.c, drafts.c). */
+#define ERP_REORDER_RULES "erp_reorder_rules"
+#define ERP_PLANNING "erp_planning" /* one record per tenant: a plan under way, the job chain */
+#define ERP_PLANNING_QUEUE "erp.planning"
+#define ERP_PLANNING_MAX 1000000000000LL /* largest quantity or unit cost of a rule */
+extern const struct tr_resource erp_reorder_rules;
+/* Runs planning for db's tenant (c: the request it answers, whose events
+ * go out with it; NULL in a job): drafts what is short, exactly once
+ * across processes. *answer (when not NULL; initialised by the call on
+ * TR_OK) is {"drafts": [...], "short": [...]}; *nrules the tenant's
+ * rules. */
+int erp_planning_run(struct tr_db *db, struct tr_ctx *c, const char *tenant, bson_t *answer,
+		     size_t *nrules);
+/* The tenant's daily planning job is scheduled (a chain is started when
+ * there is none, or when its job was lost). */
+int erp_planning_ensure_job(struct tr_db *db, const char *tenant);
+int erp_planning_job(const struct tr_job *job, char *err, size_t errlen);
+void erp_planning_run_route(struct tr_ctx *c);
+void erp_po_approve(struct tr_ctx *c); /* drafts.c */
+void erp_po_cancel(struct tr_ctx *c);
 
 #endif

@@ -53,58 +53,93 @@ static const struct tr_route routes[] = {
      "Receive part or all of a purchase order as stock receipts at its unit costs (more than "
      "ordered: 409).",
      &erp_purchase_orders, NULL, NULL},
-    {TR_POST, "/v1/erp/boms/{id}/activate", erp_bom_activate, "erp.production.write", 0,
-     "Make this bill its product's active one again (422 when it would make a loop).", &erp_boms,
-     NULL, NULL},
-    {TR_GET, "/v1/erp/boms/{id}/explosion", erp_bom_explosion, "erp.production.read", 0,
-     "The components of making a quantity (default: the bill's) by this bill, and below each "
-     "the components of its own active bill; materials: the totals of what has no bill.",
-     &erp_boms, "quantity", NULL},
-    {TR_POST, "/v1/erp/work-orders/{id}/release", erp_wo_release, "erp.production.write", 0,
-     "Reserve every component, or none (409 insufficient-stock naming them).", &erp_work_orders,
-     NULL, NULL},
-    {TR_POST, "/v1/erp/work-orders/{id}/complete", erp_wo_complete, "erp.production.write",
-     TR_JSON_BODY | TR_IDEMPOTENT,
-     "Make part or all of the quantity: its components are consumed at their moving-average "
-     "cost and the product received at that cost plus labour (more than remains: 409).",
-     &erp_work_orders, NULL, NULL},
-    {TR_POST, "/v1/erp/work-orders/{id}/cancel", erp_wo_cancel, "erp.production.write", 0,
-     "Cancel a planned or released work order, releasing what it still holds reserved.",
-     &erp_work_orders, NULL, NULL},
-    {TR_GET, "/v1/erp/checks", erp_checks, "erp.ledger.read", 0,
-     "The ERP's invariants, recomputed: ledger balanced, stock equal to the fold of its "
-     "movements and to the inventory account, no forbidden negative stock.",
-     NULL, NULL, NULL},
-    {TR_GET, "/v1/erp/reports/stock-valuation", erp_stock_valuation, "erp.ledger.read", 0,
+    &erp_products,
+    &erp_warehouses,
+    &erp_moves,
+    &erp_accounts,
+    &erp_orders,
+    &erp_invoices,
+    &erp_payments,
+    &erp_shipments,
+    &erp_suppliers,
+    &erp_purchase_orders,
+    &erp_boms,
+    &erp_work_orders,
+    &erp_departments,
+    &erp_employees,
+    &erp_reorder_rules};
+{TR_GET,
+ "/v1/erp/checks",
+ erp_checks,
+ "erp.ledger.read",
+ 0,
+ "The ERP's invariants, recomputed: ledger balanced, stock equal to the fold of its "
+ "movements and to the inventory account, no forbidden negative stock.",
+ NULL,
+ NULL,
+ NULL},
+    {TR_GET,
+     "/v1/erp/reports/stock-valuation",
+     erp_stock_valuation,
+     "erp.ledger.read",
+     0,
      "The stock's value per product and warehouse, with its total beside the inventory "
      "account (1300) per currency: they are equal.",
-     NULL, NULL, NULL},
-    {TR_GET, "/v1/erp/reports/ar-aging", erp_ar_aging, "erp.invoices.read", 0,
+     NULL,
+     NULL,
+     NULL},
+    {TR_GET,
+     "/v1/erp/reports/ar-aging",
+     erp_ar_aging,
+     "erp.invoices.read",
+     0,
      "What invoices still have open at a date (default now), by days past due: current, "
      "1-30, 31-60, 61-90, 90+.",
-     NULL, "at currency", NULL},
-    {TR_GET, "/v1/erp/reports/trial-balance", erp_trial_balance, "erp.ledger.read", 0,
-     "Debit and credit balance per account at a date (default today), in one currency.", NULL,
-     "at currency", NULL},
-    {TR_GET, "/v1/erp/org-chart", erp_org_chart, "erp.hr.read", 0,
+     NULL,
+     "at currency",
+     NULL},
+    {TR_GET,
+     "/v1/erp/reports/trial-balance",
+     erp_trial_balance,
+     "erp.ledger.read",
+     0,
+     "Debit and credit balance per account at a date (default today), in one currency.",
+     NULL,
+     "at currency",
+     NULL},
+    {TR_GET,
+     "/v1/erp/org-chart",
+     erp_org_chart,
+     "erp.hr.read",
+     0,
      "The department tree, roots first and sub-departments nested, each in name order with "
      "its head and its active employees; employees in no department under unassigned.",
-     NULL, NULL, NULL},
-    {TR_GET, "/v1/erp/employees/head-of", erp_head_of_route, "erp.hr.read", 0,
+     NULL,
+     NULL,
+     NULL},
+    {TR_GET,
+     "/v1/erp/employees/head-of",
+     erp_head_of_route,
+     "erp.hr.read",
+     0,
      "Who heads this user's department (the head of the department above when the user "
      "heads it; up the tree while a department has no head who can act): user_id and "
      "employee_id, or 404.",
-     NULL, "user_id!", NULL},
-};
+     NULL,
+     "user_id!",
+     NULL},
+}
+;
 
 static const struct tr_resource *const resources[] = {
     &erp_products, &erp_warehouses,  &erp_moves,       &erp_accounts,  &erp_orders,
     &erp_invoices, &erp_payments,    &erp_shipments,   &erp_suppliers, &erp_purchase_orders,
-    &erp_boms,	   &erp_work_orders, &erp_departments, &erp_employees};
+    &erp_boms,	   &erp_work_orders, &erp_departments, &erp_employees, &erp_reorder_rules};
 
 static const struct tr_job_handler jobs[] = {
     {ERP_SETTLE_QUEUE, erp_settle_run},
     {ERP_CHECKS_QUEUE, erp_checks_run},
+    {ERP_PLANNING_QUEUE, erp_planning_job},
 };
 
 /* Its configuration keys (config.h). */
@@ -115,6 +150,9 @@ static const struct tr_config_key config[] = {
     {"erp_checks_every_ms", TR_CONFIG_INT, "300000", 1000, 86400000,
      "A tenant whose stock or money changed has its invariants checked (GET /metrics: "
      "trellis_erp_invariant_ok) at most this often per process."},
+    {"erp_planning_every_ms", TR_CONFIG_INT, "86400000", 1000, 2592000000L,
+     "Reorder planning runs by itself for each tenant with reorder rules at every multiple of "
+     "this since the epoch (the default: daily at 00:00 UTC)."},
 };
 
 /* The permissions this module owns and the built-in roles holding each

@@ -51,7 +51,9 @@ const struct tr_resource erp_suppliers = {
     .retire = "active",
 };
 
-static const char *const po_statuses[] = {"open", "partially_received", "received", NULL};
+/* draft and cancelled: purchase orders planning drafted (drafts.c) */
+static const char *const po_statuses[] = {"draft",    "open",	   "partially_received",
+					  "received", "cancelled", NULL};
 static const char *const po_sorts[] = {"-created_at", "created_at", NULL};
 
 static const struct tr_field po_fields[] = {
@@ -179,9 +181,10 @@ po_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t
 	bson_iter_t pend, parr;
 	bool pending = old && bson_iter_init_find(&pend, old, "_pending_receipts") &&
 		       bson_iter_recurse(&pend, &parr) && bson_iter_next(&parr);
-	if (old && (pending || strcmp(tr_doc_str(old, "status") ? tr_doc_str(old, "status") : "",
-				      "open") != 0)) {
-		tr_problem(c, 409, "conflict", "a purchase order with receipts does not change");
+	const char *was = old && tr_doc_str(old, "status") ? tr_doc_str(old, "status") : "";
+	if (old && (pending || (strcmp(was, "open") != 0 && strcmp(was, "draft") != 0))) {
+		tr_problem(c, 409, "conflict",
+			   "a purchase order with receipts, or cancelled, does not change");
 		return false;
 	}
 	if (!erp_currency_ok(currency)) {
