@@ -184,7 +184,9 @@ def test_an_invoice_killed_after_taking_its_number_is_finished_without_a_gap(tri
     items = wait_for("the first invoice written", invoiced, within=WITHIN_S)
     assert [(i["number"], i["order_id"]) for i in items] == [
         (f"INV-{year}-000001", orders[0]["id"]), (f"INV-{year}-000002", orders[1]["id"])]
-    first = order_of(at[2], owner, orders[0])
+    # the job writes the invoice, then the order
+    first = wait_for("the order invoiced", lambda: (lambda o: o if o["status"] == "invoiced" else None)(
+        order_of(at[2], owner, orders[0])), within=10)
     assert items[0]["total"] == first["total"] == money(1000), first
     assert first["status"] == "invoiced" and first["invoice_id"] == items[0]["id"], first
     # invoicing it again answers the same invoice
