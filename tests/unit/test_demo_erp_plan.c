@@ -18,6 +18,7 @@
 #include "../../tools/demo/demo_activity.c"
 #include "../../tools/demo/demo_erp.c"
 #include "../../tools/demo/demo_erp_run.c"
+#include "../../tools/demo/demo_people.c"
 #include "../../tools/demo/demo_plan.c"
 #include "../../tools/demo/demo_world.c"
 
