@@ -171,6 +171,16 @@ update_order(struct tr_db *db, const char *id, const char *const *from, const ch
 
 /* ---- invoice ---- */
 
+/* Is this the one time erp.order.paid goes out for the order? */
+static bool
+paid_once(struct tr_db *db, const char *order)
+{
+	char once[64];
+
+	snprintf(once, sizeof(once), "erp.order.paid:%s", order);
+	return tr_db_once(db, once) == TR_OK;
+}
+
 /* An order's invoicing, from its number on. */
 struct invoicing {
 	char order[25], inv[25], number[32], currency[4];
@@ -257,8 +267,21 @@ invoice_rest(struct tr_db *db, const struct invoicing *iv, bson_t *stored, bson_
 	if (rc != TR_OK)
 		goto out;
 	BSON_APPEND_OID(&more, "invoice_id", &inv_oid);
+	/* an order worth nothing is paid by its invoice (completed when it
+	 * has all shipped): no payment could ever close it */
+	const char *status = "invoiced";
+	if (iv->total == 0) {
+		bson_t now = BSON_INITIALIZER;
+		bool shipped = tr_db_get(db, ERP_ORDERS, iv->order, &now) == TR_OK &&
+			       erp_order_fully_shipped(&now);
+		bson_destroy(&now);
+		status = shipped ? "completed" : "paid";
+	}
 	static const char *const invoiceable[] = {"confirmed", "shipped", "invoiced", NULL};
-	rc = update_order(db, iv->order, invoiceable, "invoiced", &more, updated);
+	static const char *const free_of_charge[] = {"confirmed", "shipped",   "invoiced",
+						     "paid",	  "completed", NULL};
+	rc = update_order(db, iv->order, iv->total == 0 ? free_of_charge : invoiceable, status,
+			  &more, updated);
 out:
 	bson_destroy(&doc);
 	bson_destroy(&more);
@@ -325,6 +348,8 @@ erp_order_invoice(struct tr_ctx *c)
 	snprintf(loc, 64, "/v1/erp/invoices/%s", iv.inv);
 	c->resp->location = loc;
 	tr_res_emit(c, &erp_invoices, "erp.invoice.created", &stored);
+	if (iv.total == 0 && paid_once(c->db, iv.order))
+		tr_res_emit(c, &erp_orders, "erp.order.paid", &updated);
 	tr_reply_resource(c, 201, &stored);
 out:
 	bson_destroy(&order);
@@ -368,6 +393,18 @@ erp_invoice_settle(struct tr_db *db, const char *tenant, const bson_t *payload, 
 		tr_render_resource(&stored, &data);
 		tr_emit_background(tenant, erp_invoices.topic, "erp.invoice.created", iv.inv, NULL,
 				   &data);
+		bson_destroy(&data);
+	}
+	if (rc == TR_OK && iv.total == 0 && bson_has_field(&updated, "_id") &&
+	    paid_once(db, iv.order)) {
+		bson_t data = BSON_INITIALIZER;
+		bson_oid_t owner;
+		char owner_hex[25] = "";
+		if (tr_doc_oid(&updated, erp_orders.owner_field, &owner))
+			bson_oid_to_string(&owner, owner_hex);
+		tr_render_resource(&updated, &data);
+		tr_emit_background(tenant, erp_orders.topic, "erp.order.paid", iv.order,
+				   owner_hex[0] ? owner_hex : NULL, &data);
 		bson_destroy(&data);
 	}
 out:
@@ -537,9 +574,7 @@ erp_order_pay(struct tr_ctx *c)
 		static const char *const payable[] = {"invoiced", "paid", "completed", NULL};
 		rc = update_order(c->db, id, payable, shipped ? "completed" : "paid", NULL,
 				  &paid_order);
-		char once[64];
-		snprintf(once, sizeof(once), "erp.order.paid:%s", id);
-		if (rc == TR_OK && tr_db_once(c->db, once) == TR_OK)
+		if (rc == TR_OK && paid_once(c->db, id))
 			tr_res_emit(c, &erp_orders, "erp.order.paid", &paid_order);
 		else if (rc != TR_OK)
 			tr_warn("erp: order %s fully paid but not marked: %s", id, tr_strerror(rc));

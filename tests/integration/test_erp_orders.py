@@ -288,6 +288,34 @@ def test_order_paid_is_pushed_live_once(stack, owner):
         no_event(ws)
 
 
+def test_an_order_given_free_of_charge_is_paid_by_its_invoice(stack, owner):
+    """A line discounted 100 %: the order totals 0, which no payment (at
+    least 1) could close - its invoice pays it, erp.order.paid goes out
+    once, and shipping it all completes it."""
+    from test_events_live import auth, events, no_event, until_type, ws_open
+    w, p = make_warehouse(stack, owner), make_product(stack, owner, tax_rate_bp=2000)
+    receive(stack, owner, p, w, 2, 400)
+    order = make_order(stack, owner, w, [line(p, 2, 1000, discount_bp=10000)])
+    assert order["total"] == money(0)
+    assert act(stack, owner, order, "confirm").status_code == 200
+    with ws_open(stack) as ws:
+        auth(ws, owner, topics=["erp.orders"])
+        until_type(ws, "subscribed")
+        inv = act(stack, owner, order, "invoice")
+        assert inv.status_code == 201, inv.text
+        assert (inv.json()["status"], inv.json()["total"]) == ("paid", money(0))
+        ev = events(ws, 1)[0]
+        assert (ev["event"], ev["entity_id"], ev["data"]["status"]) == ("erp.order.paid", order["id"], "paid")
+        check_problem(pay(stack, owner, order, 1), 409)
+        no_event(ws)
+    got = call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()
+    assert got["status"] == "paid" and got["invoice_id"] == inv.json()["id"]
+    r = ship(stack, owner, order, [{"product_id": p["id"], "quantity": 2}])
+    assert r.status_code == 201, r.text
+    assert call(stack, owner, "GET", f"/v1/erp/orders/{order['id']}").json()["status"] == "completed"
+    assert_inventory_invariants(stack, owner)
+
+
 def test_billing_roles_and_other_tenants(stack, owner):
     order = confirmed_order(stack, owner)
     keeper = user_session(stack, owner, ["warehouse"])
