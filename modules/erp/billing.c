@@ -92,49 +92,6 @@ const struct tr_resource erp_payments = {
 
 /* ---- helpers ---- */
 
-/* A 24-hex id derived from a seed: the same seed, the same id. */
-static void
-derived_id(const char *seed, char out[25])
-{
-	uint8_t digest[32];
-
-	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
-	sodium_bin2hex(out, 25, digest, 12);
-}
-
-/* Posts a two- or three-line entry under id, once. */
-static int
-post_lines(struct tr_db *db, const char *id, const char *memo, const char *currency,
-	   const char *source, const struct erp_line *lines, int n)
-{
-	struct erp_entry *en = calloc(1, sizeof(*en));
-	bson_t mv;
-	bool replayed;
-	char op[64];
-	int rc;
-
-	if (!en)
-		return TR_ENOMEM;
-	if ((rc = erp_chart_ensure(db)) != TR_OK) {
-		free(en);
-		return rc;
-	}
-	snprintf(en->id, sizeof(en->id), "%s", id);
-	erp_today(en->date);
-	snprintf(en->memo, sizeof(en->memo), "%s", memo);
-	snprintf(en->currency, sizeof(en->currency), "%s", currency);
-	snprintf(en->source, sizeof(en->source), "%s", source);
-	for (int i = 0; i < n; i++)
-		if (lines[i].debit || lines[i].credit)
-			en->lines[en->nlines++] = lines[i];
-	snprintf(op, sizeof(op), "erp.entry:%s", id);
-	rc = en->nlines >= 2 ? erp_ledger_post(db, en, op, &mv, &replayed) : TR_OK;
-	if (en->nlines >= 2)
-		bson_destroy(&mv);
-	free(en);
-	return rc;
-}
-
 /* Changes the order (status and more) on its current version, reading it
  * again when another writer changed it meanwhile, as long as its status is
  * one of from (TR_ELIMIT when it is not: cancelled meanwhile, say). */
@@ -245,7 +202,7 @@ invoice_rest(struct tr_db *db, const struct invoicing *iv, bson_t *stored, bson_
 	struct erp_line lines[3] = {
 	    {"1200", iv->total, 0}, {"4000", 0, iv->net}, {"2100", 0, iv->tax}};
 	snprintf(memo, sizeof(memo), "invoice %s, order %s", iv->number, iv->order);
-	if ((rc = post_lines(db, iv->inv, memo, iv->currency, "invoice", lines, 3)) != TR_OK)
+	if ((rc = erp_post_lines(db, iv->inv, memo, iv->currency, "invoice", lines, 3)) != TR_OK)
 		goto out;
 	erp_step_pause();
 	bson_oid_init_from_string(&oid, iv->order);
@@ -303,7 +260,7 @@ invoicing_of(const bson_t *order, struct invoicing *iv)
 	iv->tax = erp_money_amount(order, "tax");
 	iv->total = erp_money_amount(order, "total");
 	snprintf(seed, sizeof(seed), "invoice:%s", iv->order);
-	derived_id(seed, iv->inv);
+	erp_derived_id(seed, iv->inv);
 }
 
 void
@@ -462,7 +419,7 @@ erp_order_pay(struct tr_ctx *c)
 {
 	bson_t order = BSON_INITIALIZER, set = BSON_INITIALIZER, mv = BSON_INITIALIZER,
 	       stored = BSON_INITIALIZER, paid_order = BSON_INITIALIZER;
-	char id[25], pid[25], seed[160], op[96], rkey[64], inv[25] = "", memo[96];
+	char id[25], pid[25], op[96], rkey[64], inv[25] = "", memo[96];
 	bool replayed;
 	bson_oid_t oid, poid, inv_oid;
 	int rc;
@@ -476,17 +433,7 @@ erp_order_pay(struct tr_ctx *c)
 	bson_oid_to_string(&oid, id);
 	/* one payment per Idempotency-Key (and caller): a retried request is the
 	 * same payment, and finishes it whatever the order became since */
-	if (c->req->idempotency_key)
-		snprintf(seed, sizeof(seed), "payment:%s:%s:%.100s", id, c->req->principal.user_hex,
-			 c->req->idempotency_key);
-	else {
-		bson_oid_t fresh;
-		char hex[25];
-		bson_oid_init(&fresh, NULL);
-		bson_oid_to_string(&fresh, hex);
-		snprintf(seed, sizeof(seed), "payment:%s", hex);
-	}
-	derived_id(seed, pid);
+	erp_request_id(c, "payment", id, pid);
 	bson_oid_init_from_string(&poid, pid);
 	snprintf(op, sizeof(op), "erp.payment:%s", pid);
 	bson_t prior;
@@ -547,7 +494,7 @@ erp_order_pay(struct tr_ctx *c)
 		 strcmp(method, "cash") == 0 ? "1000" : "1100");
 	snprintf(memo, sizeof(memo), "payment of order %s", id);
 	erp_health_touch(c->req->principal.tenant_hex);
-	if ((rc = post_lines(c->db, pid, memo, currency, "payment", lines, 2)) != TR_OK) {
+	if ((rc = erp_post_lines(c->db, pid, memo, currency, "payment", lines, 2)) != TR_OK) {
 		erp_unfinished(c, rc);
 		goto out;
 	}

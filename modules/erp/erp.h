@@ -232,6 +232,18 @@ bool erp_currency_ok(const char *s);
 /* {"amount", "currency"} as doc.name. */
 void erp_append_money(bson_t *doc, const char *name, int64_t amount, const char *currency);
 
+/* Posts the entry id (dated today; lines of 0 left out) once, under the
+ * operation "erp.entry:<id>"; nothing when fewer than two lines remain. */
+int erp_post_lines(struct tr_db *db, const char *id, const char *memo, const char *currency,
+		   const char *source, const struct erp_line *lines, int n);
+/* A 24-hex id derived from a seed: the same seed, the same id. */
+void erp_derived_id(const char *seed, char out[25]);
+/* The id of what a request makes of record (a shipment, a payment, a
+ * receipt, a completion: kind): derived from the record, the caller and
+ * the request's Idempotency-Key, so a retried request names the same
+ * thing; a fresh one without a key. */
+void erp_request_id(const struct tr_ctx *c, const char *kind, const char *record, char out[25]);
+
 /* A failure after the first write of a change that a retry finishes: 503
  * with Retry-After (never stored as the key's answer, so asking again with
  * the same Idempotency-Key runs the idempotent steps again). */

@@ -237,8 +237,7 @@ erp_po_receive(struct tr_ctx *c)
 	bson_oid_t products[ERP_MAX_DOC_LINES], oid, wid;
 	int64_t qty[ERP_MAX_DOC_LINES], received[ERP_MAX_DOC_LINES];
 	struct erp_claim *cl = tr_arena_alloc(c->req->arena, ERP_MAX_DOC_LINES * sizeof(*cl));
-	char id[25], rid[25], seed[160], ref[64];
-	uint8_t digest[32];
+	char id[25], rid[25], ref[64];
 	int m, rc;
 
 	bson_destroy(&po);
@@ -259,18 +258,7 @@ erp_po_receive(struct tr_ctx *c)
 	bson_oid_to_string(&oid, id);
 	tr_doc_oid(&po, "warehouse_id", &wid);
 	const char *currency = tr_arena_strdup(c->req->arena, tr_doc_str(&po, "currency"));
-	if (c->req->idempotency_key)
-		snprintf(seed, sizeof(seed), "receipt:%s:%s:%.100s", id, c->req->principal.user_hex,
-			 c->req->idempotency_key);
-	else {
-		bson_oid_t fresh;
-		char hex[25];
-		bson_oid_init(&fresh, NULL);
-		bson_oid_to_string(&fresh, hex);
-		snprintf(seed, sizeof(seed), "receipt:%s", hex);
-	}
-	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
-	sodium_bin2hex(rid, sizeof(rid), digest, 12);
+	erp_request_id(c, "receipt", id, rid);
 	static const char *const receivable[] = {"open", "partially_received", NULL};
 	if ((rc = erp_claim_lines(c, ERP_PURCHASE_ORDERS, id, "received", "_pending_receipts", rid,
 				  cl, m, receivable, &po)) != TR_OK) {
@@ -299,9 +287,8 @@ erp_po_receive(struct tr_ctx *c)
 					.reference = ref};
 		char mseed[64];
 		snprintf(mseed, sizeof(mseed), "%s:%d", rid, cl[j].index);
-		crypto_hash_sha256(digest, (const unsigned char *)mseed, strlen(mseed));
 		char mhex[25];
-		sodium_bin2hex(mhex, sizeof(mhex), digest, 12);
+		erp_derived_id(mseed, mhex);
 		bson_oid_init_from_string(&r.id, mhex);
 		bson_t stored, render = BSON_INITIALIZER;
 		rc = erp_stock_receive(c, &r, &stored);

@@ -113,29 +113,11 @@ ship_claimed(struct tr_db *db, const struct ship *s, bson_t *stored)
 		erp_step_pause();
 	}
 	if (total_cost > 0) {
-		struct erp_entry *en = calloc(1, sizeof(*en));
-		bson_t mv;
-		bool replayed;
-		if (!en) {
-			rc = TR_ENOMEM;
-			goto out;
-		}
-		snprintf(en->id, sizeof(en->id), "%s", s->sid);
-		erp_today(en->date);
-		snprintf(en->memo, sizeof(en->memo), "shipment of order %s", s->order);
-		snprintf(en->currency, sizeof(en->currency), "%s", s->currency);
-		snprintf(en->source, sizeof(en->source), "shipment");
-		en->nlines = 2;
-		en->lines[0] = (struct erp_line){"5000", total_cost, 0};
-		en->lines[1] = (struct erp_line){"1300", 0, total_cost};
-		snprintf(op, sizeof(op), "erp.entry:%s", s->sid);
-		rc = erp_chart_ensure(db);
-		if (rc == TR_OK)
-			rc = erp_ledger_post(db, en, op, &mv, &replayed);
-		if (rc == TR_OK)
-			bson_destroy(&mv);
-		free(en);
-		if (rc != TR_OK)
+		struct erp_line entry[2] = {{"5000", total_cost, 0}, {"1300", 0, total_cost}};
+		char memo[64];
+		snprintf(memo, sizeof(memo), "shipment of order %s", s->order);
+		if ((rc = erp_post_lines(db, s->sid, memo, s->currency, "shipment", entry, 2)) !=
+		    TR_OK)
 			goto out;
 		erp_step_pause();
 	}
@@ -220,7 +202,7 @@ erp_order_ship(struct tr_ctx *c)
 	bson_oid_t products[ERP_MAX_DOC_LINES], oid, wid;
 	int64_t qty[ERP_MAX_DOC_LINES], shipped[ERP_MAX_DOC_LINES];
 	struct erp_claim *sl = tr_arena_alloc(c->req->arena, ERP_MAX_DOC_LINES * sizeof(*sl));
-	char id[25], sid[25], wh[25], seed[160];
+	char id[25], sid[25], wh[25];
 	int m, rc;
 
 	bson_destroy(&order);
@@ -238,19 +220,7 @@ erp_order_ship(struct tr_ctx *c)
 	tr_doc_oid(&order, "warehouse_id", &wid);
 	bson_oid_to_string(&wid, wh);
 	const char *currency = tr_arena_strdup(c->req->arena, tr_doc_str(&order, "currency"));
-	if (c->req->idempotency_key)
-		snprintf(seed, sizeof(seed), "shipment:%s:%s:%.100s", id,
-			 c->req->principal.user_hex, c->req->idempotency_key);
-	else {
-		bson_oid_t fresh;
-		char hex[25];
-		bson_oid_init(&fresh, NULL);
-		bson_oid_to_string(&fresh, hex);
-		snprintf(seed, sizeof(seed), "shipment:%s", hex);
-	}
-	uint8_t digest[32];
-	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
-	sodium_bin2hex(sid, sizeof(sid), digest, 12);
+	erp_request_id(c, "shipment", id, sid);
 	struct ship s = {.order = id,
 			 .sid = sid,
 			 .warehouse = wh,

@@ -1,4 +1,5 @@
 /* Small helpers the ERP's files share (erp.h). */
+#include <sodium.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -90,4 +91,63 @@ erp_step_pause(void)
 
 	if (ms > 0)
 		usleep((useconds_t)ms * 1000);
+}
+
+void
+erp_derived_id(const char *seed, char out[25])
+{
+	uint8_t digest[32];
+
+	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
+	sodium_bin2hex(out, 25, digest, 12);
+}
+
+void
+erp_request_id(const struct tr_ctx *c, const char *kind, const char *record, char out[25])
+{
+	char seed[200];
+
+	if (c->req->idempotency_key) {
+		snprintf(seed, sizeof(seed), "%s:%s:%s:%.100s", kind, record,
+			 c->req->principal.user_hex, c->req->idempotency_key);
+	} else {
+		bson_oid_t fresh;
+		char hex[25];
+		bson_oid_init(&fresh, NULL);
+		bson_oid_to_string(&fresh, hex);
+		snprintf(seed, sizeof(seed), "%s:%s", kind, hex);
+	}
+	erp_derived_id(seed, out);
+}
+
+int
+erp_post_lines(struct tr_db *db, const char *id, const char *memo, const char *currency,
+	       const char *source, const struct erp_line *lines, int n)
+{
+	struct erp_entry *en = calloc(1, sizeof(*en));
+	bson_t mv;
+	bool replayed;
+	char op[64];
+	int rc;
+
+	if (!en)
+		return TR_ENOMEM;
+	if ((rc = erp_chart_ensure(db)) != TR_OK) {
+		free(en);
+		return rc;
+	}
+	snprintf(en->id, sizeof(en->id), "%s", id);
+	erp_today(en->date);
+	snprintf(en->memo, sizeof(en->memo), "%s", memo);
+	snprintf(en->currency, sizeof(en->currency), "%s", currency);
+	snprintf(en->source, sizeof(en->source), "%s", source);
+	for (int i = 0; i < n; i++)
+		if (lines[i].debit || lines[i].credit)
+			en->lines[en->nlines++] = lines[i];
+	snprintf(op, sizeof(op), "erp.entry:%s", id);
+	rc = en->nlines >= 2 ? erp_ledger_post(db, en, op, &mv, &replayed) : TR_OK;
+	if (en->nlines >= 2)
+		bson_destroy(&mv);
+	free(en);
+	return rc;
 }

@@ -566,31 +566,12 @@ finish(struct tr_db *db, struct completion *k, bson_t *out, bool *done)
 	if (rc != TR_OK)
 		return rc;
 	erp_step_pause();
-	if (value > 0) {
-		struct erp_entry *en = calloc(1, sizeof(*en));
-		if (!en)
-			return TR_ENOMEM;
-		snprintf(en->id, sizeof(en->id), "%s", k->id);
-		erp_today(en->date);
-		snprintf(en->memo, sizeof(en->memo), "work order %s: %lld made", k->wo,
-			 (long long)k->quantity);
-		snprintf(en->currency, sizeof(en->currency), "%s", k->currency);
-		snprintf(en->source, sizeof(en->source), "production");
-		en->lines[en->nlines++] = (struct erp_line){"1300", value, 0};
-		if (cost > 0)
-			en->lines[en->nlines++] = (struct erp_line){"1300", 0, cost};
-		if (k->labour > 0)
-			en->lines[en->nlines++] = (struct erp_line){"6000", 0, k->labour};
-		snprintf(op, sizeof(op), "erp.entry:%s", k->id);
-		rc = erp_chart_ensure(db);
-		if (rc == TR_OK)
-			rc = erp_ledger_post(db, en, op, &mv, &replayed);
-		if (rc == TR_OK)
-			bson_destroy(&mv);
-		free(en);
-		if (rc != TR_OK)
-			return rc;
-	}
+	/* components to finished goods, the labour applied */
+	struct erp_line lines[3] = {{"1300", value, 0}, {"1300", 0, cost}, {"6000", 0, k->labour}};
+	char memo[96];
+	snprintf(memo, sizeof(memo), "work order %s: %lld made", k->wo, (long long)k->quantity);
+	if ((rc = erp_post_lines(db, k->id, memo, k->currency, "production", lines, 3)) != TR_OK)
+		return rc;
 	return record(db, k, value, out, done);
 }
 
@@ -641,7 +622,7 @@ erp_wo_complete(struct tr_ctx *c)
 	bson_t wo = BSON_INITIALIZER, out = BSON_INITIALIZER;
 	bson_oid_t oid;
 	bson_iter_t it;
-	char seed[200], payload[160];
+	char payload[160];
 	int bad, rc;
 	bool done = false;
 
@@ -666,19 +647,7 @@ erp_wo_complete(struct tr_ctx *c)
 	tr_doc_oid(&wo, "_id", &oid);
 	bson_oid_to_string(&oid, k->wo);
 	completion_of(&wo, k);
-	if (c->req->idempotency_key)
-		snprintf(seed, sizeof(seed), "completion:%s:%s:%.100s", k->wo,
-			 c->req->principal.user_hex, c->req->idempotency_key);
-	else {
-		bson_oid_t fresh;
-		char hex[25];
-		bson_oid_init(&fresh, NULL);
-		bson_oid_to_string(&fresh, hex);
-		snprintf(seed, sizeof(seed), "completion:%s", hex);
-	}
-	uint8_t digest[32];
-	crypto_hash_sha256(digest, (const unsigned char *)seed, strlen(seed));
-	sodium_bin2hex(k->id, sizeof(k->id), digest, 12);
+	erp_request_id(c, "completion", k->wo, k->id);
 	if (!share_of(&wo, k, &bad)) {
 		char *m = tr_arena_alloc(c->req->arena, 160);
 		snprintf(m, 160,
