@@ -1,4 +1,4 @@
-/* Conditions (cond.h says the language). A condition is
+/* Conditions and durations (cond.h says the language). A condition is
  * parsed once into a flat array of nodes, in one allocation with the text
  * of its strings and paths, and evaluated by walking that tree.
  *
@@ -12,6 +12,7 @@
  * along the same tree, whose depth is bounded by the length. */
 #include "bpm/cond.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -1107,4 +1108,79 @@ bpm_cond_check(const char *src, const bson_t *vars, char *err, size_t errlen)
 	r = bpm_cond_eval(c, vars, err, errlen);
 	bpm_cond_free(c);
 	return r;
+}
+
+/* ---- durations ---- */
+
+#define MS_PER_SECOND 1000LL
+#define MS_PER_MINUTE (60 * MS_PER_SECOND)
+#define MS_PER_HOUR (60 * MS_PER_MINUTE)
+#define MS_PER_DAY (24 * MS_PER_HOUR)
+#define MS_PER_WEEK (7 * MS_PER_DAY)
+
+/* The designators a duration may use, in the order it must use them;
+ * years (Y) and months (M before T) are refused: their length depends on
+ * the calendar. */
+static const struct {
+	char designator;
+	bool time; /* after the T */
+	long long ms;
+} duration_units[] = {
+    {'W', false, MS_PER_WEEK},	{'D', false, MS_PER_DAY},   {'H', true, MS_PER_HOUR},
+    {'M', true, MS_PER_MINUTE}, {'S', true, MS_PER_SECOND},
+};
+
+long long
+bpm_duration_ms(const char *s)
+{
+	size_t pos = 1, next_unit = 0, nunits = sizeof(duration_units) / sizeof(duration_units[0]);
+	bool in_time = false, any = false, any_time = false, weeks = false;
+	long long total = 0;
+
+	if (s == NULL || s[0] != 'P')
+		return -1;
+	while (s[pos] != '\0') {
+		if (s[pos] == 'T') {
+			if (in_time || weeks)
+				return -1;
+			in_time = true;
+			pos++;
+			continue;
+		}
+		if (!is_digit((unsigned char)s[pos]))
+			return -1;
+		long long n = 0;
+		while (is_digit((unsigned char)s[pos])) {
+			int digit = s[pos] - '0';
+			if (n > (LLONG_MAX - digit) / 10)
+				return -1;
+			n = n * 10 + digit;
+			pos++;
+		}
+		/* the next designator in order, on this side of the T */
+		size_t u = next_unit;
+		while (u < nunits && (duration_units[u].designator != s[pos] ||
+				      duration_units[u].time != in_time))
+			u++;
+		if (u == nunits)
+			return -1; /* unknown, repeated, out of order, Y, month M, '.' */
+		if (duration_units[u].designator == 'W') {
+			weeks = true;
+		} else if (weeks) {
+			return -1; /* "P2W3D": weeks stand alone */
+		}
+		if (n > LLONG_MAX / duration_units[u].ms)
+			return -1;
+		n *= duration_units[u].ms;
+		if (total > LLONG_MAX - n)
+			return -1;
+		total += n;
+		any = true;
+		any_time = any_time || in_time;
+		next_unit = u + 1;
+		pos++;
+	}
+	if (!any || (in_time && !any_time))
+		return -1;
+	return total;
 }

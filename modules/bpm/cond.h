@@ -1,5 +1,5 @@
-/* The conditions on a process's flows (CONTRACT.md "BPM"): pure
- * functions, no database, no I/O.
+/* The conditions on a process's flows and the durations of its timers
+ * (CONTRACT.md "BPM"): pure functions, no database, no I/O.
  *
  * A condition ("when" on a flow, conditionExpression in BPMN) is a
  * comparison of values, never code:
@@ -67,5 +67,13 @@ int bpm_cond_eval(const struct bpm_cond *c, const bson_t *vars, char *err, size_
 /* Parses src, evaluates it against vars and frees it: 1, 0, or -1 with
  * err on a parse error as on an evaluation error. */
 int bpm_cond_check(const char *src, const bson_t *vars, char *err, size_t errlen);
+
+/* An ISO 8601 duration of fixed length in milliseconds: "PT15M", "PT4H",
+ * "P1D", "P1DT2H30M", "P2W" (weeks stand alone), "PT0S". A day is 24 hours.
+ * Returns -1 when s is NULL, malformed, empty ("P", "PT", "P1DT"), negative,
+ * fractional ("PT0.5S"), out of the range of long long, or uses years or
+ * months (whose length depends on the calendar). Designators are upper
+ * case, each at most once and in order (D, then T, then H, M, S). */
+long long bpm_duration_ms(const char *s);
 
 #endif

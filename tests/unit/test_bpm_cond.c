@@ -1,8 +1,8 @@
-/* The BPM condition language (modules/bpm/cond.c, cond.h says the
- * language): each operator and its precedence, how values of each type
- * compare, variables missing or nested, every parse error with its byte
- * offset, the length and depth limits, and arbitrary bytes. Every expected value is worked by hand.
- */
+/* The BPM condition language and ISO 8601 durations (modules/bpm/cond.c,
+ * cond.h says the language): each operator and its precedence, how values
+ * of each type compare, variables missing or nested, every parse error
+ * with its byte offset, the length and depth limits, arbitrary bytes, and
+ * durations well-formed and not. Every expected value is worked by hand. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -667,6 +667,90 @@ test_random_bytes_are_handled(void **state)
 	bson_destroy(vars);
 }
 
+/* ---- durations ---- */
+
+static void
+test_durations_of_fixed_length_in_milliseconds(void **state)
+{
+	static const struct {
+		const char *iso;
+		long long ms;
+	} rows[] = {
+	    {"PT15M", 900000LL},
+	    {"PT4H", 14400000LL},
+	    {"PT8H", 28800000LL},
+	    {"P1D", 86400000LL},
+	    {"P1DT2H30M", 95400000LL}, /* 86400000 + 7200000 + 1800000 */
+	    {"P2W", 1209600000LL},     /* 14 days */
+	    {"PT0S", 0LL},
+	    {"PT90S", 90000LL},
+	    {"PT1H1M1S", 3661000LL},
+	    {"P1DT1S", 86401000LL},
+	    {"PT05M", 300000LL},
+	    {"PT36H", 129600000LL},
+	    {"P0D", 0LL},
+	    /* the largest: 106751991167 days, 7:12:55 - 807 ms short of 2^63 - 1 */
+	    {"P106751991167DT7H12M55S", 9223372036854775000LL},
+	};
+
+	(void)state;
+	for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++)
+		if (bpm_duration_ms(rows[k].iso) != rows[k].ms)
+			fail_msg("%s: got %lld, want %lld", rows[k].iso,
+				 bpm_duration_ms(rows[k].iso), rows[k].ms);
+}
+
+static void
+test_malformed_durations_are_minus_one(void **state)
+{
+	static const char *rows[] = {
+	    "",
+	    "P",
+	    "PT",
+	    "P1DT",   /* a T with no time after it */
+	    "PT0.5S", /* whole numbers only */
+	    "PT0,5S",
+	    "-PT1M", /* negative */
+	    "P-1D",
+	    "P1Y", /* years and months have no fixed length */
+	    "P1M",
+	    "P1Y2M3D",
+	    "P1W1D", /* weeks stand alone */
+	    "P1WT1H",
+	    "PT1H1H", /* repeated */
+	    "P1D1D",
+	    "PT1M1H", /* out of order */
+	    "PT1S1M",
+	    "P1H",  /* a time unit before the T */
+	    "PT1D", /* a date unit after it */
+	    "PT1W",
+	    "PTT1H",
+	    "P1DTT1H",
+	    "pt1m", /* designators are upper case */
+	    "PT1m",
+	    " PT1M",
+	    "PT1M ",
+	    "P1",
+	    "PT1",
+	    "PTM",
+	    "1D",
+	    "T1H",
+	    "PT+1M",
+	    "PT1M\x01",
+	    "PT99999999999999999999999S", /* beyond long long */
+	    "PT9223372036854775807S",	  /* in range as seconds, not as ms */
+	    "P106751991168D",		  /* one day too many */
+	    "P106751991167DT7H12M56S",	  /* one second too many */
+	    "P15250284453W",		  /* 2^63 ms is 15250284452.47 weeks */
+	};
+
+	(void)state;
+	assert_int_equal(bpm_duration_ms(NULL), -1);
+	for (size_t k = 0; k < sizeof(rows) / sizeof(rows[0]); k++)
+		if (bpm_duration_ms(rows[k]) != -1)
+			fail_msg("\"%s\": got %lld, want -1", rows[k], bpm_duration_ms(rows[k]));
+}
+
 int
 main(void)
 {
@@ -710,6 +794,8 @@ main(void)
 	    cmocka_unit_test(test_long_chains_of_and_or_are_not_nesting),
 	    cmocka_unit_test(test_every_prefix_of_a_condition_is_handled),
 	    cmocka_unit_test(test_random_bytes_are_handled),
+	    cmocka_unit_test(test_durations_of_fixed_length_in_milliseconds),
+	    cmocka_unit_test(test_malformed_durations_are_minus_one),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
