@@ -40,6 +40,9 @@ const char *tr_method_name(enum tr_method m);
  *   TR_JSON_BODY   the request must carry a JSON object body (415/400 otherwise).
  *   TR_IDEMPOTENT  a POST that creates: honours Idempotency-Key (see db.h).
  *   TR_PAGED       answers a list page: takes limit, cursor and sort.
+ *   TR_XML_BODY    with TR_JSON_BODY: an application/xml body is taken too,
+ *                  left as received in raw_body with body_xml set (a BPMN
+ *                  file); the handler reads it.
  * Other routes are authenticated (401), rate limited (429), authorized
  * against the row's permission (403), and run on a worker thread with a
  * tenant-scoped database handle. */
@@ -49,6 +52,7 @@ enum tr_route_flags {
 	TR_IDEMPOTENT = 1 << 2,
 	TR_INLINE = 1 << 3,
 	TR_PAGED = 1 << 4,
+	TR_XML_BODY = 1 << 5,
 };
 
 #define TR_MAX_PARAMS 4
@@ -135,6 +139,16 @@ struct tr_event_sink {
 	int (*subscribers)(struct tr_db *db, const char *topic, char (*ids)[25], int max);
 };
 
+/* A module that acts on other modules' events (BPM: a process started by
+ * crm.deal.won, a step waiting for erp.order.paid): every published event
+ * named in `events` (NULL-terminated) is also enqueued as a job on `queue`,
+ * payload {"event": {...}}, by the same Redis call that publishes it, so
+ * the listener never misses one (delivery is at least once). */
+struct tr_event_listener {
+	const char *queue;
+	const char *const *events;
+};
+
 struct tr_principal;
 struct tr_timeline_window; /* timeline.h */
 struct tr_timeline_items;
@@ -179,6 +193,7 @@ struct tr_module {
 	 * On success the platform then points db at that principal. */
 	int (*authenticate_key)(struct tr_db *db, struct tr_ctx *c, const char *key);
 	const struct tr_event_sink *event_sink;
+	const struct tr_event_listener *event_listener;
 	/* The organisation's directory, for modules that route work to people
 	 * (a BPM approval by "the requester's head of department"): the user
 	 * who heads the department of user_hex, in db's tenant, into
@@ -256,6 +271,7 @@ struct tr_req {
 	size_t raw_body_len;
 	bson_t body; /* parsed JSON object when the route has TR_JSON_BODY */
 	bool has_body;
+	bool body_xml; /* TR_XML_BODY: the body is XML, in raw_body (body is not parsed) */
 	bool authenticated;
 	struct tr_principal principal;
 	char request_id[65];

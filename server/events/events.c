@@ -26,13 +26,14 @@
 #define DELETE_BATCH 256
 
 /* KEYS[1] the tenant's stream, KEYS[2] the outbox record's dedupe key,
- * KEYS[3] the event sink's job queue. ARGV: max length, min id ("0": none),
- * topic, owner, tail, tenant, dedupe ttl, the sink's id field, then the ids
+ * KEYS[3] the event sink's job queue, KEYS[4] the event listener's. ARGV:
+ * max length, min id ("0": none), topic, owner, tail, tenant, dedupe ttl,
+ * the sink's id field, "1" when the listener takes the event, then the ids
  * of the sink's subscribers to deliver to.
  * Appends, trims, remembers the outbox id, publishes "tenant \n topic \n
- * owner \n id \n tail", and enqueues one delivery job per subscriber (job id
- * derived from event and subscriber); an outbox id already published returns
- * its event id and does nothing. */
+ * owner \n id \n tail", enqueues one delivery job per subscriber (job id
+ * derived from event and subscriber) and one for the listener; an outbox
+ * id already published returns its event id and does nothing. */
 static const char publish_lua[] =
     "local prev = redis.call('GET', KEYS[2])\n"
     "if prev then return prev end\n"
@@ -42,12 +43,18 @@ static const char publish_lua[] =
     "redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"
     "redis.call('PUBLISH', '" EVENTS_CHANNEL "',\n"
     "  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
-    "for i = 9, #ARGV do\n"
+    "for i = 10, #ARGV do\n"
     "  redis.call('XADD', KEYS[3], '*', 'id', string.sub(redis.sha1hex(id .. ARGV[i]), 1, 32),\n"
     "    'tenant', ARGV[6], 'attempt', '0', 'payload',\n"
     "    '{\"' .. ARGV[8] .. '\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. id .. '\",' .. "
     "ARGV[5] .. "
     "'}')\n"
+    "end\n"
+    "if ARGV[9] == '1' then\n"
+    "  redis.call('XADD', KEYS[4], '*', 'id', string.sub(redis.sha1hex(id .. ':listener'), 1, "
+    "32),\n"
+    "    'tenant', ARGV[6], 'attempt', '0', 'payload',\n"
+    "    '{\"event\":{\"id\":\"' .. id .. '\",' .. ARGV[5] .. '}')\n"
     "end\n"
     "return id\n";
 
@@ -67,6 +74,8 @@ static struct {
 	atomic_ullong relayed;
 	const struct tr_event_sink *sink; /* the module that offers one, or NULL */
 	char sink_queue[200];
+	const struct tr_event_listener *listener; /* likewise */
+	char listener_queue[200];
 } E;
 
 /* ---- ids ---- */
@@ -131,6 +140,11 @@ find_subscribers(struct tr_db *db, struct tr_event_out *ev)
 {
 	int n;
 
+	ev->listen = false;
+	for (const char *const *e = E.listener ? E.listener->events : NULL; e && *e; e++)
+		if (strcmp(*e, ev->event) == 0)
+			ev->listen = true;
+
 	if (!E.sink || !db)
 		return;
 	n = E.sink->subscribers(db, ev->topic, ev->subscribers, TR_MAX_SUBSCRIBERS);
@@ -172,6 +186,8 @@ outbox_record(const struct tr_event_out *ev, const bson_oid_t *id, const bson_oi
 	BSON_APPEND_UTF8(rec, "topic", ev->topic);
 	BSON_APPEND_UTF8(rec, "owner", ev->owner);
 	BSON_APPEND_UTF8(rec, "tail", ev->tail);
+	if (ev->listen)
+		BSON_APPEND_BOOL(rec, "listen", true);
 	if (ev->nsubscribers) {
 		bson_t arr;
 		char key[8];
@@ -234,6 +250,7 @@ tr_emit_background(const char *tenant_hex, const char *topic, const char *event,
 		return TR_ENOMEM;
 	memcpy(ev.tenant, tenant_hex, 25);
 	snprintf(ev.topic, sizeof(ev.topic), "%s", topic);
+	snprintf(ev.event, sizeof(ev.event), "%s", event);
 	if (owner && tr_is_object_id(owner))
 		memcpy(ev.owner, owner, 25);
 	client = tr_dbpool_pop();
@@ -288,6 +305,7 @@ tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char 
 	ev->tail_len = len;
 	memcpy(ev->tenant, p->tenant_hex, 25);
 	snprintf(ev->topic, sizeof(ev->topic), "%s", topic);
+	snprintf(ev->event, sizeof(ev->event), "%s", event);
 	if (owner && tr_is_object_id(owner))
 		memcpy(ev->owner, owner, 25);
 
@@ -372,7 +390,7 @@ published_cb(void *arg, const redisReply *r, int status)
 }
 
 /* The publish script's keys and arguments into argv (at least
- * 12 + TR_MAX_SUBSCRIBERS); returns their count. */
+ * 14 + TR_MAX_SUBSCRIBERS); returns their count. */
 static int
 publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], char minid[32],
 	     char ttl[16], const char **argv, size_t *lens)
@@ -383,6 +401,7 @@ publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 	argv[n++] = keys[0];
 	argv[n++] = keys[1];
 	argv[n++] = E.sink_queue;
+	argv[n++] = E.listener_queue;
 	argv[n++] = maxlen;
 	argv[n++] = minid;
 	argv[n++] = ev->topic;
@@ -391,6 +410,7 @@ publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 	argv[n++] = ev->tenant;
 	argv[n++] = ttl;
 	argv[n++] = E.sink ? E.sink->id_field : "subscriber_id";
+	argv[n++] = ev->listen ? "1" : "0";
 	for (int i = 0; i < ev->nsubscribers; i++)
 		argv[n++] = ev->subscribers[i];
 	for (int i = 0; i < n; i++)
@@ -402,11 +422,11 @@ static int
 publish_async(struct tr_event_out *ev)
 {
 	char keys[2][96], maxlen[24], minid[32], ttl[16];
-	const char *argv[13 + TR_MAX_SUBSCRIBERS];
-	size_t lens[13 + TR_MAX_SUBSCRIBERS];
+	const char *argv[15 + TR_MAX_SUBSCRIBERS];
+	size_t lens[15 + TR_MAX_SUBSCRIBERS];
 	int n = publish_argv(ev, keys, maxlen, minid, ttl, argv, lens);
 
-	return tr_redis_script_call(E.script, published_cb, ev, 3, n, argv, lens);
+	return tr_redis_script_call(E.script, published_cb, ev, 4, n, argv, lens);
 }
 
 void
@@ -498,9 +518,9 @@ delete_flush(void)
 static bool
 relay_publish_sync(const struct tr_event_out *ev)
 {
-	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[] = "3";
-	const char *argv[17 + TR_MAX_SUBSCRIBERS] = {"EVAL", publish_lua, nk};
-	size_t lens[17 + TR_MAX_SUBSCRIBERS];
+	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[] = "4";
+	const char *argv[19 + TR_MAX_SUBSCRIBERS] = {"EVAL", publish_lua, nk};
+	size_t lens[19 + TR_MAX_SUBSCRIBERS];
 	redisReply *r;
 	bool ok;
 	int n = publish_argv(ev, keys, maxlen, minid, ttl, argv + 3, lens + 3);
@@ -513,6 +533,38 @@ relay_publish_sync(const struct tr_event_out *ev)
 	if (r)
 		freeReplyObject(r);
 	return ok;
+}
+
+void
+tr_events_flush(struct tr_event_out *list)
+{
+	mongoc_client_t *client = NULL;
+	mongoc_collection_t *coll = NULL;
+	mongoc_database_t *db = NULL;
+
+	while (list) {
+		struct tr_event_out *ev = list;
+		list = ev->next;
+		if (relay_publish_sync(ev) && tr_is_object_id(ev->outbox_id)) {
+			bson_oid_t oid;
+			if (!client) {
+				client = tr_dbpool_pop();
+				db = tr_dbpool_database(client);
+				coll = mongoc_database_get_collection(db, OUTBOX);
+			}
+			bson_oid_init_from_string(&oid, ev->outbox_id);
+			bson_t *del = BCON_NEW("_id", BCON_OID(&oid));
+			mongoc_collection_delete_one(coll, del, NULL, NULL, NULL);
+			bson_destroy(del);
+		}
+		free(ev->tail);
+		free(ev);
+	}
+	if (client) {
+		mongoc_collection_destroy(coll);
+		mongoc_database_destroy(db);
+		tr_dbpool_push(client);
+	}
 }
 
 static void
@@ -548,6 +600,8 @@ relay_work_cb(uv_work_t *w)
 			snprintf(ev.owner, sizeof(ev.owner), "%s", bson_iter_utf8(&it, NULL));
 		if (bson_iter_init_find(&it, doc, "tail") && BSON_ITER_HOLDS_UTF8(&it))
 			tail = bson_iter_utf8(&it, &tlen);
+		ev.listen = bson_iter_init_find(&it, doc, "listen") && BSON_ITER_HOLDS_BOOL(&it) &&
+			    bson_iter_bool(&it);
 		bson_iter_t arr;
 		if (bson_iter_init_find(&it, doc, "hooks") && BSON_ITER_HOLDS_ARRAY(&it) &&
 		    bson_iter_recurse(&it, &arr))
@@ -640,6 +694,10 @@ tr_events_register(const struct tr_config *cfg)
 		E.sink = tr_modules[m]->event_sink;
 	/* without a sink the queue key is never used: no ids follow */
 	tr_job_key(E.sink_queue, sizeof(E.sink_queue), E.sink ? E.sink->queue : "none", "");
+	for (size_t m = 0; m < tr_nmodules && !E.listener; m++)
+		E.listener = tr_modules[m]->event_listener;
+	tr_job_key(E.listener_queue, sizeof(E.listener_queue),
+		   E.listener ? E.listener->queue : "none", "");
 }
 
 void

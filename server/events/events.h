@@ -50,11 +50,13 @@ struct tr_event_out {
 	char tenant[25];
 	char outbox_id[25]; /* "" when the outbox write failed */
 	char topic[48];
+	char event[64]; /* "crm.deal.won" */
 	char owner[25];
 	char *tail; /* the event frame after its id: "\"topic\":...}" */
 	size_t tail_len;
 	char subscribers[TR_MAX_SUBSCRIBERS][25]; /* of the event sink, who get the event */
 	int nsubscribers;
+	bool listen; /* the event listener (module.h) takes it */
 	struct tr_event_out *next;
 };
 
@@ -70,6 +72,13 @@ void tr_events_publish(struct tr_event_out *list);
  * publish them after (takes the list). Each stays in the outbox, where the
  * relay of a running server publishes it as it does a crashed writer's. */
 void tr_events_leave(struct tr_event_out *list);
+
+/* Job threads and commands (never the loop thread: it waits for Redis):
+ * publishes events recorded by work that has no response (a direct call,
+ * direct.h) now, as the relay would later, deletes their outbox records
+ * and frees the list. One that cannot be published stays in the outbox
+ * for the relay. */
+void tr_events_flush(struct tr_event_out *list);
 
 /* Event ids are Redis Stream ids "<ms>-<seq>". */
 struct tr_evid {

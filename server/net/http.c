@@ -221,17 +221,24 @@ method_from_lws(int m)
 	}
 }
 
+/* Is ct the media type `type` (parameters such as charset allowed)? */
 static bool
-is_json_content_type(const char *ct)
+is_content_type(const char *ct, const char *type)
 {
-	static const char json[] = "application/json";
+	size_t n = strlen(type);
 
-	if (!ct || strncasecmp(ct, json, sizeof(json) - 1) != 0)
+	if (!ct || strncasecmp(ct, type, n) != 0)
 		return false;
-	ct += sizeof(json) - 1;
+	ct += n;
 	while (*ct == ' ')
 		ct++;
 	return *ct == '\0' || *ct == ';';
+}
+
+static bool
+is_json_content_type(const char *ct)
+{
+	return is_content_type(ct, "application/json");
 }
 
 /* An error decided before the body was read: answer once the body is
@@ -271,7 +278,7 @@ work_cb(uv_work_t *w)
 	char err[200];
 	int rc;
 
-	if (c->req->route->flags & TR_JSON_BODY) {
+	if ((c->req->route->flags & TR_JSON_BODY) && !c->req->body_xml) {
 		if (tr_json_parse(ex->body ? ex->body : "", ex->body_len, &c->req->body, err,
 				  sizeof(err)) != 0) {
 			c->req->has_body = true; /* body holds an empty doc to destroy */
@@ -571,10 +578,18 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 			   "the request body is larger than the limit");
 		return 0;
 	}
-	if ((ex->req.route->flags & TR_JSON_BODY) &&
-	    !is_json_content_type(header(ex, WSI_TOKEN_HTTP_CONTENT_TYPE))) {
-		fail_early(ex, 415, "unsupported-media-type", "send the body as application/json");
-		return 0;
+	if (ex->req.route->flags & TR_JSON_BODY) {
+		const char *ct = header(ex, WSI_TOKEN_HTTP_CONTENT_TYPE);
+		bool xml_ok = ex->req.route->flags & TR_XML_BODY;
+		if (xml_ok &&
+		    (is_content_type(ct, "application/xml") || is_content_type(ct, "text/xml"))) {
+			ex->req.body_xml = true;
+		} else if (!is_json_content_type(ct)) {
+			fail_early(ex, 415, "unsupported-media-type",
+				   xml_ok ? "send the body as application/json or application/xml"
+					  : "send the body as application/json");
+			return 0;
+		}
 	}
 	if (!(ex->req.route->flags & TR_PUBLIC)) {
 		const char *auth = header(ex, WSI_TOKEN_HTTP_AUTHORIZATION), *why = "missing";

@@ -454,6 +454,13 @@ request_body(bson_t *op, const struct tr_route *r)
 		bson_append_document_end(&media, &s);
 	}
 	bson_append_document_end(&content, &media);
+	if (r->flags & TR_XML_BODY) {
+		BSON_APPEND_DOCUMENT_BEGIN(&content, "application/xml", &media);
+		BSON_APPEND_DOCUMENT_BEGIN(&media, "schema", &s);
+		BSON_APPEND_UTF8(&s, "type", "string");
+		bson_append_document_end(&media, &s);
+		bson_append_document_end(&content, &media);
+	}
 	bson_append_document_end(&body, &content);
 	bson_append_document_end(op, &body);
 }
