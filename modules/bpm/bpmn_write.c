@@ -51,14 +51,19 @@ struct node_kind {
 	const char *type; /* the JSON type */
 	const char *tag;  /* the BPMN element */
 	enum shape shape;
-	/* the element's own attributes and content, after id and name */
-	void (*write)(struct writer *w, const struct node *n);
+	/* the element's own attributes and content, after id and name;
+	 * doc is the node's document */
+	void (*write)(struct writer *w, const struct node *n, const bson_t *doc);
 };
 
+/* A node of the definition. Its document is kept as bytes, not as a
+ * bson_t: libbson aligns bson_t to 128 bytes, which an array from calloc
+ * is not, so node_doc() makes a view on the stack when one is needed. */
 struct node {
 	const char *id;
 	const char *type;
-	bson_t doc; /* a view of the node's document (the start event: empty) */
+	const uint8_t *data; /* the node's document in the definition; NULL: the start event */
+	uint32_t len;
 	const struct node_kind *kind;
 	int host; /* a boundary event's task, else -1 */
 	int layer, row;
@@ -156,6 +161,23 @@ flag(const bson_t *doc, const char *key, bool otherwise)
 	if (bson_iter_init_find(&it, doc, key) && BSON_ITER_HOLDS_BOOL(&it))
 		return bson_iter_bool(&it);
 	return otherwise;
+}
+
+/* A view of the node's document (empty for the start event). */
+static void
+node_doc(const struct node *n, bson_t *doc)
+{
+	if (!n->data || !bson_init_static(doc, n->data, n->len))
+		bson_init(doc);
+}
+
+static const char *
+node_str(const struct node *n, const char *key)
+{
+	bson_t doc;
+
+	node_doc(n, &doc);
+	return str(&doc, key);
 }
 
 static bool
@@ -409,9 +431,10 @@ timer(struct writer *w, const char *tag, const char *prefix, const char *value)
 /* ---- the nodes ---- */
 
 static void
-write_start(struct writer *w, const struct node *n)
+write_start(struct writer *w, const struct node *n, const bson_t *doc)
 {
 	(void)n;
+	(void)doc;
 	if (w->start_on)
 		message_ref(w, w->start_on, NULL);
 	if (w->start_every)
@@ -441,9 +464,9 @@ target(const bson_t *doc, const char *key, const char **kind)
 }
 
 static void
-write_assignment(struct writer *w, const struct node *n)
+write_assignment(struct writer *w, const bson_t *doc)
 {
-	const char *kind = NULL, *v = target(&n->doc, "assignee", &kind);
+	const char *kind = NULL, *v = target(doc, "assignee", &kind);
 	char *expr;
 	size_t size;
 
@@ -517,13 +540,13 @@ write_form_field(struct writer *w, const bson_t *field)
 }
 
 static void
-write_properties(struct writer *w, const struct node *n)
+write_properties(struct writer *w, const bson_t *doc)
 {
-	const char *kind = NULL, *to = target(&n->doc, "escalate_to", &kind);
-	const char *after = str(&n->doc, "escalate_after");
+	const char *kind = NULL, *to = target(doc, "escalate_to", &kind);
+	const char *after = str(doc, "escalate_after");
 	bson_t form, field;
 	bson_iter_t it;
-	bool any = sub(&n->doc, "form", &form) && !bson_empty(&form);
+	bool any = sub(doc, "form", &form) && !bson_empty(&form);
 
 	if (!any && !to && !after)
 		return;
@@ -565,37 +588,39 @@ write_properties(struct writer *w, const struct node *n)
 }
 
 static void
-write_user_task(struct writer *w, const struct node *n)
+write_user_task(struct writer *w, const struct node *n, const bson_t *doc)
 {
-	const char *instructions = str(&n->doc, "instructions"), *due = str(&n->doc, "due_in");
+	const char *instructions = str(doc, "instructions"), *due = str(doc, "due_in");
 	const char *kind;
 	bson_t form;
 
+	(void)n;
 	if (instructions) {
 		begin(w, "bpmn:documentation");
 		text(w, instructions);
 		end(w, "bpmn:documentation");
 	}
-	if (!target(&n->doc, "assignee", &kind) && !due &&
-	    !(sub(&n->doc, "form", &form) && !bson_empty(&form)) &&
-	    !target(&n->doc, "escalate_to", &kind) && !str(&n->doc, "escalate_after"))
+	if (!target(doc, "assignee", &kind) && !due &&
+	    !(sub(doc, "form", &form) && !bson_empty(&form)) &&
+	    !target(doc, "escalate_to", &kind) && !str(doc, "escalate_after"))
 		return;
 	begin(w, "bpmn:extensionElements");
-	write_assignment(w, n);
+	write_assignment(w, doc);
 	if (due) {
 		begin(w, "zeebe:taskSchedule");
 		attr(w, "dueDate", due);
 		end(w, "zeebe:taskSchedule");
 	}
-	write_properties(w, n);
+	write_properties(w, doc);
 	end(w, "bpmn:extensionElements");
 }
 
 static void
-write_service(struct writer *w, const struct node *n)
+write_service(struct writer *w, const struct node *n, const bson_t *doc)
 {
-	const char *action = str(&n->doc, "action");
+	const char *action = str(doc, "action");
 
+	(void)n;
 	if (!action)
 		return;
 	begin(w, "bpmn:extensionElements");
@@ -608,9 +633,9 @@ write_service(struct writer *w, const struct node *n)
 /* The gateway's default: the flow to the default target, one without a
  * condition first. */
 static void
-write_exclusive(struct writer *w, const struct node *n)
+write_exclusive(struct writer *w, const struct node *n, const bson_t *doc)
 {
-	const char *to = str(&n->doc, "default");
+	const char *to = str(doc, "default");
 	const struct flow *found = NULL;
 	size_t i;
 
@@ -627,33 +652,37 @@ write_exclusive(struct writer *w, const struct node *n)
 }
 
 static void
-write_wait_event(struct writer *w, const struct node *n)
+write_wait_event(struct writer *w, const struct node *n, const bson_t *doc)
 {
-	const char *event = str(&n->doc, "event");
+	const char *event = str(doc, "event");
 
+	(void)n;
 	if (event)
-		message_ref(w, event, str(&n->doc, "correlate"));
+		message_ref(w, event, str(doc, "correlate"));
 }
 
 static void
-write_timer(struct writer *w, const struct node *n)
+write_timer(struct writer *w, const struct node *n, const bson_t *doc)
 {
-	timer(w, "bpmn:timeDuration", "", str(&n->doc, "duration"));
+	(void)n;
+	timer(w, "bpmn:timeDuration", "", str(doc, "duration"));
 }
 
 static void
-write_boundary_timer(struct writer *w, const struct node *n)
+write_boundary_timer(struct writer *w, const struct node *n, const bson_t *doc)
 {
-	if (!flag(&n->doc, "interrupting", true))
+	(void)n;
+	if (!flag(doc, "interrupting", true))
 		attr(w, "cancelActivity", "false");
-	attr(w, "attachedToRef", str(&n->doc, "attached_to"));
-	timer(w, "bpmn:timeDuration", "", str(&n->doc, "duration"));
+	attr(w, "attachedToRef", str(doc, "attached_to"));
+	timer(w, "bpmn:timeDuration", "", str(doc, "duration"));
 }
 
 static void
-write_boundary_error(struct writer *w, const struct node *n)
+write_boundary_error(struct writer *w, const struct node *n, const bson_t *doc)
 {
-	attr(w, "attachedToRef", str(&n->doc, "attached_to"));
+	(void)n;
+	attr(w, "attachedToRef", str(doc, "attached_to"));
 	begin(w, "bpmn:errorEventDefinition");
 	end(w, "bpmn:errorEventDefinition");
 }
@@ -697,10 +726,13 @@ is_boundary(const struct node *n)
 
 /* ---- reading the definition in ---- */
 
+/* The nodes, the start event first; a node whose id an earlier one has
+ * (the start's included) is passed over, so that each id names one
+ * element. */
 static int
 collect_nodes(struct writer *w, const bson_t *definition)
 {
-	bson_t list;
+	bson_t list, doc;
 	bson_iter_t it;
 	size_t n = 1;
 
@@ -713,8 +745,9 @@ collect_nodes(struct writer *w, const bson_t *definition)
 	w->nodes[0].type = "start";
 	w->nodes[0].kind = &node_kinds[0];
 	w->nodes[0].host = -1;
-	bson_init(&w->nodes[0].doc);
 	w->nnodes = 1;
+	if (!map_put(&w->node_index, "start", 0))
+		return -1;
 	if (!bson_iter_init(&it, &list))
 		return 0;
 	while (bson_iter_next(&it) && w->nnodes < n) {
@@ -725,12 +758,16 @@ collect_nodes(struct writer *w, const bson_t *definition)
 		if (!BSON_ITER_HOLDS_DOCUMENT(&it))
 			continue;
 		bson_iter_document(&it, &len, &data);
-		if (!bson_init_static(&node->doc, data, len))
+		if (!bson_init_static(&doc, data, len))
 			continue;
-		node->id = str(&node->doc, "id");
-		node->type = str(&node->doc, "type");
-		if (!node->id)
-			continue;
+		node->data = data;
+		node->len = len;
+		node->id = str(&doc, "id");
+		node->type = str(&doc, "type");
+		if (!node->id || map_get(&w->node_index, node->id) >= 0)
+			continue; /* one element per id: the start is the start event */
+		if (!map_put(&w->node_index, node->id, (int)w->nnodes))
+			return -1;
 		node->kind = kind_of(node->type);
 		w->nnodes++;
 	}
@@ -780,12 +817,19 @@ index_ids(struct writer *w)
 	if (!map_put(&w->taken, w->key, 0))
 		return -1;
 	for (i = 0; i < w->nnodes; i++) {
-		if (!map_put(&w->node_index, w->nodes[i].id, (int)i) ||
-		    !map_put(&w->taken, w->nodes[i].id, 0))
+		if (!map_put(&w->taken, w->nodes[i].id, 0))
 			return -1;
 	}
 	for (i = 0; i < w->nflows; i++) {
-		if (w->flows[i].id && !map_put(&w->taken, w->flows[i].id, 0))
+		struct flow *f = &w->flows[i];
+
+		if (!f->id)
+			continue;
+		if (map_get(&w->taken, f->id) >= 0)
+			f->id = fresh_id(w, "%s", f->id); /* an id twice: XML allows it once */
+		else if (!map_put(&w->taken, f->id, 0))
+			return -1;
+		if (!f->id)
 			return -1;
 	}
 	for (i = 0; i < w->nflows; i++) {
@@ -800,7 +844,7 @@ index_ids(struct writer *w)
 	}
 	for (i = 1; i < w->nnodes; i++) {
 		struct node *n = &w->nodes[i];
-		const char *host = str(&n->doc, "attached_to");
+		const char *host = node_str(n, "attached_to");
 		int h = host ? map_get(&w->node_index, host) : -1;
 
 		n->host = -1;
@@ -824,8 +868,8 @@ collect_messages(struct writer *w)
 		struct message *m;
 
 		if (i > 0 && w->nodes[i].kind->write == write_wait_event) {
-			event = str(&w->nodes[i].doc, "event");
-			correlate = str(&w->nodes[i].doc, "correlate");
+			event = node_str(&w->nodes[i], "event");
+			correlate = node_str(&w->nodes[i], "correlate");
 		}
 		if (!event || message_of(w, event, correlate))
 			continue;
@@ -1043,13 +1087,15 @@ place_nodes(struct writer *w)
 static void
 write_node(struct writer *w, const struct node *n)
 {
-	const char *name = label(w, n->id, str(&n->doc, "name"));
+	const char *name = label(w, n->id, node_str(n, "name"));
+	bson_t doc;
 
+	node_doc(n, &doc);
 	begin(w, n->kind->tag);
 	attr(w, "id", n->id);
 	attr(w, "name", name);
 	if (n->kind->write)
-		n->kind->write(w, n);
+		n->kind->write(w, n, &doc);
 	end(w, n->kind->tag);
 }
 

@@ -1807,6 +1807,46 @@ test_an_empty_definition_is_still_a_document(void **state)
 	free(xml);
 }
 
+/* What the writer is given is stored and checked JSON; should it not be,
+ * the output is still well-formed XML (wrong types passed over, unknown
+ * node types a plain task, characters XML cannot carry replaced). */
+static void
+test_a_malformed_definition_is_still_written_as_well_formed_xml(void **state)
+{
+	static const char *const definitions[] = {
+	    "{}",
+	    "{\"key\": 5, \"nodes\": \"x\", \"flows\": {\"a\": 1}, \"diagram\": []}",
+	    "{\"key\": \"k\", \"nodes\": [1, {\"type\": \"end\"},"
+	    " {\"id\": \"a\", \"type\": \"boundary_timer\", \"attached_to\": \"a\"},"
+	    " {\"id\": \"b\", \"type\": \"boundary_error\", \"attached_to\": \"start\"},"
+	    " {\"id\": \"c\", \"type\": \"weird\", \"name\": \"\\u0001bad\"},"
+	    " {\"id\": \"c\", \"type\": \"end\"}, {\"id\": \"start\", \"type\": \"end\"}],"
+	    " \"flows\": [{\"from\": \"a\", \"to\": \"zz\"}, {\"from\": \"c\", \"to\": \"c\"},"
+	    "  {\"from\": \"c\", \"to\": \"start\"}, 7, {\"id\": 3}],"
+	    " \"diagram\": {\"shapes\": {\"a\": [1, 2, 3], \"c\": [\"x\", 1, 2, 3], \"b\": 4},"
+	    "  \"edges\": {\"flow_1\": [[1, 2], [3]], \"flow_2\": [{\"x\": 1}], \"flow_3\": 1},"
+	    "  \"labels\": {\"start\": 5}}}",
+	};
+	size_t i;
+
+	(void)state;
+	for (i = 0; i < sizeof(definitions) / sizeof(definitions[0]); i++) {
+		bson_t *definition = json(definitions[i]);
+		struct drawing d;
+		size_t len;
+		char *xml = write_ok(definition, &len);
+
+		drawing_of(xml, len, &d);
+		assert_int_equal(count_drawn(&d, "BPMNShape", "start"), 1);
+		if (i == 2)
+			assert_non_null(strstr(xml, "name=\"\xef\xbf\xbd"
+						    "bad\""));
+		bpm_xml_doc_free(d.doc);
+		bson_destroy(definition);
+		free(xml);
+	}
+}
+
 int
 main(void)
 {
@@ -1859,6 +1899,7 @@ main(void)
 	    cmocka_unit_test(test_the_layout_puts_a_node_after_its_longest_path_and_ignores_loops),
 	    cmocka_unit_test(test_the_diagram_s_own_positions_are_kept),
 	    cmocka_unit_test(test_an_empty_definition_is_still_a_document),
+	    cmocka_unit_test(test_a_malformed_definition_is_still_written_as_well_formed_xml),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
