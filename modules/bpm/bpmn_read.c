@@ -722,10 +722,13 @@ each_property(struct reader *r, const struct bpm_xml_element *task,
 	}
 }
 
+/* The form properties of a task, walked twice: counted, then appended
+ * with their keys kept to find one given twice. */
 struct form_walk {
 	bson_t *form;
 	uint32_t n;
 	bool counting;
+	const char **keys; /* n of them, in the arena */
 };
 
 static void
@@ -736,24 +739,62 @@ form_property(struct reader *r, const struct bpm_xml_element *task, const char *
 
 	if (strncmp(name, "form.", 5) != 0)
 		return;
-	if (!walk->counting)
+	if (!walk->counting) {
+		walk->keys[walk->n] = name + 5;
 		append_form_field(r, task, walk->form, walk->n, name + 5, value);
+	}
 	walk->n++;
 }
+
+static int
+key_cmp(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* A form field given twice is a problem (sorted, so that a long form is
+ * no slower to check than to read). */
+static void
+check_form_keys(struct reader *r, const struct bpm_xml_element *task, struct form_walk *walk)
+{
+	uint32_t i;
+
+	qsort(walk->keys, walk->n, sizeof(*walk->keys), key_cmp);
+	for (i = 1; i < walk->n; i++) {
+		if (strcmp(walk->keys[i - 1], walk->keys[i]) == 0) {
+			problem(r, field_of(task), "the form field %s is given twice",
+				walk->keys[i]);
+			return;
+		}
+	}
+}
+
+/* Which escalation properties a task has had: each is one key. */
+struct escalation_walk {
+	bson_t *node;
+	bool after, to;
+};
 
 static void
 escalation_property(struct reader *r, const struct bpm_xml_element *task, const char *name,
 		    const char *value, void *arg)
 {
-	bson_t *node = arg;
+	struct escalation_walk *walk = arg;
+	bool after = strcmp(name, "escalate_after") == 0, to = strcmp(name, "escalate_to") == 0;
 
-	if (strcmp(name, "escalate_after") == 0) {
+	if ((after && walk->after) || (to && walk->to)) {
+		problem(r, field_of(task), "%s is given twice", name);
+		return;
+	}
+	walk->after = walk->after || after;
+	walk->to = walk->to || to;
+	if (after) {
 		if (is_duration(value))
-			BSON_APPEND_UTF8(node, "escalate_after", value);
+			BSON_APPEND_UTF8(walk->node, "escalate_after", value);
 		else
 			problem(r, field_of(task), "escalate_after is an ISO 8601 duration");
-	} else if (strcmp(name, "escalate_to") == 0) {
-		append_escalation_target(r, task, node, value);
+	} else if (to) {
+		append_escalation_target(r, task, walk->node, value);
 	}
 }
 
@@ -763,6 +804,7 @@ read_user_task(struct reader *r, const struct bpm_xml_element *e, bson_t *node)
 	const struct bpm_xml_element *doc = bpm_xml_child(e, BPM_BPMN_NS, "documentation");
 	const struct bpm_xml_element *schedule = zeebe(e, "taskSchedule");
 	struct form_walk walk = {.counting = true};
+	struct escalation_walk escalation = {.node = node};
 	bson_t form;
 
 	read_children(r, e, NULL, NULL);
@@ -777,12 +819,18 @@ read_user_task(struct reader *r, const struct bpm_xml_element *e, bson_t *node)
 	read_assignment(r, e, node);
 	each_property(r, e, form_property, &walk);
 	if (walk.n > 0) {
+		walk.keys = tr_arena_alloc(r->arena, walk.n * sizeof(*walk.keys));
+		if (!walk.keys) {
+			out_of_memory(r);
+			return;
+		}
 		walk.counting = false;
 		walk.n = 0;
 		walk.form = &form;
 		BSON_APPEND_ARRAY_BEGIN(node, "form", &form);
 		each_property(r, e, form_property, &walk);
 		bson_append_array_end(node, &form);
+		check_form_keys(r, e, &walk);
 	}
 	if (schedule && attribute(schedule, "dueDate")) {
 		const char *due = trimmed(r, attribute(schedule, "dueDate"));
@@ -792,7 +840,7 @@ read_user_task(struct reader *r, const struct bpm_xml_element *e, bson_t *node)
 		else
 			problem(r, field_of(e), "the due date is an ISO 8601 duration (PT4H)");
 	}
-	each_property(r, e, escalation_property, node);
+	each_property(r, e, escalation_property, &escalation);
 }
 
 static void

@@ -768,10 +768,14 @@ static void
 test_form_fields_of_unknown_types_or_names_are_refused(void **state)
 {
 	static const char *const bad[] = {
-	    "name=\"form.x\" value=\"money\"",	   "name=\"form.x\" value=\"enum\"",
+	    "name=\"form.x\" value=\"money\"", "name=\"form.x\" value=\"enum\"",
 	    "name=\"form.x\" value=\"enum:a||b\"", "name=\"form.$x\" value=\"int\"",
-	    "name=\"form.a.b\" value=\"int\"",	   "name=\"escalate_after\" value=\"8 hours\"",
-	    "name=\"escalate_to\" value=\"admin\""};
+	    "name=\"form.a.b\" value=\"int\"", "name=\"escalate_after\" value=\"8 hours\"",
+	    "name=\"escalate_to\" value=\"admin\"",
+	    /* one key twice: the JSON form has room for one */
+	    "name=\"form.x\" value=\"int\" /><zeebe:property name=\"form.x\" value=\"bool\"",
+	    "name=\"escalate_to\" value=\"role:a\" /><zeebe:property name=\"escalate_to\" "
+	    "value=\"role:b\""};
 	size_t i;
 
 	(void)state;
