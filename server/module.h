@@ -73,7 +73,9 @@ struct tr_route {
 	 * made from a declaration), or NULL. */
 	const struct tr_resource *resource;
 	/* The query parameters the handler reads, space-separated ("from to"),
-	 * a trailing "!" on those it requires ("state!"), or NULL for none;
+	 * a trailing "!" on those it requires ("state!"), the values one takes
+	 * after "=" ("status=open|done": the OpenAPI document's enum; the
+	 * handler still checks), or NULL for none;
 	 * others answer 400. TR_PAGED adds limit, cursor and
 	 * sort; a resource's list adds its filters. */
 	const char *query;

@@ -140,8 +140,13 @@ find_subscribers(struct tr_db *db, struct tr_event_out *ev)
 {
 	int n;
 
+	const struct tr_event_listener *l = E.listener;
+
+	/* commands (the demo seed) record events without tr_events_register */
+	for (size_t m = 0; m < tr_nmodules && !l; m++)
+		l = tr_modules[m]->event_listener;
 	ev->listen = false;
-	for (const char *const *e = E.listener ? E.listener->events : NULL; e && *e; e++)
+	for (const char *const *e = l ? l->events : NULL; e && *e; e++)
 		if (strcmp(*e, ev->event) == 0)
 			ev->listen = true;
 
@@ -523,7 +528,11 @@ relay_publish_sync(const struct tr_event_out *ev)
 	size_t lens[19 + TR_MAX_SUBSCRIBERS];
 	redisReply *r;
 	bool ok;
-	int n = publish_argv(ev, keys, maxlen, minid, ttl, argv + 3, lens + 3);
+	int n;
+
+	if (!E.cfg)
+		return false; /* a command: the relay of a running server publishes it */
+	n = publish_argv(ev, keys, maxlen, minid, ttl, argv + 3, lens + 3);
 
 	lens[0] = 4;
 	lens[1] = strlen(publish_lua);

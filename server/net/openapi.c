@@ -106,8 +106,48 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 {
 	const struct tr_field *f = filter_field(r, name);
 	static const char *const booleans[] = {"true", "false", NULL};
+	size_t olen = 0;
+	const char *options = tr_router_query_options(r, name, strlen(name), &olen);
 
-	if (strcmp(name, "limit") == 0) {
+	if (options) {
+		/* "<id>" among the values: a record's id is one too */
+		struct arr a = {.n = 0}, any = {.n = 0};
+		char value[64];
+		bool id = false;
+		bson_t words = BSON_INITIALIZER, alt;
+		for (size_t i = 0; i < olen;) {
+			size_t n = strcspn(options + i, "| ");
+			if (n > olen - i)
+				n = olen - i;
+			snprintf(value, sizeof(value), "%.*s", (int)n, options + i);
+			if (strcmp(value, "<id>") == 0)
+				id = true;
+			i += n + 1;
+		}
+		BSON_APPEND_UTF8(&words, "type", "string");
+		BSON_APPEND_ARRAY_BEGIN(&words, "enum", &a.b);
+		for (size_t i = 0; i < olen;) {
+			size_t n = strcspn(options + i, "| ");
+			if (n > olen - i)
+				n = olen - i;
+			snprintf(value, sizeof(value), "%.*s", (int)n, options + i);
+			if (strcmp(value, "<id>") != 0)
+				tr_openapi_arr_utf8(&a, value);
+			i += n + 1;
+		}
+		bson_append_array_end(&words, &a.b);
+		if (!id) {
+			bson_concat(s, &words);
+		} else {
+			BSON_APPEND_ARRAY_BEGIN(s, "anyOf", &any.b);
+			BSON_APPEND_DOCUMENT(&any.b, "0", &words);
+			BSON_APPEND_DOCUMENT_BEGIN(&any.b, "1", &alt);
+			tr_openapi_id_schema(&alt);
+			bson_append_document_end(&any.b, &alt);
+			bson_append_array_end(s, &any.b);
+		}
+		bson_destroy(&words);
+	} else if (strcmp(name, "limit") == 0) {
 		BSON_APPEND_UTF8(s, "type", "integer");
 		BSON_APPEND_INT32(s, "minimum", 1);
 		BSON_APPEND_INT32(s, "maximum", 200);

@@ -289,9 +289,9 @@ tr_router_query_each(const struct tr_route *r, bool (*fn)(const char *name, size
 	static const char *const paging[] = {"limit", "cursor", "sort"};
 
 	for (const char *p = r->query; p && *p;) {
-		size_t len = strcspn(p, " ");
+		size_t len = strcspn(p, " "), name = strcspn(p, " =!");
 		p += len;
-		if (len && fn(p - len, len - (p[-1] == '!'), arg))
+		if (len && fn(p - len, name, arg))
 			return true;
 		p += *p == ' ';
 	}
@@ -325,6 +325,21 @@ tr_router_query_required(const struct tr_route *r, const char *name, size_t len)
 		p += *p == ' ';
 	}
 	return false;
+}
+
+const char *
+tr_router_query_options(const struct tr_route *r, const char *name, size_t len, size_t *olen)
+{
+	for (const char *p = r->query; p && *p;) {
+		size_t n = strcspn(p, " ");
+		if (n > len + 1 && p[len] == '=' && memcmp(p, name, len) == 0) {
+			*olen = n - len - 1;
+			return p + len + 1;
+		}
+		p += n;
+		p += *p == ' ';
+	}
+	return NULL;
 }
 
 bool

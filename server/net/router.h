@@ -43,6 +43,10 @@ bool tr_router_query_each(const struct tr_route *r,
  * OpenAPI document. */
 bool tr_router_query_required(const struct tr_route *r, const char *name, size_t len);
 bool tr_router_query_known(const struct tr_route *r, const char *name);
+/* The values a query parameter takes when its row declares them
+ * ("status=open|done": "open|done", *olen bytes), or NULL. */
+const char *tr_router_query_options(const struct tr_route *r, const char *name, size_t len,
+				    size_t *olen);
 /* " (this path takes: status, owner_id, limit, ...)" into buf. */
 void tr_router_query_names(const struct tr_route *r, char *buf, size_t len);
 

@@ -23,6 +23,7 @@ import re
 import secrets
 
 import pytest
+import requests
 from bson import ObjectId
 
 from conftest import (DB_NAME, TrellisLauncher, free_port, login, login_request,
@@ -43,7 +44,8 @@ SEEDED = ["users", "pipelines", "campaigns", "crm_groups", "leads", "clients", "
           "counterparties", "deals", "interactions", "tasks", "claims",
           "erp_products", "erp_warehouses", "erp_stock_moves", "erp_stock_slots",
           "erp_accounts", "erp_orders", "erp_invoices", "erp_payments", "erp_shipments",
-          "erp_suppliers", "erp_purchase_orders"]
+          "erp_suppliers", "erp_purchase_orders", "bpm_definitions", "bpm_instances", "bpm_tasks",
+          "bpm_history", "bpm_waits"]
 ORDER_STATUSES = {"draft", "confirmed", "shipped", "invoiced", "paid", "completed", "cancelled"}
 DEMO_ORDERS = 200
 SEED_TIMEOUT_S = 180
@@ -677,3 +679,29 @@ def test_seeded_records_belong_to_the_tenant_only(stack, demo):
     tenant = stack.mongo["tenants"].find_one({"_id": demo.tenant_id})
     assert tenant["tenant_id"] == demo.tenant_id and tenant["version"] == 1
     assert isinstance(demo.tenant_id, ObjectId)
+
+
+# ---------------------------------------------------------------------------
+# the BPM sample
+# ---------------------------------------------------------------------------
+
+def test_fulfil_a_won_deal_waits_for_the_latest_won_deals_owners_approval(stack, demo, manager, deals):
+    r = requests.get(stack.base_url + "/v1/bpm/definitions/fulfilment", headers=manager.headers, timeout=30)
+    assert r.status_code == 200, r.text
+    d = r.json()
+    assert (d["name"], d["version"]) == ("Fulfil a won deal", 1)
+    approve = [n for n in d["nodes"] if n["id"] == "approve"][0]
+    assert approve["due_in"] == "PT4H" and approve["assignee"] == {"field": "owner_id"}
+    r = requests.get(stack.base_url + "/v1/bpm/instances", params={"definition_key": "fulfilment"},
+                     headers=manager.headers, timeout=30)
+    assert r.status_code == 200, r.text
+    insts = r.json()["items"]
+    won = sorted((x for x in deals if x["status"] == "won"), key=lambda x: x["closed_at"], reverse=True)[:3]
+    assert sorted(i["subject"]["id"] for i in insts) == sorted(x["id"] for x in won)
+    assert all(i["status"] == "running" and i["active_nodes"] == ["approve"] for i in insts)
+    owners = {x["id"]: x["owner_id"] for x in won}
+    r = requests.get(stack.base_url + "/v1/bpm/tasks", params={"status": "open", "limit": 100},
+                     headers=manager.headers, timeout=30)
+    tasks = [t for t in r.json()["items"] if t["name"] == "Approve the order"]
+    assert sorted((t["subject"]["id"], t["assignee_id"]) for t in tasks) == sorted(owners.items())
+    assert all(t["due_at"] for t in tasks)

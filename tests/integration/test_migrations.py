@@ -27,7 +27,7 @@ from conftest import REPO_ROOT, sanitizer_hits
 
 MIGRATIONS_DIR = os.path.join(REPO_ROOT, "migrations")
 # The modules that declare migrations, in registry order (server/registry.c).
-MIGRATING_MODULES = ("identity", "webhooks", "crm", "erp")
+MIGRATING_MODULES = ("identity", "webhooks", "crm", "erp", "bpm")
 # migrations/ as it was before modules owned their migrations: what
 # databases migrated until then have recorded (byte for byte, checksums
 # included).

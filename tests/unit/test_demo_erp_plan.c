@@ -16,6 +16,7 @@
 
 #include "../../tools/demo/demo.c"
 #include "../../tools/demo/demo_activity.c"
+#include "../../tools/demo/demo_bpm.c"
 #include "../../tools/demo/demo_erp.c"
 #include "../../tools/demo/demo_erp_run.c"
 #include "../../tools/demo/demo_people.c"

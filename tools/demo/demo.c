@@ -294,6 +294,8 @@ write_all(struct demo *d, bson_t *tenant, double *erp_s)
 		uint64_t t0 = tr_mono_ns();
 		erp = true;
 		rc = crm_demo_make_erp(d, db);
+		if (rc == TR_OK)
+			rc = crm_demo_make_bpm(d, db);
 		*erp_s = (double)(tr_mono_ns() - t0) / 1e9;
 	}
 	if (rc == TR_OK)
@@ -302,6 +304,8 @@ write_all(struct demo *d, bson_t *tenant, double *erp_s)
 	for (int c = 0; c <= written; c++)
 		tr_db_purge(db, coll_names[c]);
 	for (const char *const *c = crm_demo_erp_colls; erp && *c; c++)
+		tr_db_purge(db, *c);
+	for (const char *const *c = crm_demo_bpm_colls; erp && *c; c++)
 		tr_db_purge(db, *c);
 	tr_db_purge(db, TENANTS);
 out:

@@ -380,6 +380,10 @@ int crm_demo_make_erp(struct demo *d, struct tr_db *db);
 /* The company's departments and an employee for each demo user, through
  * the ERP's routes (demo_people.c). */
 int crm_demo_make_people(struct demo *d, struct tr_db *db);
+/* The demo's process, "fulfil a won deal", and an instance of it for each
+ * of the latest won deals, through the BPM's routes (demo_bpm.c). */
+int crm_demo_make_bpm(struct demo *d, struct tr_db *db);
+extern const char *const crm_demo_bpm_colls[];
 /* A demo user's name and e-mail address (demo.c). */
 const char *crm_demo_cast_name(int user);
 void crm_demo_cast_email(const struct demo *d, int user, char *out, size_t len);
