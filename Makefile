@@ -163,6 +163,7 @@ test: deps
 # then, runs the tests with ASLR off (setarch -R) for that process tree.
 TSAN_TESTS ?= tests/integration/test_exact_writes.py tests/integration/test_erp_exact.py \
 	      tests/integration/test_erp_faults.py tests/integration/test_erp_planning.py \
+	      tests/integration/test_bpm_exact.py tests/integration/test_bpm_sagas.py \
 	      tests/integration/test_events_faults.py \
 	      tests/integration/test_events_live.py tests/integration/test_jobs_webhooks.py
 TSAN_RUN_OPTIONS := suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 exitcode=66 \
