@@ -108,6 +108,11 @@ int bpm_action_run(struct tr_db *db, const bson_t *inst, const bson_t *node, con
 void bpm_action_compensate(struct tr_db *db, const bson_t *inst, const bson_t *step, bson_t *line);
 bool bpm_action_known(const char *action);
 
+/* Timer starts (start_every): schedules the definition's next slot after
+ * after_ms (nothing without start_every); the job's run. */
+int bpm_every_schedule(const char *tenant, const bson_t *def, int64_t after_ms);
+int bpm_every_run(struct tr_db *db, const char *tenant, const char *def_id, const char *slot_text);
+
 /* ---- configuration ---- */
 long bpm_settle_after_ms(void);
 int bpm_step_attempts(void);

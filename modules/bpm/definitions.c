@@ -697,6 +697,9 @@ bpm_definition_create(struct tr_ctx *c)
 		tr_problem_from_err(c, rc);
 		goto out;
 	}
+	if (bpm_every_schedule(c->req->principal.tenant_hex, &stored, tr_now_ms()) != TR_OK)
+		tr_error("bpm: the timer start of %s was not scheduled (Redis): post it again",
+			 key);
 	render_def(&stored, &answer);
 	tr_reply_json(c, 201, &answer);
 out:

@@ -5,9 +5,11 @@
  * whose token is gone changes nothing (engine.c), so a job run twice, or
  * on two processes, moves once. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bpm.h"
+#include "cond.h"
 #include "db.h"
 #include "events.h"
 #include "json.h"
@@ -281,6 +283,8 @@ bpm_job_run(const struct tr_job *job, char *err, size_t errlen)
 		rc = escalate(db, job->tenant, instance, token);
 	} else if (strcmp(kind, "settle") == 0) {
 		rc = bpm_settle(db, instance);
+	} else if (strcmp(kind, "every") == 0) {
+		rc = bpm_every_run(db, job->tenant, instance, extra);
 	}
 	tr_db_release(db);
 	bson_destroy(&payload);
@@ -289,6 +293,65 @@ bpm_job_run(const struct tr_job *job, char *err, size_t errlen)
 	if (rc != TR_OK)
 		snprintf(err, errlen, "%s", tr_strerror(rc));
 	return rc == TR_OK ? 0 : -1;
+}
+
+/* ---- timer starts ---- */
+
+int
+bpm_every_schedule(const char *tenant, const bson_t *def, int64_t after_ms)
+{
+	bson_oid_t oid;
+	char id[25], slot[32];
+	const char *every = str_of(def, "start_every");
+	long long period = every ? bpm_duration_ms(every) : -1;
+	int64_t next;
+
+	if (period <= 0 || !tr_doc_oid(def, "_id", &oid))
+		return TR_OK;
+	bson_oid_to_string(&oid, id);
+	next = after_ms - after_ms % period + period;
+	snprintf(slot, sizeof(slot), "%lld", (long long)next);
+	return bpm_job_schedule(tenant, "every", id, NULL, slot, next);
+}
+
+/* A timer start (start_every): one instance per slot of the period, in
+ * any number of processes (its id is the key's and the slot's), while
+ * this is the key's newest version; then the next slot, scheduled by the
+ * first run of this one only. */
+int
+bpm_every_run(struct tr_db *db, const char *tenant, const char *def_id, const char *slot_text)
+{
+	bson_t def, newest, inst;
+	char seed[160], iid[25], once[160];
+	long long slot = strtoll(slot_text, NULL, 10);
+	int rc = bpm_def_get(db, def_id, &def);
+
+	if (rc != TR_OK) {
+		bson_destroy(&def);
+		return rc == TR_ENOTFOUND ? TR_OK : rc;
+	}
+	const char *key = str_of(&def, "key");
+	rc = key ? bpm_def_load(db, key, 0, &newest) : TR_ENOTFOUND;
+	bson_oid_t a, b;
+	bool current = rc == TR_OK && tr_doc_oid(&def, "_id", &a) &&
+		       tr_doc_oid(&newest, "_id", &b) && bson_oid_equal(&a, &b);
+	if (rc == TR_OK || rc == TR_ENOTFOUND)
+		bson_destroy(&newest);
+	if (!current) {
+		bson_destroy(&def);
+		return rc == TR_ENOTFOUND ? TR_OK : rc; /* a newer version runs its own */
+	}
+	snprintf(seed, sizeof(seed), "every:%s:%lld", key, slot);
+	bpm_derived_id(seed, iid);
+	rc = bpm_start(db, &def, NULL, NULL, NULL, iid, &inst);
+	bson_destroy(&inst);
+	if (rc == TR_EDUPLICATE)
+		rc = TR_OK;
+	snprintf(once, sizeof(once), "bpm:every:%s:%lld", key, slot);
+	if (rc == TR_OK && tr_db_once(db, once) == TR_OK)
+		rc = bpm_every_schedule(tenant, &def, slot);
+	bson_destroy(&def);
+	return rc;
 }
 
 /* ---- events of other modules ---- */

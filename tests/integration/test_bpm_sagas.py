@@ -235,3 +235,41 @@ def test_an_interrupting_boundary_timer_takes_the_task_away_and_escalation_reass
     escalated = wait_for(lambda: (t := call(stack, owner, "GET", f"{TASKS}/{chase['id']}").json())["candidate_roles"] == ["admin"] and t,
                          what="the escalation")
     assert escalated["status"] == "open"
+
+
+def test_a_timer_start_makes_one_instance_per_period_until_a_new_version_drops_it(stack, owner):
+    me = {"user_id": owner.user_id}
+    body = {"key": "tick", "start_every": "PT2S", "nodes": [
+        {"id": "look", "type": "user_task", "name": "Look", "assignee": me}, {"id": "end", "type": "end"}],
+        "flows": [{"from": "start", "to": "look"}, {"from": "look", "to": "end"}]}
+    define(stack, owner, body)
+    wait_for(lambda: len(instances_of(stack, owner, "tick")) >= 2, timeout=12, what="two timer starts")
+    body.pop("start_every")
+    define(stack, owner, body)
+    time.sleep(2.5)  # a slot due as the new version came may still start
+    settled = len(instances_of(stack, owner, "tick"))
+    time.sleep(4.5)
+    started = instances_of(stack, owner, "tick")
+    assert len(started) == settled, "the dropped timer start kept starting"
+    assert all(i["version"] == 1 for i in started)
+    assert len({i["id"] for i in started}) == len(started)
+
+
+def test_a_boundary_timer_that_does_not_interrupt_adds_a_branch_once(stack, owner):
+    me = {"user_id": owner.user_id}
+    define(stack, owner, {"key": "nudge", "nodes": [
+        {"id": "work", "type": "user_task", "name": "Work", "assignee": me},
+        {"id": "nudge", "type": "boundary_timer", "attached_to": "work", "duration": "PT1S", "interrupting": False},
+        {"id": "remind", "type": "user_task", "name": "Remind", "assignee": me},
+        {"id": "end", "type": "end"}, {"id": "end2", "type": "end"}],
+        "flows": [{"from": "start", "to": "work"}, {"from": "work", "to": "end"},
+                  {"from": "nudge", "to": "remind"}, {"from": "remind", "to": "end2"}]})
+    inst = start(stack, owner, "nudge")
+    wait_for(lambda: sorted(instance(stack, owner, inst["id"])["active_nodes"]) == ["remind", "work"],
+             what="the reminder branch")
+    time.sleep(1.5)
+    mine = [t["name"] for t in tasks(stack, owner, assignee="me", status="open")]
+    assert sorted(mine) == ["Remind", "Work"]
+    for t in tasks(stack, owner, assignee="me", status="open"):
+        assert call(stack, owner, "POST", f"{TASKS}/{t['id']}/complete", json={}).status_code == 200
+    assert instance(stack, owner, inst["id"])["status"] == "completed"
