@@ -336,3 +336,42 @@ def test_the_assignee_is_told_over_websocket_the_moment_the_step_is_reached(stac
     finally:
         for ws in sockets:
             ws.close()
+
+
+def test_oversized_definitions_are_refused_whole(stack, owner):
+    many = {"key": "huge", "nodes": [{"id": f"t{i}", "type": "timer", "duration": "PT1H"} for i in range(201)]
+            + [{"id": "end", "type": "end"}],
+            "flows": [{"from": "start", "to": "t0"}] + [{"from": f"t{i}", "to": f"t{i + 1}"} for i in range(200)]
+            + [{"from": "t200", "to": "end"}]}
+    assert "at most 200 nodes" in fields_of(call(stack, owner, "POST", DEFS, json=many))["nodes"]
+    big = approval(key="big")
+    big["nodes"][0]["instructions"] = "x" * (1100 * 1024)
+    check_problem(call(stack, owner, "POST", DEFS, json=big), 413)
+    assert call(stack, owner, "GET", f"{DEFS}/huge").status_code == 404
+    assert call(stack, owner, "GET", f"{DEFS}/big").status_code == 404
+
+
+@pytest.mark.parametrize("body, field", [
+    ({"variables": {"a.b": 1}}, "variables"),
+    ({"variables": [1, 2]}, "variables"),
+    ({"version": 0}, "version"),
+    ({"version": 9}, "definition_key"),
+    ({"subject": {"type": "crm.deal", "id": "0" * 24}}, "subject"),
+    ({"subject": {"type": "crm.spaceship", "id": "0" * 24}}, "subject"),
+    ({"subject": "deal"}, "subject"),
+])
+def test_bad_instance_starts_are_422_and_start_nothing(stack, owner, body, field):
+    define(stack, owner, approval(assignee={"user_id": owner.user_id}))
+    r = call(stack, owner, "POST", INSTANCES, json={"definition_key": "approval", **body})
+    assert field in fields_of(r)
+    assert call(stack, owner, "GET", INSTANCES).json()["items"] == []
+
+
+def test_another_tenants_deal_is_no_subject(stack, owner):
+    define(stack, owner, approval(assignee={"user_id": owner.user_id}))
+    stranger = signup(stack)
+    r = call(stack, stranger, "POST", "/v1/crm/clients", json={"name": "Theirs", "kind": "company"})
+    deal = call(stack, stranger, "POST", "/v1/crm/deals", json={"client_id": r.json()["id"], "title": "Theirs"}).json()
+    r = call(stack, owner, "POST", INSTANCES, json={"definition_key": "approval",
+                                                    "subject": {"type": "crm.deal", "id": deal["id"]}})
+    assert "subject" in fields_of(r)
