@@ -54,7 +54,7 @@
 #      for BENCH_BPM_WARMUP + BENCH_BPM_SECONDS (instances/s, goal >=
 #      Flowable's in the same run; start-to-assigned p99, goal <= 50 ms);
 #      then BENCH_BPM_TASKS open tasks for one user (through the API, the
-#      rest by build/load_bpm when the API would take over
+#      rest by build/load_bpm once the API's rate says all would take over
 #      BENCH_BPM_API_BUDGET) and BENCH_BPM_REQUESTS GETs of the inbox's
 #      first page (goal p50 <= 20 ms; Flowable's inbox query over as many
 #      tasks beside it).
@@ -118,10 +118,10 @@
 #   BENCH_BPM_WARMUP      seconds of the flow before them (both sides), default 5
 #   BENCH_BPM_TASKS       open tasks under the inbox, default 100000
 #   BENCH_BPM_REQUESTS    timed inbox GETs (and Flowable queries), default 200
-#   BENCH_BPM_PROBE       instances started through the API first, default 2000
-#   BENCH_BPM_API_BUDGET  seconds the API may take for all the tasks; when its
-#                         rate says longer, build/load_bpm writes the rest,
-#                         default 600
+#   BENCH_BPM_PROBE       instances started through the API at a time, default 2000
+#   BENCH_BPM_API_BUDGET  seconds the API may take for all the tasks; when the
+#                         time spent plus the rest at the last batch's rate
+#                         says longer, build/load_bpm writes the rest, default 600
 #   BENCH_BPM_INBOX_SECONDS  timed inbox GETs stop after this long even when
 #                         fewer than BENCH_BPM_REQUESTS were made, default 600
 #   Quick BPM run:        BENCH_ONLY=bpm BENCH_BPM_SECONDS=5 BENCH_BPM_TASKS=5000 \
@@ -1656,7 +1656,7 @@ write_bpm_results() {
 	if [[ $BI_seed_method == api ]]; then
 		seeding="all $BI_api_started through the API ($BI_api_clients clients) in $(num "$BI_api_seconds" 1) s ($(num "$BI_api_per_sec" 1)/s)"
 	else
-		seeding="$BI_api_started through the API ($BI_api_clients clients) in $(num "$BI_api_seconds" 1) s ($(num "$BI_api_per_sec" 1)/s: all $BPM_TASKS would take $(num "$BI_api_projected_seconds" 0) s, over the ${BPM_API_BUDGET} s budget), then $BI_loaded copies of the first instance and its task by build/load_bpm in $(num "$BI_load_seconds" 1) s (the data layer's import; the user's open tasks counted afterwards: $BI_loaded_open_tasks)"
+		seeding="$BI_api_started through the API ($BI_api_clients clients) in $(num "$BI_api_seconds" 1) s ($(num "$BI_api_per_sec" 1)/s; at the last $BPM_PROBE's rate all $BPM_TASKS would have taken $(num "$BI_api_projected_seconds" 0) s, over the ${BPM_API_BUDGET} s budget), then $BI_loaded copies of the first instance and its task by build/load_bpm in $(num "$BI_load_seconds" 1) s (the data layer's import; the user's open tasks counted afterwards: $BI_loaded_open_tasks)"
 	fi
 	{
 		echo
@@ -1679,7 +1679,11 @@ write_bpm_results() {
 		echo "| --- | --- |"
 		echo "| Trellis flow | $BF_instances measured instances in $(num "$BF_measured_seconds" 1) s ($BF_instances_all in all), failed $BF_failed${BF_failed_statuses:+ ($BF_failed_statuses)}; start POST p50 / p99 $(num "$BF_start_p50_ms" 1) / $(num "$BF_start_p99_ms" 1) ms, event after the 201 p50 / p99 $(num "$BF_assigned_after_201_p50_ms" 1) / $(num "$BF_assigned_after_201_p99_ms" 1) ms ($BF_assigned_before_201 came before it), complete p50 / p99 $(num "$BF_complete_p50_ms" 1) / $(num "$BF_complete_p99_ms" 1) ms; assigned max $(num "$BF_assigned_max_ms" 1) ms, missing $BF_assigned_missing; events $BF_events_assigned, duplicates $BF_events_duplicate, unknown $BF_events_unknown; sample of $BF_sampled read back: $BF_sample_completed completed, $BF_sample_ends_right ended where the gateway should send them |"
 		echo "| Trellis flow: CPU over the window | server $(num "$BF_server_cpu_pct" 0)%, ${BF_other_cpu:-}, wsfan $(num "$BF_client_cpu_pct" 0)% (100% = one core); PostgreSQL: $BF_pg_xacts transactions, $(num "${BF_pg_xacts_per_instance:-0}" 1) per instance completed in the window ($BF_window_completed), $(num "${BF_pg_rows_per_instance:-0}" 0) rows read or written per instance; server RSS $(mib "$BF_rss_before_kib") -> $(mib "$BF_rss_after_kib") MiB |"
-		echo "| Trellis flow: after the window | the engine's settle jobs (one per start, per step made and per complete, each due 30 s later) ran in the $(num "$BF_jobs_wait_seconds" 0) s after it ($BF_jobs_left left), server CPU meanwhile $(num "$BF_jobs_server_cpu_seconds" 1) s |"
+		if [[ $BF_stalled == true ]]; then
+			echo "| Trellis flow: after the window | not waited for: the server had stalled |"
+		else
+			echo "| Trellis flow: after the window | the engine's settle jobs (one per start, per step made and per complete, each due 30 s later) ran in the $(num "$BF_jobs_wait_seconds" 0) s after it ($BF_jobs_left left), server CPU meanwhile $(num "$BF_jobs_server_cpu_seconds" 1) s |"
+		fi
 		echo "| $engine flow | $FF_instances measured instances in $(num "$FF_measured_seconds" 1) s, errors $FF_errors; ended ok / no: $FF_ended_ok / $FF_ended_no (warm-up included); history level $FF_history; other processes' CPU during the window $(num "$FF_other_cpu_cores" 2) cores; $FF_h2 |"
 		echo "| Trellis inbox | $seeding; engine jobs waited for $(num "$BI_jobs_wait_seconds" 0) s; VACUUM (ANALYZE) $(num "$BI_analyze_seconds" 1) s; $BI_warmup_done untimed GETs, then $BI_timed timed of the $BI_requests asked for (at most ${BPM_INBOX_SECONDS} s of them; max $(num "$BI_max_ms" 1) ms), failed $BI_failed; CPU during the GETs: server $(num "$BI_server_cpu_pct" 0)%, ${BI_other_cpu:-} |"
 		echo "| $engine inbox | $FI_created instances started (batches of $FI_batch per transaction) in $(num "$FI_create_seconds" 1) s ($(num "$FI_created_per_sec" 0)/s); $FI_warmup_queries untimed queries, then $FI_queries timed; other processes' CPU meanwhile $(num "$FI_other_cpu_cores" 2) cores |"

@@ -11,9 +11,10 @@
  * millisecond apart, ending now. Everything else is the server's own
  * record, byte for byte: assignee, candidate roles, form, subject, status,
  * variables, version. They go in through the data layer's import
- * (tr_db_import), which gives them their list positions (_b: whole
- * buckets of their own, in created_at order) and their day (_cd) as
- * records written by the API get them, at insert_many speed. Not written:
+ * (tr_db_import), which gives them their list positions (_b: buckets of
+ * their own, in created_at order, each as full as one server process's
+ * inserts leave it) and their day (_cd) as records written by the API get
+ * them, at insert_many speed. Not written:
  * the instances' history entries (start entered and left, the task
  * entered) and their settle jobs, which no task list reads.
  *
@@ -30,11 +31,14 @@
 #include "dbpool.h"
 #include "log.h"
 #include "resource.h"
+#include "seq.h"
 #include "util.h"
 
 #define INSTANCES "bpm_instances"
 #define TASKS "bpm_tasks"
-#define CHUNK 5000
+/* Copies per import: whole list buckets (seq.h), so that every bucket but
+ * the newest is as full as the server's own inserts leave them. */
+#define CHUNK (78 * TR_SEQ_BUCKET)
 
 /* Fields the import stamps itself. */
 static bool
@@ -195,7 +199,7 @@ main(int argc, char **argv)
 	static bson_t *insts[CHUNK], *tasks[CHUNK];
 	bson_t inst, task, filter = BSON_INITIALIZER;
 	char err[512], token[25], *end;
-	long n, made = 0;
+	long n, made = 0, next_report = 20000;
 	long long open_tasks = -1;
 	uint64_t t0 = tr_mono_ns();
 	bson_oid_t tenant, assignee;
@@ -244,9 +248,11 @@ main(int argc, char **argv)
 				bson_destroy(tasks[j]);
 		if (rc == TR_OK)
 			made += (long)k;
-		if (rc == TR_OK && (made % 20000 == 0 || made == n))
+		if (rc == TR_OK && (made >= next_report || made == n)) {
 			fprintf(stderr, "load_bpm: %ld instances and tasks, %.1f s\n", made,
 				(double)(tr_mono_ns() - t0) / 1e9);
+			next_report = made + 20000;
+		}
 	}
 	double seconds = (double)(tr_mono_ns() - t0) / 1e9;
 	if (rc == TR_OK && tr_doc_oid(&task, "assignee_id", &assignee)) {

@@ -21,11 +21,12 @@ import (
 //
 // The tasks: a definition of one user task (start -> approve, assigned to
 // the user -> end) and its instances started through the API by `clients`
-// clients at once: first `probe` of them, timed; when that rate would make
-// all `tasks` in more than `api-budget`, the rest are copies of the first
-// instance and its task written by `loader` (build/load_bpm: the data
-// layer's own import, every field as the server stored it, list positions
-// included) and the output says how many went which way.
+// clients at once, `probe` at a time, timed; as soon as the time spent plus
+// the rest at the last batch's rate would exceed `api-budget`, the rest are
+// copies of the first instance and its task written by `loader`
+// (build/load_bpm: the data layer's own import, every field as the server
+// stored it, list positions included) and the output says how many went
+// which way.
 
 type bpmInboxResult struct {
 	Tasks           int     `json:"tasks"` // open tasks of the user when timing began (API + loader)
@@ -34,7 +35,7 @@ type bpmInboxResult struct {
 	APISeconds      float64 `json:"api_seconds"`
 	APIPerSec       float64 `json:"api_per_sec"`
 	APIClients      int     `json:"api_clients"`
-	APIProjectedSec float64 `json:"api_projected_seconds"` // all `tasks` at the API's rate
+	APIProjectedSec float64 `json:"api_projected_seconds"` // all `tasks` through the API: the time spent + the rest at the last probe's rate
 	APIFailed       int     `json:"api_failed"`
 	APIFirstError   string  `json:"api_first_error,omitempty"`
 	Loaded          int     `json:"loaded"`
@@ -70,7 +71,7 @@ func runBpmInbox(args []string) error {
 	tenant := fs.String("tenant", "", "the token's tenant id (for the loader)")
 	tasks := fs.Int("tasks", 100000, "open tasks of the user before timing")
 	clients := fs.Int("clients", 32, "clients starting instances through the API at once")
-	probe := fs.Int("probe", 2000, "instances started through the API first, to time the API's rate")
+	probe := fs.Int("probe", 2000, "instances started through the API at a time; after each batch its rate says whether all the tasks still fit -api-budget")
 	budget := fs.Duration("api-budget", 10*time.Minute, "when the API would take longer than this for all the tasks, the loader makes the rest")
 	loader := fs.String("loader", "", "the loader (build/load_bpm); empty: every task through the API")
 	requests := fs.Int("requests", 200, "timed GETs of the first page")
@@ -145,22 +146,38 @@ func runBpmInbox(args []string) error {
 	spent := startSome(n)
 	res.APIPerSec = float64(started.Load()) / spent.Seconds()
 	res.APIProjectedSec = float64(*tasks) / res.APIPerSec
-	logf("%d started in %.1fs: %.1f/s; all %d this way would take %.0fs", started.Load(), spent.Seconds(),
-		res.APIPerSec, *tasks, res.APIProjectedSec)
+	logf("%d started in %.1fs: %.1f/s; all %d this way would take %.0fs (budget %s)", started.Load(), spent.Seconds(),
+		res.APIPerSec, *tasks, res.APIProjectedSec, *budget)
 	if fails.total() > 0 {
 		res.APIFailed, res.APIFirstError = fails.total(), fails.first
 		printJSON(res)
 		return fmt.Errorf("instances failed to start: %s (%s)", fails.describe(), fails.first)
 	}
+	// on through the API a probe's worth at a time while the rate of the
+	// last one says the whole would fit the budget (the starts' settle jobs
+	// come due 30 s after them and slow the later ones down)
 	rest := *tasks - n
-	if rest > 0 && (*loader == "" || res.APIProjectedSec <= budget.Seconds()) {
-		logf("the rest (%d) through the API too", rest)
-		spent += startSome(rest)
-		rest = 0
+	for rest > 0 && fails.total() == 0 {
+		projected := spent.Seconds() + float64(rest)/res.APIPerSec
+		if *loader != "" && projected > budget.Seconds() {
+			res.APIProjectedSec = projected
+			break
+		}
+		k := min(*probe, rest)
+		before := started.Load()
+		d := startSome(k)
+		spent += d
+		rest -= k
+		res.APIPerSec = float64(started.Load()-before) / d.Seconds()
+		res.APIProjectedSec = spent.Seconds() + float64(rest)/res.APIPerSec
 	}
 	res.APIStarted = int(started.Load())
 	res.APISeconds = spent.Seconds()
 	res.APIPerSec = float64(res.APIStarted) / res.APISeconds
+	if rest > 0 {
+		logf("%d started through the API in %.1fs (%.1f/s); at the last %d's rate all %d would take %.0fs, over %s",
+			res.APIStarted, res.APISeconds, res.APIPerSec, min(*probe, res.APIStarted), *tasks, res.APIProjectedSec, *budget)
+	}
 	res.APIFailed, res.APIFirstError = fails.total(), fails.first
 	if res.APIFailed > 0 {
 		printJSON(res)
