@@ -81,6 +81,11 @@ build/load_crm: tests/load/load_crm.c $(REL_LIB_OBJS) $(HDRS)
 build/load_erp: tests/load/load_erp.c $(REL_LIB_OBJS) $(HDRS)
 	$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -o $@ $< $(REL_LIB_OBJS) $(PKG_LIBS)
 
+# The bench's BPM inbox loader: copies of an instance the API started and
+# of its task, through the data layer's import (tests/load/load_bpm.c).
+build/load_bpm: tests/load/load_bpm.c $(REL_LIB_OBJS) $(HDRS)
+	$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -o $@ $< $(REL_LIB_OBJS) $(PKG_LIBS)
+
 build/asan/trellis: $(ASAN_OBJS)
 	$(CC) -fsanitize=address,undefined -o $@ $^ $(PKG_LIBS)
 
@@ -180,7 +185,7 @@ tsan: deps
 	TRELLIS_BIN=$(CURDIR)/build/tsan/trellis TSAN_OPTIONS="$(TSAN_RUN_OPTIONS)" \
 	  $$noaslr $(PYTHON) -m pytest -q -p no:cacheprovider $(TSAN_TESTS)
 
-bench: deps build build/load_crm build/load_erp
+bench: deps build build/load_crm build/load_erp build/load_bpm
 	@bash tests/load/bench.sh
 
 fmt:

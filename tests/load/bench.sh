@@ -46,6 +46,18 @@
 #      GET /v1/erp/checks ok); GET /v1/erp/ledger/verify over
 #      BENCH_ERP_ENTRIES entries loaded through the ledger's own
 #      erp_ledger_post (build/load_erp; goal <= 2 s).
+#   9. BPM (tests/load/wsfan bpm-flow, bpm-inbox; tests/load/load_bpm.c),
+#      side by side with Flowable 7's embedded engine (tests/load/bpm_peer)
+#      on the same process shape, service step -> user task -> exclusive
+#      gateway -> end: BENCH_BPM_CLIENTS clients each start an instance,
+#      wait for its bpm.task.assigned on a WebSocket, complete the task,
+#      for BENCH_BPM_WARMUP + BENCH_BPM_SECONDS (instances/s, goal >=
+#      Flowable's in the same run; start-to-assigned p99, goal <= 50 ms);
+#      then BENCH_BPM_TASKS open tasks for one user (through the API, the
+#      rest by build/load_bpm once the API's rate says all would take over
+#      BENCH_BPM_API_BUDGET) and BENCH_BPM_REQUESTS GETs of the inbox's
+#      first page (goal p50 <= 20 ms; Flowable's inbox query over as many
+#      tasks beside it).
 #
 # Prints a table with each figure, its baseline, the ratio and PASS/MISS,
 # and writes the same table to build/bench/results.md (raw wrk and
@@ -65,7 +77,7 @@
 #   TRELLIS_PYTHON        default .venv/bin/python (falls back to
 #                         /tmp/vtest/bin/python when .venv is missing)
 #   BENCH_ONLY            all (default), http (1-3 and the identity runs),
-#                         ws (4 and 5), crm (6), data (7) or erp (8)
+#                         ws (4 and 5), crm (6), data (7), erp (8) or bpm (9)
 #   BENCH_WS_CLIENTS      WebSocket clients, default 10000
 #   BENCH_WS_SECONDS      publishing time, default 30
 #   BENCH_WS_RATE         events per second, default 100
@@ -101,6 +113,19 @@
 #   BENCH_ERP_VERIFY_RUNS verify requests timed (the slowest counts), default 1
 #   Quick ERP run:        BENCH_ONLY=erp BENCH_ERP_SECONDS=5 BENCH_ERP_PRODUCTS=100 \
 #                         BENCH_ERP_MOVE_SECONDS=5 BENCH_ERP_ENTRIES=5000 bash tests/load/bench.sh
+#   BENCH_BPM_CLIENTS     clients of the flow (and Flowable's threads), default 32
+#   BENCH_BPM_SECONDS     measured seconds of the flow, default 20
+#   BENCH_BPM_WARMUP      seconds of the flow before them (both sides), default 5
+#   BENCH_BPM_TASKS       open tasks under the inbox, default 100000
+#   BENCH_BPM_REQUESTS    timed inbox GETs (and Flowable queries), default 200
+#   BENCH_BPM_PROBE       instances started through the API at a time, default 2000
+#   BENCH_BPM_API_BUDGET  seconds the API may take for all the tasks; when the
+#                         time spent plus the rest at the last batch's rate
+#                         says longer, build/load_bpm writes the rest, default 600
+#   BENCH_BPM_INBOX_SECONDS  timed inbox GETs stop after this long even when
+#                         fewer than BENCH_BPM_REQUESTS were made, default 600
+#   Quick BPM run:        BENCH_ONLY=bpm BENCH_BPM_SECONDS=5 BENCH_BPM_TASKS=5000 \
+#                         BENCH_BPM_REQUESTS=50 bash tests/load/bench.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -166,6 +191,17 @@ ERP_ORDERS_GOAL=200  # whole sales flows per second
 ERP_MOVES_GOAL=500   # stock moves per second on one hot product
 ERP_PAID_P99_GOAL=50 # ms from the payment's 201 to erp.order.paid
 ERP_VERIFY_GOAL=2    # s for GET /v1/erp/ledger/verify
+BPM_CLIENTS=${BENCH_BPM_CLIENTS:-32}
+BPM_SECONDS=${BENCH_BPM_SECONDS:-20}
+BPM_WARMUP=${BENCH_BPM_WARMUP:-5}
+BPM_TASKS=${BENCH_BPM_TASKS:-100000}
+BPM_REQUESTS=${BENCH_BPM_REQUESTS:-200}
+BPM_PROBE=${BENCH_BPM_PROBE:-2000}
+BPM_API_BUDGET=${BENCH_BPM_API_BUDGET:-600}
+BPM_INBOX_SECONDS=${BENCH_BPM_INBOX_SECONDS:-600}
+# BPM goals from the issue.
+BPM_ASSIGNED_P99_GOAL=50 # ms from starting an instance to its bpm.task.assigned
+BPM_INBOX_P50_GOAL=20    # ms for the inbox's first page over BENCH_BPM_TASKS tasks
 
 # Every process started here, in start order; torn down in reverse.
 PIDS=()
@@ -1455,13 +1491,246 @@ write_erp_results() {
 	} >>"$OUT/results.md"
 }
 
+# ---- BPM: the flow and the inbox, beside Flowable (measurement 9) -------
+#
+# Trellis: fresh server processes and tenants (POST /v1/signup); wsfan
+# bpm-flow runs the flow, wsfan bpm-inbox seeds the inbox and times its
+# first page. Flowable: tests/load/bpm_peer/run.sh, its embedded engine on
+# an H2 file database, the same process shape, clients and seconds, one
+# side at a time on the same cores. Each side's JSON is loaded as shell
+# variables (BF_*, FF_* flow; BI_*, FI_* inbox).
+
+bpm_preflight() {
+	local n
+	for n in BPM_CLIENTS BPM_SECONDS BPM_TASKS BPM_REQUESTS BPM_PROBE BPM_API_BUDGET BPM_INBOX_SECONDS; do
+		is_count "${!n}" || die "BENCH_$n must be a positive integer, got '${!n}'"
+	done
+	[[ $BPM_WARMUP =~ ^[0-9]+$ ]] || die "BENCH_BPM_WARMUP must be a whole number, got '$BPM_WARMUP'"
+	command -v go >/dev/null || die "'go' not found: the BPM benchmark builds its load client (tests/load/wsfan) with Go"
+	command -v psql >/dev/null || die "'psql' not found: the BPM benchmark reads PostgreSQL's counters with it"
+	[[ -x $ROOT/build/load_bpm ]] || die "build/load_bpm not found: run 'make build/load_bpm' (make bench does)"
+	# the peer's own checks (Java 17+, Maven) run when it starts
+}
+
+# bpm_start_server NAME N: a fresh server process on a free port, on
+# Redis database N of its own (so that it neither runs nor waits for jobs
+# an earlier run left behind); sets BPM_PORT, BPM_PID and BPM_REDIS. Its
+# log is trellis-bpm-NAME.log.
+bpm_start_server() {
+	read -r BPM_PORT < <(free_ports 1)
+	BPM_REDIS=${REDIS_URL%/*}/$2
+	server_env
+	cd "$ROOT"
+	env "${SERVER_ENV[@]}" TRELLIS_REDIS_URL="$BPM_REDIS" TRELLIS_PORT="$BPM_PORT" TRELLIS_ACCESS_TTL=3600 \
+		TRELLIS_SIGNUP_ENABLED=1 \
+		"$TRELLIS_BIN" serve >"$TMP/trellis-bpm-$1.log" 2>&1 &
+	BPM_PID=$!
+	PIDS+=("$BPM_PID")
+	cd - >/dev/null
+	wait_http_200 "Trellis (BPM $1)" "$BPM_PID" "http://127.0.0.1:$BPM_PORT/readyz"
+	log "BPM $1: Trellis pid $BPM_PID, port $BPM_PORT"
+}
+
+bpm_stop_server() {
+	kill -0 "$BPM_PID" 2>/dev/null || die "the server of the BPM runs (pid $BPM_PID) died"
+	stop_pid "$BPM_PID"
+}
+
+# bpm_step NAME PREFIX COMMAND...: a run whose stdout ends with one JSON
+# object, kept as $OUT/bpm-NAME.json and loaded as PREFIX_*.
+bpm_step() {
+	local name=$1 prefix=$2
+	shift 2
+	log "BPM: $name"
+	"$@" >"$OUT/bpm-$name.json" 2> >(tee "$OUT/bpm-$name.log" | sed 's/^/    /' >&2) ||
+		die "the BPM step $name failed (see $OUT/bpm-$name.log)"
+	ws_load "$OUT/bpm-$name.json" "$prefix"
+}
+
+# The processes whose CPU the Trellis runs report beside the server's:
+# FerretDB, PostgreSQL (the postmaster and its backends) and Redis.
+bpm_cpu_pids() {
+	local pg
+	pg=$(head -n 1 "$TMP/pg/data/postmaster.pid" 2>/dev/null || echo 0)
+	BPM_CPU_PIDS="ferretdb=${PIDS[0]},postgres=$pg,redis=${PIDS[1]}"
+}
+
+bpm_bench() {
+	BPM_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+	stop_pid "$SERVER_PID"
+	ws_build_client
+	bpm_cpu_pids
+	local peer=$ROOT/tests/load/bpm_peer/run.sh
+
+	# the flow, Flowable first (its build, the first time, takes a while)
+	settle
+	bpm_step flowable-flow FF bash "$peer" --threads "$BPM_CLIENTS" --seconds "$BPM_SECONDS" \
+		--warmup "$BPM_WARMUP"
+	((FF_errors == 0)) || BPM_ERRORS=$((BPM_ERRORS + 1))
+
+	bpm_start_server flow 2
+	erp_signup "$BPM_PORT" bpm-flow
+	settle
+	bpm_step flow BF "$WSFAN" bpm-flow -http "http://127.0.0.1:$BPM_PORT" -ws "ws://127.0.0.1:$BPM_PORT/v1/ws" \
+		-token "$ERP_TOKEN" -clients "$BPM_CLIENTS" -seconds "$BPM_SECONDS" -warmup "$BPM_WARMUP" \
+		-pid "$BPM_PID" -cpu-pids "$BPM_CPU_PIDS" -pg "$TRELLIS_POSTGRESQL_URI"
+	if ((BF_failed > 0 || BF_events_duplicate > 0 || BF_events_unknown > 0)) ||
+		[[ $BF_stalled == true || -n ${BF_sample_problem:-} || -n ${BF_listener_error:-} ]]; then
+		BPM_ERRORS=$((BPM_ERRORS + 1))
+	fi
+	BPM_STACKS=""
+	if [[ $BF_stalled == true ]]; then
+		bpm_stacks
+	fi
+	bpm_stop_server
+
+	# the inbox: Trellis, then Flowable over as many tasks
+	bpm_start_server inbox 3
+	erp_signup "$BPM_PORT" bpm-inbox
+	settle
+	bpm_step inbox BI env MONGOC_DISABLE_SHM=1 TRELLIS_MONGO_URI="$MONGO_URI" \
+		TRELLIS_POSTGRESQL_URI="$TRELLIS_POSTGRESQL_URI" TRELLIS_REDIS_URL="$BPM_REDIS" \
+		TRELLIS_LOG_LEVEL=warn TRELLIS_WORKERS="$WORKERS" \
+		"$WSFAN" bpm-inbox -http "http://127.0.0.1:$BPM_PORT" -token "$ERP_TOKEN" -tenant "$ERP_TENANT" \
+		-tasks "$BPM_TASKS" -clients "$BPM_CLIENTS" -probe "$BPM_PROBE" -api-budget "${BPM_API_BUDGET}s" \
+		-loader "$ROOT/build/load_bpm" -requests "$BPM_REQUESTS" -max-time "${BPM_INBOX_SECONDS}s" \
+		-also-open "$(((BPM_REQUESTS + 3) / 4))" \
+		-pid "$BPM_PID" -cpu-pids "$BPM_CPU_PIDS" -pg "$TRELLIS_POSTGRESQL_URI"
+	((BI_failed == 0)) || BPM_ERRORS=$((BPM_ERRORS + 1))
+	bpm_stop_server
+	settle
+	bpm_step flowable-inbox FI bash "$peer" --inbox "$BPM_TASKS" --queries "$BPM_REQUESTS"
+}
+
+# bpm_stacks: the threads of a stalled flow server, while it is still
+# stuck (gdb, when installed), kept as $OUT/bpm-flow-stacks.txt; BPM_STACKS
+# says in a line where they wait.
+bpm_stacks() {
+	local file=$OUT/bpm-flow-stacks.txt total pool
+	if ! command -v gdb >/dev/null; then
+		BPM_STACKS="(gdb is not installed: the stalled server's threads were not read)"
+		return
+	fi
+	timeout 120 gdb -p "$BPM_PID" -batch -ex 'thread apply all bt 30' >"$file" 2>/dev/null || true
+	total=$(grep -c '^Thread ' "$file" || true)
+	# the threads whose innermost Trellis frame waits for a pooled database client
+	pool=$(awk '/^Thread /{ if (t) n += w; t = 1; w = 0; found = 0; next }
+		/ in tr_dbpool_pop / && !found { w = 1 }
+		/ at (server|modules)\// { found = 1 }
+		END { if (t) n += w; print n + 0 }' "$file")
+	BPM_STACKS="$pool of the server's $total threads wait in tr_dbpool_pop (mongoc_client_pool_pop: no database client free; $(grep -c 'tr_emit_background' "$file" || true) frames in tr_emit_background) - stacks in ${file#"$ROOT"/}"
+	log "BPM flow stalled: $BPM_STACKS"
+}
+
+# bpm_p99_cell: the start-to-assigned p99 counting missing events, or why
+# there is none.
+bpm_p99_cell() {
+	if awk -v v="$BF_assigned_p99_all_ms" 'BEGIN { exit !(v < 0) }'; then
+		echo "none: over 1% missing"
+	else
+		num "$BF_assigned_p99_all_ms" 1
+	fi
+}
+
+write_bpm_results() {
+	local flow_result assigned_result inbox_result flow_ratio inbox_ratio p99_all engine
+	engine=${FF_engine^}
+	flow_ratio=$(ratio "$BF_instances_per_sec" "$FF_instances_per_sec")
+	flow_result=$(awk -v t="$BF_instances_per_sec" -v f="$FF_instances_per_sec" 'BEGIN { print (t > 0 && t >= f) ? "PASS" : "MISS" }')
+	p99_all=$(bpm_p99_cell)
+	assigned_result=MISS
+	if [[ $p99_all != none* ]]; then
+		assigned_result=$(at_most "$BF_assigned_p99_all_ms" "$BPM_ASSIGNED_P99_GOAL")
+	fi
+	inbox_result=$(at_most "$BI_p50_ms" "$BPM_INBOX_P50_GOAL")
+	inbox_ratio=$(ratio "$BI_p50_ms" "$FI_inbox_p50_ms")
+	local flow_cell
+	flow_cell=$(num "$BF_instances_per_sec" 1)
+	if [[ $BF_stalled == true ]]; then
+		flow_cell="$flow_cell (the server stalled $(num "$BF_stalled_after_seconds" 1) s into the run: $BF_instances_all instances completed in all, $BF_stalled_in_flight abandoned in flight)"
+		flow_result="$flow_result (stalled: see notes)"
+	elif ((BPM_ERRORS > 0)); then
+		flow_result="$flow_result (run had failures: see notes)"
+	fi
+	local seeding
+	if [[ $BI_seed_method == api ]]; then
+		seeding="all $BI_api_started through the API ($BI_api_clients clients) in $(num "$BI_api_seconds" 1) s ($(num "$BI_api_per_sec" 1)/s)"
+	else
+		seeding="$BI_api_started through the API ($BI_api_clients clients) in $(num "$BI_api_seconds" 1) s ($(num "$BI_api_per_sec" 1)/s; at the last $BPM_PROBE's rate all $BPM_TASKS would have taken $(num "$BI_api_projected_seconds" 0) s, over the ${BPM_API_BUDGET} s budget), then $BI_loaded copies of the first instance and its task by build/load_bpm in $(num "$BI_load_seconds" 1) s (the data layer's import; the user's open tasks counted afterwards: $BI_loaded_open_tasks)"
+	fi
+	{
+		echo
+		echo "## BPM"
+		echo
+		echo "The same process on both sides: service step -> user task (assigned to one user, form" \
+			"approved: bool) -> exclusive gateway (approved == true -> end yes, default -> end no)." \
+			"Flow: $BPM_CLIENTS clients, each one instance at a time, ${BPM_WARMUP} s warm-up + $BPM_SECONDS s measured;" \
+			"Trellis on one fresh server process, $engine embedded on an H2 file database, one after the other."
+		echo
+		echo "| figure | Trellis | $engine (same run) | ratio | goal | result |"
+		echo "| --- | ---: | ---: | ---: | --- | --- |"
+		echo "| instances started and completed/s, $BPM_CLIENTS clients | $flow_cell | $(num "$FF_instances_per_sec" 1) | $flow_ratio | >= $engine | $flow_result |"
+		echo "| start to bpm.task.assigned on the WebSocket, p50 / p99 ms (p99 counting missing: $p99_all) | $(num "$BF_assigned_p50_ms" 1) / $(num "$BF_assigned_p99_ms" 1) | $(num "$FF_start_to_task_p50_ms" 1) / $(num "$FF_start_to_task_p99_ms" 1) (start returned and task queried, in process; no push) | - | p99 <= $BPM_ASSIGNED_P99_GOAL | $assigned_result |"
+		echo "| whole instance (start, task, complete), p50 / p99 ms | $(num "$BF_p50_ms" 1) / $(num "$BF_p99_ms" 1) | $(num "$FF_p50_ms" 1) / $(num "$FF_p99_ms" 1) | - | - | - |"
+		echo "| inbox: GET /v1/bpm/tasks?assignee=me&limit=50 over $BI_tasks open tasks, p50 / p99 ms ($BI_timed GETs) | $(num "$BI_p50_ms" 1) / $(num "$BI_p99_ms" 1) | $(num "$FI_inbox_p50_ms" 1) / $(num "$FI_inbox_p99_ms" 1) (task query, assignee, newest first, page of 50, over $FI_inbox_tasks) | $inbox_ratio | p50 <= $BPM_INBOX_P50_GOAL | $inbox_result |"
+		echo "| - the same with &status=open, p50 / p99 ms (${BI_open_requests:-0} GETs) | $(num "${BI_open_p50_ms:-0}" 1) / $(num "${BI_open_p99_ms:-0}" 1) | - | - | - | - |"
+		echo
+		echo "| run | detail |"
+		echo "| --- | --- |"
+		echo "| Trellis flow | $BF_instances measured instances in $(num "$BF_measured_seconds" 1) s ($BF_instances_all in all), failed $BF_failed${BF_failed_statuses:+ ($BF_failed_statuses)}; start POST p50 / p99 $(num "$BF_start_p50_ms" 1) / $(num "$BF_start_p99_ms" 1) ms, event after the 201 p50 / p99 $(num "$BF_assigned_after_201_p50_ms" 1) / $(num "$BF_assigned_after_201_p99_ms" 1) ms ($BF_assigned_before_201 came before it), complete p50 / p99 $(num "$BF_complete_p50_ms" 1) / $(num "$BF_complete_p99_ms" 1) ms; assigned max $(num "$BF_assigned_max_ms" 1) ms, missing $BF_assigned_missing; events $BF_events_assigned, duplicates $BF_events_duplicate, unknown $BF_events_unknown; sample of $BF_sampled read back: $BF_sample_completed completed, $BF_sample_ends_right ended where the gateway should send them |"
+		echo "| Trellis flow: CPU over the window | server $(num "$BF_server_cpu_pct" 0)%, ${BF_other_cpu:-}, wsfan $(num "$BF_client_cpu_pct" 0)% (100% = one core); PostgreSQL: $BF_pg_xacts transactions, $(num "${BF_pg_xacts_per_instance:-0}" 1) per instance completed in the window ($BF_window_completed), $(num "${BF_pg_rows_per_instance:-0}" 0) rows read or written per instance; server RSS $(mib "$BF_rss_before_kib") -> $(mib "$BF_rss_after_kib") MiB |"
+		if [[ $BF_stalled == true ]]; then
+			echo "| Trellis flow: after the window | not waited for: the server had stalled |"
+		else
+			echo "| Trellis flow: after the window | the engine's settle jobs (one per start, per step made and per complete, each due 30 s later) ran in the $(num "$BF_jobs_wait_seconds" 0) s after it ($BF_jobs_left left), server CPU meanwhile $(num "$BF_jobs_server_cpu_seconds" 1) s |"
+		fi
+		echo "| $engine flow | $FF_instances measured instances in $(num "$FF_measured_seconds" 1) s, errors $FF_errors; ended ok / no: $FF_ended_ok / $FF_ended_no (warm-up included); history level $FF_history; other processes' CPU during the window $(num "$FF_other_cpu_cores" 2) cores; $FF_h2 |"
+		echo "| Trellis inbox | $seeding; engine jobs waited for $(num "$BI_jobs_wait_seconds" 0) s; VACUUM (ANALYZE) $(num "$BI_analyze_seconds" 1) s; $BI_warmup_done untimed GETs, then $BI_timed timed of the $BI_requests asked for (at most ${BPM_INBOX_SECONDS} s of them; max $(num "$BI_max_ms" 1) ms), failed $BI_failed; CPU during the GETs: server $(num "$BI_server_cpu_pct" 0)%, ${BI_other_cpu:-} |"
+		echo "| $engine inbox | $FI_created instances started (batches of $FI_batch per transaction) in $(num "$FI_create_seconds" 1) s ($(num "$FI_created_per_sec" 0)/s); $FI_warmup_queries untimed queries, then $FI_queries timed; other processes' CPU meanwhile $(num "$FI_other_cpu_cores" 2) cores |"
+		echo
+		echo "Notes:"
+		echo "- One machine, $(nproc) cores, shared by the servers, FerretDB, PostgreSQL, Redis, the JVM and" \
+			"the load client. Load average (1, 5, 15 min) as the section began: $BPM_LOADAVG." \
+			"Server: $TRELLIS_BIN, TRELLIS_WORKERS=$WORKERS, TRELLIS_ENV=production, rate limits lifted, the owner's token."
+		echo "- Instances/s, both sides: instances started after the warm-up and completed / (the last one's" \
+			"end - the warm-up's end); none is started after the measured seconds. Trellis: POST" \
+			"/v1/bpm/instances (201), the bpm.task.assigned frame of that instance on one WebSocket" \
+			"subscribed to bpm.tasks, POST /v1/bpm/tasks/{id}/complete (200), approved alternating;" \
+			"the service step (webhook.post) runs as a job on the server's queue. $engine: the same" \
+			"loop in process (startProcessInstanceByKey, a task query, complete), its service task a Java delegate."
+		echo "- Start to assigned: from sending the POST to reading the event frame (one process, monotonic" \
+			"clock); an instance whose event never came counts as later than any. $engine has no push: its" \
+			"figure is the start call plus the task query."
+		echo "- Inbox: Trellis times the GET one at a time on a keep-alive connection, every page checked" \
+			"(50 open tasks of the user). $engine times TaskService's query (assignee, ordered by create" \
+			"time, newest first, listPage(0, 50)) in process, after $FI_warmup_queries untimed ones."
+		echo "- Seeding the Trellis inbox: $seeding."
+		if [[ $BF_stalled == true ]]; then
+			echo "- Trellis flow: the server stalled - no answer, no event, no failure for 20 s while" \
+				"$BPM_CLIENTS clients waited; the run stopped there. $BPM_STACKS."
+		fi
+		if [[ -n ${BF_first_error:-} ]]; then
+			echo "- Trellis flow, first failure: $BF_first_error"
+		fi
+		if [[ -n ${BF_sample_problem:-} ]]; then
+			echo "- Trellis flow, sample problem: $BF_sample_problem"
+		fi
+		if [[ -n ${BF_listener_error:-} ]]; then
+			echo "- Trellis flow, the listener's connection ended: $BF_listener_error"
+		fi
+		if [[ -n ${BI_first_error:-} ]]; then
+			echo "- Trellis inbox, first failure: $BI_first_error"
+		fi
+	} >>"$OUT/results.md"
+}
+
 main() {
 	case $ONLY in
-	all | http | ws | crm | data | erp) ;;
-	*) die "BENCH_ONLY must be all, http, ws, crm, data or erp, got '$ONLY'" ;;
+	all | http | ws | crm | data | erp | bpm) ;;
+	*) die "BENCH_ONLY must be all, http, ws, crm, data, erp or bpm, got '$ONLY'" ;;
 	esac
 	preflight
-	[[ $ONLY == http || $ONLY == crm || $ONLY == data || $ONLY == erp ]] || ws_preflight
+	[[ $ONLY == http || $ONLY == crm || $ONLY == data || $ONLY == erp || $ONLY == bpm ]] || ws_preflight
 	if [[ $ONLY == all || $ONLY == crm ]]; then
 		crm_preflight
 	fi
@@ -1470,6 +1739,9 @@ main() {
 	fi
 	if [[ $ONLY == all || $ONLY == erp ]]; then
 		erp_preflight
+	fi
+	if [[ $ONLY == all || $ONLY == bpm ]]; then
+		bpm_preflight
 	fi
 	mkdir -p "$OUT"
 	TMP=$(mktemp -d "${TMPDIR:-/tmp}/trellis-bench.XXXXXX")
@@ -1495,7 +1767,7 @@ main() {
 	fi
 
 	seed
-	HTTP_ERRORS=0 WS_ERRORS=0 CRM_ERRORS=0 DATA_ERRORS=0 ERP_ERRORS=0
+	HTTP_ERRORS=0 WS_ERRORS=0 CRM_ERRORS=0 DATA_ERRORS=0 ERP_ERRORS=0 BPM_ERRORS=0
 	if [[ $ONLY == all || $ONLY == http ]]; then
 		http_bench
 	else
@@ -1516,6 +1788,10 @@ main() {
 		erp_bench
 		write_erp_results
 	fi
+	if [[ $ONLY == all || $ONLY == bpm ]]; then
+		bpm_bench
+		write_bpm_results
+	fi
 
 	echo
 	cat "$OUT/results.md"
@@ -1535,6 +1811,9 @@ main() {
 	fi
 	if ((ERP_ERRORS > 0)); then
 		die "the ERP runs had failures or invariant violations (see the notes under their table); those figures are not valid"
+	fi
+	if ((BPM_ERRORS > 0)); then
+		die "the BPM runs had failures (see the notes under their table); those figures are not valid"
 	fi
 }
 

@@ -14,6 +14,11 @@
 //	                                              listener waits for erp.order.paid
 //	wsfan erp-moves ...                           ERP: stock moves on one hot product
 //	                                              and spread over many, across servers
+//	wsfan bpm-flow ...                            BPM: instances through a service step,
+//	                                              a user task (its bpm.task.assigned
+//	                                              awaited on a WebSocket) and a gateway
+//	wsfan bpm-inbox ...                           BPM: the first inbox page over many
+//	                                              open tasks
 //
 // Each mode prints one JSON object on stdout; progress goes to stderr.
 // Run `wsfan MODE -h` for the flags.
@@ -42,6 +47,10 @@ func main() {
 		err = runErpSales(os.Args[2:])
 	case "erp-moves":
 		err = runErpMoves(os.Args[2:])
+	case "bpm-flow":
+		err = runBpmFlow(os.Args[2:])
+	case "bpm-inbox":
+		err = runBpmInbox(os.Args[2:])
 	default:
 		usage()
 	}
@@ -52,7 +61,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: wsfan fanout|resume|leads|erp-sales|erp-moves [flags] (wsfan MODE -h for the flags)")
+	fmt.Fprintln(os.Stderr, "usage: wsfan fanout|resume|leads|erp-sales|erp-moves|bpm-flow|bpm-inbox [flags] (wsfan MODE -h for the flags)")
 	os.Exit(2)
 }
 
