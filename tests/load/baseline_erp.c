@@ -132,7 +132,9 @@
  * the statements cost from what the server adds around them. Both leave
  * out Redis (the settle jobs, publishing) and HTTP. Every record has one
  * writer here, so claims are never contended; registers are, on the
- * tenant's ledger and invoice-number keys, which every thread appends to.
+ * tenant's ledger and invoice-number keys, which every order appends to one
+ * after the other (the chain needs the head before it): the time an order
+ * waited for them is register_wait_ms_per_order.
  */
 #define _GNU_SOURCE
 
@@ -494,6 +496,7 @@ struct tally {
 	uint64_t ns[S_KINDS];
 	uint64_t conflicts; /* register appends that lost the race for seq + 1 */
 	uint64_t replays;   /* register appends that found their operation posted */
+	uint64_t wait_ns;   /* waiting for this process's lock of a register */
 };
 
 static void
@@ -505,6 +508,7 @@ tally_sum(struct tally *into, const struct tally *t)
 	}
 	into->conflicts += t->conflicts;
 	into->replays += t->replays;
+	into->wait_ns += t->wait_ns;
 }
 
 static uint64_t
@@ -1155,7 +1159,9 @@ reg_post(struct session *s, const struct reg_post *p, long long *seq)
 		snprintf(s->error, sizeof(s->error), "more than %d registers", REG_TABLE / 2);
 		return -1;
 	}
+	uint64_t t0 = now_ns();
 	pthread_mutex_lock(&slot->lock);
+	s->tally.wait_ns += now_ns() - t0;
 	for (int attempt = 0; attempt < REG_ATTEMPTS; attempt++) {
 		bson_t doc = BSON_INITIALIZER;
 		if (attempt > 0) {
@@ -1840,6 +1846,8 @@ run_append(struct run *r, long threads, long seconds, char *keys)
 		printf("%ss=%" PRIu64 "\n", stmt_names[k], total.n[k]);
 	printf("statements_per_append=%.2f\n",
 	       appends ? (double)statements / (double)appends : 0.0);
+	printf("register_wait_ms=%.3f\n",
+	       appends ? (double)total.wait_ns / (double)appends / 1e6 : 0.0);
 	printf("insert_ms=%.3f\n",
 	       total.n[S_INSERT] ? (double)total.ns[S_INSERT] / (double)total.n[S_INSERT] / 1e6
 				 : 0.0);
@@ -2920,6 +2928,10 @@ run_orderflow(struct run *r, long threads, long seconds, bool today, long produc
 		       total.n[k] ? (double)total.ns[k] / (double)total.n[k] / 1e6 : 0.0);
 	}
 	printf("conflicts=%" PRIu64 "\n", total.conflicts);
+	/* the time an order's appends waited for a register another thread
+	 * was appending to: the tenant's ledger and invoice numbers, mostly */
+	printf("register_wait_ms_per_order=%.1f\n",
+	       orders ? (double)total.wait_ns / (double)orders / 1e6 : 0.0);
 	for (int st = 0; st < ST_COUNT; st++)
 		print_samples(step_names[st], &steps_all[st]);
 	print_samples("flow", &flow_all);
