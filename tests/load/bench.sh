@@ -45,7 +45,13 @@
 #      the stock left equal to the fold of the moves answered 201, with
 #      GET /v1/erp/checks ok); GET /v1/erp/ledger/verify over
 #      BENCH_ERP_ENTRIES entries loaded through the ledger's own
-#      erp_ledger_post (build/load_erp; goal <= 2 s).
+#      erp_ledger_post (build/load_erp; goal <= 2 s). Beside each, its
+#      database floor: tests/load/baseline_erp.c sends the same work
+#      straight to FerretDB with the raw driver once the servers are
+#      stopped - the sales flow in its fewest statements (and in the
+#      server's own), register appends on one hot key from
+#      BENCH_ERP_SERVERS processes, the journal read back and its chain
+#      checked - and the ratio says how much of that floor Trellis gets.
 #   9. BPM (tests/load/wsfan bpm-flow, bpm-inbox; tests/load/load_bpm.c),
 #      side by side with Flowable 7's embedded engine (tests/load/bpm_peer)
 #      on the same process shape, service step -> user task -> exclusive
@@ -1222,6 +1228,109 @@ erp_preflight() {
 	((ERP_PRODUCTS <= 1000)) || die "BENCH_ERP_PRODUCTS is at most 1000 (GET /v1/erp/stock lists 1000 pairs)"
 	command -v go >/dev/null || die "'go' not found: the ERP benchmark builds its load client (tests/load/wsfan) with Go"
 	[[ -x $ROOT/build/load_erp ]] || die "build/load_erp not found: run 'make build/load_erp' (make bench does)"
+	pkg-config --exists libsodium libpq || die "libsodium or libpq not found by pkg-config (baseline_erp needs them)"
+}
+
+# ---- the ERP's database floor (tests/load/baseline_erp.c) ----
+#
+# Each figure's floor runs once that figure's servers are stopped, so the
+# database serves it alone; its key=value output is kept as
+# build/bench/erp-floor-NAME.txt (the driver's warnings in .stderr).
+
+erp_build_floor() {
+	BASELINE_ERP=$OUT/baseline_erp
+	log "building $BASELINE_ERP"
+	# shellcheck disable=SC2046 # pkg-config output is meant to split
+	gcc -std=c11 -O2 -Wall -Wextra -Werror -Wstrict-prototypes -Wmissing-prototypes -Wshadow \
+		$(pkg-config --cflags libmongoc-1.0 libsodium libpq) -o "$BASELINE_ERP" \
+		"$ROOT/tests/load/baseline_erp.c" $(pkg-config --libs libmongoc-1.0 libsodium libpq) -pthread
+}
+
+# The database's processes for baseline_erp to read the CPU of (its
+# BASELINE_ERP_CPU): FerretDB, and the PostgreSQL postmaster, whose
+# backends it counts with it.
+erp_floor_cpu() {
+	local pm
+	pm=$(head -n 1 "$TMP/pg/data/postmaster.pid" 2>/dev/null || echo 0)
+	echo "ferretdb=${PIDS[0]},postgresql=$pm"
+}
+
+# kv_load FILE PREFIX: the key=value lines of FILE as shell variables
+# PREFIX_key.
+kv_load() {
+	local line
+	while IFS= read -r line; do
+		[[ $line =~ ^([a-z0-9_]+)=([^\ ]*)$ ]] || continue
+		printf -v "$2_${BASH_REMATCH[1]}" '%s' "${BASH_REMATCH[2]}"
+	done <"$1"
+}
+
+# erp_floor NAME PREFIX ARGS...: one baseline_erp run, loaded as PREFIX_*.
+erp_floor() {
+	local name=$1 prefix=$2 file=$OUT/erp-floor-$1.txt
+	shift 2
+	log "baseline_erp $1 ($name)"
+	env MONGOC_DISABLE_SHM=1 BASELINE_ERP_CPU="$(erp_floor_cpu)" "$BASELINE_ERP" "$@" \
+		>"$file" 2>"$OUT/erp-floor-$name.stderr" || {
+		cat "$file" >&2
+		grep -v endSessions "$OUT/erp-floor-$name.stderr" >&2 || true
+		die "baseline_erp $name failed"
+	}
+	sed 's/^/    /' "$file" >&2
+	kv_load "$file" "$prefix"
+}
+
+# erp_floor_append NAME PREFIX KEYS: BENCH_ERP_SERVERS baseline_erp append
+# processes at once, TRELLIS_WORKERS threads each, for
+# BENCH_ERP_MOVE_SECONDS, on the register keys KEYS. Sets PREFIX_appends
+# (all processes'), PREFIX_appends_per_sec (over the longest one's time),
+# PREFIX_conflicts, PREFIX_statements_per_append, PREFIX_insert_ms and
+# PREFIX_find_ms (means over the processes), PREFIX_exact (each key's newest
+# sequence is the appends made) and PREFIX_ferretdb_cpu_ms /
+# PREFIX_postgresql_cpu_ms (the database's CPU per append).
+erp_floor_append() {
+	local name=$1 prefix=$2 keys=$3 i failed=0 cpu assignments
+	local -a pids=() files=()
+	log "baseline_erp append ($name): $ERP_SERVERS processes x $WORKERS threads, ${ERP_MOVE_SECONDS}s, keys $keys"
+	cpu=$(erp_floor_cpu)
+	for ((i = 1; i <= ERP_SERVERS; i++)); do
+		files+=("$OUT/erp-floor-$name-$i.txt")
+		env MONGOC_DISABLE_SHM=1 BASELINE_ERP_CPU="$cpu" "$BASELINE_ERP" append "$MONGO_URI" \
+			"$ERP_TENANT" "$WORKERS" "$ERP_MOVE_SECONDS" "$keys" \
+			>"$OUT/erp-floor-$name-$i.txt" 2>"$OUT/erp-floor-$name-$i.stderr" &
+		pids+=($!)
+	done
+	for ((i = 0; i < ${#pids[@]}; i++)); do
+		wait "${pids[i]}" || failed=1
+	done
+	for ((i = 1; i <= ERP_SERVERS; i++)); do
+		sed "s/^/    $i: /" "$OUT/erp-floor-$name-$i.txt" >&2
+	done
+	if ((failed)); then
+		grep -hv endSessions "$OUT"/erp-floor-"$name"-*.stderr >&2 || true
+		die "baseline_erp append ($name) failed"
+	fi
+	# every process read the database's CPU over the same time: the
+	# largest reading covers them all
+	assignments=$(awk -F= -v p="$prefix" '
+		$1 == "appends" { n += $2 } $1 == "conflicts" { c += $2 }
+		$1 == "finds" || $1 == "inserts" { st += $2 }
+		$1 == "seconds" && $2 > s { s = $2 }
+		$1 == "insert_ms" { im += $2; ni++ } $1 == "find_ms" { fm += $2; nf++ }
+		$1 == "ferretdb_cpu_seconds" && $2 > fc { fc = $2 }
+		$1 == "postgresql_cpu_seconds" && $2 > pc { pc = $2 }
+		$1 ~ /^final_seq_/ && $2 > top[$1] { top[$1] = $2 }
+		END {
+			exact = "true"
+			for (k in top) if (top[k] != n) exact = "false"
+			printf "%s_appends=%d\n%s_conflicts=%d\n%s_exact=%s\n", p, n, p, c, p, exact
+			printf "%s_appends_per_sec=%.1f\n", p, (s > 0 ? n / s : 0)
+			printf "%s_statements_per_append=%.2f\n", p, (n > 0 ? st / n : 0)
+			printf "%s_insert_ms=%.2f\n%s_find_ms=%.2f\n", p, (ni ? im / ni : 0), p, (nf ? fm / nf : 0)
+			printf "%s_ferretdb_cpu_ms=%.2f\n", p, (n > 0 ? 1000 * fc / n : 0)
+			printf "%s_postgresql_cpu_ms=%.2f\n", p, (n > 0 ? 1000 * pc / n : 0)
+		}' "${files[@]}")
+	eval "$assignments"
 }
 
 # erp_start_servers NAME N: N fresh server processes on free ports, one
@@ -1301,6 +1410,18 @@ erp_sales() {
 	fi
 	[[ $ES_checks_ok == true ]] || ERP_ERRORS=$((ERP_ERRORS + 1))
 	erp_stop_servers
+	# the floor: the fewest statements, from as many threads as clients
+	# and from as many as the server has workers; the server's own
+	# statements from as many threads as clients
+	settle
+	erp_floor sales BF orderflow "$MONGO_URI" "$ERP_TENANT" "$ERP_CLIENTS" "$ERP_SECONDS" \
+		minimal "$ERP_PRODUCTS" "$ERP_LINES"
+	settle
+	erp_floor sales-workers BW orderflow "$MONGO_URI" "$ERP_TENANT" "$WORKERS" "$ERP_SECONDS" \
+		minimal "$ERP_PRODUCTS" "$ERP_LINES"
+	settle
+	erp_floor sales-today BT orderflow "$MONGO_URI" "$ERP_TENANT" "$ERP_CLIENTS" "$ERP_SECONDS" \
+		today "$ERP_PRODUCTS" "$ERP_LINES"
 }
 
 # Stock moves across BENCH_ERP_SERVERS processes (measurement 8.2).
@@ -1322,6 +1443,17 @@ erp_moves() {
 		ERP_ERRORS=$((ERP_ERRORS + 1))
 	fi
 	erp_stop_servers
+	# the floor: appends on one hot register, and on a move's two (its
+	# stock and the tenant's ledger), from as many processes as servers
+	local tag=$RANDOM$RANDOM
+	settle
+	erp_floor_append hot BA "erp.stock/hot-$tag"
+	settle
+	erp_floor_append hot-ledger B2 "erp.stock/hot2-$tag,erp.ledger/$tag"
+	if [[ $BA_exact != true || $B2_exact != true ]]; then
+		ERP_FLOOR_PROBLEM="a hot register's newest sequence is not the appends made (see $OUT/erp-floor-hot*.txt)"
+		ERP_ERRORS=$((ERP_ERRORS + 1))
+	fi
 }
 
 # BENCH_ERP_ENTRIES journal entries through build/load_erp, then
@@ -1364,12 +1496,20 @@ erp_ledger() {
 	done
 	[[ -z $ERP_VERIFY_PROBLEM ]] || ERP_ERRORS=$((ERP_ERRORS + 1))
 	erp_stop_servers
+	# the floor: the same movements read back bucket by bucket as the
+	# server reads them, with one cursor sorted as a verify needs them, and
+	# unsorted (baseline_erp fails unless each read finds the whole chain
+	# unbroken); the fastest of them is the floor
+	settle
+	erp_floor verify BV verify "$MONGO_URI" "$ERP_TENANT" "$ERP_ENTRIES" buckets,sorted,natural
 }
 
 erp_bench() {
 	ERP_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
 	stop_pid "$SERVER_PID"
 	ws_build_client
+	erp_build_floor
+	ERP_FLOOR_PROBLEM=""
 	erp_sales
 	erp_moves
 	erp_ledger
@@ -1416,6 +1556,11 @@ write_erp_results() {
 	slowest=$(printf '%s\n' "${ERP_VERIFY_TIMES[@]}" | sort -g | tail -n 1)
 	median=$(printf '%s\n' "${ERP_VERIFY_TIMES[@]}" | sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }')
 	verify_result=$(at_most "$slowest" "$ERP_VERIFY_GOAL")
+	# the sales flow's floor: the better of its two thread counts
+	local floor=BF floor_threads=$ERP_CLIENTS
+	if awk -v a="${BW_orders_per_sec:-0}" -v b="${BF_orders_per_sec:-0}" 'BEGIN { exit !(a > b) }'; then
+		floor=BW floor_threads=$WORKERS
+	fi
 	[[ -z $ERP_VERIFY_PROBLEM ]] || verify_result="FAIL ($ERP_VERIFY_PROBLEM)"
 	{
 		echo
@@ -1428,16 +1573,16 @@ write_erp_results() {
 		echo
 		echo "| figure | measured | baseline | ratio | goal | result |"
 		echo "| --- | ---: | --- | ---: | --- | --- |"
-		echo "| sales flow (create, confirm, invoice, pay, ship), orders/s, $ERP_CLIENTS clients | $(num "$ES_orders_per_sec" 1) | ~50 write transactions/s: Odoo's published figure with 8 workers (context, not measured here) | - | >= $ERP_ORDERS_GOAL | $flow_result |"
+		echo "| sales flow (create, confirm, invoice, pay, ship), orders/s, $ERP_CLIENTS clients | $(num "$ES_orders_per_sec" 1) | $(num "$(ws_field "$floor" orders_per_sec)" 1) (baseline_erp orderflow: the same flow in its fewest statements, $(num "$(ws_field "$floor" statements_per_order)" 0) per order, straight to FerretDB; the better of $ERP_CLIENTS and $WORKERS threads: $floor_threads) | $(ratio "$ES_orders_per_sec" "$(ws_field "$floor" orders_per_sec)") | >= $ERP_ORDERS_GOAL | $flow_result |"
 		for step in create confirm invoice pay ship; do
-			echo "| - $step p50 / p99, ms | $(num "$(ws_field ES "${step}_p50_ms")" 1) / $(num "$(ws_field ES "${step}_p99_ms")" 1) | - | - | - | - |"
+			echo "| - $step p50 / p99, ms | $(num "$(ws_field ES "${step}_p50_ms")" 1) / $(num "$(ws_field ES "${step}_p99_ms")" 1) | $(num "$(ws_field "$floor" "${step}_p50_ms")" 1) / $(num "$(ws_field "$floor" "${step}_p99_ms")" 1) (the floor's step) | - | - | - |"
 		done
-		echo "| stock moves/s, one hot product, $ERP_SERVERS processes | $(num "$EM_hot_per_sec" 1) | - | - | >= $ERP_MOVES_GOAL | $moves_result |"
+		echo "| stock moves/s, one hot product, $ERP_SERVERS processes | $(num "$EM_hot_per_sec" 1) | $(num "$BA_appends_per_sec" 1) (baseline_erp append: register appends on one hot key, $ERP_SERVERS processes x $WORKERS threads) | $(ratio "$EM_hot_per_sec" "$BA_appends_per_sec") | >= $ERP_MOVES_GOAL | $moves_result |"
 		echo "| stock moves/s, spread over $ERP_PRODUCTS products, $ERP_SERVERS processes | $(num "$EM_spread_per_sec" 1) | $(num "$EM_hot_per_sec" 1) (one hot product) | $(ratio "$EM_spread_per_sec" "$EM_hot_per_sec") | - | - |"
 		echo "| invariant violations (stock = fold of the 201s per product; GET /v1/erp/checks after the moves and after the flow) | $violations | - | - | 0 | $inv_result |"
 		echo "| erp.order.paid after the payment's 201, p50 / p99, ms (p99 counting missing: $p99_all) | $(num "$ES_paid_after_p50_ms" 1) / $(num "$ES_paid_after_p99_ms" 1) | $(num "$ES_paid_from_post_p50_ms" 1) / $(num "$ES_paid_from_post_p99_ms" 1) (from sending the payment) | - | p99 <= $ERP_PAID_P99_GOAL | $paid_result |"
 		echo "| erp.order.paid missing (listener x paid order pairs) | $ES_paid_missing of $ES_paid_expected | - | - | 0 | $missing_result |"
-		echo "| GET /v1/erp/ledger/verify, $ERP_ENTRIES entries, s (slowest of $ERP_VERIFY_RUNS) | $(num "$slowest" 2) | - | - | <= $ERP_VERIFY_GOAL | $verify_result |"
+		echo "| GET /v1/erp/ledger/verify, $ERP_ENTRIES entries, s (slowest of $ERP_VERIFY_RUNS) | $(num "$slowest" 2) | $(num "$BV_fastest_seconds" 2) (baseline_erp verify: the movements read straight from FerretDB, the chain checked in C; the fastest read: $BV_fastest_read) | $(ratio "$BV_fastest_seconds" "$slowest") | <= $ERP_VERIFY_GOAL | $verify_result |"
 		echo "| loading $ERP_ENTRIES entries (build/load_erp, erp_ledger_post one after the other), s | $(num "$EL_seconds" 1) ($(awk -v n="$EL_entries" -v s="$EL_seconds" 'BEGIN { printf "%.0f", (s > 0 ? n / s : 0) }')/s) | - | - | - | - |"
 		echo
 		echo "| run | detail |"
@@ -1447,6 +1592,9 @@ write_erp_results() {
 		echo "| moves, hot product | $EM_hot_moves sent, $EM_hot_accepted answered 201 ($EM_hot_receipts receipts, $EM_hot_write_offs write-offs) in $(num "$EM_hot_seconds" 1) s, failed $EM_hot_failed${EM_hot_statuses:+ ($EM_hot_statuses)}; p50 / p99 $(num "$EM_hot_p50_ms" 1) / $(num "$EM_hot_p99_ms" 1) ms; on hand $EM_hot_on_hand_found, fold of the 201s $EM_hot_on_hand_expected; servers' CPU $(num "$EM_hot_server_cpu_pct" 0)%, wsfan $(num "$EM_hot_client_cpu_pct" 0)% |"
 		echo "| moves, spread | $EM_spread_moves sent, $EM_spread_accepted answered 201 ($EM_spread_receipts receipts, $EM_spread_write_offs write-offs) in $(num "$EM_spread_seconds" 1) s, failed $EM_spread_failed${EM_spread_statuses:+ ($EM_spread_statuses)}; p50 / p99 $(num "$EM_spread_p50_ms" 1) / $(num "$EM_spread_p99_ms" 1) ms; on hand $EM_spread_on_hand_found, fold of the 201s $EM_spread_on_hand_expected ($EM_spread_mismatched products differ); servers' CPU $(num "$EM_spread_server_cpu_pct" 0)%, wsfan $(num "$EM_spread_client_cpu_pct" 0)%; seeding $(num "$EM_seed_seconds" 1) s; checks in $(num "$EM_checks_seconds" 1) s: $EM_checks_detail |"
 		echo "| ledger | loaded $EL_entries entries (seq $EL_seq) in $(num "$EL_seconds" 1) s; verify runs (s): ${ERP_VERIFY_TIMES[*]}, median $(num "$median" 2); settle jobs still pending when timing began: $ERP_SETTLE_LEFT |"
+		echo "| floor: sales flow | fewest statements ($BF_statements_per_order per order: $BF_finds_per_order finds, $BF_inserts_per_order inserts, $BF_modifys_per_order findAndModify, $BF_deletes_per_order deletes). From $ERP_CLIENTS threads: $(num "$BF_orders_per_sec" 1) orders/s ($BF_orders in $(num "$BF_seconds" 1) s), flow p50 / p99 $(num "$BF_flow_p50_ms" 0) / $(num "$BF_flow_p99_ms" 0) ms, mean ms per find / insert / findAndModify / delete $BF_find_ms / $BF_insert_ms / $BF_modify_ms / $BF_delete_ms, waiting for another thread's append to the same register (the tenant's ledger and invoice numbers) $(num "$BF_register_wait_ms_per_order" 0) ms per order, database CPU per order FerretDB $(num "$BF_ferretdb_cpu_ms_per_order" 1) ms + PostgreSQL $(num "$BF_postgresql_cpu_ms_per_order" 1) ms. From $WORKERS threads (TRELLIS_WORKERS): $(num "$BW_orders_per_sec" 1) orders/s, flow p50 / p99 $(num "$BW_flow_p50_ms" 0) / $(num "$BW_flow_p99_ms" 0) ms, mean ms $BW_find_ms / $BW_insert_ms / $BW_modify_ms / $BW_delete_ms, register wait $(num "$BW_register_wait_ms_per_order" 0) ms per order, database CPU per order $(num "$BW_ferretdb_cpu_ms_per_order" 1) + $(num "$BW_postgresql_cpu_ms_per_order" 1) ms. The server's own statements replayed ($(num "$BT_statements_per_order" 0) per order: $BT_finds_per_order finds, $BT_inserts_per_order inserts, $BT_modifys_per_order updates, $BT_deletes_per_order deletes) from $ERP_CLIENTS threads: $(num "$BT_orders_per_sec" 1) orders/s (Trellis reached $(ratio "$ES_orders_per_sec" "$BT_orders_per_sec") of it), flow p50 / p99 $(num "$BT_flow_p50_ms" 0) / $(num "$BT_flow_p99_ms" 0) ms, register wait $(num "$BT_register_wait_ms_per_order" 0) ms per order, database CPU per order $(num "$BT_ferretdb_cpu_ms_per_order" 1) + $(num "$BT_postgresql_cpu_ms_per_order" 1) ms |"
+		echo "| floor: hot register | one key: $BA_appends appends, $BA_conflicts lost races, $BA_statements_per_append statements per append (mean insert $BA_insert_ms ms, find $BA_find_ms ms), newest seq = appends: $BA_exact; database CPU per append: FerretDB $BA_ferretdb_cpu_ms ms, PostgreSQL $BA_postgresql_cpu_ms ms. A move's two hot keys (stock, then ledger) per append: $(num "$B2_appends_per_sec" 1)/s (Trellis reached $(ratio "$EM_hot_per_sec" "$B2_appends_per_sec") of it), $B2_conflicts lost races, $B2_statements_per_append statements per append, exact: $B2_exact; database CPU per append: FerretDB $B2_ferretdb_cpu_ms ms, PostgreSQL $B2_postgresql_cpu_ms ms |"
+		echo "| floor: ledger verify | bucket by bucket as the server reads ($BV_buckets_finds finds by rb): $(num "$BV_buckets_seconds" 2) s ($(num "$BV_buckets_entries_per_sec" 0) entries/s); one cursor sorted by seq, whole documents: $(num "$BV_sorted_seconds" 2) s ($(num "$BV_sorted_entries_per_sec" 0)/s); one cursor unsorted with a projection, ordered in C: $(num "$BV_natural_seconds" 2) s ($(num "$BV_natural_entries_per_sec" 0)/s); each found $BV_entries entries, chain ok: $BV_ok; FerretDB CPU per entry read: $BV_buckets_ferretdb_cpu_ms_per_entry / $BV_sorted_ferretdb_cpu_ms_per_entry / $BV_natural_ferretdb_cpu_ms_per_entry ms (PostgreSQL: $BV_buckets_postgresql_cpu_ms_per_entry / $BV_sorted_postgresql_cpu_ms_per_entry / $BV_natural_postgresql_cpu_ms_per_entry) |"
 		echo
 		echo "Notes:"
 		echo "- One machine, $(nproc) cores, shared by the servers, FerretDB, PostgreSQL, Redis and the load client." \
@@ -1467,8 +1615,23 @@ write_erp_results() {
 		echo "- Ledger: build/load_erp posts the entries through erp_ledger_post (the module's own chain" \
 			"logic, one after the other: the journal is one register per tenant); verify reads them all" \
 			"back. The verify is timed after the moves' settle jobs ran, on its own."
+		echo "- Baselines (tests/load/baseline_erp.c): each figure's database floor, the same work sent" \
+			"straight to FerretDB with the raw driver (mongoc), run once that figure's servers are stopped." \
+			"Ratio: Trellis's rate / the floor's (for the verify: the floor's time / Trellis's), so 1.00" \
+			"is all the database allows. The sales-flow floor makes the same records, register movements," \
+			"journal entries and outbox events in $(num "$BF_statements_per_order" 0) statements per order; the server sends" \
+			"$(num "$BT_statements_per_order" 0) (counted on the wire; baseline_erp's header says which and why), replayed in" \
+			"the floor's row as the server's own statements. No Redis, no HTTP in any floor. Database CPU:" \
+			"FerretDB's and PostgreSQL's (postmaster and backends) over the floor's timed part."
+		echo "- The hot-register floor is one movement per append on one key, the pattern of" \
+			"server/data/register_post.c (insert seq + 1; on a lost race read on and insert again); a" \
+			"Trellis stock move appends to two hot registers (its stock and the tenant's ledger) and" \
+			"writes a dozen more statements, which the floor's two-key row comes closer to."
 		echo "- Odoo's ~50 write transactions/s with 8 workers is its published figure, quoted as context;" \
 			"nothing of Odoo ran here."
+		if [[ -n ${ERP_FLOOR_PROBLEM:-} ]]; then
+			echo "- Floor problem: $ERP_FLOOR_PROBLEM"
+		fi
 		local d
 		for d in "${inv_detail[@]}"; do
 			echo "- Invariant: $d"
