@@ -144,8 +144,9 @@ bpm_task_list(struct tr_ctx *c)
 			u = c->req->principal.user_id;
 		else
 			bson_oid_init_from_string(&u, assignee);
+		/* Not narrow: a busy assignee's tasks page through list
+		 * positions instead of being read whole and sorted. */
 		BSON_APPEND_OID(&filter, "assignee_id", &u);
-		narrow = true;
 	}
 	if (candidate) {
 		char roles[512], first[80];

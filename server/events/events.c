@@ -258,12 +258,14 @@ tr_emit_background(const char *tenant_hex, const char *topic, const char *event,
 	snprintf(ev.event, sizeof(ev.event), "%s", event);
 	if (owner && tr_is_object_id(owner))
 		memcpy(ev.owner, owner, 25);
-	client = tr_dbpool_pop();
-	db = tr_dbpool_database(client);
-	bson_oid_init_from_string(&tid, tenant_hex);
+	/* The subscribers are read on a connection of their own before this
+	 * one is taken: holding two at once deadlocks a drained pool. */
 	struct tr_db *tdb = tr_db_for_tenant(tenant_hex);
 	find_subscribers(tdb, &ev);
 	tr_db_release(tdb);
+	client = tr_dbpool_pop();
+	db = tr_dbpool_database(client);
+	bson_oid_init_from_string(&tid, tenant_hex);
 	bson_oid_init(&oid, NULL);
 	bson_oid_to_string(&oid, ev.outbox_id);
 	outbox_record(&ev, &oid, &tid, now, &rec);
