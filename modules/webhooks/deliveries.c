@@ -47,8 +47,7 @@ webhooks_deliveries_list(struct tr_ctx *c)
 /* Enqueues a new chain delivering event_json (an event as the sink sends
  * it) to hook_id. */
 static int
-enqueue(struct tr_ctx *c, const char *hook_id, const char *event_json, size_t len,
-	char job_id[33])
+enqueue(struct tr_ctx *c, const char *hook_id, const char *event_json, size_t len, char job_id[33])
 {
 	size_t plen = len + 64;
 	char *payload = malloc(plen);

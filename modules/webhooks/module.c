@@ -5,8 +5,7 @@
 
 /* Its own routes, served before the resource's. */
 static const struct tr_route routes[] = {
-    {TR_POST, "/v1/webhooks/{id}/rotate-secret", webhooks_rotate_secret, "system.webhooks.write",
-     0,
+    {TR_POST, "/v1/webhooks/{id}/rotate-secret", webhooks_rotate_secret, "system.webhooks.write", 0,
      "A new signing secret, shown once; for webhook_secret_overlap_ms deliveries carry the old "
      "one's signature too.",
      NULL, NULL, NULL},

@@ -51,8 +51,8 @@ secret_key(const char *secret, unsigned char *key, size_t *klen)
 }
 
 int
-webhooks_sign(const char *secret, const char *msg_id, long timestamp, const char *body,
-	      size_t blen, char *out, size_t olen)
+webhooks_sign(const char *secret, const char *msg_id, long timestamp, const char *body, size_t blen,
+	      char *out, size_t olen)
 {
 	unsigned char key[KEY_MAX], mac[crypto_auth_hmacsha256_BYTES];
 	char head[128];

@@ -275,8 +275,7 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 			return; /* left pending: reclaimed later */
 		int n = snprintf(member, mlen, "%s\n%s\n%d\n%.*s", job->id, job->tenant,
 				 job->attempt, (int)job->payload_len, job->payload);
-		snprintf(when, sizeof(when), "%lld",
-			 (long long)tr_now_ms() + backoff_ms(job));
+		snprintf(when, sizeof(when), "%lld", (long long)tr_now_ms() + backoff_ms(job));
 		const char *args[] = {q->stream, q->delayed, entry, when, member};
 		size_t lens[] = {strlen(q->stream), strlen(q->delayed), strlen(entry), strlen(when),
 				 (size_t)n};

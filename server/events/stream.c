@@ -43,9 +43,9 @@ first_id(const char *key, char first[64])
 /* One XRANGE entry handed to visit as the event's JSON; 1 when visit
  * stopped the walk. */
 static int
-visit_entry(const redisReply *e, int (*visit)(void *, const char *, const char *, const char *,
-					       size_t),
-	    void *arg, char *last)
+visit_entry(const redisReply *e,
+	    int (*visit)(void *, const char *, const char *, const char *, size_t), void *arg,
+	    char *last)
 {
 	const redisReply *id, *fields, *t = NULL, *b = NULL;
 	char topic[64], *json;
