@@ -11,7 +11,9 @@
 
 #include "config.h"
 #include "db.h"
+#include "events.h"
 #include "json.h"
+#include "resource.h"
 #include "log.h"
 #include "util.h"
 #include "webhooks.h"
@@ -24,34 +26,18 @@ curl_start(void)
 	curl_global_init(CURL_GLOBAL_DEFAULT);
 }
 
-/* The webhook, if it still exists for the job's tenant and is active:
- * TR_OK with url and secret, TR_ENOTFOUND when it was removed or paused
- * (no delivery), or the data layer's error when it could not be read (the
- * job is retried: a database outage must not drop deliveries). */
+/* The webhook as stored, if it still exists for the job's tenant: TR_OK,
+ * TR_ENOTFOUND when it was removed (no delivery), or the data layer's
+ * error when it could not be read (the job is retried: a database outage
+ * must not drop deliveries). hook is initialised either way. */
 static int
-load_hook(const char *id, const char *tenant, char *url, size_t ulen, char *secret, size_t slen)
+load_hook(struct tr_db *db, const char *id, bson_t *hook)
 {
-	struct tr_db *db = tr_db_for_tenant(tenant);
-	bson_t hook = BSON_INITIALIZER;
-	bson_iter_t it;
-	int rc = TR_ENOMEM;
-
-	if (db) {
-		bson_destroy(&hook);
-		rc = tr_db_get(db, WEBHOOKS, id, &hook); /* initialises hook */
+	if (!db) {
+		bson_init(hook);
+		return TR_ENOMEM;
 	}
-	if (rc == TR_OK) {
-		if (bson_iter_init_find(&it, &hook, "active") && bson_iter_as_bool(&it)) {
-			if (bson_iter_init_find(&it, &hook, "url") && BSON_ITER_HOLDS_UTF8(&it))
-				snprintf(url, ulen, "%s", bson_iter_utf8(&it, NULL));
-			if (bson_iter_init_find(&it, &hook, "_secret") && BSON_ITER_HOLDS_UTF8(&it))
-				snprintf(secret, slen, "%s", bson_iter_utf8(&it, NULL));
-		}
-		rc = url[0] && secret[0] ? TR_OK : TR_ENOTFOUND;
-	}
-	bson_destroy(&hook);
-	tr_db_release(db);
-	return rc;
+	return tr_db_get(db, WEBHOOKS, id, hook); /* initialises hook */
 }
 
 /* Resolves the URL's host once and checks every address, so that a name
@@ -109,55 +95,155 @@ discard(char *p, size_t size, size_t n, void *arg)
 	return size * n;
 }
 
-int
-webhooks_deliver(const struct tr_job *job, char *err, size_t errlen)
+/* One attempt of one delivery, as the log records it. */
+struct attempt {
+	char hook[25];
+	char event_id[64];
+	char msg_id[WEBHOOKS_MSGID_MAX];
+	const char *status; /* delivered, pending, failed, skipped */
+	long response_code;
+	int64_t at_ms, duration_ms, next_ms;
+	const char *body;
+	size_t blen;
+};
+
+/* The attempt into the delivery log. A log that cannot be written costs
+ * the record, not the delivery (logged). */
+static void
+log_attempt(struct tr_db *db, const struct tr_job *job, const struct attempt *a, const char *err)
 {
-	bson_t payload, event;
+	bson_t rec = BSON_INITIALIZER, stored = BSON_INITIALIZER;
+	int rc;
+
+	BSON_APPEND_UTF8(&rec, "webhook_id", a->hook);
+	BSON_APPEND_UTF8(&rec, "event_id", a->event_id);
+	BSON_APPEND_UTF8(&rec, "message_id", a->msg_id);
+	BSON_APPEND_UTF8(&rec, "chain_id", job->id);
+	BSON_APPEND_INT32(&rec, "attempt", job->attempt);
+	BSON_APPEND_DATE_TIME(&rec, "attempted_at", a->at_ms);
+	BSON_APPEND_UTF8(&rec, "status", a->status);
+	if (a->response_code > 0)
+		BSON_APPEND_INT32(&rec, "response_code", (int32_t)a->response_code);
+	else
+		BSON_APPEND_NULL(&rec, "response_code");
+	BSON_APPEND_INT64(&rec, "duration_ms", a->duration_ms);
+	if (err && *err)
+		BSON_APPEND_UTF8(&rec, "error", err);
+	else
+		BSON_APPEND_NULL(&rec, "error");
+	if (a->next_ms > 0)
+		BSON_APPEND_DATE_TIME(&rec, "next_attempt_at", a->next_ms);
+	else
+		BSON_APPEND_NULL(&rec, "next_attempt_at");
+	/* the event as sent, for replays of this delivery */
+	bson_append_utf8(&rec, "_event", -1, a->body, (int)a->blen);
+	rc = tr_db_insert(db, WEBHOOK_DELIVERIES, &rec, &stored);
+	if (rc != TR_OK)
+		tr_warn("webhooks: attempt %d of %s not logged: %s", job->attempt, job->id,
+			tr_strerror(rc));
+	bson_destroy(&rec);
+	bson_destroy(&stored);
+}
+
+/* Continuous failure: the first failure after a success marks the webhook
+ * failing_since; a failure webhook_disable_after_ms after that pauses it
+ * (active false, disabled_at) and emits system.webhook.disabled. The
+ * pause is written on the version read, so of attempts that fail at once
+ * in several processes one disables it and one event says so. Any
+ * success clears the mark. */
+static void
+track_health(struct tr_db *db, const struct tr_job *job, const char *id, const bson_t *hook,
+	     bool ok)
+{
+	bson_t set = BSON_INITIALIZER, unset = BSON_INITIALIZER, out = BSON_INITIALIZER;
 	bson_iter_t it;
-	char perr[64], url[2048] = "", secret[128] = "", hook[25], pin[600];
-	char *body = NULL, header[256], sig_input_head[32];
-	size_t blen = 0;
+	int64_t since = 0, now = tr_now_ms();
+	int rc = TR_OK;
+
+	if (bson_iter_init_find(&it, hook, "failing_since") && BSON_ITER_HOLDS_DATE_TIME(&it))
+		since = bson_iter_date_time(&it);
+	if (ok && since) {
+		BSON_APPEND_INT32(&unset, "failing_since", 1);
+		rc = tr_db_update(db, WEBHOOKS, id, 0, &set, &unset, &out);
+	} else if (!ok && !since) {
+		BSON_APPEND_DATE_TIME(&set, "failing_since", now);
+		rc = tr_db_update(db, WEBHOOKS, id, 0, &set, NULL, &out);
+	} else if (!ok && now - since >= tr_config_int("webhook_disable_after_ms")) {
+		BSON_APPEND_BOOL(&set, "active", false);
+		BSON_APPEND_DATE_TIME(&set, "disabled_at", now);
+		rc = tr_db_update(db, WEBHOOKS, id, tr_doc_int(hook, "version", 0), &set, NULL,
+				  &out);
+		if (rc == TR_OK) {
+			bson_t data = BSON_INITIALIZER;
+			tr_render_resource(&out, &data);
+			rc = tr_emit_background(job->tenant, WEBHOOKS_TOPIC,
+						"system.webhook.disabled", id, NULL, &data);
+			bson_destroy(&data);
+			tr_info("webhooks: %s of tenant %s disabled after failing since %lld", id,
+				job->tenant, (long long)since);
+		} else if (rc == TR_EVERSION || rc == TR_EBUSY) {
+			rc = TR_OK; /* another attempt changed it first */
+		}
+	}
+	if (rc != TR_OK)
+		tr_warn("webhooks: the health of %s not recorded: %s", id, tr_strerror(rc));
+	bson_destroy(&set);
+	bson_destroy(&unset);
+	bson_destroy(&out);
+}
+
+/* The webhook-signature header's value: the current secret's signature,
+ * then, while a rotation's overlap lasts, the previous secret's. */
+static void
+signatures(const bson_t *hook, const struct attempt *a, long ts, char *out, size_t olen)
+{
+	const char *secret = tr_doc_str(hook, "_secret");
+	const char *prev = tr_doc_str(hook, "_secret_prev");
+	bson_iter_t it;
+	size_t n;
+
+	out[0] = '\0';
+	if (secret && webhooks_sign(secret, a->msg_id, ts, a->body, a->blen, out, olen) != 0)
+		out[0] = '\0';
+	if (!prev || !bson_iter_init_find(&it, hook, "_secret_prev_until") ||
+	    !BSON_ITER_HOLDS_DATE_TIME(&it) || bson_iter_date_time(&it) <= tr_now_ms())
+		return;
+	n = strlen(out);
+	if (n && n + 2 < olen) {
+		out[n++] = ' ';
+		out[n] = '\0';
+	}
+	if (webhooks_sign(prev, a->msg_id, ts, a->body, a->blen, out + n, olen - n) != 0)
+		out[n ? n - 1 : 0] = '\0';
+}
+
+/* POSTs the body to url; 0 on a 2xx answer, else -1 with the reason. */
+static int
+post(const struct tr_job *job, const bson_t *hook, struct attempt *a, char *err, size_t errlen)
+{
+	const char *url = tr_doc_str(hook, "url"), *legacy = tr_doc_str(hook, "_secret");
+	char header[512], pin[600], sig[256];
 	int rc = -1;
 
-	pthread_once(&curl_once, curl_start);
-	if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) != 0 ||
-	    !bson_iter_init_find(&it, &payload, "webhook_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
-	    !tr_is_object_id(bson_iter_utf8(&it, NULL))) {
-		bson_destroy(&payload);
-		return 0; /* not a delivery: nothing to do, ever */
-	}
-	snprintf(hook, sizeof(hook), "%s", bson_iter_utf8(&it, NULL));
-	if (bson_iter_init_find(&it, &payload, "event") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
-		uint32_t len;
-		const uint8_t *data;
-		bson_iter_document(&it, &len, &data);
-		if (bson_init_static(&event, data, len))
-			body = tr_json_render(&event, &blen);
-	}
-	bson_destroy(&payload);
-	if (!body)
-		return 0;
-	int found = load_hook(hook, job->tenant, url, sizeof(url), secret, sizeof(secret));
-	if (found == TR_ENOTFOUND) {
-		rc = 0; /* removed or paused meanwhile: no delivery */
-		goto out;
-	}
-	if (found != TR_OK) {
-		snprintf(err, errlen, "the webhook could not be read: %s", tr_strerror(found));
-		goto out; /* retried */
+	if (!url || !legacy) {
+		snprintf(err, errlen, "the webhook has no url or secret");
+		return -1;
 	}
 	if (!resolve_pin(url, pin, sizeof(pin), err, errlen))
-		goto out;
+		return -1;
 
-	/* Signature: HMAC-SHA256 of "<unix time>.<body>" with the secret. */
-	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	char mac_hex[2 * sizeof(mac) + 1];
-	crypto_auth_hmacsha256_state st;
 	long now = (long)time(NULL);
-	int hn = snprintf(sig_input_head, sizeof(sig_input_head), "%ld.", now);
-	crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret, strlen(secret));
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)sig_input_head, (size_t)hn);
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)body, blen);
+	signatures(hook, a, now, sig, sizeof(sig));
+
+	/* The X-Trellis-Signature of before (deprecated): HMAC-SHA256 of
+	 * "<unix time>.<body>" keyed with the secret's text, in hex. */
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	char mac_hex[2 * sizeof(mac) + 1], head[32];
+	crypto_auth_hmacsha256_state st;
+	int hn = snprintf(head, sizeof(head), "%ld.", now);
+	crypto_auth_hmacsha256_init(&st, (const unsigned char *)legacy, strlen(legacy));
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)head, (size_t)hn);
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)a->body, a->blen);
 	crypto_auth_hmacsha256_final(&st, mac);
 	sodium_bin2hex(mac_hex, sizeof(mac_hex), mac, sizeof(mac));
 
@@ -165,10 +251,16 @@ webhooks_deliver(const struct tr_job *job, char *err, size_t errlen)
 	struct curl_slist *headers = NULL, *resolve = NULL;
 	if (!curl) {
 		snprintf(err, errlen, "out of memory");
-		goto out;
+		return -1;
 	}
 	headers = curl_slist_append(headers, "Content-Type: application/json");
 	headers = curl_slist_append(headers, "User-Agent: Trellis-Webhooks/1");
+	snprintf(header, sizeof(header), "webhook-id: %s", a->msg_id);
+	headers = curl_slist_append(headers, header);
+	snprintf(header, sizeof(header), "webhook-timestamp: %ld", now);
+	headers = curl_slist_append(headers, header);
+	snprintf(header, sizeof(header), "webhook-signature: %s", sig);
+	headers = curl_slist_append(headers, header);
 	snprintf(header, sizeof(header), "X-Trellis-Delivery: %s", job->id);
 	headers = curl_slist_append(headers, header);
 	snprintf(header, sizeof(header), "X-Trellis-Signature: t=%ld,v1=%s", now, mac_hex);
@@ -177,27 +269,100 @@ webhooks_deliver(const struct tr_job *job, char *err, size_t errlen)
 	curl_easy_setopt(curl, CURLOPT_URL, url);
 	curl_easy_setopt(curl, CURLOPT_RESOLVE, resolve);
 	curl_easy_setopt(curl, CURLOPT_HTTPHEADER, headers);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, body);
-	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)blen);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDS, a->body);
+	curl_easy_setopt(curl, CURLOPT_POSTFIELDSIZE, (long)a->blen);
 	curl_easy_setopt(curl, CURLOPT_TIMEOUT_MS, tr_config_int("webhook_timeout_ms"));
 	curl_easy_setopt(curl, CURLOPT_NOSIGNAL, 1L);
 	curl_easy_setopt(curl, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(curl, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(curl, CURLOPT_WRITEFUNCTION, discard);
 	CURLcode cc = curl_easy_perform(curl);
-	long status = 0;
-	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(curl, CURLINFO_RESPONSE_CODE, &a->response_code);
 	if (cc != CURLE_OK)
 		snprintf(err, errlen, "%s", curl_easy_strerror(cc));
-	else if (status < 200 || status > 299)
-		snprintf(err, errlen, "the endpoint answered HTTP %ld", status);
+	else if (a->response_code < 200 || a->response_code > 299)
+		snprintf(err, errlen, "the endpoint answered HTTP %ld", a->response_code);
 	else
 		rc = 0;
 	curl_slist_free_all(headers);
 	curl_slist_free_all(resolve);
 	curl_easy_cleanup(curl);
+	sodium_memzero(sig, sizeof(sig));
+	return rc;
+}
+
+/* A delivery job: {"webhook_id", "event": {...}}, enqueued by the event
+ * sink with the event, or by a replay. Every attempt goes to the log; a
+ * paused webhook's is logged as skipped and is done. */
+int
+webhooks_deliver(const struct tr_job *job, char *err, size_t errlen)
+{
+	bson_t payload, event, hook = BSON_INITIALIZER;
+	bson_iter_t it;
+	char perr[64];
+	char *body = NULL;
+	struct attempt a = {.status = "failed"};
+	struct tr_db *db = NULL;
+	int rc = -1, found;
+
+	pthread_once(&curl_once, curl_start);
+	if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) != 0 ||
+	    !bson_iter_init_find(&it, &payload, "webhook_id") || !BSON_ITER_HOLDS_UTF8(&it) ||
+	    !tr_is_object_id(bson_iter_utf8(&it, NULL))) {
+		bson_destroy(&payload);
+		bson_destroy(&hook);
+		return 0; /* not a delivery: nothing to do, ever */
+	}
+	snprintf(a.hook, sizeof(a.hook), "%s", bson_iter_utf8(&it, NULL));
+	if (bson_iter_init_find(&it, &payload, "event") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
+		uint32_t len;
+		const uint8_t *data;
+		bson_iter_document(&it, &len, &data);
+		if (bson_init_static(&event, data, len)) {
+			body = tr_json_render(&event, &a.blen);
+			const char *eid = tr_doc_str(&event, "id");
+			snprintf(a.event_id, sizeof(a.event_id), "%s", eid ? eid : "");
+		}
+	}
+	bson_destroy(&payload);
+	if (!body) {
+		bson_destroy(&hook);
+		return 0;
+	}
+	a.body = body;
+	webhooks_message_id(a.event_id, a.hook, a.msg_id);
+	bson_destroy(&hook);
+	db = tr_db_for_tenant(job->tenant);
+	found = load_hook(db, a.hook, &hook);
+	if (found == TR_ENOTFOUND) {
+		rc = 0; /* removed meanwhile: no delivery */
+		goto out;
+	}
+	if (found != TR_OK) {
+		snprintf(err, errlen, "the webhook could not be read: %s", tr_strerror(found));
+		goto out; /* retried */
+	}
+	a.at_ms = tr_now_ms();
+	if (!bson_iter_init_find(&it, &hook, "active") || !bson_iter_as_bool(&it)) {
+		a.status = "skipped";
+		log_attempt(db, job, &a, "the webhook is paused");
+		rc = 0;
+		goto out;
+	}
+	uint64_t t0 = tr_mono_ns();
+	rc = post(job, &hook, &a, err, errlen);
+	a.duration_ms = (int64_t)((tr_mono_ns() - t0) / 1000000);
+	if (rc == 0) {
+		a.status = "delivered";
+	} else {
+		a.next_ms = tr_job_next_attempt_ms(job);
+		a.status = a.next_ms ? "pending" : "failed";
+	}
+	log_attempt(db, job, &a, rc == 0 ? NULL : err);
+	track_health(db, job, a.hook, &hook, rc == 0);
 out:
-	sodium_memzero(secret, sizeof(secret));
+	bson_destroy(&hook);
+	tr_db_release(db);
 	free(body);
 	return rc;
 }

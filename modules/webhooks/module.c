@@ -3,6 +3,34 @@
  * into deliveries. */
 #include "webhooks.h"
 
+/* Its own routes, served before the resource's. */
+static const struct tr_route routes[] = {
+    {TR_POST, "/v1/webhooks/{id}/rotate-secret", webhooks_rotate_secret, "system.webhooks.write", 0,
+     "A new signing secret, shown once; for webhook_secret_overlap_ms deliveries carry the old "
+     "one's signature too.",
+     NULL, NULL, NULL},
+    {TR_GET, "/v1/webhooks/{id}/deliveries", webhooks_deliveries_list, "system.webhooks.read",
+     TR_PAGED,
+     "The webhook's delivery attempts, newest first: event, webhook-id, attempt, status "
+     "(delivered|pending|failed|skipped), response code, duration, error, next attempt.",
+     NULL, NULL, NULL},
+    {TR_POST, "/v1/webhooks/{id}/deliveries/{did}/replay", webhooks_delivery_replay,
+     "system.webhooks.write", 0,
+     "Deliver a logged delivery's event again, with the same webhook-id, as a new chain of "
+     "attempts.",
+     NULL, NULL, NULL},
+    {TR_POST, "/v1/webhooks/{id}/replay", webhooks_replay_since, "system.webhooks.write",
+     TR_JSON_BODY,
+     "Deliver again every event of the webhook's topics after {\"since\": event id}, in order "
+     "(410 resync-required when the stream no longer reaches back to it).",
+     NULL, NULL, NULL},
+};
+
+/* Its event topic: the webhooks' own events (system.webhook.disabled). */
+static const struct tr_topic topics[] = {
+    {WEBHOOKS_TOPIC, "system.webhooks.read"},
+};
+
 static const struct tr_resource *const resources[] = {&webhooks_resource};
 
 static const struct tr_job_handler jobs[] = {
@@ -25,12 +53,22 @@ static const struct tr_config_key config[] = {
      "1 lets webhooks reach loopback and private addresses (development, tests)."},
     {"webhook_timeout_ms", TR_CONFIG_INT, "5000", 100, 60000,
      "How long a webhook receiver may take to answer."},
+    {"webhook_secret_overlap_ms", TR_CONFIG_INT, "86400000", 1000, 604800000,
+     "How long after a rotation deliveries are signed with the previous secret too."},
+    {"webhook_disable_after_ms", TR_CONFIG_INT, "259200000", 1000, 2592000000,
+     "A webhook failing without a success for this long is paused (system.webhook.disabled)."},
+    {"webhook_replay_max", TR_CONFIG_INT, "10000", 1, 100000,
+     "Events one POST /v1/webhooks/{id}/replay reads from the stream at most."},
 };
 
 const struct tr_module tr_webhooks_module = {
     .name = "webhooks",
     .permissions = permissions,
     .npermissions = sizeof(permissions) / sizeof(permissions[0]),
+    .topics = topics,
+    .ntopics = sizeof(topics) / sizeof(topics[0]),
+    .routes = routes,
+    .nroutes = sizeof(routes) / sizeof(routes[0]),
     .resources = resources,
     .nresources = sizeof(resources) / sizeof(resources[0]),
     .event_sink = &sink,

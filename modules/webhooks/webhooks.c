@@ -139,8 +139,7 @@ static bool
 webhook_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson_t *old)
 {
 	const char *url = tr_doc_str(set, "url");
-	unsigned char raw[24];
-	char secret[64];
+	char secret[WEBHOOKS_SECRET_MAX];
 	long long count;
 	int rc;
 	(void)e;
@@ -149,8 +148,16 @@ webhook_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const b
 		return false;
 	if (!topics_ok(c, set))
 		return false;
-	if (old)
+	if (old) {
+		bson_iter_t it;
+		/* resumed: the failures before the pause no longer count */
+		if (bson_iter_init_find(&it, set, "active") && BSON_ITER_HOLDS_BOOL(&it) &&
+		    bson_iter_bool(&it)) {
+			BSON_APPEND_NULL(set, "failing_since");
+			BSON_APPEND_NULL(set, "disabled_at");
+		}
 		return true;
+	}
 	rc = tr_db_count(c->db, WEBHOOKS, NULL, &count);
 	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
@@ -162,9 +169,7 @@ webhook_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const b
 	}
 	if (!bson_has_field(set, "active"))
 		BSON_APPEND_BOOL(set, "active", true);
-	randombytes_buf(raw, sizeof(raw));
-	memcpy(secret, "whsec_", 6);
-	sodium_bin2hex(secret + 6, sizeof(secret) - 6, raw, sizeof(raw));
+	webhooks_secret_new(secret);
 	BSON_APPEND_UTF8(set, "_secret", secret);
 	sodium_memzero(secret, sizeof(secret));
 	return true;
@@ -188,6 +193,9 @@ static const struct tr_field fields[] = {
     {"topics", TR_K_STRINGS, TR_F_REQUIRED, 0, TR_MAX_SUBSCRIBERS, NULL, NULL},
     {"description", TR_K_LINE, TR_F_NULLABLE, 0, 200, NULL, NULL},
     {"active", TR_K_BOOL, TR_F_FILTER, 0, 0, NULL, NULL},
+    {"failing_since", TR_K_TIME, TR_F_SERVER | TR_F_NULLABLE, 0, 0, NULL, NULL},
+    {"secret_rotated_at", TR_K_TIME, TR_F_SERVER | TR_F_NULLABLE, 0, 0, NULL, NULL},
+    {"disabled_at", TR_K_TIME, TR_F_SERVER | TR_F_NULLABLE, 0, 0, NULL, NULL},
     {NULL, 0, 0, 0, 0, NULL, NULL},
 };
 
@@ -197,8 +205,10 @@ const struct tr_resource webhooks_resource = {
     .path = "/v1/webhooks",
     .read = "system.webhooks.read",
     .write = "system.webhooks.write",
-    .about = "An endpoint that receives the tenant's events of some topics, signed with a "
-	     "secret shown once; active false pauses its deliveries.",
+    .about = "An endpoint that receives the tenant's events of some topics, signed to the "
+	     "Standard Webhooks spec with a secret shown once; active false pauses it (events "
+	     "are logged as skipped); failing_since: failing without a success since; "
+	     "disabled_at: paused by the server after webhook_disable_after_ms of failures.",
     .fields = fields,
     .sorts = sorts,
     .hook = webhook_hook,
@@ -206,7 +216,7 @@ const struct tr_resource webhooks_resource = {
     .deletable = true,
 };
 
-/* ---- the event sink ---- */
+/* ---- the event sink: every webhook on the topic, active or paused ---- */
 
 struct found {
 	char (*ids)[25];
@@ -234,8 +244,8 @@ webhooks_subscribers(struct tr_db *db, const char *topic, char (*ids)[25], int m
 	struct found f = {ids, 0, max};
 	int rc;
 
+	/* paused ones too: their deliveries are logged as skipped */
 	BSON_APPEND_UTF8(&filter, "topics", topic);
-	BSON_APPEND_BOOL(&filter, "active", true);
 	rc = tr_db_each(db, WEBHOOKS, &filter, collect, &f);
 	bson_destroy(&filter);
 	return rc < 0 ? rc : f.n;

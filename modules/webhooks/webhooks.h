@@ -14,6 +14,13 @@
 #include "module.h"
 
 #define WEBHOOKS "webhooks"
+/* The delivery log: one record per attempt (deliveries.c). */
+#define WEBHOOK_DELIVERIES "webhook_deliveries"
+/* The topic of the module's own events (system.webhook.disabled). */
+#define WEBHOOKS_TOPIC "admin.webhooks"
+
+#define WEBHOOKS_SECRET_MAX 64
+#define WEBHOOKS_MSGID_MAX 40
 
 /* The webhooks resource (/v1/webhooks): url, topics, description, active. */
 struct tr_resource;
@@ -24,6 +31,24 @@ extern const struct tr_resource webhooks_resource;
  * topic. */
 int webhooks_subscribers(struct tr_db *db, const char *topic, char (*ids)[25], int max);
 int webhooks_deliver(const struct tr_job *job, char *err, size_t errlen);
+
+/* Signing (signing.c). A new secret, "whsec_<base64 of 24 random bytes>". */
+void webhooks_secret_new(char out[WEBHOOKS_SECRET_MAX]);
+/* The webhook-id of an event's deliveries to one webhook: "msg_<32 hex>",
+ * the same for every attempt, retry and replay. */
+void webhooks_message_id(const char *event_id, const char *hook_id, char out[WEBHOOKS_MSGID_MAX]);
+/* "v1,<base64 HMAC-SHA256(key, "<msg_id>.<timestamp>.<body>")>" into out,
+ * the key being the secret's base64 after "whsec_". 0, or -1 for a secret
+ * that is not base64 or an out too short. */
+int webhooks_sign(const char *secret, const char *msg_id, long timestamp, const char *body,
+		  size_t blen, char *out, size_t olen);
+
+/* Routes (deliveries.c): the delivery log, replays and secret rotation. */
+struct tr_ctx;
+void webhooks_rotate_secret(struct tr_ctx *c);
+void webhooks_deliveries_list(struct tr_ctx *c);
+void webhooks_delivery_replay(struct tr_ctx *c);
+void webhooks_replay_since(struct tr_ctx *c);
 
 /* Is this a literal address webhooks may not reach (loopback, private,
  * link-local, unspecified)? host is a numeric IPv4/IPv6 text. */

@@ -90,4 +90,17 @@ int tr_evid_cmp(const struct tr_evid *a, const struct tr_evid *b);
 /* Published events and deliveries, for /metrics. */
 void tr_events_metrics(unsigned long long *published, unsigned long long *relayed);
 
+/* Worker threads: the tenant's events after the event id `after`
+ * (exclusive), oldest first, at most max of them: visit gets each one's
+ * id, topic and JSON ({"id", "topic", "event", ..., "data"}: what a
+ * webhook receives) and returns non-zero to stop. The id of the last
+ * entry read goes to last ("" when none). TR_OK; TR_ENOTFOUND when
+ * `after` is older than the first event the stream still keeps (or it
+ * keeps none): events after it may be gone; TR_EINVALID for a malformed
+ * id; TR_EUNAVAILABLE when Redis is down. */
+int tr_events_after(const char *tenant_hex, const char *after, int max,
+		    int (*visit)(void *arg, const char *id, const char *topic, const char *json,
+				 size_t len),
+		    void *arg, char last[64]);
+
 #endif

@@ -223,17 +223,39 @@ field(const redisReply *fields, const char *name)
 	return NULL;
 }
 
+/* The wait before a job's next run: doubling from job_backoff_ms up to
+ * job_backoff_max_ms, half of it fixed and half spread by the job's id
+ * and attempt, so that retries of many jobs spread out while a handler
+ * can still say when its own retry comes (tr_job_next_attempt_ms). */
 static long long
-backoff_ms(int attempt)
+backoff_ms(const struct tr_job *job)
 {
 	long long d = J.cfg->job_backoff_ms;
+	unsigned char h[8];
+	char salt[16];
+	uint64_t spread = 0;
 
-	for (int i = 1; i < attempt && d < J.cfg->job_backoff_max_ms; i++)
+	for (int i = 1; i < job->attempt && d < J.cfg->job_backoff_max_ms; i++)
 		d *= 2;
 	if (d > J.cfg->job_backoff_max_ms)
 		d = J.cfg->job_backoff_max_ms;
-	/* half fixed, half random: retries of many jobs spread out */
-	return d / 2 + (long long)randombytes_uniform((uint32_t)(d / 2 + 1));
+	crypto_generichash_state st;
+	int n = snprintf(salt, sizeof(salt), ":%d", job->attempt);
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)job->id, strlen(job->id));
+	crypto_generichash_update(&st, (const unsigned char *)salt, (size_t)n);
+	crypto_generichash_final(&st, h, sizeof(h));
+	for (size_t i = 0; i < sizeof(h); i++)
+		spread = spread << 8 | h[i];
+	return d / 2 + (long long)(spread % (uint64_t)(d / 2 + 1));
+}
+
+int64_t
+tr_job_next_attempt_ms(const struct tr_job *job)
+{
+	if (!J.cfg || job->attempt >= J.cfg->job_max_attempts)
+		return 0;
+	return tr_now_ms() + backoff_ms(job);
 }
 
 static void
@@ -253,8 +275,7 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 			return; /* left pending: reclaimed later */
 		int n = snprintf(member, mlen, "%s\n%s\n%d\n%.*s", job->id, job->tenant,
 				 job->attempt, (int)job->payload_len, job->payload);
-		snprintf(when, sizeof(when), "%lld",
-			 (long long)tr_now_ms() + backoff_ms(job->attempt));
+		snprintf(when, sizeof(when), "%lld", (long long)tr_now_ms() + backoff_ms(job));
 		const char *args[] = {q->stream, q->delayed, entry, when, member};
 		size_t lens[] = {strlen(q->stream), strlen(q->delayed), strlen(entry), strlen(when),
 				 (size_t)n};

@@ -48,6 +48,12 @@ void tr_job_key(char *buf, size_t len, const char *queue, const char *suffix);
 int tr_job_enqueue(const char *queue, const char *tenant_hex, const char *payload,
 		   int64_t run_at_ms, char *id_out);
 
+/* For a handler about to fail its job: when the job runs again (unix ms),
+ * or 0 when this run is its last attempt (it then goes to the dead
+ * letters). The same wait the queue applies, give or take the moments
+ * between the call and the handler's return. */
+int64_t tr_job_next_attempt_ms(const struct tr_job *job);
+
 /* Registers the stats script; before tr_redis_init. */
 void tr_jobs_register(void);
 /* Start-up (main thread): the handlers of every module; job threads start

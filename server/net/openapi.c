@@ -255,6 +255,8 @@ static const struct {
     {TR_POST, "/v1/balances/{key}/movements", 201, 200, NULL},
     {TR_POST, "/v1/balances/{key}/movements/{seq}/reverse", 201, 200, NULL},
     {TR_POST, "/v1/jobs/{id}/retry", 202, 0, NULL},
+    {TR_POST, "/v1/webhooks/{id}/deliveries/{did}/replay", 202, 0, NULL},
+    {TR_POST, "/v1/webhooks/{id}/replay", 202, 0, NULL},
     {TR_GET, "/metrics", 200, 0, "text/plain"},
     {TR_GET, "/v1/ws", 101, 0, ""},
 };
@@ -353,6 +355,25 @@ success_response(bson_t *responses, const struct tr_route *r, int status, const 
 	bson_append_document_end(responses, &resp);
 }
 
+/* Rows that read a tenant's event stream from an id: 410 resync-required
+ * when the stream no longer reaches back to it. */
+static const struct {
+	enum tr_method method;
+	const char *path;
+} stream_readers[] = {
+    {TR_POST, "/v1/webhooks/{id}/replay"},
+};
+
+static bool
+reads_stream(const struct tr_route *r)
+{
+	for (size_t i = 0; i < sizeof(stream_readers) / sizeof(stream_readers[0]); i++)
+		if (stream_readers[i].method == r->method &&
+		    strcmp(stream_readers[i].path, r->path) == 0)
+			return true;
+	return false;
+}
+
 /* The problems a row can answer, from what is checked for its flags. */
 static unsigned
 problem_codes(const struct tr_route *r, int *codes)
@@ -373,6 +394,8 @@ problem_codes(const struct tr_route *r, int *codes)
 		codes[n++] = 409;
 	else if (pub && body)
 		codes[n++] = 409;
+	if (reads_stream(r))
+		codes[n++] = 410;
 	if (is_resource_write(r))
 		codes[n++] = 412;
 	if (body)
@@ -627,6 +650,7 @@ problem_responses(bson_t *comps)
 	    {403, "Not allowed."},
 	    {404, "Not found (also another tenant's record)."},
 	    {409, "Conflict: a duplicate, or the state does not allow it."},
+	    {410, "Gone: the event stream no longer reaches back to that id (resync-required)."},
 	    {412, "The record's version moved on (If-Match)."},
 	    {413, "Body too large."},
 	    {415, "The body is not JSON."},

@@ -44,23 +44,42 @@ test_event_ids_order_by_time_then_sequence(void **state)
 	assert_int_equal(tr_evid_cmp(&a, &d), 0);
 }
 
+static long long
+backoff_of(const char *id, int attempt)
+{
+	struct tr_job job = {.queue = "q", .id = id, .tenant = "t", .attempt = attempt};
+
+	return backoff_ms(&job);
+}
+
 static void
 test_backoff_doubles_with_jitter_and_is_capped(void **state)
 {
 	static struct tr_config cfg;
+	char id[33];
+	long long first = -1;
+	bool spread = false;
 
 	(void)state;
 	cfg.job_backoff_ms = 1000;
 	cfg.job_backoff_max_ms = 5000;
 	J.cfg = &cfg;
 	for (int i = 0; i < 200; i++) {
-		long long d1 = backoff_ms(1), d2 = backoff_ms(2), d3 = backoff_ms(3);
-		long long d9 = backoff_ms(9);
+		snprintf(id, sizeof(id), "%032d", i);
+		long long d1 = backoff_of(id, 1), d2 = backoff_of(id, 2), d3 = backoff_of(id, 3);
+		long long d9 = backoff_of(id, 9);
 		assert_true(d1 >= 500 && d1 <= 1000);
 		assert_true(d2 >= 1000 && d2 <= 2000);
 		assert_true(d3 >= 2000 && d3 <= 4000);
 		assert_true(d9 >= 2500 && d9 <= 5000); /* capped */
+		/* the same job and attempt wait the same: a handler can say when */
+		assert_int_equal(d2, backoff_of(id, 2));
+		if (first < 0)
+			first = d1;
+		else if (d1 != first)
+			spread = true;
 	}
+	assert_true(spread); /* different jobs spread out */
 }
 
 static bool
