@@ -192,7 +192,9 @@ def test_a_step_out_of_retries_fails_the_instance_with_an_incident_and_a_retry_a
     failed = wait_for(lambda: (i := instance(stack, owner, inst["id"]))["status"] == "failed" and i,
                       timeout=40, what="the instance failing after its retries")
     assert "erp.confirm_order failed" in failed["error"] and "409" in failed["error"]
-    inc = call(stack, owner, "GET", "/v1/bpm/incidents", params={"instance_id": inst["id"]}).json()["items"]
+    # the incident is written right after the instance's failed move
+    inc = wait_for(lambda: call(stack, owner, "GET", "/v1/bpm/incidents",
+                                params={"instance_id": inst["id"]}).json()["items"], what="the incident")
     assert len(inc) == 1 and inc[0]["node_id"] == "confirm" and inc[0]["status"] == "open"
     receive(stack, owner, p, w, 5, 400)
     r = call(stack, owner, "POST", f"/v1/bpm/incidents/{inc[0]['id']}/retry")
