@@ -87,6 +87,14 @@ struct tr_evid {
 bool tr_evid_parse(const char *s, size_t len, struct tr_evid *out);
 int tr_evid_cmp(const struct tr_evid *a, const struct tr_evid *b);
 
+/* May a reader see an event of topic (tr_topic_find's index) whose record
+ * owner is owner ("" for none)? topics has a bit per topic the reader
+ * takes; own_only a bit per topic it may read only as ":own"
+ * (tr_topic_may_read), where only the events of user_hex's own records
+ * pass. The one rule of WebSocket delivery and the changes feed. */
+bool tr_event_visible(int topic, const char *owner, unsigned topics, unsigned own_only,
+		      const char *user_hex);
+
 /* Published events and deliveries, for /metrics. */
 void tr_events_metrics(unsigned long long *published, unsigned long long *relayed);
 
