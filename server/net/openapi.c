@@ -109,7 +109,16 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 	size_t olen = 0;
 	const char *options = tr_router_query_options(r, name, strlen(name), &olen);
 
-	if (options) {
+	unsigned long lo, hi;
+	int used = 0;
+
+	if (options && sscanf(options, "%lu..%lu%n", &lo, &hi, &used) == 2 &&
+	    (size_t)used == olen) {
+		/* "limit=1..500": an integer range */
+		BSON_APPEND_UTF8(s, "type", "integer");
+		BSON_APPEND_INT64(s, "minimum", (int64_t)lo);
+		BSON_APPEND_INT64(s, "maximum", (int64_t)hi);
+	} else if (options) {
 		/* "<id>" among the values: a record's id is one too */
 		struct arr a = {.n = 0}, any = {.n = 0};
 		char value[64];
@@ -175,6 +184,12 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 	} else if (strcmp(name, "currency") == 0) {
 		BSON_APPEND_UTF8(s, "type", "string");
 		BSON_APPEND_UTF8(s, "pattern", "^[A-Z]{3}$");
+	} else if (strcmp(name, "since") == 0) { /* an event id, "<ms>-<seq>" (events.h) */
+		BSON_APPEND_UTF8(s, "type", "string");
+		BSON_APPEND_UTF8(s, "pattern", "^[0-9]{1,19}-[0-9]{1,19}$");
+	} else if (strcmp(name, "topics") == 0) { /* topic names, comma-separated */
+		BSON_APPEND_UTF8(s, "type", "string");
+		BSON_APPEND_UTF8(s, "pattern", "^[a-z_]+\\.[a-z_]+(,[a-z_]+\\.[a-z_]+)*$");
 	} else if (strcmp(name, "state") == 0) { /* /v1/jobs: only the dead are listed */
 		static const char *const states[] = {"dead", NULL};
 		BSON_APPEND_UTF8(s, "type", "string");
@@ -381,6 +396,9 @@ problem_codes(const struct tr_route *r, int *codes)
 		codes[n++] = 422;
 	if (strcmp(r->path, "/v1/ws") == 0)
 		codes[n++] = 426;
+	/* reads a stream after an event id, which retention may have dropped */
+	if (r->query && tr_router_query_known(r, "since"))
+		codes[n++] = 410;
 	if (!pub || body)
 		codes[n++] = 429;
 	if (!(r->flags & TR_INLINE) || strcmp(r->path, "/readyz") == 0)
@@ -627,6 +645,7 @@ problem_responses(bson_t *comps)
 	    {403, "Not allowed."},
 	    {404, "Not found (also another tenant's record)."},
 	    {409, "Conflict: a duplicate, or the state does not allow it."},
+	    {410, "Gone: what was asked for is no longer kept (resync-required)."},
 	    {412, "The record's version moved on (If-Match)."},
 	    {413, "Body too large."},
 	    {415, "The body is not JSON."},
