@@ -19,6 +19,14 @@
 #define CHANGES_LIMIT_MAX 500
 #define TOPIC_BITS 32 /* module.h: at most 32 topics in all */
 
+/* A 422 naming the query parameter (field) that is wrong. */
+static void
+bad_parameter(struct tr_ctx *c, const char *field, const char *message)
+{
+	tr_problem(c, 422, "validation-failed", "a query parameter is not acceptable");
+	tr_problem_field(c, field, message);
+}
+
 static bool
 read_limit(struct tr_ctx *c, int *limit)
 {
@@ -31,7 +39,7 @@ read_limit(struct tr_ctx *c, int *limit)
 		return true;
 	v = strtol(s, &end, 10);
 	if (!*s || *end || *s == '+' || *s == '-' || v < 1 || v > CHANGES_LIMIT_MAX) {
-		tr_problem_field(c, "limit", "must be an integer from 1 to 500");
+		bad_parameter(c, "limit", "must be an integer from 1 to 500");
 		return false;
 	}
 	*limit = (int)v;
@@ -46,8 +54,8 @@ read_since(struct tr_ctx *c, struct tr_changes_query *q)
 	if (!s)
 		return true; /* from the oldest event held */
 	if (!tr_evid_parse(s, strlen(s), &q->since)) {
-		tr_problem_field(c, "since",
-				 "must be an event id as events carry it (\"<ms>-<seq>\")");
+		bad_parameter(c, "since",
+			      "must be an event id as events carry it (\"<ms>-<seq>\")");
 		return false;
 	}
 	q->has_since = true;
@@ -77,9 +85,9 @@ read_topics(struct tr_ctx *c, struct tr_changes_query *q)
 		size_t len = strcspn(p, ",");
 		int t = tr_topic_find(p, len);
 		if (t < 0 || t >= TOPIC_BITS) {
-			tr_problem_field(c, "topics",
-					 len ? "names a topic that does not exist"
-					     : "must be topic names separated by commas");
+			bad_parameter(c, "topics",
+				      len ? "names a topic that does not exist"
+					  : "must be topic names separated by commas");
 			return false;
 		}
 		named |= 1u << t;

@@ -101,6 +101,29 @@ sort_schema(bson_t *s, const struct tr_route *r)
 	bson_append_array_end(s, &a.b);
 }
 
+/* ?topics=: topic names the modules publish (tr_topic), comma-separated. */
+static void
+topics_schema(bson_t *s)
+{
+	char one[1024] = "", pattern[2200];
+	size_t n = 0;
+
+	for (size_t m = 0; m < tr_nmodules; m++)
+		for (size_t t = 0; t < tr_modules[m]->ntopics; t++)
+			for (const char *c = tr_modules[m]->topics[t].name;
+			     *c && n + 4 < sizeof(one); c++) {
+				if (c == tr_modules[m]->topics[t].name && n)
+					one[n++] = '|';
+				if (*c == '.')
+					one[n++] = '\\';
+				one[n++] = *c;
+				one[n] = '\0';
+			}
+	snprintf(pattern, sizeof(pattern), "^(%s)(,(%s))*$", one, one);
+	BSON_APPEND_UTF8(s, "type", "string");
+	BSON_APPEND_UTF8(s, "pattern", pattern);
+}
+
 static void
 query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 {
@@ -187,9 +210,8 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 	} else if (strcmp(name, "since") == 0) { /* an event id, "<ms>-<seq>" (events.h) */
 		BSON_APPEND_UTF8(s, "type", "string");
 		BSON_APPEND_UTF8(s, "pattern", "^[0-9]{1,19}-[0-9]{1,19}$");
-	} else if (strcmp(name, "topics") == 0) { /* topic names, comma-separated */
-		BSON_APPEND_UTF8(s, "type", "string");
-		BSON_APPEND_UTF8(s, "pattern", "^[a-z_]+\\.[a-z_]+(,[a-z_]+\\.[a-z_]+)*$");
+	} else if (strcmp(name, "topics") == 0) {
+		topics_schema(s);
 	} else if (strcmp(name, "state") == 0) { /* /v1/jobs: only the dead are listed */
 		static const char *const states[] = {"dead", NULL};
 		BSON_APPEND_UTF8(s, "type", "string");
