@@ -79,6 +79,9 @@ static const struct key keys[] = {
     INT(events_max_len, "100000", 100, 100000000,
 	"Events kept per tenant for resume (older ones are trimmed)."),
     INT(events_max_age, "86400", 60, 31536000, "Seconds an event is kept for resume."),
+    INT(changes_scan, "5000", 100, 1000000,
+	"Stream entries one GET /v1/changes examines at most (events the caller may not read "
+	"count too); a page that stops there says has_more."),
     INT(outbox_grace_ms, "5000", 100, 3600000,
 	"Age at which the relay publishes an event its writer did not (crash)."),
     INT(outbox_dedupe_s, "600", 10, 86400,

@@ -78,6 +78,7 @@ struct tr_config {
 	int ws_rate_burst;
 	int events_max_len;  /* entries kept per tenant stream */
 	int events_max_age;  /* seconds an event is kept */
+	int changes_scan;    /* stream entries one changes-feed page examines at most */
 	int outbox_grace_ms; /* age before the relay publishes an outbox record */
 	int outbox_dedupe_s; /* how long a published outbox id is remembered */
 	char roles[64];	     /* "all" or a list of api, ws, worker */

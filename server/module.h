@@ -74,8 +74,9 @@ struct tr_route {
 	const struct tr_resource *resource;
 	/* The query parameters the handler reads, space-separated ("from to"),
 	 * a trailing "!" on those it requires ("state!"), the values one takes
-	 * after "=" ("status=open|done": the OpenAPI document's enum; the
-	 * handler still checks), or NULL for none;
+	 * after "=" ("status=open|done": the OpenAPI document's enum;
+	 * "limit=1..500": an integer range; the handler still checks), or
+	 * NULL for none;
 	 * others answer 400. TR_PAGED adds limit, cursor and
 	 * sort; a resource's list adds its filters. */
 	const char *query;

@@ -29,6 +29,8 @@ tr_strerror(int err)
 		return "limit reached";
 	case TR_EBUSY:
 		return "record busy";
+	case TR_EGONE:
+		return "no longer kept";
 	default:
 		return "internal error";
 	}

@@ -19,6 +19,7 @@ enum tr_err {
 	TR_ENOMEM = -7,
 	TR_ELIMIT = -8, /* a configured limit was hit */
 	TR_EBUSY = -9,	/* another request is changing the record right now */
+	TR_EGONE = -10, /* what was asked for is no longer kept (retention) */
 };
 
 const char *tr_strerror(int err);

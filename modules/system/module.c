@@ -29,6 +29,11 @@ static const struct tr_route routes[] = {
      NULL, NULL, NULL},
     {TR_GET, "/v1/jobs", jobs_list, "system.jobs.read", 0,
      "The tenant's background jobs that ran out of attempts (?state=dead).", NULL, "state!", NULL},
+    {TR_GET, "/v1/changes", changes_list, NULL, 0,
+     "The changes feed: the tenant's events after since (an event id, as WebSocket events "
+     "carry), in order, for the topics the caller may read; a deletion's data is null; 410 "
+     "resync-required when since is older than retention.",
+     NULL, "since topics limit=1..500", NULL},
     {TR_POST, "/v1/jobs/{id}/retry", jobs_retry, "system.jobs.write", 0,
      "Put a dead job back on its queue with fresh attempts.", NULL, NULL, NULL},
 };

@@ -21,6 +21,7 @@ void balances_movement(struct tr_ctx *c);
 void balances_reverse(struct tr_ctx *c);
 
 void jobs_list(struct tr_ctx *c);
+void changes_list(struct tr_ctx *c); /* changes.c */
 void jobs_retry(struct tr_ctx *c);
 
 #endif

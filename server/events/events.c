@@ -115,6 +115,20 @@ tr_evid_cmp(const struct tr_evid *a, const struct tr_evid *b)
 	return 0;
 }
 
+bool
+tr_event_visible(int topic, const char *owner, unsigned topics, unsigned own_only,
+		 const char *user_hex)
+{
+	unsigned bit;
+
+	if (topic < 0 || topic >= 32)
+		return false;
+	bit = 1u << topic;
+	if (!(topics & bit))
+		return false;
+	return !(own_only & bit) || strcmp(owner, user_hex) == 0;
+}
+
 /* ---- emitting (worker thread) ---- */
 
 static void

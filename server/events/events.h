@@ -87,6 +87,40 @@ struct tr_evid {
 bool tr_evid_parse(const char *s, size_t len, struct tr_evid *out);
 int tr_evid_cmp(const struct tr_evid *a, const struct tr_evid *b);
 
+/* May a reader see an event of topic (tr_topic_find's index) whose record
+ * owner is owner ("" for none)? topics has a bit per topic the reader
+ * takes; own_only a bit per topic it may read only as ":own"
+ * (tr_topic_may_read), where only the events of user_hex's own records
+ * pass. The one rule of WebSocket delivery and the changes feed. */
+bool tr_event_visible(int topic, const char *owner, unsigned topics, unsigned own_only,
+		      const char *user_hex);
+
+/* The changes feed (CONTRACT.md "Partner gateway"): a reader's page of
+ * its tenant's stream, the same events with the same ids, in the same
+ * order, that WebSocket delivery gives it. */
+struct tr_changes_query {
+	const char *tenant_hex;
+	const char *user_hex; /* the reader, for topics read as ":own" */
+	bool has_since;	      /* without: from the oldest event held */
+	struct tr_evid since; /* the events after this one */
+	unsigned topics;      /* as tr_event_visible takes them */
+	unsigned own_only;
+	int limit; /* items at most */
+};
+
+/* Appends the page's items to `items` (an array being built, from key
+ * "0"): {"id", "topic", "event", "entity_id", "actor", "ts", "data"}, the
+ * event frame's members, with data null for a deletion (an event named
+ * "*.deleted": its frame carries the record's last state). next (at least
+ * 48 bytes) is the id to pass as since for the rest; it is past the
+ * events the reader may not see as well. has_more is true when the stream
+ * holds more for the reader, or when the page stopped after examining
+ * changes_scan entries (config.h) without knowing. Worker thread (waits
+ * for Redis). TR_OK; TR_EGONE when since is older than retention (the
+ * stream was trimmed past it) or is later than any event of the tenant:
+ * the reader must resync; TR_EUNAVAILABLE without Redis. */
+int tr_changes_read(const struct tr_changes_query *q, bson_t *items, char *next, bool *has_more);
+
 /* Published events and deliveries, for /metrics. */
 void tr_events_metrics(unsigned long long *published, unsigned long long *relayed);
 

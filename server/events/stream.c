@@ -1,133 +1,94 @@
-/* Reading a tenant's event stream back from an id (worker threads): what
- * a webhook's replay walks. The stream keeps events_max_len entries for
- * events_max_age seconds (events.c trims it as it appends). */
-#include <stdbool.h>
-#include <stdio.h>
+/* The tenant's event stream read back (stream.h). */
+#include "stream.h"
+
 #include <stdlib.h>
 #include <string.h>
 
-#include "events.h"
-#include "kvconn.h"
-#include "util.h"
+#include "perm.h"
 
-#define PAGE 200
+/* (Redis reports trimming in no field of its own: max-deleted-entry-id
+ * moves only with XDEL, which nothing does to this stream. entries-added,
+ * Redis 7, counts every XADD: more than are held means some were
+ * trimmed.) */
+const char tr_stream_bounds_lua[] =
+    "if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', '', 0, 0} end\n"
+    "local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
+    "local last, first, added, held = '0-0', '', -1, 0\n"
+    "for i = 1, #info, 2 do\n"
+    "  if info[i] == 'last-generated-id' then last = info[i + 1] end\n"
+    "  if info[i] == 'first-entry' and type(info[i + 1]) == 'table' then\n"
+    "    first = info[i + 1][1]\n"
+    "  end\n"
+    "  if info[i] == 'entries-added' then added = info[i + 1] end\n"
+    "  if info[i] == 'length' then held = info[i + 1] end\n"
+    "end\n"
+    "return {last, first, added, held}\n";
 
-/* The first id the stream still holds into first (64 bytes): TR_OK,
- * TR_ENOTFOUND for an empty (or expired) stream, TR_EUNAVAILABLE. */
-static int
-first_id(const char *key, char first[64])
+bool
+tr_stream_bounds_parse(const redisReply *r, struct tr_stream_bounds *out)
 {
-	const char *argv[] = {"XRANGE", key, "-", "+", "COUNT", "1"};
-	size_t lens[6];
-	redisReply *r;
-	int rc = TR_ENOTFOUND;
+	const redisReply *last, *first, *added, *held;
 
-	for (int i = 0; i < 6; i++)
-		lens[i] = strlen(argv[i]);
-	r = tr_kv_command(6, argv, lens);
-	if (!r)
-		return TR_EUNAVAILABLE;
-	if (r->type == REDIS_REPLY_ERROR)
-		rc = TR_EINTERNAL;
-	else if (r->type == REDIS_REPLY_ARRAY && r->elements == 1 &&
-		 r->element[0]->type == REDIS_REPLY_ARRAY && r->element[0]->elements == 2 &&
-		 r->element[0]->element[0]->type == REDIS_REPLY_STRING &&
-		 r->element[0]->element[0]->len < 64) {
-		snprintf(first, 64, "%s", r->element[0]->element[0]->str);
-		rc = TR_OK;
+	if (!r || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+		return false;
+	last = r->element[0];
+	first = r->element[1];
+	added = r->element[2];
+	held = r->element[3];
+	if (last->type != REDIS_REPLY_STRING || first->type != REDIS_REPLY_STRING ||
+	    added->type != REDIS_REPLY_INTEGER || held->type != REDIS_REPLY_INTEGER)
+		return false;
+	memset(out, 0, sizeof(*out));
+	if (!tr_evid_parse(last->str, last->len, &out->last))
+		return false;
+	if (first->len) {
+		if (!tr_evid_parse(first->str, first->len, &out->first))
+			return false;
+		out->held = true;
 	}
-	freeReplyObject(r);
-	return rc;
+	out->trimmed = added->integer < 0 || added->integer > held->integer;
+	return true;
 }
 
-/* One XRANGE entry handed to visit as the event's JSON; 1 when visit
- * stopped the walk. */
-static int
-visit_entry(const redisReply *e,
-	    int (*visit)(void *, const char *, const char *, const char *, size_t), void *arg,
-	    char *last)
+bool
+tr_stream_entry_parse(const redisReply *e, struct tr_stream_entry *out)
 {
-	const redisReply *id, *fields, *t = NULL, *b = NULL;
-	char topic[64], *json;
-	int stop;
+	const redisReply *id, *fields, *t = NULL, *o = NULL, *b = NULL;
 
+	out->id_len = 0;
 	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
-		return 0;
+		return false;
 	id = e->element[0];
 	fields = e->element[1];
-	if (id->type != REDIS_REPLY_STRING || id->len >= 64 || fields->type != REDIS_REPLY_ARRAY)
-		return 0;
-	snprintf(last, 64, "%s", id->str);
+	if (id->type != REDIS_REPLY_STRING || id->len > 40 ||
+	    !tr_evid_parse(id->str, id->len, &out->id))
+		return false;
+	out->id_str = id->str;
+	out->id_len = id->len;
+	if (fields->type != REDIS_REPLY_ARRAY)
+		return false;
 	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
 		const redisReply *k = fields->element[i], *v = fields->element[i + 1];
 		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
 			continue;
 		if (k->str[0] == 't')
 			t = v;
+		else if (k->str[0] == 'o')
+			o = v;
 		else if (k->str[0] == 'b')
 			b = v;
 	}
-	if (!t || !b || t->len >= sizeof(topic))
-		return 0;
-	snprintf(topic, sizeof(topic), "%s", t->str);
-	size_t len = 8 + id->len + 2 + b->len;
-	json = malloc(len + 1);
-	if (!json)
-		return 0;
-	/* the same shape the publish script gives a delivery's event */
-	int n = snprintf(json, len + 1, "{\"id\":\"%s\",%.*s", id->str, (int)b->len, b->str);
-	stop = visit(arg, id->str, topic, json, (size_t)n);
-	free(json);
-	return stop;
-}
-
-int
-tr_events_after(const char *tenant_hex, const char *after, int max,
-		int (*visit)(void *arg, const char *id, const char *topic, const char *json,
-			     size_t len),
-		void *arg, char last[64])
-{
-	char key[96], first[64], start[72], count[16];
-	struct tr_evid a, f;
-	int rc, seen = 0;
-
-	last[0] = '\0';
-	if (!tr_is_object_id(tenant_hex) || !tr_evid_parse(after, strlen(after), &a))
-		return TR_EINVALID;
-	snprintf(key, sizeof(key), "t:%s:events", tenant_hex);
-	rc = first_id(key, first);
-	if (rc != TR_OK)
-		return rc;
-	if (!tr_evid_parse(first, strlen(first), &f))
-		return TR_EINTERNAL;
-	if (tr_evid_cmp(&a, &f) < 0)
-		return TR_ENOTFOUND; /* events after it may have been trimmed */
-	snprintf(start, sizeof(start), "(%s", after);
-	while (seen < max) {
-		int want = max - seen < PAGE ? max - seen : PAGE;
-		const char *argv[6] = {"XRANGE", key, start, "+", "COUNT", count};
-		size_t lens[6];
-		redisReply *r;
-		bool stop = false;
-		snprintf(count, sizeof(count), "%d", want);
-		for (int i = 0; i < 6; i++)
-			lens[i] = strlen(argv[i]);
-		r = tr_kv_command(6, argv, lens);
-		if (!r)
-			return TR_EUNAVAILABLE;
-		if (r->type != REDIS_REPLY_ARRAY) {
-			freeReplyObject(r);
-			return TR_EINTERNAL;
-		}
-		for (size_t i = 0; i < r->elements && !stop; i++) {
-			stop = visit_entry(r->element[i], visit, arg, last) != 0;
-			seen++;
-		}
-		bool more = (int)r->elements == want && !stop;
-		freeReplyObject(r);
-		if (!more)
-			break;
-		snprintf(start, sizeof(start), "(%s", last);
+	if (!t || !b)
+		return false;
+	out->topic = tr_topic_find(t->str, t->len);
+	if (out->topic < 0)
+		return false;
+	out->owner[0] = '\0';
+	if (o && o->len == 24) {
+		memcpy(out->owner, o->str, 24);
+		out->owner[24] = '\0';
 	}
-	return TR_OK;
+	out->tail = b->str;
+	out->tail_len = b->len;
+	return true;
 }

@@ -198,6 +198,13 @@ tr_topic_find(const char *name, size_t len)
 	return -1;
 }
 
+const char *
+tr_topic_name(int topic)
+{
+	ensure_built();
+	return topic >= 0 && topic < ntopics ? topics[topic].name : "";
+}
+
 bool
 tr_topic_may_read(const char *perms, int topic, bool *own_only)
 {

@@ -35,6 +35,9 @@ bool tr_role_name_valid(const char *name);
 
 /* Event topics (at most 32): the index of a topic name, or -1. */
 int tr_topic_find(const char *name, size_t len);
+
+/* The name of topic (tr_topic_find's index); "" for none. */
+const char *tr_topic_name(int topic);
 /* May these permissions read the topic? *own_only when only as ":own". */
 bool tr_topic_may_read(const char *perms, int topic, bool *own_only);
 

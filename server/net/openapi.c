@@ -101,6 +101,29 @@ sort_schema(bson_t *s, const struct tr_route *r)
 	bson_append_array_end(s, &a.b);
 }
 
+/* ?topics=: topic names the modules publish (tr_topic), comma-separated. */
+static void
+topics_schema(bson_t *s)
+{
+	char one[1024] = "", pattern[2200];
+	size_t n = 0;
+
+	for (size_t m = 0; m < tr_nmodules; m++)
+		for (size_t t = 0; t < tr_modules[m]->ntopics; t++)
+			for (const char *c = tr_modules[m]->topics[t].name;
+			     *c && n + 4 < sizeof(one); c++) {
+				if (c == tr_modules[m]->topics[t].name && n)
+					one[n++] = '|';
+				if (*c == '.')
+					one[n++] = '\\';
+				one[n++] = *c;
+				one[n] = '\0';
+			}
+	snprintf(pattern, sizeof(pattern), "^(%s)(,(%s))*$", one, one);
+	BSON_APPEND_UTF8(s, "type", "string");
+	BSON_APPEND_UTF8(s, "pattern", pattern);
+}
+
 static void
 query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 {
@@ -109,7 +132,16 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 	size_t olen = 0;
 	const char *options = tr_router_query_options(r, name, strlen(name), &olen);
 
-	if (options) {
+	unsigned long lo, hi;
+	int used = 0;
+
+	if (options && sscanf(options, "%lu..%lu%n", &lo, &hi, &used) == 2 &&
+	    (size_t)used == olen) {
+		/* "limit=1..500": an integer range */
+		BSON_APPEND_UTF8(s, "type", "integer");
+		BSON_APPEND_INT64(s, "minimum", (int64_t)lo);
+		BSON_APPEND_INT64(s, "maximum", (int64_t)hi);
+	} else if (options) {
 		/* "<id>" among the values: a record's id is one too */
 		struct arr a = {.n = 0}, any = {.n = 0};
 		char value[64];
@@ -175,6 +207,11 @@ query_param_schema(bson_t *s, const struct tr_route *r, const char *name)
 	} else if (strcmp(name, "currency") == 0) {
 		BSON_APPEND_UTF8(s, "type", "string");
 		BSON_APPEND_UTF8(s, "pattern", "^[A-Z]{3}$");
+	} else if (strcmp(name, "since") == 0) { /* an event id, "<ms>-<seq>" (events.h) */
+		BSON_APPEND_UTF8(s, "type", "string");
+		BSON_APPEND_UTF8(s, "pattern", "^[0-9]{1,19}-[0-9]{1,19}$");
+	} else if (strcmp(name, "topics") == 0) {
+		topics_schema(s);
 	} else if (strcmp(name, "state") == 0) { /* /v1/jobs: only the dead are listed */
 		static const char *const states[] = {"dead", NULL};
 		BSON_APPEND_UTF8(s, "type", "string");
@@ -356,7 +393,8 @@ success_response(bson_t *responses, const struct tr_route *r, int status, const 
 }
 
 /* Rows that read a tenant's event stream from an id: 410 resync-required
- * when the stream no longer reaches back to it. */
+ * when the stream no longer reaches back to it. Those with a `since` in
+ * the body are listed; a `since` in the query says so itself. */
 static const struct {
 	enum tr_method method;
 	const char *path;
@@ -371,7 +409,7 @@ reads_stream(const struct tr_route *r)
 		if (stream_readers[i].method == r->method &&
 		    strcmp(stream_readers[i].path, r->path) == 0)
 			return true;
-	return false;
+	return r->query && tr_router_query_known(r, "since");
 }
 
 /* The problems a row can answer, from what is checked for its flags. */

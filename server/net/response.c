@@ -68,6 +68,8 @@ title_for(int status)
 		return "Method not allowed";
 	case 409:
 		return "Conflict";
+	case 410:
+		return "Gone";
 	case 411:
 		return "Length required";
 	case 412:

@@ -11,28 +11,13 @@
 #include "events.h"
 #include "perm.h"
 #include "redis.h"
+#include "stream.h"
 #include "util.h"
 #include "ws_int.h"
 
 #define REPLAY_PAGE 256 /* events per XRANGE while catching up */
 
 struct ws_hub W;
-
-/* KEYS[1] the tenant's stream. Returns {last generated id, oldest id still
- * held ("" when none)}; {"0-0", ""} when the stream does not exist.
- * (Redis reports trimming in no other field: max-deleted-entry-id moves
- * only with XDEL.) */
-static const char resume_lua[] =
-    "if redis.call('EXISTS', KEYS[1]) == 0 then return {'0-0', ''} end\n"
-    "local info = redis.call('XINFO', 'STREAM', KEYS[1])\n"
-    "local last, first = '0-0', ''\n"
-    "for i = 1, #info, 2 do\n"
-    "  if info[i] == 'last-generated-id' then last = info[i + 1] end\n"
-    "  if info[i] == 'first-entry' and type(info[i + 1]) == 'table' then\n"
-    "    first = info[i + 1][1]\n"
-    "  end\n"
-    "end\n"
-    "return {last, first}\n";
 
 /* ---- frames and queues ---- */
 
@@ -246,11 +231,8 @@ tr_ws_topic_index(const char *name, size_t len)
 static bool
 allowed(const struct ws_conn *c, const struct frame *f)
 {
-	unsigned bit = 1u << f->topic;
-
-	if (!(c->subscribed & bit))
-		return false;
-	return !(c->own_only & bit) || strcmp(f->owner, c->principal.user_hex) == 0;
+	return tr_event_visible(f->topic, f->owner, c->subscribed, c->own_only,
+				c->principal.user_hex);
 }
 
 /* Gives the client an event in stream order: older or repeated ids are
@@ -279,46 +261,25 @@ replay_done(struct ws_conn *c)
 	tr_ws_fifo_drop(&c->pend, c->pend.len);
 }
 
-/* An entry of XRANGE: [id, [field, value, ...]] with t (topic), o (owner)
- * and b (the frame after its id). */
+/* An event frame of an XRANGE entry (stream.h reads it). */
 static struct frame *
 frame_from_entry(const redisReply *e)
 {
 	static const char head[] = "{\"type\":\"event\",\"id\":\"";
-	const redisReply *id, *fields, *t = NULL, *o = NULL, *b = NULL;
+	struct tr_stream_entry entry;
 	char prefix[96];
 	struct frame *f;
 
-	if (e->type != REDIS_REPLY_ARRAY || e->elements != 2)
+	if (!tr_stream_entry_parse(e, &entry))
 		return NULL;
-	id = e->element[0];
-	fields = e->element[1];
-	if (id->type != REDIS_REPLY_STRING || fields->type != REDIS_REPLY_ARRAY)
-		return NULL;
-	for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-		const redisReply *k = fields->element[i], *v = fields->element[i + 1];
-		if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING || k->len != 1)
-			continue;
-		if (k->str[0] == 't')
-			t = v;
-		else if (k->str[0] == 'o')
-			o = v;
-		else if (k->str[0] == 'b')
-			b = v;
-	}
-	if (!t || !b || id->len > 40)
-		return NULL;
-	int n = snprintf(prefix, sizeof(prefix), "%s%.*s\",", head, (int)id->len, id->str);
-	f = tr_ws_frame_new(prefix, (size_t)n, b->str, b->len);
+	int n =
+	    snprintf(prefix, sizeof(prefix), "%s%.*s\",", head, (int)entry.id_len, entry.id_str);
+	f = tr_ws_frame_new(prefix, (size_t)n, entry.tail, entry.tail_len);
 	if (!f)
 		return NULL;
-	f->topic = tr_ws_topic_index(t->str, t->len);
-	if (f->topic < 0 || !tr_evid_parse(id->str, id->len, &f->id)) {
-		free(f);
-		return NULL;
-	}
-	if (o && o->len == 24)
-		memcpy(f->owner, o->str, 25);
+	f->topic = entry.topic;
+	f->id = entry.id;
+	memcpy(f->owner, entry.owner, sizeof(f->owner));
 	return f;
 }
 
@@ -457,7 +418,7 @@ tr_ws_pubsub_state(bool up)
 void
 tr_ws_register(void)
 {
-	W.resume_script = tr_redis_script_register(resume_lua);
+	W.resume_script = tr_redis_script_register(tr_stream_bounds_lua);
 }
 
 void

@@ -16,6 +16,7 @@
 #include "json.h"
 #include "perm.h"
 #include "redis.h"
+#include "stream.h"
 #include "util.h"
 #include "ws_int.h"
 
@@ -150,8 +151,8 @@ resume_cb(void *arg, const redisReply *r, int status)
 {
 	struct auth_call *ac = arg;
 	struct ws_conn *c = ac->conn;
-	struct tr_evid last = {0, 0}, first = {0, 0};
-	bool held = false; /* the stream holds events (first is the oldest) */
+	struct tr_stream_bounds bounds;
+	struct tr_evid last;
 	const char *resync = NULL;
 	bson_t doc = BSON_INITIALIZER;
 	char last_s[48];
@@ -170,22 +171,19 @@ resume_cb(void *arg, const redisReply *r, int status)
 		tr_ws_close_with(c, 4001, "session ended");
 		goto out;
 	}
-	if (status != TR_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 2 ||
-	    r->element[0]->type != REDIS_REPLY_STRING ||
-	    r->element[1]->type != REDIS_REPLY_STRING ||
-	    !tr_evid_parse(r->element[0]->str, r->element[0]->len, &last) ||
-	    (r->element[1]->len &&
-	     !(held = tr_evid_parse(r->element[1]->str, r->element[1]->len, &first)))) {
+	if (status != TR_OK || !tr_stream_bounds_parse(r, &bounds)) {
 		auth_unavailable(c);
 		goto out;
 	}
+	last = bounds.last;
 	c->state = WS_READY;
 	c->last = last;
 	if (c->has_resume) {
 		/* An id the client saw is the oldest held or newer, unless
 		 * retention removed what came after it. (Resuming from the
 		 * very last trimmed id is told to resync too: conservative.) */
-		if (held ? tr_evid_cmp(&c->resume, &first) < 0 : tr_evid_cmp(&c->resume, &last) < 0)
+		if (bounds.held ? tr_evid_cmp(&c->resume, &bounds.first) < 0
+				: tr_evid_cmp(&c->resume, &last) < 0)
 			resync = "events after resume_from are no longer kept";
 		else if (tr_evid_cmp(&c->resume, &last) > 0)
 			resync = "resume_from is not an event id of this tenant";

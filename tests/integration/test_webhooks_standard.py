@@ -169,21 +169,36 @@ def test_replay_since_an_event_id_sends_every_later_event_of_the_topics(trellis,
     assert len(rec.calls) == 5
 
 
-def test_replay_since_bad_or_expired_ids(trellis):
-    proc, _ = start_server(trellis)
+def test_replay_since_bad_or_expired_ids(trellis, receiver):
+    """The feed's rule (GET /v1/changes): an id before what retention kept,
+    or later than the tenant's newest event, is 410 resync-required;
+    from the start of a stream nothing was trimmed from, all of it."""
+    proc, _ = start_server(trellis, events_max_len=100, rate_limit_user_rps=100000,
+                           rate_limit_user_burst=200000, rate_limit_rps=100000, rate_limit_burst=200000)
     api = Api(proc)
     owner = signup(api)
-    wh = hook(api, owner, "http://127.0.0.1:9/hook")
+    rec = receiver()
+    wh = hook(api, owner, rec.url)
     create_user(api, owner, ["sales"])
+    first = json.loads(rec.wait_calls(1)[0]["body"])["id"]
     path = f"/v1/webhooks/{wh['id']}/replay"
-    r = post(api, owner, path, {"since": "1-0"})  # older than anything the stream keeps
-    assert r.status_code == 410, r.text
-    assert r.json()["type"].endswith("/resync-required")
+    r = post(api, owner, path, {"since": "0-0"})  # nothing trimmed yet: everything
+    assert r.status_code == 202 and r.json()["replayed"] >= 1, r.text
+    rec.wait_calls(2)
     for body in ({}, {"since": "nope"}, {"since": 5}, {"since": "1-0", "x": 1}, {"since": "-1"}):
         r = post(api, owner, path, body)
         assert r.status_code in (400, 422), (body, r.text)
     r = post(api, owner, path, {"since": f"{int(time.time() * 1000) + 60000}-0"})
-    assert r.status_code == 202 and r.json()["replayed"] == 0, r.text
+    assert r.status_code == 410 and r.json()["type"].endswith("/resync-required"), r.text
+    for i in range(130):  # past the stream's 100 entries
+        r = post(api, owner, "/v1/crm/leads", {"name": f"Lead {i}", "email": f"l{i}-{time.time_ns()}@example.com"})
+        assert r.status_code == 201, r.text
+    for since in (first, "1-0"):
+        r = post(api, owner, path, {"since": since})
+        assert r.status_code == 410, r.text
+        assert r.json()["type"].endswith("/resync-required")
+    time.sleep(0.5)
+    assert len(rec.calls) == 2, "a refused replay sends nothing"
 
 
 def test_a_paused_webhook_logs_events_as_skipped_and_resuming_sends_only_later_ones(trellis, receiver):
