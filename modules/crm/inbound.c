@@ -175,7 +175,8 @@ secret_ok(struct tr_ctx *c, bson_t *set)
 		return false;
 	}
 	sodium_memzero(raw, sizeof(raw));
-	BSON_APPEND_UTF8(set, "_secret", bson_iter_utf8(&it, NULL));
+	/* a copy: set moves as it grows */
+	BSON_APPEND_UTF8(set, "_secret", tr_arena_strdup(c->req->arena, bson_iter_utf8(&it, NULL)));
 	BSON_APPEND_BOOL(set, "signed", true);
 	return true;
 }
