@@ -43,6 +43,10 @@ const char *tr_method_name(enum tr_method m);
  *   TR_XML_BODY    with TR_JSON_BODY: an application/xml body is taken too,
  *                  left as received in raw_body with body_xml set (a BPMN
  *                  file); the handler reads it.
+ *   TR_SIGNED      the body may come signed with the Standard Webhooks
+ *                  headers: the router keeps webhook-id, webhook-timestamp
+ *                  and webhook-signature in the request (req->webhook_*)
+ *                  and the raw body in raw_body; the handler verifies them.
  * Other routes are authenticated (401), rate limited (429), authorized
  * against the row's permission (403), and run on a worker thread with a
  * tenant-scoped database handle. */
@@ -53,6 +57,7 @@ enum tr_route_flags {
 	TR_INLINE = 1 << 3,
 	TR_PAGED = 1 << 4,
 	TR_XML_BODY = 1 << 5,
+	TR_SIGNED = 1 << 6,
 };
 
 #define TR_MAX_PARAMS 4
@@ -284,6 +289,8 @@ struct tr_req {
 	const char *api_key;	     /* X-API-Key, resolved on the worker */
 	const char *if_match;	     /* raw header or NULL */
 	const char *idempotency_key; /* raw header or NULL */
+	/* TR_SIGNED routes: the Standard Webhooks headers as received, or NULL */
+	const char *webhook_id, *webhook_timestamp, *webhook_signature;
 	struct tr_arena *arena;
 };
 

@@ -23,6 +23,8 @@ void crm_deals_stage(struct tr_ctx *c);
 void crm_deals_won(struct tr_ctx *c);
 void crm_deals_lost(struct tr_ctx *c);
 void crm_groups_members(struct tr_ctx *c);
+/* POST /v1/inbound/{token} (inbound.c): a partner's post, made a lead. */
+void crm_inbound_receive(struct tr_ctx *c);
 void crm_reports_funnel(struct tr_ctx *c);
 void crm_reports_abc_xyz(struct tr_ctx *c);
 void crm_reports_managers(struct tr_ctx *c);
@@ -37,7 +39,7 @@ extern const struct tr_timeline crm_timeline;
 /* Resources (one file per part of the CRM). */
 extern const struct tr_resource crm_leads, crm_clients, crm_contacts, crm_counterparties,
     crm_groups, crm_pipelines, crm_deals, crm_interactions, crm_tasks, crm_campaigns, crm_claims,
-    crm_fields;
+    crm_fields, crm_inbound_sources;
 
 /* Report totals (totals.c): the effects of deals, leads and clients on
  * registers; CRM_NAMES counts each client's name changes. */

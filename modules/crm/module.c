@@ -6,8 +6,9 @@
 /* The resources: each yields its list, create, get, change and delete
  * routes (resource.h). */
 static const struct tr_resource *const resources[] = {
-    &crm_leads, &crm_clients,	   &crm_counterparties, &crm_contacts,	&crm_groups, &crm_pipelines,
-    &crm_deals, &crm_interactions, &crm_tasks,		&crm_campaigns, &crm_claims, &crm_fields,
+    &crm_leads,	    &crm_clients, &crm_counterparties,	&crm_contacts, &crm_groups,
+    &crm_pipelines, &crm_deals,	  &crm_interactions,	&crm_tasks,    &crm_campaigns,
+    &crm_claims,    &crm_fields,  &crm_inbound_sources,
 };
 
 /* What is the CRM's own: actions on its records, and the reports. */
@@ -27,6 +28,11 @@ static const struct tr_route routes[] = {
      &crm_deals, NULL, NULL},
     {TR_POST, "/v1/crm/deals/{id}/lost", crm_deals_lost, "crm.deals.write", J,
      "Close a deal as lost, with a reason.", &crm_deals, NULL, NULL},
+    {TR_POST, "/v1/inbound/{token}", crm_inbound_receive, NULL, TR_PUBLIC | J | TR_SIGNED,
+     "A partner's post to an inbound source's url, made a lead (202); signed with Standard "
+     "Webhooks headers when the source has a secret; a webhook-id received before: 200, "
+     "nothing made.",
+     NULL, NULL, NULL},
     {TR_GET, "/v1/crm/reports/funnel", crm_reports_funnel, "crm.reports.read", 0,
      "Per stage of a pipeline: deals entered, still there, moved on, conversion; won/lost.", NULL,
      "pipeline_id from to", NULL},
@@ -72,6 +78,16 @@ static const struct tr_topic topics[] = {
     {"crm.claims", "crm.claims.read"},
 };
 
+/* Its configuration keys (config.h): inbound sources' limits. */
+static const struct tr_config_key config[] = {
+    {"inbound_rate_rps", TR_CONFIG_INT, "5", 1, 100000,
+     "Posts a second one inbound source takes (token bucket per source)."},
+    {"inbound_rate_burst", TR_CONFIG_INT, "20", 1, 1000000,
+     "Bucket size of the per-source rate limit of inbound posts."},
+    {"inbound_tolerance_s", TR_CONFIG_INT, "300", 10, 86400,
+     "Seconds a signed inbound post's webhook-timestamp may be from now."},
+};
+
 const struct tr_module tr_crm_module = {
     .name = "crm",
     .permissions = permissions,
@@ -86,6 +102,8 @@ const struct tr_module tr_crm_module = {
     .njobs = sizeof(jobs) / sizeof(jobs[0]),
     .effects = crm_effects,
     .neffects = CRM_NEFFECTS,
+    .config = config,
+    .nconfig = sizeof(config) / sizeof(config[0]),
     .migrations = "modules/crm/migrations",
     .timeline = &crm_timeline,
 };

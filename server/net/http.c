@@ -568,6 +568,11 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 		return 0;
 	ex->req.if_match = header(ex, WSI_TOKEN_HTTP_IF_MATCH);
 	ex->req.idempotency_key = custom_header(ex, "idempotency-key:");
+	if (ex->req.route->flags & TR_SIGNED) {
+		ex->req.webhook_id = custom_header(ex, "webhook-id:");
+		ex->req.webhook_timestamp = custom_header(ex, "webhook-timestamp:");
+		ex->req.webhook_signature = custom_header(ex, "webhook-signature:");
+	}
 
 	if (ex->content_length > H.cfg->body_limit) {
 		if (ex->content_length > (long long)H.cfg->body_limit * DISCARD_FACTOR) {

@@ -294,6 +294,8 @@ static const struct {
     {TR_POST, "/v1/jobs/{id}/retry", 202, 0, NULL},
     {TR_POST, "/v1/webhooks/{id}/deliveries/{did}/replay", 202, 0, NULL},
     {TR_POST, "/v1/webhooks/{id}/replay", 202, 0, NULL},
+    /* 200: a webhook-id received before answers what it made */
+    {TR_POST, "/v1/inbound/{token}", 202, 200, NULL},
     {TR_GET, "/metrics", 200, 0, "text/plain"},
     {TR_GET, "/v1/ws", 101, 0, ""},
 };
@@ -621,6 +623,15 @@ operation(bson_t *path_item, const struct tr_route *r, const char *module, struc
 		header_param(&params, "Idempotency-Key", "^([!-~]{1,255}|)$",
 			     "The same key with the same body within 24 h answers the first "
 			     "response again; with another body, 422.");
+	if (r->flags & TR_SIGNED) {
+		header_param(&params, "webhook-id", "^[!-~]{1,200}$",
+			     "Standard Webhooks: the message id; a second delivery of the same "
+			     "id makes nothing new.");
+		header_param(&params, "webhook-timestamp", "^[0-9]{1,12}$",
+			     "Standard Webhooks: Unix seconds; more than the tolerance away: 401.");
+		header_param(&params, "webhook-signature", "^[!-~ ]{1,2000}$",
+			     "Standard Webhooks: space-separated v1,<base64 HMAC-SHA256>.");
+	}
 	bson_append_array_end(&op, &params.b);
 	request_body(&op, r);
 	security_of(&op, r);
