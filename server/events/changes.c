@@ -226,8 +226,8 @@ tr_events_after(const char *tenant_hex, const char *after, int max,
 				freeReplyObject(r);
 				return TR_ENOMEM;
 			}
-			int n = snprintf(json, len + 1, "{\"id\":\"%s\",%.*s", last, (int)e.tail_len,
-					 e.tail);
+			int n = snprintf(json, len + 1, "{\"id\":\"%s\",%.*s", last,
+					 (int)e.tail_len, e.tail);
 			stop = visit(arg, last, tr_topic_name(e.topic), json, (size_t)n) != 0;
 			free(json);
 		}
