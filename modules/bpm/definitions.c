@@ -558,7 +558,7 @@ newest_cb(void *arg, const bson_t *res)
 int
 bpm_def_get(struct tr_db *db, const char *id, bson_t *out)
 {
-	return tr_db_get(db, BPM_DEFS, id, out);
+	return tr_db_get_immutable(db, BPM_DEFS, id, out); /* a version never changes */
 }
 
 int
@@ -583,7 +583,7 @@ bpm_def_load(struct tr_db *db, const char *key, long long n, bson_t *out)
 	if (!w.n)
 		return TR_ENOTFOUND;
 	bson_destroy(out);
-	return tr_db_get(db, BPM_DEFS, w.id, out);
+	return tr_db_get_immutable(db, BPM_DEFS, w.id, out);
 }
 
 /* The definition as the API shows it: the stored fields, its version as

@@ -849,38 +849,49 @@ token_effects(struct tr_db *db, const char *tenant, const bson_t *inst, const bs
 	return TR_OK; /* a gateway holding a failed instance's place */
 }
 
+/* The move's history entries in one insert; their ids come from the
+ * instance's version, so a settle writing them again adds only what is
+ * missing. */
 static void
 write_history(struct tr_db *db, const char *ihex, long long version, const struct run *r,
 	      const char *by)
 {
+	bson_t docs[MAX_HISTORY];
+	const bson_t *all[MAX_HISTORY];
+	bson_oid_t iid;
+	int rc;
+
+	if (r->nhist == 0)
+		return;
+	bson_oid_init_from_string(&iid, ihex);
 	for (int i = 0; i < r->nhist; i++) {
-		bson_t doc = BSON_INITIALIZER, stored;
-		bson_oid_t oid, iid;
+		bson_t *doc = &docs[i];
+		bson_oid_t oid;
 		char seed[80], id[25];
+		bson_init(doc);
 		snprintf(seed, sizeof(seed), "hist:%s:%lld:%d", ihex, version, i);
 		bpm_derived_id(seed, id);
 		bson_oid_init_from_string(&oid, id);
-		bson_oid_init_from_string(&iid, ihex);
-		BSON_APPEND_OID(&doc, "_id", &oid);
-		BSON_APPEND_OID(&doc, "instance_id", &iid);
-		BSON_APPEND_INT64(&doc, "seq", version * 1000 + i);
-		BSON_APPEND_UTF8(&doc, "node_id", r->hist[i].node);
-		BSON_APPEND_UTF8(&doc, "action", r->hist[i].what);
+		BSON_APPEND_OID(doc, "_id", &oid);
+		BSON_APPEND_OID(doc, "instance_id", &iid);
+		BSON_APPEND_INT64(doc, "seq", version * 1000 + i);
+		BSON_APPEND_UTF8(doc, "node_id", r->hist[i].node);
+		BSON_APPEND_UTF8(doc, "action", r->hist[i].what);
 		if (by && tr_is_object_id(by)) {
 			bson_oid_t u;
 			bson_oid_init_from_string(&u, by);
-			BSON_APPEND_OID(&doc, "by", &u);
+			BSON_APPEND_OID(doc, "by", &u);
 		} else {
-			BSON_APPEND_NULL(&doc, "by");
+			BSON_APPEND_NULL(doc, "by");
 		}
-		BSON_APPEND_DATE_TIME(&doc, "at", r->now);
-		int rc = tr_db_insert(db, BPM_HISTORY, &doc, &stored);
-		if (rc != TR_OK && rc != TR_EDUPLICATE)
-			tr_warn("bpm: history of instance %s not written (%s)", ihex,
-				tr_strerror(rc));
-		bson_destroy(&doc);
-		bson_destroy(&stored);
+		BSON_APPEND_DATE_TIME(doc, "at", r->now);
+		all[i] = doc;
 	}
+	rc = tr_db_insert_batch(db, BPM_HISTORY, all, (size_t)r->nhist);
+	if (rc != TR_OK)
+		tr_warn("bpm: history of instance %s not written (%s)", ihex, tr_strerror(rc));
+	for (int i = 0; i < r->nhist; i++)
+		bson_destroy(&docs[i]);
 }
 
 static void

@@ -346,6 +346,76 @@ tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out)
 	return rc;
 }
 
+/* The cache of tr_db_get_immutable: a few records, replaced round robin.
+ * Small records only, so that it stays a few megabytes whatever is read. */
+#define IMMUTABLE_SLOTS 64
+#define IMMUTABLE_MAX_BYTES (128 * 1024)
+
+static struct {
+	pthread_mutex_t lock;
+	unsigned next;
+	struct {
+		bson_oid_t tenant, id;
+		char coll[48];
+		bson_t *doc; /* NULL: empty */
+	} slot[IMMUTABLE_SLOTS];
+} immutable = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static bool
+immutable_lookup(const bson_oid_t *tenant, const char *coll, const bson_oid_t *id, bson_t *out)
+{
+	bool hit = false;
+
+	pthread_mutex_lock(&immutable.lock);
+	for (unsigned i = 0; i < IMMUTABLE_SLOTS && !hit; i++)
+		if (immutable.slot[i].doc && bson_oid_equal(&immutable.slot[i].id, id) &&
+		    bson_oid_equal(&immutable.slot[i].tenant, tenant) &&
+		    strcmp(immutable.slot[i].coll, coll) == 0) {
+			bson_copy_to(immutable.slot[i].doc, out);
+			hit = true;
+		}
+	pthread_mutex_unlock(&immutable.lock);
+	return hit;
+}
+
+static void
+immutable_keep(const bson_oid_t *tenant, const char *coll, const bson_oid_t *id, const bson_t *doc)
+{
+	bson_t *copy;
+	unsigned i;
+
+	if (doc->len > IMMUTABLE_MAX_BYTES || strlen(coll) >= sizeof(immutable.slot[0].coll))
+		return;
+	if (!(copy = bson_copy(doc)))
+		return;
+	pthread_mutex_lock(&immutable.lock);
+	i = immutable.next++ % IMMUTABLE_SLOTS;
+	if (immutable.slot[i].doc)
+		bson_destroy(immutable.slot[i].doc);
+	immutable.slot[i].tenant = *tenant;
+	immutable.slot[i].id = *id;
+	snprintf(immutable.slot[i].coll, sizeof(immutable.slot[i].coll), "%s", coll);
+	immutable.slot[i].doc = copy;
+	pthread_mutex_unlock(&immutable.lock);
+}
+
+int
+tr_db_get_immutable(struct tr_db *db, const char *coll, const char *id, bson_t *out)
+{
+	bson_oid_t oid;
+	int rc;
+
+	if (!db->has_tenant || !tr_is_object_id(id))
+		return tr_db_get(db, coll, id, out);
+	bson_oid_init_from_string(&oid, id);
+	if (immutable_lookup(&db->tenant_id, coll, &oid, out))
+		return TR_OK;
+	rc = tr_db_get(db, coll, id, out);
+	if (rc == TR_OK)
+		immutable_keep(&db->tenant_id, coll, &oid, out);
+	return rc;
+}
+
 /* filter + tenant_id; fields named tenant_id in the caller's filter are
  * dropped, so a filter can never widen the scope. */
 void

@@ -54,6 +54,12 @@ int tr_db_each_global(struct tr_db *db, const char *coll, const bson_t *filter,
  * TR_EDUPLICATE when a unique index refuses it. */
 int tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_t *stored);
 
+/* Inserts n records of a collection without effects (no counters, no
+ * unique fields claimed: TR_EINVALID otherwise) in one command, each as
+ * tr_db_insert would. A record whose id exists already is left as it is,
+ * so a retry with the same ids writes only what an earlier try did not. */
+int tr_db_insert_batch(struct tr_db *db, const char *coll, const bson_t *const *fields, size_t n);
+
 /* Writes records already in their stored shape (_id, tenant_id, fields,
  * created_at, updated_at, version: a history imported at once, such as the
  * demo seed's) for the handle's tenant, giving each its list position in
@@ -74,6 +80,13 @@ int tr_db_once(struct tr_db *db, const char *key);
 
 /* The record with this id (24 hex); TR_ENOTFOUND for a malformed id too. */
 int tr_db_get(struct tr_db *db, const char *coll, const char *id, bson_t *out);
+
+/* tr_db_get for records that are never changed once written (a process
+ * definition's version): answered from a small per-process cache after
+ * the first read, keyed by tenant, collection and id. Only for
+ * collections whose records are never updated in place: a cached copy is
+ * never checked again. Any thread. */
+int tr_db_get_immutable(struct tr_db *db, const char *coll, const char *id, bson_t *out);
 
 /* The first record matching filter (tenant added), or TR_ENOTFOUND. */
 int tr_db_find_one(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);

@@ -302,19 +302,51 @@ tr_db_conflict_version(const struct tr_db *db)
 
 /* ---- inserts ---- */
 
+/* A new record in its stored shape into doc (initialised by the caller):
+ * the id the fields name (an ObjectId, e.g. to make a create idempotent)
+ * or a new one into *oid, the tenant, the fields but the layer's own, the
+ * times, version 1 and its list position. */
+static int
+new_record(struct tr_db *db, const char *coll, const bson_t *fields, int64_t now, bson_oid_t *oid,
+	   bson_t *doc)
+{
+	bson_iter_t it;
+	int64_t bucket = 0;
+	char day[16];
+	int rc;
+
+	if (bson_iter_init_find(&it, fields, "_id") && BSON_ITER_HOLDS_OID(&it))
+		bson_oid_copy(bson_iter_oid(&it), oid);
+	else
+		bson_oid_init(oid, NULL);
+	BSON_APPEND_OID(doc, "_id", oid);
+	BSON_APPEND_OID(doc, "tenant_id", &db->tenant_id);
+	if (bson_iter_init(&it, fields))
+		while (bson_iter_next(&it))
+			if (!tr_db_reserved_field(bson_iter_key(&it)))
+				bson_append_iter(doc, bson_iter_key(&it), -1, &it);
+	BSON_APPEND_DATE_TIME(doc, "created_at", now);
+	BSON_APPEND_DATE_TIME(doc, "updated_at", now);
+	BSON_APPEND_INT64(doc, "version", 1);
+	tr_format_day(now, day);
+	BSON_APPEND_UTF8(doc, "_cd", day);
+	if ((rc = tr_seq_bucket_for_insert(db, coll, &bucket)) != TR_OK)
+		return rc;
+	tr_seq_stamp(db, doc, bucket);
+	return TR_OK;
+}
+
 int
 tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_t *stored)
 {
 	bson_t doc = BSON_INITIALIZER;
 	bson_error_t error;
-	bson_iter_t it;
 	bson_oid_t oid;
 	mongoc_collection_t *c = NULL;
 	struct claim cl = {.fx = BSON_INITIALIZER};
-	int64_t now = tr_now_ms(), bucket = 0;
+	int64_t now = tr_now_ms();
 	uint64_t t0 = tr_mono_ns();
 	bool claimed = false;
-	char day[16];
 	int rc = TR_OK;
 
 	bson_init(stored);
@@ -322,27 +354,8 @@ tr_db_insert(struct tr_db *db, const char *coll, const bson_t *fields, bson_t *s
 		rc = TR_EINVALID;
 		goto out;
 	}
-	/* The caller may choose the id (an ObjectId), e.g. to make a create
-	 * idempotent; otherwise a new one. */
-	if (bson_iter_init_find(&it, fields, "_id") && BSON_ITER_HOLDS_OID(&it))
-		bson_oid_copy(bson_iter_oid(&it), &oid);
-	else
-		bson_oid_init(&oid, NULL);
-	BSON_APPEND_OID(&doc, "_id", &oid);
-	BSON_APPEND_OID(&doc, "tenant_id", &db->tenant_id);
-	if (bson_iter_init(&it, fields))
-		while (bson_iter_next(&it))
-			if (!tr_db_reserved_field(bson_iter_key(&it)))
-				bson_append_iter(&doc, bson_iter_key(&it), -1, &it);
-	BSON_APPEND_DATE_TIME(&doc, "created_at", now);
-	BSON_APPEND_DATE_TIME(&doc, "updated_at", now);
-	BSON_APPEND_INT64(&doc, "version", 1);
-	tr_format_day(now, day);
-	BSON_APPEND_UTF8(&doc, "_cd", day);
-	rc = tr_seq_bucket_for_insert(db, coll, &bucket);
-	if (rc != TR_OK)
+	if ((rc = new_record(db, coll, fields, now, &oid, &doc)) != TR_OK)
 		goto out;
-	tr_seq_stamp(db, &doc, bucket);
 	/* a record with effects is created under a claim of version 0 */
 	bson_destroy(&cl.fx);
 	if ((rc = tr_dbw_compute_fx(coll, NULL, &doc, &cl.fx, &cl.nfx)) != TR_OK)
@@ -374,6 +387,76 @@ out:
 	mongoc_collection_destroy(c);
 	bson_destroy(&doc);
 	bson_destroy(&cl.fx);
+	return rc;
+}
+
+/* True when every error of a failed unordered insert_many is a duplicate
+ * id (the records an earlier try wrote). */
+static bool
+only_duplicates(const bson_t *reply)
+{
+	bson_iter_t it, errs, e;
+	bool any = false;
+
+	if (!bson_iter_init_find(&it, reply, "writeErrors") || !BSON_ITER_HOLDS_ARRAY(&it) ||
+	    !bson_iter_recurse(&it, &errs))
+		return false;
+	while (bson_iter_next(&errs)) {
+		if (!BSON_ITER_HOLDS_DOCUMENT(&errs) || !bson_iter_recurse(&errs, &e) ||
+		    !bson_iter_find(&e, "code"))
+			return false;
+		int64_t code = bson_iter_as_int64(&e);
+		if (code != 11000 && code != 11001)
+			return false;
+		any = true;
+	}
+	return any;
+}
+
+int
+tr_db_insert_batch(struct tr_db *db, const char *coll, const bson_t *const *fields, size_t n)
+{
+	bson_t **docs = NULL, opts = BSON_INITIALIZER, reply;
+	bson_error_t error;
+	bson_oid_t oid;
+	mongoc_collection_t *c = NULL;
+	int64_t now = tr_now_ms();
+	uint64_t t0 = tr_mono_ns();
+	size_t made = 0;
+	int rc = TR_OK;
+
+	bson_init(&reply);
+	if (!db->has_tenant)
+		return TR_EINVALID;
+	if (n == 0)
+		return TR_OK;
+	if (!(docs = calloc(n, sizeof(*docs))))
+		return TR_ENOMEM;
+	for (; made < n && rc == TR_OK; made++) {
+		bson_t fx = BSON_INITIALIZER;
+		int nfx = 0;
+		docs[made] = bson_new();
+		if ((rc = new_record(db, coll, fields[made], now, &oid, docs[made])) == TR_OK &&
+		    (rc = tr_dbw_compute_fx(coll, NULL, docs[made], &fx, &nfx)) == TR_OK && nfx > 0)
+			rc = TR_EINVALID; /* effects are claimed one record at a time */
+		bson_destroy(&fx);
+	}
+	if (rc != TR_OK)
+		goto out;
+	BSON_APPEND_BOOL(&opts, "ordered", false);
+	c = tr_db_collection(db, coll);
+	bson_destroy(&reply);
+	if (!mongoc_collection_insert_many(c, (const bson_t **)docs, n, &opts, &reply, &error) &&
+	    !only_duplicates(&reply))
+		rc = tr_db_fail("insert", coll, &error);
+out:
+	for (size_t i = 0; i < made; i++)
+		bson_destroy(docs[i]);
+	free(docs);
+	mongoc_collection_destroy(c);
+	bson_destroy(&opts);
+	bson_destroy(&reply);
+	db->elapsed_ns += tr_mono_ns() - t0;
 	return rc;
 }
 

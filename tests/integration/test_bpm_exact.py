@@ -163,7 +163,8 @@ def test_a_process_killed_in_the_middle_of_a_service_step_ships_once_after_resta
                     timeout=60, what="the step run again to its end")
     assert [s["action"] for s in done["steps"]] == ["erp.ship_order"]
     target = at_proc(fresh)
-    assert stock(target, owner, p1, w)["on_hand"] == 8 and stock(target, owner, p2, w)["on_hand"] == 7
+    left = (stock(target, owner, p1, w)["on_hand"], stock(target, owner, p2, w)["on_hand"])
+    assert left == (8, 7), left
     shipments = requests.get(fresh.url("/v1/erp/shipments"), params={"order_id": order["id"]},
                              headers=owner.headers, timeout=30).json()["items"]
     assert len(shipments) == 1, shipments
