@@ -18,3 +18,12 @@ tr_directory_head_of(struct tr_db *db, const char *user_hex, char out[25])
 		}
 	return TR_ENOTFOUND;
 }
+
+int
+tr_directory_users_with_role(struct tr_db *db, const char *role, char (*out)[25], int max)
+{
+	for (size_t m = 0; m < tr_nmodules; m++)
+		if (tr_modules[m]->users_with_role)
+			return tr_modules[m]->users_with_role(db, role, out, max);
+	return 0;
+}

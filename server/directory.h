@@ -16,4 +16,9 @@ struct tr_db;
  * threads (it reads the database). */
 int tr_directory_head_of(struct tr_db *db, const char *user_hex, char out[25]);
 
+/* The active users holding role in db's tenant (module.h,
+ * tr_module.users_with_role), at most max, into out: how many (0 when no
+ * module answers), or a negative TR_E* code. Worker threads. */
+int tr_directory_users_with_role(struct tr_db *db, const char *role, char (*out)[25], int max);
+
 #endif

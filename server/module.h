@@ -212,6 +212,12 @@ struct tr_module {
 	 * Worker threads; others reach it through tr_directory_head_of
 	 * (directory.h). */
 	int (*head_of)(struct tr_db *db, const char *user_hex, char out_user_hex[25]);
+	/* The directory's other question (the BPM, telling the holders of a
+	 * role a step is offered to them): the active users of db's tenant
+	 * who hold role, at most max of them, into out (24 hex, lower case):
+	 * how many, or a negative TR_E* code. Worker threads; others reach it
+	 * through tr_directory_users_with_role (directory.h). */
+	int (*users_with_role)(struct tr_db *db, const char *role, char (*out)[25], int max);
 	const struct tr_route *routes;
 	size_t nroutes;
 	/* Each yields its list, create, get, change and delete routes

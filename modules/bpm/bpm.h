@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "events.h"
 #include "jobs.h"
 #include "module.h"
 
@@ -116,6 +117,12 @@ int bpm_every_run(struct tr_db *db, const char *tenant, const char *def_id, cons
 /* ---- configuration ---- */
 long bpm_settle_after_ms(void);
 int bpm_step_attempts(void);
+
+/* Who hears of a task under ":own" (events.h, owners): its assignee, or
+ * when it has none the active holders of its candidate roles (at most
+ * TR_AUDIENCE_MAX; more holders than that hear only with the full read
+ * permission). How many, into out. Worker threads (it reads users). */
+int bpm_task_audience(struct tr_db *db, const bson_t *task, char out[TR_OWNERS_LEN]);
 
 /* ---- routes (definitions.c, instances.c, tasks.c) ---- */
 void bpm_definition_create(struct tr_ctx *c);

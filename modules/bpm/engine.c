@@ -599,13 +599,13 @@ bpm_job_schedule(const char *tenant, const char *kind, const char *instance, con
 }
 
 static void
-emit_task(const char *tenant, const char *event, const bson_t *task)
+emit_task(struct tr_db *db, const char *tenant, const char *event, const bson_t *task)
 {
 	bson_t data = BSON_INITIALIZER;
-	char id[25], owner[25];
+	char id[25], owner[TR_OWNERS_LEN];
 
 	hex_of(task, "_id", id);
-	hex_of(task, "assignee_id", owner);
+	bpm_task_audience(db, task, owner);
 	tr_render_resource(task, &data);
 	tr_emit_background(tenant, "bpm.tasks", event, id, owner[0] ? owner : NULL, &data);
 	bson_destroy(&data);
@@ -715,7 +715,7 @@ make_task(struct tr_db *db, const char *tenant, const bson_t *inst, const bson_t
 
 	rc = tr_db_insert(db, BPM_TASKS, &doc, &stored);
 	if (rc == TR_OK)
-		emit_task(tenant, "bpm.task.assigned", &stored);
+		emit_task(db, tenant, "bpm.task.assigned", &stored);
 	else if (rc == TR_EDUPLICATE)
 		rc = TR_OK; /* made before */
 	bson_destroy(&doc);
@@ -953,7 +953,7 @@ after_write(struct tr_db *db, const bson_t *inst, const bson_t *def, struct run 
 			if (tr_db_update(db, BPM_TASKS, r->interrupted,
 					 tr_doc_int(&task, "version", 0), &set, NULL,
 					 &out) == TR_OK) {
-				emit_task(tenant, "bpm.task.cancelled", &out);
+				emit_task(db, tenant, "bpm.task.cancelled", &out);
 				bson_destroy(&out);
 			}
 		}
@@ -1327,7 +1327,7 @@ bpm_cancel(struct tr_db *db, const char *id, const char *by, bson_t *report, bso
 				if (tr_db_update(db, BPM_TASKS, tid,
 						 tr_doc_int(&task, "version", 0), &tset, NULL,
 						 &tout) == TR_OK) {
-					emit_task(tenant, "bpm.task.cancelled", &tout);
+					emit_task(db, tenant, "bpm.task.cancelled", &tout);
 					bson_destroy(&tout);
 				}
 			}

@@ -201,9 +201,8 @@ escalate(struct tr_db *db, const char *tenant, const char *instance, const char 
 			  &after);
 	if (rc == TR_OK) {
 		bson_t data = BSON_INITIALIZER;
-		char owner[25] = "";
-		if (bson_iter_init_find(&it, &after, "assignee_id") && BSON_ITER_HOLDS_OID(&it))
-			bson_oid_to_string(bson_iter_oid(&it), owner);
+		char owner[TR_OWNERS_LEN];
+		bpm_task_audience(db, &after, owner);
 		tr_render_resource(&after, &data);
 		tr_emit_background(tenant, "bpm.tasks", "bpm.task.escalated", task_id,
 				   owner[0] ? owner : NULL, &data);

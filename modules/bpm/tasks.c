@@ -10,6 +10,7 @@
 
 #include "bpm.h"
 #include "db.h"
+#include "directory.h"
 #include "events.h"
 #include "json.h"
 #include "log.h"
@@ -73,6 +74,39 @@ assignee_of(const bson_t *task, char out[25])
 		bson_oid_to_string(&oid, out);
 }
 
+int
+bpm_task_audience(struct tr_db *db, const bson_t *task, char out[TR_OWNERS_LEN])
+{
+	char users[TR_AUDIENCE_MAX][25];
+	bson_iter_t it, arr;
+	int n = 0;
+
+	assignee_of(task, out);
+	if (out[0])
+		return 1;
+	if (bson_iter_init_find(&it, task, "candidate_roles") && bson_iter_recurse(&it, &arr))
+		while (bson_iter_next(&arr) && n < TR_AUDIENCE_MAX) {
+			char got[TR_AUDIENCE_MAX][25];
+			int k;
+			if (!BSON_ITER_HOLDS_UTF8(&arr))
+				continue;
+			k = tr_directory_users_with_role(db, bson_iter_utf8(&arr, NULL), got,
+							 TR_AUDIENCE_MAX);
+			for (int i = 0; i < k && n < TR_AUDIENCE_MAX; i++) {
+				bool seen = false;
+				for (int j = 0; j < n && !seen; j++)
+					seen = strcmp(users[j], got[i]) == 0;
+				if (!seen)
+					memcpy(users[n++], got[i], 25);
+			}
+		}
+	for (int i = 0; i < n; i++) {
+		memcpy(out + i * 25, users[i], 24);
+		out[i * 25 + 24] = i + 1 < n ? ',' : '\0';
+	}
+	return n;
+}
+
 /* The task, if the caller may see it: a manager any, others theirs and
  * those offered to their roles. 404 otherwise. */
 static bool
@@ -96,17 +130,26 @@ load_task(struct tr_ctx *c, bson_t *task)
 
 /* Emits a task event from a request; the assignee is its owner, so
  * ":own" readers get the events of their own tasks. */
+/* The event of task as it is now, heard by the audience of heard_by (the
+ * task before the change: a claim is heard by every candidate, so that
+ * the task leaves their inboxes). */
 static void
-emit(struct tr_ctx *c, const char *event, const bson_t *task)
+emit_to(struct tr_ctx *c, const char *event, const bson_t *task, const bson_t *heard_by)
 {
 	bson_t data = BSON_INITIALIZER;
-	char who[25];
+	char who[TR_OWNERS_LEN];
 
-	assignee_of(task, who);
+	bpm_task_audience(c->db, heard_by, who);
 	tr_render_resource(task, &data);
 	tr_emit_data(c, "bpm.tasks", event, tr_doc_str(&data, "id") ? tr_doc_str(&data, "id") : "",
 		     who[0] ? who : NULL, &data);
 	bson_destroy(&data);
+}
+
+static void
+emit(struct tr_ctx *c, const char *event, const bson_t *task)
+{
+	emit_to(c, event, task, task);
 }
 
 void
@@ -241,7 +284,7 @@ bpm_task_claim(struct tr_ctx *c)
 	rc = tr_db_update(c->db, BPM_TASKS, tr_param(c, 0), tr_doc_int(&task, "version", 0), &set,
 			  NULL, &after);
 	if (rc == TR_OK)
-		emit(c, "bpm.task.claimed", &after);
+		emit_to(c, "bpm.task.claimed", &after, &task);
 	reply_change(c, rc, &after);
 out:
 	bson_destroy(&task);

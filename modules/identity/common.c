@@ -76,6 +76,43 @@ identity_has_role(const bson_t *user, const char *role)
 	return false;
 }
 
+struct holders {
+	char (*out)[25];
+	int max, n;
+};
+
+static int
+holder_cb(void *arg, const bson_t *user)
+{
+	struct holders *h = arg;
+	bson_iter_t it;
+
+	if (bson_iter_init_find(&it, user, "active") && BSON_ITER_HOLDS_BOOL(&it) &&
+	    !bson_iter_bool(&it))
+		return 0;
+	if (!bson_iter_init_find(&it, user, "id") || !BSON_ITER_HOLDS_UTF8(&it) ||
+	    !tr_is_object_id(bson_iter_utf8(&it, NULL)))
+		return 0;
+	snprintf(h->out[h->n], 25, "%s", bson_iter_utf8(&it, NULL));
+	return ++h->n >= h->max; /* enough: stop */
+}
+
+/* tr_module.users_with_role: the array field matches any of its items. */
+int
+identity_users_with_role(struct tr_db *db, const char *role, char (*out)[25], int max)
+{
+	struct holders h = {out, max, 0};
+	bson_t *filter;
+	int rc;
+
+	if (max <= 0 || !tr_role_name_valid(role))
+		return 0;
+	filter = BCON_NEW("roles", BCON_UTF8(role));
+	rc = tr_db_each(db, USERS, filter, holder_cb, &h);
+	bson_destroy(filter);
+	return rc < 0 ? rc : h.n; /* 1: the visitor stopped it */
+}
+
 static int
 by_string(const void *a, const void *b)
 {

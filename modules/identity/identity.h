@@ -68,5 +68,7 @@ int identity_refresh_sessions(struct tr_db *db, const bson_t *user);
 bool identity_roles_known(struct tr_ctx *c, const bson_t *set);
 /* True when the user document holds the role. */
 bool identity_has_role(const bson_t *user, const char *role);
+/* The active users holding role (tr_module.users_with_role). */
+int identity_users_with_role(struct tr_db *db, const char *role, char (*out)[25], int max);
 
 #endif

@@ -78,6 +78,7 @@ static const struct tr_config_key config[] = {
 const struct tr_module tr_identity_module = {
     .name = "identity",
     .authenticate_key = identity_authenticate_key,
+    .users_with_role = identity_users_with_role,
     .permissions = permissions,
     .npermissions = sizeof(permissions) / sizeof(permissions[0]),
     .topics = topics,

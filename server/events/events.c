@@ -126,7 +126,40 @@ tr_event_visible(int topic, const char *owner, unsigned topics, unsigned own_onl
 	bit = 1u << topic;
 	if (!(topics & bit))
 		return false;
-	return !(own_only & bit) || strcmp(owner, user_hex) == 0;
+	return !(own_only & bit) || tr_owners_has(owner, user_hex);
+}
+
+bool
+tr_owners_parse(const char *s, size_t len, char out[TR_OWNERS_LEN])
+{
+	size_t n = 0;
+
+	out[0] = '\0';
+	if (len == 0 || len >= TR_OWNERS_LEN || (len + 1) % 25 != 0)
+		return false;
+	for (size_t at = 0; at < len; at += 25, n++) {
+		char id[25];
+		memcpy(id, s + at, 24);
+		id[24] = '\0';
+		if (!tr_is_object_id(id) || (at + 24 < len && s[at + 24] != ','))
+			return false;
+	}
+	memcpy(out, s, len);
+	out[len] = '\0';
+	return n <= TR_AUDIENCE_MAX;
+}
+
+bool
+tr_owners_has(const char *owners, const char *user_hex)
+{
+	size_t len = strlen(owners);
+
+	if (strlen(user_hex) != 24)
+		return false;
+	for (size_t at = 0; at + 24 <= len; at += 25)
+		if (memcmp(owners + at, user_hex, 24) == 0)
+			return true;
+	return false;
 }
 
 /* ---- emitting (worker thread) ---- */
@@ -270,8 +303,8 @@ tr_emit_background(const char *tenant_hex, const char *topic, const char *event,
 	memcpy(ev.tenant, tenant_hex, 25);
 	snprintf(ev.topic, sizeof(ev.topic), "%s", topic);
 	snprintf(ev.event, sizeof(ev.event), "%s", event);
-	if (owner && tr_is_object_id(owner))
-		memcpy(ev.owner, owner, 25);
+	if (owner)
+		tr_owners_parse(owner, strlen(owner), ev.owner);
 	/* The subscribers are read on a connection of their own before this
 	 * one is taken: holding two at once deadlocks a drained pool. */
 	struct tr_db *tdb = tr_db_for_tenant(tenant_hex);
@@ -327,8 +360,8 @@ tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char 
 	memcpy(ev->tenant, p->tenant_hex, 25);
 	snprintf(ev->topic, sizeof(ev->topic), "%s", topic);
 	snprintf(ev->event, sizeof(ev->event), "%s", event);
-	if (owner && tr_is_object_id(owner))
-		memcpy(ev->owner, owner, 25);
+	if (owner)
+		tr_owners_parse(owner, strlen(owner), ev->owner);
 
 	find_subscribers(c->db, ev);
 

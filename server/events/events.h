@@ -31,8 +31,22 @@ struct uv_loop_s;
 int tr_emit(struct tr_ctx *c, const char *topic, const char *event, const char *entity_id,
 	    const bson_t *stored);
 
-/* The same with the resource already rendered (data) and its owner (24
- * hex, or NULL). */
+/* Who an event is for under ":own" (tr_event_visible): its record's
+ * owner, or for a record several people may act on (a step offered to the
+ * holders of a role) up to TR_AUDIENCE_MAX user ids, comma-separated.
+ * TR_OWNERS_LEN holds the longest list and its NUL. */
+#define TR_AUDIENCE_MAX 16
+#define TR_OWNERS_LEN (TR_AUDIENCE_MAX * 25)
+
+/* A list of owners (above) of len bytes into out: false, out "", when it
+ * is not one (empty, over TR_AUDIENCE_MAX, not ids). */
+bool tr_owners_parse(const char *s, size_t len, char out[TR_OWNERS_LEN]);
+
+/* Is user_hex among owners? */
+bool tr_owners_has(const char *owners, const char *user_hex);
+
+/* The same with the resource already rendered (data) and who it is for
+ * (owners, above; NULL for no one). */
 int tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const char *entity_id,
 		 const char *owner, const bson_t *data);
 
@@ -50,9 +64,9 @@ struct tr_event_out {
 	char tenant[25];
 	char outbox_id[25]; /* "" when the outbox write failed */
 	char topic[48];
-	char event[64]; /* "crm.deal.won" */
-	char owner[25];
-	char *tail; /* the event frame after its id: "\"topic\":...}" */
+	char event[64];		   /* "crm.deal.won" */
+	char owner[TR_OWNERS_LEN]; /* owners, above */
+	char *tail;		   /* the event frame after its id: "\"topic\":...}" */
 	size_t tail_len;
 	char subscribers[TR_MAX_SUBSCRIBERS][25]; /* of the event sink, who get the event */
 	int nsubscribers;
@@ -87,10 +101,10 @@ struct tr_evid {
 bool tr_evid_parse(const char *s, size_t len, struct tr_evid *out);
 int tr_evid_cmp(const struct tr_evid *a, const struct tr_evid *b);
 
-/* May a reader see an event of topic (tr_topic_find's index) whose record
- * owner is owner ("" for none)? topics has a bit per topic the reader
+/* May a reader see an event of topic (tr_topic_find's index) whose
+ * owners (above; "" for none) are owner? topics has a bit per topic the reader
  * takes; own_only a bit per topic it may read only as ":own"
- * (tr_topic_may_read), where only the events of user_hex's own records
+ * (tr_topic_may_read), where only the events whose owners include user_hex
  * pass. The one rule of WebSocket delivery and the changes feed. */
 bool tr_event_visible(int topic, const char *owner, unsigned topics, unsigned own_only,
 		      const char *user_hex);

@@ -84,10 +84,8 @@ tr_stream_entry_parse(const redisReply *e, struct tr_stream_entry *out)
 	if (out->topic < 0)
 		return false;
 	out->owner[0] = '\0';
-	if (o && o->len == 24) {
-		memcpy(out->owner, o->str, 24);
-		out->owner[24] = '\0';
-	}
+	if (o)
+		tr_owners_parse(o->str, o->len, out->owner);
 	out->tail = b->str;
 	out->tail_len = b->len;
 	return true;

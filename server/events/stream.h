@@ -36,8 +36,8 @@ struct tr_stream_entry {
 	struct tr_evid id;
 	const char *id_str;
 	size_t id_len;
-	int topic;	/* tr_topic_find's index */
-	char owner[25]; /* "" when the record has none */
+	int topic;		   /* tr_topic_find's index */
+	char owner[TR_OWNERS_LEN]; /* events.h; "" when the record has none */
 	const char *tail;
 	size_t tail_len;
 };

@@ -365,10 +365,7 @@ tr_ws_event(const char *tid, size_t tid_len, const char *topic, size_t topic_len
 				return;
 			f->topic = t;
 			f->id = evid;
-			if (owner_len == 24) {
-				memcpy(f->owner, owner, 24);
-				f->owner[24] = '\0';
-			}
+			tr_owners_parse(owner, owner_len, f->owner);
 		}
 		if (c->replaying) {
 			if (tr_evid_cmp(&evid, &c->last) > 0 &&

@@ -29,7 +29,7 @@ struct frame {
 	int refs;
 	int topic; /* -1: not an event */
 	struct tr_evid id;
-	char owner[25];
+	char owner[TR_OWNERS_LEN]; /* who it is for under ":own" (events.h) */
 	size_t len;
 	unsigned char data[]; /* LWS_PRE headroom, then the payload */
 };

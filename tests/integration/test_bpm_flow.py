@@ -338,6 +338,53 @@ def test_the_assignee_is_told_over_websocket_the_moment_the_step_is_reached(stac
             ws.close()
 
 
+def listen(stack, who, topics=("bpm.tasks",)):
+    ws = connect(stack.base_url.replace("http://", "ws://") + "/v1/ws", open_timeout=10)
+    ws.send(json.dumps({"type": "auth", "token": who.access_token, "topics": list(topics)}))
+    while json.loads(ws.recv(timeout=10))["type"] != "subscribed":
+        pass
+    return ws
+
+
+def test_a_step_offered_to_a_role_is_pushed_to_its_holders_who_read_only_their_own(stack, owner):
+    """warehouse holds bpm.tasks.read only as ":own": the step offered to
+    the role still reaches each holder live (and their changes feed), not
+    a sales rep; the claim is heard by both candidates, so the task leaves
+    the other's inbox."""
+    clerks = [user_session(stack, owner, ["warehouse"]) for _ in range(2)]
+    rep = user_session(stack, owner, ["sales"])
+    define(stack, owner, approval(assignee={"role": "warehouse"}))
+    sockets = [listen(stack, who) for who in (*clerks, rep)]
+    try:
+        inst = start(stack, owner, "approval")
+        for ws in sockets[:2]:
+            f = json.loads(ws.recv(timeout=10))
+            assert (f["event"], f["data"]["instance_id"]) == ("bpm.task.assigned", inst["id"])
+            assert f["data"]["assignee_id"] is None and f["data"]["candidate_roles"] == ["warehouse"]
+        with pytest.raises(TimeoutError):
+            sockets[2].recv(timeout=1.0)
+        feed = call(stack, clerks[1], "GET", "/v1/changes", params={"topics": "bpm.tasks"})
+        assert feed.status_code == 200, feed.text
+        assert [i["event"] for i in feed.json()["items"]] == ["bpm.task.assigned"]
+        assert call(stack, rep, "GET", "/v1/changes", params={"topics": "bpm.tasks"}).json()["items"] == []
+        tid = f["data"]["id"]
+        assert call(stack, clerks[0], "POST", f"{TASKS}/{tid}/claim").status_code == 200
+        for ws in sockets[:2]:
+            f = json.loads(ws.recv(timeout=10))
+            assert (f["event"], f["data"]["assignee_id"]) == ("bpm.task.claimed", clerks[0].user_id)
+        r = call(stack, clerks[0], "POST", f"{TASKS}/{tid}/complete", json={"data": {"approved": True}})
+        assert r.status_code == 200, r.text
+        f = json.loads(sockets[0].recv(timeout=10))
+        assert f["event"] == "bpm.task.completed"
+        with pytest.raises(TimeoutError):
+            sockets[1].recv(timeout=1.0)  # no longer offered to them: not theirs
+        with pytest.raises(TimeoutError):
+            sockets[2].recv(timeout=0.2)
+    finally:
+        for ws in sockets:
+            ws.close()
+
+
 def test_oversized_definitions_are_refused_whole(stack, owner):
     many = {"key": "huge", "nodes": [{"id": f"t{i}", "type": "timer", "duration": "PT1H"} for i in range(201)]
             + [{"id": "end", "type": "end"}],
