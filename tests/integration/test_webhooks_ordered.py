@@ -362,6 +362,29 @@ def test_a_server_killed_mid_delivery_the_event_arrives_and_each_attempt_is_logg
     assert sorted(d["event_id"] for d in items if d["status"] == "delivered") == sorted(firsts)
 
 
+def test_an_attempt_run_twice_is_logged_once(trellis, receiver):
+    """The first request is held past job_visibility_ms, so another worker
+    takes the job over and makes the same attempt again, which the receiver
+    answers at once.  Both runs end and want to log attempt 1; the log
+    keeps one record of it (its id is derived from chain and attempt)."""
+    rec = receiver(lambda n, msg: (200, 3.0 if n == 0 else 0.0))
+    proc, _ = start_server(trellis, job_visibility_ms=1000, **PATIENT)
+    api = Api(proc)
+    owner = signup(api)
+    wh = make_hook(api, owner, rec.url)
+    make_users(api, owner, 1, "Twice")
+
+    def twice(calls):
+        return len(calls) >= 2 and all(c["ended"] for c in calls[:2])
+
+    calls = rec.wait(twice)
+    assert calls[0]["msg"] == calls[1]["msg"], calls
+    time.sleep(1.5)  # the slow run logs (or does not) after its answer
+    items = log_of(api, owner, wh["id"])
+    assert_one_record_per_attempt(items)
+    assert [(d["attempt"], d["status"]) for d in items] == [(1, "delivered")], items
+
+
 # ---------------------------------------------------------------------------
 # Redis restarted while deliveries go on
 # ---------------------------------------------------------------------------
