@@ -140,11 +140,14 @@ struct tr_db;
  * many, or a negative TR_E* code (then none get it). Each becomes one job
  * on `queue`, payload {"<id_field>": id, "event": {...}}, enqueued by the
  * same Redis call that publishes the event, so a published event is never
- * without its deliveries. */
+ * without its deliveries. ordered[i] true puts ids[i]'s jobs in a lane
+ * named by the id (jobs.h, tr_job_enqueue_lane): they run one at a time,
+ * in event order, across processes. */
 struct tr_event_sink {
 	const char *queue;
 	const char *id_field;
-	int (*subscribers)(struct tr_db *db, const char *topic, char (*ids)[25], int max);
+	int (*subscribers)(struct tr_db *db, const char *topic, char (*ids)[25], bool *ordered,
+			   int max);
 };
 
 /* A module that acts on other modules' events (BPM: a process started by

@@ -107,14 +107,36 @@ struct attempt {
 	size_t blen;
 };
 
-/* The attempt into the delivery log. A log that cannot be written costs
- * the record, not the delivery (logged). */
+/* The id of an attempt's log record, derived from its chain (the job) and
+ * its number: a job runs an attempt again when the process that ran it
+ * died before saying so (the queue reclaims it, same number), and the
+ * record of the first run then refuses the second's. */
+static void
+attempt_record_id(const struct tr_job *job, bson_oid_t *oid)
+{
+	unsigned char h[12];
+	char salt[16];
+	crypto_generichash_state st;
+	int n = snprintf(salt, sizeof(salt), ":%d", job->attempt);
+
+	crypto_generichash_init(&st, (const unsigned char *)"webhook-attempt", 15, sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)job->id, strlen(job->id));
+	crypto_generichash_update(&st, (const unsigned char *)salt, (size_t)n);
+	crypto_generichash_final(&st, h, sizeof(h));
+	bson_oid_init_from_data(oid, h);
+}
+
+/* The attempt into the delivery log, once per (chain, attempt). A log
+ * that cannot be written costs the record, not the delivery (logged). */
 static void
 log_attempt(struct tr_db *db, const struct tr_job *job, const struct attempt *a, const char *err)
 {
 	bson_t rec = BSON_INITIALIZER, stored = BSON_INITIALIZER;
+	bson_oid_t oid;
 	int rc;
 
+	attempt_record_id(job, &oid);
+	BSON_APPEND_OID(&rec, "_id", &oid);
 	BSON_APPEND_UTF8(&rec, "webhook_id", a->hook);
 	BSON_APPEND_UTF8(&rec, "event_id", a->event_id);
 	BSON_APPEND_UTF8(&rec, "message_id", a->msg_id);
@@ -138,7 +160,10 @@ log_attempt(struct tr_db *db, const struct tr_job *job, const struct attempt *a,
 	/* the event as sent, for replays of this delivery */
 	bson_append_utf8(&rec, "_event", -1, a->body, (int)a->blen);
 	rc = tr_db_insert(db, WEBHOOK_DELIVERIES, &rec, &stored);
-	if (rc != TR_OK)
+	if (rc == TR_EDUPLICATE)
+		tr_info("webhooks: attempt %d of %s ran again; its first run's record stays",
+			job->attempt, job->id);
+	else if (rc != TR_OK)
 		tr_warn("webhooks: attempt %d of %s not logged: %s", job->attempt, job->id,
 			tr_strerror(rc));
 	bson_destroy(&rec);

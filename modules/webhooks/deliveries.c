@@ -45,9 +45,11 @@ webhooks_deliveries_list(struct tr_ctx *c)
 }
 
 /* Enqueues a new chain delivering event_json (an event as the sink sends
- * it) to hook_id. */
+ * it) to hook_id; an ordered webhook's joins the end of its lane, after
+ * every delivery already waiting. */
 static int
-enqueue(struct tr_ctx *c, const char *hook_id, const char *event_json, size_t len, char job_id[33])
+enqueue(struct tr_ctx *c, const char *hook_id, const bson_t *hook, const char *event_json,
+	size_t len, char job_id[33])
 {
 	size_t plen = len + 64;
 	char *payload = malloc(plen);
@@ -57,7 +59,8 @@ enqueue(struct tr_ctx *c, const char *hook_id, const char *event_json, size_t le
 		return TR_ENOMEM;
 	snprintf(payload, plen, "{\"webhook_id\":\"%s\",\"event\":%.*s}", hook_id, (int)len,
 		 event_json);
-	rc = tr_job_enqueue(WEBHOOKS, c->req->principal.tenant_hex, payload, 0, job_id);
+	rc = tr_job_enqueue_lane(WEBHOOKS, webhooks_is_ordered(hook) ? hook_id : NULL,
+				 c->req->principal.tenant_hex, payload, 0, job_id);
 	free(payload);
 	return rc;
 }
@@ -91,7 +94,7 @@ webhooks_delivery_replay(struct tr_ctx *c)
 		goto out;
 	}
 	event = bson_iter_utf8(&it, &len);
-	rc = enqueue(c, tr_param(c, 0), event, len, job_id);
+	rc = enqueue(c, tr_param(c, 0), &hook, event, len, job_id);
 	if (rc != TR_OK) {
 		tr_problem_from_err(c, rc);
 		goto out;
@@ -139,7 +142,7 @@ replay_one(void *arg, const char *id, const char *topic, const char *json, size_
 	w->read++;
 	if (!on_topics(w->hook, topic))
 		return 0;
-	w->rc = enqueue(w->c, w->hook_id, json, len, job_id);
+	w->rc = enqueue(w->c, w->hook_id, w->hook, json, len, job_id);
 	if (w->rc != TR_OK)
 		return 1;
 	w->replayed++;

@@ -169,6 +169,8 @@ webhook_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const b
 	}
 	if (!bson_has_field(set, "active"))
 		BSON_APPEND_BOOL(set, "active", true);
+	if (!bson_has_field(set, "ordered"))
+		BSON_APPEND_BOOL(set, "ordered", false);
 	webhooks_secret_new(secret);
 	BSON_APPEND_UTF8(set, "_secret", secret);
 	sodium_memzero(secret, sizeof(secret));
@@ -193,6 +195,7 @@ static const struct tr_field fields[] = {
     {"topics", TR_K_STRINGS, TR_F_REQUIRED, 0, TR_MAX_SUBSCRIBERS, NULL, NULL},
     {"description", TR_K_LINE, TR_F_NULLABLE, 0, 200, NULL, NULL},
     {"active", TR_K_BOOL, TR_F_FILTER, 0, 0, NULL, NULL},
+    {"ordered", TR_K_BOOL, 0, 0, 0, NULL, NULL},
     {"failing_since", TR_K_TIME, TR_F_SERVER | TR_F_NULLABLE, 0, 0, NULL, NULL},
     {"secret_rotated_at", TR_K_TIME, TR_F_SERVER | TR_F_NULLABLE, 0, 0, NULL, NULL},
     {"disabled_at", TR_K_TIME, TR_F_SERVER | TR_F_NULLABLE, 0, 0, NULL, NULL},
@@ -205,10 +208,13 @@ const struct tr_resource webhooks_resource = {
     .path = "/v1/webhooks",
     .read = "system.webhooks.read",
     .write = "system.webhooks.write",
-    .about = "An endpoint that receives the tenant's events of some topics, signed to the "
-	     "Standard Webhooks spec with a secret shown once; active false pauses it (events "
-	     "are logged as skipped); failing_since: failing without a success since; "
-	     "disabled_at: paused by the server after webhook_disable_after_ms of failures.",
+    .about =
+	"An endpoint that receives the tenant's events of some topics, signed to the "
+	"Standard Webhooks spec with a secret shown once; active false pauses it (events "
+	"are logged as skipped); ordered true delivers its events one at a time in event order "
+	"(a later event waits while an earlier one is pending or retrying); failing_since: failing "
+	"without a success since; "
+	"disabled_at: paused by the server after webhook_disable_after_ms of failures.",
     .fields = fields,
     .sorts = sorts,
     .hook = webhook_hook,
@@ -220,6 +226,7 @@ const struct tr_resource webhooks_resource = {
 
 struct found {
 	char (*ids)[25];
+	bool *ordered;
 	int n, max;
 };
 
@@ -232,16 +239,27 @@ collect(void *arg, const bson_t *hook)
 	if (f->n == f->max)
 		return 1; /* enough: stop */
 	if (bson_iter_init_find(&it, hook, "id") && BSON_ITER_HOLDS_UTF8(&it) &&
-	    tr_is_object_id(bson_iter_utf8(&it, NULL)))
+	    tr_is_object_id(bson_iter_utf8(&it, NULL))) {
+		f->ordered[f->n] = webhooks_is_ordered(hook);
 		snprintf(f->ids[f->n++], 25, "%s", bson_iter_utf8(&it, NULL));
+	}
 	return 0;
 }
 
+bool
+webhooks_is_ordered(const bson_t *hook)
+{
+	bson_iter_t it;
+
+	return bson_iter_init_find(&it, hook, "ordered") && BSON_ITER_HOLDS_BOOL(&it) &&
+	       bson_iter_bool(&it);
+}
+
 int
-webhooks_subscribers(struct tr_db *db, const char *topic, char (*ids)[25], int max)
+webhooks_subscribers(struct tr_db *db, const char *topic, char (*ids)[25], bool *ordered, int max)
 {
 	bson_t filter = BSON_INITIALIZER;
-	struct found f = {ids, 0, max};
+	struct found f = {ids, ordered, 0, max};
 	int rc;
 
 	/* paused ones too: their deliveries are logged as skipped */

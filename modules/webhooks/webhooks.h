@@ -22,14 +22,19 @@
 #define WEBHOOKS_SECRET_MAX 64
 #define WEBHOOKS_MSGID_MAX 40
 
-/* The webhooks resource (/v1/webhooks): url, topics, description, active. */
+/* The webhooks resource (/v1/webhooks): url, topics, description, active,
+ * ordered. An ordered webhook's deliveries are jobs of one lane, named by
+ * its id (jobs.h): one at a time, in event order, in every process. */
 struct tr_resource;
 extern const struct tr_resource webhooks_resource;
 
 /* The delivery job (job thread). */
 /* The event sink (tr_module.event_sink): the tenant's active webhooks on a
  * topic. */
-int webhooks_subscribers(struct tr_db *db, const char *topic, char (*ids)[25], int max);
+int webhooks_subscribers(struct tr_db *db, const char *topic, char (*ids)[25], bool *ordered,
+			 int max);
+/* Does the webhook (stored or rendered) keep event order? */
+bool webhooks_is_ordered(const bson_t *hook);
 int webhooks_deliver(const struct tr_job *job, char *err, size_t errlen);
 
 /* Signing (signing.c). A new secret, "whsec_<base64 of 24 random bytes>". */

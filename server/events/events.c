@@ -28,12 +28,15 @@
 /* KEYS[1] the tenant's stream, KEYS[2] the outbox record's dedupe key,
  * KEYS[3] the event sink's job queue, KEYS[4] the event listener's. ARGV:
  * max length, min id ("0": none), topic, owner, tail, tenant, dedupe ttl,
- * the sink's id field, "1" when the listener takes the event, then the ids
- * of the sink's subscribers to deliver to.
+ * the sink's id field, "1" when the listener takes the event, a '0' or '1'
+ * per subscriber ('1': its deliveries keep event order), then the ids of
+ * the sink's subscribers to deliver to.
  * Appends, trims, remembers the outbox id, publishes "tenant \n topic \n
  * owner \n id \n tail", enqueues one delivery job per subscriber (job id
  * derived from event and subscriber) and one for the listener; an outbox
- * id already published returns its event id and does nothing. */
+ * id already published returns its event id and does nothing. The job of
+ * a subscriber that keeps order joins its lane (jobs.c, the subscriber's
+ * id naming it) in this same call, so the lane's order is the stream's. */
 static const char publish_lua[] =
     "local prev = redis.call('GET', KEYS[2])\n"
     "if prev then return prev end\n"
@@ -43,9 +46,15 @@ static const char publish_lua[] =
     "redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"
     "redis.call('PUBLISH', '" EVENTS_CHANNEL "',\n"
     "  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
-    "for i = 10, #ARGV do\n"
-    "  redis.call('XADD', KEYS[3], '*', 'id', string.sub(redis.sha1hex(id .. ARGV[i]), 1, 32),\n"
-    "    'tenant', ARGV[6], 'attempt', '0', 'payload',\n"
+    "for i = 11, #ARGV do\n"
+    "  local job = string.sub(redis.sha1hex(id .. ARGV[i]), 1, 32)\n"
+    "  local lane = ''\n"
+    "  if string.sub(ARGV[10], i - 10, i - 10) == '1' then\n"
+    "    lane = ARGV[i]\n"
+    "    redis.call('RPUSH', KEYS[3] .. ':lane:' .. lane, job)\n"
+    "  end\n"
+    "  redis.call('XADD', KEYS[3], '*', 'id', job, 'tenant', ARGV[6], 'attempt', '0',\n"
+    "    'lane', lane, 'payload',\n"
     "    '{\"' .. ARGV[8] .. '\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. id .. '\",' .. "
     "ARGV[5] .. "
     "'}')\n"
@@ -199,7 +208,7 @@ find_subscribers(struct tr_db *db, struct tr_event_out *ev)
 
 	if (!E.sink || !db)
 		return;
-	n = E.sink->subscribers(db, ev->topic, ev->subscribers, TR_MAX_SUBSCRIBERS);
+	n = E.sink->subscribers(db, ev->topic, ev->subscribers, ev->ordered, TR_MAX_SUBSCRIBERS);
 	if (n < 0) {
 		tr_warn("events: subscribers to %s not read (%s); no deliveries for this event",
 			ev->topic, tr_strerror(n));
@@ -248,6 +257,12 @@ outbox_record(const struct tr_event_out *ev, const bson_oid_t *id, const bson_oi
 		for (int i = 0; i < ev->nsubscribers; i++) {
 			bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
 			BSON_APPEND_UTF8(&arr, k, ev->subscribers[i]);
+		}
+		bson_append_array_end(rec, &arr);
+		BSON_APPEND_ARRAY_BEGIN(rec, "ordered", &arr);
+		for (int i = 0; i < ev->nsubscribers; i++) {
+			bson_uint32_to_string((uint32_t)i, &k, key, sizeof(key));
+			BSON_APPEND_BOOL(&arr, k, ev->ordered[i]);
 		}
 		bson_append_array_end(rec, &arr);
 	}
@@ -447,11 +462,14 @@ published_cb(void *arg, const redisReply *r, int status)
  * 14 + TR_MAX_SUBSCRIBERS); returns their count. */
 static int
 publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], char minid[32],
-	     char ttl[16], const char **argv, size_t *lens)
+	     char ttl[16], char order[TR_MAX_SUBSCRIBERS + 1], const char **argv, size_t *lens)
 {
 	int n = 0;
 
 	publish_args(ev, keys, maxlen, minid, ttl);
+	for (int i = 0; i < ev->nsubscribers; i++)
+		order[i] = ev->ordered[i] ? '1' : '0';
+	order[ev->nsubscribers] = '\0';
 	argv[n++] = keys[0];
 	argv[n++] = keys[1];
 	argv[n++] = E.sink_queue;
@@ -465,6 +483,7 @@ publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 	argv[n++] = ttl;
 	argv[n++] = E.sink ? E.sink->id_field : "subscriber_id";
 	argv[n++] = ev->listen ? "1" : "0";
+	argv[n++] = order;
 	for (int i = 0; i < ev->nsubscribers; i++)
 		argv[n++] = ev->subscribers[i];
 	for (int i = 0; i < n; i++)
@@ -475,10 +494,10 @@ publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 static int
 publish_async(struct tr_event_out *ev)
 {
-	char keys[2][96], maxlen[24], minid[32], ttl[16];
+	char keys[2][96], maxlen[24], minid[32], ttl[16], order[TR_MAX_SUBSCRIBERS + 1];
 	const char *argv[15 + TR_MAX_SUBSCRIBERS];
 	size_t lens[15 + TR_MAX_SUBSCRIBERS];
-	int n = publish_argv(ev, keys, maxlen, minid, ttl, argv, lens);
+	int n = publish_argv(ev, keys, maxlen, minid, ttl, order, argv, lens);
 
 	return tr_redis_script_call(E.script, published_cb, ev, 4, n, argv, lens);
 }
@@ -573,6 +592,7 @@ static bool
 relay_publish_sync(const struct tr_event_out *ev)
 {
 	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[] = "4";
+	char order[TR_MAX_SUBSCRIBERS + 1];
 	const char *argv[19 + TR_MAX_SUBSCRIBERS] = {"EVAL", publish_lua, nk};
 	size_t lens[19 + TR_MAX_SUBSCRIBERS];
 	redisReply *r;
@@ -581,7 +601,7 @@ relay_publish_sync(const struct tr_event_out *ev)
 
 	if (!E.cfg)
 		return false; /* a command: the relay of a running server publishes it */
-	n = publish_argv(ev, keys, maxlen, minid, ttl, argv + 3, lens + 3);
+	n = publish_argv(ev, keys, maxlen, minid, ttl, order, argv + 3, lens + 3);
 
 	lens[0] = 4;
 	lens[1] = strlen(publish_lua);
@@ -668,6 +688,12 @@ relay_work_cb(uv_work_t *w)
 				    tr_is_object_id(bson_iter_utf8(&arr, NULL)))
 					memcpy(ev.subscribers[ev.nsubscribers++],
 					       bson_iter_utf8(&arr, NULL), 25);
+		/* ordered[i] says whether hooks[i] keeps event order (absent in
+		 * records written before: none did) */
+		if (bson_iter_init_find(&it, doc, "ordered") && BSON_ITER_HOLDS_ARRAY(&it) &&
+		    bson_iter_recurse(&it, &arr))
+			for (int i = 0; i < ev.nsubscribers && bson_iter_next(&arr); i++)
+				ev.ordered[i] = BSON_ITER_HOLDS_BOOL(&arr) && bson_iter_bool(&arr);
 		if (!ev.outbox_id[0] || !ev.tenant[0] || !ev.topic[0] || !tail)
 			continue; /* not written by tr_emit */
 		ev.tail = (char *)tail;

@@ -69,6 +69,7 @@ struct tr_event_out {
 	char *tail;		   /* the event frame after its id: "\"topic\":...}" */
 	size_t tail_len;
 	char subscribers[TR_MAX_SUBSCRIBERS][25]; /* of the event sink, who get the event */
+	bool ordered[TR_MAX_SUBSCRIBERS];	  /* subscribers[i]'s deliveries keep event order */
 	int nsubscribers;
 	bool listen; /* the event listener (module.h) takes it */
 	struct tr_event_out *next;

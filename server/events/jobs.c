@@ -29,45 +29,118 @@
 #define STATS_EVERY_MS 2000
 #define CLAIM_COUNT "16"
 
-/* KEYS[1] delayed set, KEYS[2] stream; ARGV[1] now. Moves due jobs
- * ("id \n tenant \n attempt \n payload") to the stream. */
+/* KEYS[1] delayed set, KEYS[2] stream; ARGV[1] now. Moves due jobs to the
+ * stream. A member is "id \n tenant \n attempt \n payload", or, for a job
+ * in a lane, "id \n tenant \n attempt \n lane \n payload" (a payload is a
+ * JSON object, so it starts with '{' and a lane never does). */
 static const char move_lua[] =
     "local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, 100)\n"
     "for _, m in ipairs(due) do\n"
-    "  local id, tenant, attempt, payload = string.match(m, "
+    "  local id, tenant, attempt, rest = string.match(m, "
     "'^([^\\n]*)\\n([^\\n]*)\\n([^\\n]*)\\n(.*)$')\n"
-    "  if id then\n"
+    "  local lane, payload = '', rest\n"
+    "  if rest and string.sub(rest, 1, 1) ~= '{' then\n"
+    "    lane, payload = string.match(rest, '^([^\\n]*)\\n(.*)$')\n"
+    "  end\n"
+    "  if id and payload then\n"
     "    redis.call('XADD', KEYS[2], '*', 'id', id, 'tenant', tenant, 'attempt', attempt,\n"
-    "      'payload', payload)\n"
+    "      'lane', lane, 'payload', payload)\n"
     "  end\n"
     "  redis.call('ZREM', KEYS[1], m)\n"
     "end\n"
     "return #due\n";
 
-/* KEYS[1] stream; ARGV[1] entry. A finished job leaves the stream. */
-static const char done_lua[] = "redis.call('XACK', KEYS[1], '" GROUP "', ARGV[1])\n"
-			       "return redis.call('XDEL', KEYS[1], ARGV[1])\n";
+/* Lanes: jobs of one lane run one at a time, in the order they were
+ * enqueued, in every process. A lane is a Redis list of job ids,
+ * q:<db>:<queue>:lane:<name>, appended by the enqueue (by the same call
+ * for the event sink's deliveries, events.c); its head is the one job
+ * that may run. A job that is read from the stream while another heads
+ * its lane is parked (q:<db>:<queue>:parked:<name>, job id -> "tenant \n
+ * attempt \n payload") and leaves the stream; a failed head keeps its
+ * place through its retries, so the lane waits for it. The head leaves
+ * when it is done or dead, and the same script puts the next head, if
+ * parked, back on the stream: leaving and waking are one step, so no
+ * process can die between them and no wake-up is lost.
+ *
+ * LANE_RELEASE is that step, in a script that has set stream, lane,
+ * parked (keys), id (the job's) and name (the lane's, '' for none). */
+#define LANE_RELEASE                                                                               \
+	"if name ~= '' then\n"                                                                     \
+	"  redis.call('LREM', lane, 1, id)\n"                                                      \
+	"  local head = redis.call('LINDEX', lane, 0)\n"                                           \
+	"  local m = head and redis.call('HGET', parked, head)\n"                                  \
+	"  if m then\n"                                                                            \
+	"    redis.call('HDEL', parked, head)\n"                                                   \
+	"    local tenant, attempt, payload = string.match(m, "                                    \
+	"'^([^\\n]*)\\n([^\\n]*)\\n(.*)$')\n"                                                      \
+	"    if tenant then\n"                                                                     \
+	"      redis.call('XADD', stream, '*', 'id', head, 'tenant', tenant, 'attempt',\n"         \
+	"        attempt, 'lane', name, 'payload', payload)\n"                                     \
+	"    end\n"                                                                                \
+	"  end\n"                                                                                  \
+	"end\n"
 
-/* KEYS[1] stream, KEYS[2] delayed; ARGV entry, run at, member. */
-static const char retry_lua[] = "redis.call('ZADD', KEYS[2], ARGV[2], ARGV[3])\n"
-				"redis.call('XACK', KEYS[1], '" GROUP "', ARGV[1])\n"
-				"return redis.call('XDEL', KEYS[1], ARGV[1])\n";
+/* The keys and arguments every finishing script starts with: KEYS[1]
+ * stream, KEYS[2] lane, KEYS[3] parked; ARGV[1] entry, ARGV[2] job id,
+ * ARGV[3] lane name ('' for none). */
+#define FINISH_LOCALS                                                                              \
+	"local stream, lane, parked = KEYS[1], KEYS[2], KEYS[3]\n"                                 \
+	"local id, name = ARGV[2], ARGV[3]\n"
 
-/* KEYS[1] stream, KEYS[2] dead stream, KEYS[3] the tenant's dead jobs;
- * ARGV entry, job id, tenant, record (JSON). */
-static const char dead_lua[] =
-    "local d = redis.call('XADD', KEYS[2], '*', 'id', ARGV[2], 'tenant', ARGV[3], 'job', ARGV[4])\n"
-    "redis.call('HSET', KEYS[3], ARGV[2], d .. '\\n' .. ARGV[4])\n"
-    "redis.call('XACK', KEYS[1], '" GROUP "', ARGV[1])\n"
-    "return redis.call('XDEL', KEYS[1], ARGV[1])\n";
+/* A finished job leaves the stream and its lane. */
+static const char done_lua[] =
+    FINISH_LOCALS LANE_RELEASE "redis.call('XACK', stream, '" GROUP "', ARGV[1])\n"
+			       "return redis.call('XDEL', stream, ARGV[1])\n";
+
+/* KEYS[4] delayed; ARGV[4] run at, ARGV[5] member. A failed job waits in
+ * the delayed set, keeping its place in its lane. */
+static const char retry_lua[] = FINISH_LOCALS "redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])\n"
+					      "redis.call('XACK', stream, '" GROUP "', ARGV[1])\n"
+					      "return redis.call('XDEL', stream, ARGV[1])\n";
+
+/* KEYS[4] dead stream, KEYS[5] the tenant's dead jobs; ARGV[4] tenant,
+ * ARGV[5] record (JSON). A job out of attempts leaves its lane too: the
+ * jobs after it go on. */
+static const char dead_lua[] = FINISH_LOCALS LANE_RELEASE
+    "local d = redis.call('XADD', KEYS[4], '*', 'id', id, 'tenant', ARGV[4], 'job', ARGV[5])\n"
+    "redis.call('HSET', KEYS[5], id, d .. '\\n' .. ARGV[5])\n"
+    "redis.call('XACK', stream, '" GROUP "', ARGV[1])\n"
+    "return redis.call('XDEL', stream, ARGV[1])\n";
+
+/* KEYS[1] stream, KEYS[2] lane, KEYS[3] parked; ARGV[1] entry, ARGV[2]
+ * job id, ARGV[3] "tenant \n attempt \n payload". 1: the job heads its
+ * lane and runs; 0: it was parked until the jobs before it leave. A job
+ * not in its lane (a dead job retried by hand) joins it at the end. */
+static const char lane_enter_lua[] = "local head = redis.call('LINDEX', KEYS[2], 0)\n"
+				     "if head == ARGV[2] then return 1 end\n"
+				     "if not redis.call('LPOS', KEYS[2], ARGV[2]) then\n"
+				     "  redis.call('RPUSH', KEYS[2], ARGV[2])\n"
+				     "  if not head then return 1 end\n"
+				     "end\n"
+				     "redis.call('HSET', KEYS[3], ARGV[2], ARGV[3])\n"
+				     "redis.call('XACK', KEYS[1], '" GROUP "', ARGV[1])\n"
+				     "redis.call('XDEL', KEYS[1], ARGV[1])\n"
+				     "return 0\n";
+
+/* KEYS[1] stream, KEYS[2] delayed, KEYS[3] lane; ARGV id, tenant, lane
+ * name, payload, run at ("0": now), delayed member. A job of a lane
+ * takes its place in the lane by the call that enqueues it. */
+static const char enqueue_lane_lua[] =
+    "redis.call('RPUSH', KEYS[3], ARGV[1])\n"
+    "if ARGV[5] == '0' then\n"
+    "  return redis.call('XADD', KEYS[1], '*', 'id', ARGV[1], 'tenant', ARGV[2], 'attempt', '0',\n"
+    "    'lane', ARGV[3], 'payload', ARGV[4])\n"
+    "end\n"
+    "return redis.call('ZADD', KEYS[2], ARGV[5], ARGV[6])\n";
 
 /* KEYS[1] the tenant's dead jobs, KEYS[2] stream, KEYS[3] dead stream;
- * ARGV job id, dead entry, tenant, payload. Once only: HDEL decides. */
+ * ARGV job id, dead entry, tenant, payload, lane ('' for none). Once
+ * only: HDEL decides. A job of a lane joins the lane's end when it runs. */
 static const char requeue_lua[] =
     "if redis.call('HDEL', KEYS[1], ARGV[1]) == 0 then return 0 end\n"
     "redis.call('XDEL', KEYS[3], ARGV[2])\n"
     "redis.call('XADD', KEYS[2], '*', 'id', ARGV[1], 'tenant', ARGV[3], 'attempt', '0',\n"
-    "  'payload', ARGV[4])\n"
+    "  'lane', ARGV[5], 'payload', ARGV[4])\n"
     "return 1\n";
 
 /* KEYS: per queue its stream, delayed set and dead stream. Returns per
@@ -131,25 +204,62 @@ queue_name_ok(const char *q)
 
 /* ---- enqueue ---- */
 
+static redisReply *eval(const char *script, int nkeys, int nargs, const char **args,
+			const size_t *lens);
+
 void
 tr_job_key(char *buf, size_t len, const char *queue, const char *suffix)
 {
 	snprintf(buf, len, "q:%s:%s%s", tr_cfg->mongo_db, queue, suffix);
 }
 
+/* A job entering its lane: the lane's place and the job are written by
+ * one script, so the lane's order is the order of the enqueues. */
+static redisReply *
+enqueue_in_lane(const char *queue, const char *lane, const char *tenant_hex, const char *id,
+		const char *payload, int64_t run_at_ms)
+{
+	char stream[200], delayed[200], key[300], when[24];
+	size_t mlen = 32 + 1 + 24 + 1 + 1 + 1 + strlen(lane) + 1 + strlen(payload);
+	char *member = malloc(mlen + 1);
+	redisReply *r;
+
+	if (!member)
+		return NULL;
+	tr_job_key(stream, sizeof(stream), queue, "");
+	tr_job_key(delayed, sizeof(delayed), queue, ":delayed");
+	tr_job_key(key, sizeof(key), queue, ":lane:");
+	snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s", lane);
+	snprintf(member, mlen + 1, "%s\n%s\n0\n%s\n%s", id, tenant_hex, lane, payload);
+	snprintf(when, sizeof(when), "%lld", run_at_ms <= tr_now_ms() ? 0LL : (long long)run_at_ms);
+	const char *args[] = {stream, delayed, key, id, tenant_hex, lane, payload, when, member};
+	r = eval(enqueue_lane_lua, 3, 9, args, NULL);
+	free(member);
+	return r;
+}
+
 int
 tr_job_enqueue(const char *queue, const char *tenant_hex, const char *payload, int64_t run_at_ms,
 	       char *id_out)
+{
+	return tr_job_enqueue_lane(queue, NULL, tenant_hex, payload, run_at_ms, id_out);
+}
+
+int
+tr_job_enqueue_lane(const char *queue, const char *lane, const char *tenant_hex,
+		    const char *payload, int64_t run_at_ms, char *id_out)
 {
 	char id[33], stream[200], when[24];
 	redisReply *r;
 
 	if (!queue_name_ok(queue) || !tr_is_object_id(tenant_hex) || !payload ||
-	    strchr(payload, '\n'))
+	    strchr(payload, '\n') || (lane && *lane && !queue_name_ok(lane)))
 		return TR_EINVALID;
 	tr_random_hex(id, 16);
 	tr_job_key(stream, sizeof(stream), queue, "");
-	if (run_at_ms <= tr_now_ms()) {
+	if (lane && *lane) {
+		r = enqueue_in_lane(queue, lane, tenant_hex, id, payload, run_at_ms);
+	} else if (run_at_ms <= tr_now_ms()) {
 		const char *argv[] = {"XADD",	  stream,    "*", "id",	     id,     "tenant",
 				      tenant_hex, "attempt", "0", "payload", payload};
 		r = tr_kv_command(11, argv, NULL);
@@ -258,28 +368,46 @@ tr_job_next_attempt_ms(const struct tr_job *job)
 	return tr_now_ms() + backoff_ms(job);
 }
 
+/* The keys of a job's lane (or of none: the scripts then leave them). */
+static void
+lane_keys(const struct queue *q, const char *lane, char list[300], char parked[300])
+{
+	tr_job_key(list, 300, q->h->queue, ":lane:");
+	tr_job_key(parked, 300, q->h->queue, ":parked:");
+	snprintf(list + strlen(list), 300 - strlen(list), "%s", lane);
+	snprintf(parked + strlen(parked), 300 - strlen(parked), "%s", lane);
+}
+
 static void
 finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, const char *err)
 {
+	const char *lane = job->lane ? job->lane : "";
+	char list[300], parked[300];
 	redisReply *r;
 
+	lane_keys(q, lane, list, parked);
 	if (rc == 0) {
-		const char *args[] = {q->stream, entry};
-		r = eval(done_lua, 1, 2, args, NULL);
+		const char *args[] = {q->stream, list, parked, entry, job->id, lane};
+		r = eval(done_lua, 3, 6, args, NULL);
 		atomic_fetch_add(&q->done, 1);
 	} else if (job->attempt < J.cfg->job_max_attempts) {
 		char when[24];
-		size_t mlen = strlen(job->id) + strlen(job->tenant) + 16 + job->payload_len;
+		size_t mlen =
+		    strlen(job->id) + strlen(job->tenant) + strlen(lane) + 16 + job->payload_len;
 		char *member = malloc(mlen);
 		if (!member)
 			return; /* left pending: reclaimed later */
-		int n = snprintf(member, mlen, "%s\n%s\n%d\n%.*s", job->id, job->tenant,
-				 job->attempt, (int)job->payload_len, job->payload);
+		int n = *lane ? snprintf(member, mlen, "%s\n%s\n%d\n%s\n%.*s", job->id, job->tenant,
+					 job->attempt, lane, (int)job->payload_len, job->payload)
+			      : snprintf(member, mlen, "%s\n%s\n%d\n%.*s", job->id, job->tenant,
+					 job->attempt, (int)job->payload_len, job->payload);
 		snprintf(when, sizeof(when), "%lld", (long long)tr_now_ms() + backoff_ms(job));
-		const char *args[] = {q->stream, q->delayed, entry, when, member};
-		size_t lens[] = {strlen(q->stream), strlen(q->delayed), strlen(entry), strlen(when),
-				 (size_t)n};
-		r = eval(retry_lua, 2, 5, args, lens);
+		const char *args[] = {q->stream, list, parked, q->delayed, entry,
+				      job->id,	 lane, when,   member};
+		size_t lens[] = {strlen(q->stream),  strlen(list),  strlen(parked),
+				 strlen(q->delayed), strlen(entry), strlen(job->id),
+				 strlen(lane),	     strlen(when),  (size_t)n};
+		r = eval(retry_lua, 4, 9, args, lens);
 		free(member);
 		atomic_fetch_add(&q->retried, 1);
 		tr_warn("jobs: %s job %s failed (attempt %d of %d): %s; retrying", q->h->queue,
@@ -296,6 +424,8 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 		BSON_APPEND_INT32(&rec, "attempts", job->attempt);
 		BSON_APPEND_UTF8(&rec, "last_error", err);
 		BSON_APPEND_UTF8(&rec, "failed_at", ts);
+		if (*lane)
+			BSON_APPEND_UTF8(&rec, "lane", lane);
 		if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) ==
 		    0)
 			BSON_APPEND_DOCUMENT(&rec, "payload", &payload);
@@ -305,8 +435,9 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 		if (!json)
 			return;
 		snprintf(hash, sizeof(hash), "t:%s:jobs:dead", job->tenant);
-		const char *args[] = {q->stream, q->dead, hash, entry, job->id, job->tenant, json};
-		r = eval(dead_lua, 3, 7, args, NULL);
+		const char *args[] = {q->stream, list,	  parked, q->dead,     hash,
+				      entry,	 job->id, lane,	  job->tenant, json};
+		r = eval(dead_lua, 5, 10, args, NULL);
 		free(json);
 		atomic_fetch_add(&q->dead_count, 1);
 		tr_warn("jobs: %s job %s failed %d times: %s; moved to the dead letters",
@@ -316,10 +447,38 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 		freeReplyObject(r);
 }
 
+/* Does the job head its lane (then it runs)? Otherwise it was parked, or
+ * Redis did not answer (it stays pending and is reclaimed later): false. */
+static bool
+lane_enter(struct queue *q, const char *entry, const struct tr_job *job, const char *attempt)
+{
+	char list[300], parked[300];
+	size_t mlen = strlen(job->tenant) + strlen(attempt) + 3 + job->payload_len;
+	char *member = malloc(mlen);
+	redisReply *r;
+	bool run;
+	int n;
+
+	if (!member)
+		return false;
+	lane_keys(q, job->lane, list, parked);
+	n = snprintf(member, mlen, "%s\n%s\n%.*s", job->tenant, attempt, (int)job->payload_len,
+		     job->payload);
+	const char *args[] = {q->stream, list, parked, entry, job->id, member};
+	size_t lens[] = {strlen(q->stream), strlen(list),    strlen(parked),
+			 strlen(entry),	    strlen(job->id), (size_t)n};
+	r = eval(lane_enter_lua, 3, 6, args, lens);
+	free(member);
+	run = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
+	if (r)
+		freeReplyObject(r);
+	return run;
+}
+
 static void
 run_entry(struct queue *q, const redisReply *e)
 {
-	const redisReply *fields, *id, *tenant, *attempt, *payload;
+	const redisReply *fields, *id, *tenant, *attempt, *payload, *lane;
 	struct tr_job job;
 	char err[256] = "";
 	int rc;
@@ -332,9 +491,10 @@ run_entry(struct queue *q, const redisReply *e)
 	tenant = field(fields, "tenant");
 	attempt = field(fields, "attempt");
 	payload = field(fields, "payload");
+	lane = field(fields, "lane");
 	if (!id || !tenant || !attempt || !payload) {
-		const char *args[] = {q->stream, e->element[0]->str};
-		redisReply *r = eval(done_lua, 1, 2, args, NULL); /* not a job: drop it */
+		const char *args[] = {q->stream, q->stream, q->stream, e->element[0]->str, "", ""};
+		redisReply *r = eval(done_lua, 3, 6, args, NULL); /* not a job: drop it */
 		if (r)
 			freeReplyObject(r);
 		return;
@@ -345,6 +505,9 @@ run_entry(struct queue *q, const redisReply *e)
 	job.payload = payload->str;
 	job.payload_len = payload->len;
 	job.attempt = atoi(attempt->str) + 1;
+	job.lane = lane && lane->len ? lane->str : NULL;
+	if (job.lane && !lane_enter(q, e->element[0]->str, &job, attempt->str))
+		return; /* waits for the jobs before it in its lane */
 	rc = q->h->run(&job, err, sizeof(err));
 	if (rc != 0 && !err[0])
 		snprintf(err, sizeof(err), "failed");
@@ -720,8 +883,11 @@ tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_
 		rc = TR_ENOMEM;
 		goto out;
 	}
-	const char *args[] = {key, stream, dead, job_id, entry, tenant_hex, pjson};
-	r = eval(requeue_lua, 3, 7, args, NULL);
+	const char *lane = bson_iter_init_find(&it, &rec, "lane") && BSON_ITER_HOLDS_UTF8(&it)
+			       ? bson_iter_utf8(&it, NULL)
+			       : "";
+	const char *args[] = {key, stream, dead, job_id, entry, tenant_hex, pjson, lane};
+	r = eval(requeue_lua, 3, 8, args, NULL);
 	free(pjson);
 	if (!r)
 		rc = TR_EUNAVAILABLE;

@@ -27,7 +27,8 @@ struct tr_job {
 	const char *tenant;  /* 24 hex */
 	const char *payload; /* JSON object */
 	size_t payload_len;
-	int attempt; /* 1 on the first run */
+	int attempt;	  /* 1 on the first run */
+	const char *lane; /* its lane (tr_job_enqueue_lane), or NULL */
 };
 
 /* A module's handler for one queue: 0 when the job is done; otherwise it
@@ -47,6 +48,14 @@ void tr_job_key(char *buf, size_t len, const char *queue, const char *suffix);
  * TR_EUNAVAILABLE. */
 int tr_job_enqueue(const char *queue, const char *tenant_hex, const char *payload,
 		   int64_t run_at_ms, char *id_out);
+
+/* The same for a job of a lane: the jobs of one lane (a name of
+ * [a-z0-9._-], at most 40, unique within the queue) run one at a time in
+ * the order they were enqueued, in every process: a job waits while one
+ * enqueued before it is waiting, running or retrying, and goes on once
+ * that one is done or dead. lane NULL or "" is no lane. */
+int tr_job_enqueue_lane(const char *queue, const char *lane, const char *tenant_hex,
+			const char *payload, int64_t run_at_ms, char *id_out);
 
 /* For a handler about to fail its job: when the job runs again (unix ms),
  * or 0 when this run is its last attempt (it then goes to the dead

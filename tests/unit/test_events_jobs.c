@@ -126,6 +126,25 @@ test_queue_names_are_short_plain_words(void **state)
 	assert_false(queue_name_ok("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa")); /* 41 */
 }
 
+/* A lane's name goes into a Redis key and a delayed member: a bad one is
+ * refused before Redis is asked (there is none here). */
+static void
+test_a_lane_is_named_like_a_queue_and_a_bad_name_is_refused(void **state)
+{
+	const char *tenant = "0123456789abcdef01234567";
+
+	(void)state;
+	assert_int_equal(tr_job_enqueue_lane("webhooks", "Upper", tenant, "{}", 0, NULL),
+			 TR_EINVALID);
+	assert_int_equal(tr_job_enqueue_lane("webhooks", "a\nb", tenant, "{}", 0, NULL),
+			 TR_EINVALID);
+	assert_int_equal(tr_job_enqueue_lane("webhooks", "q:x", tenant, "{}", 0, NULL),
+			 TR_EINVALID);
+	assert_int_equal(
+	    tr_job_enqueue_lane("webhooks", "0123456789abcdef01234567", tenant, "{\n}", 0, NULL),
+	    TR_EINVALID);
+}
+
 int
 main(void)
 {
@@ -135,6 +154,7 @@ main(void)
 	    cmocka_unit_test(test_backoff_doubles_with_jitter_and_is_capped),
 	    cmocka_unit_test(test_webhooks_never_reach_internal_addresses),
 	    cmocka_unit_test(test_queue_names_are_short_plain_words),
+	    cmocka_unit_test(test_a_lane_is_named_like_a_queue_and_a_bad_name_is_refused),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
