@@ -252,3 +252,23 @@ def test_the_window_bounds_what_is_counted(trellis, receiver):
     assert one["window"]["hours"] == 1 and endpoint(one, wh["id"])["attempts"]["delivered"] == 1
     week = observe(api, owner, "?window_hours=168")
     assert week["window"]["hours"] == 168 and week["window"]["from"] < n["window"]["from"]
+
+
+def test_the_openapi_document_describes_the_answer(trellis, receiver):
+    import jsonschema
+    proc, api = server(trellis)
+    owner = signup(api)
+    good = receiver(plan=(200,))
+    wh = hook(api, owner, good.url)
+    create_user(api, owner, ["sales"])
+    n = wait_for(api, owner, "the attempt logged",
+                 lambda n: endpoint(n, wh["id"])["attempts"]["delivered"] == 1)
+    doc = requests.get(api.base_url + "/v1/openapi.json", timeout=HTTP_TIMEOUT_S).json()
+    op = doc["paths"]["/v1/observability"]["get"]
+    schema_ref = op["responses"]["200"]["content"]["application/json"]["schema"]["$ref"]
+    assert schema_ref == "#/components/schemas/Observability"
+    assert {p["name"] for p in op["parameters"] if p["in"] == "query"} == {"window_hours"}
+    assert "422" in op["responses"] and "403" in op["responses"]
+    schema = doc["components"]["schemas"]["Observability"]
+    jsonschema.Draft202012Validator(schema).validate(n)
+    jsonschema.Draft202012Validator(schema).validate(observe(api, signup(api)))
