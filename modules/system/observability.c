@@ -26,14 +26,15 @@ static bool
 window_hours(struct tr_ctx *c, int *hours)
 {
 	const char *v = tr_query(c, "window_hours");
-	char *end = NULL;
+	size_t len = v ? strlen(v) : 0;
 	long n;
 
 	*hours = WINDOW_HOURS_DEFAULT;
 	if (!v)
 		return true;
-	n = strtol(v, &end, 10);
-	if (!v[0] || *end || v[0] == '+' || v[0] == '-' || n < 1 || n > WINDOW_HOURS_MAX) {
+	/* digits only: strtol alone would take " 5" and "+5" */
+	n = len && len <= 3 && strspn(v, "0123456789") == len ? strtol(v, NULL, 10) : 0;
+	if (n < 1 || n > WINDOW_HOURS_MAX) {
 		tr_problem_field(c, "window_hours", "must be a whole number of hours, 1 to 168");
 		return false;
 	}

@@ -17,11 +17,15 @@
 #include "resource.h"
 #include "webhooks.h"
 
-#define OBSERVE_HOOKS_MAX 1000 /* endpoints shown; a tenant has a handful */
+/* Endpoints shown; a tenant has a handful. Past it the answer says
+ * complete: false. */
+#define OBSERVE_HOOKS_MAX 1000
 
 struct hook_stats {
 	char id[25];
-	bson_t endpoint; /* the webhook as GET shows it, the fields below */
+	/* the webhook's fields shown (a pointer: bson_t needs an alignment
+	 * calloc does not give) */
+	bson_t *endpoint;
 	long long delivered, pending, failed, skipped;
 	int64_t last_success_ms, last_failure_ms;
 	int64_t *lags; /* ms, one per delivered attempt */
@@ -52,17 +56,21 @@ hook_cb(void *arg, const bson_t *hook)
 	static const char *const shown[] = {"url", "active", "failing_since", "disabled_at"};
 	bson_iter_t it;
 
-	if (!id || strlen(id) != 24 || w->n >= OBSERVE_HOOKS_MAX)
+	if (!id || strlen(id) != 24)
 		return 0;
+	if (w->n >= OBSERVE_HOOKS_MAX) {
+		w->complete = false;
+		return 0;
+	}
 	struct hook_stats *h = &w->hooks[w->n++];
 	memcpy(h->id, id, 25);
-	bson_init(&h->endpoint);
-	BSON_APPEND_UTF8(&h->endpoint, "id", id);
+	h->endpoint = bson_new();
+	BSON_APPEND_UTF8(h->endpoint, "id", id);
 	for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
 		if (bson_iter_init_find(&it, hook, shown[i]))
-			bson_append_iter(&h->endpoint, shown[i], -1, &it);
+			bson_append_iter(h->endpoint, shown[i], -1, &it);
 		else
-			BSON_APPEND_NULL(&h->endpoint, shown[i]);
+			BSON_APPEND_NULL(h->endpoint, shown[i]);
 	}
 	return 0;
 }
@@ -165,7 +173,7 @@ append_endpoint(bson_t *endpoints, uint32_t index, struct hook_stats *h)
 	long long sent = h->delivered + h->pending + h->failed;
 
 	bson_uint32_to_string(index, &k, key, sizeof(key));
-	bson_copy_to(&h->endpoint, &doc);
+	bson_copy_to(h->endpoint, &doc);
 	BSON_APPEND_DOCUMENT_BEGIN(&doc, "attempts", &attempts);
 	BSON_APPEND_INT64(&attempts, "delivered", h->delivered);
 	BSON_APPEND_INT64(&attempts, "pending", h->pending);
@@ -227,7 +235,7 @@ webhooks_observe(struct tr_db *db, int64_t since_ms, bson_t *out)
 	bson_append_document_end(out, &section);
 out:
 	for (size_t i = 0; w.hooks && i < w.n; i++) {
-		bson_destroy(&w.hooks[i].endpoint);
+		bson_destroy(w.hooks[i].endpoint);
 		free(w.hooks[i].lags);
 	}
 	free(w.hooks);

@@ -232,7 +232,8 @@ def test_bad_query_parameters_are_refused(trellis):
     proc, api = server(trellis)
     owner = signup(api)
     for query in ("?window_hours=0", "?window_hours=169", "?window_hours=abc", "?window_hours=-1",
-                  "?window_hours=", "?window_hours=1.5", "?window_hours=%2B5"):
+                  "?window_hours=", "?window_hours=1.5", "?window_hours=%2B5",
+                  "?window_hours=%205", "?window_hours=0024"):
         r = api.get(owner, "/v1/observability" + query)
         check_problem(r, 422)
         assert [e["field"] for e in r.json()["errors"]] == ["window_hours"], (query, r.text)
