@@ -12,7 +12,7 @@ import pytest
 import requests
 from websockets.sync.client import connect
 
-from conftest import HTTP_TIMEOUT_S, check_problem, create_user, signup, user_session
+from conftest import HTTP_TIMEOUT_S, check_problem, create_user, free_port, signup, user_session
 from test_jobs_webhooks import Api, hook, receiver, start_server  # noqa: F401 (fixture)
 
 WAIT_S = 30.0
@@ -273,3 +273,52 @@ def test_the_openapi_document_describes_the_answer(trellis, receiver):
     schema = doc["components"]["schemas"]["Observability"]
     jsonschema.Draft202012Validator(schema).validate(n)
     jsonschema.Draft202012Validator(schema).validate(observe(api, signup(api)))
+
+
+def test_connections_on_two_processes_are_counted_together_and_a_dead_ones_drop_out(trellis):
+    proc, env = start_server(trellis, ws_report_ms=200)
+    api = Api(proc)
+    second_env = dict(env)
+    second_env["TRELLIS_PORT"] = str(free_port())
+    second = trellis.start("serve", env=second_env)
+    second.wait_ready()
+    a = signup(api)
+    here, there = open_ws(proc, a), open_ws(second, a)
+    try:
+        n = wait_for(api, a, "both processes' connections",
+                     lambda n: n["websocket"]["connections"] == 2)
+        assert n["websocket"]["processes"] == 2
+        # either process answers for the whole cluster
+        r = requests.get(second.url("/v1/observability"), headers=a.headers, timeout=HTTP_TIMEOUT_S)
+        assert r.status_code == 200 and r.json()["websocket"]["connections"] == 2, r.text
+        # a process killed without a goodbye drops out once its report is stale
+        second.kill()
+        n = wait_for(api, a, "the dead process's report ignored",
+                     lambda n: n["websocket"]["connections"] == 1)
+        assert n["websocket"]["processes"] == 1
+    finally:
+        here.close()
+        try:
+            there.close()
+        except Exception:
+            pass
+
+
+def test_a_queue_longer_than_the_scan_limit_is_counted_that_far_and_says_so(trellis):
+    # no job threads: the deliveries stay queued; the limit's minimum is 100
+    proc, api = server(trellis, job_workers=0, observability_scan_max=100)
+    a, b = signup(api), signup(api)
+    hook(api, a, "http://127.0.0.1:9/a", topics=("crm.leads",))
+    for i in range(101):
+        r = api.post(a, "/v1/crm/leads", {"name": f"Lead {i}", "email": f"lead{i}@example.com"})
+        assert r.status_code == 201, r.text
+    n = wait_for(api, a, "a's jobs queued past the limit", lambda n: n["jobs"]["exact"] is False)
+    queues = {q["queue"]: q for q in n["jobs"]["queues"]}
+    assert (queues["webhooks"]["ready"], queues["webhooks"]["exact"]) == (100, False), n["jobs"]
+    # (other modules' queues may hold jobs of the same events: each is read that far at most)
+    assert all(q["ready"] + q["delayed"] <= 100 for q in queues.values()), n["jobs"]
+    assert n["jobs"]["depth"] == sum(q["ready"] + q["delayed"] for q in queues.values())
+    # b's count reads the same shared queue: none of it is b's, and it says it did not read all
+    nb = observe(api, b)
+    hooks_b = {q["queue"]: q for q in nb["jobs"]["queues"]}["webhooks"]
+    assert (hooks_b["ready"], hooks_b["exact"], nb["jobs"]["exact"]) == (0, False, False), nb["jobs"]
