@@ -76,6 +76,10 @@ static const struct key keys[] = {
 	"Frames queued for a slow WebSocket client before it is closed with 4009."),
     INT(ws_rate, "20", 1, 100000, "Frames per second a WebSocket client may send (refill)."),
     INT(ws_rate_burst, "40", 1, 1000000, "Frames a WebSocket client may send in a burst."),
+    INT(ws_report_ms, "2000", 100, 60000,
+	"How often a process writes its WebSocket numbers per tenant to Redis (connections, "
+	"queued frames, delivery lag) for GET /v1/observability; a report older than three "
+	"times this is ignored (its process stopped)."),
     INT(events_max_len, "100000", 100, 100000000,
 	"Events kept per tenant for resume (older ones are trimmed)."),
     INT(events_max_age, "86400", 60, 31536000, "Seconds an event is kept for resume."),

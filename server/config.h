@@ -76,6 +76,7 @@ struct tr_config {
 	int ws_send_queue;   /* frames */
 	int ws_rate;	     /* frames per second a client may send */
 	int ws_rate_burst;
+	int ws_report_ms;    /* per-tenant WebSocket numbers written to Redis */
 	int events_max_len;  /* entries kept per tenant stream */
 	int events_max_age;  /* seconds an event is kept */
 	int changes_scan;    /* stream entries one changes-feed page examines at most */

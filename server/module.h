@@ -191,6 +191,17 @@ struct tr_timeline {
 		     struct tr_timeline_items *out);
 };
 
+/* The schema of a hand-written route's success answer, for the OpenAPI
+ * document: components/schemas/<name>, written as JSON Schema text (the
+ * 2020-12 dialect OpenAPI 3.1 takes). Routes without one are documented as
+ * answering an object. */
+struct tr_answer_schema {
+	enum tr_method method;
+	const char *path;
+	const char *name;
+	const char *schema;
+};
+
 struct tr_module {
 	const char *name;
 	const struct tr_permission *permissions;
@@ -254,6 +265,16 @@ struct tr_module {
 	 * hooks above, any number of modules offer one; each kind is one
 	 * module's. */
 	const struct tr_timeline *timeline;
+	/* The module's part of GET /v1/observability (what a tenant admin asks
+	 * before opening a support ticket), or NULL: for db's tenant, appends
+	 * its members to out, named for what they describe ("webhooks"),
+	 * measuring what happens over time since since_ms (unix ms). 0 or a
+	 * negative TR_E* code, which fails the request. Worker thread. Any
+	 * number of modules offer one. */
+	int (*observe)(struct tr_db *db, int64_t since_ms, bson_t *out);
+	/* Schemas of the answers of the module's own routes (OpenAPI). */
+	const struct tr_answer_schema *answers;
+	size_t nanswers;
 };
 
 /* The authenticated caller. Tenant and user come from a verified token,

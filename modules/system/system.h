@@ -23,5 +23,6 @@ void balances_reverse(struct tr_ctx *c);
 void jobs_list(struct tr_ctx *c);
 void changes_list(struct tr_ctx *c); /* changes.c */
 void jobs_retry(struct tr_ctx *c);
+void observability_get(struct tr_ctx *c); /* observability.c */
 
 #endif

@@ -59,6 +59,9 @@ static const struct tr_config_key config[] = {
      "A webhook failing without a success for this long is paused (system.webhook.disabled)."},
     {"webhook_replay_max", TR_CONFIG_INT, "10000", 1, 100000,
      "Events one POST /v1/webhooks/{id}/replay reads from the stream at most."},
+    {"webhook_observe_max", TR_CONFIG_INT, "50000", 100, 10000000,
+     "Delivery attempts GET /v1/observability reads at most for the webhooks' window (past "
+     "it the numbers say complete: false)."},
 };
 
 const struct tr_module tr_webhooks_module = {
@@ -77,4 +80,5 @@ const struct tr_module tr_webhooks_module = {
     .config = config,
     .nconfig = sizeof(config) / sizeof(config[0]),
     .migrations = "modules/webhooks/migrations",
+    .observe = webhooks_observe,
 };

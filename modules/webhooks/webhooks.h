@@ -55,6 +55,10 @@ void webhooks_deliveries_list(struct tr_ctx *c);
 void webhooks_delivery_replay(struct tr_ctx *c);
 void webhooks_replay_since(struct tr_ctx *c);
 
+/* The module's part of GET /v1/observability (observe.c): "webhooks":
+ * {"attempts_read", "complete", "endpoints": [...]}. */
+int webhooks_observe(struct tr_db *db, int64_t since_ms, bson_t *out);
+
 /* Is this a literal address webhooks may not reach (loopback, private,
  * link-local, unspecified)? host is a numeric IPv4/IPv6 text. */
 bool webhooks_address_blocked(const struct sockaddr *sa);

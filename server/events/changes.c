@@ -238,3 +238,36 @@ tr_events_after(const char *tenant_hex, const char *after, int max,
 	}
 	return TR_OK;
 }
+
+static void
+format_evid(const struct tr_evid *id, char out[48])
+{
+	snprintf(out, 48, "%llu-%llu", id->ms, id->seq);
+}
+
+/* The stream's bounds as the feed sees them, with the retention that keeps
+ * them: read once, by the script every reader uses, so the numbers agree
+ * with what a resume or a feed page from the oldest id would find. */
+int
+tr_events_stream_stats(const char *tenant_hex, struct tr_stream_stats *out)
+{
+	struct tr_stream_bounds b;
+	char key[96];
+	int rc;
+
+	memset(out, 0, sizeof(*out));
+	out->max_len = tr_cfg->events_max_len;
+	out->max_age_s = tr_cfg->events_max_age;
+	snprintf(key, sizeof(key), "t:%s:events", tenant_hex);
+	rc = read_bounds(key, &b);
+	if (rc != TR_OK)
+		return rc;
+	if (b.last.ms || b.last.seq)
+		format_evid(&b.last, out->newest);
+	if (b.held)
+		format_evid(&b.first, out->oldest);
+	out->length = b.length;
+	out->added = b.added;
+	out->trimmed = b.trimmed;
+	return TR_OK;
+}

@@ -136,6 +136,22 @@ struct tr_changes_query {
  * the reader must resync; TR_EUNAVAILABLE without Redis. */
 int tr_changes_read(const struct tr_changes_query *q, bson_t *items, char *next, bool *has_more);
 
+/* What a tenant's event stream holds now (the retention the changes feed,
+ * WebSocket resume and webhook replays reach back through), for tenant
+ * admins (GET /v1/observability). Ids are "<ms>-<seq>", "" when none. */
+struct tr_stream_stats {
+	char newest[48];  /* the last id ever generated ("" before any) */
+	char oldest[48];  /* the oldest entry still held ("" when none) */
+	long long length; /* entries held */
+	long long added;  /* entries ever added; -1 when Redis does not say */
+	bool trimmed;	  /* retention has removed entries */
+	int max_len;	  /* events_max_len */
+	int max_age_s;	  /* events_max_age */
+};
+
+/* Worker threads (waits for Redis): TR_OK or TR_EUNAVAILABLE. */
+int tr_events_stream_stats(const char *tenant_hex, struct tr_stream_stats *out);
+
 /* Published events and deliveries, for /metrics. */
 void tr_events_metrics(unsigned long long *published, unsigned long long *relayed);
 

@@ -159,6 +159,42 @@ static const char stats_lua[] =
     "end\n"
     "return out\n";
 
+/* KEYS[1] stream, KEYS[2] delayed set; ARGV[1] tenant, ARGV[2] entries to
+ * read at most (both together). Returns {in the stream, delayed, 1 when
+ * every entry was read}: the tenant's share of a queue shared by all. */
+static const char tenant_counts_lua[] =
+    "local max, seen, ready, delayed = tonumber(ARGV[2]), 0, 0, 0\n"
+    "local start = '-'\n"
+    "while seen < max do\n"
+    "  local page = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', math.min(500, max - seen))\n"
+    "  for _, e in ipairs(page) do\n"
+    "    local f = e[2]\n"
+    "    for i = 1, #f, 2 do\n"
+    "      if f[i] == 'tenant' then\n"
+    "        if f[i + 1] == ARGV[1] then ready = ready + 1 end\n"
+    "        break\n"
+    "      end\n"
+    "    end\n"
+    "    start = '(' .. e[1]\n"
+    "  end\n"
+    "  seen = seen + #page\n"
+    "  if #page < 500 then break end\n"
+    "end\n"
+    "local stream_done = seen < max or redis.call('XLEN', KEYS[1]) <= seen\n"
+    "local needle, from = '\\n' .. ARGV[1] .. '\\n', 0\n"
+    "while seen < max do\n"
+    "  local n = math.min(500, max - seen)\n"
+    "  local page = redis.call('ZRANGE', KEYS[2], from, from + n - 1)\n"
+    "  for _, m in ipairs(page) do\n"
+    "    if string.find(m, needle, 1, true) then delayed = delayed + 1 end\n"
+    "  end\n"
+    "  seen = seen + #page\n"
+    "  from = from + #page\n"
+    "  if #page < n then break end\n"
+    "end\n"
+    "local exact = stream_done and redis.call('ZCARD', KEYS[2]) <= from\n"
+    "return {ready, delayed, exact and 1 or 0}\n";
+
 struct queue {
 	const struct tr_job_handler *h;
 	char stream[200], delayed[200], dead[200];
@@ -898,4 +934,49 @@ tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_
 out:
 	bson_destroy(&rec);
 	return rc;
+}
+
+int
+tr_jobs_tenant_counts(const char *tenant_hex, long long max_scan, struct tr_job_counts *out,
+		      int max, int *nout, long long *dead)
+{
+	char key[96], limit[24];
+	redisReply *r;
+	int n = 0;
+
+	*nout = 0;
+	*dead = 0;
+	snprintf(key, sizeof(key), "t:%s:jobs:dead", tenant_hex);
+	const char *hlen[] = {"HLEN", key};
+	r = tr_kv_command(2, hlen, NULL);
+	if (!r)
+		return TR_EUNAVAILABLE;
+	if (r->type == REDIS_REPLY_INTEGER)
+		*dead = r->integer;
+	freeReplyObject(r);
+	snprintf(limit, sizeof(limit), "%lld", max_scan);
+	for (int i = 0; i < J.nqueues && n < max; i++) {
+		const char *args[] = {J.queues[i].stream, J.queues[i].delayed, tenant_hex, limit};
+		r = eval(tenant_counts_lua, 2, 4, args, NULL);
+		if (!r)
+			return TR_EUNAVAILABLE;
+		if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
+		    r->element[0]->type == REDIS_REPLY_INTEGER &&
+		    r->element[1]->type == REDIS_REPLY_INTEGER &&
+		    r->element[2]->type == REDIS_REPLY_INTEGER) {
+			out[n].queue = J.queues[i].h->queue;
+			out[n].ready = r->element[0]->integer;
+			out[n].delayed = r->element[1]->integer;
+			out[n].exact = r->element[2]->integer == 1;
+			n++;
+		} else {
+			tr_error("jobs: counting %s for a tenant failed: %s", J.queues[i].h->queue,
+				 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+			freeReplyObject(r);
+			return TR_EUNAVAILABLE;
+		}
+		freeReplyObject(r);
+	}
+	*nout = n;
+	return TR_OK;
 }

@@ -12,6 +12,7 @@
 #ifndef TR_JOBS_H
 #define TR_JOBS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -77,5 +78,23 @@ char *tr_jobs_dead_json(const char *tenant_hex, size_t *len);
 /* Puts a dead job back on its queue: TR_OK, TR_ENOTFOUND (not a dead job
  * of this tenant), TR_EUNAVAILABLE. */
 int tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_t qlen);
+
+/* One queue's jobs of one tenant (tr_jobs_tenant_counts). */
+struct tr_job_counts {
+	const char *queue; /* the handler's name (static) */
+	long long ready;   /* in the stream: waiting for a worker or running */
+	long long delayed; /* waiting for their run_at (retries in backoff too) */
+	bool exact;	   /* false: the scan stopped at max entries */
+};
+
+/* For tenant admins (GET /v1/observability; worker threads, waits for
+ * Redis). A queue's stream and delayed set are shared by every tenant, so
+ * this reads them and counts the tenant's jobs: at most max_scan entries
+ * per queue (in one script, so Redis is held for that long; past it the
+ * count says exact = false). Fills out[] (at most max, in the order the
+ * modules declare their queues) and *nout; *dead gets the tenant's dead
+ * jobs. TR_OK or TR_EUNAVAILABLE. */
+int tr_jobs_tenant_counts(const char *tenant_hex, long long max_scan, struct tr_job_counts *out,
+			  int max, int *nout, long long *dead);
 
 #endif

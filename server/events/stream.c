@@ -47,6 +47,8 @@ tr_stream_bounds_parse(const redisReply *r, struct tr_stream_bounds *out)
 		out->held = true;
 	}
 	out->trimmed = added->integer < 0 || added->integer > held->integer;
+	out->added = added->integer;
+	out->length = held->integer;
 	return true;
 }
 

@@ -24,6 +24,8 @@ struct tr_stream_bounds {
 	struct tr_evid last, first;
 	bool held; /* the stream holds entries; first is the oldest */
 	bool trimmed;
+	long long added;  /* entries ever added; -1 when Redis does not say */
+	long long length; /* entries held now */
 };
 
 /* Parses the bounds script's reply; false when it is not one. */

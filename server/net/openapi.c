@@ -13,6 +13,8 @@
 
 #include "resource.h"
 #include "router.h"
+#include "json.h"
+#include "log.h"
 #include "openapi_schema.h"
 #include "timeline.h"
 
@@ -333,14 +335,30 @@ header_doc(bson_t *headers, const char *name, bool required, const char *about)
 	bson_append_document_end(headers, &h);
 }
 
+/* The answer schema a module declares for a row of its own, or NULL. */
+static const struct tr_answer_schema *
+declared_answer(const struct tr_route *r)
+{
+	for (size_t m = 0; m < tr_nmodules; m++)
+		for (size_t i = 0; i < tr_modules[m]->nanswers; i++) {
+			const struct tr_answer_schema *a = &tr_modules[m]->answers[i];
+			if (a->method == r->method && strcmp(a->path, r->path) == 0)
+				return a;
+		}
+	return NULL;
+}
+
 /* The schema a route's success answer carries. */
 static void
 answer_schema(bson_t *media, const struct tr_route *r)
 {
+	const struct tr_answer_schema *declared = declared_answer(r);
 	char name[96];
 	bson_t s;
 
-	if (r->handler == tr_timeline_route) {
+	if (declared) {
+		tr_openapi_ref_to(media, "schema", "schemas", declared->name);
+	} else if (r->handler == tr_timeline_route) {
 		tr_openapi_ref_to(media, "schema", "schemas", "Timeline");
 	} else if (r->resource && (r->flags & TR_PAGED)) {
 		tr_openapi_schema_name(name, sizeof(name), r->resource, "List");
@@ -845,6 +863,31 @@ timeline_schema(bson_t *schemas)
 	bson_append_document_end(schemas, &s);
 }
 
+/* The answers modules declare (tr_answer_schema), parsed from their JSON
+ * text. One that does not parse is a module's bug: logged, and documented
+ * as any object so that the document stays valid. */
+static void
+answer_schemas(bson_t *schemas)
+{
+	for (size_t m = 0; m < tr_nmodules; m++)
+		for (size_t i = 0; i < tr_modules[m]->nanswers; i++) {
+			const struct tr_answer_schema *a = &tr_modules[m]->answers[i];
+			bson_t parsed, any = BSON_INITIALIZER;
+			char err[128];
+			if (tr_json_parse(a->schema, strlen(a->schema), &parsed, err,
+					  sizeof(err)) == 0) {
+				BSON_APPEND_DOCUMENT(schemas, a->name, &parsed);
+			} else {
+				tr_error("openapi: the schema %s of module %s does not parse: %s",
+					 a->name, tr_modules[m]->name, err);
+				BSON_APPEND_UTF8(&any, "type", "object");
+				BSON_APPEND_DOCUMENT(schemas, a->name, &any);
+			}
+			bson_destroy(&parsed);
+			bson_destroy(&any);
+		}
+}
+
 static void
 components(bson_t *doc)
 {
@@ -857,6 +900,7 @@ components(bson_t *doc)
 	tr_openapi_list_schema(&s, NULL);
 	bson_append_document_end(&schemas, &s);
 	timeline_schema(&schemas);
+	answer_schemas(&schemas);
 	for (size_t m = 0; m < tr_nmodules; m++)
 		for (size_t i = 0; i < tr_modules[m]->nresources; i++)
 			resource_schemas(&schemas, tr_modules[m]->resources[i]);

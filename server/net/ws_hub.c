@@ -30,6 +30,7 @@ tr_ws_frame_new(const char *head, size_t hlen, const char *body, size_t blen)
 		return NULL;
 	f->refs = 0;
 	f->topic = -1;
+	f->live = false;
 	f->owner[0] = '\0';
 	f->id.ms = f->id.seq = 0;
 	f->len = hlen + blen;
@@ -365,6 +366,7 @@ tr_ws_event(const char *tid, size_t tid_len, const char *topic, size_t topic_len
 				return;
 			f->topic = t;
 			f->id = evid;
+			f->live = true;
 			tr_owners_parse(owner, owner_len, f->owner);
 		}
 		if (c->replaying) {
@@ -425,6 +427,8 @@ tr_ws_init(uv_loop_t *loop, const struct tr_config *cfg)
 	W.cfg = cfg;
 	uv_check_init(loop, &W.flush);
 	uv_unref((uv_handle_t *)&W.flush);
+	if (cfg->role_ws)
+		tr_ws_report_start();
 }
 
 void
@@ -433,6 +437,7 @@ tr_ws_shutdown(void)
 	if (W.stopping)
 		return;
 	W.stopping = true;
+	tr_ws_report_stop();
 	for (struct ws_conn *c = W.head; c; c = c->next)
 		tr_ws_close_with(c, 1001, "server going away");
 }

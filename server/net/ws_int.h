@@ -28,6 +28,7 @@
 struct frame {
 	int refs;
 	int topic; /* -1: not an event */
+	bool live; /* an event from the channel (not read back from the stream) */
 	struct tr_evid id;
 	char owner[TR_OWNERS_LEN]; /* who it is for under ":own" (events.h) */
 	size_t len;
@@ -75,6 +76,9 @@ struct ws_conn {
 	bool in_tenant;
 	unsigned bucket;
 	bool dirty; /* has frames for the next flush */
+	/* the longest delay from an event's id to its write, of the live events
+	 * written since the last report (ws_report.c); -1 none */
+	long long lag_max_ms;
 	struct ws_conn *dnext;
 };
 
@@ -121,6 +125,10 @@ void tr_ws_replay_page(struct ws_conn *c);
 void tr_ws_send_error(struct ws_conn *c, const char *code, const char *message);
 /* ws_write.c: after each loop turn, writes the frames of connections marked dirty. */
 void tr_ws_flush_cb(uv_check_t *h);
+/* ws_report.c: starts and stops writing this process's per-tenant numbers
+ * to Redis every ws_report_ms (ws_stats.h reads them). */
+void tr_ws_report_start(void);
+void tr_ws_report_stop(void);
 /* ws_write.c: LWS_CALLBACK_SERVER_WRITEABLE; -1 closes the connection. */
 int tr_ws_on_writeable(struct ws_conn *c);
 

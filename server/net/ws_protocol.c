@@ -408,6 +408,7 @@ tr_ws_callback(struct lws *wsi, enum lws_callback_reasons reason, void **slot, v
 		if (!c)
 			return -1;
 		c->wsi = wsi;
+		c->lag_max_ms = -1;
 		*slot = c;
 		tr_ws_link_conn(c);
 		lws_set_timer_usecs(wsi, (lws_usec_t)W.cfg->ws_auth_timeout * LWS_US_PER_SEC);

@@ -3,6 +3,7 @@
  * close frame. Loop thread only. */
 #include <string.h>
 
+#include "util.h"
 #include "ws_int.h"
 
 /* ---- writing ---- */
@@ -55,6 +56,25 @@ write_close(struct ws_conn *c)
 	return 0;
 }
 
+/* Keeps the longest delay from a live event's id (the time Redis gave it)
+ * to its write among the n frames at the queue's front, for the report. */
+static void
+note_lag(struct ws_conn *c, int n)
+{
+	long long now = (long long)tr_now_ms();
+
+	for (int i = 0; i < n; i++) {
+		const struct frame *f = tr_ws_fifo_peek(&c->q, i);
+		long long lag = now - (long long)f->id.ms;
+		if (!f->live)
+			continue;
+		if (lag < 0)
+			lag = 0; /* the clocks of Redis and this host disagree */
+		if (lag > c->lag_max_ms)
+			c->lag_max_ms = lag;
+	}
+}
+
 /* Writes queued frames: several small ones go out in one write, framed
  * here (lws frames one message per write). -1 when the write failed. */
 static int
@@ -80,6 +100,8 @@ write_queued(struct ws_conn *c)
 		}
 		rc = lws_write(c->wsi, p, used, LWS_WRITE_RAW);
 	}
+	if (rc >= 0)
+		note_lag(c, n);
 	tr_ws_fifo_drop(&c->q, n);
 	if (rc < 0)
 		return -1;

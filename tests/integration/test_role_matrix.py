@@ -35,6 +35,7 @@ ROUTES = [
     ("create-api-key", "POST", "/v1/api-keys", "system.api_keys.write", 201),
     ("delete-api-key", "DELETE", "/v1/api-keys/{key}", "system.api_keys.write", 204),
     ("list-audit", "GET", "/v1/audit", "system.audit.read", 200),
+    ("observability", "GET", "/v1/observability", "system.observability.read", 200),
     ("me", "GET", "/v1/me", None, 200),
 ]
 
@@ -177,7 +178,8 @@ def test_permissions_listed_for_builtins(matrix):
     assert "system.audit.read" not in p["manager"]
     for role in ("sales", "warehouse", "accountant", "employee", "manager"):
         assert "system.tags.read" in p[role], role
-        assert not {"system.users.write", "system.roles.write", "system.api_keys.write", "system.audit.read"} & p[role]
+        assert not {"system.users.write", "system.roles.write", "system.api_keys.write", "system.audit.read",
+                    "system.observability.read"} & p[role]
     for role in BUILTINS:
         own_system = [x for x in p[role] if x.startswith("system.") and x.endswith(":own")]
         assert not own_system, f"{role} has :own system permissions {own_system} (matrix would be ambiguous)"
