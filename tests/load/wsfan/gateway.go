@@ -45,6 +45,7 @@ type hooksResult struct {
 	StartLagMaxMs   float64 `json:"start_lag_max_ms"`      // how late a POST left against its schedule, at worst
 	Delivered       int     `json:"delivered"`             // accepted leads whose event the receiver took (2xx)
 	Lost            int     `json:"lost"`                  // accepted leads never delivered after the drain
+	DeadJobs        int     `json:"dead_jobs"`             // the tenant's jobs out of attempts (GET /v1/jobs?state=dead)
 	Duplicates      int     `json:"duplicates"`            // successful deliveries of an event already taken
 	Unknown         int     `json:"unknown"`               // deliveries naming no lead of this run
 	Requests        int64   `json:"requests"`              // every request the receiver got
@@ -301,6 +302,10 @@ func runGwHooks(args []string) error {
 	}
 	end := h.now()
 	wall := time.Since(wall0).Seconds()
+	var dead struct {
+		Items []json.RawMessage `json:"items"`
+	}
+	deadErr := api.must("GET", "/v1/jobs?state=dead", nil, 200, &dead)
 
 	res := hooksResult{Rate: *rate, Seconds: *seconds, FailPct: *failPct, Seed: *seed, Posted: n,
 		Accepted: accepted, AcceptedPerSec: float64(accepted) / (float64(postsEnd-start) / 1e9),
@@ -310,6 +315,11 @@ func runGwHooks(args []string) error {
 		BadSignatures: h.missing.Load(), DrainSeconds: float64(end-postsEnd) / 1e9,
 		ServerCPUPct: 100 * (serverCPU(*pid) - server0) / wall, ClientCPUPct: 100 * (clientCPU() - client0) / wall}
 	res.cpuFigures = cpu0.since(takeCPU(*cpuPids), wall)
+	res.DeadJobs = len(dead.Items)
+	if deadErr != nil {
+		res.DeadJobs = -1
+		logf("the dead jobs were not read: %v", deadErr)
+	}
 	slices.Sort(postTimes)
 	res.PostP50Ms, res.PostP99Ms = pct(postTimes, 0.50), pct(postTimes, 0.99)
 
