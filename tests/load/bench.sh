@@ -64,6 +64,16 @@
 #      BENCH_BPM_API_BUDGET) and BENCH_BPM_REQUESTS GETs of the inbox's
 #      first page (goal p50 <= 20 ms; Flowable's inbox query over as many
 #      tasks beside it).
+#  10. Gateway (tests/load/wsfan gw-hooks, gw-fill, gw-changes): leads
+#      created through the API at BENCH_GW_RATE/s for BENCH_GW_SECONDS while
+#      one webhook on crm.leads points at a receiver inside wsfan, once
+#      answering every delivery and once failing BENCH_GW_FAIL_PCT% of them
+#      with 500 (seeded): deliveries/s, p50/p99 from the POST's 201 to the
+#      successful delivery (goal p99 <= 100 ms, healthy receiver), events
+#      never delivered after BENCH_GW_DRAIN s (goal 0); then a tenant's
+#      stream filled with BENCH_GW_FEED_EVENTS events straight in Redis, in
+#      the server's format, and GET /v1/changes?limit=500 pages followed by
+#      BENCH_GW_CLIENTS clients for BENCH_GW_FEED_SECONDS: pages/s, p50/p99.
 #
 # Prints a table with each figure, its baseline, the ratio and PASS/MISS,
 # and writes the same table to build/bench/results.md (raw wrk and
@@ -83,7 +93,8 @@
 #   TRELLIS_PYTHON        default .venv/bin/python (falls back to
 #                         /tmp/vtest/bin/python when .venv is missing)
 #   BENCH_ONLY            all (default), http (1-3 and the identity runs),
-#                         ws (4 and 5), crm (6), data (7), erp (8) or bpm (9)
+#                         ws (4 and 5), crm (6), data (7), erp (8), bpm (9)
+#                         or gateway (10)
 #   BENCH_WS_CLIENTS      WebSocket clients, default 10000
 #   BENCH_WS_SECONDS      publishing time, default 30
 #   BENCH_WS_RATE         events per second, default 100
@@ -132,6 +143,16 @@
 #                         fewer than BENCH_BPM_REQUESTS were made, default 600
 #   Quick BPM run:        BENCH_ONLY=bpm BENCH_BPM_SECONDS=5 BENCH_BPM_TASKS=5000 \
 #                         BENCH_BPM_REQUESTS=50 bash tests/load/bench.sh
+#   BENCH_GW_RATE         leads (events) created per second, default 50
+#   BENCH_GW_SECONDS      seconds leads are created for, each delivery run, default 30
+#   BENCH_GW_DRAIN        longest wait for deliveries after the last POST, default 40
+#   BENCH_GW_FAIL_PCT     deliveries the failing receiver answers 500, percent, default 10
+#   BENCH_GW_SEED         seed of the receiver's choice of failures, default 1
+#   BENCH_GW_FEED_EVENTS  events in the changes feed's stream, default 1000000
+#   BENCH_GW_CLIENTS      clients paging the changes feed, default 8
+#   BENCH_GW_FEED_SECONDS seconds of paging, default 20
+#   Quick gateway run:    BENCH_ONLY=gateway BENCH_GW_SECONDS=5 BENCH_GW_FEED_EVENTS=20000 \
+#                         BENCH_GW_FEED_SECONDS=5 bash tests/load/bench.sh
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -208,6 +229,16 @@ BPM_INBOX_SECONDS=${BENCH_BPM_INBOX_SECONDS:-600}
 # BPM goals from the issue.
 BPM_ASSIGNED_P99_GOAL=50 # ms from starting an instance to its bpm.task.assigned
 BPM_INBOX_P50_GOAL=20    # ms for the inbox's first page over BENCH_BPM_TASKS tasks
+GW_RATE=${BENCH_GW_RATE:-50}
+GW_SECONDS=${BENCH_GW_SECONDS:-30}
+GW_DRAIN=${BENCH_GW_DRAIN:-40}
+GW_FAIL_PCT=${BENCH_GW_FAIL_PCT:-10}
+GW_SEED=${BENCH_GW_SEED:-1}
+GW_FEED_EVENTS=${BENCH_GW_FEED_EVENTS:-1000000}
+GW_CLIENTS=${BENCH_GW_CLIENTS:-8}
+GW_FEED_SECONDS=${BENCH_GW_FEED_SECONDS:-20}
+# Gateway goal from the issue.
+GW_P99_GOAL=100 # ms from a lead's 201 to its webhook delivery, healthy receiver
 
 # Every process started here, in start order; torn down in reverse.
 PIDS=()
@@ -1887,13 +1918,205 @@ write_bpm_results() {
 	} >>"$OUT/results.md"
 }
 
+# ---- Gateway: webhook deliveries and the changes feed (measurement 10) ----
+#
+# A fresh server process that lets webhooks reach loopback
+# (webhook_allow_private) and keeps BENCH_GW_FEED_EVENTS and more in each
+# tenant's stream (events_max_len), each part on a fresh tenant:
+# wsfan gw-hooks creates leads at BENCH_GW_RATE/s for BENCH_GW_SECONDS while
+# the tenant's one webhook on crm.leads points at a receiver inside wsfan,
+# first answering every delivery, then failing BENCH_GW_FAIL_PCT% of them
+# with 500 (seeded); then a tenant's stream is filled with
+# BENCH_GW_FEED_EVENTS copies of a lead event it holds (wsfan gw-fill,
+# straight into Redis) and BENCH_GW_CLIENTS clients page GET /v1/changes.
+
+gw_preflight() {
+	local n
+	for n in GW_RATE GW_SECONDS GW_DRAIN GW_FEED_EVENTS GW_CLIENTS GW_FEED_SECONDS GW_SEED; do
+		is_count "${!n}" || die "BENCH_$n must be a positive integer, got '${!n}'"
+	done
+	[[ $GW_FAIL_PCT =~ ^[0-9]+$ ]] && ((GW_FAIL_PCT <= 100)) ||
+		die "BENCH_GW_FAIL_PCT must be a whole number from 0 to 100, got '$GW_FAIL_PCT'"
+	command -v go >/dev/null || die "'go' not found: the gateway benchmark builds its load client (tests/load/wsfan) with Go"
+}
+
+gw_start_server() {
+	read -r GW_PORT < <(free_ports 1)
+	server_env
+	cd "$ROOT"
+	# events_max_len: room for the filled stream and what the runs add,
+	# so that nothing is trimmed under the feed's readers
+	env "${SERVER_ENV[@]}" TRELLIS_PORT="$GW_PORT" TRELLIS_ACCESS_TTL=3600 TRELLIS_SIGNUP_ENABLED=1 \
+		TRELLIS_WEBHOOK_ALLOW_PRIVATE=1 TRELLIS_EVENTS_MAX_LEN=$((GW_FEED_EVENTS * 2 + 100000)) \
+		"$TRELLIS_BIN" serve >"$TMP/trellis-gateway.log" 2>&1 &
+	GW_PID=$!
+	PIDS+=("$GW_PID")
+	cd - >/dev/null
+	wait_http_200 "Trellis (gateway)" "$GW_PID" "http://127.0.0.1:$GW_PORT/readyz"
+	log "gateway: Trellis pid $GW_PID, port $GW_PORT"
+}
+
+# gw_step NAME PREFIX COMMAND...: a wsfan run whose stdout ends with one
+# JSON object, kept as $OUT/gateway-NAME.json and loaded as PREFIX_*.
+gw_step() {
+	local name=$1 prefix=$2
+	shift 2
+	log "gateway: $name"
+	"$@" >"$OUT/gateway-$name.json" 2> >(tee "$OUT/gateway-$name.log" | sed 's/^/    /' >&2) ||
+		die "the gateway step $name failed (see $OUT/gateway-$name.log)"
+	ws_load "$OUT/gateway-$name.json" "$prefix"
+}
+
+# gw_hooks NAME PREFIX FAIL_PCT [wsfan flags]: one delivery run on a fresh tenant.
+gw_hooks() {
+	local name=$1 p=$2 fail=$3
+	shift 3
+	erp_signup "$GW_PORT" "gw-$name"
+	settle
+	gw_step "$name" "$p" "$WSFAN" gw-hooks -http "http://127.0.0.1:$GW_PORT" -token "$ERP_TOKEN" \
+		-rate "$GW_RATE" -seconds "$GW_SECONDS" -fail-pct "$fail" -seed "$GW_SEED" -drain "${GW_DRAIN}s" \
+		-pid "$GW_PID" -cpu-pids "$BPM_CPU_PIDS" "$@"
+	local e="${p}_post_errors" d="${p}_duplicates" u="${p}_unknown" m="${p}_missing_headers"
+	if ((${!e} > 0 || ${!d} > 0 || ${!u} > 0 || ${!m} > 0)); then
+		GW_ERRORS=$((GW_ERRORS + 1))
+	fi
+	kill -0 "$GW_PID" 2>/dev/null || die "the server died during the gateway run $1"
+}
+
+gw_bench() {
+	GW_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+	stop_pid "$SERVER_PID"
+	ws_build_client
+	bpm_cpu_pids
+	gw_start_server
+
+	gw_hooks hooks-healthy GH 0 -replay
+	gw_hooks hooks-failing GF "$GW_FAIL_PCT"
+
+	# the feed: one lead through the API (the entry copied), the fill, the reads
+	erp_signup "$GW_PORT" gw-feed
+	local base="http://127.0.0.1:$GW_PORT"
+	post_json_field "feed template lead" "$base/v1/crm/leads" \
+		'{"name":"Feed Template Lead","email":"feed.template@bench.test","phone":"+49 30 1234567","company":"Gateway Feed GmbH","source":{"channel":"partner","campaign_id":null}}' \
+		201 id -H "Authorization: Bearer $ERP_TOKEN" >/dev/null
+	gw_step fill GL "$WSFAN" gw-fill -redis "127.0.0.1:$REDIS_PORT" -tenant "$ERP_TENANT" \
+		-events "$GW_FEED_EVENTS"
+	settle
+	gw_step changes GC "$WSFAN" gw-changes -http "$base" -token "$ERP_TOKEN" -clients "$GW_CLIENTS" \
+		-seconds "$GW_FEED_SECONDS" -limit 500 -first "$GL_first_id" -last "$GL_last_id" \
+		-pid "$GW_PID" -cpu-pids "$BPM_CPU_PIDS"
+	if ((GC_failed > 0 || GC_gaps > 0 || GC_short_pages > 0)); then
+		GW_ERRORS=$((GW_ERRORS + 1))
+	fi
+	kill -0 "$GW_PID" 2>/dev/null || die "the server died during the changes feed run"
+	stop_pid "$GW_PID"
+}
+
+# gw_p99_cell PREFIX: the delivery p99 counting lost events, or why none.
+gw_p99_cell() {
+	local v
+	v=$(ws_field "$1" latency_p99_all_ms)
+	if awk -v v="$v" 'BEGIN { exit !(v < 0) }'; then
+		echo "none: over 1% lost"
+	else
+		num "$v" 1
+	fi
+}
+
+# gw_p99_result PREFIX GOAL: PASS when the p99 counting lost is within GOAL.
+gw_p99_result() {
+	local v
+	v=$(ws_field "$1" latency_p99_all_ms)
+	if awk -v v="$v" 'BEGIN { exit !(v < 0) }'; then
+		echo MISS
+	else
+		at_most "$v" "$2"
+	fi
+}
+
+gw_lost_result() {
+	if (($(ws_field "$1" lost) == 0 && $(ws_field "$1" accepted) > 0)); then echo PASS; else echo MISS; fi
+}
+
+# gw_run_row LABEL PREFIX: one delivery run's detail.
+gw_run_row() {
+	local p=$2
+	echo "| $1 | leads posted $(ws_field "$p" posted), accepted $(ws_field "$p" accepted) ($(num "$(ws_field "$p" accepted_per_sec)" 1)/s; POST p50 / p99 $(num "$(ws_field "$p" post_p50_ms)" 1) / $(num "$(ws_field "$p" post_p99_ms)" 1) ms; the latest POST left $(num "$(ws_field "$p" start_lag_max_ms)" 0) ms after its slot)${3:+; failed: $3}; receiver requests $(ws_field "$p" requests), answered 500 $(ws_field "$p" failed); delivered at the first attempt $(ws_field "$p" first_attempt) of $(ws_field "$p" delivered); delivered before the POST's 201: $(ws_field "$p" before_201); POST sent -> delivered p50 / p99 $(num "$(ws_field "$p" sent_p50_ms)" 1) / $(num "$(ws_field "$p" sent_p99_ms)" 1) ms, max after the 201 $(num "$(ws_field "$p" latency_max_ms)" 0) ms; duplicates $(ws_field "$p" duplicates), unknown $(ws_field "$p" unknown); drain $(num "$(ws_field "$p" drain_seconds)" 1) s; all delivered / (the last delivery - the first POST): $(num "$(ws_field "$p" delivered_all_per_sec)" 1)/s; CPU: server $(num "$(ws_field "$p" server_cpu_pct)" 0)%, $(ws_field "$p" other_cpu), wsfan $(num "$(ws_field "$p" client_cpu_pct)" 0)% |"
+}
+
+write_gw_results() {
+	local gh_p99 gf_p99 feed_note=""
+	gh_p99=$(gw_p99_cell GH)
+	gf_p99=$(gw_p99_cell GF)
+	if ((GC_failed > 0 || GC_gaps > 0 || GC_short_pages > 0)); then
+		feed_note=" (INVALID: $GC_failed failed, $GC_gaps gaps, $GC_short_pages short pages)"
+	fi
+	{
+		echo
+		echo "## Gateway: webhook deliveries and the changes feed"
+		echo
+		echo "Leads created through the API (POST /v1/crm/leads, the owner's token) at $GW_RATE/s for" \
+			"$GW_SECONDS s while the tenant's one webhook on crm.leads points at a receiver inside wsfan" \
+			"(loopback); up to $GW_DRAIN s of drain after the last POST. Then GET /v1/changes?limit=500" \
+			"over $GL_stream_len events, $GW_CLIENTS clients for $GW_FEED_SECONDS s. Each part on a fresh tenant."
+		echo
+		echo "| figure | measured | baseline | ratio | goal | result |"
+		echo "| --- | ---: | --- | ---: | --- | --- |"
+		echo "| deliveries/s, healthy receiver | $(num "$GH_delivered_per_sec" 1) | $(num "$GH_accepted_per_sec" 1) (leads accepted/s) | $(ratio "$GH_delivered_per_sec" "$GH_accepted_per_sec") | - | - |"
+		echo "| 201 -> delivered, healthy receiver: p50 / p99 ms (p99 counting lost: $gh_p99) | $(num "$GH_latency_p50_ms" 1) / $(num "$GH_latency_p99_ms" 1) | - | - | p99 <= $GW_P99_GOAL | $(gw_p99_result GH "$GW_P99_GOAL") |"
+		echo "| events never delivered, healthy receiver | $GH_lost of $GH_accepted (jobs in the dead letters: $GH_dead_jobs) | - | - | 0 | $(gw_lost_result GH) |"
+		echo "| deliveries/s, healthy receiver, the run's $GH_replayed events replayed at once (POST /v1/webhooks/{id}/replay) | $(num "$GH_replay_per_sec" 1) | - | - | - | - |"
+		echo "| deliveries/s, receiver failing $GW_FAIL_PCT% (500) | $(num "$GF_delivered_per_sec" 1) | $(num "$GF_accepted_per_sec" 1) (leads accepted/s) | $(ratio "$GF_delivered_per_sec" "$GF_accepted_per_sec") | - | - |"
+		echo "| 201 -> delivered, receiver failing $GW_FAIL_PCT%: p50 / p99 ms (p99 counting lost: $gf_p99) | $(num "$GF_latency_p50_ms" 1) / $(num "$GF_latency_p99_ms" 1) | - | - | - | - |"
+		echo "| events never delivered, receiver failing $GW_FAIL_PCT% | $GF_lost of $GF_accepted (jobs in the dead letters: $GF_dead_jobs) | - | - | 0 | $(gw_lost_result GF) |"
+		echo "| changes feed over $GL_stream_len events: pages/s (limit 500, $GW_CLIENTS clients)$feed_note | $(num "$GC_pages_per_sec" 1) | - | - | - | - |"
+		echo "| changes feed: per page p50 / p99 ms | $(num "$GC_p50_ms" 1) / $(num "$GC_p99_ms" 1) | - | - | - | - |"
+		echo
+		echo "| run | detail |"
+		echo "| --- | --- |"
+		gw_run_row "deliveries, healthy" GH "${GH_post_statuses:-}"
+		gw_run_row "deliveries, failing $GW_FAIL_PCT%" GF "${GF_post_statuses:-}"
+		echo "| replay, healthy | $GH_replayed events enqueued by one POST; the run's leads delivered again: $GH_replay_delivered of $GH_delivered in $(num "$GH_replay_seconds" 2) s (more than once: $GH_replay_duplicates); CPU: server $(num "$GH_replay_server_cpu_pct" 0)%, ${GH_replay_other_cpu:-} |"
+		echo "| stream fill | $GL_events entries in $(num "$GL_seconds" 1) s ($(num "$GL_per_sec" 0)/s), each a copy of the tenant's newest entry ($GL_entry_bytes bytes of frame) under a new entity id; Redis memory +$(mib "$((GL_redis_memory_added_bytes / 1024))") MiB; stream $GL_first_id .. $GL_last_id |"
+		echo "| changes feed | $GC_pages pages in $(num "$GC_seconds" 1) s, $(num "$GC_items_per_sec" 0) items/s, $(num "$GC_mib_per_sec" 1) MiB/s of JSON; max $(num "$GC_max_ms" 1) ms; failed $GC_failed, walks that reached the end $GC_wraps; CPU: server $(num "$GC_server_cpu_pct" 0)%, $GC_other_cpu, wsfan $(num "$GC_client_cpu_pct" 0)% |"
+		echo
+		echo "Notes:"
+		echo "- One machine, $(nproc) cores, shared by the server, FerretDB, PostgreSQL, Redis and wsfan (receiver" \
+			"and clients). Load average (1, 5, 15 min) as the section began: $GW_LOADAVG. Server: $TRELLIS_BIN," \
+			"TRELLIS_WORKERS=$WORKERS, job_workers and job_backoff_ms at their defaults (2 threads; first retry" \
+			"after 1 s, doubling; 5 attempts), rate limits lifted. CPU percentages: 100% = one core."
+		echo "- 201 -> delivered: from wsfan reading the lead POST's 201 to the receiver taking (204) the first" \
+			"delivery of that lead's crm.lead.created (one process, monotonic clock); a delivery that came before" \
+			"the 201 counts 0. Failed deliveries are retried by the server's job queue, so with a failing" \
+			"receiver the p99 is the retry delay. Deliveries/s: events delivered / (the last delivery - the" \
+			"first POST) over the posting window; the load is the steady rate, not the most the server can do:" \
+			"the replay row is that - every event of the healthy run enqueued by one request, timed from it to" \
+			"the last of them delivered again (the $(num "$GH_replay_per_sec" 0)/s of the job threads, without the API load)."
+		echo "- The receiver picks the deliveries it fails with a PCG generator seeded $GW_SEED (every request," \
+			"retries included, fails with probability $GW_FAIL_PCT%). Lost: accepted leads with no successful" \
+			"delivery after the drain. A delivery whose job_max_attempts (5) attempts all failed is in the" \
+			"tenant's dead letters (GET /v1/jobs?state=dead; POST /v1/jobs/{id}/retry sends it again): at a" \
+			"$GW_FAIL_PCT% failure rate that is one event in $(awk -v p="$GW_FAIL_PCT" 'BEGIN { if (p > 0) printf "%.0f", 1 / (p / 100) ^ 5; else print "never" }')," \
+			"so a run of $GW_RATE x $GW_SECONDS events loses one now and then by design of the retry policy."
+		echo "- The stream fill bypasses the server: XADD t:<tenant>:events * t <topic> o <owner> b <frame>, as" \
+			"the server's publish script writes it, without the MAXLEN (the server runs with" \
+			"events_max_len=$((GW_FEED_EVENTS * 2 + 100000)), so nothing is trimmed); no job, pub/sub message or" \
+			"outbox record goes with it. Each feed client starts at its own point of the stream (client c at" \
+			"c/$GW_CLIENTS of the way, by id time) and follows next; at the end it starts again from the oldest."
+		if [[ -n ${GH_post_error:-} ]]; then echo "- Healthy run, first failed POST: $GH_post_error"; fi
+		if [[ -n ${GF_post_error:-} ]]; then echo "- Failing run, first failed POST: $GF_post_error"; fi
+		if [[ -n ${GC_first_error:-} ]]; then echo "- Changes feed, first failure: $GC_first_error"; fi
+	} >>"$OUT/results.md"
+}
+
 main() {
 	case $ONLY in
-	all | http | ws | crm | data | erp | bpm) ;;
-	*) die "BENCH_ONLY must be all, http, ws, crm, data, erp or bpm, got '$ONLY'" ;;
+	all | http | ws | crm | data | erp | bpm | gateway) ;;
+	*) die "BENCH_ONLY must be all, http, ws, crm, data, erp, bpm or gateway, got '$ONLY'" ;;
 	esac
 	preflight
-	[[ $ONLY == http || $ONLY == crm || $ONLY == data || $ONLY == erp || $ONLY == bpm ]] || ws_preflight
+	[[ $ONLY == http || $ONLY == crm || $ONLY == data || $ONLY == erp || $ONLY == bpm || $ONLY == gateway ]] ||
+		ws_preflight
 	if [[ $ONLY == all || $ONLY == crm ]]; then
 		crm_preflight
 	fi
@@ -1905,6 +2128,9 @@ main() {
 	fi
 	if [[ $ONLY == all || $ONLY == bpm ]]; then
 		bpm_preflight
+	fi
+	if [[ $ONLY == all || $ONLY == gateway ]]; then
+		gw_preflight
 	fi
 	mkdir -p "$OUT"
 	TMP=$(mktemp -d "${TMPDIR:-/tmp}/trellis-bench.XXXXXX")
@@ -1930,7 +2156,7 @@ main() {
 	fi
 
 	seed
-	HTTP_ERRORS=0 WS_ERRORS=0 CRM_ERRORS=0 DATA_ERRORS=0 ERP_ERRORS=0 BPM_ERRORS=0
+	HTTP_ERRORS=0 WS_ERRORS=0 CRM_ERRORS=0 DATA_ERRORS=0 ERP_ERRORS=0 BPM_ERRORS=0 GW_ERRORS=0
 	if [[ $ONLY == all || $ONLY == http ]]; then
 		http_bench
 	else
@@ -1955,6 +2181,10 @@ main() {
 		bpm_bench
 		write_bpm_results
 	fi
+	if [[ $ONLY == all || $ONLY == gateway ]]; then
+		gw_bench
+		write_gw_results
+	fi
 
 	echo
 	cat "$OUT/results.md"
@@ -1977,6 +2207,9 @@ main() {
 	fi
 	if ((BPM_ERRORS > 0)); then
 		die "the BPM runs had failures (see the notes under their table); those figures are not valid"
+	fi
+	if ((GW_ERRORS > 0)); then
+		die "the gateway runs had failures (see the notes under their table); those figures are not valid"
 	fi
 }
 

@@ -19,6 +19,12 @@
 //	                                              awaited on a WebSocket) and a gateway
 //	wsfan bpm-inbox ...                           BPM: the first inbox page over many
 //	                                              open tasks
+//	wsfan gw-hooks ...                            gateway: leads at a steady rate, their
+//	                                              webhook deliveries to a receiver here
+//	                                              that fails a share of them
+//	wsfan gw-fill ...                             gateway: a tenant's event stream filled
+//	                                              straight in Redis
+//	wsfan gw-changes ...                          gateway: GET /v1/changes pages, N clients
 //
 // Each mode prints one JSON object on stdout; progress goes to stderr.
 // Run `wsfan MODE -h` for the flags.
@@ -51,6 +57,12 @@ func main() {
 		err = runBpmFlow(os.Args[2:])
 	case "bpm-inbox":
 		err = runBpmInbox(os.Args[2:])
+	case "gw-hooks":
+		err = runGwHooks(os.Args[2:])
+	case "gw-fill":
+		err = runGwFill(os.Args[2:])
+	case "gw-changes":
+		err = runGwChanges(os.Args[2:])
 	default:
 		usage()
 	}
@@ -61,7 +73,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: wsfan fanout|resume|leads|erp-sales|erp-moves|bpm-flow|bpm-inbox [flags] (wsfan MODE -h for the flags)")
+	fmt.Fprintln(os.Stderr, "usage: wsfan fanout|resume|leads|erp-sales|erp-moves|bpm-flow|bpm-inbox|gw-hooks|gw-fill|gw-changes [flags] (wsfan MODE -h for the flags)")
 	os.Exit(2)
 }
 
