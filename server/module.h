@@ -47,6 +47,8 @@ const char *tr_method_name(enum tr_method m);
  *                  headers: the router keeps webhook-id, webhook-timestamp
  *                  and webhook-signature in the request (req->webhook_*)
  *                  and the raw body in raw_body; the handler verifies them.
+ *   TR_SECRET_PATH the path holds a credential (an inbound source's token):
+ *                  the access log shows the route's pattern, not the path.
  * Other routes are authenticated (401), rate limited (429), authorized
  * against the row's permission (403), and run on a worker thread with a
  * tenant-scoped database handle. */
@@ -58,6 +60,7 @@ enum tr_route_flags {
 	TR_PAGED = 1 << 4,
 	TR_XML_BODY = 1 << 5,
 	TR_SIGNED = 1 << 6,
+	TR_SECRET_PATH = 1 << 7,
 };
 
 #define TR_MAX_PARAMS 4

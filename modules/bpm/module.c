@@ -60,8 +60,8 @@ static const struct tr_route routes[] = {
 };
 
 static const struct tr_job_handler jobs[] = {
-    {BPM_QUEUE, bpm_job_run},
-    {BPM_EVENTS_QUEUE, bpm_events_run},
+    {.queue = BPM_QUEUE, .run = bpm_job_run},
+    {.queue = BPM_EVENTS_QUEUE, .run = bpm_events_run},
 };
 
 /* The events of other modules the engine acts on: starts (start_on) and

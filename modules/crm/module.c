@@ -28,7 +28,8 @@ static const struct tr_route routes[] = {
      &crm_deals, NULL, NULL},
     {TR_POST, "/v1/crm/deals/{id}/lost", crm_deals_lost, "crm.deals.write", J,
      "Close a deal as lost, with a reason.", &crm_deals, NULL, NULL},
-    {TR_POST, "/v1/inbound/{token}", crm_inbound_receive, NULL, TR_PUBLIC | J | TR_SIGNED,
+    {TR_POST, "/v1/inbound/{token}", crm_inbound_receive, NULL,
+     TR_PUBLIC | J | TR_SIGNED | TR_SECRET_PATH,
      "A partner's post to an inbound source's url, made a lead (202); signed with Standard "
      "Webhooks headers when the source has a secret; a webhook-id received before: 200, "
      "nothing made.",
@@ -46,7 +47,7 @@ static const struct tr_route routes[] = {
 };
 
 static const struct tr_job_handler jobs[] = {
-    {"crm.reminders", crm_task_reminder},
+    {.queue = "crm.reminders", .run = crm_task_reminder},
 };
 
 /* The permissions this module owns and the built-in roles holding each

@@ -115,9 +115,9 @@ static const struct tr_resource *const resources[] = {
     &erp_boms,	   &erp_work_orders, &erp_departments, &erp_employees, &erp_reorder_rules};
 
 static const struct tr_job_handler jobs[] = {
-    {ERP_SETTLE_QUEUE, erp_settle_run},
-    {ERP_CHECKS_QUEUE, erp_checks_run},
-    {ERP_PLANNING_QUEUE, erp_planning_job},
+    {.queue = ERP_SETTLE_QUEUE, .run = erp_settle_run},
+    {.queue = ERP_CHECKS_QUEUE, .run = erp_checks_run},
+    {.queue = ERP_PLANNING_QUEUE, .run = erp_planning_job},
 };
 
 /* Its configuration keys (config.h). */

@@ -34,7 +34,7 @@ static const struct tr_topic topics[] = {
 static const struct tr_resource *const resources[] = {&webhooks_resource};
 
 static const struct tr_job_handler jobs[] = {
-    {"webhooks", webhooks_deliver},
+    {"webhooks", webhooks_deliver, "webhook_max_attempts", "webhook_backoff_max_ms"},
 };
 
 /* The permissions this module owns and the built-in roles holding each
@@ -55,6 +55,12 @@ static const struct tr_config_key config[] = {
      "How long a webhook receiver may take to answer."},
     {"webhook_secret_overlap_ms", TR_CONFIG_INT, "86400000", 1000, 604800000,
      "How long after a rotation deliveries are signed with the previous secret too."},
+    {"webhook_max_attempts", TR_CONFIG_INT, "120", 1, 1000,
+     "Attempts of one delivery before it is dead-lettered (the default, with the waits below, "
+     "keeps retrying for about 3.4 days - each wait at the cap is 30 to 60 minutes - longer "
+     "than a failing webhook stays enabled)."},
+    {"webhook_backoff_max_ms", TR_CONFIG_INT, "3600000", 1, 86400000,
+     "Longest wait between two attempts of a delivery (the waits double from job_backoff_ms)."},
     {"webhook_disable_after_ms", TR_CONFIG_INT, "259200000", 1000, 2592000000,
      "A webhook failing without a success for this long is paused (system.webhook.disabled)."},
     {"webhook_replay_max", TR_CONFIG_INT, "10000", 1, 100000,

@@ -373,18 +373,47 @@ field(const redisReply *fields, const char *name)
  * job_backoff_max_ms, half of it fixed and half spread by the job's id
  * and attempt, so that retries of many jobs spread out while a handler
  * can still say when its own retry comes (tr_job_next_attempt_ms). */
+static const struct tr_job_handler *
+handler_of(const char *queue)
+{
+	for (int i = 0; i < J.nqueues; i++)
+		if (queue && strcmp(J.queues[i].h->queue, queue) == 0)
+			return J.queues[i].h;
+	return NULL;
+}
+
+/* A job's runs before the dead letters and its longest wait: its queue's
+ * own (tr_job_handler) or the defaults. */
+static int
+max_attempts_of(const struct tr_job *job)
+{
+	const struct tr_job_handler *h = handler_of(job->queue);
+
+	return h && h->max_attempts_key ? (int)tr_config_int(h->max_attempts_key)
+					: J.cfg->job_max_attempts;
+}
+
+static long long
+backoff_cap_of(const struct tr_job *job)
+{
+	const struct tr_job_handler *h = handler_of(job->queue);
+
+	return h && h->backoff_max_key ? tr_config_int(h->backoff_max_key)
+				       : J.cfg->job_backoff_max_ms;
+}
+
 static long long
 backoff_ms(const struct tr_job *job)
 {
-	long long d = J.cfg->job_backoff_ms;
+	long long d = J.cfg->job_backoff_ms, cap = backoff_cap_of(job);
 	unsigned char h[8];
 	char salt[16];
 	uint64_t spread = 0;
 
-	for (int i = 1; i < job->attempt && d < J.cfg->job_backoff_max_ms; i++)
+	for (int i = 1; i < job->attempt && d < cap; i++)
 		d *= 2;
-	if (d > J.cfg->job_backoff_max_ms)
-		d = J.cfg->job_backoff_max_ms;
+	if (d > cap)
+		d = cap;
 	crypto_generichash_state st;
 	int n = snprintf(salt, sizeof(salt), ":%d", job->attempt);
 	crypto_generichash_init(&st, NULL, 0, sizeof(h));
@@ -399,7 +428,7 @@ backoff_ms(const struct tr_job *job)
 int64_t
 tr_job_next_attempt_ms(const struct tr_job *job)
 {
-	if (!J.cfg || job->attempt >= J.cfg->job_max_attempts)
+	if (!J.cfg || job->attempt >= max_attempts_of(job))
 		return 0;
 	return tr_now_ms() + backoff_ms(job);
 }
@@ -426,7 +455,7 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 		const char *args[] = {q->stream, list, parked, entry, job->id, lane};
 		r = eval(done_lua, 3, 6, args, NULL);
 		atomic_fetch_add(&q->done, 1);
-	} else if (job->attempt < J.cfg->job_max_attempts) {
+	} else if (job->attempt < max_attempts_of(job)) {
 		char when[24];
 		size_t mlen =
 		    strlen(job->id) + strlen(job->tenant) + strlen(lane) + 16 + job->payload_len;
@@ -447,7 +476,7 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 		free(member);
 		atomic_fetch_add(&q->retried, 1);
 		tr_warn("jobs: %s job %s failed (attempt %d of %d): %s; retrying", q->h->queue,
-			job->id, job->attempt, J.cfg->job_max_attempts, err);
+			job->id, job->attempt, max_attempts_of(job), err);
 	} else {
 		bson_t rec = BSON_INITIALIZER, payload;
 		char ts[32], hash[96], *json;

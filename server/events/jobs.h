@@ -37,6 +37,10 @@ struct tr_job {
 struct tr_job_handler {
 	const char *queue;
 	int (*run)(const struct tr_job *job, char *err, size_t errlen);
+	/* Optional: the module's config keys giving this queue's runs before
+	 * the dead letters and its longest wait between two, in place of
+	 * job_max_attempts and job_backoff_max_ms (webhooks retry for days). */
+	const char *max_attempts_key, *backoff_max_key;
 };
 
 /* A queue's Redis key: q:<database>:<queue><suffix>. Deployments that

@@ -40,6 +40,16 @@ add_header(struct exchange *ex, const char *name, const char *value, unsigned ch
 					   end);
 }
 
+/* The path as the access log shows it: a route whose path holds a
+ * credential shows its pattern. */
+static const char *
+logged_path(const struct exchange *ex)
+{
+	if (ex->req.route && (ex->req.route->flags & TR_SECRET_PATH))
+		return ex->req.route->path;
+	return ex->req.path ? ex->req.path : "-";
+}
+
 static void
 log_and_count(struct exchange *ex)
 {
@@ -48,7 +58,7 @@ log_and_count(struct exchange *ex)
 	    .request_id = ex->req.request_id,
 	    .method = ex->req.method ? tr_method_name(ex->req.method) : "-",
 	    .route = ex->req.route ? ex->req.route->path : "-",
-	    .path = ex->req.path ? ex->req.path : "-",
+	    .path = logged_path(ex),
 	    .tenant = ex->req.authenticated ? ex->req.principal.tenant_hex : NULL,
 	    .status = ex->resp.status,
 	    .duration_ms = secs * 1000,

@@ -88,6 +88,20 @@ def test_a_source_gets_an_unguessable_url_and_never_shows_its_secret(stack, team
     assert src["id"] in [s["id"] for s in list_all(stack, team.owner, SOURCES)]
 
 
+def test_the_token_in_a_source_url_never_reaches_the_log(stack, team):
+    """An unsigned source's url is its only credential: the access log names
+    the route's pattern, not the path."""
+    src = make_source(stack, team.owner)
+    token = src["url"].rsplit("/", 1)[1]
+    r = deliver(stack.base_url, src, form(email=uniq_email("log"), name="Log Test"))
+    assert r.status_code == 202, r.text
+    assert deliver(stack.base_url, dict(src, url=src["url"] + "x"), form()).status_code == 404
+    time.sleep(0.5)
+    log = stack.server_log()
+    assert "/v1/inbound/{token}" in log
+    assert token not in log and token[24:] not in log
+
+
 @pytest.mark.parametrize("fields, field", [
     ({"mapping": {"email": "/e"}}, "mapping"),
     ({"mapping": {"name": "/n"}}, "mapping"),

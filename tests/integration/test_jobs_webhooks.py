@@ -78,10 +78,20 @@ def receiver():
         r.close()
 
 
+PRODUCT_DEFAULT = object()
+
+
 def start_server(trellis, db=None, **overrides):
+    """A server whose retries are scaled down. The webhooks queue has a
+    schedule of its own (webhook_max_attempts, webhook_backoff_max_ms:
+    about three days by default); here it follows the job settings a test
+    gives unless the test names it - PRODUCT_DEFAULT leaves the product's."""
     settings = dict(webhook_allow_private=1, job_backoff_ms=100, job_backoff_max_ms=400,
                     job_max_attempts=3, job_visibility_ms=1500)
     settings.update(overrides)
+    settings.setdefault("webhook_max_attempts", settings["job_max_attempts"])
+    settings.setdefault("webhook_backoff_max_ms", settings["job_backoff_max_ms"])
+    settings = {k: v for k, v in settings.items() if v is not PRODUCT_DEFAULT}
     env = trellis.env(db=db, **settings)
     run = trellis.run("migrate", env=env)
     assert run.returncode == 0 and not sanitizer_hits(run.output), run
@@ -165,6 +175,24 @@ def test_a_job_failing_twice_then_succeeding_runs_three_times_and_is_done(trelli
     assert len(ids) == 1, "a retry is the same delivery"
     gaps = [b["at"] - a["at"] for a, b in zip(calls, calls[1:])]
     assert all(g >= 0.04 for g in gaps), gaps  # backoff, not a tight loop
+    assert dead_jobs(api, owner) == []
+
+
+def test_a_webhook_outlasts_the_job_attempts_by_default_and_is_delivered_when_the_receiver_returns(trellis, receiver):
+    """job_max_attempts is 3 here, but a webhook retries on its own schedule
+    (120 attempts, waits up to an hour: about 3.4 days), so a receiver
+    down for seven attempts still gets the event, under one webhook-id.
+    The waits are scaled down (webhook_backoff_max_ms=300)."""
+    proc, _ = start_server(trellis, webhook_max_attempts=PRODUCT_DEFAULT, webhook_backoff_max_ms=300)
+    api = Api(proc)
+    owner = signup(api)
+    rec = receiver(plan=(503,) * 7 + (200,))
+    hook(api, owner, rec.url)
+    create_user(api, owner, ["sales"])
+    calls = rec.wait_calls(8, timeout=40)
+    time.sleep(1.0)
+    assert len(rec.calls) == 8, "delivered once it answered 200, then nothing more"
+    assert len({c["headers"]["webhook-id"] for c in calls}) == 1
     assert dead_jobs(api, owner) == []
 
 
