@@ -325,23 +325,26 @@ tr_emit_background(const char *tenant_hex, const char *topic, const char *event,
 	struct tr_db *tdb = tr_db_for_tenant(tenant_hex);
 	find_subscribers(tdb, &ev);
 	tr_db_release(tdb);
-	client = tr_dbpool_pop();
-	db = tr_dbpool_database(client);
-	bson_oid_init_from_string(&tid, tenant_hex);
+	/* Published at once; the outbox only when that failed (Redis away):
+	 * the change this event tells of is written already, so an outbox
+	 * record first would guard nothing a publish first does not, at two
+	 * writes an event. The id goes with the publish either way, so a
+	 * publish whose answer was lost and the relay's are one event. */
 	bson_oid_init(&oid, NULL);
 	bson_oid_to_string(&oid, ev.outbox_id);
-	outbox_record(&ev, &oid, &tid, now, &rec);
-	coll = mongoc_database_get_collection(db, OUTBOX);
-	stored = mongoc_collection_insert_one(coll, &rec, NULL, NULL, NULL);
 	published = relay_publish_sync(&ev);
-	if (stored && published) {
-		bson_t *del = BCON_NEW("_id", BCON_OID(&oid));
-		mongoc_collection_delete_one(coll, del, NULL, NULL, NULL);
-		bson_destroy(del);
+	stored = false;
+	if (!published) {
+		client = tr_dbpool_pop();
+		db = tr_dbpool_database(client);
+		bson_oid_init_from_string(&tid, tenant_hex);
+		outbox_record(&ev, &oid, &tid, now, &rec);
+		coll = mongoc_database_get_collection(db, OUTBOX);
+		stored = mongoc_collection_insert_one(coll, &rec, NULL, NULL, NULL);
+		mongoc_collection_destroy(coll);
+		mongoc_database_destroy(db);
+		tr_dbpool_push(client);
 	}
-	mongoc_collection_destroy(coll);
-	mongoc_database_destroy(db);
-	tr_dbpool_push(client);
 	bson_destroy(&rec);
 	free(ev.tail);
 	if (!stored && !published)

@@ -54,8 +54,9 @@ int tr_emit_data(struct tr_ctx *c, const char *topic, const char *event, const c
  * many webhooks). */
 #define TR_MAX_SUBSCRIBERS 10
 
-/* For background work (job threads): records the event in the outbox
- * and publishes it at once (the relay does if Redis is away). */
+/* For background work (job threads), after the change it tells of:
+ * publishes the event at once, or when Redis is away records it in the
+ * outbox for the relay. */
 int tr_emit_background(const char *tenant_hex, const char *topic, const char *event,
 		       const char *entity_id, const char *owner, const bson_t *data);
 
