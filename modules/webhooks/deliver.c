@@ -103,21 +103,24 @@ struct attempt {
 	const char *status; /* delivered, pending, failed, skipped */
 	long response_code;
 	int64_t at_ms, duration_ms, next_ms;
+	int32_t rounds; /* times the job was retried by hand (TR_JOB_RETRIED) */
 	const char *body;
 	size_t blen;
 };
 
-/* The id of an attempt's log record, derived from its chain (the job) and
+/* The id of an attempt's log record, derived from its chain (the job),
+ * the round (a dead job retried by hand counts its attempts again) and
  * its number: a job runs an attempt again when the process that ran it
  * died before saying so (the queue reclaims it, same number), and the
  * record of the first run then refuses the second's. */
 static void
-attempt_record_id(const struct tr_job *job, bson_oid_t *oid)
+attempt_record_id(const struct tr_job *job, int32_t rounds, bson_oid_t *oid)
 {
 	unsigned char h[12];
-	char salt[16];
+	char salt[32];
 	crypto_generichash_state st;
-	int n = snprintf(salt, sizeof(salt), ":%d", job->attempt);
+	int n = rounds > 0 ? snprintf(salt, sizeof(salt), ":%d:r%d", job->attempt, (int)rounds)
+			   : snprintf(salt, sizeof(salt), ":%d", job->attempt);
 
 	crypto_generichash_init(&st, (const unsigned char *)"webhook-attempt", 15, sizeof(h));
 	crypto_generichash_update(&st, (const unsigned char *)job->id, strlen(job->id));
@@ -135,7 +138,7 @@ log_attempt(struct tr_db *db, const struct tr_job *job, const struct attempt *a,
 	bson_oid_t oid;
 	int rc;
 
-	attempt_record_id(job, &oid);
+	attempt_record_id(job, a->rounds, &oid);
 	BSON_APPEND_OID(&rec, "_id", &oid);
 	BSON_APPEND_UTF8(&rec, "webhook_id", a->hook);
 	BSON_APPEND_UTF8(&rec, "event_id", a->event_id);
@@ -339,6 +342,8 @@ webhooks_deliver(const struct tr_job *job, char *err, size_t errlen)
 		return 0; /* not a delivery: nothing to do, ever */
 	}
 	snprintf(a.hook, sizeof(a.hook), "%s", bson_iter_utf8(&it, NULL));
+	if (bson_iter_init_find(&it, &payload, TR_JOB_RETRIED) && BSON_ITER_HOLDS_INT32(&it))
+		a.rounds = bson_iter_int32(&it);
 	if (bson_iter_init_find(&it, &payload, "event") && BSON_ITER_HOLDS_DOCUMENT(&it)) {
 		uint32_t len;
 		const uint8_t *data;

@@ -942,8 +942,22 @@ tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_
 	bson_iter_document(&it, &plen, &pdata);
 	if (!bson_init_static(&payload, pdata, plen))
 		goto out;
+	/* the payload again, counting the rounds: a handler that derives
+	 * ids from (job, attempt) tells this round's attempts from the last */
+	bson_t again = BSON_INITIALIZER;
+	bson_iter_t pi;
+	int32_t rounds = 0;
+	if (bson_iter_init(&pi, &payload))
+		while (bson_iter_next(&pi)) {
+			if (strcmp(bson_iter_key(&pi), TR_JOB_RETRIED) != 0)
+				bson_append_iter(&again, NULL, 0, &pi);
+			else if (BSON_ITER_HOLDS_INT32(&pi))
+				rounds = bson_iter_int32(&pi);
+		}
+	BSON_APPEND_INT32(&again, TR_JOB_RETRIED, rounds + 1);
 	size_t jlen;
-	char *pjson = tr_json_render(&payload, &jlen);
+	char *pjson = tr_json_render(&again, &jlen);
+	bson_destroy(&again);
 	if (!pjson) {
 		rc = TR_ENOMEM;
 		goto out;

@@ -22,6 +22,10 @@
  * including this header do not see libuv: only main.c passes one. */
 struct uv_loop_s;
 
+/* A job retried by hand (tr_jobs_retry) carries in its payload how many
+ * times it was: an int under this key. */
+#define TR_JOB_RETRIED "_retried"
+
 struct tr_job {
 	const char *queue;
 	const char *id;	     /* 32 hex, stable across retries */

@@ -321,6 +321,12 @@ def test_one_webhook_id_across_three_processes_makes_one_lead(trellis):
         assert codes.count(202) == 1 and set(codes) <= {200, 202, 409}, codes
         lead_id = [r for r in out if r.status_code == 202][0].json()["lead_id"]
         assert all(r.json()["lead_id"] == lead_id for r in out if r.status_code == 200)
+        # the token is a credential spelled one way: upper-cased (its id too) it names no source
+        prefix = "/v1/inbound/"
+        upper = prefix + src["url"][len(prefix):].upper()
+        assert upper != src["url"]
+        r = requests.post(trio.url(1, upper), data=payload, headers=h, timeout=HTTP_TIMEOUT_S)
+        assert r.status_code == 404, r.text
         # a retry after the race is answered with the lead
         again = requests.post(trio.url(2, src["url"]), data=payload, headers=h,
                               timeout=HTTP_TIMEOUT_S)

@@ -201,7 +201,7 @@ def test_a_job_that_always_fails_is_dead_lettered_and_can_be_retried(trellis, re
     api = Api(proc)
     owner = signup(api)
     rec = receiver(plan=(500,))
-    hook(api, owner, rec.url)
+    wh = hook(api, owner, rec.url)
     create_user(api, owner, ["sales"])
     dead = wait_dead(api, owner, 1)
     assert len(rec.calls) == 3  # job_max_attempts
@@ -230,8 +230,18 @@ def test_a_job_that_always_fails_is_dead_lettered_and_can_be_retried(trellis, re
     r = api.post(owner, f"/v1/jobs/{job['id']}/retry", {})
     assert r.status_code == 202, r.text
     assert r.json() == {"id": job["id"], "queue": "webhooks", "state": "queued"}
-    rec.wait_calls(4)
+    calls = rec.wait_calls(4)
+    assert calls[3]["body"] == calls[0]["body"], "the same event, nothing of the retry in it"
     assert dead_jobs(api, owner) == []
+    # the retried round is in the delivery log beside the first three attempts
+    deadline = time.monotonic() + 10
+    while True:
+        log = api.get(owner, f"/v1/webhooks/{wh['id']}/deliveries?limit=50").json()["items"]
+        if len(log) >= 4 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    # attempts 1 and 2 failed with a retry to come (pending), 3 was the last; then the round
+    assert sorted(d["status"] for d in log) == ["delivered", "failed", "pending", "pending"], log
     r = api.post(owner, f"/v1/jobs/{job['id']}/retry", {})
     assert r.status_code == 404, r.text
 
