@@ -220,21 +220,48 @@ track_health(struct tr_db *db, const struct tr_job *job, const char *id, const b
 	bson_destroy(&out);
 }
 
+/* The previous secret while a rotation's overlap lasts, else NULL. */
+static const char *
+overlap_secret(const bson_t *hook)
+{
+	const char *prev = tr_doc_str(hook, "_secret_prev");
+	bson_iter_t it;
+
+	if (!prev || !bson_iter_init_find(&it, hook, "_secret_prev_until") ||
+	    !BSON_ITER_HOLDS_DATE_TIME(&it) || bson_iter_date_time(&it) <= tr_now_ms())
+		return NULL;
+	return prev;
+}
+
+/* The deprecated header's MAC with secret, in hex, into out (65 bytes). */
+static void
+legacy_mac(const char *secret, long now, const struct attempt *a, char *out)
+{
+	unsigned char mac[crypto_auth_hmacsha256_BYTES];
+	char head[32];
+	crypto_auth_hmacsha256_state st;
+	int hn = snprintf(head, sizeof(head), "%ld.", now);
+
+	crypto_auth_hmacsha256_init(&st, (const unsigned char *)secret, strlen(secret));
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)head, (size_t)hn);
+	crypto_auth_hmacsha256_update(&st, (const unsigned char *)a->body, a->blen);
+	crypto_auth_hmacsha256_final(&st, mac);
+	sodium_bin2hex(out, 2 * sizeof(mac) + 1, mac, sizeof(mac));
+}
+
 /* The webhook-signature header's value: the current secret's signature,
  * then, while a rotation's overlap lasts, the previous secret's. */
 static void
 signatures(const bson_t *hook, const struct attempt *a, long ts, char *out, size_t olen)
 {
 	const char *secret = tr_doc_str(hook, "_secret");
-	const char *prev = tr_doc_str(hook, "_secret_prev");
-	bson_iter_t it;
+	const char *prev = overlap_secret(hook);
 	size_t n;
 
 	out[0] = '\0';
 	if (secret && webhooks_sign(secret, a->msg_id, ts, a->body, a->blen, out, olen) != 0)
 		out[0] = '\0';
-	if (!prev || !bson_iter_init_find(&it, hook, "_secret_prev_until") ||
-	    !BSON_ITER_HOLDS_DATE_TIME(&it) || bson_iter_date_time(&it) <= tr_now_ms())
+	if (!prev)
 		return;
 	n = strlen(out);
 	if (n && n + 2 < olen) {
@@ -263,17 +290,17 @@ post(const struct tr_job *job, const bson_t *hook, struct attempt *a, char *err,
 	long now = (long)time(NULL);
 	signatures(hook, a, now, sig, sizeof(sig));
 
-	/* The X-Trellis-Signature of before (deprecated): HMAC-SHA256 of
-	 * "<unix time>.<body>" keyed with the secret's text, in hex. */
-	unsigned char mac[crypto_auth_hmacsha256_BYTES];
-	char mac_hex[2 * sizeof(mac) + 1], head[32];
-	crypto_auth_hmacsha256_state st;
-	int hn = snprintf(head, sizeof(head), "%ld.", now);
-	crypto_auth_hmacsha256_init(&st, (const unsigned char *)legacy, strlen(legacy));
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)head, (size_t)hn);
-	crypto_auth_hmacsha256_update(&st, (const unsigned char *)a->body, a->blen);
-	crypto_auth_hmacsha256_final(&st, mac);
-	sodium_bin2hex(mac_hex, sizeof(mac_hex), mac, sizeof(mac));
+	/* The X-Trellis-Signature of before (deprecated): v1= the hex
+	 * HMAC-SHA256 of "<unix time>.<body>" keyed with the secret's text,
+	 * and during a rotation's overlap a second v1= with the previous. */
+	char mac_hex[2 * (2 * crypto_auth_hmacsha256_BYTES + 1) + 4];
+	const char *prev = overlap_secret(hook);
+	legacy_mac(legacy, now, a, mac_hex);
+	if (prev) {
+		size_t k = strlen(mac_hex);
+		memcpy(mac_hex + k, ",v1=", 4);
+		legacy_mac(prev, now, a, mac_hex + k + 4);
+	}
 
 	CURL *curl = curl_easy_init();
 	struct curl_slist *headers = NULL, *resolve = NULL;

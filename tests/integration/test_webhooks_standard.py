@@ -5,6 +5,8 @@ disabling.  Each test runs its own server with a local receiver (see
 test_jobs_webhooks.py)."""
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 
@@ -64,6 +66,17 @@ def test_deliveries_carry_standard_webhooks_headers_the_reference_library_verifi
         verify("whsec_" + base64.b64encode(b"x" * 24).decode(), call)
 
 
+def legacy_macs(call):
+    """The deprecated X-Trellis-Signature: t=<time>, then one v1= per secret."""
+    parts = call["headers"]["X-Trellis-Signature"].split(",")
+    assert parts[0].startswith("t=") and all(p.startswith("v1=") for p in parts[1:])
+    return parts[0][2:], [p[3:] for p in parts[1:]]
+
+
+def legacy_mac(secret, t, call):
+    return hmac.new(secret.encode(), t.encode() + b"." + call["body"], hashlib.sha256).hexdigest()
+
+
 def test_rotation_signs_with_the_new_and_the_old_secret_then_only_the_new(trellis, receiver):
     proc, _ = start_server(trellis, webhook_secret_overlap_ms=3000)
     api = Api(proc)
@@ -80,11 +93,15 @@ def test_rotation_signs_with_the_new_and_the_old_secret_then_only_the_new(trelli
     assert len(call["headers"]["webhook-signature"].split(" ")) == 2
     verify(new, call)
     verify(wh["secret"], call)
+    t, macs = legacy_macs(call)  # the deprecated header overlaps too
+    assert macs == [legacy_mac(new, t, call), legacy_mac(wh["secret"], t, call)]
     time.sleep(3.5)  # past the overlap
     create_user(api, owner, ["sales"])
     call = rec.wait_calls(2)[1]
     assert len(call["headers"]["webhook-signature"].split(" ")) == 1
     verify(new, call)
+    t, macs = legacy_macs(call)
+    assert macs == [legacy_mac(new, t, call)]
     with pytest.raises(WebhookVerificationError):
         verify(wh["secret"], call)
 
