@@ -23,6 +23,7 @@
 
 struct hook_stats {
 	char id[25];
+	bool ordered; /* its deliveries wait in a lane (queued_in_order) */
 	/* the webhook's fields shown (a pointer: bson_t needs an alignment
 	 * calloc does not give) */
 	bson_t *endpoint;
@@ -64,6 +65,8 @@ hook_cb(void *arg, const bson_t *hook)
 	}
 	struct hook_stats *h = &w->hooks[w->n++];
 	memcpy(h->id, id, 25);
+	h->ordered = bson_iter_init_find(&it, hook, "ordered") && BSON_ITER_HOLDS_BOOL(&it) &&
+		     bson_iter_bool(&it);
 	h->endpoint = bson_new();
 	BSON_APPEND_UTF8(h->endpoint, "id", id);
 	for (size_t i = 0; i < sizeof(shown) / sizeof(shown[0]); i++) {
@@ -196,6 +199,13 @@ append_endpoint(bson_t *endpoints, uint32_t index, struct hook_stats *h)
 	}
 	append_time_or_null(&doc, "last_success_at", h->last_success_ms);
 	append_time_or_null(&doc, "last_failure_at", h->last_failure_ms);
+	/* an ordered endpoint's deliveries queued in its lane, the one in
+	 * flight or retrying first (null: not ordered, or Redis away) */
+	long long queued = h->ordered ? tr_job_lane_length(WEBHOOKS, h->id) : -1;
+	if (queued >= 0)
+		BSON_APPEND_INT64(&doc, "queued_in_order", queued);
+	else
+		BSON_APPEND_NULL(&doc, "queued_in_order");
 	BSON_APPEND_DOCUMENT(endpoints, k, &doc);
 	bson_destroy(&doc);
 }

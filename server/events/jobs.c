@@ -1023,3 +1023,21 @@ tr_jobs_tenant_counts(const char *tenant_hex, long long max_scan, struct tr_job_
 	*nout = n;
 	return TR_OK;
 }
+
+long long
+tr_job_lane_length(const char *queue, const char *lane)
+{
+	char key[300];
+	const char *argv[2] = {"LLEN", key};
+	redisReply *r;
+	long long n = TR_EUNAVAILABLE;
+
+	tr_job_key(key, sizeof(key), queue, ":lane:");
+	snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s", lane);
+	if (!(r = tr_kv_command(2, argv, NULL)))
+		return TR_EUNAVAILABLE;
+	if (r->type == REDIS_REPLY_INTEGER)
+		n = r->integer;
+	freeReplyObject(r);
+	return n;
+}

@@ -66,6 +66,10 @@ int tr_job_enqueue(const char *queue, const char *tenant_hex, const char *payloa
 int tr_job_enqueue_lane(const char *queue, const char *lane, const char *tenant_hex,
 			const char *payload, int64_t run_at_ms, char *id_out);
 
+/* How many jobs a lane holds (its head and those waiting behind it):
+ * >= 0, or TR_EUNAVAILABLE. Worker threads. */
+long long tr_job_lane_length(const char *queue, const char *lane);
+
 /* For a handler about to fail its job: when the job runs again (unix ms),
  * or 0 when this run is its last attempt (it then goes to the dead
  * letters). The same wait the queue applies, give or take the moments

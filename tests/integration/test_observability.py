@@ -123,6 +123,28 @@ def test_a_failing_receiver_lowers_the_success_rate_and_its_job_waits_then_dies(
     assert failing["failing_since"] is None and failing["last_success_at"] > failing["last_failure_at"]
 
 
+def test_an_ordered_endpoints_deliveries_waiting_behind_its_head_are_counted(trellis, receiver):
+    """Deliveries of an ordered webhook wait in its lane while the first
+    retries: queued_in_order counts them (the head included); an unordered
+    endpoint shows null."""
+    proc, api = server(trellis, job_backoff_ms=500, job_backoff_max_ms=500, job_max_attempts=100)
+    owner = signup(api)
+    down, plain = receiver(plan=(503,)), receiver(plan=(200,))
+    r = api.post(owner, "/v1/webhooks", {"url": down.url, "topics": ["admin.users"], "ordered": True})
+    assert r.status_code == 201, r.text
+    ordered = r.json()
+    unordered = hook(api, owner, plain.url)
+    for i in range(3):
+        create_user(api, owner, ["sales"], name=f"Queued {i}")
+    n = wait_for(api, owner, "three deliveries in the lane",
+                 lambda n: endpoint(n, ordered["id"])["queued_in_order"] == 3)
+    assert endpoint(n, unordered["id"])["queued_in_order"] is None
+    assert {json.loads(c["body"])["data"]["name"] for c in down.calls} == {"Queued 0"}, "only the head went out"
+    down.plan = [200]
+    wait_for(api, owner, "the lane drained", lambda n: endpoint(n, ordered["id"])["queued_in_order"] == 0)
+    assert [json.loads(c["body"])["data"]["name"] for c in down.calls][-3:] == ["Queued 0", "Queued 1", "Queued 2"]
+
+
 def test_queued_jobs_are_counted_per_tenant(trellis):
     # no job threads: every delivery job stays in the queue's stream
     proc, api = server(trellis, job_workers=0)
