@@ -3,6 +3,7 @@
  *   trellis [serve] [--config FILE]   run the server
  *   trellis migrate [--config FILE]   apply migrations and exit
  *   trellis config-example            print the documented configuration
+ *   trellis openapi                   print the OpenAPI document the server serves
  *
  * Exit codes: 0 clean stop, 1 runtime failure, 2 bad configuration or an
  * edited migration. */
@@ -22,11 +23,13 @@
 #include "health.h"
 #include "http.h"
 #include "jobs.h"
+#include "json.h"
 #include "kvconn.h"
 #include "pwhash.h"
 #include "log.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "openapi.h"
 #include "redis.h"
 #include "router.h"
 #include "session.h"
@@ -48,7 +51,7 @@ usage(void)
 {
 	fprintf(
 	    stderr,
-	    "usage: trellis [serve|migrate|config-example] [--config FILE]\n"
+	    "usage: trellis [serve|migrate|config-example|openapi] [--config FILE]\n"
 	    "       trellis <area> <verb> ... (configuration from TRELLIS_CONFIG and TRELLIS_*)\n");
 }
 
@@ -246,6 +249,33 @@ commands_usage(void)
 				tr_modules[m]->commands[i].usage);
 }
 
+/* The document GET /v1/openapi.json serves, without a server: the
+ * console's SDK generates its types from it at build time. */
+static int
+print_openapi(void)
+{
+	bson_t doc = BSON_INITIALIZER;
+	size_t len = 0;
+	char *text;
+
+	if (tr_router_init() != 0) {
+		fprintf(stderr, "trellis: the routes did not compile\n");
+		return 1;
+	}
+	tr_openapi_build(&doc);
+	text = tr_json_render(&doc, &len);
+	bson_destroy(&doc);
+	tr_router_free();
+	if (!text) {
+		fprintf(stderr, "trellis: the OpenAPI document did not render\n");
+		return 1;
+	}
+	fwrite(text, 1, len, stdout);
+	fputc('\n', stdout);
+	free(text);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -279,6 +309,8 @@ main(int argc, char **argv)
 		tr_config_print_example();
 		return 0;
 	}
+	if (strcmp(cmd, "openapi") == 0)
+		return print_openapi();
 	if (strcmp(cmd, "serve") != 0 && strcmp(cmd, "migrate") != 0) {
 		fprintf(stderr, "trellis: unknown command: %s\n", cmd);
 		usage();

@@ -232,7 +232,10 @@ def test_an_interrupting_boundary_timer_takes_the_task_away_and_escalation_reass
     wait_for(lambda: instance(stack, owner, inst["id"])["active_nodes"] == ["chase"], what="the boundary timer")
     assert call(stack, owner, "GET", f"{TASKS}/{first['id']}").json()["status"] == "cancelled"
     check_problem(call(stack, owner, "POST", f"{TASKS}/{first['id']}/complete", json={}), 409)
-    chase = [t for t in tasks(stack, owner) if t["name"] == "Chase"][0]
+    # The instance is written first and its new task right after, so a
+    # step reached by a background timer shows its task a moment later.
+    chase = wait_for(lambda: next((t for t in tasks(stack, owner) if t["name"] == "Chase"), None),
+                     what="the chase task")
     assert chase["candidate_roles"] == ["manager"]
     escalated = wait_for(lambda: (t := call(stack, owner, "GET", f"{TASKS}/{chase['id']}").json())["candidate_roles"] == ["admin"] and t,
                          what="the escalation")
