@@ -49,6 +49,11 @@ const char *tr_method_name(enum tr_method m);
  *                  and the raw body in raw_body; the handler verifies them.
  *   TR_SECRET_PATH the path holds a credential (an inbound source's token):
  *                  the access log shows the route's pattern, not the path.
+ *   TR_STATIC      serves files to browsers (the console), not the API: left
+ *                  out of the OpenAPI document; the router keeps
+ *                  If-None-Match and Accept-Encoding for the handler, whose
+ *                  headers (tr_reply_header, cache_control) replace
+ *                  Cache-Control: no-store.
  * Other routes are authenticated (401), rate limited (429), authorized
  * against the row's permission (403), and run on a worker thread with a
  * tenant-scoped database handle. */
@@ -61,6 +66,7 @@ enum tr_route_flags {
 	TR_XML_BODY = 1 << 5,
 	TR_SIGNED = 1 << 6,
 	TR_SECRET_PATH = 1 << 7,
+	TR_STATIC = 1 << 8,
 };
 
 #define TR_MAX_PARAMS 4
@@ -324,6 +330,8 @@ struct tr_req {
 	const char *idempotency_key; /* raw header or NULL */
 	/* TR_SIGNED routes: the Standard Webhooks headers as received, or NULL */
 	const char *webhook_id, *webhook_timestamp, *webhook_signature;
+	/* TR_STATIC routes: the caching and encoding headers, or NULL */
+	const char *if_none_match, *accept_encoding;
 	struct tr_arena *arena;
 };
 
@@ -333,6 +341,8 @@ struct tr_problem_field {
 };
 
 /* The response a handler fills. */
+#define TR_RESP_HEADERS 8
+
 struct tr_resp {
 	int status;
 	bson_t body; /* JSON object (when has_body) */
@@ -351,6 +361,13 @@ struct tr_resp {
 	const char *location;
 	int retry_after; /* seconds, > 0 to send */
 	const char *allow;
+	/* TR_STATIC answers: Cache-Control (NULL: no-store), a quoted ETag,
+	 * and further headers (tr_reply_header) */
+	const char *cache_control, *etag;
+	struct {
+		const char *name, *value;
+	} headers[TR_RESP_HEADERS];
+	int nheaders;
 	bool replayed; /* answered from the Idempotency-Key store */
 	/* sessions changed by this request (see tr_sessions_changed) */
 	bool evict;
@@ -379,6 +396,10 @@ void tr_reply_json(struct tr_ctx *c, int status, bson_t *doc);
 void tr_reply_text(struct tr_ctx *c, int status, const char *content_type, const char *text,
 		   size_t len);
 void tr_reply_empty(struct tr_ctx *c, int status);
+/* Adds a response header ("content-security-policy", value); both strings
+ * outlive the response (static or the request arena). TR_RESP_HEADERS at
+ * most; further ones are dropped. */
+void tr_reply_header(struct tr_ctx *c, const char *name, const char *value);
 
 /* Starts a problem+json response; slug names the type
  * (https://trellis.dev/errors/<slug>). */

@@ -573,6 +573,10 @@ on_request(struct lws *wsi, struct conn *conn, const char *uri)
 		ex->req.webhook_timestamp = custom_header(ex, "webhook-timestamp:");
 		ex->req.webhook_signature = custom_header(ex, "webhook-signature:");
 	}
+	if (ex->req.route->flags & TR_STATIC) {
+		ex->req.if_none_match = header(ex, WSI_TOKEN_HTTP_IF_NONE_MATCH);
+		ex->req.accept_encoding = header(ex, WSI_TOKEN_HTTP_ACCEPT_ENCODING);
+	}
 
 	if (ex->content_length > H.cfg->body_limit) {
 		if (ex->content_length > (long long)H.cfg->body_limit * DISCARD_FACTOR) {

@@ -83,11 +83,21 @@ write_headers(struct exchange *ex)
 	if (!H.listening)
 		ex->close_after = true; /* draining: move keep-alive clients elsewhere */
 	if (lws_add_http_common_headers(ex->wsi, (unsigned int)r->status,
-					r->status == 204 ? NULL : ctype, ex->out_len, &p, end))
+					r->status == 204 || r->status == 304 ? NULL : ctype,
+					ex->out_len, &p, end))
 		return -1;
 	if (add_header(ex, "x-request-id:", ex->req.request_id, &p, end) ||
-	    add_header(ex, "cache-control:", "no-store", &p, end))
+	    add_header(ex, "cache-control:", r->cache_control ? r->cache_control : "no-store", &p,
+		       end))
 		return -1;
+	if (r->etag && add_header(ex, "etag:", r->etag, &p, end))
+		return -1;
+	for (int i = 0; i < r->nheaders; i++) {
+		char name[64];
+		snprintf(name, sizeof(name), "%s:", r->headers[i].name);
+		if (add_header(ex, name, r->headers[i].value, &p, end))
+			return -1;
+	}
 	if (r->etag_version > 0) {
 		snprintf(num, sizeof(num), "\"%lld\"", r->etag_version);
 		if (add_header(ex, "etag:", num, &p, end))

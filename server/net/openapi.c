@@ -936,7 +936,7 @@ tr_openapi_build(bson_t *doc)
 	bson_append_document_end(doc, &info);
 	BSON_APPEND_DOCUMENT_BEGIN(doc, "paths", &paths);
 	for (int i = 0; i < n && done && seen.ids; i++) {
-		if (done[i])
+		if (done[i] || (tr_router_route(i)->flags & TR_STATIC))
 			continue;
 		bson_t item;
 		const char *path = tr_router_route(i)->path;

@@ -52,6 +52,18 @@ tr_reply_empty(struct tr_ctx *c, int status)
 	c->resp->status = status;
 }
 
+void
+tr_reply_header(struct tr_ctx *c, const char *name, const char *value)
+{
+	struct tr_resp *r = c->resp;
+
+	if (r->nheaders >= TR_RESP_HEADERS)
+		return;
+	r->headers[r->nheaders].name = name;
+	r->headers[r->nheaders].value = value;
+	r->nheaders++;
+}
+
 static const char *
 title_for(int status)
 {

@@ -16,6 +16,7 @@ struct compiled_route {
 	int nsegs;
 	char *segs[MAX_SEGMENTS]; /* "{id}" segments are parameters */
 	bool is_param[MAX_SEGMENTS];
+	bool slash; /* declared with a trailing slash ("/app/"): matches only with one */
 };
 
 static struct compiled_route *table;
@@ -121,6 +122,7 @@ compile(struct compiled_route *cr, const struct tr_route *route, const char *mod
 
 	cr->route = route;
 	cr->module = module;
+	cr->slash = strlen(route->path) > 1 && route->path[strlen(route->path) - 1] == '/';
 	if (!copy)
 		return -1;
 	/* split in place, then keep each segment as its own string */
@@ -233,13 +235,13 @@ tr_router_match(enum tr_method method, const char *path, struct tr_arena *arena,
 		segs[n] = start;
 		lens[n++] = len;
 	}
-	if (*p == '/' && n > 0)
-		return TR_MATCH_NOT_FOUND; /* trailing slash */
+	/* a trailing slash matches only a route declared with one */
+	bool slash = *p == '/' && n > 0;
 
 	for (int i = 0; i < ntable; i++) {
 		const struct compiled_route *cr = &table[i];
 		int s;
-		if (cr->nsegs != n)
+		if (cr->nsegs != n || cr->slash != slash)
 			continue;
 		for (s = 0; s < n; s++) {
 			if (cr->is_param[s])
