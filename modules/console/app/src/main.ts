@@ -97,8 +97,14 @@ function markNav(): void {
   }
 }
 
+// how often the live connection was lost (tests and support read data-drops)
+let drops = 0;
+let wasOpen = false;
 onLiveState((s) => {
+  if (wasOpen && s !== "open") drops++;
+  wasOpen = s === "open";
   if (!liveBadge) return;
+  liveBadge.dataset.drops = String(drops);
   liveBadge.textContent = s === "open" ? "Live" : s === "connecting" ? "Reconnecting" : "Offline";
   liveBadge.className = "live live-" + s;
 });
