@@ -60,7 +60,8 @@ export async function stockView(root: HTMLElement): Promise<void> {
     label: "Stock", table: true, testid: "stock", empty: "No stock here yet.",
     head: ["Product", "Warehouse", "On hand", "Reserved", "Available", "Value"],
     fetch: async (cursor) => {
-      const p = await api.page<StockItem>("/v1/erp/stock", { warehouse_id: wh || undefined, limit: 100, cursor });
+      // the stock list takes only its two filters; a cursor, should it ever send one, goes back
+      const p = await api.page<StockItem>("/v1/erp/stock", { warehouse_id: wh || undefined, cursor: cursor || undefined });
       return { items: p.items.map(key), next_cursor: p.next_cursor };
     },
     row,
