@@ -99,7 +99,7 @@ export async function signIn(page, slug, email, password = PASSWORD) {
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
-  await page.getByRole("navigation", { name: "Main" }).waitFor();
+  await page.getByRole("button", { name: "Sign out" }).waitFor();
 }
 
 // Waits until the live connection is open (the header's badge says "Live").

@@ -6,7 +6,7 @@ interface User { id: string; version: number; email: string; name: string; roles
 interface Role { name: string; permissions: string[]; builtin?: boolean; built_in?: boolean }
 interface Key { id: string; name: string; permissions: string[]; created_at: string; last_used_at?: string | null; prefix?: string }
 interface Hook { id: string; version: number; url: string; topics: string[]; description?: string | null; active: boolean; ordered?: boolean; failing_since?: string | null; created_at: string }
-interface Delivery { id: string; event_id?: string; event?: string; topic?: string; status: string; response_code?: number | null; duration_ms?: number | null; attempt?: number; next_attempt_at?: string | null; created_at?: string; at?: string; error?: string | null }
+interface Delivery { id: string; event_id?: string; event?: string; topic?: string; status: string; response_code?: number | null; duration_ms?: number | null; attempt?: number; next_attempt_at?: string | null; created_at?: string; attempted_at?: string; error?: string | null }
 
 async function roleNames(): Promise<string[]> {
   try {
@@ -184,8 +184,8 @@ export async function webhookView(root: HTMLElement, id: string): Promise<void> 
           alert.ok("Replay queued.");
         } catch (e) { alert.show(e); }
       });
-      return h("tr", { "data-testid": "delivery" }, h("td", { "data-label": "When" }, time(d.created_at || d.at)),
-        h("td", { "data-label": "Event" }, d.event || d.topic || ""), h("td", { "data-label": "Status" }, badge(d.status)),
+      return h("tr", { "data-testid": "delivery" }, h("td", { "data-label": "When" }, time(d.attempted_at || d.created_at)),
+        h("td", { "data-label": "Event" }, d.event || d.topic || d.event_id || "", d.attempt ? " (attempt " + d.attempt + ")" : ""), h("td", { "data-label": "Status" }, badge(d.status)),
         h("td", { "data-label": "Response" }, d.response_code ? String(d.response_code) : (d.error || "")),
         h("td", { "data-label": "Duration", class: "num" }, typeof d.duration_ms === "number" ? d.duration_ms + " ms" : ""),
         h("td", { "data-label": "Next attempt" }, time(d.next_attempt_at)), h("td", { "data-label": "" }, rp));
