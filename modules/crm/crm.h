@@ -31,6 +31,8 @@ void crm_reports_managers(struct tr_ctx *c);
 void crm_reports_sources(struct tr_ctx *c);
 bool crm_pipeline_has_stage(const bson_t *pipeline, const char *stage);
 int crm_task_reminder(const struct tr_job *job, char *err, size_t errlen);
+/* Completes a lead's conversion whose writer stopped after the claim (leads.c). */
+int crm_convert_settle(const struct tr_job *job, char *err, size_t errlen);
 
 /* The CRM's part of a client's timeline (clients.c): its interactions,
  * deals and claims. */
@@ -56,6 +58,6 @@ void crm_deal_closed_day(bson_t *set);
 /* The default pipeline of the tenant (created on first use). */
 int crm_default_pipeline(struct tr_ctx *c, bson_t *out);
 /* Starts a new deal's stage history (deals.c). */
-void crm_deal_history_start(struct tr_ctx *c, bson_t *deal, const char *stage);
+void crm_deal_history_start(const bson_oid_t *by, bson_t *deal, const char *stage);
 
 #endif

@@ -36,7 +36,8 @@ static const struct tr_field fields[] = {
 bool crm_pipeline_has_stage(const bson_t *pipeline, const char *stage);
 
 static void
-history_entry(struct tr_ctx *c, bson_t *arr, const char *key, const char *stage, const char *from)
+history_entry(const bson_oid_t *by, bson_t *arr, const char *key, const char *stage,
+	      const char *from)
 {
 	bson_t e;
 
@@ -47,20 +48,27 @@ history_entry(struct tr_ctx *c, bson_t *arr, const char *key, const char *stage,
 	else
 		BSON_APPEND_NULL(&e, "from");
 	BSON_APPEND_DATE_TIME(&e, "at", tr_now_ms());
-	if (c->req->principal.user_hex[0])
-		BSON_APPEND_OID(&e, "by", &c->req->principal.user_id);
+	if (by)
+		BSON_APPEND_OID(&e, "by", by);
 	else
 		BSON_APPEND_NULL(&e, "by");
 	bson_append_document_end(arr, &e);
 }
 
+/* The caller, for a stage history entry ("by"), or NULL for a key. */
+static const bson_oid_t *
+caller(struct tr_ctx *c)
+{
+	return c->req->principal.user_hex[0] ? &c->req->principal.user_id : NULL;
+}
+
 void
-crm_deal_history_start(struct tr_ctx *c, bson_t *deal, const char *stage)
+crm_deal_history_start(const bson_oid_t *by, bson_t *deal, const char *stage)
 {
 	bson_t arr;
 
 	BSON_APPEND_ARRAY_BEGIN(deal, "stage_history", &arr);
-	history_entry(c, &arr, "0", stage, NULL);
+	history_entry(by, &arr, "0", stage, NULL);
 	bson_append_array_end(deal, &arr);
 }
 
@@ -140,7 +148,7 @@ deal_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bson
 		tr_problem_field(c, "stage", "is not a stage of the deal's pipeline");
 		goto out;
 	}
-	crm_deal_history_start(c, set, stage);
+	crm_deal_history_start(caller(c), set, stage);
 	crm_deal_closed_day(set);
 	ok = true;
 out:
@@ -240,7 +248,7 @@ crm_deals_stage(struct tr_ctx *c)
 	char key[16];
 	const char *k;
 	bson_uint32_to_string((uint32_t)n, &k, key, sizeof(key));
-	history_entry(c, &arr, k, stage, from);
+	history_entry(caller(c), &arr, k, stage, from);
 	bson_append_array_end(&set, &arr);
 	tr_res_save(c, &crm_deals, tr_param(c, 0), &deal, &set, "crm.deal.stage_changed");
 out:

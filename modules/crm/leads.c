@@ -5,9 +5,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "config.h"
 #include "crm.h"
 #include "db.h"
+#include "events.h"
+#include "jobs.h"
 #include "json.h"
 #include "log.h"
 #include "perm.h"
@@ -349,10 +353,325 @@ may(struct tr_ctx *c, const char *permission)
 	return tr_permission_check(c->req->principal.perms, permission, &own);
 }
 
-/* POST /v1/crm/leads/{id}/convert {"create_deal", "deal_title", "amount"}:
+/* ---- conversion: claim, then complete ----
+ *
+ * POST /v1/crm/leads/{id}/convert {"create_deal", "deal_title", "amount"}:
  * the lead is claimed by one conditional update (so of concurrent
- * conversions exactly one wins; the rest get 409), recording the ids of
- * the client, contact and deal, which are then written. */
+ * conversions exactly one wins; the rest get 409). The claim records the
+ * ids of the client, contact and deal, and under _convert what the deal
+ * needs (title, amount, pipeline, stage, by). Then the records are written.
+ * A conversion stopped between the claim and its last record (the process
+ * died, the database went away) is completed from the lead alone: by a
+ * settle job scheduled before the claim (crm_settle_after_ms later), or by
+ * a POST /convert of that lead after that time. Each record is written
+ * once: its id is fixed by the claim, and an insert that finds it reads it. */
+
+#define CONVERT_QUEUE "crm.convert"
+
+/* The key of a pipeline's first stage, or NULL. */
+static const char *
+first_stage(const bson_t *pipeline)
+{
+	bson_iter_t st, first, k;
+
+	if (bson_iter_init_find(&st, pipeline, "stages") && bson_iter_recurse(&st, &first) &&
+	    bson_iter_next(&first) && BSON_ITER_HOLDS_DOCUMENT(&first) &&
+	    bson_iter_recurse(&first, &k) && bson_iter_find(&k, "key") && BSON_ITER_HOLDS_UTF8(&k))
+		return bson_iter_utf8(&k, NULL);
+	return NULL;
+}
+
+/* Fault tests (debug_step_delay_ms): a pause between the claim and the
+ * records, for a kill to land in. */
+static void
+step_pause(void)
+{
+	int ms = tr_cfg ? tr_cfg->debug_step_delay_ms : 0;
+
+	if (ms > 0)
+		usleep((useconds_t)ms * 1000);
+}
+
+/* A record's event: with the request (published once the answer is out),
+ * or from the settle job at once. */
+static void
+emit_record(struct tr_ctx *c, const char *tenant, const struct tr_resource *e, const char *event,
+	    const bson_t *stored)
+{
+	bson_t data = BSON_INITIALIZER;
+	bson_oid_t id, owner;
+	char hex[25], owner_hex[25] = "";
+
+	if (c) {
+		tr_res_emit(c, e, event, stored);
+		return;
+	}
+	if (!tr_doc_oid(stored, "_id", &id))
+		return;
+	bson_oid_to_string(&id, hex);
+	if (e->owner_field && tr_doc_oid(stored, e->owner_field, &owner))
+		bson_oid_to_string(&owner, owner_hex);
+	tr_render_resource(stored, &data);
+	tr_emit_background(tenant, e->topic, event, hex, owner_hex[0] ? owner_hex : NULL, &data);
+	bson_destroy(&data);
+}
+
+/* Inserts doc into coll unless a record of its id is there: stored is the
+ * record either way; *wrote says whether this call wrote it. */
+static int
+insert_once(struct tr_db *db, const char *coll, const bson_t *doc, bson_t *stored, bool *wrote)
+{
+	bson_oid_t id;
+	char hex[25];
+	int rc;
+
+	*wrote = false;
+	tr_doc_oid(doc, "_id", &id);
+	bson_oid_to_string(&id, hex);
+	rc = tr_db_get(db, coll, hex, stored);
+	if (rc != TR_ENOTFOUND)
+		return rc;
+	bson_destroy(stored);
+	rc = tr_db_insert(db, coll, doc, stored);
+	if (rc == TR_EDUPLICATE) { /* another completer was first */
+		bson_destroy(stored);
+		return tr_db_get(db, coll, hex, stored);
+	}
+	*wrote = rc == TR_OK;
+	return rc;
+}
+
+static void
+append_render(bson_t *out, const char *key, const bson_t *stored)
+{
+	bson_t res = BSON_INITIALIZER;
+
+	tr_render_resource(stored, &res);
+	BSON_APPEND_DOCUMENT(out, key, &res);
+	bson_destroy(&res);
+}
+
+/* Writes what the claimed lead names and is missing, into client, contact
+ * and deal (deal left empty without one). c is the request, or NULL in the
+ * settle job. Emits each record's created event, and crm.lead.converted
+ * (the lead with its client, contact and deal) when this call wrote the
+ * last of them (the deal, or the contact without one); *wrote says
+ * whether it wrote anything. */
+static int
+convert_complete(struct tr_db *db, struct tr_ctx *c, const char *tenant, const bson_t *lead,
+		 bson_t *client, bson_t *contact, bson_t *deal, bool *wrote)
+{
+	bson_t doc = BSON_INITIALIZER, arr, plan, data;
+	bson_oid_t client_id, contact_id, deal_id, lead_id, owner, by, pipeline_id;
+	const char *name = tr_doc_str(lead, "name"), *company = tr_doc_str(lead, "company"), *v;
+	bool has_owner = tr_doc_oid(lead, "owner_id", &owner), has_deal, w, last;
+	bson_iter_t it;
+	int rc;
+
+	*wrote = false;
+	if (!tr_doc_oid(lead, "_id", &lead_id) || !tr_doc_oid(lead, "client_id", &client_id) ||
+	    !tr_doc_oid(lead, "contact_id", &contact_id))
+		return TR_ENOTFOUND;
+	has_deal = tr_doc_oid(lead, "deal_id", &deal_id);
+	/* the client */
+	BSON_APPEND_OID(&doc, "_id", &client_id);
+	BSON_APPEND_UTF8(&doc, "name", company && *company ? company : name ? name : "");
+	BSON_APPEND_UTF8(&doc, "kind", company && *company ? "company" : "person");
+	BSON_APPEND_ARRAY_BEGIN(&doc, "group_ids", &arr);
+	bson_append_array_end(&doc, &arr);
+	if (has_owner)
+		BSON_APPEND_OID(&doc, "owner_id", &owner);
+	BSON_APPEND_OID(&doc, "lead_id", &lead_id);
+	rc = insert_once(db, "clients", &doc, client, &w);
+	if (rc != TR_OK)
+		goto out;
+	if (w)
+		emit_record(c, tenant, &crm_clients, "crm.client.created", client);
+	*wrote |= w;
+	/* the contact */
+	bson_reinit(&doc);
+	BSON_APPEND_OID(&doc, "_id", &contact_id);
+	BSON_APPEND_OID(&doc, "client_id", &client_id);
+	BSON_APPEND_UTF8(&doc, "name", name ? name : "");
+	if ((v = tr_doc_str(lead, "email")))
+		BSON_APPEND_UTF8(&doc, "email", v);
+	if ((v = tr_doc_str(lead, "phone")))
+		BSON_APPEND_UTF8(&doc, "phone", v);
+	rc = insert_once(db, "contacts", &doc, contact, &w);
+	if (rc != TR_OK)
+		goto out;
+	*wrote |= w;
+	last = w;
+	/* the deal, as the claim planned it */
+	if (has_deal) {
+		bson_iter_t p;
+		const char *title = NULL, *stage = "new";
+		bool has_by = false, has_pipeline = false;
+		bson_init(&plan);
+		if (bson_iter_init_find(&p, lead, "_convert") && BSON_ITER_HOLDS_DOCUMENT(&p)) {
+			uint32_t len;
+			const uint8_t *raw;
+			bson_iter_document(&p, &len, &raw);
+			bson_destroy(&plan);
+			bson_init_static(&plan, raw, len);
+		}
+		title = tr_doc_str(&plan, "title");
+		stage = tr_doc_str(&plan, "stage") ? tr_doc_str(&plan, "stage") : stage;
+		has_by = tr_doc_oid(&plan, "by", &by);
+		has_pipeline = tr_doc_oid(&plan, "pipeline_id", &pipeline_id);
+		bson_reinit(&doc);
+		BSON_APPEND_OID(&doc, "_id", &deal_id);
+		BSON_APPEND_OID(&doc, "client_id", &client_id);
+		BSON_APPEND_UTF8(&doc, "title", title ? title : name ? name : "");
+		if (bson_iter_init_find(&it, &plan, "amount"))
+			bson_append_iter(&doc, "amount", -1, &it);
+		else
+			BSON_APPEND_NULL(&doc, "amount");
+		if (has_pipeline)
+			BSON_APPEND_OID(&doc, "pipeline_id", &pipeline_id);
+		BSON_APPEND_UTF8(&doc, "stage", stage);
+		if (has_owner)
+			BSON_APPEND_OID(&doc, "owner_id", &owner);
+		BSON_APPEND_UTF8(&doc, "status", "open");
+		BSON_APPEND_OID(&doc, "lead_id", &lead_id);
+		crm_lead_snapshot(lead, &doc);
+		crm_deal_history_start(has_by ? &by : NULL, &doc, stage);
+		bson_destroy(&plan);
+		rc = insert_once(db, "deals", &doc, deal, &w);
+		if (rc != TR_OK)
+			goto out;
+		if (w)
+			emit_record(c, tenant, &crm_deals, "crm.deal.created", deal);
+		*wrote |= w;
+		last = w;
+	}
+	/* One conversion, one event: each record is written once, so one
+	 * completer alone writes the last of them. */
+	if (last) {
+		bson_init(&data);
+		tr_render_resource(lead, &data);
+		append_render(&data, "client", client);
+		append_render(&data, "contact", contact);
+		if (has_deal)
+			append_render(&data, "deal", deal);
+		else
+			BSON_APPEND_NULL(&data, "deal");
+		char hex[25], owner_hex[25] = "";
+		bson_oid_to_string(&lead_id, hex);
+		if (has_owner)
+			bson_oid_to_string(&owner, owner_hex);
+		if (c)
+			tr_emit_data(c, "crm.leads", "crm.lead.converted", hex,
+				     owner_hex[0] ? owner_hex : NULL, &data);
+		else
+			tr_emit_background(tenant, "crm.leads", "crm.lead.converted", hex,
+					   owner_hex[0] ? owner_hex : NULL, &data);
+		bson_destroy(&data);
+	}
+out:
+	bson_destroy(&doc);
+	return rc;
+}
+
+/* The answer to a conversion: its client, contact and deal (or null). */
+static void
+convert_reply(struct tr_ctx *c, const bson_t *client, const bson_t *contact, const bson_t *deal)
+{
+	bson_t out = BSON_INITIALIZER;
+
+	append_render(&out, "client", client);
+	append_render(&out, "contact", contact);
+	if (!bson_empty(deal))
+		append_render(&out, "deal", deal);
+	else
+		BSON_APPEND_NULL(&out, "deal");
+	tr_reply_json(c, 200, &out);
+}
+
+/* The settle job of one conversion: completes it if its writer stopped. */
+int
+crm_convert_settle(const struct tr_job *job, char *err, size_t errlen)
+{
+	bson_t payload, lead = BSON_INITIALIZER, client = BSON_INITIALIZER;
+	bson_t contact = BSON_INITIALIZER, deal = BSON_INITIALIZER;
+	struct tr_db *db = NULL;
+	const char *id, *status;
+	char perr[64];
+	bool wrote;
+	int rc = TR_OK;
+
+	if (tr_json_parse(job->payload, job->payload_len, &payload, perr, sizeof(perr)) != 0) {
+		bson_destroy(&lead);
+		bson_destroy(&client);
+		bson_destroy(&contact);
+		bson_destroy(&deal);
+		return 0; /* not ours to read: nothing to do */
+	}
+	id = tr_doc_str(&payload, "lead");
+	if (!id || !tr_is_object_id(id) || !tr_is_object_id(job->tenant))
+		goto out;
+	if (!(db = tr_db_for_tenant(job->tenant))) {
+		snprintf(err, errlen, "out of memory");
+		rc = TR_ENOMEM;
+		goto out;
+	}
+	bson_destroy(&lead);
+	rc = tr_db_get(db, LEADS, id, &lead);
+	if (rc == TR_ENOTFOUND) {
+		rc = TR_OK; /* deleted since */
+		goto out;
+	}
+	if (rc != TR_OK)
+		goto failed;
+	status = tr_doc_str(&lead, "status");
+	if (!status || strcmp(status, "converted") != 0)
+		goto out; /* the claim never happened: nothing to finish */
+	rc = convert_complete(db, NULL, job->tenant, &lead, &client, &contact, &deal, &wrote);
+	if (rc == TR_OK && wrote)
+		tr_info("crm: the conversion of lead %s was completed by its settle job", id);
+	if (rc != TR_OK)
+		goto failed;
+	goto out;
+failed:
+	snprintf(err, errlen, "database: %s", tr_strerror(rc));
+out:
+	if (db)
+		tr_db_release(db);
+	bson_destroy(&payload);
+	bson_destroy(&lead);
+	bson_destroy(&client);
+	bson_destroy(&contact);
+	bson_destroy(&deal);
+	return rc == TR_OK ? 0 : rc;
+}
+
+/* A lead converted already. A conversion stopped halfway longer ago than
+ * its settle job waits is completed now (200, its records); one younger
+ * than that may still be under way in another request, and a whole one is
+ * final (409 both). */
+static void
+convert_again(struct tr_ctx *c, const bson_t *lead)
+{
+	bson_t client = BSON_INITIALIZER, contact = BSON_INITIALIZER, deal = BSON_INITIALIZER;
+	bson_iter_t it;
+	bool wrote = false;
+	int rc = TR_ENOTFOUND;
+
+	if (bson_iter_init_find(&it, lead, "converted_at") && BSON_ITER_HOLDS_DATE_TIME(&it) &&
+	    tr_now_ms() - bson_iter_date_time(&it) >= tr_config_int("crm_settle_after_ms"))
+		rc = convert_complete(c->db, c, c->req->principal.tenant_hex, lead, &client,
+				      &contact, &deal, &wrote);
+	if (rc != TR_OK && rc != TR_ENOTFOUND)
+		tr_problem_from_err(c, rc);
+	else if (rc == TR_OK && wrote)
+		convert_reply(c, &client, &contact, &deal);
+	else
+		tr_problem(c, 409, "conflict", "the lead is converted already");
+	bson_destroy(&client);
+	bson_destroy(&contact);
+	bson_destroy(&deal);
+}
+
 void
 crm_leads_convert(struct tr_ctx *c)
 {
@@ -361,11 +680,12 @@ crm_leads_convert(struct tr_ctx *c)
 						     1000000000000000LL, NULL,	     NULL};
 	bson_t lead = BSON_INITIALIZER, claim = BSON_INITIALIZER, doc = BSON_INITIALIZER;
 	bson_t client = BSON_INITIALIZER, contact = BSON_INITIALIZER, deal = BSON_INITIALIZER;
-	bson_t pipeline = BSON_INITIALIZER, extra = BSON_INITIALIZER, out = BSON_INITIALIZER;
-	bson_t arr, res;
-	bson_oid_t client_id, contact_id, deal_id, lead_id, owner, pipeline_id;
-	bool create_deal = false, has_owner;
-	const char *title = NULL, *status, *name, *company, *v;
+	bson_t pipeline = BSON_INITIALIZER, extra = BSON_INITIALIZER, plan;
+	bson_oid_t client_id, contact_id, deal_id, pipeline_id;
+	bool create_deal = false, wrote;
+	const char *title = NULL, *status;
+	char payload[80], lead_hex[25];
+	bson_oid_t lead_id;
 	bson_iter_t it;
 	int rc;
 
@@ -391,6 +711,10 @@ crm_leads_convert(struct tr_ctx *c)
 	if (!tr_res_load(c, &crm_leads, tr_param(c, 0), &lead))
 		goto out;
 	status = tr_doc_str(&lead, "status");
+	if (status && strcmp(status, "converted") == 0) {
+		convert_again(c, &lead);
+		goto out;
+	}
 	if (!status ||
 	    !tr_res_move_ok(c, &crm_leads, status, "converted", "convert", NULL, &lead)) {
 		if (!c->resp->status)
@@ -405,7 +729,17 @@ crm_leads_convert(struct tr_ctx *c)
 			goto out;
 		}
 	}
+	/* the settle job first: whatever stops this conversion after its
+	 * claim, the job completes it */
 	tr_doc_oid(&lead, "_id", &lead_id);
+	bson_oid_to_string(&lead_id, lead_hex);
+	snprintf(payload, sizeof(payload), "{\"lead\":\"%s\"}", lead_hex);
+	rc = tr_job_enqueue(CONVERT_QUEUE, c->req->principal.tenant_hex, payload,
+			    tr_now_ms() + tr_config_int("crm_settle_after_ms"), NULL);
+	if (rc != TR_OK) {
+		tr_problem_from_err(c, rc);
+		goto out;
+	}
 	bson_oid_init(&client_id, NULL);
 	bson_oid_init(&contact_id, NULL);
 	bson_oid_init(&deal_id, NULL);
@@ -413,8 +747,21 @@ crm_leads_convert(struct tr_ctx *c)
 	BSON_APPEND_DATE_TIME(&claim, "converted_at", tr_now_ms());
 	BSON_APPEND_OID(&claim, "client_id", &client_id);
 	BSON_APPEND_OID(&claim, "contact_id", &contact_id);
-	if (create_deal)
+	if (create_deal) {
+		const char *stage = first_stage(&pipeline);
 		BSON_APPEND_OID(&claim, "deal_id", &deal_id);
+		BSON_APPEND_DOCUMENT_BEGIN(&claim, "_convert", &plan);
+		if (title)
+			BSON_APPEND_UTF8(&plan, "title", title);
+		if (bson_iter_init_find(&it, &extra, "amount"))
+			bson_append_iter(&plan, "amount", -1, &it);
+		if (tr_doc_oid(&pipeline, "_id", &pipeline_id))
+			BSON_APPEND_OID(&plan, "pipeline_id", &pipeline_id);
+		BSON_APPEND_UTF8(&plan, "stage", stage ? stage : "new");
+		if (c->req->principal.user_hex[0])
+			BSON_APPEND_OID(&plan, "by", &c->req->principal.user_id);
+		bson_append_document_end(&claim, &plan);
+	}
 	rc = tr_db_update(c->db, LEADS, tr_param(c, 0), tr_doc_int(&lead, "version", 0), &claim,
 			  NULL, &doc);
 	if (rc == TR_EVERSION) {
@@ -426,96 +773,16 @@ crm_leads_convert(struct tr_ctx *c)
 		goto out;
 	}
 	tr_res_emit(c, &crm_leads, "crm.lead.updated", &doc);
-
-	name = tr_doc_str(&lead, "name");
-	company = tr_doc_str(&lead, "company");
-	has_owner = tr_doc_oid(&lead, "owner_id", &owner);
-	/* the client */
-	bson_reinit(&doc);
-	BSON_APPEND_OID(&doc, "_id", &client_id);
-	BSON_APPEND_UTF8(&doc, "name", company && *company ? company : name);
-	BSON_APPEND_UTF8(&doc, "kind", company && *company ? "company" : "person");
-	BSON_APPEND_ARRAY_BEGIN(&doc, "group_ids", &arr);
-	bson_append_array_end(&doc, &arr);
-	if (has_owner)
-		BSON_APPEND_OID(&doc, "owner_id", &owner);
-	BSON_APPEND_OID(&doc, "lead_id", &lead_id);
-	bson_destroy(&client);
-	rc = tr_db_insert(c->db, "clients", &doc, &client);
-	if (rc != TR_OK)
-		goto failed;
-	tr_res_emit(c, &crm_clients, "crm.client.created", &client);
-	/* the contact */
-	bson_reinit(&doc);
-	BSON_APPEND_OID(&doc, "_id", &contact_id);
-	BSON_APPEND_OID(&doc, "client_id", &client_id);
-	BSON_APPEND_UTF8(&doc, "name", name);
-	if ((v = tr_doc_str(&lead, "email")))
-		BSON_APPEND_UTF8(&doc, "email", v);
-	if ((v = tr_doc_str(&lead, "phone")))
-		BSON_APPEND_UTF8(&doc, "phone", v);
-	bson_destroy(&contact);
-	rc = tr_db_insert(c->db, "contacts", &doc, &contact);
-	if (rc != TR_OK)
-		goto failed;
-	/* the deal, in the default pipeline's first stage */
-	if (create_deal) {
-		bson_iter_t st, first;
-		const char *stage = "new";
-		tr_doc_oid(&pipeline, "_id", &pipeline_id);
-		if (bson_iter_init_find(&st, &pipeline, "stages") &&
-		    bson_iter_recurse(&st, &first) && bson_iter_next(&first) &&
-		    BSON_ITER_HOLDS_DOCUMENT(&first)) {
-			bson_iter_t k;
-			if (bson_iter_recurse(&first, &k) && bson_iter_find(&k, "key") &&
-			    BSON_ITER_HOLDS_UTF8(&k))
-				stage = bson_iter_utf8(&k, NULL);
-		}
-		bson_reinit(&doc);
-		BSON_APPEND_OID(&doc, "_id", &deal_id);
-		BSON_APPEND_OID(&doc, "client_id", &client_id);
-		BSON_APPEND_UTF8(&doc, "title", title ? title : name);
-		if (bson_iter_init_find(&it, &extra, "amount"))
-			bson_append_iter(&doc, "amount", -1, &it);
-		else
-			BSON_APPEND_NULL(&doc, "amount");
-		BSON_APPEND_OID(&doc, "pipeline_id", &pipeline_id);
-		BSON_APPEND_UTF8(&doc, "stage", stage);
-		if (has_owner)
-			BSON_APPEND_OID(&doc, "owner_id", &owner);
-		BSON_APPEND_UTF8(&doc, "status", "open");
-		BSON_APPEND_OID(&doc, "lead_id", &lead_id);
-		crm_lead_snapshot(&lead, &doc);
-		crm_deal_history_start(c, &doc, stage);
-		bson_destroy(&deal);
-		rc = tr_db_insert(c->db, "deals", &doc, &deal);
-		if (rc != TR_OK)
-			goto failed;
-		tr_res_emit(c, &crm_deals, "crm.deal.created", &deal);
+	step_pause();
+	rc = convert_complete(c->db, c, c->req->principal.tenant_hex, &doc, &client, &contact,
+			      &deal, &wrote);
+	if (rc != TR_OK) {
+		/* the claim names the records; the settle job, or the next
+		 * POST /convert, writes the rest */
+		tr_problem_from_err(c, rc);
+		goto out;
 	}
-	bson_init(&res);
-	tr_render_resource(&client, &res);
-	BSON_APPEND_DOCUMENT(&out, "client", &res);
-	bson_destroy(&res);
-	bson_init(&res);
-	tr_render_resource(&contact, &res);
-	BSON_APPEND_DOCUMENT(&out, "contact", &res);
-	bson_destroy(&res);
-	if (create_deal) {
-		bson_init(&res);
-		tr_render_resource(&deal, &res);
-		BSON_APPEND_DOCUMENT(&out, "deal", &res);
-		bson_destroy(&res);
-	} else {
-		BSON_APPEND_NULL(&out, "deal");
-	}
-	tr_reply_json(c, 200, &out);
-	goto out;
-failed:
-	/* The lead is converted and names its records; writing them failed
-	 * (the database went away): the client is told, and the next
-	 * conversion attempt answers 409 with the ids in the lead. */
-	tr_problem_from_err(c, rc);
+	convert_reply(c, &client, &contact, &deal);
 out:
 	bson_destroy(&lead);
 	bson_destroy(&claim);
@@ -525,5 +792,4 @@ out:
 	bson_destroy(&deal);
 	bson_destroy(&pipeline);
 	bson_destroy(&extra);
-	bson_destroy(&out);
 }

@@ -48,6 +48,7 @@ static const struct tr_route routes[] = {
 
 static const struct tr_job_handler jobs[] = {
     {.queue = "crm.reminders", .run = crm_task_reminder},
+    {.queue = "crm.convert", .run = crm_convert_settle},
 };
 
 /* The permissions this module owns and the built-in roles holding each
@@ -79,8 +80,11 @@ static const struct tr_topic topics[] = {
     {"crm.claims", "crm.claims.read"},
 };
 
-/* Its configuration keys (config.h): inbound sources' limits. */
+/* Its configuration keys (config.h). */
 static const struct tr_config_key config[] = {
+    {"crm_settle_after_ms", TR_CONFIG_INT, "60000", 500, 86400000,
+     "A lead's conversion whose writer stopped after claiming the lead is completed (its "
+     "client, contact and deal written) by a job this long after it began."},
     {"inbound_rate_rps", TR_CONFIG_INT, "5", 1, 100000,
      "Posts a second one inbound source takes (token bucket per source)."},
     {"inbound_rate_burst", TR_CONFIG_INT, "20", 1, 1000000,
