@@ -96,9 +96,10 @@ export function json(status: number, body: unknown, headers: Record<string, stri
   return new Response(JSON.stringify(body), { status, headers: { "content-type": "application/json", ...headers } });
 }
 
-export function problem(status: number, slug: string, detail = "", extra: Record<string, unknown> = {}): Response {
+export function problem(status: number, slug: string, detail = "", extra: Record<string, unknown> = {},
+  headers: Record<string, string> = {}): Response {
   return new Response(JSON.stringify({ type: `https://trellis.dev/errors/${slug}`, title: slug, status, detail, ...extra }),
-    { status, headers: { "content-type": "application/problem+json", "x-request-id": "req-1" } });
+    { status, headers: { "content-type": "application/problem+json", "x-request-id": "req-1", ...headers } });
 }
 
 export function noContent(): Response {
