@@ -92,7 +92,7 @@ export function jwtClaims(token: string): Record<string, unknown> | null {
  * a crypto polyfill) - weaker, but a key only has to be unique per user and day.
  */
 export function randomKey(random: () => number,
-  crypto: { getRandomValues?(a: Uint8Array): unknown } | undefined = (globalThis as { crypto?: Crypto }).crypto): string {
+  crypto: { getRandomValues?(a: Uint8Array): unknown } | null = (globalThis as { crypto?: Crypto }).crypto || null): string {
   const b = new Uint8Array(16);
   if (crypto && typeof crypto.getRandomValues === "function") crypto.getRandomValues(b);
   else for (let i = 0; i < 16; i++) b[i] = Math.floor(random() * 256) & 0xff;
