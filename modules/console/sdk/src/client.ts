@@ -109,8 +109,10 @@ export class Trellis {
   constructor(opts: ClientOptions = {}) {
     this.baseUrl = trimSlash(opts.baseUrl || "");
     this.storage = opts.storage || memoryStorage();
-    /* called through a closure: window.fetch throws when `this` is not window */
-    this.fetchFn = opts.fetch || ((input, init) => globalThis.fetch(input, init));
+    /* always called as a plain function: window.fetch throws "Illegal
+     * invocation" when called as a method of another object (this client) */
+    const given = opts.fetch;
+    this.fetchFn = given ? (input, init) => given(input, init) : (input, init) => globalThis.fetch(input, init);
     this.WebSocketCtor = opts.WebSocket || (globalThis as { WebSocket?: unknown }).WebSocket;
     this.apiKey = opts.apiKey || null;
     this.now = opts.now || (() => Date.now());

@@ -166,13 +166,13 @@ export class Session {
   }
 
   /** Forgets the tokens everywhere; tells the app once, when it was signed in. */
-  async end(reason: string, notify = true): Promise<void> {
+  async end(reason: string): Promise<void> {
     const was = this.saved !== null;
     this.saved = null;
     try {
       await this.deps.storage.remove(this.deps.key);
     } finally {
-      if (was && notify) this.deps.ended(reason);
+      if (was) this.deps.ended(reason);
     }
   }
 }

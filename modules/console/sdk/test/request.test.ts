@@ -165,3 +165,13 @@ test("an API key is sent instead of a bearer token, and a 401 is not refreshed",
   assert.equal(fetch.seen[0].url, "/v1/crm/leads", "same origin when baseUrl is empty");
   await flush();
 });
+
+test("a fetch that must not be called as a method (window.fetch) is called as a plain function", async () => {
+  const f = fakeFetch(() => json(200, { ok: true }));
+  function strictFetch(this: unknown, input: RequestInfo | URL, init?: RequestInit) {
+    if (this !== undefined && this !== globalThis) throw new TypeError("Illegal invocation");
+    return f(input, init);
+  }
+  const c = new Trellis({ fetch: strictFetch as typeof fetch, apiKey: "k" });
+  assert.deepEqual(await c.request("GET", "/v1/me"), { ok: true });
+});
