@@ -1,6 +1,7 @@
 # Trellis - build, run and test.
 #
-#   make build   the server (build/trellis) and the tools beside it (build/trellis-demo)
+#   make build   the server (build/trellis), the tools beside it (build/trellis-demo) and
+#                the console it serves (build/console: the JS SDK and the web console)
 #   make run     install what is missing, build, start FerretDB + Redis + the server
 #   make test    install what is missing, check module boundaries, build with ASan/UBSan,
 #                unit + integration tests
@@ -58,15 +59,15 @@ VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 
 .PHONY: all deps build build-asan build-tsan run test unit integration tsan bench fmt fmt-check \
-	clean migrate boundaries
+	clean migrate boundaries console console-test
 
 all: build
 
 deps:
 	@bash ops/deps.sh
 
-build: build/trellis build/trellis-demo
-build-asan: build/asan/trellis build/asan/trellis-demo
+build: build/trellis build/trellis-demo console
+build-asan: build/asan/trellis build/asan/trellis-demo build/asan/load_crm
 build-tsan: build/tsan/trellis build/tsan/trellis-demo
 
 build/trellis: $(REL_OBJS)
@@ -75,6 +76,11 @@ build/trellis: $(REL_OBJS)
 # The bench's data loader: the server's data layer, without its main.
 build/load_crm: tests/load/load_crm.c $(REL_LIB_OBJS) $(HDRS)
 	$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -o $@ $< $(REL_LIB_OBJS) $(PKG_LIBS)
+
+# The same loader for the console's browser test of 10,000 leads.
+build/asan/load_crm: tests/load/load_crm.c $(ASAN_LIB_OBJS) $(HDRS)
+	$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) -o $@ $< $(ASAN_LIB_OBJS) -fsanitize=address,undefined \
+	  $(PKG_LIBS)
 
 # The bench's ledger loader: journal entries through the ERP module's own
 # erp_ledger_post (tests/load/load_erp.c says why not through HTTP).
@@ -127,6 +133,25 @@ build/asan/unit/%: tests/unit/%.c $(ASAN_LIB_OBJS) $(HDRS) $(DEMO_SRCS) $(DEMO_H
 	  $(filter-out $(patsubst %.c,build/asan/obj/%.o,$(shell sed -n '1s|^// unit-under-test: ||p' $<)),$(ASAN_LIB_OBJS)) \
 	  -fsanitize=address,undefined $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
+# The console (modules/console): the SDK and the web console bundled into
+# build/console, which the server serves at /sdk/ and /app/. Its types come
+# from the OpenAPI document CONSOLE_TRELLIS prints (`trellis openapi`).
+CONSOLE_TRELLIS ?= build/trellis
+CONSOLE_SRCS := $(shell find modules/console/sdk/src modules/console/sdk/test modules/console/app \
+		  -type f -not -path '*/generated/*' 2>/dev/null) \
+		modules/console/build.mjs $(wildcard modules/console/tsconfig*.json) \
+		modules/console/package-lock.json
+console: build/console/sizes.json
+
+build/console/sizes.json: $(CONSOLE_TRELLIS) $(CONSOLE_SRCS)
+	@test -d modules/console/node_modules || { echo "console: run make deps first"; exit 1; }
+	cd modules/console && ASAN_OPTIONS=detect_leaks=0 TRELLIS_BIN=$(CURDIR)/$(CONSOLE_TRELLIS) \
+	  node build.mjs --tests
+
+# The SDK's unit tests (node's test runner, fakes for fetch and WebSocket).
+console-test: console
+	node --test build/console/test/
+
 run: deps build
 	@bash ops/run.sh
 
@@ -147,10 +172,13 @@ boundaries:
 	@CC="$(CC)" CHECK_CFLAGS="$(CSTD) $(INCS) $(PKG_CFLAGS)" bash tests/check_module_boundaries.sh --self-test
 	@CC="$(CC)" CHECK_CFLAGS="$(CSTD) $(INCS) $(PKG_CFLAGS)" bash tests/check_module_boundaries.sh modules tools
 
-test: deps
+test:
+	@bash ops/deps.sh test
 	@$(MAKE) --no-print-directory boundaries
 	@$(MAKE) --no-print-directory build-asan
+	@$(MAKE) --no-print-directory console CONSOLE_TRELLIS=build/asan/trellis
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory console-test CONSOLE_TRELLIS=build/asan/trellis
 	@$(MAKE) --no-print-directory integration
 
 # The tests where threads and processes meet, against the ThreadSanitizer
@@ -171,7 +199,7 @@ TSAN_TESTS ?= tests/integration/test_exact_writes.py tests/integration/test_erp_
 	      tests/integration/test_bpm_exact.py tests/integration/test_bpm_sagas.py \
 	      tests/integration/test_events_faults.py \
 	      tests/integration/test_events_live.py tests/integration/test_jobs_webhooks.py \
-	      tests/integration/test_webhooks_ordered.py
+	      tests/integration/test_webhooks_ordered.py tests/integration/test_crm_convert_faults.py
 TSAN_RUN_OPTIONS := suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 exitcode=66 \
 		    second_deadlock_stack=1
 

@@ -6,6 +6,8 @@
 #   - FerretDB v1.24 (the embedded MongoDB-compatible database), built from its Go module
 #   - the Python test virtualenv in .venv from tests/requirements.txt
 #   - the TypeScript client check's packages (tests/openapi-ts, from its lock file)
+#   - the console's build packages (modules/console, from its lock file)
+#   - with "test": Debian's chromium too, for the console's browser tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,6 +19,8 @@ PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-d
 # npm is on PATH (a machine may carry another build of Node, whose own npm
 # conflicts with Debian's npm package).
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
+# The browser tests drive Debian's chromium (playwright-core never downloads one).
+[ "${1:-}" = test ] && PKGS+=(chromium fonts-dejavu-core)
 
 say() { printf 'deps: %s\n' "$*"; }
 
@@ -89,4 +93,13 @@ if [ ! -f tests/openapi-ts/node_modules/.package-lock.json ] ||
 	say "installing tests/openapi-ts from its lock file"
 	(cd tests/openapi-ts && CI=true npm ci --no-audit --no-fund --silent)
 	cp tests/openapi-ts/package-lock.json tests/openapi-ts/node_modules/.lock-copy
+fi
+
+# The console's build (modules/console/build.mjs: esbuild, TypeScript) and
+# its browser tests (playwright-core, axe-core): exactly the lock file.
+if [ ! -f modules/console/node_modules/.package-lock.json ] ||
+	! cmp -s modules/console/package-lock.json modules/console/node_modules/.lock-copy; then
+	say "installing modules/console from its lock file"
+	(cd modules/console && CI=true npm ci --no-audit --no-fund --silent)
+	cp modules/console/package-lock.json modules/console/node_modules/.lock-copy
 fi

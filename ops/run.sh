@@ -71,6 +71,9 @@ wait_port "$PORT" trellis "the output above"
 cat <<TXT
 
   Trellis is running: http://127.0.0.1:$PORT
+  Console: http://127.0.0.1:$PORT/app/  (sign up with POST /v1/signup, or seed a demo tenant:
+           echo 'a-password-1' | build/trellis-demo seed --tenant demo)
+  SDK:     http://127.0.0.1:$PORT/sdk/trellis.js
   Try:  curl -s http://127.0.0.1:$PORT/readyz
         curl -s http://127.0.0.1:$PORT/v1/openapi.json
   Data: $VAR (PostgreSQL in var/pg behind FerretDB on :$DEV_MONGO_PORT, Redis on :$DEV_REDIS_PORT).

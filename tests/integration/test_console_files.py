@@ -5,6 +5,7 @@ served at once, and nothing outside the build's folders reachable. A
 server of its own serves a folder the test writes."""
 
 import gzip
+import os
 import time
 
 import pytest
@@ -144,3 +145,15 @@ def test_a_server_without_a_built_console_says_so(trellis, tmp_path):
     body = check_problem(r, 404)
     assert "make build" in body["detail"]
     assert requests.get(proc.url("/healthz"), timeout=10).status_code == 200
+
+
+def test_the_build_output_is_what_the_session_server_serves(stack):
+    """make build writes the console; the server started from the repository serves it."""
+    built = os.path.join(os.path.dirname(__file__), "..", "..", "build", "console")
+    if not os.path.isdir(os.path.join(built, "app")):
+        pytest.fail("build/console/app is missing: make test builds the console first")
+    r = stack.get("/sdk/trellis.js")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript")
+    assert "export" in r.text
+    page = stack.get("/app/")
+    assert page.status_code == 200 and '<script type="module" src="app.js">' in page.text
