@@ -85,6 +85,9 @@ static const struct tr_config_key config[] = {
     {"crm_settle_after_ms", TR_CONFIG_INT, "60000", 500, 86400000,
      "A lead's conversion whose writer stopped after claiming the lead is completed (its "
      "client, contact and deal written) by a job this long after it began."},
+    {"crm_report_max_months", TR_CONFIG_INT, "120", 1, 1200,
+     "The longest period, in calendar months, the abc-xyz report takes (its XYZ reads one "
+     "total per client and month; longer periods answer 422)."},
     {"inbound_rate_rps", TR_CONFIG_INT, "5", 1, 100000,
      "Posts a second one inbound source takes (token bucket per source)."},
     {"inbound_rate_burst", TR_CONFIG_INT, "20", 1, 1000000,

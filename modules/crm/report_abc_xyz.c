@@ -9,7 +9,7 @@
  *   A when cum*100 <= total*80 (and always the first client), else B when
  *   cum*100 <= total*95, else C - compared in 128-bit integers.
  *   XYZ: the calendar months (UTC) overlapping [from, to), at most
- *   MAX_MONTHS of them; a month only partly inside the period counts as a
+ *   crm_report_max_months of them; a month only partly inside the period counts as a
  *   whole month holding the revenue of its part inside (nothing outside
  *   the period is read). monthly = the client's revenue per month, 0 for a
  *   month without any. With n months, R = revenue and S2 = the sum of the
@@ -31,15 +31,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "config.h"
 #include "db.h"
 #include "json.h"
 #include "reports.h"
 #include "util.h"
-
-/* The longest abc-xyz period, in calendar months (each listed client has
- * one monthly value per month in the answer). */
-#define MAX_MONTHS 120
-#define MAX_MONTHS_TEXT "120"
 
 /* ---- abc-xyz ---- */
 
@@ -221,10 +217,12 @@ crm_reports_abc_xyz(struct tr_ctx *c)
 	if (ok) {
 		long last = crm_report_month_of(a.period.to - 1);
 		a.first_month = crm_report_month_of(a.period.from);
-		if (last - a.first_month + 1 > MAX_MONTHS) {
-			crm_report_bad_param(c, "to",
-					     "the period may span at most " MAX_MONTHS_TEXT
-					     " calendar months");
+		/* each listed client has a monthly value per month in the answer */
+		long most = tr_config_int("crm_report_max_months");
+		if (last - a.first_month + 1 > most) {
+			char *why = tr_arena_alloc(c->req->arena, 80);
+			snprintf(why, 80, "the period may span at most %ld calendar months", most);
+			crm_report_bad_param(c, "to", why);
 			ok = false;
 		}
 		a.months = (int)(last - a.first_month + 1);

@@ -13,6 +13,7 @@ the future."""
 import secrets
 
 import pytest
+import requests
 
 from conftest import check_problem, create_user, signup, unique_email, user_session
 
@@ -415,6 +416,25 @@ def test_abc_xyz_bad_input_is_422(stack):
     bad({"from": "2016-01-01T00:00:00Z", "to": "2026-01-01T00:00:01Z", "currency": "EUR"}, {"to"})
     ok(stack.get("/v1/crm/reports/abc-xyz", headers=acct.headers,
                  params={"from": "2016-01-01T00:00:00Z", "to": JAN, "currency": "EUR"}))
+
+
+def test_abc_xyz_period_limit_is_configuration(trellis):
+    """crm_report_max_months bounds the abc-xyz period: a server set to 3
+    takes three calendar months and names `to` with its limit for four."""
+    env = trellis.env(crm_report_max_months=3)
+    assert trellis.run("migrate", env=env).returncode == 0
+    proc = trellis.start("serve", env=env)
+    proc.wait_ready()
+    acct = signup(proc)
+    url = proc.url("/v1/crm/reports/abc-xyz")
+    r = requests.get(url, headers=acct.headers, timeout=30, params={
+        "from": "2026-01-15T00:00:00Z", "to": "2026-04-01T00:00:00Z", "currency": "EUR"})
+    assert r.status_code == 200, r.text
+    r = requests.get(url, headers=acct.headers, timeout=30, params={
+        "from": "2026-01-15T00:00:00Z", "to": "2026-04-01T00:00:01Z", "currency": "EUR"})
+    errors = check_problem(r, 422)["errors"]
+    assert errors == [{"field": "to", "message": "the period may span at most 3 calendar months"}], errors
+    assert trellis.run("config-example", env=env).stdout.count("crm_report_max_months") >= 1
 
 
 # ---------------------------------------------------------------------------
