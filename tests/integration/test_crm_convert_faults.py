@@ -9,7 +9,6 @@ is missing - once, with the deal the request asked for - and a POST
 announces itself once with crm.lead.converted (the lead with its client,
 contact and deal), seen here through the changes feed."""
 
-import threading
 import time
 
 import pytest
@@ -17,15 +16,11 @@ import requests
 
 from conftest import check_problem, signup
 from erp_support import call, money
+from test_erp_faults import At, in_background, wait_for
 from test_exact_writes import Trio, race, spellings
 
 SETTLE_AFTER_MS = 2500
 WITHIN_S = SETTLE_AFTER_MS / 1000 + 20  # the job runs once due; a worker may be busy
-
-
-class At:
-    def __init__(self, proc):
-        self.base_url = proc.url("").rstrip("/")
 
 
 @pytest.fixture
@@ -63,27 +58,6 @@ def converted_events(at, owner, lead_id):
     assert r.status_code == 200, r.text
     return [e for e in r.json()["items"]
             if e["event"] == "crm.lead.converted" and e["entity_id"] == lead_id]
-
-
-def in_background(call_):
-    def run():
-        try:
-            call_()
-        except requests.RequestException:
-            pass  # killed mid-way: its answer never comes
-    t = threading.Thread(target=run, daemon=True)
-    t.start()
-    return t
-
-
-def wait_for(what, check, within=20):
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(0.1)
-    raise AssertionError(f"never: {what}")
 
 
 def test_a_conversion_announces_itself_once_with_its_client_contact_and_deal(trio):
