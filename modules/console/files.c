@@ -205,7 +205,10 @@ serve(struct tr_ctx *c, const char *sub, const char *name, bool cross_origin)
 		tr_problem(c, 404, "not-found", "no such file");
 		return;
 	}
-	f = find(path);
+	/* only a file that exists takes a place in the cache: names of
+	 * missing files must not fill it */
+	struct stat st;
+	f = stat(path, &st) == 0 && S_ISREG(st.st_mode) ? find(path) : NULL;
 	if (!f || !refresh(&f->plain, path, "")) {
 		tr_problem(c, 404, "not-found", "no such file (is the console built? make build)");
 		return;

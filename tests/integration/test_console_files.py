@@ -157,3 +157,12 @@ def test_the_build_output_is_what_the_session_server_serves(stack):
     assert "export" in r.text
     page = stack.get("/app/")
     assert page.status_code == 200 and '<script type="module" src="app.js">' in page.text
+
+
+def test_names_of_missing_files_do_not_crowd_out_the_real_ones(server):
+    """The server keeps files in memory; asking for a hundred names that do
+    not exist must not take the places of the files that do."""
+    for i in range(100):
+        assert get(server, f"/app/missing-{i}.js").status_code == 404
+    r = get(server, "/app/styles.css")
+    assert r.status_code == 200 and r.text == "body{margin:0}\n"
