@@ -8,6 +8,10 @@
 #   - the TypeScript client check's packages (tests/openapi-ts, from its lock file)
 #   - the console's build packages (modules/console, from its lock file)
 #   - with "test": Debian's chromium too, for the console's browser tests
+#   - with "test" or "fuzz": clang and its sanitizer runtimes, for the fuzz
+#     harnesses (tests/fuzz); `make run` never needs them. libFuzzer is in
+#     libclang-rt-14-dev, which clang-14 only recommends (through
+#     libclang-common-14-dev), and recommendations are not installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +25,8 @@ PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-d
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 # The browser tests drive Debian's chromium (playwright-core never downloads one).
 [ "${1:-}" = test ] && PKGS+=(chromium fonts-dejavu-core)
+# The runtime package is versioned: it must match Debian's clang (14 on bookworm).
+case "${1:-}" in test | fuzz) PKGS+=(clang libclang-rt-14-dev) ;; esac
 
 say() { printf 'deps: %s\n' "$*"; }
 
