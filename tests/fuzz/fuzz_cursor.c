@@ -4,7 +4,10 @@
  * to reach its decoder) and an event id as resume_from or ?after takes it
  * (tr_evid_parse, server/events/events.c). They are opaque to clients, so
  * anything may come back. An input is one byte choosing the list's sort
- * (field, direction, narrow or not), then the cursor text.
+ * (field, direction, narrow or not) and the form of the rest: the cursor
+ * text, or (bit 0x10) the bytes a cursor decodes to, which the harness
+ * encodes first - so that mutations reach what is read from the BSON
+ * inside rather than mostly breaking its base64.
  *
  * Beyond not crashing: a timeline cursor that decodes encodes to a cursor
  * of the same position, which is not after itself; an event id that
@@ -14,6 +17,7 @@
 #include "../../server/data/timeline.c"
 
 #include "events.h"
+#include "util.h"
 
 /* The sort fields lists really have; created_at lists page by bucket. */
 static const char *const sort_fields[] = {"created_at", "name", "amount", "due_at"};
@@ -84,7 +88,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (size < 1)
 		return 0;
-	text = fuzz_cstring(data + 1, size - 1);
+	if (data[0] & 0x10) {
+		text = tr_b64url_encode(data + 1, size - 1);
+		if (!text)
+			abort();
+	} else {
+		text = fuzz_cstring(data + 1, size - 1);
+	}
 	list_cursor(data[0], text);
 	timeline_cursor(text);
 	event_id(text, strlen(text));
