@@ -4,9 +4,11 @@
 #                the console it serves (build/console: the JS SDK and the web console)
 #   make run     install what is missing, build, start FerretDB + Redis + the server
 #   make test    install what is missing, check module boundaries, build with ASan/UBSan,
-#                unit + integration tests
+#                unit tests, the fuzz regressions, integration tests
 #   make tsan    the concurrency tests against a ThreadSanitizer build (build/tsan/trellis)
 #   make bench   benchmarks (tests/load/), numbers printed and written to build/bench/
+#   make fuzz    each libFuzzer harness (tests/fuzz/) for FUZZ_SECONDS (300) with clang
+#   make fuzz-regress  each harness once over its committed corpus and regressions (in make test)
 #
 # Everything the targets need is installed by ops/deps.sh (idempotent).
 
@@ -32,8 +34,11 @@ DEMO_SRCS := $(wildcard tools/demo/*.c)
 DEMO_HDRS := $(wildcard tools/demo/*.h)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 LOAD_SRCS := $(wildcard tests/load/*.c)
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_HDRS := $(wildcard tests/fuzz/*.h)
 # every C file of the tree: what `make fmt` rewrites is what `make fmt-check` checks
-FMT_SRCS  := $(SRCS) $(HDRS) $(DEMO_SRCS) $(DEMO_HDRS) $(UNIT_SRCS) $(LOAD_SRCS)
+FMT_SRCS  := $(SRCS) $(HDRS) $(DEMO_SRCS) $(DEMO_HDRS) $(UNIT_SRCS) $(LOAD_SRCS) $(FUZZ_SRCS) \
+	     $(FUZZ_HDRS)
 
 REL_CFLAGS  := $(CSTD) $(WARN) -O2 -g $(INCS)
 ASAN_CFLAGS := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
@@ -55,11 +60,25 @@ REL_DEMO_OBJS  := $(DEMO_SRCS:%.c=build/obj/%.o)
 ASAN_DEMO_OBJS := $(DEMO_SRCS:%.c=build/asan/obj/%.o)
 TSAN_DEMO_OBJS := $(DEMO_SRCS:%.c=build/tsan/obj/%.o)
 
+# Fuzzing (README.md, "Fuzzing"): libFuzzer needs clang. The library
+# objects are compiled with coverage instrumentation (fuzzer-no-link) and
+# the same sanitizers as the ASan build, into build/fuzz/obj; each harness
+# links them as a unit test does (its "// unit-under-test:" file left out)
+# with libFuzzer's main. Same warnings as gcc, no extra flags.
+FUZZ_CC      ?= clang
+FUZZ_CFLAGS  := $(CSTD) $(WARN) -O1 -g -fno-omit-frame-pointer \
+		-fsanitize=address,undefined -fno-sanitize-recover=undefined $(INCS)
+FUZZ_LIB_OBJS := $(LIB_SRCS:%.c=build/fuzz/obj/%.o)
+FUZZ_NAMES   := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
+FUZZ_BINS    := $(FUZZ_NAMES:%=build/fuzz/fuzz_%)
+FUZZ_SECONDS ?= 300
+FUZZ_TARGETS ?= $(FUZZ_NAMES)
+
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 
 .PHONY: all deps build build-asan build-tsan run test unit integration tsan bench fmt fmt-check \
-	clean migrate boundaries console console-test
+	clean migrate boundaries console console-test build-fuzz fuzz fuzz-regress
 
 all: build
 
@@ -133,6 +152,32 @@ build/asan/unit/%: tests/unit/%.c $(ASAN_LIB_OBJS) $(HDRS) $(DEMO_SRCS) $(DEMO_H
 	  $(filter-out $(patsubst %.c,build/asan/obj/%.o,$(shell sed -n '1s|^// unit-under-test: ||p' $<)),$(ASAN_LIB_OBJS)) \
 	  -fsanitize=address,undefined $(PKG_LIBS) $(shell pkg-config --libs cmocka)
 
+build/fuzz/obj/%.o: %.c $(HDRS) Makefile
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link $(PKG_CFLAGS) -c -o $@ $<
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_OBJS) $(HDRS) $(FUZZ_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) $(PKG_CFLAGS) -fsanitize=fuzzer -o $@ $< \
+	  $(filter-out $(patsubst %.c,build/fuzz/obj/%.o,$(shell sed -n '1s|^// unit-under-test: ||p' $<)),$(FUZZ_LIB_OBJS)) \
+	  $(PKG_LIBS)
+
+# (the objects named here too, so that make keeps them between builds)
+build-fuzz: $(FUZZ_LIB_OBJS) $(FUZZ_BINS)
+
+# Each harness for FUZZ_SECONDS, one after the other: the committed corpus
+# (tests/fuzz/corpus/<name>) and regressions are read, what the run finds
+# goes to build/fuzz/corpus/<name>, crashes to build/fuzz/crashes/<name>.
+# Fails when any harness found one, naming it and its reproducer.
+fuzz:
+	@bash ops/deps.sh fuzz
+	@$(MAKE) --no-print-directory build-fuzz
+	@bash tests/fuzz/run.sh fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Each harness once over every committed input, no fuzzing: seconds.
+fuzz-regress: build-fuzz
+	@bash tests/fuzz/run.sh regress 0 $(FUZZ_NAMES)
+
 # The console (modules/console): the SDK and the web console bundled into
 # build/console, which the server serves at /sdk/ and /app/. Its types come
 # from the OpenAPI document CONSOLE_TRELLIS prints (`trellis openapi`).
@@ -178,6 +223,7 @@ test:
 	@$(MAKE) --no-print-directory build-asan
 	@$(MAKE) --no-print-directory console CONSOLE_TRELLIS=build/asan/trellis
 	@$(MAKE) --no-print-directory unit
+	@$(MAKE) --no-print-directory fuzz-regress
 	@$(MAKE) --no-print-directory console-test CONSOLE_TRELLIS=build/asan/trellis
 	@$(MAKE) --no-print-directory integration
 

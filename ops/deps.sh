@@ -8,6 +8,11 @@
 #   - the TypeScript client check's packages (tests/openapi-ts, from its lock file)
 #   - the console's build packages (modules/console, from its lock file)
 #   - with "test": Debian's chromium too, for the console's browser tests
+#   - with "test" or "fuzz": clang and its sanitizer runtimes, for the fuzz
+#     harnesses (tests/fuzz); `make run` never needs them. "fuzz" installs
+#     the Debian packages only. libFuzzer is in
+#     libclang-rt-14-dev, which clang-14 only recommends (through
+#     libclang-common-14-dev), and recommendations are not installed here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +26,8 @@ PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-d
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 # The browser tests drive Debian's chromium (playwright-core never downloads one).
 [ "${1:-}" = test ] && PKGS+=(chromium fonts-dejavu-core)
+# The runtime package is versioned: it must match Debian's clang (14 on bookworm).
+case "${1:-}" in test | fuzz) PKGS+=(clang libclang-rt-14-dev) ;; esac
 
 say() { printf 'deps: %s\n' "$*"; }
 
@@ -39,6 +46,10 @@ if [ ${#missing[@]} -gt 0 ]; then
 	$sudo apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# The fuzz harnesses need nothing but the packages: the rest is for the
+# server, its tests and the console.
+[ "${1:-}" = fuzz ] && exit 0
+
 # Debian starts a system redis-server on 6379 (and may create a PostgreSQL
 # cluster "15/main") when the packages are installed; Trellis runs its own
 # instances (ops/pg.sh), so the system ones are left alone.

@@ -27,7 +27,7 @@ static int
 parse(int argc, char **argv, struct opts *o)
 {
 	memset(o, 0, sizeof(*o));
-	for (int i = 0; i < argc; i++) {
+	for (int i = 0; i < argc; i += 2) { /* each option, then its value */
 		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
 		if (!v) {
 			fprintf(stderr, "trellis: %s needs a value\n", argv[i]);
@@ -47,7 +47,6 @@ parse(int argc, char **argv, struct opts *o)
 			fprintf(stderr, "trellis: unknown option %s\n", argv[i]);
 			return -1;
 		}
-		i++;
 	}
 	return 0;
 }
