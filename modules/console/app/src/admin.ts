@@ -1,5 +1,5 @@
 // Administration: users, roles, API keys, webhooks and their delivery log.
-import { api, can, page, mount, pagedList } from "./ctx";
+import { api, can, page, mount, pagedList, loadRecord } from "./ctx";
 import { h, alertBox, form, badge, time, link, dl, clear } from "./dom";
 
 interface User { id: string; version: number; email: string; name: string; roles: string[]; active: boolean; created_at: string }
@@ -162,15 +162,10 @@ export async function webhooksView(root: HTMLElement): Promise<void> {
 }
 
 export async function webhookView(root: HTMLElement, id: string): Promise<void> {
-  const alert = alertBox();
-  mount(root, page("Webhook", alert.el, h("p", { "aria-busy": "true" }, "Loading...")));
-  let w: Hook;
-  try {
-    w = await api.request<Hook>("GET", "/v1/webhooks/" + id);
-  } catch (e) {
-    alert.show(e);
-    return;
-  }
+  const loaded = await loadRecord<Hook>(root, "Webhook", "/v1/webhooks/" + id);
+  if (!loaded) return;
+  const { alert } = loaded;
+  let w = loaded.record;
   const writable = can("system.webhooks.write");
   const log = pagedList<Delivery>({
     label: "Delivery log", table: true, testid: "deliveries", empty: "Nothing delivered yet.",

@@ -1,7 +1,7 @@
 // The client card: who they are, their contacts, and the timeline every
 // module writes to (interactions, deals, claims, orders, invoices), newest first.
-import { api, page, mount, pagedList } from "./ctx";
-import { h, alertBox, dl, time, badge, money, link } from "./dom";
+import { api, page, mount, pagedList, loadRecord } from "./ctx";
+import { h, dl, time, badge, money, link } from "./dom";
 
 interface Client { id: string; name: string; kind: string; owner_id: string; created_at: string }
 interface Contact { id: string; name?: string; email?: string; phone?: string }
@@ -22,15 +22,10 @@ function entry(it: Item): HTMLElement {
 }
 
 export async function clientView(root: HTMLElement, id: string): Promise<void> {
-  const alert = alertBox();
-  mount(root, page("Client", alert.el, h("p", { "aria-busy": "true" }, "Loading...")));
-  let c: Client;
-  try {
-    c = await api.request<Client>("GET", "/v1/crm/clients/" + id);
-  } catch (e) {
-    alert.show(e);
-    return;
-  }
+  const loaded = await loadRecord<Client>(root, "Client", "/v1/crm/clients/" + id);
+  if (!loaded) return;
+  const { alert } = loaded;
+  let c = loaded.record;
   const contacts = h("ul", { class: "plain" });
   api.page<Contact>("/v1/crm/clients/" + id + "/contacts", { limit: 20 })
     .then((p) => { for (const k of p.items) contacts.append(h("li", null, [k.name, k.email, k.phone].filter(Boolean).join(" - "))); })

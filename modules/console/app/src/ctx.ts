@@ -180,6 +180,19 @@ export function mount(root: HTMLElement, view: HTMLElement): void {
   root.appendChild(view);
 }
 
+// A record's view starts here: a "Loading..." frame, then the record, or
+// the problem shown in that frame and null. The alert box is the view's.
+export async function loadRecord<T>(root: HTMLElement, title: string, path: string): Promise<{ record: T; alert: ReturnType<typeof alertBox> } | null> {
+  const alert = alertBox();
+  mount(root, page(title, alert.el, h("p", { "aria-busy": "true" }, "Loading...")));
+  try {
+    return { record: await api.request<T>("GET", path), alert };
+  } catch (e) {
+    alert.show(e);
+    return null;
+  }
+}
+
 // A short name for a user id, from one page of the user list (cached).
 const names = new Map<string, string>();
 let namesLoaded: Promise<void> | null = null;

@@ -1,6 +1,6 @@
 // ERP: stock by warehouse, the orders list, and an order's view with its
 // next step (confirm, invoice, pay, ship) and a status that follows live events.
-import { api, can, onLive, page, mount, pagedList } from "./ctx";
+import { api, can, onLive, page, mount, pagedList, loadRecord } from "./ctx";
 import { h, alertBox, badge, money, time, link, dl, form, clear } from "./dom";
 
 type Money = { amount: number; currency: string };
@@ -110,15 +110,10 @@ export async function ordersView(root: HTMLElement): Promise<void> {
 }
 
 export async function orderView(root: HTMLElement, id: string): Promise<void> {
-  const alert = alertBox();
-  mount(root, page("Order", alert.el, h("p", { "aria-busy": "true" }, "Loading...")));
-  let order: Order;
-  try {
-    order = await api.request<Order>("GET", "/v1/erp/orders/" + id);
-  } catch (e) {
-    alert.show(e);
-    return;
-  }
+  const loaded = await loadRecord<Order>(root, "Order", "/v1/erp/orders/" + id);
+  if (!loaded) return;
+  const { alert } = loaded;
+  let order = loaded.record;
   let invoice: Invoice | null = null;
   const loadInvoice = async () => {
     if (!can("erp.invoices.read")) return;

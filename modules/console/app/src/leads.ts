@@ -1,7 +1,7 @@
 // CRM leads: the list (filters, live arrivals, cursor paging, a quick create)
 // and the lead card (status, convert to client and deal).
-import { api, can, onLive, page, mount, pagedList, session, userName } from "./ctx";
-import { h, form, time, badge, dl, link, alertBox, clear } from "./dom";
+import { api, can, onLive, page, mount, pagedList, session, userName, loadRecord } from "./ctx";
+import { h, form, time, badge, dl, link, clear } from "./dom";
 
 export interface Lead {
   id: string; version: number; name: string; email: string | null; phone: string | null; company: string | null;
@@ -103,15 +103,10 @@ export function leadsView(root: HTMLElement): void {
 }
 
 export async function leadView(root: HTMLElement, id: string): Promise<void> {
-  const alert = alertBox();
-  mount(root, page("Lead", alert.el, h("p", { "aria-busy": "true" }, "Loading...")));
-  let lead: Lead;
-  try {
-    lead = await api.request<Lead>("GET", "/v1/crm/leads/" + id);
-  } catch (e) {
-    alert.show(e);
-    return;
-  }
+  const loaded = await loadRecord<Lead>(root, "Lead", "/v1/crm/leads/" + id);
+  if (!loaded) return;
+  const { alert } = loaded;
+  let lead = loaded.record;
   const body = h("div", { class: "card-body" });
   const owner = h("span");
   const render = () => {
