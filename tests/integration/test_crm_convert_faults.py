@@ -112,11 +112,13 @@ def test_a_conversion_killed_after_its_claim_is_completed_once_by_its_settle_job
     assert deals[0]["title"] == "Engine No. 3" and deals[0]["amount"] == money(99000)
     assert deals[0]["client_id"] == clients[0]["id"] and deals[0]["status"] == "open"
     assert clients[0]["name"] == "Analytical Engines Ltd" and contacts[0]["email"] == lead["email"]
-    assert len(converted_events(at[2], owner, lead["id"])) == 1
+    # the event goes out just after the last record is written
+    wait_for("crm.lead.converted", lambda: converted_events(at[2], owner, lead["id"]))
     # and it stays one: the lead is final
     check_problem(call(at[2], owner, "POST", f"/v1/crm/leads/{lead['id']}/convert", json={}), 409)
     time.sleep(1)
     assert [len(x) for x in records_of(at[0], owner, lead["id"])] == [1, 1, 1]
+    assert len(converted_events(at[1], owner, lead["id"])) == 1
 
 
 def test_a_stopped_conversion_asked_again_after_the_window_completes_once_across_processes(trio):
@@ -143,6 +145,7 @@ def test_a_stopped_conversion_asked_again_after_the_window_completes_once_across
             assert a.json()["client"]["id"] == claimed["client_id"]
             assert a.json()["deal"]["id"] == claimed["deal_id"]
     wait_for("every record", lambda: all(records_of(at[0], owner, lead["id"])), within=WITHIN_S)
+    wait_for("crm.lead.converted", lambda: converted_events(at[2], owner, lead["id"]))
     time.sleep(SETTLE_AFTER_MS / 1000 + 1)
     assert [len(x) for x in records_of(at[1], owner, lead["id"])] == [1, 1, 1]
     assert len(converted_events(at[2], owner, lead["id"])) == 1
