@@ -183,7 +183,7 @@ static void
 track_health(struct tr_db *db, const struct tr_job *job, const char *id, const bson_t *hook,
 	     bool ok)
 {
-	bson_t set = BSON_INITIALIZER, unset = BSON_INITIALIZER, out = BSON_INITIALIZER;
+	bson_t set = BSON_INITIALIZER, out = BSON_INITIALIZER;
 	bson_iter_t it;
 	int64_t since = 0, now = tr_now_ms();
 	int rc = TR_OK;
@@ -191,8 +191,8 @@ track_health(struct tr_db *db, const struct tr_job *job, const char *id, const b
 	if (bson_iter_init_find(&it, hook, "failing_since") && BSON_ITER_HOLDS_DATE_TIME(&it))
 		since = bson_iter_date_time(&it);
 	if (ok && since) {
-		BSON_APPEND_INT32(&unset, "failing_since", 1);
-		rc = tr_db_update(db, WEBHOOKS, id, 0, &set, &unset, &out);
+		BSON_APPEND_NULL(&set, "failing_since");
+		rc = tr_db_update(db, WEBHOOKS, id, 0, &set, NULL, &out);
 	} else if (!ok && !since) {
 		BSON_APPEND_DATE_TIME(&set, "failing_since", now);
 		rc = tr_db_update(db, WEBHOOKS, id, 0, &set, NULL, &out);
@@ -216,7 +216,6 @@ track_health(struct tr_db *db, const struct tr_job *job, const char *id, const b
 	if (rc != TR_OK)
 		tr_warn("webhooks: the health of %s not recorded: %s", id, tr_strerror(rc));
 	bson_destroy(&set);
-	bson_destroy(&unset);
 	bson_destroy(&out);
 }
 

@@ -325,6 +325,7 @@ new_record(struct tr_db *db, const char *coll, const bson_t *fields, int64_t now
 		while (bson_iter_next(&it))
 			if (!tr_db_reserved_field(bson_iter_key(&it)))
 				bson_append_iter(doc, bson_iter_key(&it), -1, &it);
+	tr_dbw_append_nulls(coll, fields, doc);
 	BSON_APPEND_DATE_TIME(doc, "created_at", now);
 	BSON_APPEND_DATE_TIME(doc, "updated_at", now);
 	BSON_APPEND_INT64(doc, "version", 1);

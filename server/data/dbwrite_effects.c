@@ -12,6 +12,7 @@
 #include "dbwrite_int.h"
 #include "log.h"
 #include "register.h"
+#include "resource.h"
 #include "seq.h"
 #include "util.h"
 
@@ -25,6 +26,22 @@ tr_dbw_effects_of(const char *coll)
 			if (strcmp(tr_modules[m]->effects[i].coll, coll) == 0)
 				return &tr_modules[m]->effects[i];
 	return NULL;
+}
+
+void
+tr_dbw_append_nulls(const char *coll, const bson_t *fields, bson_t *doc)
+{
+	for (size_t m = 0; m < tr_nmodules; m++)
+		for (size_t i = 0; i < tr_modules[m]->nresources; i++) {
+			const struct tr_resource *e = tr_modules[m]->resources[i];
+			if (strcmp(e->coll, coll) != 0)
+				continue;
+			for (const struct tr_field *f = e->fields; f->name; f++)
+				if ((f->flags & TR_F_NULLABLE) && !(f->flags & TR_F_SECRET) &&
+				    !bson_has_field(fields, f->name))
+					BSON_APPEND_NULL(doc, f->name);
+			return;
+		}
 }
 
 struct posting {

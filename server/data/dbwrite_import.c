@@ -150,6 +150,7 @@ tr_db_import(struct tr_db *db, const char *coll, bson_t **docs, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		bson_iter_t it;
 		tr_seq_stamp(db, docs[i], first + (int64_t)(i / TR_SEQ_BUCKET));
+		tr_dbw_append_nulls(coll, docs[i], docs[i]);
 		if (!bson_has_field(docs[i], "_cd") &&
 		    bson_iter_init_find(&it, docs[i], "created_at") &&
 		    BSON_ITER_HOLDS_DATE_TIME(&it)) {
