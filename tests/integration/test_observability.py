@@ -116,8 +116,11 @@ def test_a_failing_receiver_lowers_the_success_rate_and_its_job_waits_then_dies(
     bad.plan = [200]
     create_user(api, owner, ["sales"])
     bad.wait_calls(3)
-    n = wait_for(api, owner, "the second delivery logged",
-                 lambda n: endpoint(n, bad_hook["id"])["attempts"]["delivered"] == 1)
+    # the attempt is logged first and the endpoint's health written just
+    # after it: wait for both
+    n = wait_for(api, owner, "the second delivery logged and the endpoint healthy again",
+                 lambda n: endpoint(n, bad_hook["id"])["attempts"]["delivered"] == 1
+                 and endpoint(n, bad_hook["id"])["failing_since"] is None)
     failing = endpoint(n, bad_hook["id"])
     assert failing["success_rate"] == pytest.approx(1 / 3)
     assert failing["failing_since"] is None and failing["last_success_at"] > failing["last_failure_at"]
