@@ -44,6 +44,10 @@ static const struct tr_route routes[] = {
      "Per owner: leads, deals won and lost, revenue, conversion.", NULL, "from to", NULL},
     {TR_GET, "/v1/crm/reports/sources", crm_reports_sources, "crm.reports.read", 0,
      "Per channel and campaign: leads, deals, revenue, cost per lead.", NULL, "from to", NULL},
+    {TR_GET, "/v1/crm/reports/bcg", crm_reports_bcg, "crm.reports.read", 0,
+     "Per product or client group: revenue now and in the period before, growth, relative "
+     "share, and the BCG quadrant (star, cash_cow, question_mark, dog).",
+     NULL, "from! to! currency! group_by=product|client_group", NULL},
 };
 
 static const struct tr_job_handler jobs[] = {
@@ -86,8 +90,14 @@ static const struct tr_config_key config[] = {
      "A lead's conversion whose writer stopped after claiming the lead is completed (its "
      "client, contact and deal written) by a job this long after it began."},
     {"crm_report_max_months", TR_CONFIG_INT, "120", 1, 1200,
-     "The longest period, in calendar months, the abc-xyz report takes (its XYZ reads one "
-     "total per client and month; longer periods answer 422)."},
+     "The longest period, in calendar months, the abc-xyz and bcg reports take (the XYZ "
+     "reads one total per client and month; longer periods answer 422)."},
+    {"crm_bcg_growth_high_bp", TR_CONFIG_INT, "1000", -10000, 1000000,
+     "The bcg report's high growth, in basis points: an item whose revenue grew by at least "
+     "this much over the period before (1000 = 10%) has high growth."},
+    {"crm_bcg_share_high_bp", TR_CONFIG_INT, "10000", 1, 1000000,
+     "The bcg report's high relative share, in basis points: an item whose revenue is at "
+     "least this part of the largest other item's (10000 = 1.0, as large) has a high share."},
     {"inbound_rate_rps", TR_CONFIG_INT, "5", 1, 100000,
      "Posts a second one inbound source takes (token bucket per source)."},
     {"inbound_rate_burst", TR_CONFIG_INT, "20", 1, 1000000,
