@@ -245,11 +245,13 @@ struct tr_module {
 	int (*users_with_role)(struct tr_db *db, const char *role, char (*out)[25], int max);
 	/* What was sold, by product (the CRM's BCG matrix asks the ERP): for
 	 * every line sold that q selects in db's tenant, calls line with the
-	 * product and the line's net; stops at line's first non-zero return
+	 * product, the time of sale and the line's net; stops at line's first
+	 * non-zero return
 	 * and returns it, else TR_OK or the data layer's error. Worker
 	 * threads; others reach it through tr_sales_by_product (sales.h). */
 	int (*sales_by_product)(struct tr_db *db, const struct tr_sales_query *q,
-				int (*line)(void *arg, const bson_oid_t *product, int64_t net),
+				int (*line)(void *arg, const bson_oid_t *product, int64_t at,
+					    int64_t net),
 				void *arg);
 	const struct tr_route *routes;
 	size_t nroutes;

@@ -20,10 +20,10 @@ struct tr_sales_query {
 	const bson_oid_t *owner;
 };
 
-/* Called once per line sold: the product and the line's net amount in
- * minor units (after discount, before tax). A non-zero return (a TR_E*
- * code) stops the walk and is returned. */
-typedef int (*tr_sales_line_fn)(void *arg, const bson_oid_t *product, int64_t net);
+/* Called once per line sold: the product, when it was sold (unix ms) and
+ * the line's net amount in minor units (after discount, before tax). A
+ * non-zero return (a TR_E* code) stops the walk and is returned. */
+typedef int (*tr_sales_line_fn)(void *arg, const bson_oid_t *product, int64_t at, int64_t net);
 
 /* Calls line for every line sold that q selects, in db's tenant, through
  * the module that records sales (module.h, tr_module.sales_by_product):

@@ -68,7 +68,8 @@ extern const struct tr_timeline erp_timeline;
 /* What was sold, by product (sales.c; module.h, sales_by_product). */
 struct tr_sales_query;
 int erp_sales_by_product(struct tr_db *db, const struct tr_sales_query *q,
-			 int (*line)(void *arg, const bson_oid_t *product, int64_t net), void *arg);
+			 int (*line)(void *arg, const bson_oid_t *product, int64_t at, int64_t net),
+			 void *arg);
 
 /* Bills of materials (boms.c). A component of a bill: a product and its
  * quantity in the component's smallest unit, per batch of the bill. */

@@ -51,9 +51,10 @@ stored_money(const bson_t *doc, const char *field, int64_t *amount, char currenc
 	return seen == 3;
 }
 
-/* Every line of a stored order, when the order is one the query counts. */
+/* Every line of a stored order invoiced at `at`, when the order is one
+ * the query counts. */
 static int
-order_lines(struct sales_walk *w, const bson_t *order)
+order_lines(struct sales_walk *w, const bson_t *order, int64_t at)
 {
 	const char *currency = tr_doc_str(order, "currency");
 	bson_iter_t it, lines;
@@ -82,7 +83,7 @@ order_lines(struct sales_walk *w, const bson_t *order)
 		    !tr_doc_oid(&line, "product_id", &product) ||
 		    !stored_money(&line, "net", &net, cur) || strcmp(cur, w->q->currency) != 0)
 			continue;
-		rc = w->line(w->arg, &product, net);
+		rc = w->line(w->arg, &product, at, net);
 	}
 	return rc;
 }
@@ -104,7 +105,7 @@ invoice_visit(void *arg, const bson_t *invoice)
 		return TR_OK;
 	rc = tr_db_get(w->db, ERP_ORDERS, order_id, &order);
 	if (rc == TR_OK)
-		rc = order_lines(w, &order);
+		rc = order_lines(w, &order, ms);
 	else if (rc == TR_ENOTFOUND)
 		rc = TR_OK; /* orders are never deleted once invoiced */
 	bson_destroy(&order);
@@ -113,7 +114,8 @@ invoice_visit(void *arg, const bson_t *invoice)
 
 int
 erp_sales_by_product(struct tr_db *db, const struct tr_sales_query *q,
-		     int (*line)(void *arg, const bson_oid_t *product, int64_t net), void *arg)
+		     int (*line)(void *arg, const bson_oid_t *product, int64_t at, int64_t net),
+		     void *arg)
 {
 	struct sales_walk w = {db, q, line, arg};
 	bson_t filter = BSON_INITIALIZER, range;
