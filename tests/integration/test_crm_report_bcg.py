@@ -230,6 +230,33 @@ def test_thresholds_are_configuration(trellis):
     assert trellis.run("config-example", env=env).stdout.count("crm_bcg_growth_high_bp") >= 1
 
 
+def test_many_clients_are_placed_in_their_groups_once(stack):
+    """More clients with revenue than the report reads one by one (40):
+    it reads all clients instead, with the same answer. 45 clients in
+    Many, every third also in Thirds, and three people (in People by its
+    rule, one of them also in Many); client i won i now and 1 before."""
+    acct = signup(stack)
+    many, thirds = new_group(stack, acct, "Many"), new_group(stack, acct, "Thirds")
+    people = new_group(stack, acct, "People", {"type": "filter", "kind": "person"})
+    for i in range(1, 46):
+        groups = [many, many, thirds] if i % 3 == 0 else [many]  # named twice: counted once
+        kind = "person" if i in (1, 2) else "company"
+        client = new_client(stack, acct, f"c{i}", groups[:1] if i == 2 else groups if i > 2 else [], kind=kind)
+        won(stack, acct, client, i, "2026-03-05T00:00:00Z")
+        won(stack, acct, client, 1, "2026-02-25T00:00:00Z")
+    person = new_client(stack, acct, "p", kind="person")
+    won(stack, acct, person, 1000, "2026-03-05T00:00:00Z")
+    r = bcg(stack, acct, "client_group")
+    # Many: clients 2..45: 45*46/2 - 1 = 1034 now, 44 before
+    # People: clients 1, 2 and p: 1 + 2 + 1000 = 1003 now, 2 before
+    # Thirds: 3 + 6 + ... + 45 = 3 * 120 = 360 now, 15 before
+    # no client is in no group; every client once in the totals
+    assert r["total"] == eur(1035 + 1000) and r["previous_total"] == eur(45)
+    assert r["ungrouped"] == {"revenue": eur(0), "previous_revenue": eur(0)}
+    assert [(i["group_id"], i["revenue"]["amount"], i["previous_revenue"]["amount"]) for i in r["items"]] == [
+        (many["id"], 1034, 44), (people["id"], 1003, 2), (thirds["id"], 360, 15)]
+
+
 def test_client_groups_with_no_revenue_is_empty(stack):
     acct = signup(stack)
     new_group(stack, acct, "Quiet")
