@@ -257,6 +257,20 @@ def test_many_clients_are_placed_in_their_groups_once(stack):
         (many["id"], 1034, 44), (people["id"], 1003, 2), (thirds["id"], 360, 15)]
 
 
+def test_group_ids_spelled_in_any_case_name_the_same_group(stack):
+    acct = signup(stack)
+    group = new_group(stack, acct, "Cased")
+    gid = group["id"]
+    mixed = "".join(ch.upper() if n % 2 else ch for n, ch in enumerate(gid))
+    for n, spelled in enumerate((gid, gid.upper(), mixed)):
+        client = ok(post(stack, acct, "/v1/crm/clients",
+                         {"name": f"c{n}", "kind": "company", "group_ids": [spelled]}), 201)
+        won(stack, acct, client, 10 ** n, "2026-03-05T00:00:00Z")
+    r = bcg(stack, acct, "client_group")
+    assert rows(r, "group_id") == [(gid, 111, 0, None, None, "star")]
+    assert r["ungrouped"]["revenue"] == eur(0)
+
+
 def test_client_groups_with_no_revenue_is_empty(stack):
     acct = signup(stack)
     new_group(stack, acct, "Quiet")
