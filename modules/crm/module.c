@@ -50,6 +50,36 @@ static const struct tr_route routes[] = {
      NULL, "from! to! currency! group_by=product|client_group", NULL},
 };
 
+/* The bcg report's answer (report_bcg.c), for the OpenAPI document. */
+#define MONEY_SCHEMA                                                                               \
+	"{\"type\":\"object\",\"required\":[\"amount\",\"currency\"],\"properties\":{"             \
+	"\"amount\":{\"type\":\"integer\"},\"currency\":{\"type\":\"string\"}}}"
+#define TWO_REVENUES_SCHEMA "\"revenue\":" MONEY_SCHEMA ",\"previous_revenue\":" MONEY_SCHEMA
+static const char bcg_schema[] =
+    "{\"type\":\"object\",\"required\":[\"group_by\",\"currency\",\"from\",\"to\","
+    "\"previous_from\",\"previous_to\",\"thresholds\",\"total\",\"previous_total\",\"items\"],"
+    "\"properties\":{\"group_by\":{\"type\":\"string\",\"enum\":[\"product\",\"client_group\"]},"
+    "\"currency\":{\"type\":\"string\"},\"from\":{\"type\":\"string\"},"
+    "\"to\":{\"type\":\"string\"},\"previous_from\":{\"type\":\"string\"},"
+    "\"previous_to\":{\"type\":\"string\"},"
+    "\"thresholds\":{\"type\":\"object\",\"required\":[\"growth\",\"relative_share\"],"
+    "\"properties\":{\"growth\":{\"type\":\"string\"},\"relative_share\":{\"type\":\"string\"}}},"
+    "\"total\":" MONEY_SCHEMA ",\"previous_total\":" MONEY_SCHEMA ","
+    "\"ungrouped\":{\"type\":\"object\",\"required\":[\"revenue\",\"previous_revenue\"],"
+    "\"properties\":{" TWO_REVENUES_SCHEMA "}},"
+    "\"items\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"name\","
+    "\"revenue\",\"previous_revenue\",\"growth\",\"relative_share\",\"bcg\"],\"properties\":{"
+    "\"product_id\":{\"type\":\"string\"},\"group_id\":{\"type\":\"string\"},"
+    "\"name\":{\"type\":[\"string\",\"null\"]}," TWO_REVENUES_SCHEMA ","
+    "\"growth\":{\"type\":[\"string\",\"null\"]},"
+    "\"relative_share\":{\"type\":[\"string\",\"null\"]},"
+    "\"bcg\":{\"type\":\"string\",\"enum\":[\"star\",\"cash_cow\",\"question_mark\",\"dog\"]}"
+    "}}}}}";
+
+static const struct tr_answer_schema answers[] = {
+    {TR_GET, "/v1/crm/reports/bcg", "BcgReport", bcg_schema},
+};
+
 static const struct tr_job_handler jobs[] = {
     {.queue = "crm.reminders", .run = crm_task_reminder},
     {.queue = "crm.convert", .run = crm_convert_settle},
@@ -124,4 +154,6 @@ const struct tr_module tr_crm_module = {
     .nconfig = sizeof(config) / sizeof(config[0]),
     .migrations = "modules/crm/migrations",
     .timeline = &crm_timeline,
+    .answers = answers,
+    .nanswers = sizeof(answers) / sizeof(answers[0]),
 };

@@ -501,3 +501,38 @@ def test_another_tenants_data_is_never_counted(stack):
     r = stack.post("/v1/crm/clients", headers=mine.headers,
                    json={"name": "x", "kind": "company", "group_ids": [their_group["id"]]})
     assert r.status_code in (404, 422), r.text
+
+
+def test_answers_match_the_served_openapi_schema(stack):
+    """GET /v1/openapi.json describes the answer as components/schemas/BcgReport;
+    real answers of both kinds, with null growth and share, validate against it."""
+    import jsonschema
+
+    doc = ok(requests.get(stack.url("/v1/openapi.json"), timeout=HTTP_TIMEOUT_S))
+    op = doc["paths"]["/v1/crm/reports/bcg"]["get"]
+    assert op["responses"]["200"]["content"]["application/json"]["schema"] == {
+        "$ref": "#/components/schemas/BcgReport"}
+    names = {p["name"]: p for p in op["parameters"]}
+    assert {"from", "to", "currency", "group_by"} <= set(names)
+    assert names["group_by"]["schema"].get("enum") == ["product", "client_group"]
+    validator = jsonschema.Draft202012Validator(doc["components"]["schemas"]["BcgReport"])
+
+    acct = signup(stack)
+    group = new_group(stack, acct, "G")
+    client = new_client(stack, acct, "c", [group])
+    won(stack, acct, client, 5, "2026-03-05T00:00:00Z")
+    new_client(stack, acct, "alone")
+    answer = bcg(stack, acct, "client_group")
+    assert answer["items"][0]["growth"] is None and answer["items"][0]["relative_share"] is None
+    validator.validate(answer)
+
+    w, p = stocked_products(stack, acct, ["only"])
+    inv = invoiced_order(stack, acct, w, [line(p["only"], 1, 9)])
+    at = ms(inv["created_at"])
+    answer = bcg(stack, acct, "product", iso(at), iso(at + timedelta(milliseconds=1)))
+    assert len(answer["items"]) == 1
+    validator.validate(answer)
+    validator.validate(bcg(stack, acct, "product"))  # empty
+    # and the schema is not a blank check: a wrong answer fails it
+    broken = dict(answer, items=[dict(answer["items"][0], bcg="cow")])
+    assert not validator.is_valid(broken)
