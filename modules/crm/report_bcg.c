@@ -59,7 +59,8 @@ struct revenue {
 	int64_t before;
 };
 
-/* A client group: its revenue, name and rule. */
+/* A client group: its revenue, name and rule. r comes first, so a group's
+ * value in the index is read as a struct revenue too (listing, answer). */
 struct group {
 	struct revenue r;
 	const char *name;
