@@ -498,9 +498,10 @@ def test_another_tenants_data_is_never_counted(stack):
         (p["theirs"]["id"], 500, 0, None, None, "star")]
     # their group's id named in my client is refused, not counted
     their_group = ok(stack.get("/v1/crm/groups", headers=theirs.headers))["items"][0]
-    r = stack.post("/v1/crm/clients", headers=mine.headers,
-                   json={"name": "x", "kind": "company", "group_ids": [their_group["id"]]})
-    assert r.status_code in (404, 422), r.text
+    r = post(stack, mine, "/v1/crm/clients", {"name": "x", "kind": "company", "group_ids": [their_group["id"]]})
+    errors = field_errors(check_problem(r, 422))
+    assert errors and errors <= {"group_ids", "group_ids[0]"}, r.text
+    assert bcg(stack, mine, "client_group")["total"] == eur(100)
 
 
 def test_answers_match_the_served_openapi_schema(stack):
