@@ -16,6 +16,7 @@
 #include <bson/bson.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "arena.h"
 #include "config.h"
@@ -172,6 +173,7 @@ struct tr_event_listener {
 struct tr_principal;
 struct tr_timeline_window; /* timeline.h */
 struct tr_timeline_items;
+struct tr_sales_query; /* sales.h */
 
 /* A kind of item a module adds to a client's timeline. name is the item's
  * "type" and the member that holds it; record: the item shows that
@@ -241,6 +243,16 @@ struct tr_module {
 	 * how many, or a negative TR_E* code. Worker threads; others reach it
 	 * through tr_directory_users_with_role (directory.h). */
 	int (*users_with_role)(struct tr_db *db, const char *role, char (*out)[25], int max);
+	/* What was sold, by product (the CRM's BCG matrix asks the ERP): for
+	 * every line sold that q selects in db's tenant, calls line with the
+	 * product, the time of sale and the line's net; stops at line's first
+	 * non-zero return
+	 * and returns it, else TR_OK or the data layer's error. Worker
+	 * threads; others reach it through tr_sales_by_product (sales.h). */
+	int (*sales_by_product)(struct tr_db *db, const struct tr_sales_query *q,
+				int (*line)(void *arg, const bson_oid_t *product, int64_t at,
+					    int64_t net),
+				void *arg);
 	const struct tr_route *routes;
 	size_t nroutes;
 	/* Each yields its list, create, get, change and delete routes

@@ -29,6 +29,7 @@ void crm_reports_funnel(struct tr_ctx *c);
 void crm_reports_abc_xyz(struct tr_ctx *c);
 void crm_reports_managers(struct tr_ctx *c);
 void crm_reports_sources(struct tr_ctx *c);
+void crm_reports_bcg(struct tr_ctx *c);
 bool crm_pipeline_has_stage(const bson_t *pipeline, const char *stage);
 int crm_task_reminder(const struct tr_job *job, char *err, size_t errlen);
 /* Completes a lead's conversion whose writer stopped after the claim (leads.c). */

@@ -44,6 +44,40 @@ static const struct tr_route routes[] = {
      "Per owner: leads, deals won and lost, revenue, conversion.", NULL, "from to", NULL},
     {TR_GET, "/v1/crm/reports/sources", crm_reports_sources, "crm.reports.read", 0,
      "Per channel and campaign: leads, deals, revenue, cost per lead.", NULL, "from to", NULL},
+    {TR_GET, "/v1/crm/reports/bcg", crm_reports_bcg, "crm.reports.read", 0,
+     "Per product or client group: revenue now and in the period before, growth, relative "
+     "share, and the BCG quadrant (star, cash_cow, question_mark, dog).",
+     NULL, "from! to! currency! group_by=product|client_group", NULL},
+};
+
+/* The bcg report's answer (report_bcg.c), for the OpenAPI document. */
+#define MONEY_SCHEMA                                                                               \
+	"{\"type\":\"object\",\"required\":[\"amount\",\"currency\"],\"properties\":{"             \
+	"\"amount\":{\"type\":\"integer\"},\"currency\":{\"type\":\"string\"}}}"
+#define TWO_REVENUES_SCHEMA "\"revenue\":" MONEY_SCHEMA ",\"previous_revenue\":" MONEY_SCHEMA
+static const char bcg_schema[] =
+    "{\"type\":\"object\",\"required\":[\"group_by\",\"currency\",\"from\",\"to\","
+    "\"previous_from\",\"previous_to\",\"thresholds\",\"total\",\"previous_total\",\"items\"],"
+    "\"properties\":{\"group_by\":{\"type\":\"string\",\"enum\":[\"product\",\"client_group\"]},"
+    "\"currency\":{\"type\":\"string\"},\"from\":{\"type\":\"string\"},"
+    "\"to\":{\"type\":\"string\"},\"previous_from\":{\"type\":\"string\"},"
+    "\"previous_to\":{\"type\":\"string\"},"
+    "\"thresholds\":{\"type\":\"object\",\"required\":[\"growth\",\"relative_share\"],"
+    "\"properties\":{\"growth\":{\"type\":\"string\"},\"relative_share\":{\"type\":\"string\"}}},"
+    "\"total\":" MONEY_SCHEMA ",\"previous_total\":" MONEY_SCHEMA ","
+    "\"ungrouped\":{\"type\":\"object\",\"required\":[\"revenue\",\"previous_revenue\"],"
+    "\"properties\":{" TWO_REVENUES_SCHEMA "}},"
+    "\"items\":{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"name\","
+    "\"revenue\",\"previous_revenue\",\"growth\",\"relative_share\",\"bcg\"],\"properties\":{"
+    "\"product_id\":{\"type\":\"string\"},\"group_id\":{\"type\":\"string\"},"
+    "\"name\":{\"type\":[\"string\",\"null\"]}," TWO_REVENUES_SCHEMA ","
+    "\"growth\":{\"type\":[\"string\",\"null\"]},"
+    "\"relative_share\":{\"type\":[\"string\",\"null\"]},"
+    "\"bcg\":{\"type\":\"string\",\"enum\":[\"star\",\"cash_cow\",\"question_mark\",\"dog\"]}"
+    "}}}}}";
+
+static const struct tr_answer_schema answers[] = {
+    {TR_GET, "/v1/crm/reports/bcg", "BcgReport", bcg_schema},
 };
 
 static const struct tr_job_handler jobs[] = {
@@ -86,8 +120,14 @@ static const struct tr_config_key config[] = {
      "A lead's conversion whose writer stopped after claiming the lead is completed (its "
      "client, contact and deal written) by a job this long after it began."},
     {"crm_report_max_months", TR_CONFIG_INT, "120", 1, 1200,
-     "The longest period, in calendar months, the abc-xyz report takes (its XYZ reads one "
-     "total per client and month; longer periods answer 422)."},
+     "The longest period, in calendar months, the abc-xyz and bcg reports take (the XYZ "
+     "reads one total per client and month; longer periods answer 422)."},
+    {"crm_bcg_growth_high_bp", TR_CONFIG_INT, "1000", -10000, 1000000,
+     "The bcg report's high growth, in basis points: an item whose revenue grew by at least "
+     "this much over the period before (1000 = 10%) has high growth."},
+    {"crm_bcg_share_high_bp", TR_CONFIG_INT, "10000", 1, 1000000,
+     "The bcg report's high relative share, in basis points: an item whose revenue is at "
+     "least this part of the largest other item's (10000 = 1.0, as large) has a high share."},
     {"inbound_rate_rps", TR_CONFIG_INT, "5", 1, 100000,
      "Posts a second one inbound source takes (token bucket per source)."},
     {"inbound_rate_burst", TR_CONFIG_INT, "20", 1, 1000000,
@@ -114,4 +154,6 @@ const struct tr_module tr_crm_module = {
     .nconfig = sizeof(config) / sizeof(config[0]),
     .migrations = "modules/crm/migrations",
     .timeline = &crm_timeline,
+    .answers = answers,
+    .nanswers = sizeof(answers) / sizeof(answers[0]),
 };

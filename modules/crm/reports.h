@@ -1,6 +1,7 @@
 /* What the CRM reports share (CONTRACT.md "Reports"), internal to
  * modules/crm: one file per report (report_funnel.c, report_abc_xyz.c,
- * report_managers.c, report_sources.c) and one per piece of machinery they
+ * report_managers.c, report_sources.c, report_bcg.c with its arithmetic in
+ * report_bcg_class.c) and one per piece of machinery they
  * share - the period and the plan for reading totals (report_period.c),
  * walking records (report_walk.c), the hash index (report_index.c), money
  * per group (report_ledger.c), numbers of the answer (report_render.c),
@@ -194,6 +195,40 @@ void crm_report_decimal4_append(bson_t *out, const char *field, u128 scaled);
 const char *crm_report_array_key(uint32_t i, char *buf, size_t len);
 /* Tells the client what went wrong in a walk. */
 void crm_report_failed(struct tr_ctx *c, int rc);
+
+/* A signed ratio scaled by 10^4 (its magnitude) as "-0.2500". */
+void crm_report_signed_decimal4_append(bson_t *out, const char *field, bool negative, u128 scaled);
+
+/* ---- the quadrant of a bcg item (report_bcg_class.c) ---- */
+
+enum bcg_quadrant { BCG_STAR, BCG_CASH_COW, BCG_QUESTION_MARK, BCG_DOG };
+
+/* High growth from growth_bp up (basis points: 1000 = 10%), high relative
+ * share from share_bp up (10000 = 1.0). */
+struct bcg_thresholds {
+	int64_t growth_bp, share_bp;
+};
+
+/* An item's growth and relative share and what the thresholds make of
+ * them. Growth = (revenue - previous) / previous, none (has_growth false)
+ * when previous is 0; share = revenue / largest_other, none when that is
+ * 0. Both scaled by 10^4, rounded half up, growth's sign apart. */
+struct bcg_class {
+	bool has_growth, growth_negative, high_growth;
+	u128 growth_scaled;
+	bool has_share, high_share;
+	u128 share_scaled;
+	enum bcg_quadrant quadrant;
+};
+
+/* Classifies an item from its revenue in the period, in the period before
+ * it, and the largest revenue in the period of any other item (all >= 0).
+ * No previous revenue counts as high growth when there is revenue now; no
+ * other item with revenue as a high share when the item has some. */
+void crm_bcg_classify(int64_t revenue, int64_t previous, int64_t largest_other,
+		      const struct bcg_thresholds *t, struct bcg_class *out);
+/* "star", "cash_cow", "question_mark", "dog". */
+const char *crm_bcg_quadrant_name(enum bcg_quadrant q);
 
 /* ---- names of records by id (report_names.c) ---- */
 

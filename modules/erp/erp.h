@@ -16,6 +16,7 @@
  * work_orders.c: making products from components, reserved, consumed and
  * received exactly.
  * timeline.c: a client's orders and invoices on its timeline (timeline.h).
+ * sales.c: what was sold, by product and period, for other modules' reports.
  * direct.c: the routes run for callers without a request (the demo seed).
  * people.h: departments, employees and the org chart (people.c,
  * people_tree.c, org_chart.c).
@@ -63,6 +64,12 @@ extern const struct tr_resource erp_products, erp_warehouses, erp_moves, erp_acc
 
 /* The ERP's part of a client's timeline (timeline.c). */
 extern const struct tr_timeline erp_timeline;
+
+/* What was sold, by product (sales.c; module.h, sales_by_product). */
+struct tr_sales_query;
+int erp_sales_by_product(struct tr_db *db, const struct tr_sales_query *q,
+			 int (*line)(void *arg, const bson_oid_t *product, int64_t at, int64_t net),
+			 void *arg);
 
 /* Bills of materials (boms.c). A component of a bill: a product and its
  * quantity in the component's smallest unit, per batch of the bill. */

@@ -189,4 +189,5 @@ const struct tr_module tr_erp_module = {
     .metrics = erp_metrics,
     .timeline = &erp_timeline,
     .head_of = erp_head_of,
+    .sales_by_product = erp_sales_by_product,
 };
