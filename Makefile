@@ -245,7 +245,8 @@ TSAN_TESTS ?= tests/integration/test_exact_writes.py tests/integration/test_erp_
 	      tests/integration/test_bpm_exact.py tests/integration/test_bpm_sagas.py \
 	      tests/integration/test_events_faults.py \
 	      tests/integration/test_events_live.py tests/integration/test_jobs_webhooks.py \
-	      tests/integration/test_webhooks_ordered.py tests/integration/test_crm_convert_faults.py
+	      tests/integration/test_webhooks_ordered.py tests/integration/test_crm_convert_faults.py \
+	      tests/integration/test_rolling_restart.py
 TSAN_RUN_OPTIONS := suppressions=$(CURDIR)/tests/tsan.supp halt_on_error=0 exitcode=66 \
 		    second_deadlock_stack=1
 

@@ -2,7 +2,8 @@
 # Installs what Trellis needs and is missing, and nothing else. Safe to run
 # again: every step checks first.
 #   - Debian packages (build libraries, PostgreSQL 15 and redis-server, wrk and
-#     nginx for benchmarks)
+#     nginx for benchmarks, haproxy for the rolling-restart test and the
+#     scale-out benchmark)
 #   - FerretDB v1.24 (the embedded MongoDB-compatible database), built from its Go module
 #   - the Python test virtualenv in .venv from tests/requirements.txt
 #   - the TypeScript client check's packages (tests/openapi-ts, from its lock file)
@@ -19,7 +20,7 @@ cd "$(dirname "$0")/.."
 FERRETDB_VERSION=v1.24.0
 PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-dev
       libhiredis-dev libsodium-dev libcmocka-dev libcurl4-openssl-dev libpq-dev postgresql-15
-      redis-server wrk nginx clang-format)
+      redis-server wrk nginx haproxy clang-format)
 # Node and npm for the TypeScript client check: Debian's packages when no
 # npm is on PATH (a machine may carry another build of Node, whose own npm
 # conflicts with Debian's npm package).

@@ -62,7 +62,13 @@ static const struct key keys[] = {
     INT(dep_timeout_ms, "1000", 50, 60000,
 	"How long a request waits on MongoDB or Redis before 503."),
     INT(shutdown_grace, "10", 0, 600,
-	"Seconds in-flight requests get to finish on SIGTERM/SIGINT."),
+	"Seconds in-flight requests get to finish on SIGTERM/SIGINT, counted from "
+	"when the process stops accepting."),
+    INT(shutdown_delay_ms, "0", 0, 600000,
+	"Milliseconds a stopping process keeps accepting and serving after /readyz turns 503, "
+	"so that a load balancer's health check takes it out of rotation before new "
+	"connections are refused (0: refuse at once). Behind haproxy: more than its "
+	"check interval times fall."),
     INT(rate_limit_rps, "200", 1, 1000000,
 	"Requests per second a tenant may make (token bucket refill)."),
     INT(rate_limit_burst, "400", 1, 10000000, "Bucket size of the per-tenant rate limit."),

@@ -67,7 +67,8 @@ struct tr_config {
 	int idle_timeout;   /* seconds */
 	int body_timeout;   /* seconds */
 	int dep_timeout_ms;
-	int shutdown_grace; /* seconds */
+	int shutdown_grace;    /* seconds */
+	int shutdown_delay_ms; /* still accepting after /readyz says stopping */
 	int rate_limit_rps;
 	int rate_limit_burst;
 	int max_connections;

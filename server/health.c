@@ -20,7 +20,7 @@ static struct {
 	uv_loop_t *loop;
 	const struct tr_config *cfg;
 	uv_timer_t timer;
-	bool db_up, pg_up, migrations_done, probing, closing;
+	bool db_up, pg_up, migrations_done, probing, closing, stopping;
 	long ticks;
 } S;
 
@@ -148,4 +148,16 @@ void
 tr_health_report_db_down(void)
 {
 	S.db_up = false;
+}
+
+void
+tr_health_set_stopping(void)
+{
+	S.stopping = true;
+}
+
+bool
+tr_health_stopping(void)
+{
+	return S.stopping;
 }

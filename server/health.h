@@ -24,5 +24,9 @@ bool tr_health_redis_up(void);
 bool tr_health_migrations_done(void);
 /* A request found MongoDB unavailable: mark it down until the next good ping. */
 void tr_health_report_db_down(void);
+/* The process got SIGTERM/SIGINT: /readyz says "stopping" (503) from now
+ * on, so a load balancer sends it no new requests while it drains. */
+void tr_health_set_stopping(void);
+bool tr_health_stopping(void);
 
 #endif

@@ -103,8 +103,25 @@ drain_cb(uv_timer_t *t)
 	finish_stop();
 }
 
-/* SIGTERM/SIGINT: stop accepting, let in-flight requests finish (up to
- * shutdown_grace), then close everything. */
+/* The second phase of a stop: no new connections (a client or proxy
+ * connecting now is refused, which is safe to retry elsewhere); the
+ * requests already received get shutdown_grace to finish. */
+static void
+stop_accepting_cb(uv_timer_t *t)
+{
+	(void)t;
+	tr_info("shutdown: no longer accepting; draining %d requests", tr_http_inflight());
+	tr_http_stop_accepting();
+	M.drain_deadline = uv_now(M.loop) + (uint64_t)M.cfg.shutdown_grace * 1000;
+	uv_timer_start(&M.drain_timer, drain_cb, 0, SHUTDOWN_POLL_MS);
+}
+
+/* SIGTERM/SIGINT. At once: /readyz answers 503 "stopping", WebSocket
+ * clients get 1001 (they reconnect, through a proxy to another process,
+ * and resume from their last event id) and job threads take no new jobs.
+ * Requests keep being served for shutdown_delay_ms, while a load
+ * balancer's health check takes the process out of rotation; then it
+ * stops accepting and drains (stop_accepting_cb). */
 static void
 signal_cb(uv_signal_t *s, int signum)
 {
@@ -112,11 +129,12 @@ signal_cb(uv_signal_t *s, int signum)
 	if (M.stopping)
 		return;
 	M.stopping = true;
-	tr_info("shutdown: signal %d, draining %d requests", signum, tr_http_inflight());
-	tr_http_stop_accepting();
+	tr_info("shutdown: signal %d; not ready, accepting for %d ms more", signum,
+		M.cfg.shutdown_delay_ms);
+	tr_health_set_stopping();
 	tr_ws_shutdown(); /* 1001 to every WebSocket */
-	M.drain_deadline = uv_now(M.loop) + (uint64_t)M.cfg.shutdown_grace * 1000;
-	uv_timer_start(&M.drain_timer, drain_cb, 0, SHUTDOWN_POLL_MS);
+	tr_jobs_quiesce();
+	uv_timer_start(&M.drain_timer, stop_accepting_cb, (uint64_t)M.cfg.shutdown_delay_ms, 0);
 }
 
 static int

@@ -26,9 +26,11 @@ system_readyz(struct tr_ctx *c)
 	bson_t doc = BSON_INITIALIZER, checks;
 	bool db = tr_health_db_up(), redis = tr_health_redis_up(),
 	     mig = tr_health_migrations_done(), pg = tr_health_pg_up();
-	bool ready = db && redis && mig && pg;
+	bool stopping = tr_health_stopping();
+	bool ready = db && redis && mig && pg && !stopping;
 
-	BSON_APPEND_UTF8(&doc, "status", ready ? "ready" : "not_ready");
+	/* A draining process is healthy but wants no new requests. */
+	BSON_APPEND_UTF8(&doc, "status", stopping ? "stopping" : (ready ? "ready" : "not_ready"));
 	BSON_APPEND_DOCUMENT_BEGIN(&doc, "checks", &checks);
 	BSON_APPEND_UTF8(&checks, "mongodb", db ? "ok" : "down");
 	if (tr_health_pg_configured())

@@ -579,10 +579,14 @@ run_entry(struct queue *q, const redisReply *e)
 	finish(q, e->element[0]->str, &job, rc, err);
 }
 
+/* Every entry read is run, even after a stop was asked: an entry left
+ * pending would wait out job_visibility_ms before another process took it
+ * over. A read holds at most CLAIM_COUNT entries, so the stop waits for
+ * little. */
 static void
 run_entries(struct queue *q, const redisReply *entries)
 {
-	for (size_t i = 0; i < entries->elements && !atomic_load(&J.stopping); i++)
+	for (size_t i = 0; i < entries->elements; i++)
 		run_entry(q, entries->element[i]);
 }
 
@@ -813,6 +817,12 @@ tr_jobs_start(uv_loop_t *loop, const struct tr_config *cfg)
 	}
 	tr_info("jobs: %d threads on %d queues", J.nthreads, J.nqueues);
 	return 0;
+}
+
+void
+tr_jobs_quiesce(void)
+{
+	atomic_store(&J.stopping, true);
 }
 
 void

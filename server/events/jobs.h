@@ -81,6 +81,9 @@ void tr_jobs_register(void);
 /* Start-up (main thread): the handlers of every module; job threads start
  * when the process has the worker role. */
 int tr_jobs_start(struct uv_loop_s *loop, const struct tr_config *cfg);
+/* The process is stopping: job threads take no new jobs; each finishes
+ * the ones it has read, then ends. Returns at once (loop thread). */
+void tr_jobs_quiesce(void);
 /* Stops the job threads (waits for running handlers) and the stats timer. */
 void tr_jobs_stop(void);
 

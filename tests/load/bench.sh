@@ -74,6 +74,10 @@
 #      stream filled with BENCH_GW_FEED_EVENTS events straight in Redis, in
 #      the server's format, and GET /v1/changes?limit=500 pages followed by
 #      BENCH_GW_CLIENTS clients for BENCH_GW_FEED_SECONDS: pages/s, p50/p99.
+#  11. Scale-out (BENCH_ONLY=scale): GET /v1/me (wrk), WebSocket fan-out
+#      and the ERP order flow (wsfan fanout, erp-sales) through haproxy
+#      (ops/haproxy-config.sh) with 1 and then 3 server processes in the
+#      same run, side by side with the ratio 3/1.
 #
 # Prints a table with each figure, its baseline, the ratio and PASS/MISS,
 # and writes the same table to build/bench/results.md (raw wrk and
@@ -94,7 +98,7 @@
 #                         /tmp/vtest/bin/python when .venv is missing)
 #   BENCH_ONLY            all (default), http (1-3 and the identity runs),
 #                         ws (4 and 5), crm (6), data (7), erp (8), bpm (9)
-#                         or gateway (10)
+#                         gateway (10) or scale (11)
 #   BENCH_WS_CLIENTS      WebSocket clients, default 10000
 #   BENCH_WS_SECONDS      publishing time, default 30
 #   BENCH_WS_RATE         events per second, default 100
@@ -151,6 +155,10 @@
 #   BENCH_GW_FEED_EVENTS  events in the changes feed's stream, default 1000000
 #   BENCH_GW_CLIENTS      clients paging the changes feed, default 8
 #   BENCH_GW_FEED_SECONDS seconds of paging, default 20
+#   BENCH_SCALE_SECONDS   each scale figure's run, default 10
+#   BENCH_SCALE_WS_CLIENTS WebSocket clients of the scale fan-out, default 500
+#   BENCH_SCALE_WS_RATE   events/s of the scale fan-out, default 20
+#   BENCH_SCALE_PRODUCTS  stocked products of the scale order flow, default 100
 #   Quick gateway run:    BENCH_ONLY=gateway BENCH_GW_SECONDS=5 BENCH_GW_FEED_EVENTS=20000 \
 #                         BENCH_GW_FEED_SECONDS=5 bash tests/load/bench.sh
 set -euo pipefail
@@ -229,6 +237,10 @@ BPM_INBOX_SECONDS=${BENCH_BPM_INBOX_SECONDS:-600}
 # BPM goals from the issue.
 BPM_ASSIGNED_P99_GOAL=50 # ms from starting an instance to its bpm.task.assigned
 BPM_INBOX_P50_GOAL=20    # ms for the inbox's first page over BENCH_BPM_TASKS tasks
+SCALE_SECONDS=${BENCH_SCALE_SECONDS:-10}
+SCALE_WS_CLIENTS=${BENCH_SCALE_WS_CLIENTS:-500}
+SCALE_WS_RATE=${BENCH_SCALE_WS_RATE:-20}
+SCALE_PRODUCTS=${BENCH_SCALE_PRODUCTS:-100}
 GW_RATE=${BENCH_GW_RATE:-50}
 GW_SECONDS=${BENCH_GW_SECONDS:-30}
 GW_DRAIN=${BENCH_GW_DRAIN:-40}
@@ -2109,14 +2121,128 @@ write_gw_results() {
 	} >>"$OUT/results.md"
 }
 
+# ---- scale-out behind haproxy (BENCH_ONLY=scale) ----
+#
+# The same three figures with one and with three server processes behind
+# haproxy (configuration from ops/haproxy-config.sh), in the same run, on
+# one database and Redis: GET /v1/me with wrk, WebSocket fan-out (wsfan
+# fanout; clients spread over the processes by haproxy, every event
+# published through it and carried between processes by Redis) and the
+# ERP order flow (wsfan erp-sales). Each count on a fresh tenant.
+
+scale_preflight() {
+	local n
+	for n in SCALE_WS_CLIENTS SCALE_WS_RATE SCALE_SECONDS; do
+		is_count "${!n}" || die "BENCH_$n must be a positive integer, got '${!n}'"
+	done
+	command -v haproxy >/dev/null || die "haproxy not found: run ops/deps.sh"
+	command -v go >/dev/null || die "'go' not found: the scale runs build wsfan with Go"
+	local need=$((SCALE_WS_CLIENTS * 2 + WS_PUBLISHERS + 512))
+	if [[ $(ulimit -Sn) != unlimited ]] && (($(ulimit -Sn) < need)); then
+		ulimit -Sn "$need" || die "BENCH_SCALE_WS_CLIENTS=$SCALE_WS_CLIENTS needs $need open files"
+	fi
+}
+
+# scale_start N: N servers (erp_start_servers) and haproxy in front of
+# them; sets SCALE_URL and SCALE_HAPROXY_PID.
+scale_start() {
+	local n=$1 port i
+	local -a backends=()
+	erp_start_servers "scale-$n" "$n"
+	for ((i = 0; i < n; i++)); do backends+=("127.0.0.1:${ERP_PORTS[i]}"); done
+	read -r port < <(free_ports 1)
+	MAXCONN=$((SCALE_WS_CLIENTS + WS_PUBLISHERS + 1000)) \
+		bash "$ROOT/ops/haproxy-config.sh" "127.0.0.1:$port" "${backends[@]}" >"$TMP/haproxy-$n.cfg"
+	haproxy -db -f "$TMP/haproxy-$n.cfg" >"$TMP/haproxy-$n.log" 2>&1 &
+	SCALE_HAPROXY_PID=$!
+	PIDS+=("$SCALE_HAPROXY_PID")
+	SCALE_URL="http://127.0.0.1:$port"
+	wait_http_200 "haproxy ($n servers)" "$SCALE_HAPROXY_PID" "$SCALE_URL/readyz"
+}
+
+scale_stop() {
+	stop_pid "$SCALE_HAPROXY_PID"
+	erp_stop_servers
+}
+
+# scale_run N PREFIX: the three figures with N processes, as PREFIX_*.
+scale_run() {
+	local n=$1 p=$2 subject
+	scale_start "$n"
+	erp_signup "${SCALE_URL##*:}" "scale-$n"
+	subject=$(post_json_field "create user" "$SCALE_URL/v1/users" \
+		"{\"email\":\"subject@bench.test\",\"name\":\"Bench Subject\",\"roles\":[\"employee\"],\"password\":\"subject-password-$RANDOM$RANDOM\"}" \
+		201 id -H "Authorization: Bearer $ERP_TOKEN")
+	settle
+	local DURATION=$SCALE_SECONDS
+	run_wrk "scale-$n-me" "$SCALE_URL/v1/me" -H "Authorization: Bearer $ERP_TOKEN"
+	printf -v "${p}_me_rps" '%s' "$WRK_RPS"
+	printf -v "${p}_me_p99" '%s' "$WRK_P99"
+	printf -v "${p}_me_errors" '%s' "$WRK_ERRORS"
+	((WRK_ERRORS == 0)) || SCALE_ERRORS=$((SCALE_ERRORS + 1))
+	settle
+	ws_run "scale-$n" fanout -clients "$SCALE_WS_CLIENTS" -seconds "$SCALE_SECONDS" \
+		-rate "$SCALE_WS_RATE" -idle 1s -publishers "$WS_PUBLISHERS" -pid "${ERP_PIDS[0]}" \
+		-target trellis -ws "ws://${SCALE_URL#http://}/v1/ws" -http "$SCALE_URL" \
+		-token "$ERP_TOKEN" -user-id "$subject"
+	ws_load "$OUT/ws-scale-$n.json" "${p}W"
+	local failed=${p}W_connect_failed errs=${p}W_publish_errors dups=${p}W_duplicates
+	((${!failed} == 0 && ${!errs} == 0 && ${!dups} == 0)) || SCALE_ERRORS=$((SCALE_ERRORS + 1))
+	settle
+	erp_step "scale-$n-sales" "${p}E" "$WSFAN" erp-sales -http "$SCALE_URL" \
+		-ws "ws://${SCALE_URL#http://}/v1/ws" -token "$ERP_TOKEN" -clients "$ERP_CLIENTS" \
+		-seconds "$SCALE_SECONDS" -products "$SCALE_PRODUCTS" -lines "$ERP_LINES" \
+		-listeners "$ERP_LISTENERS" -pid "${ERP_PIDS[0]}"
+	local of=${p}E_orders_failed ok=${p}E_checks_ok
+	((${!of} == 0)) && [[ ${!ok} == true ]] || SCALE_ERRORS=$((SCALE_ERRORS + 1))
+	scale_stop
+}
+
+scale_bench() {
+	SCALE_LOADAVG=$(cut -d' ' -f1-3 /proc/loadavg)
+	ws_build_client
+	stop_pid "$SERVER_PID"
+	scale_run 1 S1
+	settle
+	scale_run 3 S3
+	SCALE_LOADAVG_END=$(cut -d' ' -f1-3 /proc/loadavg)
+}
+
+write_scale_results() {
+	{
+		echo
+		echo "## Scale-out: 1 and 3 processes behind haproxy"
+		echo
+		echo "| figure | 1 process | 3 processes | 3 / 1 |"
+		echo "| --- | ---: | ---: | ---: |"
+		echo "| GET /v1/me, requests/s (wrk -t$WRK_THREADS -c$CONNECTIONS) | $S1_me_rps | $S3_me_rps | $(ratio "$S3_me_rps" "$S1_me_rps") |"
+		echo "| GET /v1/me p99 | $S1_me_p99 | $S3_me_p99 | - |"
+		echo "| WebSocket fan-out, delivered messages/s ($SCALE_WS_CLIENTS clients, $SCALE_WS_RATE events/s) | $(num "$S1W_delivered_per_sec" 0) | $(num "$S3W_delivered_per_sec" 0) | $(ratio "$S3W_delivered_per_sec" "$S1W_delivered_per_sec") |"
+		echo "| WebSocket publish -> receive p99 ms | $(num "$S1W_latency_p99_ms" 1) | $(num "$S3W_latency_p99_ms" 1) | - |"
+		echo "| ERP orders/s (create -> confirm -> invoice -> pay -> ship, $ERP_CLIENTS clients) | $(num "$S1E_orders_per_sec" 1) | $(num "$S3E_orders_per_sec" 1) | $(ratio "$S3E_orders_per_sec" "$S1E_orders_per_sec") |"
+		echo "| ERP flow p99 ms | $(num "$S1E_flow_p99_ms" 1) | $(num "$S3E_flow_p99_ms" 1) | - |"
+		echo
+		echo "Notes:"
+		echo "- One machine, $(nproc) cores, shared by haproxy, the servers, FerretDB, PostgreSQL, Redis, wrk and" \
+			"wsfan; a second process only helps where one process leaves a core idle. Load average (1, 5, 15 min)" \
+			"as the section began: $SCALE_LOADAVG; as it ended: $SCALE_LOADAVG_END."
+		echo "- haproxy from ops/haproxy-config.sh (leastconn, health check on /readyz); every request and" \
+			"WebSocket goes through it in both columns. ${SCALE_SECONDS}s per figure; ERP products: $SCALE_PRODUCTS."
+		echo "- Failures: /v1/me errors $S1_me_errors / $S3_me_errors; fan-out connect failures" \
+			"$S1W_connect_failed / $S3W_connect_failed, failed publishes $S1W_publish_errors / $S3W_publish_errors," \
+			"lost $(num "$S1W_lost_pct" 2)% / $(num "$S3W_lost_pct" 2)%;" \
+			"orders failed $S1E_orders_failed / $S3E_orders_failed, ERP checks $S1E_checks_ok / $S3E_checks_ok."
+	} >>"$OUT/results.md"
+}
+
 main() {
 	case $ONLY in
-	all | http | ws | crm | data | erp | bpm | gateway) ;;
-	*) die "BENCH_ONLY must be all, http, ws, crm, data, erp, bpm or gateway, got '$ONLY'" ;;
+	all | http | ws | crm | data | erp | bpm | gateway | scale) ;;
+	*) die "BENCH_ONLY must be all, http, ws, crm, data, erp, bpm, gateway or scale, got '$ONLY'" ;;
 	esac
 	preflight
-	[[ $ONLY == http || $ONLY == crm || $ONLY == data || $ONLY == erp || $ONLY == bpm || $ONLY == gateway ]] ||
-		ws_preflight
+	[[ $ONLY == http || $ONLY == crm || $ONLY == data || $ONLY == erp || $ONLY == bpm || $ONLY == gateway ||
+		$ONLY == scale ]] || ws_preflight
 	if [[ $ONLY == all || $ONLY == crm ]]; then
 		crm_preflight
 	fi
@@ -2131,6 +2257,9 @@ main() {
 	fi
 	if [[ $ONLY == all || $ONLY == gateway ]]; then
 		gw_preflight
+	fi
+	if [[ $ONLY == all || $ONLY == scale ]]; then
+		scale_preflight
 	fi
 	mkdir -p "$OUT"
 	TMP=$(mktemp -d "${TMPDIR:-/tmp}/trellis-bench.XXXXXX")
@@ -2157,6 +2286,7 @@ main() {
 
 	seed
 	HTTP_ERRORS=0 WS_ERRORS=0 CRM_ERRORS=0 DATA_ERRORS=0 ERP_ERRORS=0 BPM_ERRORS=0 GW_ERRORS=0
+	SCALE_ERRORS=0
 	if [[ $ONLY == all || $ONLY == http ]]; then
 		http_bench
 	else
@@ -2185,6 +2315,10 @@ main() {
 		gw_bench
 		write_gw_results
 	fi
+	if [[ $ONLY == all || $ONLY == scale ]]; then
+		scale_bench
+		write_scale_results
+	fi
 
 	echo
 	cat "$OUT/results.md"
@@ -2207,6 +2341,9 @@ main() {
 	fi
 	if ((BPM_ERRORS > 0)); then
 		die "the BPM runs had failures (see the notes under their table); those figures are not valid"
+	fi
+	if ((SCALE_ERRORS > 0)); then
+		die "the scale runs had failures (see the notes under their table); those figures are not valid"
 	fi
 	if ((GW_ERRORS > 0)); then
 		die "the gateway runs had failures (see the notes under their table); those figures are not valid"
