@@ -10,6 +10,7 @@
 #include "json.h"
 #include "log.h"
 #include "seq.h"
+#include "dbwrite_int.h"
 #include "util.h"
 
 static int find_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out);
@@ -241,8 +242,13 @@ tr_db_each_global(struct tr_db *db, const char *coll, const bson_t *filter, cons
 	BSON_APPEND_INT32(&sort, sort_field, 1);
 	bson_append_document_end(&opts, &sort);
 	cur = mongoc_collection_find_with_opts(c, filter, &opts, NULL);
-	while (rc == TR_OK && mongoc_cursor_next(cur, &doc))
-		rc = visit(arg, doc);
+	while (rc == TR_OK && mongoc_cursor_next(cur, &doc)) {
+		bson_t tmp;
+		bool copied;
+		rc = visit(arg, tr_dbw_with_nulls(coll, doc, &tmp, &copied));
+		if (copied)
+			bson_destroy(&tmp);
+	}
 	if (rc == TR_OK && mongoc_cursor_error(cur, &error))
 		rc = tr_db_fail("find", coll, &error);
 	mongoc_cursor_destroy(cur);
@@ -295,6 +301,7 @@ find_first(struct tr_db *db, const char *coll, const bson_t *filter, bson_t *out
 	cur = mongoc_collection_find_with_opts(c, filter, &opts, NULL);
 	if (mongoc_cursor_next(cur, &doc)) {
 		bson_copy_to(doc, out);
+		tr_dbw_append_nulls(coll, doc, out);
 		rc = TR_OK;
 	} else if (mongoc_cursor_error(cur, &error)) {
 		rc = tr_db_fail("find", coll, &error);
@@ -470,6 +477,7 @@ tr_db_each(struct tr_db *db, const char *coll, const bson_t *filter,
 	while (rc == TR_OK && mongoc_cursor_next(cur, &doc)) {
 		bson_t item = BSON_INITIALIZER;
 		tr_render_resource(doc, &item);
+		tr_dbw_append_nulls(coll, doc, &item);
 		rc = visit(arg, &item);
 		bson_destroy(&item);
 	}

@@ -12,6 +12,7 @@
 #include "json.h"
 #include "log.h"
 #include "seq.h"
+#include "dbwrite_int.h"
 #include "util.h"
 
 #define MAX_CURSOR_LEN 1024
@@ -282,7 +283,8 @@ list_by_seq(struct tr_db *db, const char *coll, const bson_t *filter, const stru
 				rc = TR_EINTERNAL;
 				break;
 			}
-			found[nfound++] = bson_copy(doc);
+			found[nfound] = bson_copy(doc);
+			tr_dbw_append_nulls(coll, doc, found[nfound++]);
 		}
 		if (rc == TR_OK && mongoc_cursor_error(cur, &error))
 			rc = tr_db_fail("list", coll, &error);
@@ -375,6 +377,7 @@ tr_db_list(struct tr_db *db, const char *coll, const bson_t *filter, const struc
 		bson_uint32_to_string((uint32_t)n, &k, key, sizeof(key));
 		BSON_APPEND_DOCUMENT_BEGIN(items, k, &item);
 		tr_render_resource(doc, &item);
+		tr_dbw_append_nulls(coll, doc, &item);
 		bson_append_document_end(items, &item);
 		bson_reinit(&last);
 		bson_copy_to_excluding_noinit(doc, &last, "", NULL);

@@ -547,8 +547,10 @@ tr_db_update(struct tr_db *db, const char *coll, const char *id, long long expec
 		uint32_t len;
 		bson_t value;
 		bson_iter_document(&it, &len, &data);
-		if (bson_init_static(&value, data, len))
+		if (bson_init_static(&value, data, len)) {
 			bson_copy_to_excluding_noinit(&value, out, "", NULL);
+			tr_dbw_append_nulls(coll, &value, out);
+		}
 		finish_claim(db, coll, &cl);
 		claimed = false;
 	} else {

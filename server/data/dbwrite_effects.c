@@ -28,20 +28,49 @@ tr_dbw_effects_of(const char *coll)
 	return NULL;
 }
 
-void
-tr_dbw_append_nulls(const char *coll, const bson_t *fields, bson_t *doc)
+/* The first resource stored in coll (a collection served by two
+ * resources takes the first one's fields), or NULL. */
+static const struct tr_resource *
+resource_of(const char *coll)
 {
 	for (size_t m = 0; m < tr_nmodules; m++)
-		for (size_t i = 0; i < tr_modules[m]->nresources; i++) {
-			const struct tr_resource *e = tr_modules[m]->resources[i];
-			if (strcmp(e->coll, coll) != 0)
-				continue;
-			for (const struct tr_field *f = e->fields; f->name; f++)
-				if ((f->flags & TR_F_NULLABLE) && !(f->flags & TR_F_SECRET) &&
-				    !bson_has_field(fields, f->name))
-					BSON_APPEND_NULL(doc, f->name);
-			return;
-		}
+		for (size_t i = 0; i < tr_modules[m]->nresources; i++)
+			if (strcmp(tr_modules[m]->resources[i]->coll, coll) == 0)
+				return tr_modules[m]->resources[i];
+	return NULL;
+}
+
+static bool
+shown_null(const struct tr_field *f)
+{
+	return (f->flags & TR_F_NULLABLE) && !(f->flags & TR_F_SECRET);
+}
+
+void
+tr_dbw_append_nulls(const char *coll, const bson_t *has, bson_t *doc)
+{
+	const struct tr_resource *e = resource_of(coll);
+
+	for (const struct tr_field *f = e ? e->fields : NULL; f && f->name; f++)
+		if (shown_null(f) && !bson_has_field(has, f->name))
+			BSON_APPEND_NULL(doc, f->name);
+}
+
+const bson_t *
+tr_dbw_with_nulls(const char *coll, const bson_t *doc, bson_t *tmp, bool *copied)
+{
+	const struct tr_resource *e = resource_of(coll);
+	const struct tr_field *f = e ? e->fields : NULL;
+
+	*copied = false;
+	while (f && f->name && !(shown_null(f) && !bson_has_field(doc, f->name)))
+		f++;
+	if (!f || !f->name)
+		return doc;
+	bson_copy_to(doc, tmp);
+	tr_dbw_append_nulls(coll, doc, tmp);
+	*copied = true;
+	return tmp;
 }
 
 struct posting {

@@ -23,9 +23,13 @@ const struct tr_effects *tr_dbw_effects_of(const char *coll);
 int tr_dbw_compute_fx(const char *coll, const bson_t *before, const bson_t *after, bson_t *fx,
 		      int *n);
 /* Appends null to doc for each nullable field of coll's resource that
- * fields (what the writer gave) leaves out: a record shows every field
- * its schema has, null while unset, wherever it is rendered. */
-void tr_dbw_append_nulls(const char *coll, const bson_t *fields, bson_t *doc);
+ * has (the record as given or stored) leaves out: a record shows every
+ * field its schema has, null while unset, wherever it is rendered.
+ * Inserts store the nulls; reads add them to records stored before. */
+void tr_dbw_append_nulls(const char *coll, const bson_t *has, bson_t *doc);
+/* doc, or (when it misses a nullable field) a copy of it with the nulls
+ * in tmp, which the caller destroys when *copied. */
+const bson_t *tr_dbw_with_nulls(const char *coll, const bson_t *doc, bson_t *tmp, bool *copied);
 /* Posts the effects of a claim's change, one movement per register, each
  * named by the claim so that posting again (settling) finds the first. */
 int tr_dbw_apply_fx(struct tr_db *db, const char *claim_id, const bson_t *fx);

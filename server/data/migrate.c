@@ -11,7 +11,6 @@
 #include "log.h"
 #include "module.h"
 #include "pg.h"
-#include "resource.h"
 #include "util.h"
 
 #define COLL "_migrations"
@@ -20,7 +19,6 @@
 #define MAX_FILES 1000
 #define MAX_FILE_BYTES (4 * 1024 * 1024)
 #define PG_SUFFIX "@postgresql"
-#define FILLS "_null_fills"
 
 static int
 by_name(const void *a, const void *b)
@@ -496,124 +494,6 @@ migrate_dir(const struct tr_config *cfg, mongoc_database_t *db, mongoc_collectio
 	return rc;
 }
 
-/* True when an earlier resource in the registry has coll: its fields
- * were filled then (a collection served by two resources is filled
- * by the first, as inserts are). */
-static bool
-coll_seen(size_t m_end, size_t i_end, const char *coll)
-{
-	for (size_t m = 0; m <= m_end && m < tr_nmodules; m++)
-		for (size_t i = 0; i < tr_modules[m]->nresources; i++) {
-			if (m == m_end && i >= i_end)
-				return false;
-			if (strcmp(tr_modules[m]->resources[i]->coll, coll) == 0)
-				return true;
-		}
-	return false;
-}
-
-/* Gives the records of one field that never had it a null; marks the
- * field done (marks: the _null_fills collection, by "coll.field"). */
-static int
-fill_field(mongoc_database_t *db, mongoc_collection_t *marks, const char *coll, const char *field,
-	   char *err, size_t errlen)
-{
-	mongoc_collection_t *c = mongoc_database_get_collection(db, coll);
-	bson_t q = BSON_INITIALIZER, u = BSON_INITIALIZER, reply, sub, mark = BSON_INITIALIZER;
-	bson_error_t error;
-	char id[160];
-	int rc = 0;
-
-	BSON_APPEND_DOCUMENT_BEGIN(&q, field, &sub);
-	BSON_APPEND_BOOL(&sub, "$exists", false);
-	bson_append_document_end(&q, &sub);
-	BSON_APPEND_DOCUMENT_BEGIN(&u, "$set", &sub);
-	BSON_APPEND_NULL(&sub, field);
-	bson_append_document_end(&u, &sub);
-	if (!mongoc_collection_update_many(c, &q, &u, NULL, &reply, &error)) {
-		snprintf(err, errlen, "filling null for %s.%s: %s", coll, field, error.message);
-		rc = -1;
-	} else {
-		int64_t n = tr_doc_int(&reply, "modifiedCount", 0);
-		if (n > 0)
-			tr_info("migrate: %s.%s set to null in %lld records", coll, field,
-				(long long)n);
-	}
-	bson_destroy(&reply);
-	snprintf(id, sizeof(id), "%s.%s", coll, field);
-	BSON_APPEND_UTF8(&mark, "_id", id);
-	BSON_APPEND_DATE_TIME(&mark, "at", tr_now_ms());
-	/* a duplicate: another process filled it at the same time */
-	if (rc == 0 && !mongoc_collection_insert_one(marks, &mark, NULL, NULL, &error) &&
-	    error.code != 11000) {
-		snprintf(err, errlen, "marking %s filled: %s", id, error.message);
-		rc = -1;
-	}
-	bson_destroy(&mark);
-	bson_destroy(&q);
-	bson_destroy(&u);
-	mongoc_collection_destroy(c);
-	return rc;
-}
-
-/* Resources show every nullable field, null while unset: inserts write
- * the nulls (dbwrite.c), and this gives them to the records written
- * before a field existed or before inserts did so. Each (collection,
- * field) is filled once per database; filling again is harmless, so
- * processes migrating at once need no claim. */
-static int
-fill_nulls(mongoc_database_t *db, char *err, size_t errlen)
-{
-	mongoc_collection_t *marks = mongoc_database_get_collection(db, FILLS);
-	bson_t empty = BSON_INITIALIZER;
-	const bson_t *doc;
-	bson_error_t error;
-	mongoc_cursor_t *cur = mongoc_collection_find_with_opts(marks, &empty, NULL, NULL);
-	char(*done)[160] = NULL;
-	size_t ndone = 0, cap = 0;
-	int rc = 0;
-
-	while (mongoc_cursor_next(cur, &doc)) {
-		const char *id = tr_doc_str(doc, "_id");
-		if (!id)
-			continue;
-		if (ndone == cap) {
-			cap = cap ? cap * 2 : 64;
-			void *p = realloc(done, cap * sizeof(*done));
-			if (!p)
-				break;
-			done = p;
-		}
-		snprintf(done[ndone++], sizeof(done[0]), "%s", id);
-	}
-	if (mongoc_cursor_error(cur, &error)) {
-		snprintf(err, errlen, "reading %s: %s", FILLS, error.message);
-		rc = -1;
-	}
-	mongoc_cursor_destroy(cur);
-	for (size_t m = 0; m < tr_nmodules && rc == 0; m++)
-		for (size_t i = 0; i < tr_modules[m]->nresources && rc == 0; i++) {
-			const struct tr_resource *e = tr_modules[m]->resources[i];
-			if (coll_seen(m, i, e->coll))
-				continue;
-			for (const struct tr_field *f = e->fields; f->name && rc == 0; f++) {
-				char id[160];
-				bool filled = false;
-				if (!(f->flags & TR_F_NULLABLE) || (f->flags & TR_F_SECRET))
-					continue;
-				snprintf(id, sizeof(id), "%s.%s", e->coll, f->name);
-				for (size_t k = 0; k < ndone && !filled; k++)
-					filled = strcmp(done[k], id) == 0;
-				if (!filled)
-					rc = fill_field(db, marks, e->coll, f->name, err, errlen);
-			}
-		}
-	free(done);
-	bson_destroy(&empty);
-	mongoc_collection_destroy(marks);
-	return rc;
-}
-
 int
 tr_migrate_run_checked(const struct tr_config *cfg, char *err, size_t errlen, int *fatal)
 {
@@ -634,8 +514,6 @@ tr_migrate_run_checked(const struct tr_config *cfg, char *err, size_t errlen, in
 		snprintf(prefix, sizeof(prefix), "%s/", mod->name);
 		rc = migrate_dir(cfg, db, coll, what, mod->migrations, prefix, err, errlen, fatal);
 	}
-	if (rc == 0)
-		rc = fill_nulls(db, err, errlen);
 	mongoc_collection_destroy(coll);
 	mongoc_database_destroy(db);
 	tr_dbpool_push(client);

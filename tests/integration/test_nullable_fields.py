@@ -1,15 +1,12 @@
 """Nullable fields that were never set show as null wherever a record is
 rendered (the 201 answer, GET, lists, events, the timeline, the answer
-of a lead's conversion), as the served OpenAPI schema says; and records
-written before that (or before a field existed) get their nulls from
-`trellis migrate`, once per field.
+of a lead's conversion), as the served OpenAPI schema says, and so do
+records stored before that (or before a field existed).
 
 Which fields are nullable comes from the served OpenAPI document (a
 resource's Update schema), so a field added later is checked too."""
 
-import datetime
 import secrets
-import subprocess
 
 import pytest
 from bson import ObjectId
@@ -18,8 +15,6 @@ from crm_support import (  # noqa: F401 (fixtures among them)
     RetryingStack, stack, team, other, uniq, uniq_email, created, get_ok, hdr,
     CLIENTS, LEADS, DEALS, TASKS, make_client)
 from test_crm_live import subscribed, event_named
-from conftest import REPO_ROOT
-from test_migrations import assert_clean, migrate, private
 
 
 def nullable_fields(stack, item_path):
@@ -134,74 +129,31 @@ def test_another_tenant_sees_none_of_it(stack, team, other):
 
 
 # ---------------------------------------------------------------------------
-# records written before: `trellis migrate` fills them
+# records stored before: reads fill them
 # ---------------------------------------------------------------------------
 
-def old_lead(tenant, **fields):
-    """A lead as a server before this change stored it: no key for what
-    was never set."""
-    now = datetime.datetime.now(datetime.timezone.utc)
-    doc = {"_id": ObjectId(), "tenant_id": tenant, "name": "Old " + secrets.token_hex(3),
-           "status": "new", "version": 1, "_b": "0000000000000000",
-           "created_at": now, "updated_at": now}
-    doc.update(fields)
-    return doc
+def test_a_record_stored_without_its_nullable_fields_shows_them_as_null(stack, team):
+    """A lead as a server before this change stored it (no key for what was
+    never set): GET, the list, a PATCH of another field and its event all
+    show the nulls, and the stored value of a field that was set stays."""
+    made = created(stack.post(LEADS, headers=hdr(team.owner),
+                              json={"name": uniq("Old"), "phone": "+1 555 0142"}), "lead")
+    oid = ObjectId(made["id"])
+    stack.mongo["leads"].update_one({"_id": oid},
+                                    {"$unset": {"email": "", "company": "", "source": "",
+                                                "lost_reason": ""}})
+    raw = stack.mongo["leads"].find_one({"_id": oid})
+    assert "email" not in raw and "company" not in raw, raw
+    fields = nullable_fields(stack, "/v1/crm/leads/{id}")
 
-
-def test_migrate_gives_old_records_their_nulls_once_per_field(trellis):
-    env, db = private(trellis)
-    migrate(trellis, env)
-    tenant = ObjectId()
-    bare = old_lead(tenant, email="old@example.com")
-    kept = old_lead(tenant, phone="+1 555 0199", company="Kept Ltd")
-    db["leads"].insert_many([bare, kept])
-    # the database saw these fields before the records came: take the marks
-    # away as if it had been migrated by a server that did not fill
-    removed = db["_null_fills"].delete_many({"_id": {"$regex": "^leads\\."}}).deleted_count
-    assert removed >= 4, "migrate marked no lead field as filled"
-
-    run = migrate(trellis, env)
-    out = run.stdout + run.stderr
-    assert "leads.phone set to null in 1 records" in out, out[-2000:]
-    b = db["leads"].find_one({"_id": bare["_id"]})
-    k = db["leads"].find_one({"_id": kept["_id"]})
-    for f in ("phone", "company", "source", "lost_reason"):
-        assert f in b and b[f] is None, (f, b)
-    assert b["email"] == "old@example.com"
-    assert k["phone"] == "+1 555 0199" and k["company"] == "Kept Ltd"
-    assert k["email"] is None
-    assert db["_null_fills"].count_documents({"_id": {"$regex": "^leads\\."}}) == removed
-
-    # filled once: a record written later without the field is not touched
-    # by the next migrate (inserts write the nulls themselves)
-    late = old_lead(tenant)
-    db["leads"].insert_one(late)
-    run = migrate(trellis, env)
-    assert "set to null" not in run.stdout + run.stderr
-    assert "phone" not in db["leads"].find_one({"_id": late["_id"]})
-
-
-def test_concurrent_migrates_fill_each_field_and_all_succeed(stack, trellis):
-    env, db = private(trellis)
-    migrate(trellis, env)
-    tenant = ObjectId()
-    db["leads"].insert_many([old_lead(tenant) for _ in range(20)])
-    db["_null_fills"].delete_many({})
-    procs = [subprocess.Popen([stack.server_bin, "migrate"], cwd=REPO_ROOT, env=env,
-                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT) for _ in range(3)]
-    try:
-        outs = [(p.communicate(timeout=120)[0].decode("utf-8", "replace"), p.returncode)
-                for p in procs]
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait(timeout=10)
-    for out, code in outs:
-        assert code == 0, out[-2000:]
-        assert_clean(out, "trellis migrate")
-    for d in db["leads"].find({"tenant_id": tenant}):
-        assert d["phone"] is None and d["email"] is None, d
-    marks = [m["_id"] for m in db["_null_fills"].find({})]
-    assert len(marks) == len(set(marks)) and "leads.phone" in marks
+    got = get_ok(stack, team.owner, f"{LEADS}/{made['id'].upper()}")
+    assert_nulls(got, fields, given={"phone"})
+    assert got["phone"] == "+1 555 0142"
+    assert in_list(stack, team.owner, LEADS, made["id"]) == got
+    with subscribed(stack, team.owner, ["crm.leads"]) as ws:
+        r = stack.patch(f"{LEADS}/{made['id']}", headers=hdr(team.owner, if_match=got["version"]),
+                        json={"name": uniq("Renamed")})
+        assert r.status_code == 200, r.text[:300]
+        ev = event_named(ws, "crm.lead.updated", made["id"])
+    assert_nulls(r.json(), fields, given={"phone"})
+    assert ev["data"] == r.json()
