@@ -39,7 +39,6 @@ import argparse
 import json
 import os
 import secrets
-import statistics
 import sys
 import threading
 import time
@@ -476,7 +475,8 @@ def drain(run, ws_clients, hooks, deadline_s):
     with run.lock:
         last_due = max([t for t, _, _ in run.expected] + [run.now()])
     until = last_due + deadline_s
-    while run.now() < until:
+    # run.stop is set this early only when the server died: nothing comes.
+    while run.now() < until and not run.stop.is_set():
         with run.lock:
             want = list(run.expected)
             leads = list(run.hooks_expected)
