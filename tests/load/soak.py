@@ -317,7 +317,10 @@ class Sampler(threading.Thread):
             for line in f:
                 k, _, v = line.partition(":")
                 st[k] = v.split()
+        # RssAnon (heap, arenas, stacks) beside VmRSS: RssFile grows too as
+        # code paths not run before page their libraries in.
         return {"t": round(self.run_.now(), 2), "rss_kib": int(st["VmRSS"][0]),
+                "anon_kib": int(st["RssAnon"][0]),
                 "fds": len(os.listdir(f"/proc/{self.pid}/fd")), "threads": int(st["Threads"][0]),
                 "load1": load1()}
 
@@ -525,6 +528,7 @@ def minute_rows(run, samples, ws_clients, hooks, minutes):
             "hooks_expected": len(leads), "hook_gaps": hook_gaps,
             "rss_mib": round(last["rss_kib"] / 1024, 1) if last else None,
             "rss_max_mib": round(max(s["rss_kib"] for s in in_min) / 1024, 1) if in_min else None,
+            "anon_mib": round(last["anon_kib"] / 1024, 1) if last else None,
             "fds": last["fds"] if last else None, "threads": last["threads"] if last else None,
             "load1": last["load1"] if last else None})
     return rows
@@ -532,7 +536,7 @@ def minute_rows(run, samples, ws_clients, hooks, minutes):
 
 def table(rows, warm_s):
     head = ("min", "requests", "errors", "p50 ms", "p99 ms", "max ms", "ws gaps", "hook gaps",
-            "RSS MiB", "RSS max", "fds", "threads", "load1")
+            "RSS MiB", "RSS max", "anon MiB", "fds", "threads", "load1")
     lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---:" for _ in head) + "|"]
 
     def cell(v):
@@ -542,7 +546,7 @@ def table(rows, warm_s):
         mark = " (warm-up)" if r["minute"] * 60 <= warm_s else ""
         lines.append("| " + " | ".join([f"{r['minute']}{mark}"] + [cell(r[k]) for k in (
             "requests", "errors", "p50_ms", "p99_ms", "max_ms", "ws_gaps", "hook_gaps", "rss_mib",
-            "rss_max_mib", "fds", "threads", "load1")]) + " |")
+            "rss_max_mib", "anon_mib", "fds", "threads", "load1")]) + " |")
     return "\n".join(lines)
 
 

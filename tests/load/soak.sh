@@ -28,13 +28,14 @@
 #   SOAK_WARMUP_FRAC      share of the run not judged, default 0.2 (at least 60 s)
 #   SOAK_RSS_SLOPE_MIB_H, SOAK_RSS_RISE_MIB, SOAK_FD_SLACK  the bounds (soak_analysis.py)
 #   SOAK_BIN              server binary, default build/trellis
+#   SOAK_OUT              where the report and logs go, default build/soak
 #   TRELLIS_WORKERS       server DB workers, default 4
 #   TRELLIS_FERRETDB_BIN  default ~/go/bin/ferretdb
 #   TRELLIS_PYTHON        default .venv/bin/python
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
-OUT=$ROOT/build/soak
+OUT=${SOAK_OUT:-$ROOT/build/soak}
 MINUTES=${SOAK_MINUTES:-30}
 WORKERS=${TRELLIS_WORKERS:-4}
 BIN=${SOAK_BIN:-$ROOT/build/trellis}
