@@ -7,6 +7,7 @@
 #                unit tests, the fuzz regressions, integration tests
 #   make tsan    the concurrency tests against a ThreadSanitizer build (build/tsan/trellis)
 #   make bench   benchmarks (tests/load/), numbers printed and written to build/bench/
+#   make soak    SOAK_MINUTES (30) of mixed traffic; RSS, fds and threads must stay flat
 #   make fuzz    each libFuzzer harness (tests/fuzz/) for FUZZ_SECONDS (300) with clang
 #   make fuzz-regress  each harness once over its committed corpus and regressions (in make test)
 #
@@ -77,8 +78,8 @@ FUZZ_TARGETS ?= $(FUZZ_NAMES)
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 
-.PHONY: all deps build build-asan build-tsan run test unit integration tsan bench fmt fmt-check \
-	clean migrate boundaries console console-test build-fuzz fuzz fuzz-regress
+.PHONY: all deps build build-asan build-tsan run test unit integration tsan bench soak fmt \
+	fmt-check clean migrate boundaries console console-test build-fuzz fuzz fuzz-regress
 
 all: build
 
@@ -263,6 +264,13 @@ tsan: deps
 
 bench: deps build build/load_crm build/load_erp build/load_bpm
 	@bash tests/load/bench.sh
+
+# The soak (tests/load/soak.sh, README "Soak"): its pass/fail rules are
+# tested on made-up series first, then the run judges itself by them.
+SOAK_MINUTES ?= 30
+soak: deps build
+	@$(PYTHON) -m pytest -q -p no:cacheprovider tests/load/test_soak_analysis.py
+	@SOAK_MINUTES=$(SOAK_MINUTES) bash tests/load/soak.sh
 
 fmt:
 	clang-format -i $(FMT_SRCS)
