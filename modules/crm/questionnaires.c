@@ -23,6 +23,14 @@
 #define SCALE_TOP 100	      /* a scale runs within 0..SCALE_TOP */
 #define FIELD_MAX 96	      /* bytes of a field name in a problem */
 #define LATEST_TEXTS 10	      /* text answers the results show */
+/* Questions the results hold room for: crm_questionnaire_max_questions
+ * goes up to 100. */
+#define RESULT_QUESTIONS 128
+/* Counters per question: a scale's values, more than the 50 options a
+ * choice may have at most (crm_questionnaire_max_options). */
+#define COUNT_SLOTS (SCALE_TOP + 1)
+/* Options one question's check holds: above the most the config allows. */
+#define OPTIONS_ROOM 64
 
 static const char *const statuses[] = {"draft", "open", "closed", NULL};
 static const char *const sorts[] = {"-created_at", "created_at", "title", NULL};
@@ -117,7 +125,7 @@ options_ok(struct tr_ctx *c, unsigned qi, bson_iter_t *it, bson_t *out)
 {
 	long max = tr_config_int("crm_questionnaire_max_options");
 	const char *f = question_field(c, qi, "options");
-	const char *seen[256];
+	const char *seen[OPTIONS_ROOM];
 	bson_iter_t o;
 	bson_t list;
 	char key[16];
@@ -420,7 +428,7 @@ answer_ok(struct tr_ctx *c, const bson_t *question, const char *key, bson_iter_t
 		return true;
 	}
 	if (strcmp(type, "multiple") == 0) {
-		const char *picked[256];
+		const char *picked[OPTIONS_ROOM];
 		bson_iter_t o;
 		bson_t list;
 		uint32_t n = 0;
@@ -431,7 +439,7 @@ answer_ok(struct tr_ctx *c, const bson_t *question, const char *key, bson_iter_t
 				char idx[16];
 				const char *k, *s;
 				s = BSON_ITER_HOLDS_UTF8(&o) ? bson_iter_utf8(&o, NULL) : NULL;
-				ok = s && n < 256 && offered(question, s);
+				ok = s && n < OPTIONS_ROOM && offered(question, s);
 				for (uint32_t j = 0; ok && j < n; j++)
 					ok = strcmp(picked[j], s) != 0;
 				if (ok) {
@@ -532,12 +540,12 @@ crm_answers_check(struct tr_ctx *c, const bson_t *questionnaire, const bson_t *a
 struct tally {
 	const bson_t *questionnaire;
 	int64_t answered;
-	int64_t *counts[128]; /* per question */
-	int64_t given[128];   /* answers that answered the question */
+	int64_t *counts[RESULT_QUESTIONS]; /* per question, COUNT_SLOTS each */
+	int64_t given[RESULT_QUESTIONS];   /* answers that answered the question */
 	struct text_answer {
 		char at[32], id[25];
 		const char *text; /* strdup'd */
-	} latest[128][LATEST_TEXTS];
+	} latest[RESULT_QUESTIONS][LATEST_TEXTS];
 };
 
 static int
@@ -585,7 +593,7 @@ tally_answer(void *arg, const bson_t *answer)
 	    !bson_iter_recurse(&qs, &q) || !bson_iter_init_find(&given, answer, "answers") ||
 	    !BSON_ITER_HOLDS_DOCUMENT(&given))
 		return 0;
-	for (; i < 128 && bson_iter_next(&q); i++) {
+	for (; i < RESULT_QUESTIONS && bson_iter_next(&q); i++) {
 		bson_t one, doc;
 		uint32_t len;
 		const uint8_t *data;
@@ -602,7 +610,7 @@ tally_answer(void *arg, const bson_t *answer)
 		t->given[i]++;
 		if (strcmp(type, "single") == 0 && BSON_ITER_HOLDS_UTF8(&v)) {
 			int o = option_index(&one, bson_iter_utf8(&v, NULL));
-			if (o >= 0)
+			if (o >= 0 && o < COUNT_SLOTS)
 				t->counts[i][o]++;
 		} else if (strcmp(type, "multiple") == 0 && BSON_ITER_HOLDS_ARRAY(&v)) {
 			bson_iter_t picks;
@@ -611,12 +619,12 @@ tally_answer(void *arg, const bson_t *answer)
 				int o = BSON_ITER_HOLDS_UTF8(&picks)
 					    ? option_index(&one, bson_iter_utf8(&picks, NULL))
 					    : -1;
-				if (o >= 0)
+				if (o >= 0 && o < COUNT_SLOTS)
 					t->counts[i][o]++;
 			}
 		} else if (strcmp(type, "scale") == 0 && is_integer(&v)) {
 			int64_t x = bson_iter_as_int64(&v) - tr_doc_int(&one, "min", 0);
-			if (x >= 0 && x <= SCALE_TOP)
+			if (x >= 0 && x < COUNT_SLOTS)
 				t->counts[i][x]++;
 		} else if (strcmp(type, "text") == 0 && BSON_ITER_HOLDS_UTF8(&v) && at && id) {
 			keep_latest(t->latest[i], at, id, bson_iter_utf8(&v, NULL));
@@ -660,7 +668,7 @@ question_results(const struct tally *t, int i, const bson_t *question, bson_t *o
 	if (strcmp(type, "single") == 0 || strcmp(type, "multiple") == 0) {
 		BSON_APPEND_ARRAY_BEGIN(out, "options", &list);
 		if (bson_iter_init_find(&it, question, "options") && bson_iter_recurse(&it, &o))
-			for (; bson_iter_next(&o); n++) {
+			for (; n < COUNT_SLOTS && bson_iter_next(&o); n++) {
 				bson_uint32_to_string(n, &k, idx, sizeof(idx));
 				BSON_APPEND_DOCUMENT_BEGIN(&list, k, &item);
 				BSON_APPEND_UTF8(&item, "option", bson_iter_utf8(&o, NULL));
@@ -724,8 +732,8 @@ crm_questionnaire_results(struct tr_ctx *c)
 	}
 	t->questionnaire = &q;
 	if (bson_iter_init_find(&it, &q, "questions") && bson_iter_recurse(&it, &qs))
-		for (; n < 128 && bson_iter_next(&qs); n++) {
-			t->counts[n] = calloc(SCALE_TOP + 256 + 1, sizeof(int64_t));
+		for (; n < RESULT_QUESTIONS && bson_iter_next(&qs); n++) {
+			t->counts[n] = calloc(COUNT_SLOTS, sizeof(int64_t));
 			if (!t->counts[n]) {
 				tr_problem_from_err(c, TR_ENOMEM);
 				goto out;
@@ -764,7 +772,7 @@ crm_questionnaire_results(struct tr_ctx *c)
 	tr_reply_json(c, 200, &out);
 out:
 	if (t) {
-		for (int i = 0; i < 128; i++) {
+		for (int i = 0; i < RESULT_QUESTIONS; i++) {
 			free(t->counts[i]);
 			for (int j = 0; j < LATEST_TEXTS; j++)
 				free((char *)t->latest[i][j].text);

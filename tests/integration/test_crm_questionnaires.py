@@ -480,6 +480,17 @@ def test_ids_in_any_case_name_the_same_questionnaire(stack, team, sent):
         assert len(invitations(stack, team.owner, spelled)) == 1
 
 
+def test_a_questionnaire_and_contacts_named_in_any_case_are_sent_once_each(stack, team):
+    q = make_questionnaire(stack, team.owner)
+    cl = make_client(stack, team.owner)
+    cts = [make_contact(stack, team.owner, cl["id"])["id"] for _ in range(3)]
+    for spelled_q, ct in zip(spellings(q["id"]), cts):
+        (spelled_ct,) = [s for s in spellings(ct) if s != ct][:1]
+        (inv,) = invite(stack, team.owner, spelled_q, [spelled_ct])
+        assert inv["questionnaire_id"] == q["id"] and inv["contact_id"] == ct, inv
+    assert sorted(x["contact_id"] for x in invitations(stack, team.owner, q["id"])) == sorted(cts)
+
+
 # ---------------------------------------------------------------------------
 # permissions and tenants
 # ---------------------------------------------------------------------------
