@@ -73,6 +73,69 @@ static const struct tr_route routes[] = {
      "Per channel and campaign: leads, deals, revenue, cost per lead.", NULL, "from to", NULL},
 };
 
+/* The answers of the questionnaire routes (OpenAPI). */
+#define QUESTION_TYPES "\"enum\":[\"single\",\"multiple\",\"scale\",\"text\"]"
+#define COUNTED(field, type)                                                                       \
+	"{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"" field                \
+	"\",\"count\"],\"properties\":{\"" field "\":{\"type\":\"" type                            \
+	"\"},\"count\":{\"type\":\"integer\"}}}}"
+
+static const char results_schema[] =
+    "{\"type\":\"object\",\"required\":[\"questionnaire_id\",\"status\",\"invited\","
+    "\"answered\",\"questions\"],\"properties\":{\"questionnaire_id\":{\"type\":\"string\"},"
+    "\"status\":{\"enum\":[\"draft\",\"open\",\"closed\"]},\"invited\":{\"type\":\"integer\"},"
+    "\"answered\":{\"type\":\"integer\"},\"questions\":{\"type\":\"array\",\"items\":{"
+    "\"type\":\"object\",\"required\":[\"key\",\"type\",\"text\",\"answered\"],"
+    "\"properties\":{\"key\":{\"type\":\"string\"},\"type\":{" QUESTION_TYPES "},"
+    "\"text\":{\"type\":\"string\"},\"answered\":{\"type\":\"integer\"},"
+    "\"options\":" COUNTED(
+	"option", "string") ",\"min\":{\"type\":\"integer\"},"
+			    "\"max\":{\"type\":\"integer\"},\"distribution\":" COUNTED(
+				"value",
+				"integer") ","
+					   "\"mean\":{\"type\":[\"string\",\"null\"],"
+					   "\"description\":\"exact, 4 decimals, "
+					   "rounded half "
+					   "up\"},\"latest\":{\"type\":\"array\",\"items\":{"
+					   "\"type\":\"object\","
+					   "\"required\":[\"answer_id\",\"at\",\"text\"],"
+					   "\"properties\":{\"answer_id\":{"
+					   "\"type\":\"string\"},\"at\":{\"type\":\"string\"},"
+					   "\"text\":{\"type\":\"string\"}}}}}}}}}";
+
+static const char link_schema[] =
+    "{\"type\":\"object\",\"required\":[\"title\",\"intro\",\"questions\",\"expires_at\"],"
+    "\"properties\":{\"title\":{\"type\":\"string\"},\"intro\":{\"type\":[\"string\","
+    "\"null\"]},\"expires_at\":{\"type\":[\"string\",\"null\"]},\"questions\":{\"type\":"
+    "\"array\",\"items\":{\"type\":\"object\",\"required\":[\"key\",\"text\",\"type\","
+    "\"required\"],\"properties\":{\"key\":{\"type\":\"string\"},\"text\":{\"type\":"
+    "\"string\"},\"type\":{" QUESTION_TYPES "},\"required\":{\"type\":\"boolean\"},"
+    "\"options\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"min\":{\"type\":"
+    "\"integer\"},\"max\":{\"type\":\"integer\"}}}}}}";
+
+static const char receipt_schema[] =
+    "{\"type\":\"object\",\"required\":[\"id\",\"status\",\"answered_at\"],\"properties\":{"
+    "\"id\":{\"type\":\"string\"},\"status\":{\"const\":\"answered\"},\"answered_at\":{"
+    "\"type\":\"string\"}}}";
+
+static const char invitations_schema[] =
+    "{\"type\":\"object\",\"required\":[\"items\"],\"properties\":{\"items\":{\"type\":"
+    "\"array\",\"items\":{\"type\":\"object\",\"required\":[\"id\",\"questionnaire_id\","
+    "\"client_id\",\"contact_id\",\"status\",\"token\",\"link\"],\"properties\":{\"id\":{"
+    "\"type\":\"string\"},\"questionnaire_id\":{\"type\":\"string\"},\"client_id\":{\"type\":"
+    "\"string\"},\"contact_id\":{\"type\":\"string\"},\"status\":{\"const\":\"pending\"},"
+    "\"expires_at\":{\"type\":[\"string\",\"null\"]},\"answered_at\":{\"type\":\"null\"},"
+    "\"token\":{\"type\":\"string\",\"description\":\"shown only here\"},\"link\":{"
+    "\"type\":\"string\"}}}}}}";
+
+static const struct tr_answer_schema answers[] = {
+    {TR_GET, "/v1/crm/questionnaires/{id}/results", "QuestionnaireResults", results_schema},
+    {TR_POST, "/v1/crm/questionnaires/{id}/invitations", "QuestionnaireInvitationsSent",
+     invitations_schema},
+    {TR_GET, "/v1/questionnaire-links/{token}", "QuestionnaireLink", link_schema},
+    {TR_POST, "/v1/questionnaire-links/{token}", "QuestionnaireAnswered", receipt_schema},
+};
+
 static const struct tr_job_handler jobs[] = {
     {.queue = "crm.reminders", .run = crm_task_reminder},
     {.queue = "crm.convert", .run = crm_convert_settle},
@@ -163,4 +226,6 @@ const struct tr_module tr_crm_module = {
     .nconfig = sizeof(config) / sizeof(config[0]),
     .migrations = "modules/crm/migrations",
     .timeline = &crm_timeline,
+    .answers = answers,
+    .nanswers = sizeof(answers) / sizeof(answers[0]),
 };

@@ -298,6 +298,8 @@ static const struct {
     {TR_POST, "/v1/webhooks/{id}/replay", 202, 0, NULL},
     /* 200: a webhook-id received before answers what it made */
     {TR_POST, "/v1/inbound/{token}", 202, 200, NULL},
+    {TR_POST, "/v1/crm/questionnaires/{id}/invitations", 201, 0, NULL},
+    {TR_POST, "/v1/questionnaire-links/{token}", 201, 0, NULL},
     {TR_GET, "/metrics", 200, 0, "text/plain"},
     {TR_GET, "/v1/ws", 101, 0, ""},
 };

@@ -12,6 +12,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from jsonschema import Draft202012Validator
 
 from conftest import HTTP_TIMEOUT_S, check_problem, signup
 from crm_support import (  # noqa: F401 (fixtures among them)
@@ -489,6 +490,34 @@ def test_a_questionnaire_and_contacts_named_in_any_case_are_sent_once_each(stack
         (inv,) = invite(stack, team.owner, spelled_q, [spelled_ct])
         assert inv["questionnaire_id"] == q["id"] and inv["contact_id"] == ct, inv
     assert sorted(x["contact_id"] for x in invitations(stack, team.owner, q["id"])) == sorted(cts)
+
+
+def test_the_openapi_document_describes_the_answers_as_served(stack, team):
+    doc = stack.get("/v1/openapi.json").json()
+
+    def check(path, method, r, status):
+        assert r.status_code == status, r.text
+        ref = doc["paths"][path][method]["responses"][str(status)]["content"]["application/json"]
+        schema = dict(ref["schema"], components=doc["components"])
+        errors = [e.message for e in Draft202012Validator(schema).iter_errors(r.json())]
+        assert errors == [], (path, method, errors)
+
+    q = make_questionnaire(stack, team.owner, intro="Two minutes")
+    cl = make_client(stack, team.owner)
+    ct = make_contact(stack, team.owner, cl["id"])
+    r = stack.post(f"{QS}/{q['id']}/invitations", json={"contact_ids": [ct["id"]]},
+                   headers=hdr(team.owner))
+    check(QS + "/{id}/invitations", "post", r, 201)
+    link = r.json()["items"][0]["link"]
+    check("/v1/questionnaire-links/{token}", "get", public("GET", stack.base_url, link), 200)
+    r = public("POST", stack.base_url, link, json={"answers": GOOD})
+    check("/v1/questionnaire-links/{token}", "post", r, 201)
+    r = stack.get(f"{QS}/{q['id']}/results", headers=hdr(team.owner))
+    check(QS + "/{id}/results", "get", r, 200)
+    for op in (doc["paths"]["/v1/questionnaire-links/{token}"]["get"],
+               doc["paths"]["/v1/questionnaire-links/{token}"]["post"]):
+        assert {"404", "409", "429"} <= set(op["responses"]), op["responses"].keys()
+        assert not op.get("security"), op.get("security")
 
 
 # ---------------------------------------------------------------------------
