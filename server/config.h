@@ -27,7 +27,7 @@ struct tr_config_key {
 };
 
 /* Room for the keys modules declare, and for each string value. */
-#define TR_CONFIG_MODULE_KEYS 32
+#define TR_CONFIG_MODULE_KEYS 64
 #define TR_CONFIG_MODULE_STR 256
 
 /* The value of a key a module declares. */

@@ -44,8 +44,8 @@ client_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const bs
 static bool
 client_may_delete(struct tr_ctx *c, const bson_t *stored)
 {
-	static const char *const referrers[] = {"deals", "claims", "interactions", "contacts",
-						"counterparties"};
+	static const char *const referrers[] = {"deals",    "claims",	      "interactions",
+						"contacts", "counterparties", CRM_Q_ANSWERS};
 	bson_t filter = BSON_INITIALIZER;
 	bson_oid_t id;
 	bool ok = true;
@@ -270,9 +270,12 @@ out:
  * list's permission, only the caller's own records with its ":own" form. */
 static const struct {
 	const char *kind, *coll, *at, *permission, *owner;
-} timeline_parts[] = {{"interaction", "interactions", "at", "crm.interactions.read", "user_id"},
-		      {"deal", "deals", "created_at", "crm.deals.read", "owner_id"},
-		      {"claim", "claims", "created_at", "crm.claims.read", "assignee_id"}};
+} timeline_parts[] = {
+    {"interaction", "interactions", "at", "crm.interactions.read", "user_id"},
+    {"deal", "deals", "created_at", "crm.deals.read", "owner_id"},
+    {"claim", "claims", "created_at", "crm.claims.read", "assignee_id"},
+    /* answers have no owner: an ":own" reader sees none */
+    {"questionnaire_answer", CRM_Q_ANSWERS, "created_at", "crm.questionnaires.read", "owner_id"}};
 
 static int
 client_timeline(struct tr_db *db, const struct tr_principal *caller, const bson_oid_t *client_id,
@@ -327,6 +330,9 @@ static const struct tr_timeline_kind timeline_kinds[] = {
     {"interaction", &crm_interactions, "An interaction with the client, at its time."},
     {"deal", &crm_deals, "A deal of the client, at its creation."},
     {"claim", &crm_claims, "A claim of the client, at its creation."},
+    {"questionnaire_answer", NULL,
+     "A contact's answers to a questionnaire (id, questionnaire_id, contact_id, title, "
+     "answers by question key), when given."},
 };
 
 const struct tr_timeline crm_timeline = {

@@ -16,6 +16,12 @@
 
 /* The collection of custom field definitions (fields.c). */
 #define CRM_FIELDS "crm_fields"
+/* Questionnaires, the invitations sent for them and the answers taken,
+ * one per invitation under its id (questionnaires.c,
+ * questionnaire_links.c). */
+#define CRM_QUESTIONNAIRES "questionnaires"
+#define CRM_Q_INVITATIONS "questionnaire_invitations"
+#define CRM_Q_ANSWERS "questionnaire_answers"
 
 /* Actions and reports (routes of their own in module.c). */
 void crm_leads_convert(struct tr_ctx *c);
@@ -25,6 +31,18 @@ void crm_deals_lost(struct tr_ctx *c);
 void crm_groups_members(struct tr_ctx *c);
 /* POST /v1/inbound/{token} (inbound.c): a partner's post, made a lead. */
 void crm_inbound_receive(struct tr_ctx *c);
+/* Questionnaires: results; sending and listing invitations; the public
+ * link's questions and answers. */
+void crm_questionnaire_results(struct tr_ctx *c);
+void crm_questionnaire_invite(struct tr_ctx *c);
+void crm_questionnaire_invitations(struct tr_ctx *c);
+void crm_questionnaire_link_show(struct tr_ctx *c);
+void crm_questionnaire_link_answer(struct tr_ctx *c);
+/* Checks answers (the body's object) against questionnaire's questions,
+ * adding a field error ("answers.<key>") for each bad one, and appends
+ * them as stored to out. */
+bool crm_answers_check(struct tr_ctx *c, const bson_t *questionnaire, const bson_t *answers,
+		       bson_t *out);
 void crm_reports_funnel(struct tr_ctx *c);
 void crm_reports_abc_xyz(struct tr_ctx *c);
 void crm_reports_managers(struct tr_ctx *c);
@@ -42,7 +60,7 @@ extern const struct tr_timeline crm_timeline;
 /* Resources (one file per part of the CRM). */
 extern const struct tr_resource crm_leads, crm_clients, crm_contacts, crm_counterparties,
     crm_groups, crm_pipelines, crm_deals, crm_interactions, crm_tasks, crm_campaigns, crm_claims,
-    crm_fields, crm_inbound_sources;
+    crm_fields, crm_inbound_sources, crm_questionnaires;
 
 /* Report totals (totals.c): the effects of deals, leads and clients on
  * registers; CRM_NAMES counts each client's name changes. */

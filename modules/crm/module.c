@@ -6,10 +6,12 @@
 /* The resources: each yields its list, create, get, change and delete
  * routes (resource.h). */
 static const struct tr_resource *const resources[] = {
-    &crm_leads,	    &crm_clients, &crm_counterparties,	&crm_contacts, &crm_groups,
-    &crm_pipelines, &crm_deals,	  &crm_interactions,	&crm_tasks,    &crm_campaigns,
-    &crm_claims,    &crm_fields,  &crm_inbound_sources,
+    &crm_leads,	    &crm_clients, &crm_counterparties,	&crm_contacts,	     &crm_groups,
+    &crm_pipelines, &crm_deals,	  &crm_interactions,	&crm_tasks,	     &crm_campaigns,
+    &crm_claims,    &crm_fields,  &crm_inbound_sources, &crm_questionnaires,
 };
+
+static const char *const by_created[] = {"-created_at", "created_at", NULL};
 
 /* What is the CRM's own: actions on its records, and the reports. */
 static const struct tr_route routes[] = {
@@ -33,6 +35,31 @@ static const struct tr_route routes[] = {
      "A partner's post to an inbound source's url, made a lead (202); signed with Standard "
      "Webhooks headers when the source has a secret; a webhook-id received before: 200, "
      "nothing made.",
+     NULL, NULL, NULL},
+    {TR_POST, "/v1/crm/questionnaires/{id}/invitations", crm_questionnaire_invite,
+     "crm.questionnaires.write", J,
+     "Send an open questionnaire to contacts: one invitation each, its token and link shown "
+     "only in this answer.",
+     &crm_questionnaires, NULL, NULL},
+    {TR_GET, "/v1/crm/questionnaires/{id}/invitations", crm_questionnaire_invitations,
+     "crm.questionnaires.read", TR_PAGED,
+     "A questionnaire's invitations, newest first: status pending, answered or expired; never "
+     "their tokens.",
+     NULL, NULL, by_created},
+    {TR_GET, "/v1/crm/questionnaires/{id}/results", crm_questionnaire_results,
+     "crm.questionnaires.read", 0,
+     "Per question: counts per option, a scale's distribution and exact mean, the latest text "
+     "answers; invited and answered counts.",
+     &crm_questionnaires, NULL, NULL},
+    {TR_GET, "/v1/questionnaire-links/{token}", crm_questionnaire_link_show, NULL,
+     TR_PUBLIC | TR_SECRET_PATH,
+     "A contact's questionnaire link, no login: the title, intro and questions (409 once "
+     "answered, expired or not open; rate limited).",
+     NULL, NULL, NULL},
+    {TR_POST, "/v1/questionnaire-links/{token}", crm_questionnaire_link_answer, NULL,
+     TR_PUBLIC | J | TR_SECRET_PATH,
+     "Answer a questionnaire link, no login: answers checked against the questions (422), "
+     "each link taken once (409 after; rate limited).",
      NULL, NULL, NULL},
     {TR_GET, "/v1/crm/reports/funnel", crm_reports_funnel, "crm.reports.read", 0,
      "Per stage of a pipeline: deals entered, still there, moved on, conversion; won/lost.", NULL,
@@ -80,6 +107,69 @@ static const struct tr_answer_schema answers[] = {
     {TR_GET, "/v1/crm/reports/bcg", "BcgReport", bcg_schema},
 };
 
+/* The answers of the questionnaire routes (OpenAPI). */
+#define QUESTION_TYPES "\"enum\":[\"single\",\"multiple\",\"scale\",\"text\"]"
+#define COUNTED(field, type)                                                                       \
+	"{\"type\":\"array\",\"items\":{\"type\":\"object\",\"required\":[\"" field                \
+	"\",\"count\"],\"properties\":{\"" field "\":{\"type\":\"" type                            \
+	"\"},\"count\":{\"type\":\"integer\"}}}}"
+
+static const char results_schema[] =
+    "{\"type\":\"object\",\"required\":[\"questionnaire_id\",\"status\",\"invited\","
+    "\"answered\",\"questions\"],\"properties\":{\"questionnaire_id\":{\"type\":\"string\"},"
+    "\"status\":{\"enum\":[\"draft\",\"open\",\"closed\"]},\"invited\":{\"type\":\"integer\"},"
+    "\"answered\":{\"type\":\"integer\"},\"questions\":{\"type\":\"array\",\"items\":{"
+    "\"type\":\"object\",\"required\":[\"key\",\"type\",\"text\",\"answered\"],"
+    "\"properties\":{\"key\":{\"type\":\"string\"},\"type\":{" QUESTION_TYPES "},"
+    "\"text\":{\"type\":\"string\"},\"answered\":{\"type\":\"integer\"},"
+    "\"options\":" COUNTED(
+	"option", "string") ",\"min\":{\"type\":\"integer\"},"
+			    "\"max\":{\"type\":\"integer\"},\"distribution\":" COUNTED(
+				"value",
+				"integer") ","
+					   "\"mean\":{\"type\":[\"string\",\"null\"],"
+					   "\"description\":\"exact, 4 decimals, "
+					   "rounded half "
+					   "up\"},\"latest\":{\"type\":\"array\",\"items\":{"
+					   "\"type\":\"object\","
+					   "\"required\":[\"answer_id\",\"at\",\"text\"],"
+					   "\"properties\":{\"answer_id\":{"
+					   "\"type\":\"string\"},\"at\":{\"type\":\"string\"},"
+					   "\"text\":{\"type\":\"string\"}}}}}}}}}";
+
+static const char link_schema[] =
+    "{\"type\":\"object\",\"required\":[\"title\",\"intro\",\"questions\",\"expires_at\"],"
+    "\"properties\":{\"title\":{\"type\":\"string\"},\"intro\":{\"type\":[\"string\","
+    "\"null\"]},\"expires_at\":{\"type\":[\"string\",\"null\"]},\"questions\":{\"type\":"
+    "\"array\",\"items\":{\"type\":\"object\",\"required\":[\"key\",\"text\",\"type\","
+    "\"required\"],\"properties\":{\"key\":{\"type\":\"string\"},\"text\":{\"type\":"
+    "\"string\"},\"type\":{" QUESTION_TYPES "},\"required\":{\"type\":\"boolean\"},"
+    "\"options\":{\"type\":\"array\",\"items\":{\"type\":\"string\"}},\"min\":{\"type\":"
+    "\"integer\"},\"max\":{\"type\":\"integer\"}}}}}}";
+
+static const char receipt_schema[] =
+    "{\"type\":\"object\",\"required\":[\"id\",\"status\",\"answered_at\"],\"properties\":{"
+    "\"id\":{\"type\":\"string\"},\"status\":{\"const\":\"answered\"},\"answered_at\":{"
+    "\"type\":\"string\"}}}";
+
+static const char invitations_schema[] =
+    "{\"type\":\"object\",\"required\":[\"items\"],\"properties\":{\"items\":{\"type\":"
+    "\"array\",\"items\":{\"type\":\"object\",\"required\":[\"id\",\"questionnaire_id\","
+    "\"client_id\",\"contact_id\",\"status\",\"token\",\"link\"],\"properties\":{\"id\":{"
+    "\"type\":\"string\"},\"questionnaire_id\":{\"type\":\"string\"},\"client_id\":{\"type\":"
+    "\"string\"},\"contact_id\":{\"type\":\"string\"},\"status\":{\"const\":\"pending\"},"
+    "\"expires_at\":{\"type\":[\"string\",\"null\"]},\"answered_at\":{\"type\":\"null\"},"
+    "\"token\":{\"type\":\"string\",\"description\":\"shown only here\"},\"link\":{"
+    "\"type\":\"string\"}}}}}}";
+
+static const struct tr_answer_schema answers[] = {
+    {TR_GET, "/v1/crm/questionnaires/{id}/results", "QuestionnaireResults", results_schema},
+    {TR_POST, "/v1/crm/questionnaires/{id}/invitations", "QuestionnaireInvitationsSent",
+     invitations_schema},
+    {TR_GET, "/v1/questionnaire-links/{token}", "QuestionnaireLink", link_schema},
+    {TR_POST, "/v1/questionnaire-links/{token}", "QuestionnaireAnswered", receipt_schema},
+};
+
 static const struct tr_job_handler jobs[] = {
     {.queue = "crm.reminders", .run = crm_task_reminder},
     {.queue = "crm.convert", .run = crm_convert_settle},
@@ -104,6 +194,8 @@ static const struct tr_permission permissions[] = {
     {"crm.claims.read", "manager sales:own"},
     {"crm.claims.write", "manager sales:own"},
     {"crm.reports.read", "manager accountant"},
+    {"crm.questionnaires.read", "manager sales"},
+    {"crm.questionnaires.write", "manager"},
     {"crm.settings.write", ""},
 };
 
@@ -111,7 +203,7 @@ static const struct tr_permission permissions[] = {
 static const struct tr_topic topics[] = {
     {"crm.leads", "crm.leads.read"},	 {"crm.deals", "crm.deals.read"},
     {"crm.clients", "crm.clients.read"}, {"crm.tasks", "crm.tasks.read"},
-    {"crm.claims", "crm.claims.read"},
+    {"crm.claims", "crm.claims.read"},	 {"crm.questionnaires", "crm.questionnaires.read"},
 };
 
 /* Its configuration keys (config.h). */
@@ -132,6 +224,26 @@ static const struct tr_config_key config[] = {
      "Posts a second one inbound source takes (token bucket per source)."},
     {"inbound_rate_burst", TR_CONFIG_INT, "20", 1, 1000000,
      "Bucket size of the per-source rate limit of inbound posts."},
+    {"crm_questionnaire_max_questions", TR_CONFIG_INT, "50", 1, 100,
+     "Questions a questionnaire holds at most (more: 422)."},
+    {"crm_questionnaire_max_options", TR_CONFIG_INT, "20", 2, 50,
+     "Options a choice question offers at most (more: 422)."},
+    {"crm_questionnaire_text_max", TR_CONFIG_INT, "2000", 1, 100000,
+     "Characters a text answer holds at most (more: 422)."},
+    {"crm_questionnaire_max_invitations", TR_CONFIG_INT, "100", 1, 1000,
+     "Contacts one POST .../invitations sends a questionnaire to at most."},
+    {"crm_questionnaire_link_base", TR_CONFIG_STR, "", 0, 0,
+     "What goes before /v1/questionnaire-links/<token> in an invitation's link (the public "
+     "https://host the contacts reach); empty: the link is that path alone."},
+    {"crm_questionnaire_link_rate_rps", TR_CONFIG_INT, "5", 1, 100000,
+     "Requests a second one client address makes to questionnaire links (token bucket in "
+     "Redis, across processes)."},
+    {"crm_questionnaire_link_rate_burst", TR_CONFIG_INT, "60", 1, 1000000,
+     "Bucket size of the per-address rate limit of questionnaire links."},
+    {"crm_questionnaire_token_rate_rps", TR_CONFIG_INT, "1", 1, 100000,
+     "Requests a second one questionnaire link takes (token bucket per link)."},
+    {"crm_questionnaire_token_rate_burst", TR_CONFIG_INT, "10", 1, 1000000,
+     "Bucket size of the per-link rate limit."},
     {"inbound_tolerance_s", TR_CONFIG_INT, "300", 10, 86400,
      "Seconds a signed inbound post's webhook-timestamp may be from now."},
 };

@@ -28,7 +28,9 @@ void tr_db_release(struct tr_db *db);
  * its own id as tenant_id) are found and created before any tenant is
  * known. These calls serve that work - signup, login, API keys, the
  * `trellis tenant|user|demo` commands, and the CRM's public inbound url,
- * whose token names its source's id (inbound.c) - and nothing else. */
+ * whose token names its source's id (inbound.c), and a questionnaire
+ * link, whose token names its invitation's id (questionnaire_links.c) -
+ * and nothing else. */
 
 /* Worker thread or command: a handle for one piece of work; NULL
  * principal gives a handle that refuses tenant data until

@@ -212,7 +212,8 @@ tr_timeline_route(struct tr_ctx *c)
 		tr_problem_from_err(c, rc);
 		goto out;
 	}
-	qsort(items.all, items.n, sizeof(*items.all), item_cmp);
+	if (items.n > 1) /* an empty timeline has no array: qsort takes none */
+		qsort(items.all, items.n, sizeof(*items.all), item_cmp);
 	size_t shown = items.n < (size_t)page ? items.n : (size_t)page;
 	BSON_APPEND_ARRAY_BEGIN(&body, "items", &list);
 	for (size_t i = 0; i < shown; i++) {

@@ -298,6 +298,8 @@ static const struct {
     {TR_POST, "/v1/webhooks/{id}/replay", 202, 0, NULL},
     /* 200: a webhook-id received before answers what it made */
     {TR_POST, "/v1/inbound/{token}", 202, 200, NULL},
+    {TR_POST, "/v1/crm/questionnaires/{id}/invitations", 201, 0, NULL},
+    {TR_POST, "/v1/questionnaire-links/{token}", 201, 0, NULL},
     {TR_GET, "/metrics", 200, 0, "text/plain"},
     {TR_GET, "/v1/ws", 101, 0, ""},
 };
@@ -439,6 +441,9 @@ problem_codes(const struct tr_route *r, int *codes)
 	unsigned n = 0;
 	bool pub = r->flags & TR_PUBLIC, body = r->flags & TR_JSON_BODY;
 	bool reads = (r->flags & TR_PAGED) || r->query;
+	/* a public credential url (a questionnaire link) is checked and rate
+	 * limited by its handler, and says when its state refuses */
+	bool link = pub && (r->flags & TR_SECRET_PATH);
 
 	codes[n++] = 400; /* malformed request, unknown query parameter */
 	/* a public row with a body checks credentials of its own (login,
@@ -450,7 +455,7 @@ problem_codes(const struct tr_route *r, int *codes)
 		codes[n++] = 404;
 	if (!pub && r->method != TR_GET)
 		codes[n++] = 409;
-	else if (pub && body)
+	else if (pub && (body || link))
 		codes[n++] = 409;
 	if (reads_stream(r))
 		codes[n++] = 410;
@@ -462,7 +467,7 @@ problem_codes(const struct tr_route *r, int *codes)
 		codes[n++] = 422;
 	if (strcmp(r->path, "/v1/ws") == 0)
 		codes[n++] = 426;
-	if (!pub || body)
+	if (!pub || body || link)
 		codes[n++] = 429;
 	if (!(r->flags & TR_INLINE) || strcmp(r->path, "/readyz") == 0)
 		codes[n++] = 503;

@@ -9,9 +9,10 @@ the real server of the session stack, through the API only."""
 import secrets
 
 import pytest
+import requests
 from jsonschema import Draft202012Validator
 
-from conftest import check_problem, user_session
+from conftest import HTTP_TIMEOUT_S, check_problem, user_session
 from crm_support import (  # noqa: F401 (fixtures among them)
     CLIENTS, DEALS, TS_RE, created, get_ok, hdr, list_page, make_client, other, stack, team, uniq,
     walk)
@@ -209,10 +210,27 @@ def test_the_openapi_document_describes_every_kind_of_item(stack, team, history)
     ok = op["responses"]["200"]["content"]["application/json"]["schema"]
     assert ok == {"$ref": "#/components/schemas/Timeline"}
     kinds = doc["components"]["schemas"]["Timeline"]["properties"]["items"]["items"]["oneOf"]
-    assert {k["properties"]["type"]["enum"][0] for k in kinds} == KINDS
+    assert {k["properties"]["type"]["enum"][0] for k in kinds} == KINDS | {"questionnaire_answer"}
     # a real page (every kind in it) is what the document says
     page = list_page(stack, team.owner, timeline(history["client"]), limit=200)
     assert {i["type"] for i in page["items"]} == KINDS
     schema = dict(doc["components"]["schemas"]["Timeline"], components=doc["components"])
+    errors = [e.message for e in Draft202012Validator(schema).iter_errors(page)]
+    assert errors == [], errors
+    # a questionnaire answer (a client of its own: the history's lists stay as they are)
+    c = make_client(stack, team.owner)
+    contact = created(stack.post(f"{CLIENTS}/{c['id']}/contacts", json={"name": "Ann"},
+                                 headers=hdr(team.owner)))
+    q = created(stack.post("/v1/crm/questionnaires", headers=hdr(team.owner), json={
+        "title": "Fit", "status": "open",
+        "questions": [{"key": "ok", "text": "OK?", "type": "single", "options": ["y", "n"]}]}))
+    r = stack.post(f"/v1/crm/questionnaires/{q['id']}/invitations", headers=hdr(team.owner),
+                   json={"contact_ids": [contact["id"]]})
+    assert r.status_code == 201, r.text
+    r = requests.post(stack.base_url + r.json()["items"][0]["link"], json={"answers": {"ok": "y"}},
+                      timeout=HTTP_TIMEOUT_S)
+    assert r.status_code == 201, r.text
+    page = list_page(stack, team.owner, timeline(c), limit=200)
+    assert [i["type"] for i in page["items"]] == ["questionnaire_answer"], page
     errors = [e.message for e in Draft202012Validator(schema).iter_errors(page)]
     assert errors == [], errors
