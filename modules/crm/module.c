@@ -103,10 +103,6 @@ static const char bcg_schema[] =
     "\"bcg\":{\"type\":\"string\",\"enum\":[\"star\",\"cash_cow\",\"question_mark\",\"dog\"]}"
     "}}}}}";
 
-static const struct tr_answer_schema answers[] = {
-    {TR_GET, "/v1/crm/reports/bcg", "BcgReport", bcg_schema},
-};
-
 /* The answers of the questionnaire routes (OpenAPI). */
 #define QUESTION_TYPES "\"enum\":[\"single\",\"multiple\",\"scale\",\"text\"]"
 #define COUNTED(field, type)                                                                       \
@@ -163,6 +159,7 @@ static const char invitations_schema[] =
     "\"type\":\"string\"}}}}}}";
 
 static const struct tr_answer_schema answers[] = {
+    {TR_GET, "/v1/crm/reports/bcg", "BcgReport", bcg_schema},
     {TR_GET, "/v1/crm/questionnaires/{id}/results", "QuestionnaireResults", results_schema},
     {TR_POST, "/v1/crm/questionnaires/{id}/invitations", "QuestionnaireInvitationsSent",
      invitations_schema},
