@@ -19,6 +19,8 @@
  * in `sending`; the next look at it after the claim went stale records
  * `interrupted` and does not send again, since a second copy in a
  * customer's inbox cannot be taken back while a missing one shows here.
+ * A connection that ends after the message went out but before the
+ * server answered it is `interrupted` for the same reason.
  *
  * Every message carries an unsubscribe link (RFC 8058 one-click): the
  * recipient's id and 32 random bytes. Following it adds the address to the
@@ -1205,6 +1207,9 @@ crm_mailing_send(const struct tr_job *job, char *err, size_t errlen)
 				 tr_strerror(rc));
 		BSON_APPEND_UTF8(&set, "status", "sent");
 		BSON_APPEND_DATE_TIME(&set, "sent_at", tr_now_ms());
+	} else if (o == TR_SMTP_UNKNOWN) {
+		/* perhaps taken: at most once, so not again */
+		BSON_APPEND_UTF8(&set, "status", "interrupted");
 	} else if (o == TR_SMTP_PERMANENT || tr_job_next_attempt_ms(job) == 0) {
 		BSON_APPEND_UTF8(&set, "status", "failed");
 	} else {

@@ -249,6 +249,8 @@ read_cb(char *buf, size_t size, size_t n, void *arg)
 struct last_reply {
 	char line[256];
 	char refusal[256];
+	bool data_started;  /* the server said 354: the message went out */
+	bool data_answered; /* and then answered it */
 };
 
 static int
@@ -271,6 +273,10 @@ debug_cb(CURL *curl, curl_infotype type, char *data, size_t size, void *arg)
 			r->line[i] = ' ';
 	if (r->line[0] == '4' || r->line[0] == '5')
 		memcpy(r->refusal, r->line, sizeof(r->refusal));
+	if (r->data_started)
+		r->data_answered = true;
+	if (strncmp(r->line, "354", 3) == 0)
+		r->data_started = true;
 	return 0;
 }
 
@@ -293,7 +299,7 @@ tr_smtp_send(const struct tr_mail *m, char *reply, size_t replylen)
 {
 	struct text msg = {NULL, 0, 0, true};
 	struct curl_slist *rcpt = NULL;
-	struct last_reply last = {"", ""};
+	struct last_reply last = {"", "", false, false};
 	char from[272], to[272], errbuf[CURL_ERROR_SIZE] = "";
 	enum tr_smtp_outcome out = TR_SMTP_TEMPORARY;
 	long code = 0;
@@ -353,6 +359,10 @@ tr_smtp_send(const struct tr_mail *m, char *reply, size_t replylen)
 	if (cc == CURLE_OK) {
 		out = TR_SMTP_SENT;
 		snprintf(reply, replylen, "%s", last.line[0] ? last.line : "250 accepted");
+	} else if (last.data_started && !last.data_answered) {
+		out = TR_SMTP_UNKNOWN;
+		snprintf(reply, replylen, "no answer after the message was sent (%s)",
+			 errbuf[0] ? errbuf : curl_easy_strerror(cc));
 	} else {
 		/* a refusal for good is the server's 5xx; anything else may pass */
 		out = code >= 500 && code < 600 ? TR_SMTP_PERMANENT : TR_SMTP_TEMPORARY;

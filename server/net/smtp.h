@@ -27,6 +27,10 @@ enum tr_smtp_outcome {
 	TR_SMTP_SENT = 0,      /* the server accepted the message */
 	TR_SMTP_TEMPORARY = 1, /* try again later: 4xx, no connection, a drop */
 	TR_SMTP_PERMANENT = 2, /* the server refused it for good: 5xx */
+	/* the message went out but the server's answer never came (a drop or
+	 * a timeout after DATA): it may have been taken; sending again may
+	 * deliver it twice (RFC 1047) */
+	TR_SMTP_UNKNOWN = 3,
 };
 
 /* Is an SMTP server configured (smtp_url and smtp_from)? */
