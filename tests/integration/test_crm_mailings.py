@@ -342,7 +342,7 @@ def test_a_send_whose_answer_never_comes_is_interrupted_not_sent_twice(trellis, 
 
 def test_several_processes_send_each_recipient_once_and_together_keep_the_rate(trellis, smtp):
     server = smtp()
-    rate = 3
+    rate = 2
     trio = senders(trellis, server, n=3, smtp_rate=rate)
     at = [At(p) for p in trio.procs]
     owner = signup(at[0])
@@ -365,8 +365,10 @@ def test_several_processes_send_each_recipient_once_and_together_keep_the_rate(t
     wait_for("every address", lambda: len(server.inbox.addresses()) >= 9, within=SEND_WITHIN_S)
     assert server.inbox.addresses() == expected  # one each: the twins are one address
     times = server.inbox.times()
-    # 9 messages at 3 a second across all processes: at least 8/3 s apart
-    assert times[-1] - times[0] >= (9 - 1) / rate - 0.3, times
+    # 9 messages at 2 a second across all processes: their slots are 4 s
+    # apart (a second of slack for the first send's slower start); six job
+    # threads unthrottled would send them in well under one
+    assert times[-1] - times[0] >= (9 - 1) / rate - 1.0, times
 
 
 def test_a_repeating_mailing_runs_again_and_stops_when_cancelled(trellis, smtp):
