@@ -250,6 +250,30 @@ def test_a_mailing_reaches_each_contact_of_the_group_rendered_escaped_and_on_the
     stop_cleanly(trio)
 
 
+def test_a_saved_filter_group_mails_the_clients_its_rule_matches_at_the_time_of_the_run(
+        trellis, smtp):
+    server = smtp()
+    trio = senders(trellis, server)
+    at = At(trio.procs[0])
+    owner = signup(at)
+    r = call(at, owner, "POST", "/v1/crm/groups",
+             json={"name": "People", "rule": {"type": "filter", "kind": "person"}})
+    assert r.status_code == 201, r.text
+    group = r.json()
+    for name, kind, address in (("Pat Person", "person", "pat@filter.example"),
+                                ("Co Company", "company", "co@filter.example")):
+        client = call(at, owner, "POST", "/v1/crm/clients", json={"name": name, "kind": kind}).json()
+        r = call(at, owner, "POST", f"/v1/crm/clients/{client['id']}/contacts",
+                 json={"name": name, "email": address})
+        assert r.status_code == 201, r.text
+    m = mailing(at, owner, group)
+    (x,) = settled(at, owner, m, 1)
+    assert x["email"] == "pat@filter.example" and x["status"] == "sent", x
+    wait_for("pat's message", lambda: server.inbox.addresses() == ["pat@filter.example"],
+             within=SEND_WITHIN_S)
+    assert server.inbox.to("pat@filter.example")[0]["Subject"] == "News for Pat Person"
+
+
 def test_a_recipient_refused_by_the_server_fails_with_its_reply_and_the_others_arrive(
         trellis, smtp):
     server = smtp(refuse={"gone@bad.example"})
