@@ -346,7 +346,7 @@ const struct tr_resource crm_mailings = {
 
 /* ---- pausing, resuming, cancelling ---- */
 
-/* Moves the mailing named in the path from one of `from` (space-separated)
+/* Moves the mailing named in the path from one of `from` ("/"-separated)
  * to `to`; 409 from any other status. Replies with the mailing. *old gets
  * the mailing as it was (initialised either way). The mailing's own jobs
  * write it too (a run's count): a write that lost to one of them reads
@@ -404,12 +404,49 @@ crm_mailings_pause(struct tr_ctx *c)
 	bson_destroy(&old);
 }
 
+/* One waiting recipient of a cancelled mailing becomes cancelled, on its
+ * version: a send job that claimed it first keeps it (and records what
+ * the server said). */
+static int
+cancel_one(void *arg, const bson_t *recipient)
+{
+	struct tr_db *db = arg;
+	const char *id = tr_doc_str(recipient, "id");
+	bson_t set = BSON_INITIALIZER, after;
+	int rc;
+
+	if (!id) {
+		bson_destroy(&set);
+		return 0;
+	}
+	BSON_APPEND_UTF8(&set, "status", "cancelled");
+	rc = tr_db_update(db, RECIPIENTS, id, tr_doc_int(recipient, "version", 0), &set, NULL,
+			  &after);
+	bson_destroy(&after);
+	bson_destroy(&set);
+	return rc == TR_OK || rc == TR_EVERSION || rc == TR_EBUSY || rc == TR_ENOTFOUND ? 0 : rc;
+}
+
+/* Cancelling stops what still waits, a done mailing's sends in progress
+ * too (done: no run is left to make). It marks the waiting recipients, so
+ * the list says so at once; a job that comes up for one later finds it
+ * done. */
 void
 crm_mailings_cancel(struct tr_ctx *c)
 {
-	bson_t old;
-	move(c, "scheduled paused", "cancelled", &old);
+	bson_t old, filter = BSON_INITIALIZER;
+	bson_oid_t id;
+
+	if (move(c, "scheduled/paused/done", "cancelled", &old) && tr_doc_oid(&old, "_id", &id)) {
+		BSON_APPEND_OID(&filter, "mailing_id", &id);
+		BSON_APPEND_UTF8(&filter, "status", "queued");
+		/* the mailing is cancelled either way: the jobs finish the rest */
+		if (tr_db_each(c->db, RECIPIENTS, &filter, cancel_one, c->db) != TR_OK)
+			tr_error(
+			    "crm: a cancelled mailing's waiting recipients were not all marked");
+	}
 	bson_destroy(&old);
+	bson_destroy(&filter);
 }
 
 static int

@@ -41,7 +41,8 @@ static const struct tr_route routes[] = {
      "Resume a paused mailing: its waiting recipients are sent and its next run scheduled.",
      &crm_mailings, NULL, NULL},
     {TR_POST, "/v1/crm/mailings/{id}/cancel", crm_mailings_cancel, "crm.mailings.write", 0,
-     "Cancel a mailing for good: no further run, recipients not yet sent become cancelled.",
+     "Cancel a mailing for good (scheduled, paused, or done with sends still waiting): no "
+     "further run; recipients not yet sent become cancelled.",
      &crm_mailings, NULL, NULL},
     {TR_GET, "/v1/crm/mailings/{id}/recipients", crm_mailings_recipients, "crm.mailings.read",
      TR_PAGED,

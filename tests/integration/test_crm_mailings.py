@@ -395,6 +395,26 @@ def test_several_processes_send_each_recipient_once_and_together_keep_the_rate(t
     assert times[-1] - times[0] >= (9 - 1) / rate - 1.0, times
 
 
+def test_cancelling_mid_run_stops_the_waiting_recipients_and_sends_none_of_them(
+        trellis, smtp):
+    server = smtp()
+    trio = senders(trellis, server, smtp_rate=1)
+    at = At(trio.procs[0])
+    owner = signup(at)
+    people = [(f"Client {i}", [(f"Person {i}", f"c{i}@cancel.example")]) for i in range(6)]
+    group, _ = group_with_contacts(at, owner, people)
+    m = mailing(at, owner, group)
+    wait_for("a first arrival", lambda: server.inbox.addresses(), within=SEND_WITHIN_S)
+    r = call(at, owner, "POST", f"/v1/crm/mailings/{m['id']}/cancel")
+    assert r.status_code == 200 and r.json()["status"] == "cancelled", r.text
+    rs = settled(at, owner, m, 6)
+    sent = sorted(x["email"] for x in rs if x["status"] == "sent")
+    cancelled = [x for x in rs if x["status"] == "cancelled"]
+    assert sent and cancelled and len(sent) + len(cancelled) == 6, rs
+    wait_for("the sent ones", lambda: server.inbox.addresses() == sent, within=SEND_WITHIN_S)
+    check_problem(call(at, owner, "POST", f"/v1/crm/mailings/{m['id']}/cancel"), 409)
+
+
 def test_a_repeating_mailing_runs_again_and_stops_when_cancelled(trellis, smtp):
     server = smtp()
     trio = senders(trellis, server, mailing_repeat_min_s=1)
