@@ -126,6 +126,28 @@ static const struct key keys[] = {
 	"Folder of the platform's NNNN_name.json migrations. Modules' are in "
 	"modules/<module>/migrations, relative to the working directory."),
     STR(log_level, "info", "debug, info, warn or error."),
+    STR(smtp_url, "",
+	"The SMTP server mail goes out through: smtp://host:port (STARTTLS as smtp_starttls "
+	"says) or smtps://host:port (TLS from the start). Empty: no mail is sent (a mailing's "
+	"recipients fail saying so)."),
+    STR(smtp_starttls, "required",
+	"For smtp:// urls: required (refuse a server without STARTTLS), optional (use it when "
+	"offered) or off (plain text; a relay on the same host only)."),
+    STR(smtp_user, "", "SMTP AUTH user name; empty: no AUTH."),
+    STR(smtp_password, "",
+	"SMTP AUTH password (a secret: never logged; set it with TRELLIS_SMTP_PASSWORD)."),
+    STR(smtp_from, "", "The From address of outgoing mail (name@example.com)."),
+    STR(smtp_ca_file, "",
+	"PEM file of the CA that signs the SMTP server's certificate; empty: the system's."),
+    INT(smtp_rate, "10", 1, 100000,
+	"Messages a second all processes together send through the SMTP server (spaced "
+	"evenly through a slot in Redis)."),
+    INT(smtp_timeout_ms, "30000", 1000, 600000,
+	"How long one send may take, connecting included, before it counts as a temporary "
+	"failure."),
+    STR(public_url, "http://127.0.0.1:8080",
+	"The address users reach this API at (https://crm.example.com): the start of links "
+	"put in mail, such as unsubscribe links."),
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -499,6 +521,23 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 				 fault);
 			return -1;
 		}
+	}
+	if (strcmp(cfg->smtp_starttls, "required") != 0 &&
+	    strcmp(cfg->smtp_starttls, "optional") != 0 && strcmp(cfg->smtp_starttls, "off") != 0) {
+		snprintf(err, errlen, "smtp_starttls must be required, optional or off, got \"%s\"",
+			 cfg->smtp_starttls);
+		return -1;
+	}
+	if (cfg->smtp_url[0] && strncmp(cfg->smtp_url, "smtp://", 7) != 0 &&
+	    strncmp(cfg->smtp_url, "smtps://", 8) != 0) {
+		/* the url may hold a password: name the key, not the value */
+		snprintf(err, errlen, "smtp_url must start with smtp:// or smtps://");
+		return -1;
+	}
+	if (strncmp(cfg->public_url, "http://", 7) != 0 &&
+	    strncmp(cfg->public_url, "https://", 8) != 0) {
+		snprintf(err, errlen, "public_url must start with http:// or https://");
+		return -1;
 	}
 	if (cfg->host[0] == '\0') {
 		snprintf(err, errlen, "host must not be empty");

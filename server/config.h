@@ -98,6 +98,16 @@ struct tr_config {
 	int debug_step_delay_ms;    /* fault tests: pause between register writes */
 	char migrations_dir[512];
 	char log_level[16];
+	/* outgoing mail (smtp.h) */
+	char smtp_url[512];
+	char smtp_starttls[16]; /* required, optional or off */
+	char smtp_user[256];
+	char smtp_password[256]; /* a secret: never logged or shown */
+	char smtp_from[256];
+	char smtp_ca_file[512];
+	int smtp_rate;	      /* messages a second across processes */
+	int smtp_timeout_ms;  /* one send, connection included */
+	char public_url[512]; /* where users reach the API (unsubscribe links) */
 	/* the modules' keys, module by module in registry order */
 	struct tr_config_value module_values[TR_CONFIG_MODULE_KEYS];
 	size_t nmodule_values;

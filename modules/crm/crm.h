@@ -53,6 +53,19 @@ int crm_task_reminder(const struct tr_job *job, char *err, size_t errlen);
 /* Completes a lead's conversion whose writer stopped after the claim (leads.c). */
 int crm_convert_settle(const struct tr_job *job, char *err, size_t errlen);
 
+/* Mailings (mailings.c): actions, the recipients' list, the public
+ * unsubscribe page and its one-click POST, and the run and send jobs. */
+void crm_mailings_pause(struct tr_ctx *c);
+void crm_mailings_resume(struct tr_ctx *c);
+void crm_mailings_cancel(struct tr_ctx *c);
+void crm_mailings_recipients(struct tr_ctx *c);
+void crm_unsubscribe_page(struct tr_ctx *c);
+void crm_unsubscribe_confirm(struct tr_ctx *c);
+int crm_mailing_run(const struct tr_job *job, char *err, size_t errlen);
+int crm_mailing_send(const struct tr_job *job, char *err, size_t errlen);
+/* The sorts of a mailing's recipients list. */
+extern const char *const crm_recipient_sorts[];
+
 /* The CRM's part of a client's timeline (clients.c): its interactions,
  * deals and claims. */
 extern const struct tr_timeline crm_timeline;
@@ -60,7 +73,7 @@ extern const struct tr_timeline crm_timeline;
 /* Resources (one file per part of the CRM). */
 extern const struct tr_resource crm_leads, crm_clients, crm_contacts, crm_counterparties,
     crm_groups, crm_pipelines, crm_deals, crm_interactions, crm_tasks, crm_campaigns, crm_claims,
-    crm_fields, crm_inbound_sources, crm_questionnaires;
+    crm_fields, crm_inbound_sources, crm_questionnaires, crm_mailings, crm_unsubscribes;
 
 /* Report totals (totals.c): the effects of deals, leads and clients on
  * registers; CRM_NAMES counts each client's name changes. */

@@ -6,9 +6,10 @@
 /* The resources: each yields its list, create, get, change and delete
  * routes (resource.h). */
 static const struct tr_resource *const resources[] = {
-    &crm_leads,	    &crm_clients, &crm_counterparties,	&crm_contacts,	     &crm_groups,
-    &crm_pipelines, &crm_deals,	  &crm_interactions,	&crm_tasks,	     &crm_campaigns,
-    &crm_claims,    &crm_fields,  &crm_inbound_sources, &crm_questionnaires,
+    &crm_leads,		  &crm_clients,	       &crm_counterparties, &crm_contacts,
+    &crm_groups,	  &crm_pipelines,      &crm_deals,	    &crm_interactions,
+    &crm_tasks,		  &crm_campaigns,      &crm_claims,	    &crm_fields,
+    &crm_inbound_sources, &crm_questionnaires, &crm_mailings,	    &crm_unsubscribes,
 };
 
 static const char *const by_created[] = {"-created_at", "created_at", NULL};
@@ -61,6 +62,31 @@ static const struct tr_route routes[] = {
      "Answer a questionnaire link, no login: answers checked against the questions (422), "
      "each link taken once (409 after; rate limited).",
      NULL, NULL, NULL},
+    {TR_POST, "/v1/crm/mailings/{id}/pause", crm_mailings_pause, "crm.mailings.write", 0,
+     "Hold a scheduled mailing: its runs and waiting sends stop until it is resumed.",
+     &crm_mailings, NULL, NULL},
+    {TR_POST, "/v1/crm/mailings/{id}/resume", crm_mailings_resume, "crm.mailings.write", 0,
+     "Resume a paused mailing: its waiting recipients are sent and its next run scheduled.",
+     &crm_mailings, NULL, NULL},
+    {TR_POST, "/v1/crm/mailings/{id}/cancel", crm_mailings_cancel, "crm.mailings.write", 0,
+     "Cancel a mailing for good (scheduled, paused, or done with sends still waiting): no "
+     "further run; recipients not yet sent become cancelled.",
+     &crm_mailings, NULL, NULL},
+    {TR_GET, "/v1/crm/mailings/{id}/recipients", crm_mailings_recipients, "crm.mailings.read",
+     TR_PAGED,
+     "Each run's recipients and what became of each: queued, sending, sent, failed (with the "
+     "SMTP server's reply), skipped_unsubscribed, cancelled or interrupted.",
+     NULL,
+     "status=queued|sending|sent|failed|skipped_unsubscribed|cancelled|interrupted "
+     "run=1..1000000000",
+     crm_recipient_sorts},
+    {TR_GET, "/v1/unsubscribe/{token}", crm_unsubscribe_page, NULL,
+     TR_PUBLIC | TR_SECRET_PATH | TR_STATIC,
+     "A mailing's unsubscribe link: a page with the one button that confirms.", NULL, NULL, NULL},
+    {TR_POST, "/v1/unsubscribe/{token}", crm_unsubscribe_confirm, NULL,
+     TR_PUBLIC | TR_SECRET_PATH | TR_STATIC,
+     "One-click unsubscribe (RFC 8058): the address joins the tenant's unsubscribe list.", NULL,
+     NULL, NULL},
     {TR_GET, "/v1/crm/reports/funnel", crm_reports_funnel, "crm.reports.read", 0,
      "Per stage of a pipeline: deals entered, still there, moved on, conversion; won/lost.", NULL,
      "pipeline_id from to", NULL},
@@ -170,6 +196,11 @@ static const struct tr_answer_schema answers[] = {
 static const struct tr_job_handler jobs[] = {
     {.queue = "crm.reminders", .run = crm_task_reminder},
     {.queue = "crm.convert", .run = crm_convert_settle},
+    {.queue = "crm.mailings.run", .run = crm_mailing_run},
+    {.queue = "crm.mailings.send",
+     .run = crm_mailing_send,
+     .max_attempts_key = "mailing_max_attempts",
+     .backoff_max_key = "mailing_backoff_max_ms"},
 };
 
 /* The permissions this module owns and the built-in roles holding each
@@ -194,6 +225,8 @@ static const struct tr_permission permissions[] = {
     {"crm.questionnaires.read", "manager sales"},
     {"crm.questionnaires.write", "manager"},
     {"crm.settings.write", ""},
+    {"crm.mailings.read", "manager sales"},
+    {"crm.mailings.write", "manager"},
 };
 
 /* Its event topics and what reading each needs. */
@@ -243,6 +276,14 @@ static const struct tr_config_key config[] = {
      "Bucket size of the per-link rate limit."},
     {"inbound_tolerance_s", TR_CONFIG_INT, "300", 10, 86400,
      "Seconds a signed inbound post's webhook-timestamp may be from now."},
+    {"mailing_repeat_min_s", TR_CONFIG_INT, "3600", 1, 31536000,
+     "The shortest period a repeating mailing may have, in seconds."},
+    {"mailing_max_attempts", TR_CONFIG_INT, "8", 1, 100,
+     "Sends of one mailing recipient before a temporary failure (4xx, no connection) counts "
+     "as failed."},
+    {"mailing_backoff_max_ms", TR_CONFIG_INT, "600000", 1, 86400000,
+     "Longest wait between two sends of one mailing recipient (the wait doubles from "
+     "job_backoff_ms)."},
 };
 
 const struct tr_module tr_crm_module = {

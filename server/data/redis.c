@@ -10,7 +10,9 @@
 #include "util.h"
 
 #define MAX_SCRIPTS 8
-#define MAX_ARGS 32
+/* Arguments of one command: the job stats script (jobs.c) passes three
+ * keys per queue, up to 16 queues, plus its own three. */
+#define MAX_ARGS 64
 #define RECONNECT_MIN_MS 100
 #define RECONNECT_MAX_MS 1000
 #define SWEEP_MS 50
