@@ -185,7 +185,8 @@ hash_line(crypto_generichash_state *hash, const char *text, size_t len)
 	crypto_generichash_update(hash, (const unsigned char *)"\n", 1);
 }
 
-/* Writes doc as one line of canonical extended JSON and hashes it. */
+/* Writes doc as one line of canonical extended JSON and hashes it (hash
+ * may be NULL). */
 static int
 write_line(FILE *f, crypto_generichash_state *hash, const bson_t *doc)
 {
@@ -197,7 +198,8 @@ write_line(FILE *f, crypto_generichash_state *hash, const bson_t *doc)
 		return TR_EINTERNAL;
 	if (fwrite(text, 1, len, f) != len || fputc('\n', f) == EOF)
 		rc = TR_EINVALID;
-	hash_line(hash, text, len);
+	if (hash)
+		hash_line(hash, text, len);
 	bson_free(text);
 	return rc;
 }
@@ -287,7 +289,7 @@ write_trailer(FILE *f, struct tally *t)
 	bson_append_document_end(&end, &counts);
 	BSON_APPEND_UTF8(&end, "blake2b", t->hex);
 	bson_append_document_end(&line, &end);
-	rc = write_line(f, &t->hash, &line);
+	rc = write_line(f, NULL, &line); /* the checksum ends before this line */
 	bson_destroy(&line);
 	return rc;
 }
@@ -315,7 +317,9 @@ tr_backup_export(const char *slug, const char *path, long long *documents, char 
 	if (rc != TR_OK)
 		goto out;
 	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
-	if (fd < 0 || !(f = fdopen(fd, "w"))) {
+	if (fd >= 0)
+		f = fdopen(fd, "w");
+	if (!f) {
 		snprintf(err, errlen, "cannot create %s: %s", path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
