@@ -26,8 +26,8 @@ from bson import ObjectId, json_util
 from bson.codec_options import CodecOptions
 from bson.raw_bson import RawBSONDocument
 
-from conftest import (DB_NAME, HTTP_TIMEOUT_S, REPO_ROOT, TrellisLauncher, login, login_request,
-                      sanitizer_hits, signup, unique_slug)
+from conftest import (DB_NAME, HTTP_TIMEOUT_S, REPO_ROOT, TrellisLauncher, free_port, login,
+                      login_request, sanitizer_hits, signup, unique_slug)
 
 USAGE_ERROR = 2
 SEED_TIMEOUT_S = 300
@@ -161,6 +161,21 @@ def first_event_id(stack, acct):
         time.sleep(0.2)
 
 
+def wait_quiet(db, tenant_id, settle_s=3.0, timeout=180):
+    """Until the tenant's stored documents stay the same for settle_s: the
+    jobs its seeding queued (settling, checks) have run. An export is only
+    a consistent picture of a tenant nothing writes to (README)."""
+    deadline = time.monotonic() + timeout
+    last = stored(db, tenant_id)
+    while True:
+        time.sleep(settle_s)
+        now = stored(db, tenant_id)
+        if now == last:
+            return
+        assert time.monotonic() < deadline, "the tenant never went quiet"
+        last = now
+
+
 def tenant_docs_anywhere(db, tenant_id):
     return sum(db[n].count_documents({"tenant_id": tenant_id}) for n in collections(db))
 
@@ -188,8 +203,11 @@ def seeded(stack, launcher, tmp_path_factory):
     s.env = stack.server_env()
     s.slug = unique_slug("bk")
     s.password = "demo-" + secrets.token_urlsafe(12)
-    run = run_cli(launcher, launcher.env(db=DB_NAME), "seed", "--tenant", s.slug,
-                  binary=stack.demo_bin, stdin=(s.password + "\n").encode(), timeout=SEED_TIMEOUT_S)
+    # the seed's ERP work is settled by jobs due half a second after it,
+    # not a minute: the tenant goes quiet soon (wait_quiet)
+    run = run_cli(launcher, launcher.env(db=DB_NAME, erp_settle_after_ms=500), "seed",
+                  "--tenant", s.slug, binary=stack.demo_bin,
+                  stdin=(s.password + "\n").encode(), timeout=SEED_TIMEOUT_S)
     assert run.returncode == 0, run
     tenant = stack.mongo["tenants"].find_one({"slug": s.slug})
     s.tenant_id = tenant["_id"]
@@ -210,6 +228,7 @@ def seeded(stack, launcher, tmp_path_factory):
     r = requests.post(stack.base_url + "/v1/tags", headers=s.other.headers,
                       timeout=HTTP_TIMEOUT_S, json={"name": "not-in-the-backup"})
     assert r.status_code == 201, r.text
+    wait_quiet(stack.mongo, s.tenant_id)
     s.dir = tmp_path_factory.mktemp("backup")
     s.file = str(s.dir / f"{s.slug}.jsonl")
     s.answers = answers(stack, owner)
@@ -385,6 +404,29 @@ def test_replace_puts_the_tenant_back_as_the_file_has_it(stack, launcher, restor
     owner = login(stack, restored.slug, restored.email, restored.password)
     names = [t["name"] for t in get(stack, owner, "/v1/tags")["items"]]
     assert "made-after-the-backup" not in names and "kept-by-the-backup" in names
+
+
+def dead_redis(env):
+    """env with Redis at a port where nothing listens."""
+    return dict(env, TRELLIS_REDIS_URL=f"redis://127.0.0.1:{free_port()}/0")
+
+
+def test_with_redis_away_replace_deletes_nothing(stack, launcher, restored):
+    run = import_(launcher, dead_redis(restored.env), restored.file, "--replace")
+    assert run.returncode == 1 and "Redis" in run.stderr, run
+    assert stored(stack.mongo, restored.tenant_id) == restored.stored
+
+
+def test_with_redis_away_an_import_undoes_what_it_wrote(launcher, seeded, empty_db):
+    """The import writes the documents, then cannot end the restored users'
+    sessions: it deletes what it wrote, and the tenant slot is empty."""
+    env, db = empty_db
+    run = import_(launcher, dead_redis(env), seeded.file)
+    assert run.returncode == 1 and "Redis" in run.stderr, run
+    assert_nothing_written(db, seeded)
+    run = import_(launcher, env, seeded.file)
+    assert run.returncode == 0, run
+    assert stored(db, seeded.tenant_id) == seeded.stored
 
 
 def test_a_slug_held_by_another_tenant_is_refused_even_with_replace(stack, launcher, seeded,
