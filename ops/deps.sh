@@ -8,7 +8,10 @@
 #   - the Python test virtualenv in .venv from tests/requirements.txt
 #   - the TypeScript client check's packages (tests/openapi-ts, from its lock file)
 #   - the console's build packages (modules/console, from its lock file)
-#   - with "test": Debian's chromium too, for the console's browser tests
+#   - with "test": Debian's chromium too, for the console's browser tests,
+#     prometheus for its promtool, which checks and unit-tests the alert
+#     rules in ops/prometheus (the server it also installs is not started
+#     here), and systemd for systemd-analyze, which checks ops/systemd
 #   - with "test" or "fuzz": clang and its sanitizer runtimes, for the fuzz
 #     harnesses (tests/fuzz); `make run` never needs them. "fuzz" installs
 #     the Debian packages only. libFuzzer is in
@@ -27,6 +30,9 @@ PKGS=(pkg-config libwebsockets-dev libuv1-dev libmongoc-dev libbson-dev libjwt-d
 command -v npm >/dev/null 2>&1 || PKGS+=(nodejs npm)
 # The browser tests drive Debian's chromium (playwright-core never downloads one).
 [ "${1:-}" = test ] && PKGS+=(chromium fonts-dejavu-core)
+# promtool (ops/prometheus: `promtool check rules`, `promtool test rules`)
+# and systemd-analyze (ops/systemd/verify.sh).
+[ "${1:-}" = test ] && PKGS+=(prometheus systemd)
 # The runtime package is versioned: it must match Debian's clang (14 on bookworm).
 case "${1:-}" in test | fuzz) PKGS+=(clang libclang-rt-14-dev) ;; esac
 

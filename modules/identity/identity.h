@@ -44,6 +44,8 @@ int cli_tenant_create(int argc, char **argv);
 int cli_tenant_list(int argc, char **argv);
 int cli_user_create(int argc, char **argv);
 int cli_user_reset_password(int argc, char **argv);
+int cli_tenant_export(int argc, char **argv);
+int cli_tenant_import(int argc, char **argv);
 
 /* Shared helpers (common.c). */
 

@@ -38,6 +38,8 @@ static const struct tr_route routes[] = {
 static const struct tr_command commands[] = {
     {"tenant", "create", cli_tenant_create, "--slug S --name N"},
     {"tenant", "list", cli_tenant_list, ""},
+    {"tenant", "export", cli_tenant_export, "--tenant SLUG --out FILE"},
+    {"tenant", "import", cli_tenant_import, "--file FILE [--replace]"},
     {"user", "create", cli_user_create,
      "--tenant SLUG --email E --name N [--role R]... < password"},
     {"user", "reset-password", cli_user_reset_password, "--tenant SLUG --email E < password"},
