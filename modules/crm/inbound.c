@@ -282,32 +282,17 @@ find_source(struct tr_db *db, const char *token, bson_t *source)
 	return TR_OK;
 }
 
-/* A token bucket per source: KEYS[1] the bucket; ARGV rate a second and
- * burst. Returns 0 (a token taken) or the milliseconds until one is. */
-static const char bucket_lua[] =
-    "local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local b = redis.call('HMGET', KEYS[1], 'n', 'ts')\n"
-    "local n, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now\n"
-    "n = math.min(burst, n + math.max(0, now - ts) * rate / 1000)\n"
-    "local wait = 0\n"
-    "if n >= 1 then n = n - 1 else wait = math.ceil((1 - n) * 1000 / rate) end\n"
-    "redis.call('HSET', KEYS[1], 'n', tostring(n), 'ts', tostring(now))\n"
-    "redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)\n"
-    "return wait\n";
-
+/* A token bucket per source (tr_kv_rate_take); 429 with Retry-After, or
+ * 503, when it cannot take one. */
 static bool
 rate_ok(struct tr_ctx *c, const char *tenant_hex, const char *source_hex)
 {
-	char bucket[96], rate[24], burst[24];
+	char bucket[96];
 	long long wait = 0;
 
 	snprintf(bucket, sizeof(bucket), "t:%s:rl:inbound:%s", tenant_hex, source_hex);
-	snprintf(rate, sizeof(rate), "%ld", tr_config_int("inbound_rate_rps"));
-	snprintf(burst, sizeof(burst), "%ld", tr_config_int("inbound_rate_burst"));
-	const char *argv[] = {"EVAL", bucket_lua, "1", bucket, rate, burst};
-	if (tr_kv_integer(&wait, 6, argv, NULL) != TR_OK) {
+	if (tr_kv_rate_take(bucket, tr_config_int("inbound_rate_rps"),
+			    tr_config_int("inbound_rate_burst"), &wait) != TR_OK) {
 		tr_problem_from_err(c, TR_EUNAVAILABLE);
 		return false;
 	}

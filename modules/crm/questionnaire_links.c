@@ -330,33 +330,15 @@ out:
 
 /* ---- the public link ---- */
 
-/* A token bucket: KEYS[1] the bucket; ARGV rate a second and burst.
- * Returns 0 (a token taken) or the milliseconds until one is. */
-static const char bucket_lua[] =
-    "local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
-    "local t = redis.call('TIME')\n"
-    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
-    "local b = redis.call('HMGET', KEYS[1], 'n', 'ts')\n"
-    "local n, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now\n"
-    "n = math.min(burst, n + math.max(0, now - ts) * rate / 1000)\n"
-    "local wait = 0\n"
-    "if n >= 1 then n = n - 1 else wait = math.ceil((1 - n) * 1000 / rate) end\n"
-    "redis.call('HSET', KEYS[1], 'n', tostring(n), 'ts', tostring(now))\n"
-    "redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)\n"
-    "return wait\n";
-
 /* Takes a token from the bucket (rate and burst from the config keys
  * named); 429 with Retry-After, or 503, when it cannot. */
 static bool
 rate_ok(struct tr_ctx *c, const char *bucket, const char *rate_key, const char *burst_key)
 {
-	char rate[24], burst[24];
 	long long wait = 0;
 
-	snprintf(rate, sizeof(rate), "%ld", tr_config_int(rate_key));
-	snprintf(burst, sizeof(burst), "%ld", tr_config_int(burst_key));
-	const char *argv[] = {"EVAL", bucket_lua, "1", bucket, rate, burst};
-	if (tr_kv_integer(&wait, 6, argv, NULL) != TR_OK) {
+	if (tr_kv_rate_take(bucket, tr_config_int(rate_key), tr_config_int(burst_key), &wait) !=
+	    TR_OK) {
 		tr_problem_from_err(c, TR_EUNAVAILABLE);
 		return false;
 	}

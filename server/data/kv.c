@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -216,4 +217,28 @@ tr_kv_integerf(long long *out, const char *fmt, ...)
 	redisReply *r = command_v(fmt, ap);
 	va_end(ap);
 	return integer_of(r, out);
+}
+
+static const char rate_lua[] =
+    "local rate, burst = tonumber(ARGV[1]), tonumber(ARGV[2])\n"
+    "local t = redis.call('TIME')\n"
+    "local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "local b = redis.call('HMGET', KEYS[1], 'n', 'ts')\n"
+    "local n, ts = tonumber(b[1]) or burst, tonumber(b[2]) or now\n"
+    "n = math.min(burst, n + math.max(0, now - ts) * rate / 1000)\n"
+    "local wait = 0\n"
+    "if n >= 1 then n = n - 1 else wait = math.ceil((1 - n) * 1000 / rate) end\n"
+    "redis.call('HSET', KEYS[1], 'n', tostring(n), 'ts', tostring(now))\n"
+    "redis.call('PEXPIRE', KEYS[1], math.ceil(burst * 1000 / rate) + 1000)\n"
+    "return wait\n";
+
+int
+tr_kv_rate_take(const char *key, long rate, long burst, long long *wait_ms)
+{
+	char r[24], b[24];
+	const char *argv[] = {"EVAL", rate_lua, "1", key, r, b};
+
+	snprintf(r, sizeof(r), "%ld", rate);
+	snprintf(b, sizeof(b), "%ld", burst);
+	return tr_kv_integer(wait_ms, 6, argv, NULL);
 }

@@ -17,5 +17,10 @@
 int tr_kv_integer(long long *out, int argc, const char **argv, const size_t *lens);
 /* The same, printf-style, for commands without binary arguments. */
 int tr_kv_integerf(long long *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Takes one token from the token bucket at key (rate tokens a second,
+ * at most burst; Redis's clock, so every process shares it). *wait_ms:
+ * 0 when a token was taken, else the milliseconds until one is. Codes as
+ * tr_kv_integer. */
+int tr_kv_rate_take(const char *key, long rate, long burst, long long *wait_ms);
 
 #endif
