@@ -266,8 +266,11 @@ mailing_hook(struct tr_ctx *c, const struct tr_resource *e, bson_t *set, const b
 	int64_t at;
 	(void)e;
 
-	if (!template_ok(c, "subject") | !template_ok(c, "text") | !template_ok(c, "html") ||
-	    !repeat_ok(c, set))
+	/* each template checked, so one 422 names every bad placeholder */
+	bool ok = template_ok(c, "subject");
+	ok &= template_ok(c, "text");
+	ok &= template_ok(c, "html");
+	if (!ok || !repeat_ok(c, set))
 		return false;
 	if (old) {
 		const char *status = tr_doc_str(old, "status");
