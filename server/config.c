@@ -41,6 +41,9 @@ static const struct key keys[] = {
 	"Set: migrations create the GIN indexes FerretDB's filters need and /readyz checks it. "
 	"Empty: MongoDB, nothing to do."),
     STR(redis_url, "redis://127.0.0.1:6379/0", "Redis URL: redis://[:password@]host:port/db"),
+    STR(redis_mode, "single",
+	"single: redis_url is the one Redis. cluster: redis_url is any master of a Redis "
+	"Cluster (7.0 or later, db 0); the slot map is read from it and kept current."),
     STR(jwt_secret, TR_EXAMPLE_JWT_SECRET, "HS256 secret for access tokens, at least 32 bytes."),
     STR(jwt_kid, "k1", "kid header of issued access tokens (names jwt_secret)."),
     STR(jwt_previous_secret, "",
@@ -522,6 +525,11 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 			return -1;
 		}
 	}
+	if (strcmp(cfg->redis_mode, "single") != 0 && strcmp(cfg->redis_mode, "cluster") != 0) {
+		snprintf(err, errlen, "redis_mode must be single or cluster, got \"%s\"",
+			 cfg->redis_mode);
+		return -1;
+	}
 	if (strcmp(cfg->smtp_starttls, "required") != 0 &&
 	    strcmp(cfg->smtp_starttls, "optional") != 0 && strcmp(cfg->smtp_starttls, "off") != 0) {
 		snprintf(err, errlen, "smtp_starttls must be required, optional or off, got \"%s\"",
@@ -550,6 +558,13 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 	}
 	if (parse_mongo_uri(cfg, err, errlen) != 0 || parse_redis_url(cfg, err, errlen) != 0)
 		return -1;
+	cfg->redis_cluster = strcmp(cfg->redis_mode, "cluster") == 0;
+	if (cfg->redis_cluster && cfg->redis_db != 0) {
+		snprintf(err, errlen,
+			 "redis_mode cluster needs db 0 in redis_url (a cluster has no "
+			 "other database)");
+		return -1;
+	}
 	return parse_roles(cfg, err, errlen);
 }
 

@@ -45,6 +45,8 @@ struct tr_config {
 	char mongo_db[128];	   /* taken from the URI path */
 	char postgresql_uri[1024]; /* PostgreSQL behind FerretDB, or empty */
 	char redis_url[1024];
+	char redis_mode[16];
+	bool redis_cluster; /* redis_mode is cluster */
 	char redis_host[256];
 	int redis_port;
 	int redis_db;

@@ -290,7 +290,7 @@ rate_ok(struct tr_ctx *c, const char *tenant_hex, const char *source_hex)
 	char bucket[96];
 	long long wait = 0;
 
-	snprintf(bucket, sizeof(bucket), "t:%s:rl:inbound:%s", tenant_hex, source_hex);
+	snprintf(bucket, sizeof(bucket), "t:{%s}:rl:inbound:%s", tenant_hex, source_hex);
 	if (tr_kv_rate_take(bucket, tr_config_int("inbound_rate_rps"),
 			    tr_config_int("inbound_rate_burst"), &wait) != TR_OK) {
 		tr_problem_from_err(c, TR_EUNAVAILABLE);

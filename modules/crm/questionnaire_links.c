@@ -393,7 +393,7 @@ open_link(struct tr_ctx *c, bson_t *inv, bson_t *q)
 		goto not_found;
 	tr_db_set_tenant(c->db, &tenant);
 	bson_oid_to_string(&tenant, tenant_hex);
-	snprintf(bucket, sizeof(bucket), "t:%s:rl:qlink:%s", tenant_hex, id);
+	snprintf(bucket, sizeof(bucket), "t:{%s}:rl:qlink:%s", tenant_hex, id);
 	if (!rate_ok(c, bucket, "crm_questionnaire_token_rate_rps",
 		     "crm_questionnaire_token_rate_burst"))
 		goto fail;

@@ -127,8 +127,8 @@ identity_authenticate_key(struct tr_db *db, struct tr_ctx *c, const char *key)
 	tr_db_set_tenant(db, &p->tenant_id); /* for last_used_at below */
 
 	/* Rate limits: the key's own bucket, then the tenant's. */
-	snprintf(bucket, sizeof(bucket), "t:%s:rl:k:%s", p->tenant_hex, id);
-	snprintf(tbucket, sizeof(tbucket), "t:%s:rl:tenant", p->tenant_hex);
+	snprintf(bucket, sizeof(bucket), "t:{%s}:rl:k:%s", p->tenant_hex, id);
+	snprintf(tbucket, sizeof(tbucket), "t:{%s}:rl:tenant", p->tenant_hex);
 	snprintf(r1, sizeof(r1), "%ld", tr_config_int("rate_limit_key_rps"));
 	snprintf(b1, sizeof(b1), "%ld", tr_config_int("rate_limit_key_burst"));
 	snprintf(r2, sizeof(r2), "%d", tr_cfg->rate_limit_rps);

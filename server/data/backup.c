@@ -749,7 +749,7 @@ drop_event_stream(const bson_oid_t *tid, char *err, size_t errlen)
 	long long n = 0;
 
 	bson_oid_to_string(tid, hex);
-	if (tr_kv_integerf(&n, "DEL t:%s:events", hex) != TR_OK) {
+	if (tr_kv_integerf(&n, "DEL t:{%s}:events", hex) != TR_OK) {
 		snprintf(err, errlen, "Redis did not drop the tenant's event stream");
 		return TR_EUNAVAILABLE;
 	}

@@ -106,7 +106,7 @@ tr_changes_read(const struct tr_changes_query *q, bson_t *items, char *next, boo
 	int nitems = 0, examined = 0, rc;
 	bool done = false, more = false;
 
-	snprintf(key, sizeof(key), "t:%s:events", q->tenant_hex);
+	snprintf(key, sizeof(key), "t:{%s}:events", q->tenant_hex);
 	snprintf(count, sizeof(count), "%d", CHANGES_PAGE);
 	if (q->has_since) {
 		cursor = fallback = q->since;
@@ -192,7 +192,7 @@ tr_events_after(const char *tenant_hex, const char *after, int max,
 	last[0] = '\0';
 	if (!tr_is_object_id(tenant_hex) || !tr_evid_parse(after, strlen(after), &cursor))
 		return TR_EINVALID;
-	snprintf(key, sizeof(key), "t:%s:events", tenant_hex);
+	snprintf(key, sizeof(key), "t:{%s}:events", tenant_hex);
 	if ((rc = read_bounds(key, &bounds)) != TR_OK)
 		return rc;
 	if (!since_held(&cursor, &bounds))
@@ -258,7 +258,7 @@ tr_events_stream_stats(const char *tenant_hex, struct tr_stream_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->max_len = tr_cfg->events_max_len;
 	out->max_age_s = tr_cfg->events_max_age;
-	snprintf(key, sizeof(key), "t:%s:events", tenant_hex);
+	snprintf(key, sizeof(key), "t:{%s}:events", tenant_hex);
 	rc = read_bounds(key, &b);
 	if (rc != TR_OK)
 		return rc;

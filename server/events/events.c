@@ -418,8 +418,8 @@ static void
 publish_args(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], char minid[32],
 	     char ttl[16])
 {
-	snprintf(keys[0], 96, "t:%s:events", ev->tenant);
-	snprintf(keys[1], 96, "t:%s:ob:%s", ev->tenant, ev->outbox_id);
+	snprintf(keys[0], 96, "t:{%s}:events", ev->tenant);
+	snprintf(keys[1], 96, "t:{%s}:ob:%s", ev->tenant, ev->outbox_id);
 	snprintf(maxlen, 24, "%d", E.cfg->events_max_len);
 	long long min_ms = (long long)tr_now_ms() - (long long)E.cfg->events_max_age * 1000;
 	snprintf(minid, 32, "%lld-0", min_ms > 0 ? min_ms : 0);

@@ -499,7 +499,7 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 		bson_destroy(&rec);
 		if (!json)
 			return;
-		snprintf(hash, sizeof(hash), "t:%s:jobs:dead", job->tenant);
+		snprintf(hash, sizeof(hash), "t:{%s}:jobs:dead", job->tenant);
 		const char *args[] = {q->stream, list,	  parked, q->dead,     hash,
 				      entry,	 job->id, lane,	  job->tenant, json};
 		r = eval(dead_lua, 5, 10, args, NULL);
@@ -862,7 +862,7 @@ tr_jobs_dead_json(const char *tenant_hex, size_t *len_out)
 	size_t n = 0, total = 2;
 	char *out;
 
-	snprintf(key, sizeof(key), "t:%s:jobs:dead", tenant_hex);
+	snprintf(key, sizeof(key), "t:{%s}:jobs:dead", tenant_hex);
 	const char *argv[] = {"HVALS", key};
 	r = tr_kv_command(2, argv, NULL);
 	if (!r || r->type != REDIS_REPLY_ARRAY) {
@@ -917,7 +917,7 @@ tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_
 
 	if (strlen(job_id) != 32 || strspn(job_id, "0123456789abcdef") != 32)
 		return TR_ENOTFOUND;
-	snprintf(key, sizeof(key), "t:%s:jobs:dead", tenant_hex);
+	snprintf(key, sizeof(key), "t:{%s}:jobs:dead", tenant_hex);
 	const char *get[] = {"HGET", key, job_id};
 	r = tr_kv_command(3, get, NULL);
 	if (!r)
@@ -999,7 +999,7 @@ tr_jobs_tenant_counts(const char *tenant_hex, long long max_scan, struct tr_job_
 
 	*nout = 0;
 	*dead = 0;
-	snprintf(key, sizeof(key), "t:%s:jobs:dead", tenant_hex);
+	snprintf(key, sizeof(key), "t:{%s}:jobs:dead", tenant_hex);
 	const char *hlen[] = {"HLEN", key};
 	r = tr_kv_command(2, hlen, NULL);
 	if (!r)

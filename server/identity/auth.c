@@ -434,7 +434,7 @@ exists_reply(void *arg, const redisReply *r, int status)
 	} else if (!(cs = session_find(gc->session_key))) {
 		/* alive, but the cached copy expired meanwhile: fetch it */
 		char key[128];
-		snprintf(key, sizeof(key), "t:%s:sess:%s", gc->principal.tenant_hex,
+		snprintf(key, sizeof(key), "t:{%s}:sess:%s", gc->principal.tenant_hex,
 			 gc->principal.session_id);
 		if (full_call(gc, key) == TR_OK)
 			return; /* gc now belongs to that call */
@@ -568,11 +568,11 @@ tr_auth_gate(const struct tr_principal *p, tr_gate_cb cb, void *arg)
 	gc->arg = arg;
 	gc->principal = *p;
 	snprintf(gc->session_key, sizeof(gc->session_key), "%s:%s", p->tenant_hex, p->session_id);
-	snprintf(gc->tenant_bucket, sizeof(gc->tenant_bucket), "t:%s:rl:tenant", p->tenant_hex);
-	snprintf(gc->user_bucket, sizeof(gc->user_bucket), "t:%s:rl:u:%s", p->tenant_hex,
+	snprintf(gc->tenant_bucket, sizeof(gc->tenant_bucket), "t:{%s}:rl:tenant", p->tenant_hex);
+	snprintf(gc->user_bucket, sizeof(gc->user_bucket), "t:{%s}:rl:u:%s", p->tenant_hex,
 		 p->user_hex);
 	char redis_session_key[128];
-	snprintf(redis_session_key, sizeof(redis_session_key), "t:%s:sess:%s", p->tenant_hex,
+	snprintf(redis_session_key, sizeof(redis_session_key), "t:{%s}:sess:%s", p->tenant_hex,
 		 p->session_id);
 	if (cheap_check(gc, redis_session_key))
 		return TR_OK; /* gc is freed by exists_reply */

@@ -126,8 +126,8 @@ tr_session_create(const char *tid, const char *uid, const char *perms, const cha
 	refresh = new_refresh_token(tid, sid, hash);
 	if (!refresh)
 		return TR_ENOMEM;
-	snprintf(key, sizeof(key), "t:%s:sess:%s", tid, sid);
-	snprintf(ukey, sizeof(ukey), "t:%s:usess:%s", tid, uid);
+	snprintf(key, sizeof(key), "t:{%s}:sess:%s", tid, sid);
+	snprintf(ukey, sizeof(ukey), "t:{%s}:usess:%s", tid, uid);
 	snprintf(ttl, sizeof(ttl), "%d", cfg->refresh_ttl);
 	snprintf(now, sizeof(now), "%lld", (long long)tr_now_ms());
 	const char *args[] = {key, ukey, uid, perms, me_json, hash, ttl, sid, now};
@@ -181,7 +181,7 @@ tr_session_refresh(const char *refresh_token, struct tr_tokens *out)
 	refresh = new_refresh_token(tid, sid, fresh);
 	if (!refresh)
 		return TR_ENOMEM;
-	snprintf(key, sizeof(key), "t:%s:sess:%s", tid, sid);
+	snprintf(key, sizeof(key), "t:{%s}:sess:%s", tid, sid);
 	snprintf(ttl, sizeof(ttl), "%d", cfg->refresh_ttl);
 	const char *args[] = {key, presented, fresh, ttl};
 	r = eval(refresh_lua, 1, 4, args);
@@ -215,13 +215,13 @@ fail:
 int
 tr_session_revoke(const char *tid, const char *uid, const char *sid)
 {
-	redisReply *r = tr_kv_commandf("DEL t:%s:sess:%s", tid, sid);
+	redisReply *r = tr_kv_commandf("DEL t:{%s}:sess:%s", tid, sid);
 
 	if (!r)
 		return TR_EUNAVAILABLE;
 	freeReplyObject(r);
 	if (uid && tr_is_object_id(uid)) { /* the user's set of sessions */
-		r = tr_kv_commandf("SREM t:%s:usess:%s %s", tid, uid, sid);
+		r = tr_kv_commandf("SREM t:{%s}:usess:%s %s", tid, uid, sid);
 		if (r)
 			freeReplyObject(r);
 	}
@@ -237,8 +237,8 @@ tr_sessions_revoke_user(const char *tid, const char *uid)
 	char ukey[128], prefix[64], tidsp[32];
 	redisReply *r;
 
-	snprintf(ukey, sizeof(ukey), "t:%s:usess:%s", tid, uid);
-	snprintf(prefix, sizeof(prefix), "t:%s:sess:", tid);
+	snprintf(ukey, sizeof(ukey), "t:{%s}:usess:%s", tid, uid);
+	snprintf(prefix, sizeof(prefix), "t:{%s}:sess:", tid);
 	snprintf(tidsp, sizeof(tidsp), "%s", tid);
 	const char *args[] = {ukey, prefix, TR_REVOKE_CHANNEL, tidsp};
 	r = eval(revoke_user_lua, 1, 4, args);
@@ -255,8 +255,8 @@ tr_sessions_update_user(const char *tid, const char *uid, const char *perms, con
 	char ukey[128], prefix[64];
 	redisReply *r;
 
-	snprintf(ukey, sizeof(ukey), "t:%s:usess:%s", tid, uid);
-	snprintf(prefix, sizeof(prefix), "t:%s:sess:", tid);
+	snprintf(ukey, sizeof(ukey), "t:{%s}:usess:%s", tid, uid);
+	snprintf(prefix, sizeof(prefix), "t:{%s}:sess:", tid);
 	const char *args[] = {ukey, prefix, perms, me_json};
 	r = eval(update_user_lua, 1, 4, args);
 	if (!r)

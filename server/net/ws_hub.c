@@ -325,7 +325,7 @@ tr_ws_replay_page(struct ws_conn *c)
 	const char *argv[6] = {"XRANGE", key, start, "+", "COUNT", count};
 
 	c->replay_more = false;
-	snprintf(key, sizeof(key), "t:%s:events", c->principal.tenant_hex);
+	snprintf(key, sizeof(key), "t:{%s}:events", c->principal.tenant_hex);
 	snprintf(start, sizeof(start), "(%llu-%llu", c->last.ms, c->last.seq);
 	snprintf(count, sizeof(count), "%d", REPLAY_PAGE);
 	c->checking = true;

@@ -249,7 +249,7 @@ auth_gate_cb(void *arg, int status, const struct tr_gate *g)
 		return;
 	}
 	c->perms = strdup(g->perms);
-	snprintf(key, sizeof(key), "t:%s:events", c->principal.tenant_hex);
+	snprintf(key, sizeof(key), "t:{%s}:events", c->principal.tenant_hex);
 	const char *argv[1] = {key};
 	c->checking = true;
 	if (!c->perms ||

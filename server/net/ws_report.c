@@ -62,7 +62,7 @@ write_row(const struct tenant_row *row, long long now)
 {
 	char key[64], value[128], ttl[24];
 
-	snprintf(key, sizeof(key), "t:%s:ws", row->tid);
+	snprintf(key, sizeof(key), "t:{%s}:ws", row->tid);
 	snprintf(value, sizeof(value), "%lld %lld %lld %lld", row->connections, row->queued,
 		 row->lag_max_ms, now);
 	snprintf(ttl, sizeof(ttl), "%d", ttl_ms());
@@ -77,7 +77,7 @@ forget_tenant(const char *tid)
 {
 	char key[64];
 
-	snprintf(key, sizeof(key), "t:%s:ws", tid);
+	snprintf(key, sizeof(key), "t:{%s}:ws", tid);
 	const char *hdel[] = {"HDEL", key, R.proc};
 	tr_redis_command(ignore_cb, NULL, 3, hdel, NULL);
 }
@@ -196,7 +196,7 @@ tr_ws_tenant_stats(const char *tenant_hex, struct tr_ws_tenant_stats *out)
 	memset(out, 0, sizeof(*out));
 	out->lag_max_ms = -1;
 	out->report_every_ms = tr_cfg->ws_report_ms;
-	snprintf(key, sizeof(key), "t:%s:ws", tenant_hex);
+	snprintf(key, sizeof(key), "t:{%s}:ws", tenant_hex);
 	const char *argv[] = {"HGETALL", key};
 	r = tr_kv_command(2, argv, NULL);
 	if (!r)

@@ -581,7 +581,7 @@ class Stack:
         # uid, space-separated perms, and the /v1/me document.
         me = json.dumps({"user": {"id": user_id}, "tenant": {"id": tenant_id},
                          "permissions": perms.split()})
-        self.redis.hset(f"t:{tenant_id}:sess:{session_id}",
+        self.redis.hset(f"t:{{{tenant_id}}}:sess:{session_id}",
                         mapping={"uid": user_id, "perms": perms, "me": me})
 
     def principal(self, tenant_id=None, create_session=True):
@@ -1031,7 +1031,7 @@ class Account:
 
     @property
     def session_key(self):
-        return f"t:{self.tenant_id}:sess:{self.session_id}"
+        return f"t:{{{self.tenant_id}}}:sess:{self.session_id}"
 
     def __repr__(self):
         return f"Account(slug={self.slug}, email={self.email}, user={self.user_id}, sid={self.session_id})"

@@ -194,6 +194,6 @@ def test_token_expired_within_leeway_is_accepted(stack, principal):
 
 def test_deleted_session_stops_token(stack, principal, problem):
     assert stack.get("/v1/tags", headers=principal.headers).status_code == 200
-    stack.redis.delete(f"t:{principal.tenant_id}:sess:{principal.session_id}")
+    stack.redis.delete(f"t:{{{principal.tenant_id}}}:sess:{principal.session_id}")
     r = stack.get("/v1/tags", headers=principal.headers)
     problem(r, 401, "unauthorized")

@@ -178,7 +178,7 @@ def test_one_payment_sent_twenty_times_at_once_is_one_payment(trio):
     assert order["status"] == "paid"
     import time
     time.sleep(0.5)  # published once the response is out
-    stream = trio.trellis.stack.redis.xrange(f"t:{owner.tenant_id}:events")
+    stream = trio.trellis.stack.redis.xrange(f"t:{{{owner.tenant_id}}}:events")
     paid = [f for _, f in stream if '"event":"erp.order.paid"' in f.get("b", "")]
     assert len(paid) == 1, [f for _, f in stream][:3]
     assert_inventory_invariants(at[0], owner)

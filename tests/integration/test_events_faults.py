@@ -429,7 +429,7 @@ def test_event_of_a_write_acknowledged_before_a_kill_9_is_relayed_once(stack, tr
     r = requests.get(a.url("/v1/roles"), headers=owner.headers, timeout=HTTP_TIMEOUT_S)
     assert r.status_code == 200, r.text
     ctl = rds.client()
-    stream = f"t:{owner.tenant_id}:events"
+    stream = f"t:{{{owner.tenant_id}}}:events"
     want = ["crm.leads.read", "system.tags.read"]
     ctl.execute_command("CLIENT", "PAUSE", "4000", "WRITE")
     try:
@@ -876,7 +876,7 @@ def test_resume_from_a_trimmed_id_is_told_to_resync_and_then_gets_live_events(st
     assert_increasing(ids)
     first = ids[0]
     # precondition: retention did drop the first events (MAXLEN is approximate)
-    stream = f"t:{owner.tenant_id}:events"
+    stream = f"t:{{{owner.tenant_id}}}:events"
     kept = stack.redis.xlen(stream)
     assert kept < 250, f"the stream still holds {kept} of {len(ids)} events (events_max_len=100)"
     assert stack.redis.xrange(stream, min=first, max=first) == [], "the first event was not trimmed"

@@ -296,7 +296,7 @@ def test_login_opens_a_new_session_beside_the_old_one(stack, owner):
     assert second.refresh_token != owner.refresh_token
     assert me(stack, second).status_code == 200
     assert me(stack, owner).status_code == 200
-    members = stack.redis.smembers(f"t:{owner.tenant_id}:usess:{owner.user_id}")
+    members = stack.redis.smembers(f"t:{{{owner.tenant_id}}}:usess:{owner.user_id}")
     assert {owner.session_id, second.session_id} <= members, members
 
 
@@ -333,7 +333,7 @@ def test_failed_logins_are_indistinguishable(bad_logins):
 
 
 def test_failed_login_creates_no_session(stack, owner):
-    key = f"t:{owner.tenant_id}:usess:{owner.user_id}"
+    key = f"t:{{{owner.tenant_id}}}:usess:{owner.user_id}"
     before = stack.redis.smembers(key)
     r = login_request(stack, owner.slug, owner.email, "definitely-not-the-password")
     check_problem(r, 401, "unauthorized")
@@ -397,7 +397,7 @@ def test_reused_refresh_token_is_401_and_revokes_the_session(stack, owner):
     check_problem(me(stack, {"Authorization": "Bearer " + new_access}), 401, "unauthorized")
     check_problem(refresh(stack, new_refresh), 401, "unauthorized")
     sid = token_claims(new_access)["sid"]
-    assert stack.redis.exists(f"t:{owner.tenant_id}:sess:{sid}") == 0, "the revoked session is still in Redis"
+    assert stack.redis.exists(f"t:{{{owner.tenant_id}}}:sess:{sid}") == 0, "the revoked session is still in Redis"
 
 
 def test_concurrent_refreshes_of_one_token_succeed_at_most_once(stack, owner):

@@ -67,7 +67,7 @@ def me(stack, acct):
 
 
 def session_keys(stack, acct):
-    return stack.redis.smembers(f"t:{acct.tenant_id}:usess:{acct.user_id}")
+    return stack.redis.smembers(f"t:{{{acct.tenant_id}}}:usess:{acct.user_id}")
 
 
 # ---------------------------------------------------------------------------
@@ -405,7 +405,7 @@ def test_deactivated_users_sessions_are_gone_from_redis(stack, deactivated):
     acct, _ = deactivated
     assert stack.redis.exists(acct.session_key) == 0
     for sid in session_keys(stack, acct):
-        assert stack.redis.exists(f"t:{acct.tenant_id}:sess:{sid}") == 0, f"session {sid} survived"
+        assert stack.redis.exists(f"t:{{{acct.tenant_id}}}:sess:{sid}") == 0, f"session {sid} survived"
 
 
 def test_deactivated_user_cannot_log_in(stack, owner, deactivated):

@@ -90,7 +90,7 @@ def a_doc(stack, world, which):
 def a_sessions(stack, world):
     out = {}
     for acct in (world.a, world.employee):
-        key = f"t:{acct.tenant_id}:usess:{acct.user_id}"
+        key = f"t:{{{acct.tenant_id}}}:usess:{acct.user_id}"
         out[key] = sorted(stack.redis.smembers(key))
     return out
 

@@ -153,7 +153,7 @@ def acct_keys(server):
 
 
 def sessions_of(server, acct):
-    return server.redis.scard(f"t:{acct.tenant_id}:usess:{acct.user_id}")
+    return server.redis.scard(f"t:{{{acct.tenant_id}}}:usess:{acct.user_id}")
 
 
 # ---------------------------------------------------------------------------

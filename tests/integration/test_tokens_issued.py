@@ -137,7 +137,7 @@ def test_session_hash_holds_uid_perms_me_and_rt(stack, owner):
 
 
 def test_user_session_set_lists_the_session(stack, owner):
-    members = stack.redis.smembers(f"t:{owner.tenant_id}:usess:{owner.user_id}")
+    members = stack.redis.smembers(f"t:{{{owner.tenant_id}}}:usess:{owner.user_id}")
     assert owner.session_id in members, members
 
 
@@ -164,7 +164,7 @@ def test_refresh_replaces_rt(stack, owner):
     assert r.status_code == 200, r.text
     new = r.json()
     sid = token_claims(new["access_token"])["sid"]
-    after = stack.redis.hget(f"t:{owner.tenant_id}:sess:{sid}", "rt")
+    after = stack.redis.hget(f"t:{{{owner.tenant_id}}}:sess:{sid}", "rt")
     assert after is not None and after != before
     assert after in _sha256_candidates(new["refresh_token"])
 

@@ -460,6 +460,43 @@ test_redis_url_gives_host_port_db_and_password(void **state)
 }
 
 static void
+test_redis_mode_cluster_reads_one_node_of_db_0(void **state)
+{
+	struct fixture *f = *state;
+
+	assert_int_equal(load(f, NULL), 0);
+	assert_false(f->cfg.redis_cluster);
+	setenv("TRELLIS_REDIS_MODE", "cluster", 1);
+	setenv("TRELLIS_REDIS_URL", "redis://node1.internal:7001", 1);
+	assert_int_equal(load(f, NULL), 0);
+	assert_true(f->cfg.redis_cluster);
+	assert_string_equal(f->cfg.redis_host, "node1.internal");
+	assert_int_equal(f->cfg.redis_port, 7001);
+}
+
+static void
+test_redis_mode_cluster_refuses_another_db(void **state)
+{
+	struct fixture *f = *state;
+
+	setenv("TRELLIS_REDIS_MODE", "cluster", 1);
+	setenv("TRELLIS_REDIS_URL", "redis://node1.internal:7001/2", 1);
+	assert_int_equal(load(f, NULL), -1);
+	assert_err_contains(f, "db 0");
+}
+
+static void
+test_redis_mode_must_be_single_or_cluster(void **state)
+{
+	struct fixture *f = *state;
+
+	setenv("TRELLIS_REDIS_MODE", "sentinel", 1);
+	assert_int_equal(load(f, NULL), -1);
+	assert_err_contains(f, "redis_mode");
+	assert_err_contains(f, "sentinel");
+}
+
+static void
 test_redis_url_without_port_or_db_uses_6379_and_0(void **state)
 {
 	struct fixture *f = *state;
@@ -755,6 +792,9 @@ main(void)
 	    T(test_mongo_uri_without_host_is_refused),
 	    T(test_mongo_database_with_a_dot_is_refused),
 	    T(test_redis_url_gives_host_port_db_and_password),
+	    T(test_redis_mode_cluster_reads_one_node_of_db_0),
+	    T(test_redis_mode_cluster_refuses_another_db),
+	    T(test_redis_mode_must_be_single_or_cluster),
 	    T(test_redis_url_without_port_or_db_uses_6379_and_0),
 	    T(test_redis_password_may_contain_an_at_sign),
 	    T(test_redis_url_with_wrong_scheme_is_refused),

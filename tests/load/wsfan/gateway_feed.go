@@ -127,7 +127,7 @@ func runGwFill(args []string) error {
 	if *addr == "" || *tenant == "" || *events < 1 {
 		return errors.New("-redis, -tenant and -events >= 1 are required")
 	}
-	key := "t:" + *tenant + ":events"
+	key := "t:{" + *tenant + "}:events"
 	p, err := respDial(*addr)
 	if err != nil {
 		return err
