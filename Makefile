@@ -78,7 +78,7 @@ FUZZ_TARGETS ?= $(FUZZ_NAMES)
 VENV    := .venv
 PYTHON  := $(VENV)/bin/python
 
-.PHONY: all deps build build-asan build-tsan run test unit integration tsan bench soak fmt \
+.PHONY: all deps build build-asan build-tsan run test unit integration test-redis-cluster tsan bench soak fmt \
 	fmt-check clean migrate boundaries console console-test build-fuzz fuzz fuzz-regress
 
 all: build
@@ -227,6 +227,20 @@ test:
 	@$(MAKE) --no-print-directory fuzz-regress
 	@$(MAKE) --no-print-directory console-test CONSOLE_TRELLIS=build/asan/trellis
 	@$(MAKE) --no-print-directory integration
+	@$(MAKE) --no-print-directory test-redis-cluster
+
+# The live-events, resume, queue and session suites again, against a local
+# Redis Cluster of three masters (tests/redis/cluster.sh) with the server in
+# redis_mode=cluster: tenants' keys, streams, shard channels and queue
+# partitions land on different nodes. Tests that start or stop a Redis of
+# their own skip themselves there.
+REDIS_CLUSTER_TESTS ?= tests/integration/test_events_live.py tests/integration/test_ws_protocol.py \
+		       tests/integration/test_changes_feed.py tests/integration/test_events_faults.py \
+		       tests/integration/test_jobs_webhooks.py tests/integration/test_webhooks_ordered.py \
+		       tests/integration/test_identity_auth.py tests/integration/test_crm_live.py
+
+test-redis-cluster: build-asan
+	TRELLIS_IT_REDIS_CLUSTER=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(REDIS_CLUSTER_TESTS)
 
 # The tests where threads and processes meet, against the ThreadSanitizer
 # build: three servers racing on one database, jobs on worker threads, events

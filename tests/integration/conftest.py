@@ -15,6 +15,11 @@ Environment knobs:
                         directory of the server binary, built by the same target)
   TRELLIS_FERRETDB_BIN  FerretDB binary (default ~/go/bin/ferretdb)
   TRELLIS_REDIS_BIN     redis-server binary (default: redis-server on PATH)
+  TRELLIS_IT_REDIS_CLUSTER=1
+                        Redis is a local Redis Cluster of three masters
+                        (tests/redis/cluster.sh) and the server runs with
+                        redis_mode=cluster; tests that start or stop a Redis of
+                        their own skip themselves (`make test-redis-cluster`)
   KEEP_TMP=1            keep the temporary directory (logs, data) afterwards
 """
 
@@ -45,6 +50,8 @@ HEADER_TIMEOUT_S = 2
 IDLE_TIMEOUT_S = 5
 BODY_LIMIT = 1048576
 DB_NAME = "trellis_test"
+REDIS_CLUSTER = os.environ.get("TRELLIS_IT_REDIS_CLUSTER") == "1"
+CLUSTER_SCRIPT = os.path.join(REPO_ROOT, "tests", "redis", "cluster.sh")
 
 PROBLEM_TYPE_PREFIX = "https://trellis.dev/errors/"
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "LeakSanitizer", "ThreadSanitizer")
@@ -285,11 +292,17 @@ class Stack:
         self.ferretdb_bin = os.environ.get("TRELLIS_FERRETDB_BIN") or os.path.expanduser("~/go/bin/ferretdb")
         self.redis_bin = os.environ.get("TRELLIS_REDIS_BIN") or shutil.which("redis-server") or "/usr/bin/redis-server"
 
-        self.redis_port = free_port()
+        self.redis_ports = [free_port()]
+        while REDIS_CLUSTER and len(self.redis_ports) < 3:
+            p = free_port()
+            if p not in self.redis_ports:
+                self.redis_ports.append(p)
+        self.redis_port = self.redis_ports[0]
         self.mongo_port = free_port()
         self.port = free_port()
-        while len({self.redis_port, self.mongo_port, self.port}) < 3:
+        while len({*self.redis_ports, self.mongo_port, self.port}) < len(self.redis_ports) + 2:
             self.port = free_port()
+            self.mongo_port = free_port()
         self.secret = random_secret(48)
 
         self.redis_dir = os.path.join(self.tmpdir, "redis")
@@ -335,6 +348,7 @@ class Stack:
             "TRELLIS_HOST": "127.0.0.1",
             "TRELLIS_MONGO_URI": self.mongo_uri,
             "TRELLIS_REDIS_URL": self.redis_url,
+            "TRELLIS_REDIS_MODE": "cluster" if REDIS_CLUSTER else "single",
             "TRELLIS_POSTGRESQL_URI": self.pg_libpq(),
             "TRELLIS_JWT_SECRET": self.secret,
             "TRELLIS_ENV": "development",
@@ -348,7 +362,26 @@ class Stack:
         return env
 
     # -- redis -----------------------------------------------------------
+    def start_redis_cluster(self):
+        """Three masters on self.redis_ports, all slots served."""
+        r = subprocess.run(["bash", CLUSTER_SCRIPT, "start", self.redis_dir,
+                            *map(str, self.redis_ports)],
+                           capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "TRELLIS_REDIS_BIN": self.redis_bin})
+        if r.returncode != 0:
+            raise RuntimeError("the Redis Cluster did not start: " + (r.stderr or r.stdout))
+        self.redis = redis_lib.RedisCluster(host="127.0.0.1", port=self.redis_port,
+                                            decode_responses=True, socket_timeout=5,
+                                            socket_connect_timeout=5)
+        self.redis.ping(target_nodes=redis_lib.RedisCluster.ALL_NODES)
+
+    def stop_redis_cluster(self):
+        subprocess.run(["bash", CLUSTER_SCRIPT, "stop", self.redis_dir],
+                       capture_output=True, text=True, timeout=60)
+
     def start_redis(self, timeout=30.0):
+        if REDIS_CLUSTER:
+            return self.start_redis_cluster()
         assert self.redis_proc is None or self.redis_proc.poll() is not None, "redis already running"
         log = open(self.redis_log_path, "ab")
         try:
@@ -389,6 +422,7 @@ class Stack:
         self.redis.ping()
 
     def stop_redis(self, timeout=15.0):
+        assert not REDIS_CLUSTER, "a test that stops Redis cannot run against the cluster"
         if self.redis is not None:
             self.redis.connection_pool.disconnect()
         stop_process(self.redis_proc, timeout=timeout)
@@ -629,6 +663,8 @@ class Stack:
             except Exception:
                 pass
             stop_process(self.redis_proc, timeout=10)
+            if REDIS_CLUSTER:
+                self.stop_redis_cluster()
             stop_process(self.ferret_proc, timeout=10)
             if self.pg_running:
                 self.stop_postgres()
