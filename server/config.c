@@ -101,6 +101,10 @@ static const struct key keys[] = {
 	"Seconds a published event's outbox id is remembered, so a retry does not publish twice."),
     STR(roles, "all", "What this process does: all, or a comma list of api, ws, worker."),
     INT(job_workers, "2", 0, 64, "Threads running background jobs (worker role)."),
+    INT(job_partitions, "0", 0, 16,
+	"Redis keys each job queue is spread over (each its own cluster slot), so one queue is "
+	"not one hot key. 0: 1 on a single Redis, 4 in a cluster. Only ever raise it: jobs "
+	"in a partition past the new count are not read."),
     INT(job_visibility_ms, "30000", 100, 86400000,
 	"A job taken by a worker that stops answering is retried after this long."),
     INT(job_max_attempts, "5", 1, 100, "Runs of a failing job before it is dead-lettered."),
@@ -565,6 +569,8 @@ tr_config_load(struct tr_config *cfg, const char *path, char *err, int errlen)
 			 "other database)");
 		return -1;
 	}
+	if (cfg->job_partitions == 0)
+		cfg->job_partitions = cfg->redis_cluster ? 4 : 1;
 	return parse_roles(cfg, err, errlen);
 }
 

@@ -88,6 +88,7 @@ struct tr_config {
 	char roles[64];	     /* "all" or a list of api, ws, worker */
 	bool role_api, role_ws, role_worker;
 	int job_workers;
+	int job_partitions; /* 0 in the file: 1 single, 4 cluster */
 	int job_visibility_ms;
 	int job_max_attempts;
 	int job_backoff_ms;

@@ -3,15 +3,37 @@
 #include <errno.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "log.h"
+#include "rcluster.h"
 #include "util.h"
 
+/* Redirections one command may follow (MOVED, ASK) before it gives up: a
+ * slot moves once at a time, so more means the cluster is reshaping. */
+#define MAX_REDIRECTS 5
+
+struct node_conn {
+	char host[64];
+	int port;
+	redisContext *ctx;
+};
+
+/* One worker thread's Redis state; only that thread touches it, except
+ * tr_kv_close_all once the workers are idle. Single mode uses ctx. Cluster
+ * mode keeps a connection per master it has talked to (nodes, by address,
+ * so a new slot map keeps them) and its own copy of the slot map: a
+ * per-thread map needs no lock on the hot path, and a reshard costs each
+ * thread one CLUSTER SLOTS, which is cheap and rare. */
 struct kvconn {
 	redisContext *ctx;
+	struct node_conn nodes[TR_RCL_MAX_NODES];
+	int nnodes;
+	struct tr_rcl_map *map; /* NULL until read; stale ones are re-read */
+	bool map_stale;
 	struct kvconn *next;
 };
 
@@ -31,27 +53,28 @@ tr_kv_init(const struct tr_config *cfg)
 	K.cfg = cfg;
 }
 
+static void
+free_state(struct kvconn *c)
+{
+	if (c->ctx)
+		redisFree(c->ctx);
+	for (int i = 0; i < c->nnodes; i++)
+		if (c->nodes[i].ctx)
+			redisFree(c->nodes[i].ctx);
+	free(c->map);
+	free(c);
+}
+
 void
 tr_kv_close_all(void)
 {
 	pthread_mutex_lock(&K.lock);
 	for (struct kvconn *c = K.all, *next; c; c = next) {
 		next = c->next;
-		if (c->ctx)
-			redisFree(c->ctx);
-		free(c);
+		free_state(c);
 	}
 	K.all = NULL;
 	pthread_mutex_unlock(&K.lock);
-}
-
-static void
-drop(void)
-{
-	if (mine && mine->ctx) {
-		redisFree(mine->ctx);
-		mine->ctx = NULL;
-	}
 }
 
 static bool
@@ -63,12 +86,15 @@ setup_ok(redisReply *r)
 	return ok;
 }
 
-static redisContext *
-connection(void)
+static struct timeval
+ms_tv(int ms)
 {
-	struct timeval tv = {K.cfg->dep_timeout_ms / 1000, (K.cfg->dep_timeout_ms % 1000) * 1000};
-	redisContext *c;
+	return (struct timeval){ms / 1000, (ms % 1000) * 1000};
+}
 
+static struct kvconn *
+state(void)
+{
 	if (!mine) {
 		mine = calloc(1, sizeof(*mine));
 		if (!mine)
@@ -78,27 +104,33 @@ connection(void)
 		K.all = mine;
 		pthread_mutex_unlock(&K.lock);
 	}
-	if (mine->ctx)
-		return mine->ctx;
-	c = redisConnectWithTimeout(K.cfg->redis_host, K.cfg->redis_port, tv);
-	if (!c || c->err) {
-		if (c)
-			redisFree(c);
-		return NULL;
-	}
+	return mine;
+}
+
+/* A new connection to host:port, authenticated (and on the configured db
+ * in single mode), or NULL. */
+static redisContext *
+dial(const char *host, int port)
+{
+	struct timeval tv = ms_tv(K.cfg->dep_timeout_ms);
+	redisContext *c = redisConnectWithTimeout(host, port, tv);
+
+	if (!c || c->err)
+		goto fail;
 	redisSetTimeout(c, tv);
-	mine->ctx = c;
 	if (K.cfg->redis_user[0] &&
 	    !setup_ok(redisCommand(c, "AUTH %s %s", K.cfg->redis_user, K.cfg->redis_password)))
 		goto fail;
 	if (!K.cfg->redis_user[0] && K.cfg->redis_password[0] &&
 	    !setup_ok(redisCommand(c, "AUTH %s", K.cfg->redis_password)))
 		goto fail;
-	if (K.cfg->redis_db && !setup_ok(redisCommand(c, "SELECT %d", K.cfg->redis_db)))
+	if (!K.cfg->redis_cluster && K.cfg->redis_db &&
+	    !setup_ok(redisCommand(c, "SELECT %d", K.cfg->redis_db)))
 		goto fail;
 	return c;
 fail:
-	drop();
+	if (c)
+		redisFree(c);
 	return NULL;
 }
 
@@ -112,68 +144,274 @@ closed_by_peer(const redisContext *c)
 	       (c->err == REDIS_ERR_IO && (errno == ECONNRESET || errno == EPIPE));
 }
 
-redisReply *
-tr_kv_command(int argc, const char **argv, const size_t *lens)
+/* ---- single mode: one connection per thread ---- */
+
+static redisReply *
+single_command(int argc, const char **argv, const size_t *lens, int timeout_ms)
 {
+	struct kvconn *k = state();
+
+	if (!k)
+		return NULL;
 	for (int attempt = 0; attempt < 2; attempt++) {
-		bool fresh = !mine || !mine->ctx;
-		redisContext *c = connection();
-		if (!c)
+		bool fresh = !k->ctx;
+		if (!k->ctx)
+			k->ctx = dial(K.cfg->redis_host, K.cfg->redis_port);
+		if (!k->ctx)
 			return NULL;
-		redisReply *r = redisCommandArgv(c, argc, argv, lens);
-		if (r)
+		if (timeout_ms)
+			redisSetTimeout(k->ctx, ms_tv(timeout_ms));
+		redisReply *r = redisCommandArgv(k->ctx, argc, argv, lens);
+		if (r) {
+			if (timeout_ms)
+				redisSetTimeout(k->ctx, ms_tv(K.cfg->dep_timeout_ms));
 			return r;
-		bool retry = !fresh && closed_by_peer(c);
-		drop(); /* its state is unknown */
+		}
+		bool retry = !fresh && !timeout_ms && closed_by_peer(k->ctx);
+		redisFree(k->ctx); /* its state is unknown */
+		k->ctx = NULL;
 		if (!retry)
 			break;
 	}
 	return NULL;
+}
+
+/* ---- cluster mode: a connection per master, routed by slot ---- */
+
+static struct node_conn *
+node_conn(struct kvconn *k, const char *host, int port)
+{
+	for (int i = 0; i < k->nnodes; i++)
+		if (k->nodes[i].port == port && strcmp(k->nodes[i].host, host) == 0)
+			return &k->nodes[i];
+	if (k->nnodes == TR_RCL_MAX_NODES || strlen(host) >= sizeof(k->nodes[0].host))
+		return NULL;
+	struct node_conn *n = &k->nodes[k->nnodes++];
+	snprintf(n->host, sizeof(n->host), "%s", host);
+	n->port = port;
+	n->ctx = NULL;
+	return n;
+}
+
+static void
+node_drop(struct node_conn *n)
+{
+	if (n->ctx) {
+		redisFree(n->ctx);
+		n->ctx = NULL;
+	}
+}
+
+/* Reads the slot map from the seed (redis_url), else from any master this
+ * thread knows. false when none answers. */
+static bool
+refresh_map(struct kvconn *k)
+{
+	if (!k->map) {
+		k->map = malloc(sizeof(*k->map));
+		if (!k->map)
+			return false;
+		k->map->nnodes = 0;
+		k->map_stale = true;
+	}
+	for (int i = -1; i < k->nnodes; i++) {
+		struct node_conn *n =
+		    i < 0 ? node_conn(k, K.cfg->redis_host, K.cfg->redis_port) : &k->nodes[i];
+		if (!n)
+			continue;
+		if (!n->ctx)
+			n->ctx = dial(n->host, n->port);
+		if (!n->ctx)
+			continue;
+		redisReply *r = redisCommand(n->ctx, "CLUSTER SLOTS");
+		if (!r) {
+			node_drop(n);
+			continue;
+		}
+		int rc = tr_rcl_map_parse(k->map, r, n->host);
+		freeReplyObject(r);
+		if (rc == 0) {
+			k->map_stale = false;
+			return true;
+		}
+		tr_error("kv: CLUSTER SLOTS from %s:%d is not a slot map", n->host, n->port);
+	}
+	k->map_stale = true;
+	return false;
+}
+
+/* The master serving slot (any master for TR_RCL_ANY), by the map. */
+static struct node_conn *
+route(struct kvconn *k, int slot)
+{
+	if ((!k->map || k->map_stale) && !refresh_map(k))
+		return NULL;
+	if (slot == TR_RCL_ANY)
+		return node_conn(k, K.cfg->redis_host, K.cfg->redis_port);
+	int i = tr_rcl_map_node(k->map, slot);
+	if (i < 0) {
+		k->map_stale = true;
+		return NULL;
+	}
+	return node_conn(k, k->map->nodes[i].host, k->map->nodes[i].port);
+}
+
+/* MOVED: the slot has a new owner (retry there, and re-read the map before
+ * the next command); ASK: the slot is being migrated and this key already
+ * went (retry there once, after ASKING). Bounded by MAX_REDIRECTS. A
+ * connection closed by the peer is retried once, as in single mode. */
+static redisReply *
+cluster_command(int argc, const char **argv, const size_t *lens, int slot, int timeout_ms)
+{
+	struct kvconn *k = state();
+	struct node_conn *n;
+	bool asking = false, retried = false;
+
+	if (!k || !(n = route(k, slot)))
+		return NULL;
+	for (int hop = 0; hop <= MAX_REDIRECTS; hop++) {
+		bool fresh = !n->ctx;
+		if (!n->ctx)
+			n->ctx = dial(n->host, n->port);
+		if (!n->ctx) {
+			k->map_stale = true; /* the master may have failed over */
+			return NULL;
+		}
+		if (asking && !setup_ok(redisCommand(n->ctx, "ASKING"))) {
+			node_drop(n);
+			return NULL;
+		}
+		if (timeout_ms)
+			redisSetTimeout(n->ctx, ms_tv(timeout_ms));
+		redisReply *r = redisCommandArgv(n->ctx, argc, argv, lens);
+		if (!r) {
+			bool retry = !fresh && !retried && !timeout_ms && closed_by_peer(n->ctx);
+			node_drop(n);
+			k->map_stale = true;
+			if (!retry)
+				return NULL;
+			retried = true;
+			asking = false;
+			continue;
+		}
+		if (timeout_ms)
+			redisSetTimeout(n->ctx, ms_tv(K.cfg->dep_timeout_ms));
+		char host[64];
+		int rslot, port;
+		enum tr_rcl_redirect kind =
+		    r->type == REDIS_REPLY_ERROR
+			? tr_rcl_redirect(r->str, r->len, &rslot, host, sizeof(host), &port)
+			: TR_RCL_NOT_REDIRECT;
+		if (kind == TR_RCL_NOT_REDIRECT)
+			return r;
+		if (!host[0])
+			snprintf(host, sizeof(host), "%s", n->host);
+		freeReplyObject(r);
+		if (kind == TR_RCL_MOVED)
+			k->map_stale = true;
+		asking = kind == TR_RCL_ASK;
+		if (!(n = node_conn(k, host, port)))
+			return NULL;
+	}
+	tr_error("kv: %.*s redirected more than %d times; giving up",
+		 (int)(lens ? lens[0] : strlen(argv[0])), argv[0], MAX_REDIRECTS);
+	return NULL;
+}
+
+/* Every command goes through here. One whose keys hash to different slots
+ * is refused in both modes: one Redis would run it, a cluster would not,
+ * so refusing it everywhere lets the single-Redis tests prove that every
+ * command is cluster-safe. */
+static redisReply *
+command_argv(int argc, const char **argv, const size_t *lens, int timeout_ms)
+{
+	int slot = tr_rcl_command_slot(argc, argv, lens);
+
+	if (slot == TR_RCL_CROSS) {
+		tr_error("kv: %.*s refused: its keys are in different cluster slots",
+			 (int)(lens ? lens[0] : strlen(argv[0])), argv[0]);
+		return NULL;
+	}
+	if (!K.cfg->redis_cluster)
+		return single_command(argc, argv, lens, timeout_ms);
+	return cluster_command(argc, argv, lens, slot, timeout_ms);
+}
+
+redisReply *
+tr_kv_command(int argc, const char **argv, const size_t *lens)
+{
+	return command_argv(argc, argv, lens, 0);
+}
+
+redisReply *
+tr_kv_command_single_only(int argc, const char **argv, const size_t *lens)
+{
+	if (K.cfg->redis_cluster) {
+		tr_error("kv: %.*s refused: its keys span cluster slots",
+			 (int)(lens ? lens[0] : strlen(argv[0])), argv[0]);
+		return NULL;
+	}
+	return single_command(argc, argv, lens, 0);
 }
 
 redisReply *
 tr_kv_command_wait(int argc, const char **argv, const size_t *lens, int timeout_ms)
 {
-	struct timeval normal = {K.cfg->dep_timeout_ms / 1000,
-				 (K.cfg->dep_timeout_ms % 1000) * 1000};
-	struct timeval longer = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
-	redisContext *c = connection();
-	redisReply *r;
-
-	if (!c)
-		return NULL;
-	redisSetTimeout(c, longer);
-	r = redisCommandArgv(c, argc, argv, lens);
-	if (!r) {
-		drop();
-		return NULL;
-	}
-	redisSetTimeout(c, normal);
-	return r;
+	return command_argv(argc, argv, lens, timeout_ms > 0 ? timeout_ms : 1);
 }
 
-/* One printf-style command; a closed connection is retried once, as in
- * tr_kv_command. */
+/* Splits a command hiredis formatted (RESP: "*N\r\n" then "$len\r\n" arg
+ * "\r\n" per argument) into argv pointing into buf and lens. The count is
+ * at most max. Returns it, or -1 for anything else. */
+static int
+split_formatted(const char *buf, size_t len, const char **argv, size_t *lens, int max)
+{
+	const char *p = buf, *end = buf + len;
+	char *e;
+	long n;
+
+	if (len < 4 || *p != '*')
+		return -1;
+	n = strtol(p + 1, &e, 10);
+	if (e + 2 > end || e[0] != '\r' || e[1] != '\n' || n < 1 || n > max)
+		return -1;
+	p = e + 2;
+	for (long i = 0; i < n; i++) {
+		if (p >= end || *p != '$')
+			return -1;
+		long l = strtol(p + 1, &e, 10);
+		if (l < 0 || e + 2 > end || e[0] != '\r' || e[1] != '\n' ||
+		    (size_t)(end - (e + 2)) < (size_t)l + 2)
+			return -1;
+		argv[i] = e + 2;
+		lens[i] = (size_t)l;
+		p = e + 2 + l;
+		if (p[0] != '\r' || p[1] != '\n')
+			return -1;
+		p += 2;
+	}
+	return p == end ? (int)n : -1;
+}
+
+/* A printf-style command, formatted to arguments first so that its keys,
+ * and so its slot, are known. */
 static redisReply *
 command_v(const char *fmt, va_list ap)
 {
-	for (int attempt = 0; attempt < 2; attempt++) {
-		bool fresh = !mine || !mine->ctx;
-		redisContext *c = connection();
-		va_list again;
-		if (!c)
-			return NULL;
-		va_copy(again, ap);
-		redisReply *r = redisvCommand(c, fmt, again);
-		va_end(again);
-		if (r)
-			return r;
-		bool retry = !fresh && closed_by_peer(c);
-		drop();
-		if (!retry)
-			break;
-	}
-	return NULL;
+	char *buf = NULL;
+	const char *argv[32];
+	size_t lens[32];
+	redisReply *r = NULL;
+	int len = redisvFormatCommand(&buf, fmt, ap);
+	int argc = len > 0 ? split_formatted(buf, (size_t)len, argv, lens, 32) : -1;
+
+	if (argc < 0)
+		tr_error("kv: cannot format the command \"%s\"", fmt);
+	else
+		r = command_argv(argc, argv, lens, 0);
+	if (buf)
+		redisFreeCommand(buf);
+	return r;
 }
 
 redisReply *

@@ -609,7 +609,9 @@ relay_publish_sync(const struct tr_event_out *ev)
 	lens[0] = 4;
 	lens[1] = strlen(publish_lua);
 	lens[2] = 1;
-	r = tr_kv_command(n + 3, argv, lens);
+	/* its keys span slots (the tenant's stream, the sink's queue): see
+	 * tr_kv_command_single_only */
+	r = tr_kv_command_single_only(n + 3, argv, lens);
 	ok = r && r->type == REDIS_REPLY_STRING;
 	if (r)
 		freeReplyObject(r);
@@ -780,11 +782,11 @@ tr_events_register(const struct tr_config *cfg)
 	for (size_t m = 0; m < tr_nmodules && !E.sink; m++)
 		E.sink = tr_modules[m]->event_sink;
 	/* without a sink the queue key is never used: no ids follow */
-	tr_job_key(E.sink_queue, sizeof(E.sink_queue), E.sink ? E.sink->queue : "none", "");
+	tr_job_key(E.sink_queue, sizeof(E.sink_queue), E.sink ? E.sink->queue : "none", 0, "");
 	for (size_t m = 0; m < tr_nmodules && !E.listener; m++)
 		E.listener = tr_modules[m]->event_listener;
 	tr_job_key(E.listener_queue, sizeof(E.listener_queue),
-		   E.listener ? E.listener->queue : "none", "");
+		   E.listener ? E.listener->queue : "none", 0, "");
 }
 
 void

@@ -28,6 +28,12 @@
 #define MOVE_EVERY_MS 250
 #define STATS_EVERY_MS 2000
 #define CLAIM_COUNT "16"
+#define MAX_PARTITIONS 16
+/* A worker reads one partition's stream a command (several streams in one
+ * XREADGROUP are several slots, which a cluster refuses), in turn. When a
+ * whole round found nothing it blocks on the next one for this long: the
+ * longest a new job waits on an idle worker. */
+#define ROTATE_BLOCK_MS 100
 
 /* KEYS[1] delayed set, KEYS[2] stream; ARGV[1] now. Moves due jobs to the
  * stream. A member is "id \n tenant \n attempt \n payload", or, for a job
@@ -143,8 +149,8 @@ static const char requeue_lua[] =
     "  'lane', ARGV[5], 'payload', ARGV[4])\n"
     "return 1\n";
 
-/* KEYS: per queue its stream, delayed set and dead stream. Returns per
- * queue {length, in flight, delayed, dead}. */
+/* KEYS: a partition's stream, delayed set and dead stream (one slot).
+ * Returns {length, in flight, delayed, dead}. */
 static const char stats_lua[] =
     "local out = {}\n"
     "for i = 1, #KEYS, 3 do\n"
@@ -195,11 +201,23 @@ static const char tenant_counts_lua[] =
     "local exact = stream_done and redis.call('ZCARD', KEYS[2]) <= from\n"
     "return {ready, delayed, exact and 1 or 0}\n";
 
+/* A queue is spread over partitions, each a set of keys with one hash tag
+ * ({<db>:<queue>:<n>}) so every script's keys share a cluster slot: its
+ * stream, delayed set, dead-letter stream, lanes, parked jobs and each
+ * tenant's dead jobs. A job without a lane goes to the partition its id
+ * hashes to; all jobs of a lane go to one (its name's hash), so the lane
+ * keeps its order. */
+struct partition {
+	char stream[200], delayed[200], dead[200];
+};
+
 struct queue {
 	const struct tr_job_handler *h;
-	char stream[200], delayed[200], dead[200];
+	int nparts;
+	struct partition parts[MAX_PARTITIONS];
 	atomic_ullong done, retried, dead_count;
 	long long waiting, inflight, delayed_n, dead_n; /* loop thread */
+	long long sums[4];				/* loop thread: the stats round under way */
 };
 
 static struct {
@@ -211,19 +229,10 @@ static struct {
 	int nthreads;
 	atomic_bool stopping;
 	uv_timer_t stats_timer;
-	bool stats_busy, timer_on;
-	int stats_script;
+	bool stats_busy, timer_on, stats_failed;
+	int stats_script, stats_pending;
 	char host[64];
 } J;
-
-static struct queue *
-find_queue(const char *name)
-{
-	for (int i = 0; i < J.nqueues; i++)
-		if (strcmp(J.queues[i].h->queue, name) == 0)
-			return &J.queues[i];
-	return NULL;
-}
 
 static bool
 queue_name_ok(const char *q)
@@ -244,9 +253,39 @@ static redisReply *eval(const char *script, int nkeys, int nargs, const char **a
 			const size_t *lens);
 
 void
-tr_job_key(char *buf, size_t len, const char *queue, const char *suffix)
+tr_job_key(char *buf, size_t len, const char *queue, int partition, const char *suffix)
 {
-	snprintf(buf, len, "q:%s:%s%s", tr_cfg->mongo_db, queue, suffix);
+	snprintf(buf, len, "q:{%s:%s:%d}%s", tr_cfg->mongo_db, queue, partition, suffix);
+}
+
+int
+tr_job_partitions(void)
+{
+	int n = tr_cfg ? tr_cfg->job_partitions : 1;
+
+	return n < 1 ? 1 : n > MAX_PARTITIONS ? MAX_PARTITIONS : n;
+}
+
+/* The partition of a lane (by its name) or of a job without one (by its
+ * id): FNV-1a, modulo the partitions. */
+int
+tr_job_partition_of(const char *lane_or_id)
+{
+	uint32_t h = 2166136261u;
+
+	for (const char *c = lane_or_id; *c; c++)
+		h = (h ^ (unsigned char)*c) * 16777619u;
+	return (int)(h % (uint32_t)tr_job_partitions());
+}
+
+/* Where a partition keeps a tenant's dead jobs (job id -> "dead entry \n
+ * record"): in the partition's slot, so the script that kills a job
+ * writes it with the dead stream. */
+static void
+tenant_dead_key(char *buf, size_t len, const char *queue, int partition, const char *tenant)
+{
+	tr_job_key(buf, len, queue, partition, ":tenant-dead:");
+	snprintf(buf + strlen(buf), len - strlen(buf), "%s", tenant);
 }
 
 /* A job entering its lane: the lane's place and the job are written by
@@ -260,11 +299,13 @@ enqueue_in_lane(const char *queue, const char *lane, const char *tenant_hex, con
 	char *member = malloc(mlen + 1);
 	redisReply *r;
 
+	int part = tr_job_partition_of(lane);
+
 	if (!member)
 		return NULL;
-	tr_job_key(stream, sizeof(stream), queue, "");
-	tr_job_key(delayed, sizeof(delayed), queue, ":delayed");
-	tr_job_key(key, sizeof(key), queue, ":lane:");
+	tr_job_key(stream, sizeof(stream), queue, part, "");
+	tr_job_key(delayed, sizeof(delayed), queue, part, ":delayed");
+	tr_job_key(key, sizeof(key), queue, part, ":lane:");
 	snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s", lane);
 	snprintf(member, mlen + 1, "%s\n%s\n0\n%s\n%s", id, tenant_hex, lane, payload);
 	snprintf(when, sizeof(when), "%lld", run_at_ms <= tr_now_ms() ? 0LL : (long long)run_at_ms);
@@ -292,7 +333,7 @@ tr_job_enqueue_lane(const char *queue, const char *lane, const char *tenant_hex,
 	    strchr(payload, '\n') || (lane && *lane && !queue_name_ok(lane)))
 		return TR_EINVALID;
 	tr_random_hex(id, 16);
-	tr_job_key(stream, sizeof(stream), queue, "");
+	tr_job_key(stream, sizeof(stream), queue, tr_job_partition_of(id), "");
 	if (lane && *lane) {
 		r = enqueue_in_lane(queue, lane, tenant_hex, id, payload, run_at_ms);
 	} else if (run_at_ms <= tr_now_ms()) {
@@ -306,7 +347,7 @@ tr_job_enqueue_lane(const char *queue, const char *lane, const char *tenant_hex,
 		if (!member)
 			return TR_ENOMEM;
 		snprintf(member, mlen + 1, "%s\n%s\n0\n%s", id, tenant_hex, payload);
-		tr_job_key(delayed, sizeof(delayed), queue, ":delayed");
+		tr_job_key(delayed, sizeof(delayed), queue, tr_job_partition_of(id), ":delayed");
 		snprintf(when, sizeof(when), "%lld", (long long)run_at_ms);
 		const char *argv[] = {"ZADD", delayed, when, member};
 		r = tr_kv_command(4, argv, NULL);
@@ -349,13 +390,14 @@ eval(const char *script, int nkeys, int nargs, const char **args, const size_t *
 static void
 ensure_groups(void)
 {
-	for (int i = 0; i < J.nqueues; i++) {
-		const char *argv[] = {"XGROUP", "CREATE", J.queues[i].stream,
-				      GROUP,	"0",	  "MKSTREAM"};
-		redisReply *r = tr_kv_command(6, argv, NULL);
-		if (r)
-			freeReplyObject(r); /* BUSYGROUP: it exists */
-	}
+	for (int i = 0; i < J.nqueues; i++)
+		for (int p = 0; p < J.queues[i].nparts; p++) {
+			const char *argv[] = {"XGROUP", "CREATE", J.queues[i].parts[p].stream,
+					      GROUP,	"0",	  "MKSTREAM"};
+			redisReply *r = tr_kv_command(6, argv, NULL);
+			if (r)
+				freeReplyObject(r); /* BUSYGROUP: it exists */
+		}
 }
 
 static const redisReply *
@@ -433,26 +475,30 @@ tr_job_next_attempt_ms(const struct tr_job *job)
 	return tr_now_ms() + backoff_ms(job);
 }
 
-/* The keys of a job's lane (or of none: the scripts then leave them). */
+/* The keys of a job's lane (or of none: the scripts then leave them) in
+ * the partition the job was read from: the lane's, wherever its enqueuer
+ * put it (the event sink's deliveries, say). */
 static void
-lane_keys(const struct queue *q, const char *lane, char list[300], char parked[300])
+lane_keys(const struct queue *q, int part, const char *lane, char list[300], char parked[300])
 {
-	tr_job_key(list, 300, q->h->queue, ":lane:");
-	tr_job_key(parked, 300, q->h->queue, ":parked:");
+	tr_job_key(list, 300, q->h->queue, part, ":lane:");
+	tr_job_key(parked, 300, q->h->queue, part, ":parked:");
 	snprintf(list + strlen(list), 300 - strlen(list), "%s", lane);
 	snprintf(parked + strlen(parked), 300 - strlen(parked), "%s", lane);
 }
 
 static void
-finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, const char *err)
+finish(struct queue *q, int part, const char *entry, const struct tr_job *job, int rc,
+       const char *err)
 {
+	const struct partition *pt = &q->parts[part];
 	const char *lane = job->lane ? job->lane : "";
 	char list[300], parked[300];
 	redisReply *r;
 
-	lane_keys(q, lane, list, parked);
+	lane_keys(q, part, lane, list, parked);
 	if (rc == 0) {
-		const char *args[] = {q->stream, list, parked, entry, job->id, lane};
+		const char *args[] = {pt->stream, list, parked, entry, job->id, lane};
 		r = eval(done_lua, 3, 6, args, NULL);
 		atomic_fetch_add(&q->done, 1);
 	} else if (job->attempt < max_attempts_of(job)) {
@@ -467,11 +513,11 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 			      : snprintf(member, mlen, "%s\n%s\n%d\n%.*s", job->id, job->tenant,
 					 job->attempt, (int)job->payload_len, job->payload);
 		snprintf(when, sizeof(when), "%lld", (long long)tr_now_ms() + backoff_ms(job));
-		const char *args[] = {q->stream, list, parked, q->delayed, entry,
-				      job->id,	 lane, when,   member};
-		size_t lens[] = {strlen(q->stream),  strlen(list),  strlen(parked),
-				 strlen(q->delayed), strlen(entry), strlen(job->id),
-				 strlen(lane),	     strlen(when),  (size_t)n};
+		const char *args[] = {pt->stream, list, parked, pt->delayed, entry,
+				      job->id,	  lane, when,	member};
+		size_t lens[] = {strlen(pt->stream),  strlen(list),  strlen(parked),
+				 strlen(pt->delayed), strlen(entry), strlen(job->id),
+				 strlen(lane),	      strlen(when),  (size_t)n};
 		r = eval(retry_lua, 4, 9, args, lens);
 		free(member);
 		atomic_fetch_add(&q->retried, 1);
@@ -479,7 +525,7 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 			job->id, job->attempt, max_attempts_of(job), err);
 	} else {
 		bson_t rec = BSON_INITIALIZER, payload;
-		char ts[32], hash[96], *json;
+		char ts[32], hash[300], *json;
 		size_t len;
 		char perr[64];
 		tr_format_time(tr_now_ms(), ts);
@@ -499,9 +545,9 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 		bson_destroy(&rec);
 		if (!json)
 			return;
-		snprintf(hash, sizeof(hash), "t:{%s}:jobs:dead", job->tenant);
-		const char *args[] = {q->stream, list,	  parked, q->dead,     hash,
-				      entry,	 job->id, lane,	  job->tenant, json};
+		tenant_dead_key(hash, sizeof(hash), q->h->queue, part, job->tenant);
+		const char *args[] = {pt->stream, list,	   parked, pt->dead,	hash,
+				      entry,	  job->id, lane,   job->tenant, json};
 		r = eval(dead_lua, 5, 10, args, NULL);
 		free(json);
 		atomic_fetch_add(&q->dead_count, 1);
@@ -515,8 +561,10 @@ finish(struct queue *q, const char *entry, const struct tr_job *job, int rc, con
 /* Does the job head its lane (then it runs)? Otherwise it was parked, or
  * Redis did not answer (it stays pending and is reclaimed later): false. */
 static bool
-lane_enter(struct queue *q, const char *entry, const struct tr_job *job, const char *attempt)
+lane_enter(struct queue *q, int part, const char *entry, const struct tr_job *job,
+	   const char *attempt)
 {
+	const char *stream = q->parts[part].stream;
 	char list[300], parked[300];
 	size_t mlen = strlen(job->tenant) + strlen(attempt) + 3 + job->payload_len;
 	char *member = malloc(mlen);
@@ -526,12 +574,12 @@ lane_enter(struct queue *q, const char *entry, const struct tr_job *job, const c
 
 	if (!member)
 		return false;
-	lane_keys(q, job->lane, list, parked);
+	lane_keys(q, part, job->lane, list, parked);
 	n = snprintf(member, mlen, "%s\n%s\n%.*s", job->tenant, attempt, (int)job->payload_len,
 		     job->payload);
-	const char *args[] = {q->stream, list, parked, entry, job->id, member};
-	size_t lens[] = {strlen(q->stream), strlen(list),    strlen(parked),
-			 strlen(entry),	    strlen(job->id), (size_t)n};
+	const char *args[] = {stream, list, parked, entry, job->id, member};
+	size_t lens[] = {strlen(stream), strlen(list),	  strlen(parked),
+			 strlen(entry),	 strlen(job->id), (size_t)n};
 	r = eval(lane_enter_lua, 3, 6, args, lens);
 	free(member);
 	run = r && r->type == REDIS_REPLY_INTEGER && r->integer == 1;
@@ -541,8 +589,9 @@ lane_enter(struct queue *q, const char *entry, const struct tr_job *job, const c
 }
 
 static void
-run_entry(struct queue *q, const redisReply *e)
+run_entry(struct queue *q, int part, const redisReply *e)
 {
+	const char *stream = q->parts[part].stream;
 	const redisReply *fields, *id, *tenant, *attempt, *payload, *lane;
 	struct tr_job job;
 	char err[256] = "";
@@ -558,7 +607,7 @@ run_entry(struct queue *q, const redisReply *e)
 	payload = field(fields, "payload");
 	lane = field(fields, "lane");
 	if (!id || !tenant || !attempt || !payload) {
-		const char *args[] = {q->stream, q->stream, q->stream, e->element[0]->str, "", ""};
+		const char *args[] = {stream, stream, stream, e->element[0]->str, "", ""};
 		redisReply *r = eval(done_lua, 3, 6, args, NULL); /* not a job: drop it */
 		if (r)
 			freeReplyObject(r);
@@ -571,12 +620,12 @@ run_entry(struct queue *q, const redisReply *e)
 	job.payload_len = payload->len;
 	job.attempt = atoi(attempt->str) + 1;
 	job.lane = lane && lane->len ? lane->str : NULL;
-	if (job.lane && !lane_enter(q, e->element[0]->str, &job, attempt->str))
+	if (job.lane && !lane_enter(q, part, e->element[0]->str, &job, attempt->str))
 		return; /* waits for the jobs before it in its lane */
 	rc = q->h->run(&job, err, sizeof(err));
 	if (rc != 0 && !err[0])
 		snprintf(err, sizeof(err), "failed");
-	finish(q, e->element[0]->str, &job, rc, err);
+	finish(q, part, e->element[0]->str, &job, rc, err);
 }
 
 /* Every entry read is run, even after a stop was asked: an entry left
@@ -584,10 +633,10 @@ run_entry(struct queue *q, const redisReply *e)
  * over. A read holds at most CLAIM_COUNT entries, so the stop waits for
  * little. */
 static void
-run_entries(struct queue *q, const redisReply *entries)
+run_entries(struct queue *q, int part, const redisReply *entries)
 {
 	for (size_t i = 0; i < entries->elements; i++)
-		run_entry(q, entries->element[i]);
+		run_entry(q, part, entries->element[i]);
 }
 
 static void
@@ -596,12 +645,14 @@ move_due(void)
 	char now[24];
 
 	snprintf(now, sizeof(now), "%lld", (long long)tr_now_ms());
-	for (int i = 0; i < J.nqueues; i++) {
-		const char *args[] = {J.queues[i].delayed, J.queues[i].stream, now};
-		redisReply *r = eval(move_lua, 2, 3, args, NULL);
-		if (r)
-			freeReplyObject(r);
-	}
+	for (int i = 0; i < J.nqueues; i++)
+		for (int p = 0; p < J.queues[i].nparts; p++) {
+			const struct partition *pt = &J.queues[i].parts[p];
+			const char *args[] = {pt->delayed, pt->stream, now};
+			redisReply *r = eval(move_lua, 2, 3, args, NULL);
+			if (r)
+				freeReplyObject(r);
+		}
 }
 
 /* Jobs taken by a worker that has been silent for the visibility timeout
@@ -612,47 +663,72 @@ reclaim(const char *consumer)
 	char idle[24];
 
 	snprintf(idle, sizeof(idle), "%d", J.cfg->job_visibility_ms);
-	for (int i = 0; i < J.nqueues; i++) {
-		const char *argv[] = {
-		    "XAUTOCLAIM", J.queues[i].stream, GROUP, consumer, idle, "0-0",
-		    "COUNT",	  CLAIM_COUNT};
-		redisReply *r = tr_kv_command(8, argv, NULL);
-		if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
-		    r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements) {
-			tr_info("jobs: reclaimed %zu %s jobs of a silent worker",
-				r->element[1]->elements, J.queues[i].h->queue);
-			run_entries(&J.queues[i], r->element[1]);
+	for (int i = 0; i < J.nqueues; i++)
+		for (int p = 0; p < J.queues[i].nparts; p++) {
+			const char *argv[] = {"XAUTOCLAIM", J.queues[i].parts[p].stream,
+					      GROUP,	    consumer,
+					      idle,	    "0-0",
+					      "COUNT",	    CLAIM_COUNT};
+			redisReply *r = tr_kv_command(8, argv, NULL);
+			if (r && r->type == REDIS_REPLY_ARRAY && r->elements >= 2 &&
+			    r->element[1]->type == REDIS_REPLY_ARRAY && r->element[1]->elements) {
+				tr_info("jobs: reclaimed %zu %s jobs of a silent worker",
+					r->element[1]->elements, J.queues[i].h->queue);
+				run_entries(&J.queues[i], p, r->element[1]);
+			}
+			if (r)
+				freeReplyObject(r);
 		}
-		if (r)
-			freeReplyObject(r);
+}
+
+/* One read of one partition's stream: without BLOCK (block_ms 0) it
+ * answers at once. The entries read are run. */
+static void
+read_partition(const char *consumer, struct queue *q, int part, int block_ms, bool *found)
+{
+	char block[16];
+	const char *argv[] = {"XREADGROUP", "GROUP", GROUP, consumer,  "COUNT",
+			      "1",	    "BLOCK", block, "STREAMS", q->parts[part].stream,
+			      ">"};
+	const char *nonblocking[] = {"XREADGROUP", "GROUP",   GROUP,   consumer, "COUNT",
+				     "1",	   "STREAMS", argv[9], ">"};
+	redisReply *r;
+
+	snprintf(block, sizeof(block), "%d", block_ms);
+	r = block_ms ? tr_kv_command_wait(11, argv, NULL, block_ms + 2000)
+		     : tr_kv_command(9, nonblocking, NULL);
+	if (!r) {
+		usleep(BLOCK_MS * 1000); /* Redis is down: try again shortly */
+		return;
 	}
+	if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOGROUP"))
+		ensure_groups(); /* Redis lost its data */
+	if (r->type == REDIS_REPLY_ARRAY)
+		for (size_t i = 0; i < r->elements; i++) {
+			const redisReply *s = r->element[i];
+			if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+			    s->element[1]->type != REDIS_REPLY_ARRAY)
+				continue;
+			if (s->element[1]->elements)
+				*found = true;
+			run_entries(q, part, s->element[1]);
+		}
+	freeReplyObject(r);
 }
 
 static void *
 job_thread(void *arg)
 {
 	int index = (int)(intptr_t)arg;
-	char consumer[128], block[16];
-	const char *argv[8 + 2 * MAX_QUEUES];
-	int argc = 0;
+	char consumer[128];
 	uint64_t next_move = 0, next_claim = 0;
 	uint64_t claim_every = (uint64_t)J.cfg->job_visibility_ms / 2;
+	int nstreams = 0, cursor, empty = 0;
 
 	snprintf(consumer, sizeof(consumer), "%s-%d-%d", J.host, (int)getpid(), index);
-	snprintf(block, sizeof(block), "%d", BLOCK_MS);
-	argv[argc++] = "XREADGROUP";
-	argv[argc++] = "GROUP";
-	argv[argc++] = GROUP;
-	argv[argc++] = consumer;
-	argv[argc++] = "COUNT";
-	argv[argc++] = "1";
-	argv[argc++] = "BLOCK";
-	argv[argc++] = block;
-	argv[argc++] = "STREAMS";
 	for (int i = 0; i < J.nqueues; i++)
-		argv[argc++] = J.queues[i].stream;
-	for (int i = 0; i < J.nqueues; i++)
-		argv[argc++] = ">";
+		nstreams += J.queues[i].nparts;
+	cursor = index % nstreams; /* threads start apart, so they block apart */
 	if (claim_every < 100)
 		claim_every = 100;
 	if (index == 0)
@@ -667,50 +743,42 @@ job_thread(void *arg)
 			reclaim(consumer);
 			next_claim = now + claim_every;
 		}
-		redisReply *r = tr_kv_command_wait(argc, argv, NULL, BLOCK_MS + 2000);
-		if (!r) {
-			usleep(BLOCK_MS * 1000); /* Redis is down: try again shortly */
-			continue;
-		}
-		if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOGROUP"))
-			ensure_groups(); /* Redis lost its data */
-		if (r->type == REDIS_REPLY_ARRAY) {
-			for (size_t i = 0; i < r->elements; i++) {
-				const redisReply *s = r->element[i];
-				if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
-				    s->element[0]->type != REDIS_REPLY_STRING ||
-				    s->element[1]->type != REDIS_REPLY_ARRAY)
-					continue;
-				struct queue *q = NULL;
-				for (int k = 0; k < J.nqueues; k++)
-					if (strcmp(J.queues[k].stream, s->element[0]->str) == 0)
-						q = &J.queues[k];
-				if (q)
-					run_entries(q, s->element[1]);
-			}
-		}
-		freeReplyObject(r);
+		int q = 0, part = cursor;
+		while (part >= J.queues[q].nparts)
+			part -= J.queues[q++].nparts;
+		cursor = (cursor + 1) % nstreams;
+		/* a round of reads that wait for nothing, then one that blocks */
+		bool found = false, block = empty >= nstreams;
+		read_partition(consumer, &J.queues[q], part, block ? ROTATE_BLOCK_MS : 0, &found);
+		empty = found || block ? 0 : empty + 1;
 	}
 	return NULL;
 }
 
 /* ---- stats for /metrics (loop thread) ---- */
 
+/* A stats round is a script call per partition (each its own slot);
+ * the sums are shown once every call of the round answered. */
 static void
 stats_cb(void *arg, const redisReply *r, int status)
 {
-	(void)arg;
-	J.stats_busy = false;
+	struct queue *q = &J.queues[(intptr_t)arg];
+
 	if (status == TR_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
 		tr_redis_script_reset(J.stats_script);
-	if (status != TR_OK || r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)J.nqueues * 4)
+	if (status != TR_OK || r->type != REDIS_REPLY_ARRAY || r->elements != 4)
+		J.stats_failed = true;
+	else
+		for (int k = 0; k < 4; k++)
+			if (r->element[k]->type == REDIS_REPLY_INTEGER)
+				q->sums[k] += r->element[k]->integer;
+	if (--J.stats_pending > 0)
+		return;
+	J.stats_busy = false;
+	if (J.stats_failed)
 		return;
 	for (int i = 0; i < J.nqueues; i++) {
-		long long v[4];
-		for (int k = 0; k < 4; k++)
-			v[k] = r->element[i * 4 + k]->type == REDIS_REPLY_INTEGER
-				   ? r->element[i * 4 + k]->integer
-				   : 0;
+		const long long *v = J.queues[i].sums;
 		J.queues[i].inflight = v[1];
 		J.queues[i].waiting = v[0] > v[1] ? v[0] - v[1] : 0;
 		J.queues[i].delayed_n = v[2];
@@ -721,19 +789,27 @@ stats_cb(void *arg, const redisReply *r, int status)
 static void
 stats_timer_cb(uv_timer_t *t)
 {
-	const char *argv[3 * MAX_QUEUES];
 	(void)t;
 
 	if (J.stats_busy || J.nqueues == 0)
 		return;
-	for (int i = 0; i < J.nqueues; i++) {
-		argv[3 * i] = J.queues[i].stream;
-		argv[3 * i + 1] = J.queues[i].delayed;
-		argv[3 * i + 2] = J.queues[i].dead;
-	}
 	J.stats_busy = true;
-	if (tr_redis_script_call(J.stats_script, stats_cb, NULL, 3 * J.nqueues, 3 * J.nqueues, argv,
-				 NULL) != TR_OK)
+	J.stats_failed = false;
+	J.stats_pending = 1; /* held until every call is sent */
+	for (int i = 0; i < J.nqueues; i++) {
+		memset(J.queues[i].sums, 0, sizeof(J.queues[i].sums));
+		for (int p = 0; p < J.queues[i].nparts; p++) {
+			const struct partition *pt = &J.queues[i].parts[p];
+			const char *argv[] = {pt->stream, pt->delayed, pt->dead};
+			J.stats_pending++;
+			if (tr_redis_script_call(J.stats_script, stats_cb, (void *)(intptr_t)i, 3,
+						 3, argv, NULL) != TR_OK) {
+				J.stats_pending--; /* its callback never comes */
+				J.stats_failed = true;
+			}
+		}
+	}
+	if (--J.stats_pending == 0)
 		J.stats_busy = false;
 }
 
@@ -797,9 +873,14 @@ tr_jobs_start(uv_loop_t *loop, const struct tr_config *cfg)
 		for (size_t i = 0; i < mod->njobs && J.nqueues < MAX_QUEUES; i++) {
 			struct queue *q = &J.queues[J.nqueues++];
 			q->h = &mod->jobs[i];
-			tr_job_key(q->stream, sizeof(q->stream), q->h->queue, "");
-			tr_job_key(q->delayed, sizeof(q->delayed), q->h->queue, ":delayed");
-			tr_job_key(q->dead, sizeof(q->dead), q->h->queue, ":dead");
+			q->nparts = tr_job_partitions();
+			for (int p = 0; p < q->nparts; p++) {
+				struct partition *pt = &q->parts[p];
+				tr_job_key(pt->stream, sizeof(pt->stream), q->h->queue, p, "");
+				tr_job_key(pt->delayed, sizeof(pt->delayed), q->h->queue, p,
+					   ":delayed");
+				tr_job_key(pt->dead, sizeof(pt->dead), q->h->queue, p, ":dead");
+			}
 		}
 	}
 	tr_metrics_add_source(render_metrics);
@@ -815,7 +896,8 @@ tr_jobs_start(uv_loop_t *loop, const struct tr_config *cfg)
 		}
 		J.nthreads++;
 	}
-	tr_info("jobs: %d threads on %d queues", J.nthreads, J.nqueues);
+	tr_info("jobs: %d threads on %d queues of %d partitions", J.nthreads, J.nqueues,
+		tr_job_partitions());
 	return 0;
 }
 
@@ -853,39 +935,46 @@ newest_first(const void *a, const void *b)
 	return -tr_evid_cmp(&((const struct dead_item *)a)->at, &((const struct dead_item *)b)->at);
 }
 
+/* A tenant's dead jobs are kept per queue partition (tenant_dead_key):
+ * the API reads every partition of every queue this server knows. */
 char *
 tr_jobs_dead_json(const char *tenant_hex, size_t *len_out)
 {
-	char key[96];
-	redisReply *r;
-	struct dead_item *items;
-	size_t n = 0, total = 2;
-	char *out;
+	redisReply *replies[MAX_QUEUES * MAX_PARTITIONS];
+	int nreplies = 0;
+	struct dead_item *items = NULL;
+	size_t n = 0, total = 2, cap = 0;
+	char *out = NULL;
 
-	snprintf(key, sizeof(key), "t:{%s}:jobs:dead", tenant_hex);
-	const char *argv[] = {"HVALS", key};
-	r = tr_kv_command(2, argv, NULL);
-	if (!r || r->type != REDIS_REPLY_ARRAY) {
-		if (r)
-			freeReplyObject(r);
-		return NULL;
-	}
-	items = calloc(r->elements + 1, sizeof(*items));
-	if (!items) {
-		freeReplyObject(r);
-		return NULL;
-	}
-	for (size_t i = 0; i < r->elements; i++) {
-		const redisReply *v = r->element[i];
-		const char *nl =
-		    v->type == REDIS_REPLY_STRING ? memchr(v->str, '\n', v->len) : NULL;
-		if (!nl || !tr_evid_parse(v->str, (size_t)(nl - v->str), &items[n].at))
-			continue;
-		items[n].json = nl + 1;
-		items[n].len = v->len - (size_t)(nl + 1 - v->str);
-		total += items[n].len + 1;
-		n++;
-	}
+	for (int q = 0; q < J.nqueues; q++)
+		for (int p = 0; p < J.queues[q].nparts; p++) {
+			char key[300];
+			tenant_dead_key(key, sizeof(key), J.queues[q].h->queue, p, tenant_hex);
+			const char *argv[] = {"HVALS", key};
+			redisReply *r = tr_kv_command(2, argv, NULL);
+			if (!r || r->type != REDIS_REPLY_ARRAY) {
+				if (r)
+					freeReplyObject(r);
+				goto out;
+			}
+			replies[nreplies++] = r;
+			cap += r->elements;
+		}
+	items = calloc(cap + 1, sizeof(*items));
+	if (!items)
+		goto out;
+	for (int k = 0; k < nreplies; k++)
+		for (size_t i = 0; i < replies[k]->elements; i++) {
+			const redisReply *v = replies[k]->element[i];
+			const char *nl =
+			    v->type == REDIS_REPLY_STRING ? memchr(v->str, '\n', v->len) : NULL;
+			if (!nl || !tr_evid_parse(v->str, (size_t)(nl - v->str), &items[n].at))
+				continue;
+			items[n].json = nl + 1;
+			items[n].len = v->len - (size_t)(nl + 1 - v->str);
+			total += items[n].len + 1;
+			n++;
+		}
 	qsort(items, n, sizeof(*items), newest_first);
 	out = malloc(total + 1);
 	if (out) {
@@ -901,31 +990,53 @@ tr_jobs_dead_json(const char *tenant_hex, size_t *len_out)
 		out[len] = '\0';
 		*len_out = len;
 	}
+out:
 	free(items);
-	freeReplyObject(r);
+	for (int k = 0; k < nreplies; k++)
+		freeReplyObject(replies[k]);
 	return out;
+}
+
+/* Finds a tenant's dead job: its queue and partition and the record
+ * ("dead entry \n JSON", to be freed). TR_OK, TR_ENOTFOUND or
+ * TR_EUNAVAILABLE. */
+static int
+find_dead(const char *tenant_hex, const char *job_id, int *qi, int *part, redisReply **rec)
+{
+	for (int q = 0; q < J.nqueues; q++)
+		for (int p = 0; p < J.queues[q].nparts; p++) {
+			char key[300];
+			tenant_dead_key(key, sizeof(key), J.queues[q].h->queue, p, tenant_hex);
+			const char *get[] = {"HGET", key, job_id};
+			redisReply *r = tr_kv_command(3, get, NULL);
+			if (!r)
+				return TR_EUNAVAILABLE;
+			if (r->type == REDIS_REPLY_STRING) {
+				*qi = q;
+				*part = p;
+				*rec = r;
+				return TR_OK;
+			}
+			freeReplyObject(r);
+		}
+	return TR_ENOTFOUND;
 }
 
 int
 tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_t qlen)
 {
-	char key[96], stream[200], dead[200], entry[48], perr[64];
+	char key[300], entry[48], perr[64];
 	redisReply *r;
 	bson_t rec;
 	bson_iter_t it;
-	int rc = TR_ENOTFOUND;
+	int rc, qi, part;
 
 	if (strlen(job_id) != 32 || strspn(job_id, "0123456789abcdef") != 32)
 		return TR_ENOTFOUND;
-	snprintf(key, sizeof(key), "t:{%s}:jobs:dead", tenant_hex);
-	const char *get[] = {"HGET", key, job_id};
-	r = tr_kv_command(3, get, NULL);
-	if (!r)
-		return TR_EUNAVAILABLE;
-	if (r->type != REDIS_REPLY_STRING) {
-		freeReplyObject(r);
-		return TR_ENOTFOUND;
-	}
+	rc = find_dead(tenant_hex, job_id, &qi, &part, &r);
+	if (rc != TR_OK)
+		return rc;
+	rc = TR_ENOTFOUND;
 	const char *nl = memchr(r->str, '\n', r->len);
 	if (!nl || (size_t)(nl - r->str) >= sizeof(entry) ||
 	    tr_json_parse(nl + 1, r->len - (size_t)(nl + 1 - r->str), &rec, perr, sizeof(perr)) !=
@@ -936,17 +1047,13 @@ tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_
 	memcpy(entry, r->str, (size_t)(nl - r->str));
 	entry[nl - r->str] = '\0';
 	freeReplyObject(r);
-	const char *queue = bson_iter_init_find(&it, &rec, "queue") && BSON_ITER_HOLDS_UTF8(&it)
-				? bson_iter_utf8(&it, NULL)
-				: "";
+	const struct queue *q = &J.queues[qi];
+	const struct partition *pt = &q->parts[part];
 	bson_t payload;
 	uint32_t plen = 0;
 	const uint8_t *pdata = NULL;
-	if (!find_queue(queue) && !queue_name_ok(queue))
-		goto out;
-	snprintf(queue_out, qlen, "%s", queue);
-	tr_job_key(stream, sizeof(stream), queue, "");
-	tr_job_key(dead, sizeof(dead), queue, ":dead");
+	snprintf(queue_out, qlen, "%s", q->h->queue);
+	tenant_dead_key(key, sizeof(key), q->h->queue, part, tenant_hex);
 	if (!bson_iter_init_find(&it, &rec, "payload") || !BSON_ITER_HOLDS_DOCUMENT(&it))
 		goto out;
 	bson_iter_document(&it, &plen, &pdata);
@@ -975,7 +1082,8 @@ tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_
 	const char *lane = bson_iter_init_find(&it, &rec, "lane") && BSON_ITER_HOLDS_UTF8(&it)
 			       ? bson_iter_utf8(&it, NULL)
 			       : "";
-	const char *args[] = {key, stream, dead, job_id, entry, tenant_hex, pjson, lane};
+	/* back into the partition it died in: its lane's, if it has one */
+	const char *args[] = {key, pt->stream, pt->dead, job_id, entry, tenant_hex, pjson, lane};
 	r = eval(requeue_lua, 3, 8, args, NULL);
 	free(pjson);
 	if (!r)
@@ -993,61 +1101,71 @@ int
 tr_jobs_tenant_counts(const char *tenant_hex, long long max_scan, struct tr_job_counts *out,
 		      int max, int *nout, long long *dead)
 {
-	char key[96], limit[24];
+	char key[300], limit[24];
 	redisReply *r;
 	int n = 0;
 
 	*nout = 0;
 	*dead = 0;
-	snprintf(key, sizeof(key), "t:{%s}:jobs:dead", tenant_hex);
-	const char *hlen[] = {"HLEN", key};
-	r = tr_kv_command(2, hlen, NULL);
-	if (!r)
-		return TR_EUNAVAILABLE;
-	if (r->type == REDIS_REPLY_INTEGER)
-		*dead = r->integer;
-	freeReplyObject(r);
 	snprintf(limit, sizeof(limit), "%lld", max_scan);
 	for (int i = 0; i < J.nqueues && n < max; i++) {
-		const char *args[] = {J.queues[i].stream, J.queues[i].delayed, tenant_hex, limit};
-		r = eval(tenant_counts_lua, 2, 4, args, NULL);
-		if (!r)
-			return TR_EUNAVAILABLE;
-		if (r->type == REDIS_REPLY_ARRAY && r->elements == 3 &&
-		    r->element[0]->type == REDIS_REPLY_INTEGER &&
-		    r->element[1]->type == REDIS_REPLY_INTEGER &&
-		    r->element[2]->type == REDIS_REPLY_INTEGER) {
-			out[n].queue = J.queues[i].h->queue;
-			out[n].ready = r->element[0]->integer;
-			out[n].delayed = r->element[1]->integer;
-			out[n].exact = r->element[2]->integer == 1;
-			n++;
-		} else {
-			tr_error("jobs: counting %s for a tenant failed: %s", J.queues[i].h->queue,
-				 r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+		const struct queue *q = &J.queues[i];
+		out[n].queue = q->h->queue;
+		out[n].ready = out[n].delayed = 0;
+		out[n].exact = true;
+		for (int p = 0; p < q->nparts; p++) {
+			tenant_dead_key(key, sizeof(key), q->h->queue, p, tenant_hex);
+			const char *hlen[] = {"HLEN", key};
+			r = tr_kv_command(2, hlen, NULL);
+			if (!r)
+				return TR_EUNAVAILABLE;
+			if (r->type == REDIS_REPLY_INTEGER)
+				*dead += r->integer;
 			freeReplyObject(r);
-			return TR_EUNAVAILABLE;
+			const char *args[] = {q->parts[p].stream, q->parts[p].delayed, tenant_hex,
+					      limit};
+			r = eval(tenant_counts_lua, 2, 4, args, NULL);
+			if (!r)
+				return TR_EUNAVAILABLE;
+			if (r->type != REDIS_REPLY_ARRAY || r->elements != 3 ||
+			    r->element[0]->type != REDIS_REPLY_INTEGER ||
+			    r->element[1]->type != REDIS_REPLY_INTEGER ||
+			    r->element[2]->type != REDIS_REPLY_INTEGER) {
+				tr_error("jobs: counting %s for a tenant failed: %s", q->h->queue,
+					 r->type == REDIS_REPLY_ERROR ? r->str
+								      : "unexpected reply");
+				freeReplyObject(r);
+				return TR_EUNAVAILABLE;
+			}
+			out[n].ready += r->element[0]->integer;
+			out[n].delayed += r->element[1]->integer;
+			out[n].exact = out[n].exact && r->element[2]->integer == 1;
+			freeReplyObject(r);
 		}
-		freeReplyObject(r);
+		n++;
 	}
 	*nout = n;
 	return TR_OK;
 }
 
+/* A lane lives in one partition; which one is its enqueuer's choice (the
+ * event sink's deliveries use partition 0), so every partition is asked. */
 long long
 tr_job_lane_length(const char *queue, const char *lane)
 {
 	char key[300];
 	const char *argv[2] = {"LLEN", key};
-	redisReply *r;
-	long long n = TR_EUNAVAILABLE;
+	long long n = 0;
 
-	tr_job_key(key, sizeof(key), queue, ":lane:");
-	snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s", lane);
-	if (!(r = tr_kv_command(2, argv, NULL)))
-		return TR_EUNAVAILABLE;
-	if (r->type == REDIS_REPLY_INTEGER)
-		n = r->integer;
-	freeReplyObject(r);
+	for (int p = 0; p < tr_job_partitions(); p++) {
+		redisReply *r;
+		tr_job_key(key, sizeof(key), queue, p, ":lane:");
+		snprintf(key + strlen(key), sizeof(key) - strlen(key), "%s", lane);
+		if (!(r = tr_kv_command(2, argv, NULL)))
+			return TR_EUNAVAILABLE;
+		if (r->type == REDIS_REPLY_INTEGER)
+			n += r->integer;
+		freeReplyObject(r);
+	}
 	return n;
 }

@@ -47,9 +47,16 @@ struct tr_job_handler {
 	const char *max_attempts_key, *backoff_max_key;
 };
 
-/* A queue's Redis key: q:<database>:<queue><suffix>. Deployments that
- * share a Redis keep their queues apart by their database's name. */
-void tr_job_key(char *buf, size_t len, const char *queue, const char *suffix);
+/* A queue partition's Redis key: q:{<database>:<queue>:<partition>}<suffix>.
+ * Deployments that share a Redis keep their queues apart by their
+ * database's name; the hash tag puts a partition's keys in one cluster
+ * slot, so its scripts may use them together. */
+void tr_job_key(char *buf, size_t len, const char *queue, int partition, const char *suffix);
+/* The partitions of every queue (job_partitions, 1..16). */
+int tr_job_partitions(void);
+/* The partition a lane's jobs go to (by the lane's name), or a job without
+ * a lane (by its id). */
+int tr_job_partition_of(const char *lane_or_id);
 
 /* Enqueues a job (any thread but the loop thread: it waits for Redis).
  * payload is a JSON object; run_at_ms <= now runs it as soon as a worker

@@ -125,7 +125,7 @@ def test_the_same_won_deal_delivered_twice_starts_one_instance(stack, owner):
     # the listener's queue gets the very same event again (at-least-once delivery)
     event = {"id": f"{int(time.time() * 1000)}-0", "topic": "crm.deals", "event": "crm.deal.won",
              "entity_id": deal["id"].upper(), "actor": owner.user_id, "ts": "2026-01-01T00:00:00Z", "data": deal}
-    stack.redis.xadd(f"q:{DB_NAME}:bpm.events", {"id": secrets.token_hex(16), "tenant": owner.tenant_id,
+    stack.redis.xadd(f"q:{{{DB_NAME}:bpm.events:0}}", {"id": secrets.token_hex(16), "tenant": owner.tenant_id,
                                                  "attempt": "0", "payload": json.dumps({"event": event})})
     time.sleep(2.0)
     again = instances_of(stack, owner, "fulfil")

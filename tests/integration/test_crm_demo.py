@@ -112,7 +112,7 @@ def remove_tenant(stack, tenant_id):
     for coll in SEEDED:
         stack.mongo[coll].delete_many({"tenant_id": tenant_id})
     stack.mongo["tenants"].delete_many({"_id": tenant_id})
-    key = f"q:{DB_NAME}:crm.reminders:delayed"
+    key = f"q:{{{DB_NAME}:crm.reminders:0}}:delayed"
     for member in stack.redis.zrange(key, 0, -1):
         text = member.decode() if isinstance(member, bytes) else member
         if str(tenant_id) in text:
@@ -374,7 +374,7 @@ def test_tasks_done_overdue_and_due_later_with_reminders_queued(stack, demo, man
     assert done and later and overdue
     for t in tasks:
         assert len(t["related"]) == 1 and t["assignee_id"], t
-    key = f"q:{DB_NAME}:crm.reminders:delayed"
+    key = f"q:{{{DB_NAME}:crm.reminders:0}}:delayed"
     queued = set()
     for member in stack.redis.zrange(key, 0, -1):
         text = member.decode() if isinstance(member, bytes) else member

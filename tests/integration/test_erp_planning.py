@@ -310,7 +310,7 @@ def test_the_daily_job_drafts_without_being_asked_and_keeps_one_chain(trellis):
         assert all(l["quantity"] == 3 for po in made for l in po["lines"])
         time.sleep(3)  # three more slots: nothing new, and one job waiting
         assert {po["id"] for po in drafts(at[2], owner)} == {po["id"] for po in made}
-        key = f"q:{trio_.db}:erp.planning:delayed"
+        key = f"q:{{{trio_.db}:erp.planning:0}}:delayed"
         waiting = []
         for _ in range(10):
             members = trellis.stack.redis.zrange(key, 0, -1)
