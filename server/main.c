@@ -182,6 +182,8 @@ serve(void)
 	M.loop = uv_default_loop();
 	tr_auth_init(&M.cfg);
 	tr_kv_init(&M.cfg);
+	if (tr_migrate_redis_keys(&M.cfg, false, err, sizeof(err)) != 0)
+		tr_warn("%s", err);
 	tr_session_init(&M.cfg);
 	if (tr_http_init(M.loop, &M.cfg, err, sizeof(err)) != 0) {
 		fprintf(stderr, "trellis: %s\n", err);
@@ -234,6 +236,11 @@ migrate_cmd(void)
 		return 2;
 	}
 	rc = tr_migrate_run_checked(&M.cfg, err, sizeof(err), &fatal);
+	if (rc == 0) {
+		tr_kv_init(&M.cfg);
+		rc = tr_migrate_redis_keys(&M.cfg, true, err, sizeof(err));
+		tr_kv_close_all();
+	}
 	tr_dbpool_free();
 	if (rc != 0) {
 		fprintf(stderr, "trellis: %s\n", err);

@@ -24,8 +24,8 @@ redisReply *tr_kv_command(int argc, const char **argv, const size_t *lens);
 redisReply *tr_kv_command_wait(int argc, const char **argv, const size_t *lens, int timeout_ms);
 /* tr_kv_command for a command known to span slots, which only one Redis
  * runs: refused (NULL, logged) in cluster mode. For the event publish
- * script alone (its tenant stream and the sink's queue together) until it
- * is split; nothing new may use it. */
+ * script (its tenant stream and the sink's queue together) until it is
+ * split, and the renames of the single-Redis key migration. */
 redisReply *tr_kv_command_single_only(int argc, const char **argv, const size_t *lens);
 /* Printf-style, for commands without binary arguments. */
 redisReply *tr_kv_commandf(const char *fmt, ...);

@@ -23,6 +23,7 @@
 #ifndef TR_MIGRATE_H
 #define TR_MIGRATE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "config.h"
@@ -31,5 +32,11 @@
  * when retrying cannot help (edited migration, malformed file). */
 int tr_migrate_run(const struct tr_config *cfg, char *err, size_t errlen);
 int tr_migrate_run_checked(const struct tr_config *cfg, char *err, size_t errlen, int *fatal);
+
+/* Renames a single Redis's keys from the names before hash tags
+ * (keymigrate.c). Once: a marker key remembers a finished pass, unless
+ * always (`trellis migrate` runs it every time). Safe to run from several
+ * processes at once. Nothing to do in cluster mode. 0, or -1 with err. */
+int tr_migrate_redis_keys(const struct tr_config *cfg, bool always, char *err, size_t errlen);
 
 #endif
