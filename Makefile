@@ -237,7 +237,8 @@ test:
 REDIS_CLUSTER_TESTS ?= tests/integration/test_events_live.py tests/integration/test_ws_protocol.py \
 		       tests/integration/test_changes_feed.py tests/integration/test_events_faults.py \
 		       tests/integration/test_jobs_webhooks.py tests/integration/test_webhooks_ordered.py \
-		       tests/integration/test_identity_auth.py tests/integration/test_crm_live.py
+		       tests/integration/test_identity_auth.py tests/integration/test_crm_live.py \
+		       tests/integration/test_redis_cluster_jobs.py
 
 test-redis-cluster: build-asan
 	TRELLIS_IT_REDIS_CLUSTER=1 $(PYTHON) -m pytest -q -p no:cacheprovider $(REDIS_CLUSTER_TESTS)

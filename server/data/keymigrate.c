@@ -128,11 +128,11 @@ move_dead_jobs(const char *key, size_t len, struct tally *t)
 		char queue[64], dest[300], perr[64];
 		bson_t rec;
 		bson_iter_t it;
-		if (!nl || id->type != REDIS_REPLY_STRING ||
-		    tr_json_parse(nl + 1, v->len - (size_t)(nl + 1 - v->str), &rec, perr,
-				  sizeof(perr)) != 0)
+		if (!nl || id->type != REDIS_REPLY_STRING)
 			continue; /* not a dead job: left where it is */
-		bool named = bson_iter_init_find(&it, &rec, "queue") && BSON_ITER_HOLDS_UTF8(&it);
+		bool named = tr_json_parse(nl + 1, v->len - (size_t)(nl + 1 - v->str), &rec, perr,
+					   sizeof(perr)) == 0 &&
+			     bson_iter_init_find(&it, &rec, "queue") && BSON_ITER_HOLDS_UTF8(&it);
 		snprintf(queue, sizeof(queue), "%s", named ? bson_iter_utf8(&it, NULL) : "");
 		bson_destroy(&rec);
 		if (!queue[0] || strchr(queue, ':') || strchr(queue, '}'))

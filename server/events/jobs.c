@@ -1029,7 +1029,7 @@ tr_jobs_retry(const char *tenant_hex, const char *job_id, char *queue_out, size_
 	redisReply *r;
 	bson_t rec;
 	bson_iter_t it;
-	int rc, qi, part;
+	int rc, qi = 0, part = 0;
 
 	if (strlen(job_id) != 32 || strspn(job_id, "0123456789abcdef") != 32)
 		return TR_ENOTFOUND;

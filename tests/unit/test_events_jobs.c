@@ -145,6 +145,52 @@ test_a_lane_is_named_like_a_queue_and_a_bad_name_is_refused(void **state)
 	    TR_EINVALID);
 }
 
+/* A queue partition's keys share one hash tag, so one cluster slot. */
+static void
+test_a_partitions_keys_share_a_hash_tag(void **state)
+{
+	static struct tr_config cfg = {.mongo_db = "app", .job_partitions = 4};
+	const struct tr_config *saved = tr_cfg;
+	char key[200];
+
+	(void)state;
+	tr_cfg = &cfg;
+	tr_job_key(key, sizeof(key), "webhooks", 3, ":lane:sub1");
+	assert_string_equal(key, "q:{app:webhooks:3}:lane:sub1");
+	tr_job_key(key, sizeof(key), "webhooks", 0, "");
+	assert_string_equal(key, "q:{app:webhooks:0}");
+	tr_cfg = saved;
+}
+
+/* A lane's jobs all go to one partition (so the lane keeps its order);
+ * ids spread over all of them; one partition takes everything. */
+static void
+test_lanes_keep_one_partition_and_ids_spread_over_all(void **state)
+{
+	static struct tr_config cfg = {.mongo_db = "app", .job_partitions = 4};
+	const struct tr_config *saved = tr_cfg;
+	int seen[4] = {0};
+	char id[33];
+
+	(void)state;
+	tr_cfg = &cfg;
+	assert_int_equal(tr_job_partitions(), 4);
+	assert_int_equal(tr_job_partition_of("sub-a"), tr_job_partition_of("sub-a"));
+	for (int i = 0; i < 400; i++) {
+		snprintf(id, sizeof(id), "%032x", i * 2654435761u);
+		int p = tr_job_partition_of(id);
+		assert_true(p >= 0 && p < 4);
+		seen[p]++;
+	}
+	for (int p = 0; p < 4; p++)
+		assert_true(seen[p] > 50);
+	cfg.job_partitions = 1;
+	assert_int_equal(tr_job_partition_of("sub-a"), 0);
+	cfg.job_partitions = 99; /* past the most there can be */
+	assert_int_equal(tr_job_partitions(), MAX_PARTITIONS);
+	tr_cfg = saved;
+}
+
 int
 main(void)
 {
@@ -155,6 +201,8 @@ main(void)
 	    cmocka_unit_test(test_webhooks_never_reach_internal_addresses),
 	    cmocka_unit_test(test_queue_names_are_short_plain_words),
 	    cmocka_unit_test(test_a_lane_is_named_like_a_queue_and_a_bad_name_is_refused),
+	    cmocka_unit_test(test_a_partitions_keys_share_a_hash_tag),
+	    cmocka_unit_test(test_lanes_keep_one_partition_and_ids_spread_over_all),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
