@@ -8,6 +8,7 @@ import secrets
 import time
 
 import pytest
+import redis as redis_lib
 from conftest import DB_NAME, REDIS_CLUSTER, login_request, signup, token_claims
 
 pytestmark = pytest.mark.skipif(not REDIS_CLUSTER, reason="needs TRELLIS_IT_REDIS_CLUSTER=1")
@@ -54,6 +55,60 @@ def test_jobs_on_every_partition_are_run(stack):
     assert all(v == (0, 0) for v in left.values()), f"left (stream, delayed) per partition: {left}"
     for n in range(PARTITIONS):
         assert stack.redis.xpending(partition(n), "workers")["pending"] == 0
+
+
+def add_jobs(stack, n, count, note):
+    for k in range(count):
+        stack.redis.xadd(partition(n), {"id": secrets.token_hex(16), "tenant": "0" * 24, "attempt": "0",
+                                        "payload": json.dumps({"note": f"{note} {k}"})})
+
+
+def wait_run(stack, n):
+    deadline = time.monotonic() + WAIT_S
+    while stack.redis.xlen(partition(n)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert stack.redis.xlen(partition(n)) == 0, f"partition {n}: jobs left unrun"
+    assert stack.redis.xpending(partition(n), "workers")["pending"] == 0
+
+
+def move_slot(nodes, ids, slot, src, dst):
+    """Hands slot from master src to dst the way a reshard does: dst
+    imports, src migrates, the keys move (a stream keeps its consumer
+    group), then every master learns the new owner. Commands for the slot
+    get ASK while it moves and MOVED after."""
+    nodes[dst].execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", ids[src])
+    nodes[src].execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", ids[dst])
+    while keys := nodes[src].execute_command("CLUSTER", "GETKEYSINSLOT", slot, 50):
+        nodes[src].execute_command("MIGRATE", "127.0.0.1", dst, "", 0, 5000, "KEYS", *keys)
+        time.sleep(0.2)  # the workers meet the slot half moved (ASK)
+    for c in nodes.values():
+        c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", ids[dst])
+
+
+def test_jobs_keep_running_when_a_partitions_slot_moves_to_another_master(stack):
+    nodes = {p: redis_lib.Redis(host="127.0.0.1", port=p, decode_responses=True, socket_timeout=5)
+             for p in stack.redis_ports}
+    ids = {p: c.execute_command("CLUSTER", "MYID") for p, c in nodes.items()}
+    n = 1
+    slot = stack.redis.keyslot(partition(n))
+    src = int(master_of(stack, partition(n)).rsplit(":", 1)[1])
+    dst = next(p for p in stack.redis_ports if p != src)
+    add_jobs(stack, n, 5, "before the move")
+    wait_run(stack, n)  # the workers know where the partition is
+    # keys of the slot to move, so that it moves in several steps
+    for k in range(120):
+        stack.redis.set(f"x:{{{DB_NAME}:{QUEUE}:{n}}}:{k}", "filler")
+    try:
+        move_slot(nodes, ids, slot, src, dst)
+        add_jobs(stack, n, 5, "after the move")
+        wait_run(stack, n)
+        # the partition's keys are all on dst now, and the jobs added there ran
+        assert nodes[src].execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == 0
+        assert nodes[dst].execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) > 0
+        assert stack.server_alive()
+    finally:
+        for c in nodes.values():
+            c.close()
 
 
 def test_a_login_works_and_its_session_is_in_the_cluster(stack):
