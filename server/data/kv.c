@@ -202,8 +202,8 @@ node_drop(struct node_conn *n)
 	}
 }
 
-/* Reads the slot map from the seed (redis_url), else from any master this
- * thread knows. false when none answers. */
+/* Reads the slot map from a master this thread knows, the seed (redis_url)
+ * at first. false when none answers. */
 static bool
 refresh_map(struct kvconn *k)
 {
@@ -214,10 +214,14 @@ refresh_map(struct kvconn *k)
 		k->map->nnodes = 0;
 		k->map_stale = true;
 	}
-	for (int i = -1; i < k->nnodes; i++) {
-		struct node_conn *n =
-		    i < 0 ? node_conn(k, K.cfg->redis_host, K.cfg->redis_port) : &k->nodes[i];
-		if (!n)
+	if (k->nnodes == 0 && !node_conn(k, K.cfg->redis_host, K.cfg->redis_port))
+		return false;
+	/* masters already connected first (no connect timeout to wait out
+	 * when one has failed), then the others; the seed is among them */
+	for (int pass = 0; pass < 2 * k->nnodes; pass++) {
+		struct node_conn *n = &k->nodes[pass % k->nnodes];
+		bool connected = n->ctx != NULL;
+		if (connected != (pass < k->nnodes))
 			continue;
 		if (!n->ctx)
 			n->ctx = dial(n->host, n->port);
@@ -240,15 +244,15 @@ refresh_map(struct kvconn *k)
 	return false;
 }
 
-/* The master serving slot (any master for TR_RCL_ANY), by the map. */
+/* The master serving slot (a master for TR_RCL_ANY), by the map. */
 static struct node_conn *
 route(struct kvconn *k, int slot)
 {
 	if ((!k->map || k->map_stale) && !refresh_map(k))
 		return NULL;
-	if (slot == TR_RCL_ANY)
-		return node_conn(k, K.cfg->redis_host, K.cfg->redis_port);
-	int i = tr_rcl_map_node(k->map, slot);
+	/* a keyless command goes to a master of the map, which is live as of
+	 * the last read, rather than to the seed, which may have failed */
+	int i = slot == TR_RCL_ANY ? (k->map->nnodes ? 0 : -1) : tr_rcl_map_node(k->map, slot);
 	if (i < 0) {
 		k->map_stale = true;
 		return NULL;
