@@ -22,15 +22,22 @@
 
 #define OUTBOX "outbox"
 #define EVENTS_CHANNEL "trellis:events"
+/* cluster mode: one sharded channel per slot, this prefix + {slot tag} */
+#define EVENTS_SHARD_PREFIX "trellis:ev:"
 #define RELAY_BATCH 500
 #define DELETE_BATCH 256
 
 /* KEYS[1] the tenant's stream, KEYS[2] the outbox record's dedupe key,
- * KEYS[3] the event sink's job queue, KEYS[4] the event listener's. ARGV:
- * max length, min id ("0": none), topic, owner, tail, tenant, dedupe ttl,
- * the sink's id field, "1" when the listener takes the event, a '0' or '1'
- * per subscriber ('1': its deliveries keep event order), then the ids of
- * the sink's subscribers to deliver to.
+ * then only the queues this event uses (a key passed but unused would
+ * still have to share the tenant's cluster slot): KEYS[3] the event
+ * sink's job queue when there are subscribers, and last (KEYS[#KEYS]) the
+ * event listener's when it takes the event. ARGV: max length, min id
+ * ("0": none), topic, owner, tail, tenant, dedupe ttl, the sink's id
+ * field, "1" when the listener takes the event, a '0' or '1' per
+ * subscriber ('1': its deliveries keep event order), the publish command
+ * and channel (PUBLISH trellis:events on one Redis; on a cluster SPUBLISH
+ * to the tenant's slot's shard channel, the only channel a script may
+ * publish to there), then the ids of the sink's subscribers to deliver to.
  * Appends, trims, remembers the outbox id, publishes "tenant \n topic \n
  * owner \n id \n tail", enqueues one delivery job per subscriber (job id
  * derived from event and subscriber) and one for the listener; an outbox
@@ -44,12 +51,12 @@ static const char publish_lua[] =
     "  't', ARGV[3], 'o', ARGV[4], 'b', ARGV[5])\n"
     "if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end\n"
     "redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"
-    "redis.call('PUBLISH', '" EVENTS_CHANNEL "',\n"
+    "redis.call(ARGV[11], ARGV[12],\n"
     "  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
-    "for i = 11, #ARGV do\n"
+    "for i = 13, #ARGV do\n"
     "  local job = string.sub(redis.sha1hex(id .. ARGV[i]), 1, 32)\n"
     "  local lane = ''\n"
-    "  if string.sub(ARGV[10], i - 10, i - 10) == '1' then\n"
+    "  if string.sub(ARGV[10], i - 12, i - 12) == '1' then\n"
     "    lane = ARGV[i]\n"
     "    redis.call('RPUSH', KEYS[3] .. ':lane:' .. lane, job)\n"
     "  end\n"
@@ -60,7 +67,7 @@ static const char publish_lua[] =
     "'}')\n"
     "end\n"
     "if ARGV[9] == '1' then\n"
-    "  redis.call('XADD', KEYS[4], '*', 'id', string.sub(redis.sha1hex(id .. ':listener'), 1, "
+    "  redis.call('XADD', KEYS[#KEYS], '*', 'id', string.sub(redis.sha1hex(id .. ':listener'), 1, "
     "32),\n"
     "    'tenant', ARGV[6], 'attempt', '0', 'payload',\n"
     "    '{\"event\":{\"id\":\"' .. id .. '\",' .. ARGV[5] .. '}')\n"
@@ -462,10 +469,11 @@ published_cb(void *arg, const redisReply *r, int status)
 }
 
 /* The publish script's keys and arguments into argv (at least
- * 14 + TR_MAX_SUBSCRIBERS); returns their count. */
+ * 16 + TR_MAX_SUBSCRIBERS); returns their count, *nkeys the keys'. */
 static int
 publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], char minid[32],
-	     char ttl[16], char order[TR_MAX_SUBSCRIBERS + 1], const char **argv, size_t *lens)
+	     char ttl[16], char order[TR_MAX_SUBSCRIBERS + 1], char channel[64], int *nkeys,
+	     const char **argv, size_t *lens)
 {
 	int n = 0;
 
@@ -475,8 +483,11 @@ publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 	order[ev->nsubscribers] = '\0';
 	argv[n++] = keys[0];
 	argv[n++] = keys[1];
-	argv[n++] = E.sink_queue;
-	argv[n++] = E.listener_queue;
+	if (ev->nsubscribers > 0)
+		argv[n++] = E.sink_queue;
+	if (ev->listen)
+		argv[n++] = E.listener_queue;
+	*nkeys = n;
 	argv[n++] = maxlen;
 	argv[n++] = minid;
 	argv[n++] = ev->topic;
@@ -487,6 +498,14 @@ publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 	argv[n++] = E.sink ? E.sink->id_field : "subscriber_id";
 	argv[n++] = ev->listen ? "1" : "0";
 	argv[n++] = order;
+	if (E.cfg->redis_cluster) {
+		tr_redis_shard_channel(EVENTS_SHARD_PREFIX, keys[0], strlen(keys[0]), channel, 64);
+		argv[n++] = "SPUBLISH";
+	} else {
+		snprintf(channel, 64, "%s", EVENTS_CHANNEL);
+		argv[n++] = "PUBLISH";
+	}
+	argv[n++] = channel;
 	for (int i = 0; i < ev->nsubscribers; i++)
 		argv[n++] = ev->subscribers[i];
 	for (int i = 0; i < n; i++)
@@ -498,11 +517,13 @@ static int
 publish_async(struct tr_event_out *ev)
 {
 	char keys[2][96], maxlen[24], minid[32], ttl[16], order[TR_MAX_SUBSCRIBERS + 1];
-	const char *argv[15 + TR_MAX_SUBSCRIBERS];
-	size_t lens[15 + TR_MAX_SUBSCRIBERS];
-	int n = publish_argv(ev, keys, maxlen, minid, ttl, order, argv, lens);
+	char channel[64];
+	const char *argv[16 + TR_MAX_SUBSCRIBERS];
+	size_t lens[16 + TR_MAX_SUBSCRIBERS];
+	int nkeys;
+	int n = publish_argv(ev, keys, maxlen, minid, ttl, order, channel, &nkeys, argv, lens);
 
-	return tr_redis_script_call(E.script, published_cb, ev, 4, n, argv, lens);
+	return tr_redis_script_call(E.script, published_cb, ev, nkeys, n, argv, lens);
 }
 
 void
@@ -594,21 +615,22 @@ delete_flush(void)
 static bool
 relay_publish_sync(const struct tr_event_out *ev)
 {
-	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[] = "4";
-	char order[TR_MAX_SUBSCRIBERS + 1];
+	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[4];
+	char order[TR_MAX_SUBSCRIBERS + 1], channel[64];
 	const char *argv[19 + TR_MAX_SUBSCRIBERS] = {"EVAL", publish_lua, nk};
 	size_t lens[19 + TR_MAX_SUBSCRIBERS];
 	redisReply *r;
 	bool ok;
-	int n;
+	int n, nkeys;
 
 	if (!E.cfg)
 		return false; /* a command: the relay of a running server publishes it */
-	n = publish_argv(ev, keys, maxlen, minid, ttl, order, argv + 3, lens + 3);
+	n = publish_argv(ev, keys, maxlen, minid, ttl, order, channel, &nkeys, argv + 3, lens + 3);
+	snprintf(nk, sizeof(nk), "%d", nkeys);
 
 	lens[0] = 4;
 	lens[1] = strlen(publish_lua);
-	lens[2] = 1;
+	lens[2] = strlen(nk);
 	r = tr_kv_command(n + 3, argv, lens);
 	ok = r && r->type == REDIS_REPLY_STRING;
 	if (r)
@@ -740,7 +762,8 @@ relay_timer_cb(uv_timer_t *t)
 static void
 on_message(const char *channel, const char *payload, size_t len)
 {
-	if (strcmp(channel, EVENTS_CHANNEL) == 0) {
+	if (strcmp(channel, EVENTS_CHANNEL) == 0 ||
+	    strncmp(channel, EVENTS_SHARD_PREFIX, sizeof(EVENTS_SHARD_PREFIX) - 1) == 0) {
 		/* tenant \n topic \n owner \n id \n tail */
 		const char *f[5];
 		size_t flen[5];
@@ -790,13 +813,23 @@ tr_events_register(const struct tr_config *cfg)
 void
 tr_events_start(uv_loop_t *loop)
 {
-	static const char *const channels[] = {EVENTS_CHANNEL, TR_REVOKE_CHANNEL};
+	/* Revocations stay on a classic channel in cluster mode too: every
+	 * process's auth cache needs every tenant's revocations (a sharded
+	 * channel per slot would only regroup the same traffic), they are
+	 * rare, and a classic PUBLISH reaches the subscribers of every node
+	 * (the session scripts and tr_kv_commandf publish them so). */
+	static const char *const classic[] = {EVENTS_CHANNEL, TR_REVOKE_CHANNEL};
+	static const char *const classic_cluster[] = {TR_REVOKE_CHANNEL};
 	uint64_t every = (uint64_t)E.cfg->outbox_grace_ms / 2;
 
 	E.loop = loop;
 	E.started = true;
 	tr_metrics_add_source(render_metrics);
-	tr_redis_subscribe(channels, 2, on_message, tr_ws_pubsub_state);
+	if (E.cfg->redis_cluster)
+		tr_redis_subscribe(classic_cluster, 1, EVENTS_SHARD_PREFIX, on_message,
+				   tr_ws_pubsub_state);
+	else
+		tr_redis_subscribe(classic, 2, NULL, on_message, tr_ws_pubsub_state);
 	uv_timer_init(loop, &E.relay_timer);
 	uv_timer_start(&E.relay_timer, relay_timer_cb, every, every < 100 ? 100 : every);
 }
