@@ -27,23 +27,27 @@
 #define RELAY_BATCH 500
 #define DELETE_BATCH 256
 
-/* KEYS[1] the tenant's stream, KEYS[2] the outbox record's dedupe key,
- * then only the queues this event uses (a key passed but unused would
- * still have to share the tenant's cluster slot): KEYS[3] the event
- * sink's job queue when there are subscribers, and last (KEYS[#KEYS]) the
- * event listener's when it takes the event. ARGV: max length, min id
- * ("0": none), topic, owner, tail, tenant, dedupe ttl, the sink's id
- * field, "1" when the listener takes the event, a '0' or '1' per
- * subscriber ('1': its deliveries keep event order), the publish command
- * and channel (PUBLISH trellis:events on one Redis; on a cluster SPUBLISH
- * to the tenant's slot's shard channel, the only channel a script may
- * publish to there), then the ids of the sink's subscribers to deliver to.
+/* Publishing an event takes up to three scripts, each on the keys of one
+ * cluster slot (a script's keys must share one; the single-mode client
+ * refuses others too, so the whole suite proves it):
+ *   1. the tenant's stream (publish_lua),
+ *   2. the event sink's deliveries (deliver_lua), when it has subscribers,
+ *   3. the event listener's job (listen_lua), when it takes the event.
+ * Each step starts when the one before succeeded; the outbox record is
+ * deleted only when all did. A failure leaves the record to the relay,
+ * which runs all three again: step 1 answers the id it appended before
+ * (the dedupe key), steps 2 and 3 enqueue again - deliveries are at least
+ * once when a step failed after an earlier one succeeded (job ids are
+ * derived from event and subscriber, so a consumer can tell).
+ *
+ * publish_lua: KEYS[1] the tenant's stream, KEYS[2] the outbox record's
+ * dedupe key. ARGV: max length, min id ("0": none), topic, owner, tail,
+ * tenant, dedupe ttl, the publish command and channel (PUBLISH
+ * trellis:events on one Redis; on a cluster SPUBLISH to the shard channel
+ * of the tenant's slot, the only channel a script may publish to there).
  * Appends, trims, remembers the outbox id, publishes "tenant \n topic \n
- * owner \n id \n tail", enqueues one delivery job per subscriber (job id
- * derived from event and subscriber) and one for the listener; an outbox
- * id already published returns its event id and does nothing. The job of
- * a subscriber that keeps order joins its lane (jobs.c, the subscriber's
- * id naming it) in this same call, so the lane's order is the stream's. */
+ * owner \n id \n tail" and returns the id; an outbox id already
+ * published returns its event id and does nothing. */
 static const char publish_lua[] =
     "local prev = redis.call('GET', KEYS[2])\n"
     "if prev then return prev end\n"
@@ -51,33 +55,48 @@ static const char publish_lua[] =
     "  't', ARGV[3], 'o', ARGV[4], 'b', ARGV[5])\n"
     "if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end\n"
     "redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"
-    "redis.call(ARGV[11], ARGV[12],\n"
+    "redis.call(ARGV[8], ARGV[9],\n"
     "  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
-    "for i = 13, #ARGV do\n"
-    "  local job = string.sub(redis.sha1hex(id .. ARGV[i]), 1, 32)\n"
-    "  local lane = ''\n"
-    "  if string.sub(ARGV[10], i - 12, i - 12) == '1' then\n"
-    "    lane = ARGV[i]\n"
-    "    redis.call('RPUSH', KEYS[3] .. ':lane:' .. lane, job)\n"
-    "  end\n"
-    "  redis.call('XADD', KEYS[3], '*', 'id', job, 'tenant', ARGV[6], 'attempt', '0',\n"
-    "    'lane', lane, 'payload',\n"
-    "    '{\"' .. ARGV[8] .. '\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. id .. '\",' .. "
-    "ARGV[5] .. "
-    "'}')\n"
-    "end\n"
-    "if ARGV[9] == '1' then\n"
-    "  redis.call('XADD', KEYS[#KEYS], '*', 'id', string.sub(redis.sha1hex(id .. ':listener'), 1, "
-    "32),\n"
-    "    'tenant', ARGV[6], 'attempt', '0', 'payload',\n"
-    "    '{\"event\":{\"id\":\"' .. id .. '\",' .. ARGV[5] .. '}')\n"
-    "end\n"
     "return id\n";
+
+/* deliver_lua: KEYS[1] the event sink's job queue. ARGV: event id,
+ * tenant, tail, the sink's id field, a '0' or '1' per subscriber ('1': its
+ * deliveries keep event order), then the subscribers' ids. Enqueues one
+ * delivery job per subscriber (job id derived from event and
+ * subscriber); the job of a subscriber that keeps order joins its lane
+ * (jobs.c, the subscriber's id naming it) in this same call, so the
+ * lane's order is the order of these calls - the stream's, as each runs
+ * after its event's step 1 answered, on one connection. Returns the id. */
+static const char deliver_lua[] =
+    "for i = 6, #ARGV do\n"
+    "  local job = string.sub(redis.sha1hex(ARGV[1] .. ARGV[i]), 1, 32)\n"
+    "  local lane = ''\n"
+    "  if string.sub(ARGV[5], i - 5, i - 5) == '1' then\n"
+    "    lane = ARGV[i]\n"
+    "    redis.call('RPUSH', KEYS[1] .. ':lane:' .. lane, job)\n"
+    "  end\n"
+    "  redis.call('XADD', KEYS[1], '*', 'id', job, 'tenant', ARGV[2], 'attempt', '0',\n"
+    "    'lane', lane, 'payload',\n"
+    "    '{\"' .. ARGV[4] .. '\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. ARGV[1] .. "
+    "'\",' .. ARGV[3] .. '}')\n"
+    "end\n"
+    "return ARGV[1]\n";
+
+/* listen_lua: KEYS[1] the event listener's job queue. ARGV: event id,
+ * tenant, tail. Enqueues the listener's job; returns the id. */
+static const char listen_lua[] =
+    "redis.call('XADD', KEYS[1], '*', 'id', string.sub(redis.sha1hex(ARGV[1] .. ':listener'), 1, "
+    "32),\n"
+    "  'tenant', ARGV[2], 'attempt', '0', 'payload',\n"
+    "  '{\"event\":{\"id\":\"' .. ARGV[1] .. '\",' .. ARGV[3] .. '}')\n"
+    "return ARGV[1]\n";
+
+enum publish_stage { STAGE_STREAM, STAGE_SINK, STAGE_LISTENER, STAGE_DONE };
 
 static struct {
 	const struct tr_config *cfg;
 	uv_loop_t *loop;
-	int script;
+	int script, deliver_script, listen_script; /* by stage, see publish_lua */
 	uv_timer_t relay_timer;
 	uv_work_t relay_work, delete_work;
 	bool relay_busy, delete_busy, started;
@@ -242,7 +261,7 @@ tr_emit(struct tr_ctx *c, const char *topic, const char *event, const char *enti
 	return rc;
 }
 
-static bool relay_publish_sync(const struct tr_event_out *ev);
+static bool relay_publish_sync(struct tr_event_out *ev);
 
 /* The outbox record of an event: what the relay needs to publish it. */
 static void
@@ -436,14 +455,133 @@ publish_args(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 static void delete_flush(void);
 static char *render_metrics(void);
 
+/* The script of ev's current stage (keys and arguments into argv, at
+ * least 8 + TR_MAX_SUBSCRIBERS); returns the argument count, *nkeys and
+ * *script (a tr_redis id) set, or 0 when this stage has nothing to do. */
+struct stage_bufs {
+	char keys[2][96], maxlen[24], minid[32], ttl[16], channel[64];
+	char order[TR_MAX_SUBSCRIBERS + 1];
+};
+
+static int
+stage_argv(const struct tr_event_out *ev, struct stage_bufs *b, int *nkeys, int *script,
+	   const char **argv, size_t *lens)
+{
+	int n = 0;
+
+	switch (ev->stage) {
+	case STAGE_STREAM:
+		publish_args(ev, b->keys, b->maxlen, b->minid, b->ttl);
+		argv[n++] = b->keys[0];
+		argv[n++] = b->keys[1];
+		argv[n++] = b->maxlen;
+		argv[n++] = b->minid;
+		argv[n++] = ev->topic;
+		argv[n++] = ev->owner;
+		argv[n++] = ev->tail;
+		argv[n++] = ev->tenant;
+		argv[n++] = b->ttl;
+		if (E.cfg->redis_cluster) {
+			tr_redis_shard_channel(EVENTS_SHARD_PREFIX, b->keys[0], strlen(b->keys[0]),
+					       b->channel, sizeof(b->channel));
+			argv[n++] = "SPUBLISH";
+		} else {
+			snprintf(b->channel, sizeof(b->channel), "%s", EVENTS_CHANNEL);
+			argv[n++] = "PUBLISH";
+		}
+		argv[n++] = b->channel;
+		*nkeys = 2;
+		*script = E.script;
+		break;
+	case STAGE_SINK:
+		if (ev->nsubscribers == 0)
+			return 0;
+		for (int i = 0; i < ev->nsubscribers; i++)
+			b->order[i] = ev->ordered[i] ? '1' : '0';
+		b->order[ev->nsubscribers] = '\0';
+		argv[n++] = E.sink_queue;
+		argv[n++] = ev->id;
+		argv[n++] = ev->tenant;
+		argv[n++] = ev->tail;
+		argv[n++] = E.sink ? E.sink->id_field : "subscriber_id";
+		argv[n++] = b->order;
+		for (int i = 0; i < ev->nsubscribers; i++)
+			argv[n++] = ev->subscribers[i];
+		*nkeys = 1;
+		*script = E.deliver_script;
+		break;
+	case STAGE_LISTENER:
+		if (!ev->listen)
+			return 0;
+		argv[n++] = E.listener_queue;
+		argv[n++] = ev->id;
+		argv[n++] = ev->tenant;
+		argv[n++] = ev->tail;
+		*nkeys = 1;
+		*script = E.listen_script;
+		break;
+	default:
+		return 0;
+	}
+	for (int i = 0; i < n; i++)
+		lens[i] = argv[i] == ev->tail ? ev->tail_len : strlen(argv[i]);
+	return n;
+}
+
+static const char *
+stage_source(int script)
+{
+	return script == E.script	    ? publish_lua
+	       : script == E.deliver_script ? deliver_lua
+					    : listen_lua;
+}
+
+static void published_cb(void *arg, const redisReply *r, int status);
+
+/* Sends ev's next stage that has something to do; TR_OK with ev->stage
+ * STAGE_DONE when none is left. */
+static int
+publish_next(struct tr_event_out *ev)
+{
+	struct stage_bufs b;
+	const char *argv[8 + TR_MAX_SUBSCRIBERS];
+	size_t lens[8 + TR_MAX_SUBSCRIBERS];
+	int nkeys = 0, script = -1, n;
+
+	for (; ev->stage < STAGE_DONE; ev->stage++) {
+		n = stage_argv(ev, &b, &nkeys, &script, argv, lens);
+		if (n > 0)
+			return tr_redis_script_call(script, published_cb, ev, nkeys, n, argv,
+						    lens) == TR_OK
+				   ? TR_OK
+				   : TR_EUNAVAILABLE;
+	}
+	return TR_OK;
+}
+
 static void
 published_cb(void *arg, const redisReply *r, int status)
 {
 	struct tr_event_out *ev = arg;
+	int nkeys, script = E.script;
+	struct stage_bufs b;
+	const char *argv[8 + TR_MAX_SUBSCRIBERS];
+	size_t lens[8 + TR_MAX_SUBSCRIBERS];
+	bool ok = status == TR_OK && r->type == REDIS_REPLY_STRING;
 
+	stage_argv(ev, &b, &nkeys, &script, argv, lens);
 	if (status == TR_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
-		tr_redis_script_reset(E.script);
-	if (status == TR_OK && r->type == REDIS_REPLY_STRING) {
+		tr_redis_script_reset(script);
+	if (ok && ev->stage == STAGE_STREAM)
+		snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
+	if (ok) {
+		ev->stage++;
+		if (publish_next(ev) != TR_OK)
+			ok = false;
+		else if (ev->stage != STAGE_DONE)
+			return; /* the next stage answers */
+	}
+	if (ok) {
 		E.published++;
 		if (tr_is_object_id(ev->outbox_id)) {
 			if (E.ndelete == E.cap_delete) {
@@ -468,62 +606,11 @@ published_cb(void *arg, const redisReply *r, int status)
 	free(ev);
 }
 
-/* The publish script's keys and arguments into argv (at least
- * 16 + TR_MAX_SUBSCRIBERS); returns their count, *nkeys the keys'. */
-static int
-publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], char minid[32],
-	     char ttl[16], char order[TR_MAX_SUBSCRIBERS + 1], char channel[64], int *nkeys,
-	     const char **argv, size_t *lens)
-{
-	int n = 0;
-
-	publish_args(ev, keys, maxlen, minid, ttl);
-	for (int i = 0; i < ev->nsubscribers; i++)
-		order[i] = ev->ordered[i] ? '1' : '0';
-	order[ev->nsubscribers] = '\0';
-	argv[n++] = keys[0];
-	argv[n++] = keys[1];
-	if (ev->nsubscribers > 0)
-		argv[n++] = E.sink_queue;
-	if (ev->listen)
-		argv[n++] = E.listener_queue;
-	*nkeys = n;
-	argv[n++] = maxlen;
-	argv[n++] = minid;
-	argv[n++] = ev->topic;
-	argv[n++] = ev->owner;
-	argv[n++] = ev->tail;
-	argv[n++] = ev->tenant;
-	argv[n++] = ttl;
-	argv[n++] = E.sink ? E.sink->id_field : "subscriber_id";
-	argv[n++] = ev->listen ? "1" : "0";
-	argv[n++] = order;
-	if (E.cfg->redis_cluster) {
-		tr_redis_shard_channel(EVENTS_SHARD_PREFIX, keys[0], strlen(keys[0]), channel, 64);
-		argv[n++] = "SPUBLISH";
-	} else {
-		snprintf(channel, 64, "%s", EVENTS_CHANNEL);
-		argv[n++] = "PUBLISH";
-	}
-	argv[n++] = channel;
-	for (int i = 0; i < ev->nsubscribers; i++)
-		argv[n++] = ev->subscribers[i];
-	for (int i = 0; i < n; i++)
-		lens[i] = argv[i] == ev->tail ? ev->tail_len : strlen(argv[i]);
-	return n;
-}
-
 static int
 publish_async(struct tr_event_out *ev)
 {
-	char keys[2][96], maxlen[24], minid[32], ttl[16], order[TR_MAX_SUBSCRIBERS + 1];
-	char channel[64];
-	const char *argv[16 + TR_MAX_SUBSCRIBERS];
-	size_t lens[16 + TR_MAX_SUBSCRIBERS];
-	int nkeys;
-	int n = publish_argv(ev, keys, maxlen, minid, ttl, order, channel, &nkeys, argv, lens);
-
-	return tr_redis_script_call(E.script, published_cb, ev, nkeys, n, argv, lens);
+	ev->stage = STAGE_STREAM;
+	return publish_next(ev);
 }
 
 void
@@ -613,29 +700,35 @@ delete_flush(void)
 /* ---- the relay (worker thread): outbox records nobody published ---- */
 
 static bool
-relay_publish_sync(const struct tr_event_out *ev)
+relay_publish_sync(struct tr_event_out *ev)
 {
-	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[4];
-	char order[TR_MAX_SUBSCRIBERS + 1], channel[64];
-	const char *argv[19 + TR_MAX_SUBSCRIBERS] = {"EVAL", publish_lua, nk};
-	size_t lens[19 + TR_MAX_SUBSCRIBERS];
-	redisReply *r;
-	bool ok;
-	int n, nkeys;
+	struct stage_bufs b;
+	char nk[4];
+	const char *argv[11 + TR_MAX_SUBSCRIBERS] = {"EVAL", NULL, nk};
+	size_t lens[11 + TR_MAX_SUBSCRIBERS];
+	int n, nkeys, script;
 
 	if (!E.cfg)
 		return false; /* a command: the relay of a running server publishes it */
-	n = publish_argv(ev, keys, maxlen, minid, ttl, order, channel, &nkeys, argv + 3, lens + 3);
-	snprintf(nk, sizeof(nk), "%d", nkeys);
-
-	lens[0] = 4;
-	lens[1] = strlen(publish_lua);
-	lens[2] = strlen(nk);
-	r = tr_kv_command(n + 3, argv, lens);
-	ok = r && r->type == REDIS_REPLY_STRING;
-	if (r)
-		freeReplyObject(r);
-	return ok;
+	for (ev->stage = STAGE_STREAM; ev->stage < STAGE_DONE; ev->stage++) {
+		n = stage_argv(ev, &b, &nkeys, &script, argv + 3, lens + 3);
+		if (n == 0)
+			continue;
+		snprintf(nk, sizeof(nk), "%d", nkeys);
+		argv[1] = stage_source(script);
+		lens[0] = 4;
+		lens[1] = strlen(argv[1]);
+		lens[2] = strlen(nk);
+		redisReply *r = tr_kv_command(n + 3, argv, lens);
+		bool ok = r && r->type == REDIS_REPLY_STRING;
+		if (ok && ev->stage == STAGE_STREAM)
+			snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
+		if (r)
+			freeReplyObject(r);
+		if (!ok)
+			return false;
+	}
+	return true;
 }
 
 void
@@ -800,6 +893,8 @@ tr_events_register(const struct tr_config *cfg)
 {
 	E.cfg = cfg;
 	E.script = tr_redis_script_register(publish_lua);
+	E.deliver_script = tr_redis_script_register(deliver_lua);
+	E.listen_script = tr_redis_script_register(listen_lua);
 	for (size_t m = 0; m < tr_nmodules && !E.sink; m++)
 		E.sink = tr_modules[m]->event_sink;
 	/* without a sink the queue key is never used: no ids follow */

@@ -73,6 +73,9 @@ struct tr_event_out {
 	bool ordered[TR_MAX_SUBSCRIBERS];	  /* subscribers[i]'s deliveries keep event order */
 	int nsubscribers;
 	bool listen; /* the event listener (module.h) takes it */
+	/* while publishing (events.c): the step under way and the stream id */
+	int stage;
+	char id[48];
 	struct tr_event_out *next;
 };
 
