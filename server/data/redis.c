@@ -326,6 +326,9 @@ redirect(struct call *c, const redisReply *r)
 	if (to < 0)
 		return -1;
 	if (kind == TR_RCL_MOVED) {
+		if (R.owner[slot] != to) /* once per move, not per command */
+			tr_info("redis: slot %d moved to %s:%d", slot, R.nodes[to].host,
+				R.nodes[to].port);
 		R.owner[slot] = (int8_t)to;
 		R.nodes[to].master = true;
 		schedule_refresh();
@@ -890,6 +893,8 @@ ssub_reply(int i, const redisReply *r)
 		 * published there until we subscribe on its new owner is
 		 * missed, so clients are told to resync */
 		if (S.sub_at[slot] == i) {
+			tr_info("redis: slot %d left %s:%d; its channel follows it", slot,
+				R.nodes[i].host, R.nodes[i].port);
 			S.sub_at[slot] = -1;
 			S.nconfirmed--;
 			sub_update_state();
