@@ -33,12 +33,13 @@
  *   1. the tenant's stream (publish_lua),
  *   2. the event sink's deliveries (deliver_lua), when it has subscribers,
  *   3. the event listener's job (listen_lua), when it takes the event.
- * Each step starts when the one before succeeded; the outbox record is
- * deleted only when all did. A failure leaves the record to the relay,
- * which runs all three again: step 1 answers the id it appended before
- * (the dedupe key), steps 2 and 3 enqueue again - deliveries are at least
- * once when a step failed after an earlier one succeeded (job ids are
- * derived from event and subscriber, so a consumer can tell).
+ * Steps 2 and 3 start together when step 1 succeeded (publish_queues);
+ * the outbox record is deleted only when all did. A failure leaves the
+ * record to the relay, which runs all three again: step 1 answers the id
+ * it appended before (the dedupe key), steps 2 and 3 enqueue again -
+ * deliveries are at least once when a step failed after step 1 succeeded
+ * (job ids are derived from event and subscriber, so a consumer can
+ * tell).
  *
  * publish_lua: KEYS[1] the tenant's stream, KEYS[2] the outbox record's
  * dedupe key. ARGV: max length, min id ("0": none), topic, owner, tail,
@@ -464,12 +465,12 @@ struct stage_bufs {
 };
 
 static int
-stage_argv(const struct tr_event_out *ev, struct stage_bufs *b, int *nkeys, int *script,
+stage_argv(const struct tr_event_out *ev, int stage, struct stage_bufs *b, int *nkeys, int *script,
 	   const char **argv, size_t *lens)
 {
 	int n = 0;
 
-	switch (ev->stage) {
+	switch (stage) {
 	case STAGE_STREAM:
 		publish_args(ev, b->keys, b->maxlen, b->minid, b->ttl);
 		argv[n++] = b->keys[0];
@@ -538,48 +539,57 @@ stage_source(int script)
 
 static void published_cb(void *arg, const redisReply *r, int status);
 
-/* Sends ev's next stage that has something to do; TR_OK with ev->stage
- * STAGE_DONE when none is left. */
+/* The queue steps (2 and 3) go out together, right when step 1
+ * answered: a queue's calls then leave in the order of the events' step 1
+ * replies - the stream's order - whichever nodes the queues live on.
+ * Returns how many were sent; *failed when one could not be. */
 static int
-publish_next(struct tr_event_out *ev)
+publish_queues(struct tr_event_out *ev, bool *failed)
 {
 	struct stage_bufs b;
 	const char *argv[8 + TR_MAX_SUBSCRIBERS];
 	size_t lens[8 + TR_MAX_SUBSCRIBERS];
-	int nkeys = 0, script = -1, n;
+	int nkeys = 0, script = -1, n, sent = 0;
 
-	for (; ev->stage < STAGE_DONE; ev->stage++) {
-		n = stage_argv(ev, &b, &nkeys, &script, argv, lens);
-		if (n > 0)
-			return tr_redis_script_call(script, published_cb, ev, nkeys, n, argv,
-						    lens) == TR_OK
-				   ? TR_OK
-				   : TR_EUNAVAILABLE;
+	for (int stage = STAGE_SINK; stage < STAGE_DONE; stage++) {
+		n = stage_argv(ev, stage, &b, &nkeys, &script, argv, lens);
+		if (n == 0)
+			continue;
+		if (tr_redis_script_call(script, published_cb, ev, nkeys, n, argv, lens) == TR_OK)
+			sent++;
+		else
+			*failed = true;
 	}
-	return TR_OK;
+	return sent;
 }
 
 static void
 published_cb(void *arg, const redisReply *r, int status)
 {
 	struct tr_event_out *ev = arg;
-	int nkeys, script = E.script;
-	struct stage_bufs b;
-	const char *argv[8 + TR_MAX_SUBSCRIBERS];
-	size_t lens[8 + TR_MAX_SUBSCRIBERS];
 	bool ok = status == TR_OK && r->type == REDIS_REPLY_STRING;
 
-	stage_argv(ev, &b, &nkeys, &script, argv, lens);
-	if (status == TR_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
-		tr_redis_script_reset(script);
-	if (ok && ev->stage == STAGE_STREAM)
-		snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
-	if (ok) {
-		ev->stage++;
-		if (publish_next(ev) != TR_OK)
-			ok = false;
-		else if (ev->stage != STAGE_DONE)
-			return; /* the next stage answers */
+	if (status == TR_OK && r->type == REDIS_REPLY_ERROR &&
+	    strncmp(r->str, "NOSCRIPT", 8) == 0) {
+		tr_redis_script_reset(E.script);
+		tr_redis_script_reset(E.deliver_script);
+		tr_redis_script_reset(E.listen_script);
+	}
+	if (ev->stage == STAGE_STREAM) {
+		if (ok) {
+			snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
+			ev->stage = STAGE_SINK;
+			ev->failed = false;
+			ev->pending = publish_queues(ev, &ev->failed);
+			if (ev->pending > 0)
+				return; /* their replies finish it */
+			ok = !ev->failed;
+		}
+	} else {
+		ev->failed = ev->failed || !ok;
+		if (--ev->pending > 0)
+			return;
+		ok = !ev->failed;
 	}
 	if (ok) {
 		E.published++;
@@ -609,8 +619,14 @@ published_cb(void *arg, const redisReply *r, int status)
 static int
 publish_async(struct tr_event_out *ev)
 {
+	struct stage_bufs b;
+	const char *argv[8 + TR_MAX_SUBSCRIBERS];
+	size_t lens[8 + TR_MAX_SUBSCRIBERS];
+	int nkeys = 0, script = -1;
+	int n = stage_argv(ev, STAGE_STREAM, &b, &nkeys, &script, argv, lens);
+
 	ev->stage = STAGE_STREAM;
-	return publish_next(ev);
+	return tr_redis_script_call(script, published_cb, ev, nkeys, n, argv, lens);
 }
 
 void
@@ -711,7 +727,7 @@ relay_publish_sync(struct tr_event_out *ev)
 	if (!E.cfg)
 		return false; /* a command: the relay of a running server publishes it */
 	for (ev->stage = STAGE_STREAM; ev->stage < STAGE_DONE; ev->stage++) {
-		n = stage_argv(ev, &b, &nkeys, &script, argv + 3, lens + 3);
+		n = stage_argv(ev, ev->stage, &b, &nkeys, &script, argv + 3, lens + 3);
 		if (n == 0)
 			continue;
 		snprintf(nk, sizeof(nk), "%d", nkeys);
