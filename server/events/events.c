@@ -108,11 +108,34 @@ static struct {
 	int ndeleting;
 	unsigned long long published;
 	atomic_ullong relayed;
-	const struct tr_event_sink *sink; /* the module that offers one, or NULL */
-	char sink_queue[200];
+	const struct tr_event_sink *sink;	  /* the module that offers one, or NULL */
 	const struct tr_event_listener *listener; /* likewise */
-	char listener_queue[200];
 } E;
+
+/* Where the queue steps write. jobs.c's queues are one stream each here
+ * (one partition); split into partitions, each in its own cluster slot,
+ * a subscriber's deliveries go to the partition of its id (its lane's,
+ * so the lane's order holds) and the listener's job to the partition of
+ * the event id. These three are all that changes then. */
+static int
+queue_partitions(void)
+{
+	return 1;
+}
+
+static int
+queue_partition_of(const char *lane_or_id)
+{
+	(void)lane_or_id;
+	return 0;
+}
+
+static void
+queue_key(char *buf, size_t len, const char *queue, int partition)
+{
+	(void)partition;
+	tr_job_key(buf, len, queue, "");
+}
 
 /* ---- ids ---- */
 
@@ -456,19 +479,20 @@ publish_args(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 static void delete_flush(void);
 static char *render_metrics(void);
 
-/* The script of ev's current stage (keys and arguments into argv, at
- * least 8 + TR_MAX_SUBSCRIBERS); returns the argument count, *nkeys and
- * *script (a tr_redis id) set, or 0 when this stage has nothing to do. */
+/* The script of a stage (for the queue steps: in one queue partition)
+ * - keys and arguments into argv, at least 8 + TR_MAX_SUBSCRIBERS;
+ * returns the argument count, *nkeys and *script (a tr_redis id) set, or
+ * 0 when it has nothing to do there. */
 struct stage_bufs {
-	char keys[2][96], maxlen[24], minid[32], ttl[16], channel[64];
+	char keys[2][96], maxlen[24], minid[32], ttl[16], channel[64], queue[200];
 	char order[TR_MAX_SUBSCRIBERS + 1];
 };
 
 static int
-stage_argv(const struct tr_event_out *ev, int stage, struct stage_bufs *b, int *nkeys, int *script,
-	   const char **argv, size_t *lens)
+stage_argv(const struct tr_event_out *ev, int stage, int part, struct stage_bufs *b, int *nkeys,
+	   int *script, const char **argv, size_t *lens)
 {
-	int n = 0;
+	int n = 0, nsubs = 0;
 
 	switch (stage) {
 	case STAGE_STREAM:
@@ -495,26 +519,32 @@ stage_argv(const struct tr_event_out *ev, int stage, struct stage_bufs *b, int *
 		*script = E.script;
 		break;
 	case STAGE_SINK:
-		if (ev->nsubscribers == 0)
+		if (!E.sink)
 			return 0;
-		for (int i = 0; i < ev->nsubscribers; i++)
-			b->order[i] = ev->ordered[i] ? '1' : '0';
-		b->order[ev->nsubscribers] = '\0';
-		argv[n++] = E.sink_queue;
+		queue_key(b->queue, sizeof(b->queue), E.sink->queue, part);
+		argv[n++] = b->queue;
 		argv[n++] = ev->id;
 		argv[n++] = ev->tenant;
 		argv[n++] = ev->tail;
-		argv[n++] = E.sink ? E.sink->id_field : "subscriber_id";
+		argv[n++] = E.sink->id_field;
 		argv[n++] = b->order;
-		for (int i = 0; i < ev->nsubscribers; i++)
+		for (int i = 0; i < ev->nsubscribers; i++) {
+			if (queue_partition_of(ev->subscribers[i]) != part)
+				continue;
+			b->order[nsubs++] = ev->ordered[i] ? '1' : '0';
 			argv[n++] = ev->subscribers[i];
+		}
+		b->order[nsubs] = '\0';
+		if (nsubs == 0)
+			return 0;
 		*nkeys = 1;
 		*script = E.deliver_script;
 		break;
 	case STAGE_LISTENER:
-		if (!ev->listen)
+		if (!ev->listen || !E.listener || queue_partition_of(ev->id) != part)
 			return 0;
-		argv[n++] = E.listener_queue;
+		queue_key(b->queue, sizeof(b->queue), E.listener->queue, part);
+		argv[n++] = b->queue;
 		argv[n++] = ev->id;
 		argv[n++] = ev->tenant;
 		argv[n++] = ev->tail;
@@ -551,15 +581,17 @@ publish_queues(struct tr_event_out *ev, bool *failed)
 	size_t lens[8 + TR_MAX_SUBSCRIBERS];
 	int nkeys = 0, script = -1, n, sent = 0;
 
-	for (int stage = STAGE_SINK; stage < STAGE_DONE; stage++) {
-		n = stage_argv(ev, stage, &b, &nkeys, &script, argv, lens);
-		if (n == 0)
-			continue;
-		if (tr_redis_script_call(script, published_cb, ev, nkeys, n, argv, lens) == TR_OK)
-			sent++;
-		else
-			*failed = true;
-	}
+	for (int stage = STAGE_SINK; stage < STAGE_DONE; stage++)
+		for (int part = 0; part < queue_partitions(); part++) {
+			n = stage_argv(ev, stage, part, &b, &nkeys, &script, argv, lens);
+			if (n == 0)
+				continue;
+			if (tr_redis_script_call(script, published_cb, ev, nkeys, n, argv, lens) ==
+			    TR_OK)
+				sent++;
+			else
+				*failed = true;
+		}
 	return sent;
 }
 
@@ -623,7 +655,7 @@ publish_async(struct tr_event_out *ev)
 	const char *argv[8 + TR_MAX_SUBSCRIBERS];
 	size_t lens[8 + TR_MAX_SUBSCRIBERS];
 	int nkeys = 0, script = -1;
-	int n = stage_argv(ev, STAGE_STREAM, &b, &nkeys, &script, argv, lens);
+	int n = stage_argv(ev, STAGE_STREAM, 0, &b, &nkeys, &script, argv, lens);
 
 	ev->stage = STAGE_STREAM;
 	return tr_redis_script_call(script, published_cb, ev, nkeys, n, argv, lens);
@@ -726,24 +758,26 @@ relay_publish_sync(struct tr_event_out *ev)
 
 	if (!E.cfg)
 		return false; /* a command: the relay of a running server publishes it */
-	for (ev->stage = STAGE_STREAM; ev->stage < STAGE_DONE; ev->stage++) {
-		n = stage_argv(ev, ev->stage, &b, &nkeys, &script, argv + 3, lens + 3);
-		if (n == 0)
-			continue;
-		snprintf(nk, sizeof(nk), "%d", nkeys);
-		argv[1] = stage_source(script);
-		lens[0] = 4;
-		lens[1] = strlen(argv[1]);
-		lens[2] = strlen(nk);
-		redisReply *r = tr_kv_command(n + 3, argv, lens);
-		bool ok = r && r->type == REDIS_REPLY_STRING;
-		if (ok && ev->stage == STAGE_STREAM)
-			snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
-		if (r)
-			freeReplyObject(r);
-		if (!ok)
-			return false;
-	}
+	for (int stage = STAGE_STREAM; stage < STAGE_DONE; stage++)
+		for (int part = 0; part < (stage == STAGE_STREAM ? 1 : queue_partitions());
+		     part++) {
+			n = stage_argv(ev, stage, part, &b, &nkeys, &script, argv + 3, lens + 3);
+			if (n == 0)
+				continue;
+			snprintf(nk, sizeof(nk), "%d", nkeys);
+			argv[1] = stage_source(script);
+			lens[0] = 4;
+			lens[1] = strlen(argv[1]);
+			lens[2] = strlen(nk);
+			redisReply *r = tr_kv_command(n + 3, argv, lens);
+			bool ok = r && r->type == REDIS_REPLY_STRING;
+			if (ok && stage == STAGE_STREAM)
+				snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
+			if (r)
+				freeReplyObject(r);
+			if (!ok)
+				return false;
+		}
 	return true;
 }
 
@@ -913,12 +947,8 @@ tr_events_register(const struct tr_config *cfg)
 	E.listen_script = tr_redis_script_register(listen_lua);
 	for (size_t m = 0; m < tr_nmodules && !E.sink; m++)
 		E.sink = tr_modules[m]->event_sink;
-	/* without a sink the queue key is never used: no ids follow */
-	tr_job_key(E.sink_queue, sizeof(E.sink_queue), E.sink ? E.sink->queue : "none", "");
 	for (size_t m = 0; m < tr_nmodules && !E.listener; m++)
 		E.listener = tr_modules[m]->event_listener;
-	tr_job_key(E.listener_queue, sizeof(E.listener_queue),
-		   E.listener ? E.listener->queue : "none", "");
 }
 
 void
