@@ -23,9 +23,8 @@ redisReply *tr_kv_command(int argc, const char **argv, const size_t *lens);
  * reply may take up to timeout_ms. Not retried. */
 redisReply *tr_kv_command_wait(int argc, const char **argv, const size_t *lens, int timeout_ms);
 /* tr_kv_command for a command known to span slots, which only one Redis
- * runs: refused (NULL, logged) in cluster mode. For the event publish
- * script (its tenant stream and the sink's queue together) until it is
- * split, and the renames of the single-Redis key migration. */
+ * runs: refused (NULL, logged) in cluster mode. For the renames of the
+ * single-Redis key migration (keymigrate.c) alone. */
 redisReply *tr_kv_command_single_only(int argc, const char **argv, const size_t *lens);
 /* Printf-style, for commands without binary arguments. */
 redisReply *tr_kv_commandf(const char *fmt, ...);

@@ -221,3 +221,32 @@ tr_rcl_map_node(const struct tr_rcl_map *m, int slot)
 		return -1;
 	return m->owner[slot];
 }
+
+void
+tr_rcl_slot_tags(char tags[TR_RCL_SLOTS][TR_RCL_TAG_SIZE])
+{
+	static const char alphabet[] = "0123456789abcdefghijklmnopqrstuvwxyz";
+	const int base = (int)sizeof(alphabet) - 1;
+	int left = TR_RCL_SLOTS;
+
+	for (int s = 0; s < TR_RCL_SLOTS; s++)
+		tags[s][0] = '\0';
+	/* Three characters leave 85 slots uncovered; the first four-character
+	 * strings fill those (the unit test checks every slot has its tag). */
+	for (int len = 1; len <= TR_RCL_TAG_SIZE - 1 && left; len++) {
+		int count = 1;
+		for (int i = 0; i < len; i++)
+			count *= base;
+		for (int n = 0; n < count && left; n++) {
+			char tag[TR_RCL_TAG_SIZE];
+			for (int i = len - 1, v = n; i >= 0; i--, v /= base)
+				tag[i] = alphabet[v % base];
+			tag[len] = '\0';
+			int slot = crc16(tag, (size_t)len) & (TR_RCL_SLOTS - 1);
+			if (tags[slot][0])
+				continue;
+			memcpy(tags[slot], tag, (size_t)len + 1);
+			left--;
+		}
+	}
+}

@@ -61,4 +61,13 @@ int tr_rcl_map_parse(struct tr_rcl_map *m, const redisReply *r, const char *defa
 /* The node index serving slot, or -1 when no master serves it. */
 int tr_rcl_map_node(const struct tr_rcl_map *m, int slot);
 
+/* Slot tags: for every slot, a short string (at most 4 characters of
+ * [0-9a-z]) whose key slot is that slot, so a name "...{TAG}" hashes to
+ * it. Sharded pub/sub uses one channel per slot named that way: a script
+ * may only SPUBLISH to a channel of its own keys' slot. The same table on
+ * every process: the first string of the enumeration 0..9, a..z, 00, 01,
+ * ... that lands on each slot. Fills tags (80 KiB). */
+#define TR_RCL_TAG_SIZE 5
+void tr_rcl_slot_tags(char tags[TR_RCL_SLOTS][TR_RCL_TAG_SIZE]);
+
 #endif

@@ -22,21 +22,33 @@
 
 #define OUTBOX "outbox"
 #define EVENTS_CHANNEL "trellis:events"
+/* cluster mode: one sharded channel per slot, this prefix + {slot tag} */
+#define EVENTS_SHARD_PREFIX "trellis:ev:"
 #define RELAY_BATCH 500
 #define DELETE_BATCH 256
 
-/* KEYS[1] the tenant's stream, KEYS[2] the outbox record's dedupe key,
- * KEYS[3] the event sink's job queue, KEYS[4] the event listener's. ARGV:
- * max length, min id ("0": none), topic, owner, tail, tenant, dedupe ttl,
- * the sink's id field, "1" when the listener takes the event, a '0' or '1'
- * per subscriber ('1': its deliveries keep event order), then the ids of
- * the sink's subscribers to deliver to.
+/* Publishing an event takes up to three scripts, each on the keys of one
+ * cluster slot (a script's keys must share one; the single-mode client
+ * refuses others too, so the whole suite proves it):
+ *   1. the tenant's stream (publish_lua),
+ *   2. the event sink's deliveries (deliver_lua), when it has subscribers,
+ *   3. the event listener's job (listen_lua), when it takes the event.
+ * Steps 2 and 3 start together when step 1 succeeded (publish_queues);
+ * the outbox record is deleted only when all did. A failure leaves the
+ * record to the relay, which runs all three again: step 1 answers the id
+ * it appended before (the dedupe key), steps 2 and 3 enqueue again -
+ * deliveries are at least once when a step failed after step 1 succeeded
+ * (job ids are derived from event and subscriber, so a consumer can
+ * tell).
+ *
+ * publish_lua: KEYS[1] the tenant's stream, KEYS[2] the outbox record's
+ * dedupe key. ARGV: max length, min id ("0": none), topic, owner, tail,
+ * tenant, dedupe ttl, the publish command and channel (PUBLISH
+ * trellis:events on one Redis; on a cluster SPUBLISH to the shard channel
+ * of the tenant's slot, the only channel a script may publish to there).
  * Appends, trims, remembers the outbox id, publishes "tenant \n topic \n
- * owner \n id \n tail", enqueues one delivery job per subscriber (job id
- * derived from event and subscriber) and one for the listener; an outbox
- * id already published returns its event id and does nothing. The job of
- * a subscriber that keeps order joins its lane (jobs.c, the subscriber's
- * id naming it) in this same call, so the lane's order is the stream's. */
+ * owner \n id \n tail" and returns the id; an outbox id already
+ * published returns its event id and does nothing. */
 static const char publish_lua[] =
     "local prev = redis.call('GET', KEYS[2])\n"
     "if prev then return prev end\n"
@@ -44,33 +56,48 @@ static const char publish_lua[] =
     "  't', ARGV[3], 'o', ARGV[4], 'b', ARGV[5])\n"
     "if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end\n"
     "redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"
-    "redis.call('PUBLISH', '" EVENTS_CHANNEL "',\n"
+    "redis.call(ARGV[8], ARGV[9],\n"
     "  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
-    "for i = 11, #ARGV do\n"
-    "  local job = string.sub(redis.sha1hex(id .. ARGV[i]), 1, 32)\n"
-    "  local lane = ''\n"
-    "  if string.sub(ARGV[10], i - 10, i - 10) == '1' then\n"
-    "    lane = ARGV[i]\n"
-    "    redis.call('RPUSH', KEYS[3] .. ':lane:' .. lane, job)\n"
-    "  end\n"
-    "  redis.call('XADD', KEYS[3], '*', 'id', job, 'tenant', ARGV[6], 'attempt', '0',\n"
-    "    'lane', lane, 'payload',\n"
-    "    '{\"' .. ARGV[8] .. '\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. id .. '\",' .. "
-    "ARGV[5] .. "
-    "'}')\n"
-    "end\n"
-    "if ARGV[9] == '1' then\n"
-    "  redis.call('XADD', KEYS[4], '*', 'id', string.sub(redis.sha1hex(id .. ':listener'), 1, "
-    "32),\n"
-    "    'tenant', ARGV[6], 'attempt', '0', 'payload',\n"
-    "    '{\"event\":{\"id\":\"' .. id .. '\",' .. ARGV[5] .. '}')\n"
-    "end\n"
     "return id\n";
+
+/* deliver_lua: KEYS[1] the event sink's job queue. ARGV: event id,
+ * tenant, tail, the sink's id field, a '0' or '1' per subscriber ('1': its
+ * deliveries keep event order), then the subscribers' ids. Enqueues one
+ * delivery job per subscriber (job id derived from event and
+ * subscriber); the job of a subscriber that keeps order joins its lane
+ * (jobs.c, the subscriber's id naming it) in this same call, so the
+ * lane's order is the order of these calls - the stream's, as each runs
+ * after its event's step 1 answered, on one connection. Returns the id. */
+static const char deliver_lua[] =
+    "for i = 6, #ARGV do\n"
+    "  local job = string.sub(redis.sha1hex(ARGV[1] .. ARGV[i]), 1, 32)\n"
+    "  local lane = ''\n"
+    "  if string.sub(ARGV[5], i - 5, i - 5) == '1' then\n"
+    "    lane = ARGV[i]\n"
+    "    redis.call('RPUSH', KEYS[1] .. ':lane:' .. lane, job)\n"
+    "  end\n"
+    "  redis.call('XADD', KEYS[1], '*', 'id', job, 'tenant', ARGV[2], 'attempt', '0',\n"
+    "    'lane', lane, 'payload',\n"
+    "    '{\"' .. ARGV[4] .. '\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. ARGV[1] .. "
+    "'\",' .. ARGV[3] .. '}')\n"
+    "end\n"
+    "return ARGV[1]\n";
+
+/* listen_lua: KEYS[1] the event listener's job queue. ARGV: event id,
+ * tenant, tail. Enqueues the listener's job; returns the id. */
+static const char listen_lua[] =
+    "redis.call('XADD', KEYS[1], '*', 'id', string.sub(redis.sha1hex(ARGV[1] .. ':listener'), 1, "
+    "32),\n"
+    "  'tenant', ARGV[2], 'attempt', '0', 'payload',\n"
+    "  '{\"event\":{\"id\":\"' .. ARGV[1] .. '\",' .. ARGV[3] .. '}')\n"
+    "return ARGV[1]\n";
+
+enum publish_stage { STAGE_STREAM, STAGE_SINK, STAGE_LISTENER, STAGE_DONE };
 
 static struct {
 	const struct tr_config *cfg;
 	uv_loop_t *loop;
-	int script;
+	int script, deliver_script, listen_script; /* by stage, see publish_lua */
 	uv_timer_t relay_timer;
 	uv_work_t relay_work, delete_work;
 	bool relay_busy, delete_busy, started;
@@ -81,11 +108,31 @@ static struct {
 	int ndeleting;
 	unsigned long long published;
 	atomic_ullong relayed;
-	const struct tr_event_sink *sink; /* the module that offers one, or NULL */
-	char sink_queue[200];
+	const struct tr_event_sink *sink;	  /* the module that offers one, or NULL */
 	const struct tr_event_listener *listener; /* likewise */
-	char listener_queue[200];
 } E;
+
+/* Where the queue steps write: jobs.c's queues are split into partitions
+ * (job_partitions), each in its own cluster slot. A subscriber's
+ * deliveries go to the partition of its id (its lane's, so the lane's
+ * order holds) and the listener's job to the partition of the event id. */
+static int
+queue_partitions(void)
+{
+	return tr_job_partitions();
+}
+
+static int
+queue_partition_of(const char *lane_or_id)
+{
+	return tr_job_partition_of(lane_or_id);
+}
+
+static void
+queue_key(char *buf, size_t len, const char *queue, int partition)
+{
+	tr_job_key(buf, len, queue, partition, "");
+}
 
 /* ---- ids ---- */
 
@@ -235,7 +282,7 @@ tr_emit(struct tr_ctx *c, const char *topic, const char *event, const char *enti
 	return rc;
 }
 
-static bool relay_publish_sync(const struct tr_event_out *ev);
+static bool relay_publish_sync(struct tr_event_out *ev);
 
 /* The outbox record of an event: what the relay needs to publish it. */
 static void
@@ -429,14 +476,151 @@ publish_args(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], c
 static void delete_flush(void);
 static char *render_metrics(void);
 
+/* The script of a stage (for the queue steps: in one queue partition)
+ * - keys and arguments into argv, at least 8 + TR_MAX_SUBSCRIBERS;
+ * returns the argument count, *nkeys and *script (a tr_redis id) set, or
+ * 0 when it has nothing to do there. */
+struct stage_bufs {
+	char keys[2][96], maxlen[24], minid[32], ttl[16], channel[64], queue[200];
+	char order[TR_MAX_SUBSCRIBERS + 1];
+};
+
+static int
+stage_argv(const struct tr_event_out *ev, int stage, int part, struct stage_bufs *b, int *nkeys,
+	   int *script, const char **argv, size_t *lens)
+{
+	int n = 0, nsubs = 0;
+
+	switch (stage) {
+	case STAGE_STREAM:
+		publish_args(ev, b->keys, b->maxlen, b->minid, b->ttl);
+		argv[n++] = b->keys[0];
+		argv[n++] = b->keys[1];
+		argv[n++] = b->maxlen;
+		argv[n++] = b->minid;
+		argv[n++] = ev->topic;
+		argv[n++] = ev->owner;
+		argv[n++] = ev->tail;
+		argv[n++] = ev->tenant;
+		argv[n++] = b->ttl;
+		if (E.cfg->redis_cluster) {
+			tr_redis_shard_channel(EVENTS_SHARD_PREFIX, b->keys[0], strlen(b->keys[0]),
+					       b->channel, sizeof(b->channel));
+			argv[n++] = "SPUBLISH";
+		} else {
+			snprintf(b->channel, sizeof(b->channel), "%s", EVENTS_CHANNEL);
+			argv[n++] = "PUBLISH";
+		}
+		argv[n++] = b->channel;
+		*nkeys = 2;
+		*script = E.script;
+		break;
+	case STAGE_SINK:
+		if (!E.sink)
+			return 0;
+		queue_key(b->queue, sizeof(b->queue), E.sink->queue, part);
+		argv[n++] = b->queue;
+		argv[n++] = ev->id;
+		argv[n++] = ev->tenant;
+		argv[n++] = ev->tail;
+		argv[n++] = E.sink->id_field;
+		argv[n++] = b->order;
+		for (int i = 0; i < ev->nsubscribers; i++) {
+			if (queue_partition_of(ev->subscribers[i]) != part)
+				continue;
+			b->order[nsubs++] = ev->ordered[i] ? '1' : '0';
+			argv[n++] = ev->subscribers[i];
+		}
+		b->order[nsubs] = '\0';
+		if (nsubs == 0)
+			return 0;
+		*nkeys = 1;
+		*script = E.deliver_script;
+		break;
+	case STAGE_LISTENER:
+		if (!ev->listen || !E.listener || queue_partition_of(ev->id) != part)
+			return 0;
+		queue_key(b->queue, sizeof(b->queue), E.listener->queue, part);
+		argv[n++] = b->queue;
+		argv[n++] = ev->id;
+		argv[n++] = ev->tenant;
+		argv[n++] = ev->tail;
+		*nkeys = 1;
+		*script = E.listen_script;
+		break;
+	default:
+		return 0;
+	}
+	for (int i = 0; i < n; i++)
+		lens[i] = argv[i] == ev->tail ? ev->tail_len : strlen(argv[i]);
+	return n;
+}
+
+static const char *
+stage_source(int script)
+{
+	return script == E.script	    ? publish_lua
+	       : script == E.deliver_script ? deliver_lua
+					    : listen_lua;
+}
+
+static void published_cb(void *arg, const redisReply *r, int status);
+
+/* The queue steps (2 and 3) go out together, right when step 1
+ * answered: a queue's calls then leave in the order of the events' step 1
+ * replies - the stream's order - whichever nodes the queues live on.
+ * Returns how many were sent; *failed when one could not be. */
+static int
+publish_queues(struct tr_event_out *ev, bool *failed)
+{
+	struct stage_bufs b;
+	const char *argv[8 + TR_MAX_SUBSCRIBERS];
+	size_t lens[8 + TR_MAX_SUBSCRIBERS];
+	int nkeys = 0, script = -1, n, sent = 0;
+
+	for (int stage = STAGE_SINK; stage < STAGE_DONE; stage++)
+		for (int part = 0; part < queue_partitions(); part++) {
+			n = stage_argv(ev, stage, part, &b, &nkeys, &script, argv, lens);
+			if (n == 0)
+				continue;
+			if (tr_redis_script_call(script, published_cb, ev, nkeys, n, argv, lens) ==
+			    TR_OK)
+				sent++;
+			else
+				*failed = true;
+		}
+	return sent;
+}
+
 static void
 published_cb(void *arg, const redisReply *r, int status)
 {
 	struct tr_event_out *ev = arg;
+	bool ok = status == TR_OK && r->type == REDIS_REPLY_STRING;
 
-	if (status == TR_OK && r->type == REDIS_REPLY_ERROR && strncmp(r->str, "NOSCRIPT", 8) == 0)
+	if (status == TR_OK && r->type == REDIS_REPLY_ERROR &&
+	    strncmp(r->str, "NOSCRIPT", 8) == 0) {
 		tr_redis_script_reset(E.script);
-	if (status == TR_OK && r->type == REDIS_REPLY_STRING) {
+		tr_redis_script_reset(E.deliver_script);
+		tr_redis_script_reset(E.listen_script);
+	}
+	if (ev->stage == STAGE_STREAM) {
+		if (ok) {
+			snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
+			ev->stage = STAGE_SINK;
+			ev->failed = false;
+			ev->pending = publish_queues(ev, &ev->failed);
+			if (ev->pending > 0)
+				return; /* their replies finish it */
+			ok = !ev->failed;
+		}
+	} else {
+		ev->failed = ev->failed || !ok;
+		if (--ev->pending > 0)
+			return;
+		ok = !ev->failed;
+	}
+	if (ok) {
 		E.published++;
 		if (tr_is_object_id(ev->outbox_id)) {
 			if (E.ndelete == E.cap_delete) {
@@ -461,48 +645,17 @@ published_cb(void *arg, const redisReply *r, int status)
 	free(ev);
 }
 
-/* The publish script's keys and arguments into argv (at least
- * 14 + TR_MAX_SUBSCRIBERS); returns their count. */
-static int
-publish_argv(const struct tr_event_out *ev, char keys[2][96], char maxlen[24], char minid[32],
-	     char ttl[16], char order[TR_MAX_SUBSCRIBERS + 1], const char **argv, size_t *lens)
-{
-	int n = 0;
-
-	publish_args(ev, keys, maxlen, minid, ttl);
-	for (int i = 0; i < ev->nsubscribers; i++)
-		order[i] = ev->ordered[i] ? '1' : '0';
-	order[ev->nsubscribers] = '\0';
-	argv[n++] = keys[0];
-	argv[n++] = keys[1];
-	argv[n++] = E.sink_queue;
-	argv[n++] = E.listener_queue;
-	argv[n++] = maxlen;
-	argv[n++] = minid;
-	argv[n++] = ev->topic;
-	argv[n++] = ev->owner;
-	argv[n++] = ev->tail;
-	argv[n++] = ev->tenant;
-	argv[n++] = ttl;
-	argv[n++] = E.sink ? E.sink->id_field : "subscriber_id";
-	argv[n++] = ev->listen ? "1" : "0";
-	argv[n++] = order;
-	for (int i = 0; i < ev->nsubscribers; i++)
-		argv[n++] = ev->subscribers[i];
-	for (int i = 0; i < n; i++)
-		lens[i] = argv[i] == ev->tail ? ev->tail_len : strlen(argv[i]);
-	return n;
-}
-
 static int
 publish_async(struct tr_event_out *ev)
 {
-	char keys[2][96], maxlen[24], minid[32], ttl[16], order[TR_MAX_SUBSCRIBERS + 1];
-	const char *argv[15 + TR_MAX_SUBSCRIBERS];
-	size_t lens[15 + TR_MAX_SUBSCRIBERS];
-	int n = publish_argv(ev, keys, maxlen, minid, ttl, order, argv, lens);
+	struct stage_bufs b;
+	const char *argv[8 + TR_MAX_SUBSCRIBERS];
+	size_t lens[8 + TR_MAX_SUBSCRIBERS];
+	int nkeys = 0, script = -1;
+	int n = stage_argv(ev, STAGE_STREAM, 0, &b, &nkeys, &script, argv, lens);
 
-	return tr_redis_script_call(E.script, published_cb, ev, 4, n, argv, lens);
+	ev->stage = STAGE_STREAM;
+	return tr_redis_script_call(script, published_cb, ev, nkeys, n, argv, lens);
 }
 
 void
@@ -592,30 +745,37 @@ delete_flush(void)
 /* ---- the relay (worker thread): outbox records nobody published ---- */
 
 static bool
-relay_publish_sync(const struct tr_event_out *ev)
+relay_publish_sync(struct tr_event_out *ev)
 {
-	char keys[2][96], maxlen[24], minid[32], ttl[16], nk[] = "4";
-	char order[TR_MAX_SUBSCRIBERS + 1];
-	const char *argv[19 + TR_MAX_SUBSCRIBERS] = {"EVAL", publish_lua, nk};
-	size_t lens[19 + TR_MAX_SUBSCRIBERS];
-	redisReply *r;
-	bool ok;
-	int n;
+	struct stage_bufs b;
+	char nk[4];
+	const char *argv[11 + TR_MAX_SUBSCRIBERS] = {"EVAL", NULL, nk};
+	size_t lens[11 + TR_MAX_SUBSCRIBERS];
+	int n, nkeys, script;
 
 	if (!E.cfg)
 		return false; /* a command: the relay of a running server publishes it */
-	n = publish_argv(ev, keys, maxlen, minid, ttl, order, argv + 3, lens + 3);
-
-	lens[0] = 4;
-	lens[1] = strlen(publish_lua);
-	lens[2] = 1;
-	/* its keys span slots (the tenant's stream, the sink's queue): see
-	 * tr_kv_command_single_only */
-	r = tr_kv_command_single_only(n + 3, argv, lens);
-	ok = r && r->type == REDIS_REPLY_STRING;
-	if (r)
-		freeReplyObject(r);
-	return ok;
+	for (int stage = STAGE_STREAM; stage < STAGE_DONE; stage++)
+		for (int part = 0; part < (stage == STAGE_STREAM ? 1 : queue_partitions());
+		     part++) {
+			n = stage_argv(ev, stage, part, &b, &nkeys, &script, argv + 3, lens + 3);
+			if (n == 0)
+				continue;
+			snprintf(nk, sizeof(nk), "%d", nkeys);
+			argv[1] = stage_source(script);
+			lens[0] = 4;
+			lens[1] = strlen(argv[1]);
+			lens[2] = strlen(nk);
+			redisReply *r = tr_kv_command(n + 3, argv, lens);
+			bool ok = r && r->type == REDIS_REPLY_STRING;
+			if (ok && stage == STAGE_STREAM)
+				snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
+			if (r)
+				freeReplyObject(r);
+			if (!ok)
+				return false;
+		}
+	return true;
 }
 
 void
@@ -742,7 +902,8 @@ relay_timer_cb(uv_timer_t *t)
 static void
 on_message(const char *channel, const char *payload, size_t len)
 {
-	if (strcmp(channel, EVENTS_CHANNEL) == 0) {
+	if (strcmp(channel, EVENTS_CHANNEL) == 0 ||
+	    strncmp(channel, EVENTS_SHARD_PREFIX, sizeof(EVENTS_SHARD_PREFIX) - 1) == 0) {
 		/* tenant \n topic \n owner \n id \n tail */
 		const char *f[5];
 		size_t flen[5];
@@ -779,26 +940,34 @@ tr_events_register(const struct tr_config *cfg)
 {
 	E.cfg = cfg;
 	E.script = tr_redis_script_register(publish_lua);
+	E.deliver_script = tr_redis_script_register(deliver_lua);
+	E.listen_script = tr_redis_script_register(listen_lua);
 	for (size_t m = 0; m < tr_nmodules && !E.sink; m++)
 		E.sink = tr_modules[m]->event_sink;
-	/* without a sink the queue key is never used: no ids follow */
-	tr_job_key(E.sink_queue, sizeof(E.sink_queue), E.sink ? E.sink->queue : "none", 0, "");
 	for (size_t m = 0; m < tr_nmodules && !E.listener; m++)
 		E.listener = tr_modules[m]->event_listener;
-	tr_job_key(E.listener_queue, sizeof(E.listener_queue),
-		   E.listener ? E.listener->queue : "none", 0, "");
 }
 
 void
 tr_events_start(uv_loop_t *loop)
 {
-	static const char *const channels[] = {EVENTS_CHANNEL, TR_REVOKE_CHANNEL};
+	/* Revocations stay on a classic channel in cluster mode too: every
+	 * process's auth cache needs every tenant's revocations (a sharded
+	 * channel per slot would only regroup the same traffic), they are
+	 * rare, and a classic PUBLISH reaches the subscribers of every node
+	 * (the session scripts and tr_kv_commandf publish them so). */
+	static const char *const classic[] = {EVENTS_CHANNEL, TR_REVOKE_CHANNEL};
+	static const char *const classic_cluster[] = {TR_REVOKE_CHANNEL};
 	uint64_t every = (uint64_t)E.cfg->outbox_grace_ms / 2;
 
 	E.loop = loop;
 	E.started = true;
 	tr_metrics_add_source(render_metrics);
-	tr_redis_subscribe(channels, 2, on_message, tr_ws_pubsub_state);
+	if (E.cfg->redis_cluster)
+		tr_redis_subscribe(classic_cluster, 1, EVENTS_SHARD_PREFIX, on_message,
+				   tr_ws_pubsub_state);
+	else
+		tr_redis_subscribe(classic, 2, NULL, on_message, tr_ws_pubsub_state);
 	uv_timer_init(loop, &E.relay_timer);
 	uv_timer_start(&E.relay_timer, relay_timer_cb, every, every < 100 ? 100 : every);
 }

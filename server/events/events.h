@@ -73,6 +73,11 @@ struct tr_event_out {
 	bool ordered[TR_MAX_SUBSCRIBERS];	  /* subscribers[i]'s deliveries keep event order */
 	int nsubscribers;
 	bool listen; /* the event listener (module.h) takes it */
+	/* while publishing (events.c): the step under way, the queue steps
+	 * not answered yet and whether one failed, the stream id */
+	int stage, pending;
+	bool failed;
+	char id[48];
 	struct tr_event_out *next;
 };
 

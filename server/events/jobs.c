@@ -476,8 +476,8 @@ tr_job_next_attempt_ms(const struct tr_job *job)
 }
 
 /* The keys of a job's lane (or of none: the scripts then leave them) in
- * the partition the job was read from: the lane's, wherever its enqueuer
- * put it (the event sink's deliveries, say). */
+ * the partition the job was read from: the lane's (its name's, or 0 for
+ * a lane the key migration moved). */
 static void
 lane_keys(const struct queue *q, int part, const char *lane, char list[300], char parked[300])
 {
@@ -1148,8 +1148,9 @@ tr_jobs_tenant_counts(const char *tenant_hex, long long max_scan, struct tr_job_
 	return TR_OK;
 }
 
-/* A lane lives in one partition; which one is its enqueuer's choice (the
- * event sink's deliveries use partition 0), so every partition is asked. */
+/* A lane lives in one partition, its name's (tr_job_partition_of) - but
+ * a lane moved by the key migration is in partition 0 - so every
+ * partition is asked. */
 long long
 tr_job_lane_length(const char *queue, const char *lane)
 {

@@ -7,6 +7,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -229,6 +230,35 @@ test_slot_map(void **state)
 	free(m);
 }
 
+/* Every slot has a tag of at most four characters that hashes to it
+ * (also as a channel name's hash tag), and the table is the same on every
+ * call: processes agree on channel names without talking. Known values
+ * are redis-server 7.0's CLUSTER KEYSLOT answers. */
+static void
+test_slot_tags_cover_every_slot(void **state)
+{
+	char(*tags)[TR_RCL_TAG_SIZE] = malloc(sizeof(char[TR_RCL_SLOTS][TR_RCL_TAG_SIZE]));
+	char(*again)[TR_RCL_TAG_SIZE] = malloc(sizeof(char[TR_RCL_SLOTS][TR_RCL_TAG_SIZE]));
+	char channel[32];
+	(void)state;
+
+	tr_rcl_slot_tags(tags);
+	for (int s = 0; s < TR_RCL_SLOTS; s++) {
+		size_t len = strlen(tags[s]);
+		assert_true(len >= 1 && len <= 4);
+		assert_int_equal(tr_rcl_keyslot(tags[s], len), s);
+		snprintf(channel, sizeof(channel), "trellis:ev:{%s}", tags[s]);
+		assert_int_equal(slot(channel), s);
+	}
+	assert_string_equal(tags[0], "1bz");
+	assert_string_equal(tags[16383], "hia");
+	assert_int_equal(slot("trellis:ev:{1bz}"), 0);
+	tr_rcl_slot_tags(again);
+	assert_memory_equal(tags, again, sizeof(char[TR_RCL_SLOTS][TR_RCL_TAG_SIZE]));
+	free(tags);
+	free(again);
+}
+
 int
 main(void)
 {
@@ -239,6 +269,7 @@ main(void)
 	    cmocka_unit_test(test_command_lengths),
 	    cmocka_unit_test(test_redirects),
 	    cmocka_unit_test(test_slot_map),
+	    cmocka_unit_test(test_slot_tags_cover_every_slot),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
