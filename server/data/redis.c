@@ -843,7 +843,10 @@ ssub_send(int i)
 	for (int s = 0; s < TR_RCL_SLOTS; s++) {
 		if (R.owner[s] != i || S.sub_at[s] >= 0 || S.pending_at[s] >= 0)
 			continue;
-		snprintf(channel, sizeof(channel), "%s{%s}", S.prefix, slot_tags[s]);
+		int n = snprintf(channel, sizeof(channel), "%s{%.*s}", S.prefix,
+				 (int)TR_RCL_TAG_SIZE, slot_tags[s]);
+		if (n < 0 || (size_t)n >= sizeof(channel))
+			break; /* a prefix too long for any channel */
 		if (redisAppendCommand(Q[i].c, "SSUBSCRIBE %s", channel) != REDIS_OK)
 			break;
 		S.pending_at[s] = (int8_t)i;
