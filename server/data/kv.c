@@ -359,6 +359,17 @@ tr_kv_command_single_only(int argc, const char **argv, const size_t *lens)
 }
 
 redisReply *
+tr_kv_command_wait_single_only(int argc, const char **argv, const size_t *lens, int timeout_ms)
+{
+	if (K.cfg->redis_cluster) {
+		tr_error("kv: %.*s refused: its keys span cluster slots",
+			 (int)(lens ? lens[0] : strlen(argv[0])), argv[0]);
+		return NULL;
+	}
+	return single_command(argc, argv, lens, timeout_ms > 0 ? timeout_ms : 1);
+}
+
+redisReply *
 tr_kv_command_wait(int argc, const char **argv, const size_t *lens, int timeout_ms)
 {
 	return command_argv(argc, argv, lens, timeout_ms > 0 ? timeout_ms : 1);

@@ -26,6 +26,10 @@ redisReply *tr_kv_command_wait(int argc, const char **argv, const size_t *lens, 
  * runs: refused (NULL, logged) in cluster mode. For the renames of the
  * single-Redis key migration (keymigrate.c) alone. */
 redisReply *tr_kv_command_single_only(int argc, const char **argv, const size_t *lens);
+/* tr_kv_command_wait for such a command: the job threads' one blocking
+ * read of every queue stream on a single Redis (jobs.c). */
+redisReply *tr_kv_command_wait_single_only(int argc, const char **argv, const size_t *lens,
+					   int timeout_ms);
 /* Printf-style, for commands without binary arguments. */
 redisReply *tr_kv_commandf(const char *fmt, ...);
 

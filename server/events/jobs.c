@@ -29,8 +29,9 @@
 #define STATS_EVERY_MS 2000
 #define CLAIM_COUNT "16"
 #define MAX_PARTITIONS 16
-/* A worker reads one partition's stream a command (several streams in one
- * XREADGROUP are several slots, which a cluster refuses), in turn. When a
+/* In a cluster a worker reads one partition's stream a command (several
+ * streams in one XREADGROUP are several slots, which it refuses), in turn
+ * (a single Redis takes them all in one read, read_all_single). When a
  * whole round found nothing it blocks on the next one for this long: the
  * longest a new job waits on an idle worker. */
 #define ROTATE_BLOCK_MS 100
@@ -681,6 +682,36 @@ reclaim(const char *consumer)
 		}
 }
 
+/* Runs what an XREADGROUP read (r, which it frees; NULL when Redis is
+ * down): each stream's entries with the partition of that stream's name.
+ * found is set when there were any. */
+static void
+run_read(redisReply *r, bool *found)
+{
+	if (!r) {
+		usleep(BLOCK_MS * 1000); /* Redis is down: try again shortly */
+		return;
+	}
+	if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOGROUP"))
+		ensure_groups(); /* Redis lost its data */
+	if (r->type == REDIS_REPLY_ARRAY)
+		for (size_t e = 0; e < r->elements; e++) {
+			const redisReply *s = r->element[e];
+			if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
+			    s->element[0]->type != REDIS_REPLY_STRING ||
+			    s->element[1]->type != REDIS_REPLY_ARRAY)
+				continue;
+			if (s->element[1]->elements)
+				*found = true;
+			for (int i = 0; i < J.nqueues; i++)
+				for (int p = 0; p < J.queues[i].nparts; p++)
+					if (strcmp(J.queues[i].parts[p].stream,
+						   s->element[0]->str) == 0)
+						run_entries(&J.queues[i], p, s->element[1]);
+		}
+	freeReplyObject(r);
+}
+
 /* One read of one partition's stream: without BLOCK (block_ms 0) it
  * answers at once. The entries read are run. */
 static void
@@ -697,23 +728,36 @@ read_partition(const char *consumer, struct queue *q, int part, int block_ms, bo
 	snprintf(block, sizeof(block), "%d", block_ms);
 	r = block_ms ? tr_kv_command_wait(11, argv, NULL, block_ms + 2000)
 		     : tr_kv_command(9, nonblocking, NULL);
-	if (!r) {
-		usleep(BLOCK_MS * 1000); /* Redis is down: try again shortly */
-		return;
-	}
-	if (r->type == REDIS_REPLY_ERROR && strstr(r->str, "NOGROUP"))
-		ensure_groups(); /* Redis lost its data */
-	if (r->type == REDIS_REPLY_ARRAY)
-		for (size_t i = 0; i < r->elements; i++) {
-			const redisReply *s = r->element[i];
-			if (s->type != REDIS_REPLY_ARRAY || s->elements != 2 ||
-			    s->element[1]->type != REDIS_REPLY_ARRAY)
-				continue;
-			if (s->element[1]->elements)
-				*found = true;
-			run_entries(q, part, s->element[1]);
-		}
-	freeReplyObject(r);
+	run_read(r, found);
+}
+
+/* On a single Redis one blocking XREADGROUP covers every partition of
+ * every queue, so a new job wakes an idle worker at once; a cluster
+ * refuses a read across slots, so there the partitions are read in turn. */
+static void
+read_all_single(const char *consumer)
+{
+	const char *argv[9 + 2 * MAX_QUEUES * MAX_PARTITIONS];
+	char block[16];
+	int argc = 0, n = 0;
+
+	snprintf(block, sizeof(block), "%d", BLOCK_MS);
+	argv[argc++] = "XREADGROUP";
+	argv[argc++] = "GROUP";
+	argv[argc++] = GROUP;
+	argv[argc++] = consumer;
+	argv[argc++] = "COUNT";
+	argv[argc++] = "1";
+	argv[argc++] = "BLOCK";
+	argv[argc++] = block;
+	argv[argc++] = "STREAMS";
+	for (int i = 0; i < J.nqueues; i++)
+		for (int p = 0; p < J.queues[i].nparts; p++, n++)
+			argv[argc++] = J.queues[i].parts[p].stream;
+	for (int k = 0; k < n; k++)
+		argv[argc++] = ">";
+	bool found = false;
+	run_read(tr_kv_command_wait_single_only(argc, argv, NULL, BLOCK_MS + 2000), &found);
 }
 
 static void *
@@ -742,6 +786,10 @@ job_thread(void *arg)
 		if (now >= next_claim) {
 			reclaim(consumer);
 			next_claim = now + claim_every;
+		}
+		if (!J.cfg->redis_cluster) {
+			read_all_single(consumer);
+			continue;
 		}
 		int q = 0, part = cursor;
 		while (part >= J.queues[q].nparts)
