@@ -12,7 +12,7 @@
 #include "rcluster.h"
 #include "util.h"
 
-#define MAX_SCRIPTS 8
+#define MAX_SCRIPTS 12
 /* Arguments of one command: the job stats script (jobs.c) passes three
  * keys per queue, up to 16 queues, plus its own three. */
 #define MAX_ARGS 64
@@ -1183,7 +1183,8 @@ route(int slot)
  * a cluster would not, so the single-mode test suite proves every command
  * of this server is cluster-safe. */
 static int
-submit(tr_redis_cb cb, void *arg, int script, int argc, const char **argv, const size_t *lens)
+submit(tr_redis_cb cb, void *arg, int script, int argc, const char **argv, const size_t *lens,
+       bool single_only)
 {
 	size_t lenbuf[MAX_ARGS];
 	struct node *n;
@@ -1197,6 +1198,12 @@ submit(tr_redis_cb cb, void *arg, int script, int argc, const char **argv, const
 		lens = lenbuf;
 	}
 	slot = tr_rcl_command_slot(argc, argv, lens);
+	if (single_only && R.cfg->redis_cluster) {
+		tr_error("redis: a single-Redis-only call refused in cluster mode");
+		return TR_EINVALID;
+	}
+	if (single_only)
+		slot = TR_RCL_ANY; /* one Redis: any key may be anywhere */
 	if (slot == TR_RCL_CROSS) {
 		int k = script >= 0 ? 3 : 1;
 		tr_error("redis: %s refused: its keys lie in different cluster slots "
@@ -1221,7 +1228,7 @@ submit(tr_redis_cb cb, void *arg, int script, int argc, const char **argv, const
 int
 tr_redis_command(tr_redis_cb cb, void *arg, int argc, const char **argv, const size_t *lens)
 {
-	return submit(cb, arg, -1, argc, argv, lens);
+	return submit(cb, arg, -1, argc, argv, lens, false);
 }
 
 int
@@ -1233,9 +1240,9 @@ tr_redis_script_register(const char *source)
 	return R.nscripts++;
 }
 
-int
-tr_redis_script_call(int script, tr_redis_cb cb, void *arg, int nkeys, int argc, const char **argv,
-		     const size_t *lens)
+static int
+script_call(int script, tr_redis_cb cb, void *arg, int nkeys, int argc, const char **argv,
+	    const size_t *lens, bool single_only)
 {
 	const char *full[MAX_ARGS];
 	size_t full_lens[MAX_ARGS];
@@ -1254,7 +1261,21 @@ tr_redis_script_call(int script, tr_redis_cb cb, void *arg, int nkeys, int argc,
 	full_lens[0] = 7;
 	full_lens[1] = 0;
 	full_lens[2] = strlen(nk);
-	return submit(cb, arg, script, argc + 3, full, full_lens);
+	return submit(cb, arg, script, argc + 3, full, full_lens, single_only);
+}
+
+int
+tr_redis_script_call(int script, tr_redis_cb cb, void *arg, int nkeys, int argc, const char **argv,
+		     const size_t *lens)
+{
+	return script_call(script, cb, arg, nkeys, argc, argv, lens, false);
+}
+
+int
+tr_redis_script_call_single_only(int script, tr_redis_cb cb, void *arg, int nkeys, int argc,
+				 const char **argv, const size_t *lens)
+{
+	return script_call(script, cb, arg, nkeys, argc, argv, lens, true);
 }
 
 void

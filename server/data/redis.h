@@ -43,6 +43,13 @@ int tr_redis_script_register(const char *source);
 int tr_redis_script_call(int script, tr_redis_cb cb, void *arg, int nkeys, int argc,
 			 const char **argv, const size_t *lens);
 
+/* The same for a script whose keys may lie in different slots, which
+ * only one Redis runs: refused (TR_EINVALID, logged) in cluster mode. For
+ * the event publish on a single Redis (events.c), whose one call keeps
+ * webhook lanes in the stream's order. */
+int tr_redis_script_call_single_only(int script, tr_redis_cb cb, void *arg, int nkeys, int argc,
+				     const char **argv, const size_t *lens);
+
 /* Forgets a script's hash after Redis answered NOSCRIPT (its script cache
  * was flushed): the next call sends the source again. (The node that
  * answered NOSCRIPT is already forgotten by the reply itself; this

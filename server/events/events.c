@@ -33,7 +33,12 @@
  *   1. the tenant's stream (publish_lua),
  *   2. the event sink's deliveries (deliver_lua), when it has subscribers,
  *   3. the event listener's job (listen_lua), when it takes the event.
- * Steps 2 and 3 start together when step 1 succeeded (publish_queues);
+ * On a single Redis the three are one call (publish_all_lua, through the
+ * single-only script call), as before the cluster: a delivery joins its
+ * webhook's lane in the call that appends its event, so the lane's order
+ * is the stream's across processes, and nothing is enqueued twice.
+ * In a cluster, steps 2 and 3 start together when step 1 succeeded
+ * (publish_queues);
  * the outbox record is deleted only when all did. A failure leaves the
  * record to the relay, which runs all three again: step 1 answers the id
  * it appended before (the dedupe key), steps 2 and 3 enqueue again -
@@ -49,55 +54,86 @@
  * Appends, trims, remembers the outbox id, publishes "tenant \n topic \n
  * owner \n id \n tail" and returns the id; an outbox id already
  * published returns its event id and does nothing. */
-static const char publish_lua[] =
-    "local prev = redis.call('GET', KEYS[2])\n"
-    "if prev then return prev end\n"
-    "local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',\n"
-    "  't', ARGV[3], 'o', ARGV[4], 'b', ARGV[5])\n"
-    "if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end\n"
-    "redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"
-    "redis.call(ARGV[8], ARGV[9],\n"
-    "  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
-    "return id\n";
+/* The stream step's Lua, up to a local `id` (the appended event id). */
+#define LUA_STREAM                                                                                 \
+	"local prev = redis.call('GET', KEYS[2])\n"                                                \
+	"if prev then return prev end\n"                                                           \
+	"local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*',\n"                    \
+	"  't', ARGV[3], 'o', ARGV[4], 'b', ARGV[5])\n"                                            \
+	"if ARGV[2] ~= '0' then redis.call('XTRIM', KEYS[1], 'MINID', '~', ARGV[2]) end\n"         \
+	"redis.call('SET', KEYS[2], id, 'EX', ARGV[7])\n"                                          \
+	"redis.call(ARGV[8], ARGV[9],\n"                                                           \
+	"  ARGV[6] .. '\\n' .. ARGV[3] .. '\\n' .. ARGV[4] .. '\\n' .. id .. '\\n' .. ARGV[5])\n"
+
+/* One delivery job, from the locals q (the queue), id, tenant, tail,
+ * field (the sink's id field), sub (the subscriber) and ordered: its id is
+ * derived from event and subscriber, and the job of a subscriber that
+ * keeps order joins its lane (jobs.c, the subscriber's id naming it). */
+#define LUA_DELIVER_ONE                                                                            \
+	"local job = string.sub(redis.sha1hex(id .. sub), 1, 32)\n"                                \
+	"local lane = ''\n"                                                                        \
+	"if ordered then\n"                                                                        \
+	"  lane = sub\n"                                                                           \
+	"  redis.call('RPUSH', q .. ':lane:' .. lane, job)\n"                                      \
+	"end\n"                                                                                    \
+	"redis.call('XADD', q, '*', 'id', job, 'tenant', tenant, 'attempt', '0',\n"                \
+	"  'lane', lane, 'payload',\n"                                                             \
+	"  '{\"' .. field .. '\":\"' .. sub .. '\",\"event\":{\"id\":\"' .. id .. '\",' .. tail "  \
+	".. "                                                                                      \
+	"'}')\n"
+
+/* The listener's job, from the locals q, id, tenant and tail. */
+#define LUA_LISTEN                                                                                 \
+	"redis.call('XADD', q, '*', 'id', string.sub(redis.sha1hex(id .. ':listener'), 1, 32),\n"  \
+	"  'tenant', tenant, 'attempt', '0', 'payload',\n"                                         \
+	"  '{\"event\":{\"id\":\"' .. id .. '\",' .. tail .. '}')\n"
+
+static const char publish_lua[] = LUA_STREAM "return id\n";
 
 /* deliver_lua: KEYS[1] the event sink's job queue. ARGV: event id,
  * tenant, tail, the sink's id field, a '0' or '1' per subscriber ('1': its
  * deliveries keep event order), then the subscribers' ids. Enqueues one
- * delivery job per subscriber (job id derived from event and
- * subscriber); the job of a subscriber that keeps order joins its lane
- * (jobs.c, the subscriber's id naming it) in this same call, so the
- * lane's order is the order of these calls - the stream's, as each runs
- * after its event's step 1 answered, on one connection. Returns the id. */
+ * delivery job per subscriber; the lane's order is the order of these
+ * calls - the stream's, as each runs after its event's step 1 answered,
+ * on one connection. Returns the id. */
 static const char deliver_lua[] =
+    "local id, tenant, tail, field = ARGV[1], ARGV[2], ARGV[3], ARGV[4]\n"
+    "local q = KEYS[1]\n"
     "for i = 6, #ARGV do\n"
-    "  local job = string.sub(redis.sha1hex(ARGV[1] .. ARGV[i]), 1, 32)\n"
-    "  local lane = ''\n"
-    "  if string.sub(ARGV[5], i - 5, i - 5) == '1' then\n"
-    "    lane = ARGV[i]\n"
-    "    redis.call('RPUSH', KEYS[1] .. ':lane:' .. lane, job)\n"
-    "  end\n"
-    "  redis.call('XADD', KEYS[1], '*', 'id', job, 'tenant', ARGV[2], 'attempt', '0',\n"
-    "    'lane', lane, 'payload',\n"
-    "    '{\"' .. ARGV[4] .. '\":\"' .. ARGV[i] .. '\",\"event\":{\"id\":\"' .. ARGV[1] .. "
-    "'\",' .. ARGV[3] .. '}')\n"
+    "  local sub, ordered = ARGV[i], string.sub(ARGV[5], i - 5, i - 5) == '1'\n" LUA_DELIVER_ONE
     "end\n"
-    "return ARGV[1]\n";
+    "return id\n";
 
 /* listen_lua: KEYS[1] the event listener's job queue. ARGV: event id,
  * tenant, tail. Enqueues the listener's job; returns the id. */
-static const char listen_lua[] =
-    "redis.call('XADD', KEYS[1], '*', 'id', string.sub(redis.sha1hex(ARGV[1] .. ':listener'), 1, "
-    "32),\n"
-    "  'tenant', ARGV[2], 'attempt', '0', 'payload',\n"
-    "  '{\"event\":{\"id\":\"' .. ARGV[1] .. '\",' .. ARGV[3] .. '}')\n"
-    "return ARGV[1]\n";
+static const char listen_lua[] = "local id, tenant, tail = ARGV[1], ARGV[2], ARGV[3]\n"
+				 "local q = KEYS[1]\n" LUA_LISTEN "return id\n";
 
-enum publish_stage { STAGE_STREAM, STAGE_SINK, STAGE_LISTENER, STAGE_DONE };
+/* publish_all_lua, on a single Redis: all three steps in one call, so a
+ * delivery joins its lane in the same step that appends its event to the
+ * stream, and the lane's order is the stream's across processes (the
+ * steps of a cluster are three calls; see above). KEYS: the stream, the
+ * dedupe key, the listener's queue, then the sink's queue partitions.
+ * ARGV: those of publish_lua, then the sink's id field, "1" when the
+ * listener takes the event, the order string, a hex digit per subscriber
+ * (its queue partition), then the subscribers' ids. */
+static const char publish_all_lua[] = LUA_STREAM
+    "local tenant, tail, field = ARGV[6], ARGV[5], ARGV[10]\n"
+    "for i = 14, #ARGV do\n"
+    "  local sub, ordered = ARGV[i], string.sub(ARGV[12], i - 13, i - 13) == '1'\n"
+    "  local q = KEYS[4 + tonumber(string.sub(ARGV[13], i - 13, i - 13), 16)]\n" LUA_DELIVER_ONE
+    "end\n"
+    "if ARGV[11] == '1' then\n"
+    "  local q = KEYS[3]\n" LUA_LISTEN "end\n"
+    "return id\n";
+
+enum publish_stage { STAGE_STREAM, STAGE_SINK, STAGE_LISTENER, STAGE_DONE, STAGE_ALL };
 
 static struct {
 	const struct tr_config *cfg;
 	uv_loop_t *loop;
 	int script, deliver_script, listen_script; /* by stage, see publish_lua */
+	int all_script;				   /* single Redis: publish_all_lua */
 	uv_timer_t relay_timer;
 	uv_work_t relay_work, delete_work;
 	bool relay_busy, delete_busy, started;
@@ -480,9 +516,13 @@ static char *render_metrics(void);
  * - keys and arguments into argv, at least 8 + TR_MAX_SUBSCRIBERS;
  * returns the argument count, *nkeys and *script (a tr_redis id) set, or
  * 0 when it has nothing to do there. */
+#define MAX_QUEUE_PARTS 16 /* jobs.c's most */
+/* the most arguments of a stage's script: STAGE_ALL's */
+#define STAGE_MAX_ARGS (3 + MAX_QUEUE_PARTS + 11 + TR_MAX_SUBSCRIBERS)
 struct stage_bufs {
 	char keys[2][96], maxlen[24], minid[32], ttl[16], channel[64], queue[200];
-	char order[TR_MAX_SUBSCRIBERS + 1];
+	char order[TR_MAX_SUBSCRIBERS + 1], parts[TR_MAX_SUBSCRIBERS + 1];
+	char queues[MAX_QUEUE_PARTS][200];
 };
 
 static int
@@ -515,6 +555,37 @@ stage_argv(const struct tr_event_out *ev, int stage, int part, struct stage_bufs
 		*nkeys = 2;
 		*script = E.script;
 		break;
+	case STAGE_ALL: {
+		int nparts = E.sink ? queue_partitions() : 0;
+		if (nparts > MAX_QUEUE_PARTS)
+			return 0;
+		n = stage_argv(ev, STAGE_STREAM, 0, b, nkeys, script, argv + 1 + nparts, lens);
+		/* the keys first: stream, dedupe, listener queue, sink partitions */
+		argv[0] = argv[1 + nparts];
+		argv[1] = argv[2 + nparts];
+		queue_key(b->queue, sizeof(b->queue), E.listener ? E.listener->queue : "none",
+			  queue_partition_of(ev->outbox_id[0] ? ev->outbox_id : ev->tenant));
+		argv[2] = b->queue;
+		for (int p = 0; p < nparts; p++) {
+			queue_key(b->queues[p], sizeof(b->queues[p]), E.sink->queue, p);
+			argv[3 + p] = b->queues[p];
+		}
+		n += 1 + nparts;
+		argv[n++] = E.sink ? E.sink->id_field : "";
+		argv[n++] = ev->listen && E.listener ? "1" : "0";
+		argv[n++] = b->order;
+		argv[n++] = b->parts;
+		for (int i = 0; E.sink && i < ev->nsubscribers; i++) {
+			b->order[nsubs] = ev->ordered[i] ? '1' : '0';
+			b->parts[nsubs++] =
+			    "0123456789abcdef"[queue_partition_of(ev->subscribers[i])];
+			argv[n++] = ev->subscribers[i];
+		}
+		b->order[nsubs] = b->parts[nsubs] = '\0';
+		*nkeys = 3 + nparts;
+		*script = E.all_script;
+		break;
+	}
 	case STAGE_SINK:
 		if (!E.sink)
 			return 0;
@@ -559,7 +630,8 @@ stage_argv(const struct tr_event_out *ev, int stage, int part, struct stage_bufs
 static const char *
 stage_source(int script)
 {
-	return script == E.script	    ? publish_lua
+	return script == E.all_script	    ? publish_all_lua
+	       : script == E.script	    ? publish_lua
 	       : script == E.deliver_script ? deliver_lua
 					    : listen_lua;
 }
@@ -601,10 +673,14 @@ published_cb(void *arg, const redisReply *r, int status)
 	if (status == TR_OK && r->type == REDIS_REPLY_ERROR &&
 	    strncmp(r->str, "NOSCRIPT", 8) == 0) {
 		tr_redis_script_reset(E.script);
+		tr_redis_script_reset(E.all_script);
 		tr_redis_script_reset(E.deliver_script);
 		tr_redis_script_reset(E.listen_script);
 	}
-	if (ev->stage == STAGE_STREAM) {
+	if (ev->stage == STAGE_ALL) {
+		if (ok)
+			snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
+	} else if (ev->stage == STAGE_STREAM) {
 		if (ok) {
 			snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
 			ev->stage = STAGE_SINK;
@@ -649,13 +725,18 @@ static int
 publish_async(struct tr_event_out *ev)
 {
 	struct stage_bufs b;
-	const char *argv[8 + TR_MAX_SUBSCRIBERS];
-	size_t lens[8 + TR_MAX_SUBSCRIBERS];
+	const char *argv[STAGE_MAX_ARGS];
+	size_t lens[STAGE_MAX_ARGS];
 	int nkeys = 0, script = -1;
-	int n = stage_argv(ev, STAGE_STREAM, 0, &b, &nkeys, &script, argv, lens);
+	bool all = !E.cfg->redis_cluster;
+	int n = stage_argv(ev, all ? STAGE_ALL : STAGE_STREAM, 0, &b, &nkeys, &script, argv, lens);
 
-	ev->stage = STAGE_STREAM;
-	return tr_redis_script_call(script, published_cb, ev, nkeys, n, argv, lens);
+	if (n == 0)
+		return TR_EINVALID;
+	ev->stage = all ? STAGE_ALL : STAGE_STREAM;
+	return all ? tr_redis_script_call_single_only(script, published_cb, ev, nkeys, n, argv,
+						      lens)
+		   : tr_redis_script_call(script, published_cb, ev, nkeys, n, argv, lens);
 }
 
 void
@@ -749,14 +830,17 @@ relay_publish_sync(struct tr_event_out *ev)
 {
 	struct stage_bufs b;
 	char nk[4];
-	const char *argv[11 + TR_MAX_SUBSCRIBERS] = {"EVAL", NULL, nk};
-	size_t lens[11 + TR_MAX_SUBSCRIBERS];
+	const char *argv[3 + STAGE_MAX_ARGS] = {"EVAL", NULL, nk};
+	size_t lens[3 + STAGE_MAX_ARGS];
 	int n, nkeys, script;
+	bool all;
 
 	if (!E.cfg)
-		return false; /* a command: the relay of a running server publishes it */
-	for (int stage = STAGE_STREAM; stage < STAGE_DONE; stage++)
-		for (int part = 0; part < (stage == STAGE_STREAM ? 1 : queue_partitions());
+		return false;	     /* a command: the relay of a running server publishes it */
+	all = !E.cfg->redis_cluster; /* one call, as publish_async */
+	for (int stage = all ? STAGE_ALL : STAGE_STREAM; stage < (all ? STAGE_ALL + 1 : STAGE_DONE);
+	     stage++)
+		for (int part = 0; part < (stage < STAGE_SINK || all ? 1 : queue_partitions());
 		     part++) {
 			n = stage_argv(ev, stage, part, &b, &nkeys, &script, argv + 3, lens + 3);
 			if (n == 0)
@@ -766,9 +850,10 @@ relay_publish_sync(struct tr_event_out *ev)
 			lens[0] = 4;
 			lens[1] = strlen(argv[1]);
 			lens[2] = strlen(nk);
-			redisReply *r = tr_kv_command(n + 3, argv, lens);
+			redisReply *r = all ? tr_kv_command_single_only(n + 3, argv, lens)
+					    : tr_kv_command(n + 3, argv, lens);
 			bool ok = r && r->type == REDIS_REPLY_STRING;
-			if (ok && stage == STAGE_STREAM)
+			if (ok && (stage == STAGE_STREAM || stage == STAGE_ALL))
 				snprintf(ev->id, sizeof(ev->id), "%.*s", (int)r->len, r->str);
 			if (r)
 				freeReplyObject(r);
@@ -940,6 +1025,7 @@ tr_events_register(const struct tr_config *cfg)
 {
 	E.cfg = cfg;
 	E.script = tr_redis_script_register(publish_lua);
+	E.all_script = tr_redis_script_register(publish_all_lua);
 	E.deliver_script = tr_redis_script_register(deliver_lua);
 	E.listen_script = tr_redis_script_register(listen_lua);
 	for (size_t m = 0; m < tr_nmodules && !E.sink; m++)
