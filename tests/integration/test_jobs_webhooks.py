@@ -107,8 +107,8 @@ class Api:
     def post(self, acct, path, body):
         return requests.post(self.base_url + path, json=body, headers=acct.headers, timeout=HTTP_TIMEOUT_S)
 
-    def get(self, acct, path):
-        return requests.get(self.base_url + path, headers=acct.headers, timeout=HTTP_TIMEOUT_S)
+    def get(self, acct, path, **kw):
+        return requests.get(self.base_url + path, headers=acct.headers, timeout=HTTP_TIMEOUT_S, **kw)
 
 
 def hook(api, owner, url, topics=("admin.users",)):

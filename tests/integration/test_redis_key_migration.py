@@ -10,31 +10,15 @@ import secrets
 import time
 
 import pytest
-import requests
 
-from conftest import HTTP_TIMEOUT_S, sanitizer_hits, signup
+from conftest import sanitizer_hits, signup
+from test_jobs_webhooks import Api, start_server as start_jobs_server
 
 WAIT_S = 20.0
 
 
 def start_server(trellis):
-    env = trellis.env(session_cache_ms=0, job_max_attempts=1)
-    run = trellis.run("migrate", env=env)
-    assert run.returncode == 0 and not sanitizer_hits(run.output), run
-    proc = trellis.start("serve", env=env)
-    proc.wait_ready()
-    return proc, env
-
-
-class Api:
-    def __init__(self, proc):
-        self.base_url = proc.url("").rstrip("/")
-
-    def get(self, acct, path, **kw):
-        return requests.get(self.base_url + path, headers=acct.headers, timeout=HTTP_TIMEOUT_S, **kw)
-
-    def post(self, acct, path, body):
-        return requests.post(self.base_url + path, json=body, headers=acct.headers, timeout=HTTP_TIMEOUT_S)
+    return start_jobs_server(trellis, session_cache_ms=0, job_max_attempts=1)
 
 
 def db_of(env):
