@@ -7,6 +7,7 @@ renaming what the server wrote (or, for a queued job, written as the old
 server wrote it)."""
 import json
 import secrets
+import threading
 import time
 
 import pytest
@@ -129,3 +130,40 @@ def test_a_job_queued_and_a_job_dead_under_old_names_are_run_and_listed_after_mi
     # and the dead job can still be retried (once)
     assert api.post(owner, f"/v1/jobs/{dead_id}/retry", {}).status_code in (200, 202)
     assert api.post(owner, f"/v1/jobs/{dead_id}/retry", {}).status_code == 404
+
+
+def test_three_migrates_at_once_rename_every_key_once_and_lose_nothing(trellis, stack):
+    proc, env = start_server(trellis)
+    api = Api(proc)
+    owners, streams = [], {}
+    for n in range(3):
+        owner = signup(api)
+        for k in range(3):
+            new_lead(api, owner, f"{n}-{k}")
+        owners.append(owner)
+        streams[owner.tenant_id] = stack.redis.xlen(f"t:{{{owner.tenant_id}}}:events")
+        to_old_names(stack.redis, owner.tenant_id)
+        assert api.get(owner, "/v1/me").status_code == 401
+
+    runs = [None] * 3
+
+    def one(i):
+        runs[i] = trellis.run("migrate", env=env)
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for run in runs:
+        assert run.returncode == 0 and not sanitizer_hits(run.output), run
+
+    for owner in owners:
+        tid = owner.tenant_id
+        assert list(stack.redis.scan_iter(match=f"t:{tid}:*")) == [], "a key kept its old name"
+        assert stack.redis.xlen(f"t:{{{tid}}}:events") == streams[tid] == 3
+        r = api.get(owner, "/v1/me")
+        assert r.status_code == 200, r.text
+        names = sorted(i["data"]["name"] for i in
+                       api.get(owner, "/v1/changes", params={"topics": "crm.leads"}).json()["items"])
+        assert len(names) == 3, names
