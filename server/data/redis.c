@@ -500,6 +500,12 @@ drop_connection(struct node *n)
 	}
 }
 
+bool
+tr_redis_silent(uint64_t now, uint64_t last_reply_ns, uint64_t timeout_ns)
+{
+	return now > last_reply_ns && now - last_reply_ns >= timeout_ns;
+}
+
 static void
 sweep_node(struct node *n, uint64_t now)
 {
@@ -512,7 +518,8 @@ sweep_node(struct node *n, uint64_t now)
 	/* Redis answers in order: while replies keep arriving, the late ones
 	 * were held up by this process (a loop busy with thousands of
 	 * sockets), not by Redis, and come next. */
-	if (n->connected && now - n->last_reply_ns < (uint64_t)R.cfg->dep_timeout_ms * 1000000u)
+	if (n->connected &&
+	    !tr_redis_silent(now, n->last_reply_ns, (uint64_t)R.cfg->dep_timeout_ms * 1000000u))
 		return;
 	for (struct call *c = n->head; c && c->deadline_ns <= now; c = c->next) {
 		if (c->answered)

@@ -21,6 +21,7 @@
 #include <hiredis/hiredis.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <uv.h>
 
 #include "config.h"
@@ -32,6 +33,11 @@ int tr_redis_init(uv_loop_t *loop, const struct tr_config *cfg);
  * the next loop turns. */
 void tr_redis_close(void);
 bool tr_redis_up(void);
+
+/* Whether a connection that last answered at last_reply_ns (monotonic) has
+ * been silent for timeout_ns at now. A reply read after now was taken (the
+ * deadline sweep reads the socket itself) is newer than now: not silent. */
+bool tr_redis_silent(uint64_t now, uint64_t last_reply_ns, uint64_t timeout_ns);
 
 int tr_redis_command(tr_redis_cb cb, void *arg, int argc, const char **argv, const size_t *lens);
 
