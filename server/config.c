@@ -111,6 +111,9 @@ static const struct key keys[] = {
     INT(job_backoff_ms, "1000", 1, 3600000, "Delay before a job's first retry; doubles each time."),
     INT(job_backoff_max_ms, "300000", 1, 86400000, "Longest delay between retries."),
     INT(max_connections, "20000", 64, 1000000, "Most simultaneous client connections."),
+    INT(max_requests, "4096", 16, 1000000,
+	"HTTP requests held at once, each with its headers (up to 8 KiB); a connection past it "
+	"waits for one to finish, at most header_timeout, then is closed."),
     INT(list_scan_buckets, "32", 1, 100000,
 	"Buckets of 64 list positions one list page may read (a rare filter answers a short "
 	"page with a cursor rather than reading on)."),

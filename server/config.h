@@ -74,6 +74,7 @@ struct tr_config {
 	int rate_limit_rps;
 	int rate_limit_burst;
 	int max_connections;
+	int max_requests;
 	int ws_auth_timeout; /* seconds */
 	int ws_max_frame;    /* bytes */
 	int ws_send_queue;   /* frames */

@@ -262,7 +262,7 @@ tr_http_init(uv_loop_t *loop, const struct tr_config *cfg, char *err, size_t err
 	info.timeout_secs_ah_idle = (unsigned int)cfg->header_timeout;
 	info.keepalive_timeout = cfg->idle_timeout;
 	info.max_http_header_data = 8192;
-	info.max_http_header_pool = 256;
+	info.max_http_header_pool2 = (unsigned int)cfg->max_requests; /* allocated as used */
 	info.fd_limit_per_thread = (unsigned int)cfg->max_connections + 64;
 	info.vhost_name = "default";
 	H.lws = lws_create_context(&info);

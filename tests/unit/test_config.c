@@ -123,6 +123,7 @@ test_defaults_load_without_file_or_environment(void **state)
 	assert_int_equal(f->cfg.rate_limit_rps, 200);
 	assert_int_equal(f->cfg.rate_limit_burst, 400);
 	assert_int_equal(f->cfg.max_connections, 20000);
+	assert_int_equal(f->cfg.max_requests, 4096);
 	assert_string_equal(f->cfg.log_level, "info");
 	assert_string_equal(f->cfg.migrations_dir, "migrations");
 }
@@ -644,6 +645,18 @@ test_module_key_out_of_bounds_in_env_is_refused_as_a_platform_key_is(void **stat
 				    "integer from 100 to 60000, got \"99\"");
 }
 
+/* Fewer than 16 requests at once would stall a server behind a proxy's pool. */
+static void
+test_max_requests_below_16_is_refused(void **state)
+{
+	struct fixture *f = *state;
+
+	setenv("TRELLIS_MAX_REQUESTS", "15", 1);
+	assert_int_equal(load(f, NULL), -1);
+	assert_string_equal(f->err, "TRELLIS_MAX_REQUESTS: max_requests must be an "
+				    "integer from 16 to 1000000, got \"15\"");
+}
+
 static void
 test_module_key_that_is_not_a_number_in_file_is_refused_naming_file_and_line(void **state)
 {
@@ -806,6 +819,7 @@ main(void)
 	    T(test_module_key_is_read_from_the_file),
 	    T(test_module_key_env_overrides_the_file),
 	    T(test_module_key_out_of_bounds_in_env_is_refused_as_a_platform_key_is),
+	    T(test_max_requests_below_16_is_refused),
 	    T(test_module_key_that_is_not_a_number_in_file_is_refused_naming_file_and_line),
 	    T(test_unknown_key_is_still_refused_beside_module_keys),
 	    T(test_production_refuses_the_example_secret),
