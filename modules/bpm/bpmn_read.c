@@ -1027,11 +1027,6 @@ index_element(struct reader *r, const struct bpm_xml_element *e, enum role role)
 			MAX_ID);
 		return;
 	}
-	/* XML ids name one element of the file; the process's is its key */
-	if (strcmp(id, attribute(r->process, "id")) == 0) {
-		problem(r, id, "the id is the process's own (its key)");
-		return;
-	}
 	if (role == ROLE_START) {
 		if (r->start) {
 			problem(r, field_of(e), "one start event is supported");

@@ -808,14 +808,14 @@ collect_flows(struct writer *w, const bson_t *definition)
 	return 0;
 }
 
-/* Every id the definition gives is taken before any is made up. */
+/* Every id the definition gives is taken before any is made up. A node or
+ * flow may share the process's id (the reader allows it), so the key is
+ * taken after them: only made-up ids keep clear of it. */
 static int
 index_ids(struct writer *w)
 {
 	size_t i;
 
-	if (!map_put(&w->taken, w->key, 0))
-		return -1;
 	for (i = 0; i < w->nnodes; i++) {
 		if (!map_put(&w->taken, w->nodes[i].id, 0))
 			return -1;
@@ -832,6 +832,8 @@ index_ids(struct writer *w)
 		if (!f->id)
 			return -1;
 	}
+	if (!map_put(&w->taken, w->key, 0))
+		return -1;
 	for (i = 0; i < w->nflows; i++) {
 		struct flow *f = &w->flows[i];
 
