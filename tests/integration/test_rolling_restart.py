@@ -41,15 +41,16 @@ NO_RATE_LIMITS = dict(rate_limit_rps=100000, rate_limit_burst=200000,
                       rate_limit_user_rps=100000, rate_limit_user_burst=200000)
 
 
-def wait_for(what, check, timeout=WAIT_S, every=0.05):
-    """Poll check() until it returns something true; fail naming `what`."""
+def wait_for(what, check, timeout=WAIT_S, every=0.05, state=None):
+    """Poll check() until it returns something true; fail naming `what`
+    and, when given, what state() says about where things stood."""
     deadline = time.monotonic() + timeout
     while True:
         got = check()
         if got:
             return got
         if time.monotonic() >= deadline:
-            pytest.fail(f"{what}: not within {timeout}s")
+            pytest.fail(f"{what}: not within {timeout}s" + (f"; {state()}" if state else ""))
         time.sleep(every)
 
 
@@ -403,13 +404,16 @@ def test_rolling_restart_under_load_loses_no_request_event_or_job(stack, trellis
     owner = signup(proxy)
     user = create_user(proxy, owner, ["sales"], name="Rolling")
     receiver = Receiver()
-    stop = threading.Event()
+    # The load stops before the clients do: they read on until they have
+    # every event (one event for both let a client still reconnecting after
+    # the last restart give up before it resumed).
+    stop, clients_stop = threading.Event(), threading.Event()
     clients = []
     try:
         r = requests.post(proxy.base_url + "/v1/webhooks", headers=owner.headers,
                           json={"url": receiver.url, "topics": [TOPIC]}, timeout=HTTP_TIMEOUT_S)
         assert r.status_code == 201, r.text
-        clients = [WsClient(proxy, owner, stop) for _ in range(3)]
+        clients = [WsClient(proxy, owner, clients_stop) for _ in range(3)]
         for c in clients:
             c.start()
         for c in clients:
@@ -438,12 +442,15 @@ def test_rolling_restart_under_load_loses_no_request_event_or_job(stack, trellis
         # every event, once, in order, to every client across its reconnections
         expected = [e["id"] for e in feed(proxy, owner, user["id"])[len(first_rename):]]
         assert len(expected) == len(renames), (len(expected), len(renames))
-        stop.clear()  # the clients keep reading until they have caught up
         for i, c in enumerate(clients):
             wait_for(f"client {i} has every event",
                      lambda c=c: len([e for e in c.events if e["entity_id"] == user["id"]])
-                     >= len(expected))
-        stop.set()
+                     >= len(expected),
+                     state=lambda c=c: (f"{len([e for e in c.events if e['entity_id'] == user['id']])}"
+                                        f" events of {len(expected)}, "
+                                        f"{c.sessions} sessions, reading: {c.is_alive()}, "
+                                        f"closes {c.closes}, errors {c.errors[-3:]}"))
+        clients_stop.set()
         for i, c in enumerate(clients):
             c.join(5)
             got = [e["id"] for e in c.events if e["entity_id"] == user["id"]]
@@ -460,6 +467,7 @@ def test_rolling_restart_under_load_loses_no_request_event_or_job(stack, trellis
                  lambda: want <= set(receiver.event_ids()))
     finally:
         stop.set()
+        clients_stop.set()
         receiver.close()
 
 
