@@ -511,8 +511,6 @@ live_send_cb(uv_check_t *h)
 	}
 }
 
-/* Adds gc to this turn's check of its session. False (gc untouched) when
- * no check can be opened: the caller takes the Lua path. */
 static void
 live_init(uv_loop_t *loop)
 {
@@ -520,6 +518,8 @@ live_init(uv_loop_t *loop)
 	uv_unref((uv_handle_t *)&L.turn_end); /* never keeps the loop alive */
 }
 
+/* Adds gc to this turn's check of its session. False (gc untouched) when
+ * no check can be opened: the caller takes the Lua path. */
 static bool
 live_join(struct gate_call *gc, const char *redis_session_key)
 {
@@ -529,12 +529,18 @@ live_join(struct gate_call *gc, const char *redis_session_key)
 		if (strcmp(L.open[i]->redis_key, redis_session_key) == 0)
 			lc = L.open[i];
 	if (!lc) {
-		if (L.n == OPEN_CHECKS || !(lc = calloc(1, sizeof(*lc))))
+		if (L.n == OPEN_CHECKS)
+			return false;
+		if (!L.started) { /* nothing would send the check */
+			if (uv_check_start(&L.turn_end, live_send_cb) != 0)
+				return false;
+			L.started = true;
+		}
+		lc = calloc(1, sizeof(*lc));
+		if (!lc)
 			return false;
 		snprintf(lc->redis_key, sizeof(lc->redis_key), "%s", redis_session_key);
 		L.open[L.n++] = lc;
-		if (!L.started && uv_check_start(&L.turn_end, live_send_cb) == 0)
-			L.started = true;
 	}
 	gc->next = NULL;
 	if (lc->last)
