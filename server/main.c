@@ -180,7 +180,7 @@ serve(void)
 		tr_warn("migrations: not applied yet (%s); retrying in the background", err);
 
 	M.loop = uv_default_loop();
-	tr_auth_init(&M.cfg);
+	tr_auth_init(M.loop, &M.cfg);
 	tr_kv_init(&M.cfg);
 	if (tr_migrate_redis_keys(&M.cfg, false, err, sizeof(err)) != 0)
 		tr_warn("%s", err);

@@ -52,11 +52,14 @@ static const char gate_lua[] =
     "end\n"
     "return {1, ug, tg, 0, s[1], s[2] or '', s[3] or ''}\n";
 
+static void live_init(uv_loop_t *loop);
+
 void
-tr_auth_init(const struct tr_config *c)
+tr_auth_init(uv_loop_t *loop, const struct tr_config *c)
 {
 	cfg = c;
 	gate_script = tr_redis_script_register(gate_lua);
+	live_init(loop);
 }
 
 static bool
@@ -412,21 +415,21 @@ struct gate_call {
 	char session_key[100], tenant_bucket[64], user_bucket[100];
 	bool want_session;
 	struct tr_principal principal;
+	struct gate_call *next; /* the next request waiting on one check */
 };
 
-/* With a cached session and a token in both leases, the only question
- * left for Redis is whether the session still exists: a plain EXISTS, no
- * Lua. Ended sessions are refused at once on every process. */
 static int full_call(struct gate_call *gc, const char *redis_session_key);
 
+/* The answer to one request from a liveness check (EXISTS): with a cached
+ * session and leased tokens, that is all Redis is asked. Frees gc unless
+ * it is handed on to a Lua call. */
 static void
-exists_reply(void *arg, const redisReply *r, int status)
+exists_answer(struct gate_call *gc, const redisReply *r, int status)
 {
-	struct gate_call *gc = arg;
 	struct cached_session *cs;
 	struct tr_gate g = {0};
 
-	if (status != TR_OK || r->type != REDIS_REPLY_INTEGER) {
+	if (status != TR_OK || !r || r->type != REDIS_REPLY_INTEGER) {
 		gc->cb(gc->arg, TR_EUNAVAILABLE, NULL);
 	} else if (r->integer != 1) {
 		tr_auth_evict(gc->principal.tenant_hex, NULL, gc->principal.session_id);
@@ -450,17 +453,115 @@ exists_reply(void *arg, const redisReply *r, int status)
 	free(gc);
 }
 
+/* ---- liveness checks: one EXISTS per session and loop turn ----
+ *
+ * Every request must learn whether its session exists from an answer Redis
+ * gave after the request arrived: then a logout or revocation that
+ * finished before it, on any process, refuses it. A check not yet sent
+ * gives that answer to every request that joins it. So the requests of a
+ * loop turn join an open check of their session, and a uv_check handle
+ * sends all open checks when the turn's callbacks are done (before
+ * redis.c writes them out, on the same turn). A sent check is closed:
+ * later requests open a new one. With many requests of one session per
+ * turn (a busy client, a UI's burst) this saves Redis and this loop a
+ * command per request; alone, a request costs what it did. */
+#define OPEN_CHECKS 64
+
+struct live_check {
+	char redis_key[128];
+	struct gate_call *first, *last; /* in order of arrival */
+};
+
+/* Loop thread only. */
+static struct {
+	uv_check_t turn_end;
+	bool started;
+	int n;
+	struct live_check *open[OPEN_CHECKS];
+} L;
+
+static void
+live_reply(void *arg, const redisReply *r, int status)
+{
+	struct live_check *lc = arg;
+	struct gate_call *gc = lc->first, *next;
+
+	for (; gc; gc = next) {
+		next = gc->next;
+		exists_answer(gc, r, status);
+	}
+	free(lc);
+}
+
+static void
+live_send_cb(uv_check_t *h)
+{
+	struct live_check *batch[OPEN_CHECKS];
+	int n = L.n;
+
+	/* Closed before any answer runs, so nothing can join them late. */
+	memcpy(batch, L.open, sizeof(batch[0]) * (size_t)n);
+	L.n = 0;
+	uv_check_stop(h);
+	L.started = false;
+	for (int i = 0; i < n; i++) {
+		const char *argv[2] = {"EXISTS", batch[i]->redis_key};
+		if (tr_redis_command(live_reply, batch[i], 2, argv, NULL) != TR_OK)
+			live_reply(batch[i], NULL, TR_EUNAVAILABLE);
+	}
+}
+
+static void
+live_init(uv_loop_t *loop)
+{
+	uv_check_init(loop, &L.turn_end);
+	uv_unref((uv_handle_t *)&L.turn_end); /* never keeps the loop alive */
+}
+
+/* Adds gc to this turn's check of its session. False (gc untouched) when
+ * no check can be opened: the caller takes the Lua path. */
+static bool
+live_join(struct gate_call *gc, const char *redis_session_key)
+{
+	struct live_check *lc = NULL;
+
+	for (int i = 0; i < L.n && !lc; i++)
+		if (strcmp(L.open[i]->redis_key, redis_session_key) == 0)
+			lc = L.open[i];
+	if (!lc) {
+		if (L.n == OPEN_CHECKS)
+			return false;
+		if (!L.started) { /* nothing would send the check */
+			if (uv_check_start(&L.turn_end, live_send_cb) != 0)
+				return false;
+			L.started = true;
+		}
+		lc = calloc(1, sizeof(*lc));
+		if (!lc)
+			return false;
+		snprintf(lc->redis_key, sizeof(lc->redis_key), "%s", redis_session_key);
+		L.open[L.n++] = lc;
+	}
+	gc->next = NULL;
+	if (lc->last)
+		lc->last->next = gc;
+	else
+		lc->first = gc;
+	lc->last = gc;
+	return true;
+}
+
 static bool
 cheap_check(struct gate_call *gc, const char *redis_session_key)
 {
-	const char *argv[2] = {"EXISTS", redis_session_key};
-
 	if (!session_find(gc->session_key) || !lease_has(gc->user_bucket) ||
 	    !lease_has(gc->tenant_bucket))
 		return false;
+	if (!live_join(gc, redis_session_key))
+		return false;
 	lease_for(gc->user_bucket)->tokens--;
 	lease_for(gc->tenant_bucket)->tokens--;
-	return tr_redis_command(exists_reply, gc, 2, argv, NULL) == TR_OK;
+	return true;
 }
 
 static void
@@ -575,7 +676,7 @@ tr_auth_gate(const struct tr_principal *p, tr_gate_cb cb, void *arg)
 	snprintf(redis_session_key, sizeof(redis_session_key), "t:{%s}:sess:%s", p->tenant_hex,
 		 p->session_id);
 	if (cheap_check(gc, redis_session_key))
-		return TR_OK; /* gc is freed by exists_reply */
+		return TR_OK; /* gc is answered by live_reply */
 	rc = full_call(gc, redis_session_key);
 	if (rc != TR_OK)
 		free(gc);

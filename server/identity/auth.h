@@ -10,7 +10,7 @@
 
 #define TR_JWT_LEEWAY_S 30
 
-void tr_auth_init(const struct tr_config *cfg);
+void tr_auth_init(uv_loop_t *loop, const struct tr_config *cfg);
 /* Frees the verified-token and session caches (at shutdown). */
 void tr_auth_close(void);
 /* Forgets cached sessions of a tenant: one session (sid), a user's (uid),
@@ -42,9 +42,10 @@ struct tr_gate {
 typedef void (*tr_gate_cb)(void *arg, int status, const struct tr_gate *g);
 
 /* Checks the session t:{tid}:sess:{sid} and takes a token from the
- * caller's and the tenant's buckets. Every call asks Redis: a plain EXISTS
- * when the session's data is cached and leased tokens remain, else one Lua
- * call. Same contract as tr_redis_command. */
+ * caller's and the tenant's buckets. Every call asks Redis, after the call
+ * was made: a plain EXISTS when the session's data is cached and leased
+ * tokens remain (one per session and loop turn, shared by the requests of
+ * that turn), else one Lua call. Same contract as tr_redis_command. */
 int tr_auth_gate(const struct tr_principal *p, tr_gate_cb cb, void *arg);
 
 #endif

@@ -53,7 +53,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
 		fuzz_fail("configuration: %s", err);
 	tr_cfg = &fuzz_cfg;
 	W.cfg = &fuzz_cfg;
-	tr_auth_init(&fuzz_cfg);
+	tr_auth_init(uv_default_loop(), &fuzz_cfg);
 	token = tr_auth_issue_token("65a000000000000000000001", "65a000000000000000000002",
 				    "fuzz-session");
 	if (!token)
