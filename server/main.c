@@ -207,6 +207,7 @@ serve(void)
 	tr_info("trellis: listening on http://%s:%d (env %s, %d workers)", M.cfg.host, M.cfg.port,
 		M.cfg.env, M.cfg.workers);
 	uv_run(M.loop, UV_RUN_DEFAULT);
+	tr_auth_stop();
 
 	/* Anything still open (none expected) is closed, then the loop ends. */
 	uv_walk(M.loop, close_walk_cb, NULL);

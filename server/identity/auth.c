@@ -518,6 +518,19 @@ live_init(uv_loop_t *loop)
 	uv_unref((uv_handle_t *)&L.turn_end); /* never keeps the loop alive */
 }
 
+void
+tr_auth_stop(void)
+{
+	int n = L.n;
+
+	/* The loop has ended: checks opened too late in its last turn (from a
+	 * later check or close callback) are never sent. Their requests are
+	 * answered as if Redis were down, which frees them. */
+	L.n = 0;
+	for (int i = 0; i < n; i++)
+		live_reply(L.open[i], NULL, TR_EUNAVAILABLE);
+}
+
 /* Adds gc to this turn's check of its session. False (gc untouched) when
  * no check can be opened: the caller takes the Lua path. */
 static bool

@@ -11,6 +11,9 @@
 #define TR_JWT_LEEWAY_S 30
 
 void tr_auth_init(uv_loop_t *loop, const struct tr_config *cfg);
+/* Answers the liveness checks still open when the loop ended (unavailable),
+ * so no request waits on one; call after uv_run returns. */
+void tr_auth_stop(void);
 /* Frees the verified-token and session caches (at shutdown). */
 void tr_auth_close(void);
 /* Forgets cached sessions of a tenant: one session (sid), a user's (uid),
