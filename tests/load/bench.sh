@@ -22,7 +22,7 @@
 #      messages/s as Centrifugo with a p99 no higher, and uses at most
 #      8 KiB per idle connection and less than Centrifugo.
 #   5. Resume: one Trellis client catching up on BENCH_RESUME_EVENTS events
-#      it missed (resume_from); catch-up events/s.
+#      it missed (resume_from); catch-up events/s, the median of 5 resumes.
 #   6. CRM lead intake to push - BENCH_CRM_PARTNERS partner clients post
 #      leads through an API key while BENCH_CRM_LISTENERS WebSocket clients
 #      (a manager) wait for each crm.lead.created event: leads/s accepted,
@@ -782,6 +782,8 @@ for key, value in json.loads(lines[-1]).items():
         value = "true" if value else "false"
     elif isinstance(value, float):
         value = f"{value:.3f}"
+    elif isinstance(value, list):
+        value = ", ".join(f"{v:.1f}" if isinstance(v, float) else str(v) for v in value)
     print(f"{sys.argv[2]}_{key}={shlex.quote(str(value))}")
 PYEOF
 	) || die "could not read wsfan's output in $1"
@@ -964,7 +966,8 @@ write_ws_results() {
 		echo "- Resume: one client saw an event, $RESUME_EVENTS more were made with PATCH" \
 			"($(num "$RS_produce_per_sec" 0)/s), then a client connected with resume_from;" \
 			"timed from sending auth to the ${RESUME_EVENTS}th event frame (first after" \
-			"$(num "$RS_first_event_ms" 1) ms); order, duplicates and gaps checked."
+			"$(num "$RS_first_event_ms" 1) ms); order, duplicates and gaps checked. The figure is" \
+			"the median of ${RS_runs:-1} resumes from the same event, each checked (ms: ${RS_catchup_ms_runs:-})."
 		local p
 		for p in TR CF; do
 			local e="${p}_connect_error" pe="${p}_publish_error" dr="${p}_drop_reasons" who=Trellis
